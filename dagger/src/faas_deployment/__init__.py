@@ -1,0 +1,1 @@
+"""faas-deployment: deployment pipeline of the FaaS platform (Dagger module + CLI)."""

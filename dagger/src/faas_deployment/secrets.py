@@ -1,0 +1,81 @@
+"""Secret references in Dagger's forms, ``env:NAME`` and ``file:PATH``.
+
+The CLI takes secrets the way ``dagger call`` does, so one command line works in
+both front ends. A resolved :class:`SecretValue` hides its value from ``repr``,
+``str`` and f-strings; callers take it out with :meth:`SecretValue.reveal` only at
+the point of use (an HTTP header, a registry login), never into a message or a URL.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import UserError
+
+_FORMS = "env:NAME or file:PATH"
+
+
+class SecretValue:
+    """A secret string that never prints itself."""
+
+    __slots__ = ("_value", "source")
+
+    def __init__(self, value: str, source: str):
+        self._value = value
+        self.source = source  # the reference it came from, e.g. "env:REGISTRY_PASSWORD"
+
+    def reveal(self) -> str:
+        """The plain value, for the one call that needs it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"SecretValue({self.source}, ***)"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return repr(self)
+
+
+def resolve_secret(reference: str, *, flag: str) -> SecretValue:
+    """Resolve ``env:NAME`` or ``file:PATH`` to a :class:`SecretValue`.
+
+    A file's trailing newline is dropped (``echo secret > file`` is the usual way
+    to make one). ``flag`` names the option in error messages.
+
+    Raises:
+        UserError: unknown form, variable unset or empty, file unreadable.
+    """
+    kind, sep, name = reference.partition(":")
+    if not sep or kind not in ("env", "file") or not name:
+        raise UserError(
+            f"{flag}: expected {_FORMS}, got a value of another form "
+            f"(pass the secret through an environment variable or a file, never inline)"
+        )
+    if kind == "env":
+        value = os.environ.get(name)
+        if not value:
+            raise UserError(f"{flag}: environment variable {name} is not set or empty (export it, then retry)")
+        return SecretValue(value, reference)
+    path = Path(name)
+    try:
+        value = path.read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise UserError(f"{flag}: cannot read secret file {path}: {exc.strerror}") from None
+    if not value:
+        raise UserError(f"{flag}: secret file {path} is empty")
+    return SecretValue(value, reference)
+
+
+def redact(text: str, *secrets: SecretValue | str | None) -> str:
+    """Replace every occurrence of each secret in ``text`` with ``***``.
+
+    A last line of defence for text that comes from elsewhere (a server's answer,
+    a library's exception) before it is shown.
+    """
+    for secret in secrets:
+        value = secret.reveal() if isinstance(secret, SecretValue) else secret
+        if value:
+            text = text.replace(value, "***")
+    return text
