@@ -1,0 +1,264 @@
+"""OCI transport for Helm charts, on oras-py.
+
+oras-py speaks the distribution protocol (auth challenges, blob uploads, tag
+lists); this module adds what the pipeline needs on top:
+
+- a retry policy of our own (tenacity): connection errors and 5xx are retried
+  with capped exponential backoff and jitter, a bounded number of times; 401 and
+  403 fail at once. oras-py's built-in retry (fixed sleeps of up to 83 s, on any
+  exception) is bypassed;
+- credentials set in memory only (no ``~/.docker/config.json`` is written), and
+  the auth scheme (``Basic`` or ``Bearer`` token service) read from the registry's
+  ``WWW-Authenticate`` challenge;
+- Helm's OCI layout (HIP-0006: config ``application/vnd.cncf.helm.config.v1+json``,
+  one layer ``application/vnd.cncf.helm.chart.content.v1.tar+gzip``) built as exact
+  bytes, with no ``org.opencontainers.image.created`` annotation, so a reproducible
+  package always gives the same manifest digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import oras.container
+import oras.provider
+import requests
+import tenacity
+
+from .errors import UserError
+from .packaging import ChartPackage
+from .secrets import SecretValue, redact
+
+MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
+HELM_CONFIG_MEDIA_TYPE = "application/vnd.cncf.helm.config.v1+json"
+HELM_CHART_LAYER_MEDIA_TYPE = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
+
+#: Chart.yaml fields in the order Helm's ``chart.Metadata`` marshals them.
+_HELM_METADATA_ORDER = (
+    "name", "home", "sources", "version", "description", "keywords", "maintainers", "icon",
+    "apiVersion", "condition", "tags", "appVersion", "deprecated", "annotations",
+    "kubeVersion", "dependencies", "type",
+)
+
+RETRY_ATTEMPTS = 5
+RETRY_INITIAL_SECONDS = 0.5
+RETRY_MAX_SECONDS = 8.0
+
+
+class TransientRegistryError(Exception):
+    """A 5xx answer or a broken connection: worth another try."""
+
+
+class RegistryAuthError(UserError):
+    """The registry refused the credentials (401) or the action (403)."""
+
+
+def _sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class HelmArtifact:
+    """The exact bytes of a chart's OCI artifact.
+
+    Attributes:
+        config: the config blob (Chart.yaml metadata as JSON).
+        manifest: the image manifest bytes as pushed.
+        digest: ``sha256:<hex>`` of ``manifest``, the artifact's digest.
+    """
+
+    package: ChartPackage
+    config: bytes
+    manifest: bytes
+    digest: str
+
+
+def helm_artifact(package: ChartPackage) -> HelmArtifact:
+    """Build the OCI artifact Helm expects for ``package`` (deterministic bytes)."""
+    meta = package.metadata
+    ordered = {key: meta[key] for key in _HELM_METADATA_ORDER if meta.get(key) not in (None, "", [], {})}
+    config = json.dumps(ordered, separators=(",", ":")).encode()
+    layer = package.path.read_bytes()
+    annotations = {
+        "org.opencontainers.image.title": package.name,
+        "org.opencontainers.image.version": package.version,
+    }
+    if meta.get("description"):
+        annotations["org.opencontainers.image.description"] = str(meta["description"])
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_MEDIA_TYPE,
+        "config": {"mediaType": HELM_CONFIG_MEDIA_TYPE, "digest": _sha256(config), "size": len(config)},
+        "layers": [{"mediaType": HELM_CHART_LAYER_MEDIA_TYPE, "digest": _sha256(layer), "size": len(layer)}],
+        "annotations": annotations,
+    }
+    manifest_bytes = json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode()
+    return HelmArtifact(package, config, manifest_bytes, _sha256(manifest_bytes))
+
+
+def oci_tag(version: str) -> str:
+    """The tag Helm uses for a chart version: ``+`` is not allowed in OCI tags, so it becomes ``_``."""
+    return version.replace("+", "_")
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, (TransientRegistryError, requests.ConnectionError, requests.Timeout))
+
+
+class _Registry(oras.provider.Registry):
+    """oras-py's registry client with the retry policy of this module."""
+
+    @tenacity.retry(
+        retry=tenacity.retry_if_exception(_retryable),
+        stop=tenacity.stop_after_attempt(RETRY_ATTEMPTS),
+        wait=tenacity.wait_exponential_jitter(multiplier=RETRY_INITIAL_SECONDS, max=RETRY_MAX_SECONDS),
+        reraise=True,
+    )
+    def do_request(self, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        # functools.wraps keeps the undecorated oras-py request in __wrapped__.
+        response = oras.provider.Registry.do_request.__wrapped__(self, *args, **kwargs)
+        if response.status_code >= 500:
+            raise TransientRegistryError(f"HTTP {response.status_code} from the registry")
+        return response
+
+
+class ChartRegistry:
+    """One OCI repository root, ``oci://host[:port]/path``, holding charts at ``<root>/<name>:<version>``.
+
+    Args:
+        root: ``oci://host/path`` (the ``oci://`` scheme is required, as in Helm).
+        username, password: credentials, or both ``None`` for anonymous access.
+        plain_http: talk HTTP instead of HTTPS (TLS is the default).
+
+    Raises:
+        UserError: malformed root, unreachable registry, refused credentials.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        *,
+        username: str | None = None,
+        password: SecretValue | None = None,
+        plain_http: bool = False,
+    ):
+        if not root.startswith("oci://") or len(root) <= len("oci://"):
+            raise UserError(f"--registry: expected oci://HOST[:PORT]/PATH, got {root!r}")
+        self.root = root.rstrip("/")
+        self.host = self.root[len("oci://"):].split("/", 1)[0]
+        self._password = password
+        scheme = "http" if plain_http else "https"
+        backend = self._auth_scheme(f"{scheme}://{self.host}/v2/")
+        self._client = _Registry(hostname=self.host, insecure=plain_http, auth_backend=backend)
+        if username and password is not None:
+            self._client.auth.set_basic_auth(username, password.reveal())
+
+    def _fail(self, what: str, exc: BaseException) -> UserError:
+        return UserError(redact(f"registry {self.host}: {what}: {exc}", self._password))
+
+    def _auth_scheme(self, ping: str) -> str:
+        try:
+            answer = requests.get(ping, timeout=10)
+        except requests.RequestException as exc:
+            raise self._fail("cannot reach the registry (check the address, and --plain-http for an HTTP registry)", exc) from None
+        challenge = answer.headers.get("WWW-Authenticate", "")
+        return "token" if challenge.lower().startswith("bearer") else "basic"
+
+    def reference(self, name: str, version: str | None = None) -> str:
+        """``host/path/name[:tag]`` (no scheme), as Helm and Flux print references."""
+        base = f"{self.root[len('oci://'):]}/{name}"
+        return f"{base}:{oci_tag(version)}" if version else base
+
+    def _container(self, name: str, version: str | None = None) -> oras.container.Container:
+        return self._client.get_container(self.reference(name, version))
+
+    def _request(self, what: str, url: str, method: str, **kwargs: Any) -> requests.Response:
+        try:
+            response = self._client.do_request(url, method, **kwargs)
+        except (TransientRegistryError, requests.RequestException) as exc:
+            raise self._fail(f"{what} failed after {RETRY_ATTEMPTS} attempts", exc) from None
+        except ValueError as exc:  # oras-py: cannot answer the auth challenge
+            raise self._fail(what, exc) from None
+        if response.status_code in (401, 403):
+            raise RegistryAuthError(
+                f"registry {self.host}: {what}: HTTP {response.status_code}: "
+                f"credentials refused or not allowed (check --username and --password)"
+            )
+        return response
+
+    def _url(self, path: str) -> str:
+        return f"{self._client.prefix}://{path}"
+
+    def tags(self, name: str) -> list[str]:
+        """Every tag of ``<root>/<name>``; ``[]`` when the repository does not exist yet."""
+        container = self._container(name)
+        tags: list[str] = []
+        url = self._url(container.tags_url())
+        while url:
+            response = self._request(f"listing tags of {self.reference(name)}", url, "GET")
+            if response.status_code == 404:
+                return []
+            if response.status_code != 200:
+                raise UserError(f"registry {self.host}: listing tags of {self.reference(name)}: HTTP {response.status_code}")
+            tags.extend(response.json().get("tags") or [])
+            link = response.links.get("next", {}).get("url")
+            url = requests.compat.urljoin(url, link) if link else ""
+        return tags
+
+    def manifest_digest(self, name: str, version: str) -> str | None:
+        """Digest of the manifest tagged ``version``, or ``None`` when the tag does not exist."""
+        container = self._container(name, version)
+        response = self._request(
+            f"resolving {self.reference(name, version)}",
+            self._url(container.manifest_url()),
+            "HEAD",
+            headers={"Accept": MANIFEST_MEDIA_TYPE},
+        )
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise UserError(f"registry {self.host}: resolving {self.reference(name, version)}: HTTP {response.status_code}")
+        return response.headers.get("Docker-Content-Digest")
+
+    def push(self, artifact: HelmArtifact) -> str:
+        """Upload the artifact's blobs (skipping those present) and tag its manifest.
+
+        Returns:
+            The manifest digest the registry reports (equal to ``artifact.digest``).
+        """
+        package = artifact.package
+        container = self._container(package.name, package.version)
+        with tempfile.TemporaryDirectory(prefix="faas-oci-") as scratch:
+            config_path = Path(scratch) / "config.json"
+            config_path.write_bytes(artifact.config)
+            blobs = [
+                (config_path, {"digest": _sha256(artifact.config), "size": len(artifact.config), "mediaType": HELM_CONFIG_MEDIA_TYPE}),
+                (package.path, json.loads(artifact.manifest)["layers"][0]),
+            ]
+            for path, descriptor in blobs:
+                try:
+                    response = self._client.upload_blob(str(path), container, descriptor)
+                except (TransientRegistryError, requests.RequestException) as exc:
+                    raise self._fail(f"uploading blob {descriptor['digest']}", exc) from None
+                if response.status_code in (401, 403):
+                    raise RegistryAuthError(f"registry {self.host}: uploading a blob: HTTP {response.status_code}: push not allowed with these credentials")
+                if response.status_code not in (200, 201, 202):
+                    raise UserError(f"registry {self.host}: uploading blob {descriptor['digest']}: HTTP {response.status_code}")
+        response = self._request(
+            f"pushing the manifest of {self.reference(package.name, package.version)}",
+            self._url(container.manifest_url()),
+            "PUT",
+            headers={"Content-Type": MANIFEST_MEDIA_TYPE},
+            data=artifact.manifest,
+        )
+        if response.status_code not in (200, 201, 202):
+            raise UserError(
+                f"registry {self.host}: pushing the manifest of {self.reference(package.name, package.version)}: "
+                f"HTTP {response.status_code}: {redact(response.text[:300], self._password)}"
+            )
+        return response.headers.get("Docker-Content-Digest") or artifact.digest

@@ -1,0 +1,133 @@
+"""Reproducible chart packages: the same chart directory gives a byte-identical ``.tgz``.
+
+Helm's own packager (run in-process through ``helm_python.package``) decides what
+goes into the archive (``.helmignore``, Chart.yaml checks, the ``<name>/`` prefix);
+its output carries the packaging time, so the archive is then rewritten with:
+
+- entries sorted by path;
+- every mtime set to :data:`FIXED_MTIME` (seconds since the epoch, default 0;
+  ``SOURCE_DATE_EPOCH`` overrides it, as reproducible-builds.org specifies);
+- owner and group 0 with empty names, modes 0644 (files) / 0755 (directories);
+- a gzip header without file name or timestamp, at a fixed compression level.
+
+Same bytes in, same digest out, which is what lets the publishing rules tell
+"unchanged" from "changed without a version bump".
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import helm_python
+import yaml
+
+from .errors import UserError
+
+COMPRESS_LEVEL = 9
+
+
+def fixed_mtime() -> int:
+    """The mtime written into every entry: ``SOURCE_DATE_EPOCH`` if set, else 0 (seconds)."""
+    raw = os.environ.get("SOURCE_DATE_EPOCH", "0")
+    try:
+        return max(0, int(raw))
+    except ValueError:
+        raise UserError(f"SOURCE_DATE_EPOCH must be an integer number of seconds, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class ChartPackage:
+    """A packaged chart on disk.
+
+    Attributes:
+        path: ``<out_dir>/<name>-<version>.tgz``.
+        name, version: from Chart.yaml.
+        digest: ``sha256:<hex>`` of the archive bytes (what a Helm repository index records).
+        size: archive size in bytes.
+        metadata: Chart.yaml as a mapping, in file order.
+    """
+
+    path: Path
+    name: str
+    version: str
+    digest: str
+    size: int
+    metadata: dict[str, Any] = field(repr=False)
+
+
+def _normalise(info: tarfile.TarInfo, mtime: int) -> tarfile.TarInfo:
+    info.mtime = mtime
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mode = 0o755 if info.isdir() else 0o644
+    info.pax_headers = {}
+    return info
+
+
+def rewrite_reproducibly(source: Path, target: Path, mtime: int | None = None) -> None:
+    """Copy the tar.gz ``source`` to ``target`` with normalised, sorted entries (see module doc)."""
+    mtime = fixed_mtime() if mtime is None else mtime
+    with tarfile.open(source, "r:gz") as tar_in:
+        members = sorted(tar_in.getmembers(), key=lambda m: m.name)
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar_out:
+            for member in members:
+                if not (member.isfile() or member.isdir()):
+                    raise UserError(f"{source}: {member.name}: charts may hold only files and directories")
+                data = tar_in.extractfile(member) if member.isfile() else None
+                tar_out.addfile(_normalise(member, mtime), data)
+    with target.open("wb") as raw, gzip.GzipFile(
+        filename="", mode="wb", fileobj=raw, mtime=mtime, compresslevel=COMPRESS_LEVEL
+    ) as gz:
+        gz.write(buffer.getvalue())
+
+
+def package_chart(chart_dir: Path, out_dir: Path) -> ChartPackage:
+    """Package ``chart_dir`` reproducibly into ``out_dir/<name>-<version>.tgz``.
+
+    Returns:
+        The :class:`ChartPackage`; an existing file of that name is replaced.
+
+    Raises:
+        UserError: Helm refuses to package the chart (e.g. invalid Chart.yaml).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="faas-package-") as scratch:
+        try:
+            produced = Path(helm_python.package(chart_dir, destination=scratch))
+        except helm_python.HelmError as exc:
+            raise UserError(f"{chart_dir}: Helm cannot package this chart: {exc}") from None
+        target = out_dir / produced.name
+        partial = target.with_name(target.name + ".partial")
+        rewrite_reproducibly(produced, partial)
+        partial.replace(target)
+    metadata = read_chart_metadata(target)
+    data = target.read_bytes()
+    return ChartPackage(
+        path=target,
+        name=str(metadata["name"]),
+        version=str(metadata["version"]),
+        digest="sha256:" + hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        metadata=metadata,
+    )
+
+
+def read_chart_metadata(archive: Path) -> dict[str, Any]:
+    """Chart.yaml of a packaged chart, as a mapping (the ``<name>/Chart.yaml`` entry)."""
+    with tarfile.open(archive, "r:gz") as tar:
+        for member in tar.getmembers():
+            parts = member.name.split("/")
+            if len(parts) == 2 and parts[1] == "Chart.yaml" and member.isfile():
+                handle = tar.extractfile(member)
+                assert handle is not None
+                return yaml.safe_load(handle.read())
+    raise UserError(f"{archive}: not a chart package (no <name>/Chart.yaml entry)")
