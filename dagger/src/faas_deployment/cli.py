@@ -1,0 +1,115 @@
+"""``faas-deploy``: the pipeline's verbs for machines without a Dagger engine.
+
+Same verbs and flags as the Dagger module (DESIGN.md). Results go to standard
+output, progress lines to standard error. Exit codes: 0 success, 1 a problem the
+user can fix (printed without a traceback), 2 bad command line, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import UserError
+from .pipeline import Workspace, make_target
+from .secrets import resolve_secret
+
+
+def _workspace(args: argparse.Namespace) -> Workspace:
+    source = Path(args.source).resolve()
+    template = Path(args.template).resolve() if args.template else None
+    if not (source / "env").is_dir():
+        raise UserError(f"--source {source}: no env/ directory here (run from the repository root or pass --source)")
+    if template is not None and not (template / "cookiecutter.json").is_file():
+        raise UserError(f"--template {template}: no cookiecutter.json (expected a cookiecutter template directory)")
+    return Workspace(source, template)
+
+
+def _registry_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--registry", help="oci://HOST[:PORT]/PATH; without it, the local Helm repository dist/charts/")
+    parser.add_argument("--username", help="registry user name")
+    parser.add_argument("--password", metavar="env:NAME|file:PATH", help="registry password or token")
+    parser.add_argument("--plain-http", action="store_true", help="HTTP instead of HTTPS (local test registries only)")
+
+
+def _target(args: argparse.Namespace, ws: Workspace):
+    password = resolve_secret(args.password, flag="--password") if args.password else None
+    if password is not None and not args.username:
+        raise UserError("--password given without --username")
+    return make_target(ws, args.registry, args.username, password, args.plain_http)
+
+
+def _check(args: argparse.Namespace) -> str:
+    return _workspace(args).check(args.env)
+
+
+def _config(args: argparse.Namespace) -> str:
+    return _workspace(args).config_yaml(args.env, args.component).rstrip("\n")
+
+
+def _chart(args: argparse.Namespace) -> str:
+    return str(_workspace(args).render(args.env, args.component, Path(args.out)))
+
+
+def _package(args: argparse.Namespace) -> str:
+    return str(_workspace(args).package(args.env, args.component, Path(args.out)).path)
+
+
+def _publish(args: argparse.Namespace) -> str:
+    ws = _workspace(args)
+    ws.config_file(args.env, args.component)  # unknown env/component: say so before connecting
+    [result] = ws.release(args.env, _target(args, ws), [args.component])
+    return result.line
+
+
+def _release(args: argparse.Namespace) -> str:
+    ws = _workspace(args)
+    ws.components(args.env)
+    return "\n".join(r.line for r in ws.release(args.env, _target(args, ws)))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="faas-deploy", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--source", default=".", help="repository root holding env/ (default: .)")
+    parser.add_argument("--template", help="a cookiecutter template directory replacing the embedded chart template")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def verb(name: str, run, help: str, *, env: bool = True, env_required: bool = True, component: bool = False):
+        sub = verbs.add_parser(name, help=help, description=help)
+        if env:
+            sub.add_argument("--env", required=env_required, help="environment (env/<env>/)")
+        if component:
+            sub.add_argument("--component", required=True, help="component (env/<env>/<component>/)")
+        sub.set_defaults(run=run)
+        return sub
+
+    verb("check", _check, "validate configs, lint and package every chart, check dynamic/ manifests", env_required=False)
+    verb("config", _config, "print the validated, resolved context as YAML", component=True)
+    verb("chart", _chart, "render the chart into --out", component=True).add_argument("--out", required=True)
+    verb("package", _package, "package the chart reproducibly into --out", component=True).add_argument(
+        "--out", required=True
+    )
+    _registry_flags(verb("publish", _publish, "publish one component's chart", component=True))
+    _registry_flags(verb("release", _release, "publish every component's chart of an environment concurrently"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (see module doc)."""
+    args = build_parser().parse_args(argv)
+    try:
+        output = args.run(args)
+    except UserError as exc:
+        print(f"faas-deploy: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    if output:
+        print(output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""The Dagger module: ``dagger call`` over the same core as the ``faas-deploy`` CLI.
+
+Chain: ``FaasDeployment`` (the repository) -> ``env --name E`` (an environment) ->
+``component --name C`` (one chart). The functions are thin: they export the
+source directory into the module runtime, run the core (``pipeline``, ``manifests``,
+...) in a worker thread, and return strings, Files or Directories. A problem the
+user can fix surfaces as a Dagger function error with the core's message and no
+Python traceback.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import anyio
+import dagger
+from dagger import DefaultPath, Doc, Ignore, dag, function, object_type
+
+# dagger-io's escape hatch for errors whose message is the whole story: the SDK
+# re-raises FunctionError without logging a traceback.
+from dagger.mod._exceptions import FunctionError
+
+from .errors import UserError
+from .pipeline import Workspace, make_target
+from .secrets import SecretValue
+
+T = TypeVar("T")
+
+SOURCE_IGNORE = ["dagger/.venv", "dagger/sdk", "**/__pycache__", "**/.pytest_cache"]
+
+
+async def _run(fn: Callable[[], T]) -> T:
+    """Run core code off the event loop; a UserError becomes a clean function error."""
+    try:
+        return await anyio.to_thread.run_sync(fn)
+    except UserError as exc:
+        raise FunctionError(str(exc)) from None
+
+
+def _scratch() -> Path:
+    """A fresh directory under the module's working directory (so ``workdir`` can return it)."""
+    path = Path("faas-scratch") / uuid.uuid4().hex
+    path.mkdir(parents=True)
+    return path
+
+
+async def _workspace(source: dagger.Directory, template: dagger.Directory | None) -> Workspace:
+    root = Path(tempfile.mkdtemp(prefix="faas-source-"))
+    await source.export(str(root / "source"))
+    template_dir = None
+    if template is not None:
+        template_dir = root / "template"
+        await template.export(str(template_dir))
+    return Workspace(root / "source", template_dir)
+
+
+async def _secret(secret: dagger.Secret | None, name: str) -> SecretValue | None:
+    return None if secret is None else SecretValue(await secret.plaintext(), f"dagger secret {name}")
+
+
+@object_type
+class Component:
+    """One component (operator, controller, ...) of one environment: its config and chart."""
+
+    source: Annotated[dagger.Directory, Doc("repository root holding env/")]
+    template: Annotated[dagger.Directory | None, Doc("cookiecutter template; None means the embedded one")]
+    env: Annotated[str, Doc("environment name (env/<env>/)")]
+    name: Annotated[str, Doc("component name (env/<env>/<component>/)")]
+
+    @function
+    async def config(self) -> str:
+        """The validated, resolved cookiecutter context as YAML (``default_context: {...}``).
+
+        Fails with every problem found (file, key, what was expected) when the config is invalid.
+        """
+        ws = await _workspace(self.source, self.template)
+        return await _run(lambda: ws.config_yaml(self.env, self.name))
+
+    @function
+    async def chart(self) -> dagger.Directory:
+        """The rendered chart directory (validated, rendered by cookiecutter, linted by Helm)."""
+        ws = await _workspace(self.source, self.template)
+        out = _scratch()
+        chart_dir = await _run(lambda: ws.render(self.env, self.name, out))
+        return dag.current_module().workdir(str(chart_dir))
+
+    @function
+    async def package(self) -> dagger.File:
+        """The reproducible chart package ``<chart_name>-<chart_version>.tgz``."""
+        ws = await _workspace(self.source, self.template)
+        out = _scratch()
+        package = await _run(lambda: ws.package(self.env, self.name, out))
+        return dag.current_module().workdir_file(str(package.path))
+
+    @function
+    async def publish(
+        self,
+        registry: Annotated[str, Doc("OCI repository root, oci://HOST[:PORT]/PATH")],
+        username: Annotated[str, Doc("registry user name")] = "",
+        password: Annotated[dagger.Secret | None, Doc("registry password or token")] = None,
+        plain_http: Annotated[bool, Doc("HTTP instead of HTTPS (local test registries only)")] = False,
+    ) -> str:
+        """Publish this chart: one line, ``pushed <ref>@<digest>`` or ``unchanged <ref>@<digest>``.
+
+        Rules (DESIGN.md): an absent version is pushed; the same digest is
+        ``unchanged``; other content under a published version, or a version lower
+        than the highest published, is refused (bump chart_version).
+        """
+        ws = await _workspace(self.source, self.template)
+        secret = await _secret(password, "password")
+        target = await _run(lambda: make_target(ws, registry, username or None, secret, plain_http))
+        [result] = await _run(lambda: ws.release(self.env, target, [self.name]))
+        return result.line
+
+
+@object_type
+class Env:
+    """One environment (dev, prod, ...): its components, charts and operator manifests."""
+
+    source: Annotated[dagger.Directory, Doc("repository root holding env/")]
+    template: Annotated[dagger.Directory | None, Doc("cookiecutter template; None means the embedded one")]
+    name: Annotated[str, Doc("environment name (env/<env>/)")]
+
+    @function
+    def component(self, name: Annotated[str, Doc("component name, e.g. operator or controller")]) -> Component:
+        """One component of this environment."""
+        return Component(source=self.source, template=self.template, env=self.name, name=name)
+
+    @function
+    async def release(
+        self,
+        registry: Annotated[str, Doc("OCI repository root, oci://HOST[:PORT]/PATH")],
+        username: Annotated[str, Doc("registry user name")] = "",
+        password: Annotated[dagger.Secret | None, Doc("registry password or token")] = None,
+        plain_http: Annotated[bool, Doc("HTTP instead of HTTPS (local test registries only)")] = False,
+    ) -> str:
+        """Publish every component's chart of this environment concurrently; a line per component.
+
+        Every chart is validated and packaged first: if any fails, nothing is published.
+        """
+        ws = await _workspace(self.source, self.template)
+        secret = await _secret(password, "password")
+        target = await _run(lambda: make_target(ws, registry, username or None, secret, plain_http))
+        results = await _run(lambda: ws.release(self.name, target))
+        return "\n".join(r.line for r in results)
+
+    @function
+    async def local_repository(self) -> dagger.Directory:
+        """The classic Helm repository ``dist/charts/`` with this environment's charts published into it.
+
+        The embedded default of ``release`` without a registry (same rules); export it
+        with ``export --path dist/charts``.
+        """
+        ws = await _workspace(self.source, self.template)
+        await _run(lambda: ws.release(self.name, ws.local_target()))
+        return dag.current_module().workdir(str(ws.local_target().directory))
+
+
+@object_type
+class FaasDeployment:
+    """Deployment pipeline of the FaaS platform: chart releases, images and operator manifests."""
+
+    source: Annotated[
+        dagger.Directory,
+        DefaultPath("/"),
+        Ignore(SOURCE_IGNORE),
+        Doc("repository root holding env/<env>/<component>/cookiecutter-config.yaml (default: this repository)"),
+    ]
+    template: Annotated[
+        dagger.Directory | None,
+        Doc("a cookiecutter template replacing the embedded chart template"),
+    ] = None
+
+    @function
+    def env(self, name: Annotated[str, Doc("environment name, e.g. dev or prod")]) -> Env:
+        """One environment of the repository."""
+        return Env(source=self.source, template=self.template, name=name)
+
+    @function
+    async def check(
+        self, env: Annotated[str, Doc("only this environment (default: all)")] = ""
+    ) -> str:
+        """Validate every config, render, lint and package every chart; a report line per item.
+
+        Fails listing every problem found (invalid config, lint error, manifest problem).
+        """
+        ws = await _workspace(self.source, self.template)
+        return await _run(lambda: ws.check(env or None))

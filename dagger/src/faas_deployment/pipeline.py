@@ -1,0 +1,199 @@
+"""The pipeline's verbs over one repository checkout; both front ends call only this.
+
+A :class:`Workspace` is a source tree (the repository root, holding
+``env/<env>/<component>/cookiecutter-config.yaml``) plus the cookiecutter template
+to render charts with (the embedded one unless the user gives another). Every
+verb validates before it writes anything: ``publish`` and ``release`` package every
+chart they are about to publish first, so a problem in one component means nothing
+is pushed for any.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import chart, config
+from .errors import Problem, UserError, ValidationError
+from .packaging import ChartPackage, package_chart
+from .progress import step
+from .registry import LocalRepoTarget, OciTarget, PublishResult, Target
+
+#: Where ``publish``/``release`` write without ``--registry`` (relative to the source tree).
+LOCAL_REPOSITORY = Path("dist/charts")
+
+
+class _SerialTarget:
+    """Publishes one package at a time: a local repository has one index.yaml to rewrite."""
+
+    def __init__(self, target: Target):
+        self._target = target
+        self._lock = threading.Lock()
+
+    def publish(self, package: ChartPackage, *, config: str) -> PublishResult:
+        with self._lock:
+            return self._target.publish(package, config=config)
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A source tree and the template its charts are rendered with.
+
+    Attributes:
+        source: repository root (holds ``env/``).
+        template: a cookiecutter template directory; ``None`` means the embedded one.
+    """
+
+    source: Path
+    template: Path | None = None
+
+    @property
+    def template_dir(self) -> Path:
+        return self.template or config.EMBEDDED_TEMPLATE
+
+    def _label(self, env: str, component: str) -> str:
+        return f"{env}/{component}"
+
+    def config_file(self, env: str, component: str) -> Path:
+        """``env/<env>/<component>/cookiecutter-config.yaml``; UserError when unknown."""
+        return config.config_path(self.source, env, component)
+
+    def components(self, env: str) -> list[str]:
+        """Components of ``env``, sorted, as discovered on disk."""
+        found = [c for e, c in config.discover(self.source) if e == env]
+        if not found:
+            known = ", ".join(config.envs(self.source)) or "none"
+            raise UserError(f"{self.source / 'env'}: no environment {env!r} with components (known: {known})")
+        return found
+
+    def context(self, env: str, component: str) -> dict[str, Any]:
+        """The validated, resolved cookiecutter context (raises ValidationError)."""
+        with step(f"validate {self._label(env, component)}"):
+            return config.load_context(self.source, env, component, self.template)
+
+    def config_yaml(self, env: str, component: str) -> str:
+        """The resolved context as a YAML document (``default_context: {...}``)."""
+        return yaml.safe_dump({"default_context": self.context(env, component)}, sort_keys=False)
+
+    def render(self, env: str, component: str, out_dir: Path) -> Path:
+        """Validate, render with cookiecutter and lint with Helm; returns the chart directory."""
+        context = self.context(env, component)
+        with step(f"render {self._label(env, component)}"):
+            chart_dir = chart.render_chart(context, self.template_dir, out_dir)
+        with step(f"lint {self._label(env, component)}"):
+            chart.require_lint_clean(chart_dir)
+        return chart_dir
+
+    def package(self, env: str, component: str, out_dir: Path) -> ChartPackage:
+        """Validate, render, lint and package reproducibly into ``out_dir``."""
+        with tempfile.TemporaryDirectory(prefix="faas-render-") as scratch:
+            chart_dir = self.render(env, component, Path(scratch))
+            with step(f"package {self._label(env, component)}"):
+                return package_chart(chart_dir, out_dir)
+
+    def local_target(self) -> LocalRepoTarget:
+        return LocalRepoTarget(self.source / LOCAL_REPOSITORY)
+
+    def release(self, env: str, target: Target, components: list[str] | None = None) -> list[PublishResult]:
+        """Package every component of ``env`` (or those given), then publish them concurrently.
+
+        Returns:
+            One result per component, in component order.
+
+        Raises:
+            ValidationError: any component failed validation, render, lint or
+                packaging (every such problem listed); nothing was published.
+            UserError: a publishing rule or the registry refused a chart; other
+                components may have been published (each one is independent).
+        """
+        names = components or self.components(env)
+        serial = _SerialTarget(target)
+        with tempfile.TemporaryDirectory(prefix="faas-release-") as scratch:
+            packages: dict[str, ChartPackage] = {}
+            problems: list[Problem] = []
+            for name in names:
+                try:
+                    packages[name] = self.package(env, name, Path(scratch) / name)
+                except ValidationError as exc:
+                    problems.extend(exc.problems)
+                except UserError as exc:
+                    problems.append(Problem(str(self.config_file(env, name)), "", str(exc)))
+            if problems:
+                raise ValidationError(problems)
+
+            def publish(name: str) -> PublishResult:
+                with step(f"publish {self._label(env, name)}"):
+                    return serial.publish(packages[name], config=str(self.config_file(env, name)))
+
+            return _run_all(publish, names)
+
+    def check(self, env: str | None = None, extra: Callable[[str], list[Problem]] | None = None) -> str:
+        """Validate, render, lint and package every component (of ``env`` or of all envs).
+
+        ``extra(env)`` adds checks of other parts of an environment (the operator's
+        ``dynamic/`` manifests). Returns a report, a line per checked item.
+
+        Raises:
+            ValidationError: every problem found, across all environments.
+        """
+        envs = [env] if env else config.envs(self.source)
+        if not envs:
+            raise UserError(f"{self.source}: no env/<env>/<component>/cookiecutter-config.yaml found")
+        lines: list[str] = []
+        problems: list[Problem] = []
+        with tempfile.TemporaryDirectory(prefix="faas-check-") as scratch:
+            for name in envs:
+                for component in self.components(name):
+                    try:
+                        package = self.package(name, component, Path(scratch) / name / component)
+                        lines.append(f"ok {name}/{component}: {package.name} {package.version} ({package.digest})")
+                    except ValidationError as exc:
+                        problems.extend(exc.problems)
+                    except UserError as exc:
+                        problems.append(Problem(str(self.config_file(name, component)), "", str(exc)))
+                if extra:
+                    found = extra(name)
+                    problems.extend(found)
+                    if not found:
+                        lines.append(f"ok {name}: dynamic manifests")
+        if problems:
+            raise ValidationError(problems)
+        return "\n".join(lines)
+
+
+def _run_all(fn: Callable[[str], PublishResult], names: list[str]) -> list[PublishResult]:
+    """Run ``fn`` for every name concurrently; re-raise the first failure after all finish."""
+    with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+        futures = [pool.submit(fn, name) for name in names]
+    errors = [f.exception() for f in futures if f.exception() is not None]
+    if errors:
+        results = [f.result().line for f in futures if f.exception() is None]
+        message = "\n".join(str(e) for e in errors)
+        if results:
+            message += "\npublished before the failure:\n" + "\n".join(results)
+        if all(isinstance(e, UserError) for e in errors):
+            raise UserError(message)
+        raise errors[0]  # a bug: keep its traceback
+    return [f.result() for f in futures]
+
+
+def make_target(
+    workspace: Workspace,
+    registry: str | None,
+    username: str | None,
+    password: Any,
+    plain_http: bool,
+) -> Target:
+    """``OciTarget`` for ``--registry oci://...``, else the local repository ``dist/charts/``."""
+    if not registry:
+        return workspace.local_target()
+    from .oci import ChartRegistry
+
+    return OciTarget(ChartRegistry(registry, username=username, password=password, plain_http=plain_http))
