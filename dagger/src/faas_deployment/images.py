@@ -1,0 +1,529 @@
+"""Container images of the components: build from a source directory, publish, label.
+
+Two engines, one set of rules:
+
+* **CLI path** (:func:`build_image`, :func:`publish_image`): Debian's ``buildah``,
+  daemonless, so it runs on a machine without a Docker engine. Every run uses a
+  private, temporary image store (``--root``/``--runroot`` under a temp dir, the
+  ``vfs`` storage driver, ``--isolation chroot``) that is removed afterwards, so a
+  build leaves nothing behind on the machine.
+* **Dagger path** (:func:`dagger_build`, :func:`dagger_publish_chain`): the same
+  build expressed as a lazy Dagger chain (``Directory.docker_build`` plus labels,
+  ``Container.with_registry_auth``); the front end awaits ``publish(address)``.
+
+Both add the OCI annotation keys of the image-spec (``annotations.md``) as labels:
+``org.opencontainers.image.revision`` (the commit built), ``.source`` (where its
+code lives) and ``.version`` (the image tag). No build timestamp goes into the
+image: the CLI path sets ``--timestamp`` to ``SOURCE_DATE_EPOCH``, else the commit
+time of the context's git ``HEAD``, else 0, so the same commit builds the same
+image ID.
+
+Registry credentials go to buildah through a temporary ``auth.json`` (mode 0600,
+deleted after the push) and to Dagger through ``with_registry_auth``: never on a
+command line (visible in ``ps``) and never in a URL.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import dagger
+
+from .errors import UserError
+from .progress import step
+from .secrets import SecretValue, redact
+
+# Grammar of the OCI distribution spec (spec.md, "Pulling manifests"):
+# <reference> as a tag is at most 128 characters of [a-zA-Z0-9_.-], not starting
+# with '.' or '-'; <name> is path components of lower-case alphanumerics joined by
+# '.', '_', '__' or runs of '-'. The registry host (optional port) comes first.
+TAG_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+_HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:]+\])(?::[0-9]+)?"
+REPOSITORY_PATTERN = re.compile(rf"(?P<host>{_HOST})/(?P<path>{_COMPONENT}(?:/{_COMPONENT})*)")
+
+LABEL_REVISION = "org.opencontainers.image.revision"
+LABEL_SOURCE = "org.opencontainers.image.source"
+LABEL_VERSION = "org.opencontainers.image.version"
+
+_BUILD_ARG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+# --------------------------------------------------------------------------- rules
+
+
+def check_image_tag(tag: str, *, where: str = "--tag") -> str:
+    """Return ``tag`` if it is a valid image tag, else raise.
+
+    Rule: OCI distribution spec, ``[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}``.
+    ``where`` names the flag or ``file: key`` in the message.
+
+    Raises:
+        UserError: empty, too long, or a character outside the set.
+    """
+    if not isinstance(tag, str) or not TAG_PATTERN.fullmatch(tag):
+        shown = tag if isinstance(tag, str) and len(tag) <= 140 else f"{str(tag)[:40]}... ({len(str(tag))} characters)"
+        raise UserError(
+            f"{where}: {shown!r} is not a valid image tag: expected 1 to 128 characters of "
+            f"letters, digits, '_', '.' and '-', not starting with '.' or '-' "
+            f"(a commit SHA such as 3f2c9e1 or a version such as 1.4.2 works)"
+        )
+    return tag
+
+
+def check_image_repository(repository: str, *, where: str = "image_repository") -> str:
+    """Return ``repository`` if it is ``host[:port]/path`` without tag or digest.
+
+    Rule: OCI distribution spec repository names (lower-case path components),
+    preceded by the registry host (a name with a '.', a ':' port, or localhost,
+    as Docker tells them apart) so the push goes where the config says.
+
+    Raises:
+        UserError: a scheme, a tag, a digest, upper case, or no host.
+    """
+    match = REPOSITORY_PATTERN.fullmatch(repository) if isinstance(repository, str) else None
+    # Docker's rule for telling a registry from a first path component: it has a
+    # '.' or a ':' (port), or is "localhost".
+    host = match.group("host") if match else ""
+    if not match or not ("." in host or ":" in host or host == "localhost"):
+        raise UserError(
+            f"{where}: {repository!r} is not an image repository: expected host[:port]/path "
+            f"with lower-case path components and no scheme, tag or digest "
+            f"(e.g. registry.example.org/eo4eu-faas/faas-controller)"
+        )
+    return repository
+
+
+def registry_host(repository: str) -> str:
+    """The registry part (``host[:port]``) of an image repository."""
+    return check_image_repository(repository).split("/", 1)[0]
+
+
+def parse_build_args(items: Sequence[str], *, flag: str = "--build-arg") -> dict[str, str]:
+    """Turn ``["K=V", ...]`` into ``{"K": "V"}`` (later items win).
+
+    Build arguments end up in the image history: they are not for secrets.
+
+    Raises:
+        UserError: an item without ``=`` or with an invalid name.
+    """
+    result: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not _BUILD_ARG_NAME.fullmatch(name):
+            raise UserError(
+                f"{flag}: expected NAME=VALUE with NAME of letters, digits and '_', got {name!r}"
+                f"{'' if sep else ' without ='}"
+            )
+        result[name] = value
+    return result
+
+
+def strip_userinfo(url: str) -> str:
+    """Drop ``user:password@`` from a URL so a label or message never carries it."""
+    parts = urlsplit(url)
+    if parts.scheme and "@" in parts.netloc:
+        return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    return url
+
+
+def oci_labels(tag: str, *, revision: str = "", source_url: str = "") -> dict[str, str]:
+    """The OCI labels of a component image.
+
+    ``revision`` defaults to the tag (the tag is typically the commit SHA);
+    ``.source`` is present only when known; credentials are stripped from it.
+    """
+    labels = {LABEL_REVISION: revision or tag, LABEL_VERSION: tag}
+    if source_url:
+        labels[LABEL_SOURCE] = strip_userinfo(source_url)
+    return dict(sorted(labels.items()))
+
+
+@dataclass(frozen=True)
+class GitFacts:
+    """What git knows about a build context: ``HEAD`` commit, origin URL, commit time (s since epoch)."""
+
+    revision: str
+    source_url: str
+    commit_time: int
+
+
+def git_facts(context: Path) -> GitFacts | None:
+    """``HEAD`` facts of the git work tree holding ``context``, or None outside git."""
+    if not shutil.which("git"):
+        return None
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(context), *args], capture_output=True, text=True, check=False
+        )
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    head = git("rev-parse", "--verify", "HEAD")
+    if not head:
+        return None
+    time_text = git("log", "-1", "--format=%ct", "HEAD")
+    return GitFacts(head, strip_userinfo(git("config", "--get", "remote.origin.url")), int(time_text or 0))
+
+
+# --------------------------------------------------------------------------- build options
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How to build: the Dockerfile (path inside the context), ``NAME=VALUE`` build
+    arguments, target stage (``""``: the last) and platform (``""``: the host's, else
+    ``os/arch[/variant]``)."""
+
+    dockerfile: str = "Dockerfile"
+    build_args: tuple[str, ...] = ()
+    target: str = ""
+    platform: str = ""
+
+    def checked(self) -> BuildOptions:
+        """Validate the fields that need no file system; return self.
+
+        Raises:
+            UserError: an absolute or escaping Dockerfile path, a malformed build
+                argument or platform.
+        """
+        path = Path(self.dockerfile)
+        if not self.dockerfile or path.is_absolute() or ".." in path.parts:
+            raise UserError(
+                f"--dockerfile: {self.dockerfile!r} must be a relative path inside the build context "
+                f"(e.g. Dockerfile or docker/Dockerfile.prod)"
+            )
+        parse_build_args(self.build_args)
+        if self.platform and not re.fullmatch(r"[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?", self.platform):
+            raise UserError(f"--platform: expected os/arch[/variant] such as linux/amd64, got {self.platform!r}")
+        return self
+
+
+# --------------------------------------------------------------------------- buildah (CLI path)
+
+
+def find_buildah() -> str:
+    """Path of the ``buildah`` executable.
+
+    Raises:
+        UserError: buildah is not installed.
+    """
+    found = shutil.which("buildah")
+    if not found:
+        raise UserError(
+            "buildah not found on PATH: build-image and publish-image build images without a Docker "
+            "engine through buildah; install it (Debian/Ubuntu: apt-get install buildah) or run the "
+            "Dagger function instead (dagger call env --name E component --name C publish-image ...)"
+        )
+    return found
+
+
+def build_timestamp(context: Path) -> int:
+    """Seconds since the epoch recorded as the image's creation time.
+
+    ``SOURCE_DATE_EPOCH`` (reproducible-builds.org) if set, else the commit time of
+    the context's git ``HEAD``, else 0.
+
+    Raises:
+        UserError: ``SOURCE_DATE_EPOCH`` is not a non-negative integer.
+    """
+    env_value = os.environ.get("SOURCE_DATE_EPOCH")
+    if env_value is not None:
+        if not env_value.isdigit():
+            raise UserError(f"SOURCE_DATE_EPOCH: expected seconds since the epoch, got {env_value!r}")
+        return int(env_value)
+    facts = git_facts(context)
+    return facts.commit_time if facts else 0
+
+
+@dataclass
+class BuildahStore:
+    """A private buildah image store under a temporary directory.
+
+    Use as a context manager; the directory (images, auth file) is removed on exit.
+    ``storage_driver`` is ``vfs`` (works everywhere, no kernel overlay needed).
+    """
+
+    storage_driver: str = "vfs"
+    isolation: str = "chroot"
+    root: Path = field(init=False)
+    _tmp: tempfile.TemporaryDirectory | None = field(default=None, init=False, repr=False)
+
+    def __enter__(self) -> BuildahStore:
+        self._buildah = find_buildah()
+        self._tmp = tempfile.TemporaryDirectory(prefix="faas-deploy-buildah-")
+        self.root = Path(self._tmp.name)
+        (self.root / "tmp").mkdir()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def _run(self, args: list[str], *, what: str, secrets: Sequence[SecretValue | None] = ()) -> str:
+        command = [
+            self._buildah,
+            "--root", str(self.root / "storage"),
+            "--runroot", str(self.root / "run"),
+            "--storage-driver", self.storage_driver,
+            *args,
+        ]
+        env = {**os.environ, "TMPDIR": str(self.root / "tmp"), "BUILDAH_ISOLATION": self.isolation}
+        done = subprocess.run(command, capture_output=True, text=True, env=env, check=False, stdin=subprocess.DEVNULL)
+        output = redact(done.stdout + done.stderr, *secrets)
+        if done.returncode != 0:
+            tail = "\n".join(output.strip().splitlines()[-20:])
+            raise UserError(f"{what} failed (buildah exit status {done.returncode}):\n{tail}")
+        return output
+
+    def build(self, context: Path, options: BuildOptions, labels: Mapping[str, str]) -> str:
+        """Build ``context`` with ``options``; return the image ID (``sha256:...``).
+
+        Raises:
+            UserError: missing context or Dockerfile, bad options, build failure.
+        """
+        options.checked()
+        context = Path(context)
+        if not context.is_dir():
+            raise UserError(f"--context: {context} is not a directory (pass the component's source directory)")
+        dockerfile = context / options.dockerfile
+        if not dockerfile.is_file():
+            raise UserError(
+                f"--dockerfile: {dockerfile} not found in the build context {context} "
+                f"(name it relative to the context, e.g. --dockerfile docker/Dockerfile)"
+            )
+        iidfile = self.root / "iid"
+        args = [
+            "build",
+            "--isolation", self.isolation,
+            "--timestamp", str(build_timestamp(context)),
+            "--identity-label=false",
+            "--layers=false",
+            "--iidfile", str(iidfile),
+            "--file", str(dockerfile),
+        ]
+        for name, value in parse_build_args(options.build_args).items():
+            args += ["--build-arg", f"{name}={value}"]
+        for name, value in sorted(labels.items()):
+            args += ["--label", f"{name}={value}"]
+        if options.target:
+            args += ["--target", options.target]
+        if options.platform:
+            args += ["--platform", options.platform]
+        self._run([*args, str(context)], what=f"building {dockerfile}")
+        image_id = iidfile.read_text().strip()
+        return image_id if image_id.startswith("sha256:") else f"sha256:{image_id}"
+
+    def export(self, image_id: str, out: Path) -> Path:
+        """Write the image as an OCI archive (``oci-archive:`` transport) to ``out``."""
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.exists():
+            out.unlink()
+        self._run(["push", "--quiet", "--format", "oci", image_id, f"oci-archive:{out}"], what=f"writing {out}")
+        return out
+
+    def push(
+        self,
+        image_id: str,
+        reference: str,
+        *,
+        username: str | None = None,
+        password: SecretValue | None = None,
+        plain_http: bool = False,
+    ) -> str:
+        """Push ``image_id`` to ``reference`` (``host/path:tag``); return the manifest digest.
+
+        Credentials, when given, go in a temporary auth file (mode 0600, removed
+        after the push); without them buildah's usual auth files apply.
+        ``plain_http`` turns TLS off (a plain-HTTP test or in-cluster registry).
+
+        Raises:
+            UserError: only one of username/password, a refused or failed push.
+        """
+        if (username is None) != (password is None):
+            raise UserError("--username and --password go together: pass both or neither")
+        digestfile = self.root / "digest"
+        args = ["push", "--quiet", "--format", "oci", "--digestfile", str(digestfile), "--retry", "1"]
+        if plain_http:
+            args.append("--tls-verify=false")
+        authfile = self.root / "auth.json"
+        try:
+            if username is not None and password is not None:
+                token = base64.b64encode(f"{username}:{password.reveal()}".encode()).decode()
+                host = reference.split("/", 1)[0]
+                fd = os.open(authfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as handle:
+                    json.dump({"auths": {host: {"auth": token}}}, handle)
+                args += ["--authfile", str(authfile)]
+            self._run([*args, image_id, f"docker://{reference}"], what=f"pushing {reference}", secrets=[password])
+        finally:
+            authfile.unlink(missing_ok=True)
+        return digestfile.read_text().strip()
+
+
+# --------------------------------------------------------------------------- CLI-facing operations
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """A built image: its ID (config digest), labels, and the OCI archive if written."""
+
+    image_id: str
+    labels: dict[str, str]
+    archive: Path | None = None
+
+
+@dataclass(frozen=True)
+class PublishedImage:
+    """A pushed image: ``reference`` is ``host/path:tag``, ``digest`` the manifest's ``sha256:...``."""
+
+    reference: str
+    digest: str
+    image_id: str
+    labels: dict[str, str]
+
+    def __str__(self) -> str:
+        return f"pushed {self.reference}@{self.digest}"
+
+
+def resolve_labels(context: Path, tag: str, *, revision: str = "", source_url: str = "") -> dict[str, str]:
+    """OCI labels for a CLI build: explicit values, else the context's git facts, else the tag."""
+    facts = git_facts(context) if (not revision or not source_url) and Path(context).is_dir() else None
+    return oci_labels(
+        tag,
+        revision=revision or (facts.revision if facts else ""),
+        source_url=source_url or (facts.source_url if facts else ""),
+    )
+
+
+def build_image(
+    context: Path,
+    options: BuildOptions = BuildOptions(),
+    *,
+    tag: str = "latest",
+    revision: str = "",
+    source_url: str = "",
+    out: Path | None = None,
+) -> BuiltImage:
+    """Build the image of ``context`` with buildah in a throw-away store.
+
+    ``out`` writes it as an OCI archive (load it with ``skopeo copy
+    oci-archive:FILE ...``); without it the build only proves the Dockerfile builds.
+
+    Raises:
+        UserError: buildah missing, bad options, build failure.
+    """
+    check_image_tag(tag)
+    labels = resolve_labels(context, tag, revision=revision, source_url=source_url)
+    with BuildahStore() as store:
+        with step(f"build image from {context}"):
+            image_id = store.build(Path(context), options, labels)
+        archive = None
+        if out is not None:
+            with step(f"write {out}"):
+                archive = store.export(image_id, Path(out))
+    return BuiltImage(image_id, labels, archive)
+
+
+def publish_image(
+    context: Path,
+    *,
+    repository: str,
+    tag: str,
+    options: BuildOptions = BuildOptions(),
+    username: str | None = None,
+    password: SecretValue | None = None,
+    plain_http: bool = False,
+    revision: str = "",
+    source_url: str = "",
+) -> PublishedImage:
+    """Build ``context`` and push it to ``repository:tag``.
+
+    ``repository`` comes from the component's ``image_repository``; ``tag`` is
+    typically the commit SHA.
+
+    Raises:
+        UserError: invalid tag or repository, buildah missing, build or push failure.
+    """
+    check_image_tag(tag)
+    check_image_repository(repository)
+    if (username is None) != (password is None):
+        raise UserError("--username and --password go together: pass both or neither")
+    reference = f"{repository}:{tag}"
+    labels = resolve_labels(context, tag, revision=revision, source_url=source_url)
+    with BuildahStore() as store:
+        with step(f"build image from {context}"):
+            image_id = store.build(Path(context), options, labels)
+        with step(f"push {reference}"):
+            digest = store.push(image_id, reference, username=username, password=password, plain_http=plain_http)
+    return PublishedImage(reference, digest, image_id, labels)
+
+
+# --------------------------------------------------------------------------- Dagger path
+
+
+def dagger_build(
+    context: dagger.Directory,
+    options: BuildOptions = BuildOptions(),
+    *,
+    labels: Mapping[str, str] | None = None,
+) -> dagger.Container:
+    """The lazy Dagger chain that builds ``context`` (no engine needed to make it).
+
+    ``Directory.docker_build`` with the Dockerfile, build arguments, target and
+    platform, then one ``with_label`` per label, in sorted order.
+
+    Raises:
+        UserError: bad options (checked before anything runs).
+    """
+    options.checked()
+    build_args = [dagger.BuildArg(name=k, value=v) for k, v in parse_build_args(options.build_args).items()]
+    container = context.docker_build(
+        dockerfile=options.dockerfile,
+        build_args=build_args,
+        target=options.target,
+        platform=dagger.Platform(options.platform) if options.platform else None,
+    )
+    for name, value in sorted((labels or {}).items()):
+        container = container.with_label(name, value)
+    return container
+
+
+def dagger_publish_chain(
+    container: dagger.Container,
+    *,
+    repository: str,
+    tag: str,
+    username: str = "",
+    password: dagger.Secret | None = None,
+) -> tuple[dagger.Container, str]:
+    """The container to publish and its address, ``repository:tag``.
+
+    With credentials the container carries ``with_registry_auth(address,
+    username, secret)``; the caller then awaits ``container.publish(address)``,
+    which returns ``address@sha256:...``.
+
+    Raises:
+        UserError: invalid tag or repository, only one of username/password.
+    """
+    check_image_tag(tag)
+    check_image_repository(repository)
+    if bool(username) != (password is not None):
+        raise UserError("--username and --password go together: pass both or neither")
+    address = f"{repository}:{tag}"
+    if password is not None:
+        container = container.with_registry_auth(address, username, password)
+    return container, address
+

@@ -1,0 +1,300 @@
+"""Component images: buildah build + push to a real registry, checked by skopeo; Dagger chains offline."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from dagger import dag
+
+import dagger
+from faas_deployment import images
+from faas_deployment.errors import UserError
+from faas_deployment.images import BuildOptions
+from faas_deployment.secrets import SecretValue
+
+DOCKERFILE = """\
+FROM scratch AS base
+ARG GREETING=unset
+COPY hello.txt /hello.txt
+LABEL greeting=$GREETING
+
+FROM base AS final
+COPY version.txt /version.txt
+"""
+
+SOURCE_WITH_TOKEN = "https://deploy:glpat-not-a-real-token@gitlab.example.org/eo4eu-faas/faas-controller.git"
+SOURCE_CLEAN = "https://gitlab.example.org/eo4eu-faas/faas-controller.git"
+
+
+def git(cwd: Path, *args: str) -> str:
+    env = {
+        "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
+        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org",
+        "GIT_AUTHOR_DATE": "2024-05-01T12:00:00Z", "GIT_COMMITTER_DATE": "2024-05-01T12:00:00Z",
+        "PATH": "/usr/bin:/bin",
+    }
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def component_source(tmp_path: Path) -> Path:
+    """A component's source repository: a Dockerfile at the root, one commit, an origin remote."""
+    src = tmp_path / "faas-controller"
+    src.mkdir()
+    (src / "Dockerfile").write_text(DOCKERFILE)
+    (src / "hello.txt").write_text("hello from the controller\n")
+    (src / "version.txt").write_text("1\n")
+    git(src, "init", "-q", "-b", "main")
+    git(src, "add", ".")
+    git(src, "commit", "-q", "-m", "controller source")
+    git(src, "remote", "add", "origin", SOURCE_WITH_TOKEN)
+    return src
+
+
+def skopeo_inspect(ref: str, registry) -> dict:
+    """Independent client: skopeo reads the manifest and config from the registry."""
+    done = subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false", "--creds", f"{registry.username}:{registry.password}", f"docker://{ref}"],
+        check=True, capture_output=True, text=True,
+    )
+    return json.loads(done.stdout)
+
+
+def skopeo_raw_manifest_digest(ref: str, registry) -> str:
+    raw = subprocess.run(
+        ["skopeo", "inspect", "--raw", "--tls-verify=false", "--creds", f"{registry.username}:{registry.password}", f"docker://{ref}"],
+        check=True, capture_output=True,
+    ).stdout
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+# ------------------------------------------------------------------ buildah path, real registry
+
+
+def test_publish_pushes_labelled_image_that_skopeo_confirms(component_source, registry, capfd):
+    head = git(component_source, "rev-parse", "HEAD")
+    repository = f"{registry.host}/faas/controller"
+    published = images.publish_image(
+        component_source,
+        repository=repository,
+        tag=head[:12],
+        options=BuildOptions(build_args=("GREETING=bonjour",)),
+        username=registry.username,
+        password=SecretValue(registry.password, "env:REGISTRY_PASSWORD"),
+        plain_http=True,
+    )
+    out, err = capfd.readouterr()
+    assert registry.password not in out + err + repr(published)
+
+    assert published.reference == f"{repository}:{head[:12]}"
+    assert published.digest.startswith("sha256:") and len(published.digest) == 71
+    assert str(published) == f"pushed {repository}:{head[:12]}@{published.digest}"
+
+    info = skopeo_inspect(published.reference, registry)
+    assert info["Digest"] == published.digest
+    assert skopeo_raw_manifest_digest(published.reference, registry) == published.digest
+    assert info["Labels"] == {
+        "greeting": "bonjour",
+        "org.opencontainers.image.revision": head,
+        "org.opencontainers.image.source": SOURCE_CLEAN,
+        "org.opencontainers.image.version": head[:12],
+    }
+    assert info["Created"].startswith("2024-05-01T12:00:00")  # commit time, not the wall clock
+    assert len(info["Layers"]) == 2  # base stage + final stage
+    tags = subprocess.run(
+        ["skopeo", "list-tags", "--tls-verify=false", "--creds", f"{registry.username}:{registry.password}",
+         f"docker://{repository}"], check=True, capture_output=True, text=True,
+    ).stdout
+    assert json.loads(tags)["Tags"] == [head[:12]]
+
+
+def test_same_commit_builds_the_same_image_and_digest(component_source, registry):
+    repository = f"{registry.host}/faas/controller"
+    secret = SecretValue(registry.password, "env:X")
+    first = images.publish_image(component_source, repository=repository, tag="a1", revision="r",
+                                 username=registry.username, password=secret, plain_http=True)
+    second = images.publish_image(component_source, repository=repository, tag="a1", revision="r",
+                                  username=registry.username, password=secret, plain_http=True)
+    assert first.image_id == second.image_id
+    assert first.digest == second.digest
+
+
+def test_target_stage_and_explicit_labels(component_source, registry):
+    published = images.publish_image(
+        component_source,
+        repository=f"{registry.host}/faas/operator",
+        tag="1.4.2",
+        options=BuildOptions(target="base"),
+        revision="0123abc",
+        source_url="https://git.example.org/faas-operator",
+        username=registry.username,
+        password=SecretValue(registry.password, "env:X"),
+        plain_http=True,
+    )
+    info = skopeo_inspect(published.reference, registry)
+    assert info["Labels"]["org.opencontainers.image.revision"] == "0123abc"
+    assert info["Labels"]["org.opencontainers.image.source"] == "https://git.example.org/faas-operator"
+    assert info["Labels"]["greeting"] == "unset"
+    assert len(info["Layers"]) == 1  # the "base" stage: hello.txt only, no version.txt layer
+
+
+def test_wrong_password_is_refused_without_echoing_it(component_source, registry, capfd):
+    wrong = "wrong-" + registry.password
+    with pytest.raises(UserError) as caught:
+        images.publish_image(component_source, repository=f"{registry.host}/faas/controller", tag="abc",
+                             username=registry.username, password=SecretValue(wrong, "env:X"), plain_http=True)
+    message = str(caught.value)
+    assert f"pushing {registry.host}/faas/controller:abc failed" in message
+    assert "unauthorized" in message.lower() or "authentication" in message.lower()
+    out, err = capfd.readouterr()
+    assert wrong not in message + out + err
+    assert "wrong-" not in message
+
+
+def test_tls_is_the_default(component_source, registry):
+    # without --plain-http buildah speaks TLS to the plain-HTTP test registry and fails
+    with pytest.raises(UserError, match="pushing .* failed"):
+        images.publish_image(component_source, repository=f"{registry.host}/faas/controller", tag="abc",
+                             username=registry.username, password=SecretValue(registry.password, "env:X"))
+
+
+def test_build_only_writes_an_oci_archive(component_source, tmp_path):
+    built = images.build_image(component_source, BuildOptions(build_args=("GREETING=hi",)), tag="dev",
+                               out=tmp_path / "out" / "image.tar")
+    assert built.image_id.startswith("sha256:")
+    info = json.loads(subprocess.run(["skopeo", "inspect", f"oci-archive:{built.archive}"],
+                                     check=True, capture_output=True, text=True).stdout)
+    assert info["Labels"]["greeting"] == "hi"
+    assert info["Labels"]["org.opencontainers.image.version"] == "dev"
+    assert "org.opencontainers.image.source" in info["Labels"]
+
+
+def test_missing_buildah_is_named(component_source, tmp_path, monkeypatch):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    with pytest.raises(UserError, match=r"buildah not found on PATH.*apt-get install buildah"):
+        images.build_image(component_source, tag="x")
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        (BuildOptions(dockerfile="missing/Dockerfile"), r"--dockerfile: .*missing/Dockerfile not found in the build context"),
+        (BuildOptions(dockerfile="../Dockerfile"), r"--dockerfile: '../Dockerfile' must be a relative path"),
+        (BuildOptions(dockerfile="/etc/Dockerfile"), r"must be a relative path"),
+        (BuildOptions(build_args=("NOVALUE",)), r"--build-arg: expected NAME=VALUE .*'NOVALUE' without ="),
+        (BuildOptions(build_args=("1BAD=x",)), r"--build-arg: expected NAME=VALUE"),
+        (BuildOptions(platform="amd64"), r"--platform: expected os/arch"),
+    ],
+)
+def test_bad_build_options_are_explained(component_source, options, match):
+    with pytest.raises(UserError, match=match):
+        images.build_image(component_source, options, tag="x")
+
+
+def test_failing_dockerfile_reports_buildah_output(tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM scratch\nCOPY absent.txt /\n")
+    with pytest.raises(UserError, match=r"(?s)building .*Dockerfile failed \(buildah exit status \d+\):\n.*absent.txt"):
+        images.build_image(tmp_path, tag="x")
+
+
+def test_context_must_be_a_directory(tmp_path):
+    with pytest.raises(UserError, match=r"--context: .*nowhere is not a directory"):
+        images.build_image(tmp_path / "nowhere", tag="x")
+
+
+@pytest.mark.parametrize("tag", ["", ".hidden", "-x", "a:b", "a/b", "x" * 129, "tag with space", "é"])
+def test_invalid_tags_are_refused(tag):
+    with pytest.raises(UserError, match="is not a valid image tag"):
+        images.check_image_tag(tag)
+
+
+@pytest.mark.parametrize("tag", ["3f2c9e1", "1.4.2", "v1.4.2-rc.1", "_x", "A" * 128, "main_2024-05-01"])
+def test_valid_tags_pass(tag):
+    assert images.check_image_tag(tag) == tag
+
+
+@pytest.mark.parametrize(
+    "repository",
+    ["faas/controller", "https://registry.example.org/faas", "registry.example.org/Faas/x",
+     "registry.example.org/faas:1.0", "registry.example.org/faas@sha256:00", "registry.example.org/"],
+)
+def test_invalid_repositories_are_refused(repository):
+    with pytest.raises(UserError, match=r"image_repository: .* is not an image repository: expected host\[:port\]/path"):
+        images.check_image_repository(repository)
+
+
+def test_userinfo_is_stripped_from_source_urls():
+    assert images.strip_userinfo(SOURCE_WITH_TOKEN) == SOURCE_CLEAN
+    assert images.strip_userinfo("git@gitlab.example.org:eo4eu/x.git") == "git@gitlab.example.org:eo4eu/x.git"
+    assert images.oci_labels("t", source_url=SOURCE_WITH_TOKEN)["org.opencontainers.image.source"] == SOURCE_CLEAN
+
+
+# ------------------------------------------------------------------ Dagger path, offline
+
+
+def chain(obj) -> list[tuple[str, str, dict]]:
+    """The selections a lazy Dagger object would send: (type, field, arguments)."""
+    return [(f.type_name, f.name, dict(f.args)) for f in obj._ctx.selections]  # noqa: SLF001
+
+
+def test_dagger_build_chain():
+    context = dag.directory().with_new_file("docker/Dockerfile.prod", "FROM scratch\n")
+    container = images.dagger_build(
+        context,
+        BuildOptions(dockerfile="docker/Dockerfile.prod", build_args=("A=1", "B=two"), target="final",
+                     platform="linux/arm64"),
+        labels=images.oci_labels("3f2c9e1", source_url=SOURCE_WITH_TOKEN),
+    )
+    assert isinstance(container, dagger.Container)
+    steps = chain(container)
+    assert steps[0][:2] == ("Query", "directory")
+    assert steps[1][:2] == ("Directory", "withNewFile")
+    assert steps[2] == (
+        "Directory", "dockerBuild",
+        {"dockerfile": "docker/Dockerfile.prod", "platform": "linux/arm64",
+         "buildArgs": [{"name": "A", "value": "1"}, {"name": "B", "value": "two"}], "target": "final"},
+    )
+    assert steps[3:] == [
+        ("Container", "withLabel", {"name": "org.opencontainers.image.revision", "value": "3f2c9e1"}),
+        ("Container", "withLabel", {"name": "org.opencontainers.image.source", "value": SOURCE_CLEAN}),
+        ("Container", "withLabel", {"name": "org.opencontainers.image.version", "value": "3f2c9e1"}),
+    ]
+
+
+def test_dagger_build_chain_defaults_leave_arguments_out():
+    steps = chain(images.dagger_build(dag.directory()))
+    assert steps[-1] == ("Directory", "dockerBuild", {})  # Dockerfile at the root, last stage, engine's platform
+
+
+def test_dagger_publish_chain_carries_auth_as_a_secret():
+    secret = dag.set_secret("registry-password", "s3cret-value")
+    container, address = images.dagger_publish_chain(
+        images.dagger_build(dag.directory()), repository="registry.example.org/eo4eu-faas/faas-controller",
+        tag="3f2c9e1", username="ci", password=secret,
+    )
+    assert address == "registry.example.org/eo4eu-faas/faas-controller:3f2c9e1"
+    last = chain(container)[-1]
+    assert last[:2] == ("Container", "withRegistryAuth")
+    assert last[2]["address"] == address and last[2]["username"] == "ci"
+    assert last[2]["secret"] is secret  # a Secret object, resolved to an ID by the engine, not text
+    assert "s3cret-value" not in address + repr(last[2]["address"])
+
+
+def test_dagger_publish_chain_without_credentials_and_refusals():
+    base = images.dagger_build(dag.directory())
+    container, address = images.dagger_publish_chain(base, repository="registry.example.org/x/y", tag="t")
+    assert chain(container) == chain(base)
+    assert address == "registry.example.org/x/y:t"
+    with pytest.raises(UserError, match="not a valid image tag"):
+        images.dagger_publish_chain(base, repository="registry.example.org/x/y", tag="bad tag")
+    with pytest.raises(UserError, match="go together"):
+        images.dagger_publish_chain(base, repository="registry.example.org/x/y", tag="t", username="ci")
+    with pytest.raises(UserError, match="--platform"):
+        images.dagger_build(dag.directory(), BuildOptions(platform="x86"))
