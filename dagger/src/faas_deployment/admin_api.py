@@ -1,0 +1,489 @@
+"""Operator admin API: wait for readiness, then upload the manifest bundle once.
+
+Contract (DESIGN.md "Operator admin API contract"; every path is a parameter):
+
+- readiness: ``GET <admin-url><ready-path>`` (default ``/healthz``); any 2xx means ready;
+- upload: ``POST <admin-url><upload-path>`` (default ``/admin/manifests``),
+  ``multipart/form-data`` with the field ``file`` (``application/zip``), the header
+  ``Authorization: Bearer <token>`` and :data:`SHA256_HEADER` carrying the bundle's
+  hex sha256 (the operator can use it to verify the bytes and to recognise a
+  retried upload it already holds); any 2xx means accepted.
+
+Retry rules, all under one overall deadline (``timeout``, seconds):
+
+- readiness: connection refused, timeouts, broken connections and any non-2xx
+  answer mean "not ready yet"; 401 and 403 fail at once. On time-out the error
+  counts what was seen per HTTP status or error kind, with the elapsed time.
+- upload: 5xx, 429 and broken connections are retried (``Retry-After`` in seconds
+  or as an HTTP date is honoured; one past the deadline ends the wait at once);
+  any other answer outside 2xx fails at once with its status and a short,
+  secret-free excerpt of the body.
+
+Waits between attempts: capped exponential backoff plus jitter (tenacity's
+``wait_exponential`` + ``wait_random``): by default 0.5 s, 1 s, 2 s, then 4 s, each
+plus a uniform 0-1 s, never past the deadline. Defaults: overall deadline
+:data:`DEFAULT_TIMEOUT` (300 s, room for an operator rollout), one readiness
+probe at most :data:`DEFAULT_PROBE_TIMEOUT` (5 s), one upload request at most
+:data:`DEFAULT_UPLOAD_REQUEST_TIMEOUT` (60 s). At the cap this makes about 13
+readiness probes a minute, and an upload starts at most ~5 s after the API is up.
+
+The token is revealed only into the ``Authorization`` header: it never appears in
+a URL, a log line, a return value or an exception's text (answers from the server
+are redacted before they are shown).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+import tenacity
+
+from .errors import UserError
+from .manifests import Bundle, sha256_file
+from .secrets import SecretValue, redact
+
+DEFAULT_READY_PATH = "/healthz"
+DEFAULT_UPLOAD_PATH = "/admin/manifests"
+DEFAULT_TIMEOUT = 300.0
+"""Overall deadline for readiness plus upload, in seconds."""
+DEFAULT_PROBE_TIMEOUT = 5.0
+"""Longest wait for one readiness answer, in seconds (a slower answer counts as not ready)."""
+DEFAULT_UPLOAD_REQUEST_TIMEOUT = 60.0
+"""Longest wait for one upload request (connect, each read and write), in seconds."""
+SHA256_HEADER = "X-Bundle-Sha256"
+"""Request header carrying the bundle's hex sha256."""
+EXCERPT_CHARS = 200
+"""Longest excerpt of a server answer shown in a message, in characters."""
+
+Log = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(f"[faas-deploy] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Capped exponential backoff with jitter, in seconds.
+
+    The n-th wait (n from 1) is ``min(initial * 2**(n-1), cap) + uniform(0, jitter)``,
+    clipped to the time left before the deadline.
+    """
+
+    initial: float = 0.5
+    cap: float = 4.0
+    jitter: float = 1.0
+
+    def strategy(self) -> tenacity.wait.wait_base:
+        return tenacity.wait_exponential(multiplier=self.initial, exp_base=2, max=self.cap) + tenacity.wait_random(
+            0, self.jitter
+        )
+
+
+class Deadline:
+    """An overall deadline on the monotonic clock; ``seconds`` from creation."""
+
+    def __init__(self, seconds: float):
+        if not seconds > 0:
+            raise UserError(f"--timeout: expected a positive number of seconds, got {seconds}")
+        self.seconds = float(seconds)
+        self.started = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def remaining(self) -> float:
+        return max(0.0, self.seconds - self.elapsed())
+
+
+@dataclass(frozen=True)
+class ReadinessReport:
+    """The outcome of :func:`wait_until_ready`.
+
+    Attributes:
+        url: the readiness URL polled.
+        status: the 2xx status that ended the wait.
+        attempts: requests made, the successful one included.
+        elapsed: seconds from the first request to the 2xx answer.
+        seen: count of each answer before it, keyed ``"HTTP 503"``, ``"connection refused"``, ...
+    """
+
+    url: str
+    status: int
+    attempts: int
+    elapsed: float
+    seen: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """The outcome of :func:`upload_bundle`.
+
+    Attributes:
+        url: the upload URL.
+        status: the 2xx status of the accepted upload.
+        answer: a short excerpt of the server's answer (redacted, one line).
+        attempts: requests made, the accepted one included.
+        elapsed: seconds spent uploading, retries included.
+        sha256: hex sha256 of the bytes sent.
+        size: bundle size, in bytes.
+        seen: count of each failed attempt's answer, keyed like :attr:`ReadinessReport.seen`.
+    """
+
+    url: str
+    status: int
+    answer: str
+    attempts: int
+    elapsed: float
+    sha256: str
+    size: int
+    seen: dict[str, int] = field(default_factory=dict)
+
+
+class _Transient(Exception):
+    """One failed attempt that may succeed later."""
+
+    def __init__(self, kind: str, retry_after: float | None = None, excerpt: str = ""):
+        super().__init__(kind)
+        self.kind = kind
+        self.retry_after = retry_after
+        self.excerpt = excerpt
+
+
+def endpoint(admin_url: str, path: str, *, flag: str = "--admin-url") -> str:
+    """Join the admin URL and an API path (``/healthz``) into one URL.
+
+    Raises:
+        UserError: the admin URL is not ``http(s)://host[:port][/prefix]`` or holds
+            credentials, a query or a fragment.
+    """
+    try:
+        url = httpx.URL(admin_url)
+    except (httpx.InvalidURL, TypeError):
+        raise UserError(f"{flag}: not a valid URL; expected http(s)://HOST[:PORT][/PREFIX]") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise UserError(f"{flag}: expected http(s)://HOST[:PORT][/PREFIX], got scheme {url.scheme or 'none'!r}")
+    if url.userinfo:
+        raise UserError(f"{flag}: the URL holds credentials; pass the token with --token env:NAME instead")
+    if url.query or url.fragment:
+        raise UserError(f"{flag}: the URL holds a query or fragment; give the API's base URL only")
+    base = str(url).rstrip("/")
+    return f"{base}/{path.lstrip('/')}"
+
+
+def _excerpt(text: str, *secrets: SecretValue | str | None) -> str:
+    """One line of at most :data:`EXCERPT_CHARS` characters, secrets redacted."""
+    flat = " ".join(redact(text, *secrets).split())
+    return flat if len(flat) <= EXCERPT_CHARS else flat[: EXCERPT_CHARS - 3] + "..."
+
+
+def _error_kind(exc: httpx.TransportError) -> str:
+    """A short, secret-free name for a transport failure."""
+    text = str(exc).lower()
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(exc, httpx.ConnectError):
+        return "connection refused" if "refused" in text else "connection failed"
+    if "reset" in text or "broken pipe" in text:
+        return "connection reset"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "connection closed"
+    return f"{type(exc).__name__}"
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` value (delta-seconds or HTTP date); ``None`` if absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def _summary(seen: Counter[str]) -> str:
+    return ", ".join(f"{kind} x{count}" for kind, count in seen.most_common())
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _retrying(deadline: Deadline, backoff: Backoff, seen: Counter[str], what: str, log: Log | None) -> tenacity.Retrying:
+    """A tenacity loop that retries :class:`_Transient` until the deadline."""
+    base = backoff.strategy()
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        delay = base(state)
+        if isinstance(exc, _Transient) and exc.retry_after is not None:
+            delay = exc.retry_after
+        return min(delay, deadline.remaining())
+
+    def stop(state: tenacity.RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Transient) and exc.retry_after is not None and exc.retry_after > deadline.remaining():
+            return True
+        return deadline.remaining() <= 0.01
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        if log:
+            exc = state.outcome.exception()
+            kind = exc.kind if isinstance(exc, _Transient) else type(exc).__name__
+            log(f"{what}: {kind}; next try in {state.upcoming_sleep:.1f} s ({deadline.remaining():.0f} s left)")
+
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(_Transient),
+        wait=wait,
+        stop=stop,
+        before_sleep=before_sleep,
+        reraise=False,
+    )
+
+
+def _client(client: httpx.Client | None) -> tuple[httpx.Client, bool]:
+    if client is not None:
+        return client, False
+    return httpx.Client(follow_redirects=False), True
+
+
+def wait_until_ready(
+    admin_url: str,
+    *,
+    ready_path: str = DEFAULT_READY_PATH,
+    timeout: float = DEFAULT_TIMEOUT,
+    probe_timeout: float = DEFAULT_PROBE_TIMEOUT,
+    backoff: Backoff = Backoff(),
+    deadline: Deadline | None = None,
+    client: httpx.Client | None = None,
+    log: Log | None = _stderr,
+) -> ReadinessReport:
+    """Poll ``GET <admin_url><ready_path>`` until a 2xx answer.
+
+    Args:
+        admin_url: the operator admin API's base URL, ``http(s)://host[:port][/prefix]``.
+        ready_path: the readiness path.
+        timeout: overall deadline in seconds (ignored when ``deadline`` is given).
+        probe_timeout: longest wait for one answer, in seconds.
+        backoff: waits between probes.
+        deadline: a shared deadline (e.g. readiness plus upload).
+        client: an ``httpx.Client`` to reuse.
+        log: receives one line per failed probe (default: standard error).
+
+    Returns:
+        A :class:`ReadinessReport`.
+
+    Raises:
+        UserError: 401/403 (at once), or not ready before the deadline: the text
+            counts the answers seen per status or error kind and the elapsed time.
+    """
+    url = endpoint(admin_url, ready_path)
+    deadline = deadline or Deadline(timeout)
+    started = time.monotonic()
+    seen: Counter[str] = Counter()
+    http, owned = _client(client)
+
+    def probe() -> int:
+        limit = max(0.01, min(probe_timeout, deadline.remaining()))
+        try:
+            response = http.get(url, timeout=limit)
+        except httpx.TransportError as exc:
+            kind = _error_kind(exc)
+            seen[kind] += 1
+            raise _Transient(kind) from None
+        if response.status_code in (401, 403):
+            seen[f"HTTP {response.status_code}"] += 1
+            raise UserError(
+                f"admin API readiness {url}: HTTP {response.status_code} "
+                f"({_excerpt(response.text) or response.reason_phrase}); the readiness path must not need "
+                "credentials: check --ready-path and --admin-url"
+            )
+        if not response.is_success:
+            kind = f"HTTP {response.status_code}"
+            seen[kind] += 1
+            raise _Transient(kind, excerpt=_excerpt(response.text))
+        return response.status_code
+
+    try:
+        for attempt in _retrying(deadline, backoff, seen, f"admin API not ready at {url}", log):
+            with attempt:
+                status = probe()
+            if attempt.retry_state.outcome and not attempt.retry_state.outcome.failed:
+                return ReadinessReport(url, status, sum(seen.values()) + 1, time.monotonic() - started, dict(seen))
+    except tenacity.RetryError:
+        pass
+    finally:
+        if owned:
+            http.close()
+    attempts = sum(seen.values())
+    hint = "check --admin-url and --ready-path" if any(k.startswith("HTTP 4") for k in seen) else (
+        "is the operator running? raise --timeout if it needs longer to start")
+    raise UserError(
+        f"admin API at {url} not ready after {time.monotonic() - started:.1f} s "
+        f"(deadline {deadline.seconds:g} s; {_plural(attempts, 'attempt')}: {_summary(seen)}); {hint}"
+    )
+
+
+def _check_token(token: SecretValue | str) -> SecretValue:
+    secret = token if isinstance(token, SecretValue) else SecretValue(token, "token")
+    value = secret.reveal()
+    if not value or any(not (0x21 <= ord(ch) <= 0x7E) for ch in value):
+        raise UserError(
+            f"--token {secret.source}: the token is empty or holds spaces, line breaks or non-ASCII characters; "
+            "an HTTP bearer token is printable ASCII (check the variable or file it comes from)"
+        )
+    return secret
+
+
+def upload_bundle(
+    admin_url: str,
+    bundle: Bundle | Path,
+    token: SecretValue | str,
+    *,
+    upload_path: str = DEFAULT_UPLOAD_PATH,
+    timeout: float = DEFAULT_TIMEOUT,
+    request_timeout: float = DEFAULT_UPLOAD_REQUEST_TIMEOUT,
+    backoff: Backoff = Backoff(),
+    deadline: Deadline | None = None,
+    client: httpx.Client | None = None,
+    log: Log | None = _stderr,
+) -> UploadResult:
+    """``POST`` the bundle to ``<admin_url><upload_path>`` until one attempt is accepted.
+
+    The file is streamed from disk on every attempt (memory stays bounded).
+
+    Args:
+        admin_url: the operator admin API's base URL.
+        bundle: the :class:`~faas_deployment.manifests.Bundle` (or a zip's path).
+        token: the bearer token; revealed only into the ``Authorization`` header.
+        upload_path: the upload path.
+        timeout: overall deadline in seconds (ignored when ``deadline`` is given).
+        request_timeout: longest wait for one request's connect, read or write, in seconds.
+        backoff: waits between attempts.
+        deadline: a shared deadline.
+        client: an ``httpx.Client`` to reuse.
+        log: receives one line per failed attempt (default: standard error).
+
+    Returns:
+        An :class:`UploadResult`.
+
+    Raises:
+        UserError: 401/403 or another 4xx than 429 (at once, with the status and a
+            redacted excerpt of the answer); no success before the deadline (with
+            counts of what was seen); an unusable token or URL.
+    """
+    url = endpoint(admin_url, upload_path)
+    secret = _check_token(token)
+    path = bundle.path if isinstance(bundle, Bundle) else Path(bundle)
+    if not path.is_file():
+        raise UserError(f"bundle {path}: not found; build it first (faas-deploy manifests --out {path})")
+    digest = bundle.sha256 if isinstance(bundle, Bundle) else sha256_file(path)
+    size = path.stat().st_size
+    deadline = deadline or Deadline(timeout)
+    started = time.monotonic()
+    seen: Counter[str] = Counter()
+    http, owned = _client(client)
+    headers = {"Authorization": f"Bearer {secret.reveal()}", SHA256_HEADER: digest}
+
+    def send() -> httpx.Response:
+        limit = max(0.01, min(request_timeout, deadline.remaining()))
+        try:
+            with path.open("rb") as handle:
+                response = http.post(url, files={"file": (path.name, handle, "application/zip")},
+                                     headers=headers, timeout=limit)
+        except httpx.TransportError as exc:
+            kind = _error_kind(exc)
+            seen[kind] += 1
+            raise _Transient(kind) from None
+        status = response.status_code
+        if response.is_success:
+            return response
+        excerpt = _excerpt(response.text, secret)
+        if status == 429 or status >= 500:
+            seen[f"HTTP {status}"] += 1
+            raise _Transient(f"HTTP {status}", _retry_after(response.headers.get("Retry-After")), excerpt)
+        seen[f"HTTP {status}"] += 1
+        if status in (401, 403):
+            advice = "the admin API refused the token: check --token and that it may upload manifests"
+        elif status == 413:
+            advice = f"the bundle ({size} bytes) is larger than the admin API accepts: trim dynamic/ or raise its limit"
+        else:
+            advice = "check --upload-path and the operator's admin API version"
+        raise UserError(f"upload to {url} failed: HTTP {status} {response.reason_phrase}: "
+                        f"{excerpt or '(empty answer)'}; {advice}")
+
+    last: _Transient | None = None
+    try:
+        for attempt in _retrying(deadline, backoff, seen, f"upload to {url} not accepted", log):
+            with attempt:
+                response = send()
+            outcome = attempt.retry_state.outcome
+            if outcome and not outcome.failed:
+                return UploadResult(url, response.status_code, _excerpt(response.text, secret) or
+                                    response.reason_phrase, sum(seen.values()) + 1, time.monotonic() - started,
+                                    digest, size, dict(seen))
+    except tenacity.RetryError as exc:
+        failure = exc.last_attempt.exception()
+        last = failure if isinstance(failure, _Transient) else None
+    finally:
+        if owned:
+            http.close()
+    detail = ""
+    if last is not None and last.retry_after is not None and last.retry_after > deadline.remaining():
+        detail = f"; the last answer asked to retry after {last.retry_after:.0f} s, past the deadline"
+    elif last is not None and last.excerpt:
+        detail = f"; last answer: {last.excerpt}"
+    raise UserError(
+        f"upload to {url} not accepted after {time.monotonic() - started:.1f} s "
+        f"(deadline {deadline.seconds:g} s; {_plural(sum(seen.values()), 'attempt')}: {_summary(seen)}){detail}; "
+        f"the bundle is kept at {path}: retry later or raise --timeout"
+    )
+
+
+def upload_manifests(
+    admin_url: str,
+    bundle: Bundle,
+    token: SecretValue | str,
+    *,
+    ready_path: str = DEFAULT_READY_PATH,
+    upload_path: str = DEFAULT_UPLOAD_PATH,
+    timeout: float = DEFAULT_TIMEOUT,
+    probe_timeout: float = DEFAULT_PROBE_TIMEOUT,
+    request_timeout: float = DEFAULT_UPLOAD_REQUEST_TIMEOUT,
+    backoff: Backoff = Backoff(),
+    log: Log | None = _stderr,
+) -> str:
+    """Wait for readiness, then upload ``bundle`` once, both under one ``timeout`` (seconds).
+
+    Returns:
+        One line: ``uploaded <sha256> (<bytes> bytes, <n> files) to <url>: HTTP <status> <short answer>``.
+
+    Raises:
+        UserError: as :func:`wait_until_ready` and :func:`upload_bundle`.
+    """
+    secret = _check_token(token)
+    endpoint(admin_url, upload_path)  # reject a bad URL before waiting
+    deadline = Deadline(timeout)
+    with httpx.Client(follow_redirects=False) as http:
+        ready = wait_until_ready(admin_url, ready_path=ready_path, probe_timeout=probe_timeout, backoff=backoff,
+                                 deadline=deadline, client=http, log=log)
+        if log:
+            log(f"admin API ready at {ready.url} after {ready.elapsed:.1f} s ({_plural(ready.attempts, 'probe')})")
+        result = upload_bundle(admin_url, bundle, secret, upload_path=upload_path, request_timeout=request_timeout,
+                               backoff=backoff, deadline=deadline, client=http, log=log)
+    return (f"uploaded {result.sha256} ({result.size} bytes, {bundle.entries} files) to {result.url}: "
+            f"HTTP {result.status} {result.answer}")
