@@ -42,7 +42,9 @@ def _target(args: argparse.Namespace, ws: Workspace):
 
 
 def _check(args: argparse.Namespace) -> str:
-    return _workspace(args).check(args.env)
+    ws = _workspace(args)
+    target = _target(args, ws) if args.registry else None
+    return ws.check(args.env, target=target)
 
 
 def _config(args: argparse.Namespace) -> str:
@@ -85,7 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=run)
         return sub
 
-    verb("check", _check, "validate configs, lint and package every chart, check dynamic/ manifests", env_required=False)
+    _registry_flags(
+        verb(
+            "check",
+            _check,
+            "validate configs, lint and package every chart, check dynamic/ manifests; "
+            "with --registry also refuse a changed chart whose version was not bumped",
+            env_required=False,
+        )
+    )
     verb("config", _config, "print the validated, resolved context as YAML", component=True)
     verb("chart", _chart, "render the chart into --out", component=True).add_argument("--out", required=True)
     verb("package", _package, "package the chart reproducibly into --out", component=True).add_argument(

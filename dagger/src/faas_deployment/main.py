@@ -182,11 +182,23 @@ class FaasDeployment:
 
     @function
     async def check(
-        self, env: Annotated[str, Doc("only this environment (default: all)")] = ""
+        self,
+        env: Annotated[str, Doc("only this environment (default: all)")] = "",
+        registry: Annotated[str, Doc("also check the publishing rules against oci://HOST[:PORT]/PATH")] = "",
+        username: Annotated[str, Doc("registry user name")] = "",
+        password: Annotated[dagger.Secret | None, Doc("registry password or token")] = None,
+        plain_http: Annotated[bool, Doc("HTTP instead of HTTPS (local test registries only)")] = False,
     ) -> str:
         """Validate every config, render, lint and package every chart; a report line per item.
 
+        With ``registry``, each chart is also checked against the publishing rules
+        without pushing: a chart whose content changed without a chart_version bump,
+        or whose version is lower than the highest published, fails the check.
         Fails listing every problem found (invalid config, lint error, manifest problem).
         """
         ws = await _workspace(self.source, self.template)
-        return await _run(lambda: ws.check(env or None))
+        secret = await _secret(password, "password")
+        target = None
+        if registry:
+            target = await _run(lambda: make_target(ws, registry, username or None, secret, plain_http))
+        return await _run(lambda: ws.check(env or None, target=target))

@@ -37,9 +37,9 @@ class _SerialTarget:
         self._target = target
         self._lock = threading.Lock()
 
-    def publish(self, package: ChartPackage, *, config: str) -> PublishResult:
+    def publish(self, package: ChartPackage, *, config: str, dry_run: bool = False) -> PublishResult:
         with self._lock:
-            return self._target.publish(package, config=config)
+            return self._target.publish(package, config=config, dry_run=dry_run)
 
 
 @dataclass(frozen=True)
@@ -134,11 +134,19 @@ class Workspace:
 
             return _run_all(publish, names)
 
-    def check(self, env: str | None = None, extra: Callable[[str], list[Problem]] | None = None) -> str:
+    def check(
+        self,
+        env: str | None = None,
+        extra: Callable[[str], list[Problem]] | None = None,
+        target: Target | None = None,
+    ) -> str:
         """Validate, render, lint and package every component (of ``env`` or of all envs).
 
         ``extra(env)`` adds checks of other parts of an environment (the operator's
-        ``dynamic/`` manifests). Returns a report, a line per checked item.
+        ``dynamic/`` manifests). With a ``target``, each package is also checked
+        against the publishing rules without pushing, so a chart whose content
+        changed without a ``chart_version`` bump is refused. Returns a report, a
+        line per checked item.
 
         Raises:
             ValidationError: every problem found, across all environments.
@@ -154,6 +162,9 @@ class Workspace:
                     try:
                         package = self.package(name, component, Path(scratch) / name / component)
                         lines.append(f"ok {name}/{component}: {package.name} {package.version} ({package.digest})")
+                        if target is not None:
+                            config_file = str(self.config_file(name, component))
+                            lines.append(target.publish(package, config=config_file, dry_run=True).line)
                     except ValidationError as exc:
                         problems.extend(exc.problems)
                     except UserError as exc:

@@ -28,12 +28,15 @@ from .errors import UserError
 from .oci import ChartRegistry, helm_artifact
 from .packaging import ChartPackage
 
-Outcome = Literal["pushed", "unchanged"]
+Outcome = Literal["pushed", "unchanged", "new"]
 
 
 @dataclass(frozen=True)
 class PublishResult:
-    """What happened to one chart: ``line`` is ``pushed <ref>@<digest>`` or ``unchanged <ref>@<digest>``."""
+    """What happened to one chart: ``line`` is ``pushed <ref>@<digest>`` or ``unchanged <ref>@<digest>``.
+
+    ``new`` is the dry-run answer for a version that would be pushed.
+    """
 
     outcome: Outcome
     reference: str
@@ -91,7 +94,7 @@ def decide(
 
 
 class Target(Protocol):
-    def publish(self, package: ChartPackage, *, config: str) -> PublishResult: ...
+    def publish(self, package: ChartPackage, *, config: str, dry_run: bool = False) -> PublishResult: ...
 
 
 class OciTarget:
@@ -100,8 +103,8 @@ class OciTarget:
     def __init__(self, registry: ChartRegistry):
         self.registry = registry
 
-    def publish(self, package: ChartPackage, *, config: str) -> PublishResult:
-        """Publish ``package`` under the rules; see :func:`decide` for the errors raised."""
+    def publish(self, package: ChartPackage, *, config: str, dry_run: bool = False) -> PublishResult:
+        """Publish ``package`` under the rules (``dry_run``: only check them); :func:`decide` lists the errors."""
         artifact = helm_artifact(package)
         reference = self.registry.reference(package.name, package.version)
         action = decide(
@@ -114,6 +117,8 @@ class OciTarget:
         )
         if action == "unchanged":
             return PublishResult("unchanged", reference, artifact.digest)
+        if dry_run:
+            return PublishResult("new", reference, artifact.digest)
         return PublishResult("pushed", reference, self.registry.push(artifact))
 
 
@@ -137,8 +142,8 @@ class LocalRepoTarget:
         except yaml.YAMLError as exc:
             raise UserError(f"{index}: not a readable Helm repository index: {exc}") from None
 
-    def publish(self, package: ChartPackage, *, config: str) -> PublishResult:
-        """Publish ``package`` under the rules; see :func:`decide` for the errors raised."""
+    def publish(self, package: ChartPackage, *, config: str, dry_run: bool = False) -> PublishResult:
+        """Publish ``package`` under the rules (``dry_run``: only check them); :func:`decide` lists the errors."""
         entries = self._index().get("entries", {}).get(package.name, [])
         digests = {str(e.get("version")): f"sha256:{e.get('digest')}" for e in entries}
         target = self.directory / package.path.name
@@ -153,6 +158,8 @@ class LocalRepoTarget:
         )
         if action == "unchanged":
             return PublishResult("unchanged", reference, package.digest)
+        if dry_run:
+            return PublishResult("new", reference, package.digest)
         self.directory.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".partial")
         partial.write_bytes(package.path.read_bytes())
