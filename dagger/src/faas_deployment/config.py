@@ -1,0 +1,592 @@
+"""Component configuration: discover, load and validate ``cookiecutter-config.yaml``.
+
+Each deployable component has one file per environment,
+``env/<env>/<component>/cookiecutter-config.yaml``. It is a cookiecutter *user
+config*: a top-level ``default_context`` mapping holds the values of the chart
+template's variables (``chart_name``, ``chart_version``, the image, the PVC and
+the Vault secret settings, ...). Environments and components are discovered from
+the files present; nothing here names them.
+
+Validation reports every problem of a file in one :class:`ValidationError`, each
+naming the file (relative to the source directory) and the dotted key, e.g.
+``env/dev/operator/cookiecutter-config.yaml: default_context.chart_version: ...``.
+It follows the template's ``cookiecutter.json`` (the keys it declares, its choice
+lists and dict variables) plus the typed rules of :data:`RULES` for the keys both
+know, so a user template with its own variables is validated by its own keys.
+
+The resolved context (template defaults overlaid by the config, rendered the way
+cookiecutter renders them) is what :func:`faas_deployment.chart.render_chart`
+passes to cookiecutter as ``extra_context``.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import re
+from collections.abc import Callable, Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import semver
+import yaml
+from cookiecutter.exceptions import CookiecutterException
+from cookiecutter.generate import apply_overwrites_to_context
+from cookiecutter.prompt import prompt_for_config
+from jinja2 import TemplateError
+
+from .errors import Problem, UserError, ValidationError
+
+#: The chart template shipped inside the package (a cookiecutter template whose
+#: project directory is ``{{cookiecutter.chart_name}}/``).
+EMBEDDED_TEMPLATE: Path = Path(str(resources.files(__package__).joinpath("template")))
+
+#: Name of a component's configuration file, and where it is looked for.
+CONFIG_NAME = "cookiecutter-config.yaml"
+CONFIG_GLOB = f"env/*/*/{CONFIG_NAME}"
+
+#: Top-level keys of a cookiecutter user config. Only ``default_context`` is
+#: used; the others are accepted (cookiecutter knows them) and ignored.
+USER_CONFIG_KEYS = ("default_context", "abbreviations", "cookiecutters_dir", "replay_dir")
+
+#: The values a yes/no flag takes (the seed's convention, quoted in YAML).
+FLAG_VALUES = ("yes", "no")
+
+# --------------------------------------------------------------------------- discovery
+
+
+def discover(source: Path) -> list[tuple[str, str]]:
+    """Every ``(env, component)`` pair with a config file under ``source``, sorted.
+
+    Looks for ``<source>/env/*/*/cookiecutter-config.yaml``; an empty list when
+    there is none.
+    """
+    found = {(p.parent.parent.name, p.parent.name) for p in Path(source).glob(CONFIG_GLOB) if p.is_file()}
+    return sorted(found)
+
+
+def envs(source: Path) -> list[str]:
+    """The environments (``dev``, ``prod``, ...) that have at least one component, sorted."""
+    return sorted({env for env, _ in discover(source)})
+
+
+def components(source: Path, env: str) -> list[str]:
+    """The components configured in ``env``, sorted; raises :class:`UserError` for an unknown env."""
+    known = envs(source)
+    if env not in known:
+        raise UserError(_unknown("environment", env, known, source))
+    return [c for e, c in discover(source) if e == env]
+
+
+def config_path(source: Path, env: str, component: str) -> Path:
+    """Path of ``env/<env>/<component>/cookiecutter-config.yaml`` under ``source``.
+
+    Raises:
+        UserError: the environment or the component has no config file; the
+            message lists the known ones.
+    """
+    known = components(source, env)
+    if component not in known:
+        raise UserError(_unknown(f"component in environment {env!r}", component, known, source))
+    return Path(source) / "env" / env / component / CONFIG_NAME
+
+
+def _unknown(what: str, name: str, known: list[str], source: Path) -> str:
+    listed = ", ".join(known) if known else f"none (no {CONFIG_GLOB} under {source})"
+    return f"unknown {what}: {name!r}; known: {listed}"
+
+
+# --------------------------------------------------------------------------- template
+
+
+def template_variables(template: Path) -> dict[str, Any]:
+    """The variables declared by ``<template>/cookiecutter.json``, in file order.
+
+    Raises:
+        UserError: the template directory or its ``cookiecutter.json`` is missing,
+            is not valid JSON (line and column given), or is not a JSON object.
+    """
+    template = Path(template)
+    if not template.is_dir():
+        raise UserError(f"{template}: template directory not found (expected a cookiecutter template directory)")
+    context_file = template / "cookiecutter.json"
+    if not context_file.is_file():
+        raise UserError(
+            f"{context_file}: not found; a cookiecutter template declares its variables in cookiecutter.json"
+        )
+    try:
+        variables = json.loads(context_file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise UserError(f"{context_file}: invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"{context_file}: cannot be read: {err}") from err
+    if not isinstance(variables, dict):
+        raise UserError(f"{context_file}: expected a JSON object of variables, got {type(variables).__name__}")
+    return variables
+
+
+# --------------------------------------------------------------------------- typed rules
+
+
+class Finding(NamedTuple):
+    """What a check found: ``sub`` is appended to the key (``""``, ``".x"``, ``"[0].y"``)."""
+
+    sub: str
+    message: str
+    hint: str = ""
+
+
+Check = Callable[[Any], Iterator[Finding]]
+
+# Helm chart names: lowercase letters, digits and dashes (Helm best practices,
+# "Chart Names"); 63 characters at most because the name ends up in labels.
+_CHART_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# DNS-1123 subdomain: names of PVCs, PVs, StorageClasses, Secrets, SecretStores
+# (Kubernetes "Object Names and IDs").
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# Image repository per the distribution reference grammar: optional
+# host[:port]/, then lowercase path components separated by "/".
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_REPOSITORY = re.compile(
+    rf"^(?:(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
+    rf"(?::[0-9]+)?/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$"
+)
+# Image tag per the distribution reference grammar.
+_IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+# Environment variable names: C identifiers (POSIX portable names).
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Secret data keys (Kubernetes: "consist of alphanumeric characters, '-', '_' or '.'").
+_SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+# Kubernetes resource quantity (apimachinery resource.Quantity): a decimal number
+# with a binary-SI, decimal-SI or exponent suffix.
+_QUANTITY = re.compile(
+    r"^\+?(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?$"
+)
+# Go duration as used by ExternalSecret.spec.refreshInterval ("1h", "15m", "1h30m", "0").
+_DURATION = re.compile(r"^(?:0|(?:[0-9]+(?:\.[0-9]+)?(?:ns|us|µs|ms|s|m|h))+)$")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _string(value: Any, expected: str) -> Iterator[Finding]:
+    """Nothing if ``value`` is a string; else a finding telling to quote it."""
+    if not isinstance(value, str):
+        yield Finding("", f"expected {expected} as a string, got {type(value).__name__} {_shown(value)}",
+                      "quote the value in YAML")
+
+
+def _matching(pattern: re.Pattern[str], expected: str, max_len: int | None = None) -> Check:
+    def check(value: Any) -> Iterator[Finding]:
+        problems = list(_string(value, expected))
+        if problems:
+            yield from problems
+        elif not pattern.match(value) or (max_len is not None and len(value) > max_len):
+            yield Finding("", f"expected {expected}, got {_shown(value)}")
+
+    return check
+
+
+def _chart_version(value: Any) -> Iterator[Finding]:
+    hint = "use semantic versioning MAJOR.MINOR.PATCH, e.g. \"1.0.3\", quoted"
+    if not isinstance(value, str):
+        yield Finding("", f"expected a semantic version string, got {type(value).__name__} {_shown(value)}", hint)
+    elif not semver.Version.is_valid(value):
+        yield Finding("", f"expected a semantic version MAJOR.MINOR.PATCH[-pre][+build] (semver.org), "
+                          f"got {_shown(value)}", hint)
+
+
+def _one_of(*choices: str) -> Check:
+    def check(value: Any) -> Iterator[Finding]:
+        if value not in choices:
+            yield Finding("", f"expected one of {', '.join(choices)}, got {_shown(value)}")
+
+    return check
+
+
+def _flag(value: Any) -> Iterator[Finding]:
+    if isinstance(value, bool):
+        yield Finding("", f"expected \"yes\" or \"no\", got the YAML boolean {str(value).lower()}",
+                      "write \"yes\" or \"no\" in quotes: unquoted yes/no/true/false are booleans in YAML")
+    elif value not in FLAG_VALUES:
+        yield Finding("", f"expected \"yes\" or \"no\", got {_shown(value)}")
+
+
+def _integer(low: int, high: int | None, expected: str) -> Check:
+    def check(value: Any) -> Iterator[Finding]:
+        number: int | None = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, str) and value.isdigit() and value.isascii():
+            number = int(value)
+        if number is None or number < low or (high is not None and number > high):
+            yield Finding("", f"expected {expected}, got {_shown(value)}")
+
+    return check
+
+
+def _optional(check: Check) -> Check:
+    """``check``, except that the empty string (meaning "none") is accepted."""
+
+    def optional(value: Any) -> Iterator[Finding]:
+        if value != "":
+            yield from check(value)
+
+    return optional
+
+
+def _absolute_path(value: Any) -> Iterator[Finding]:
+    problems = list(_string(value, "an absolute path"))
+    if problems:
+        yield from problems
+    elif not value.startswith("/") or ":" in value or ".." in value.split("/"):
+        yield Finding("", f"expected an absolute path without ':' or '..', e.g. /mnt/storage, got {_shown(value)}")
+
+
+def _quantity(value: Any) -> Iterator[Finding]:
+    expected = "a Kubernetes quantity such as 5Gi or 500Mi"
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return
+    problems = list(_string(value, expected))
+    if problems:
+        yield from problems
+    elif not (match := _QUANTITY.match(value)) or float(match["number"]) <= 0:
+        yield Finding("", f"expected {expected} (a positive size), got {_shown(value)}")
+
+
+def _environment_variables(value: Any) -> Iterator[Finding]:
+    if not isinstance(value, dict):
+        yield Finding("", f"expected a mapping of NAME: value, got {type(value).__name__} {_shown(value)}")
+        return
+    for name, item in value.items():
+        if not isinstance(name, str) or not _ENV_NAME.match(name):
+            yield Finding(f".{name}", "expected an environment variable name of letters, digits and '_' "
+                                      "not starting with a digit (e.g. LOG_LEVEL)")
+        if item is None or isinstance(item, (dict, list)):
+            yield Finding(f".{name}", f"expected a single value (string or number), got {_shown(item)}",
+                          "write \"\" for an empty value")
+
+
+_SECRET_ITEM_KEYS = ("secret_key", "vault_secret_key", "vault_secret_property")
+
+
+def _secret_data(value: Any) -> Iterator[Finding]:
+    if not isinstance(value, dict):
+        yield Finding("", f"expected a mapping with a \"data\" list, got {type(value).__name__} {_shown(value)}")
+        return
+    for key in value:
+        if key != "data":
+            yield Finding(f".{key}", "unknown key; expected only \"data\"")
+    items = value.get("data", [])
+    if not isinstance(items, list):
+        yield Finding(".data", f"expected a list of {{secret_key, vault_secret_key, vault_secret_property}}, "
+                               f"got {type(items).__name__} {_shown(items)}")
+        return
+    seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        where = f".data[{index}]"
+        if not isinstance(item, dict):
+            yield Finding(where, f"expected a mapping with {', '.join(_SECRET_ITEM_KEYS)}, got {_shown(item)}")
+            continue
+        for key in item:
+            if key not in _SECRET_ITEM_KEYS:
+                yield Finding(f"{where}.{key}", "unknown key" + _did_you_mean(str(key), _SECRET_ITEM_KEYS))
+        for key in _SECRET_ITEM_KEYS:
+            field = item.get(key)
+            if not isinstance(field, str) or not field.strip():
+                yield Finding(f"{where}.{key}", f"expected a non-empty string, got {_shown(field)}")
+        secret_key = item.get("secret_key")
+        if isinstance(secret_key, str) and secret_key:
+            if not _SECRET_KEY.match(secret_key) or len(secret_key) > 253:
+                yield Finding(f"{where}.secret_key", "expected a Secret key of letters, digits, '-', '_' or '.', "
+                                                     f"got {_shown(secret_key)}")
+            elif secret_key in seen:
+                yield Finding(f"{where}.secret_key", f"duplicate secret_key {secret_key!r} "
+                                                     f"(also in data[{seen[secret_key]}])")
+            else:
+                seen[secret_key] = index
+
+
+_DNS_NAME = _matching(_DNS_SUBDOMAIN, "a DNS-1123 name (lowercase letters, digits, '-' and '.')", 253)
+
+#: Typed rules, key -> check. They apply to the keys a template declares and a
+#: config sets (and to the keys a flag requires, see :data:`GROUPS`).
+RULES: dict[str, Check] = {
+    "chart_name": _matching(_CHART_NAME, "a Helm chart name (lowercase letters, digits and '-')", 63),
+    "chart_version": _chart_version,
+    "image_repository": _matching(_IMAGE_REPOSITORY, "an image repository such as registry.example.org/team/app"),
+    "image_tag": _matching(_IMAGE_TAG, "an image tag ([A-Za-z0-9_][A-Za-z0-9_.-], at most 128 characters)"),
+    "image_pull_policy": _one_of("IfNotPresent", "Always", "Never"),
+    "image_pull_secret": _optional(_DNS_NAME),
+    "replica_count": _integer(0, None, "an integer >= 0"),
+    "container_port": _integer(1, 65535, "a port number, an integer from 1 to 65535"),
+    "service_type": _one_of("ClusterIP", "NodePort", "LoadBalancer"),
+    "service_port": _integer(1, 65535, "a port number, an integer from 1 to 65535"),
+    "health_path": _matching(re.compile(r"^/\S*$"), "an HTTP path starting with '/', e.g. /healthz"),
+    "environment_variables": _environment_variables,
+    "include_persistent_volume_claim": _flag,
+    "pvc_persistent_volume_claim_name": _DNS_NAME,
+    "pvc_persistent_volume_claim_mount_path": _absolute_path,
+    "pvc_persistent_volume_name": _DNS_NAME,
+    "pvc_storage_class_name": _DNS_NAME,
+    "pvc_storage": _quantity,
+    "include_external_admin_secret": _flag,
+    "external_secret_store_name": _DNS_NAME,
+    "external_secret_store_kind": _one_of("ClusterSecretStore", "SecretStore"),
+    "external_secret_refresh_interval": _matching(_DURATION, "a duration such as 1h, 15m or 1h30m"),
+    "external_admin_secret_data": _secret_data,
+}
+
+
+def _filled(value: Any) -> bool:
+    return value is not None and value != "" and value != {} and value != []
+
+
+def _has_secrets(value: Any) -> bool:
+    return not isinstance(value, dict) or _filled(value.get("data"))
+
+
+#: Flag -> the keys that must be set (non-empty) when the flag is "yes", each
+#: with its "is it set" test.
+GROUPS: dict[str, dict[str, Callable[[Any], bool]]] = {
+    "include_persistent_volume_claim": {
+        "pvc_persistent_volume_claim_name": _filled,
+        "pvc_persistent_volume_claim_mount_path": _filled,
+        "pvc_persistent_volume_name": _filled,
+        "pvc_storage_class_name": _filled,
+        "pvc_storage": _filled,
+    },
+    "include_external_admin_secret": {
+        "external_secret_store_name": _filled,
+        "external_admin_secret_data": _has_secrets,
+    },
+}
+_GROUP_MEMBERS = {key for members in GROUPS.values() for key in members}
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader (as cookiecutter reads user configs) noting duplicate keys."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self.duplicates: list[tuple[Any, yaml.Mark]] = []
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            try:
+                key = self.construct_object(key_node, deep=True)
+                hash(key)
+            except (TypeError, yaml.YAMLError):
+                continue
+            if key in seen:
+                self.duplicates.append((key, key_node.start_mark))
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _read_yaml(path: Path, shown: str) -> tuple[Any, list[Problem]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, [Problem(shown, "", "file not found")]
+    except (OSError, UnicodeDecodeError) as err:
+        return None, [Problem(shown, "", f"cannot be read as UTF-8 text: {err}")]
+    loader = _Loader(text)
+    try:
+        data = loader.get_single_data()
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        detail = "; ".join(str(part) for part in (err.context, err.problem) if part)
+        return None, [Problem(shown, "", f"YAML syntax error{where}: {detail}", "fix the YAML syntax")]
+    except yaml.YAMLError as err:
+        return None, [Problem(shown, "", f"YAML error: {err}")]
+    finally:
+        loader.dispose()
+    problems = [
+        Problem(shown, str(key), f"duplicate key at line {mark.line + 1}, column {mark.column + 1}",
+                "keep one: YAML readers silently use the last one")
+        for key, mark in loader.duplicates
+    ]
+    return data, problems
+
+
+def _did_you_mean(key: str, known: Any) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _choice_default(default: Any) -> Any:
+    return default[0] if isinstance(default, list) and default else default
+
+
+def _check_context(shown: str, context: dict[Any, Any], variables: dict[str, Any]) -> list[Problem]:
+    """Problems of a ``default_context`` mapping against the template's variables."""
+    problems: list[Problem] = []
+    public = [k for k in variables if not k.startswith("_")]
+    flagged: set[str] = set()
+
+    def report(key: str, finding: Finding) -> None:
+        flagged.add(key)
+        problems.append(Problem(shown, f"default_context.{key}{finding.sub}", finding.message, finding.hint))
+
+    for key, value in context.items():
+        if not isinstance(key, str):
+            report(str(key), Finding("", f"expected a variable name (a string), got {type(key).__name__}"))
+            continue
+        if key.startswith("_"):
+            report(key, Finding("", "private template setting; it cannot be set from a config",
+                                "remove it from default_context"))
+            continue
+        if key not in variables:
+            close = difflib.get_close_matches(key, public, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}?" if close else f"the template declares: {', '.join(public)}"
+            report(key, Finding("", "unknown key", hint))
+            continue
+        if key in _GROUP_MEMBERS and not _filled(value):
+            continue  # left empty: only required when its flag is "yes" (checked below)
+        findings = list(RULES[key](value)) if key in RULES else []
+        findings = findings or list(_check_template_type(value, variables[key]))
+        for finding in findings:
+            report(key, finding)
+
+    resolved = {k: context.get(k, _choice_default(variables[k])) for k in public}
+    for flag, members in GROUPS.items():
+        if flag not in variables or flag in flagged or resolved[flag] != "yes":
+            continue
+        for key, is_set in members.items():
+            if key not in variables or key in flagged:
+                continue
+            value = resolved[key]
+            if not is_set(value):
+                what = "a non-empty \"data\" list of secrets" if key == "external_admin_secret_data" else "a value"
+                report(key, Finding("", f"required when {flag} is \"yes\": expected {what}",
+                                    f"set it, or set {flag}: \"no\""))
+            elif key not in context and key in RULES:
+                for finding in RULES[key](value):  # a template default in force
+                    report(key, finding)
+    return problems
+
+
+def _check_template_type(value: Any, default: Any) -> Iterator[Finding]:
+    """What cookiecutter itself would reject or mangle, from the variable's default."""
+    if isinstance(default, list):
+        if isinstance(value, list):
+            extra = [v for v in value if v not in default]
+            if extra:
+                yield Finding("", f"expected choices among {', '.join(map(str, default))}, got {_shown(extra)}")
+        elif value not in default:
+            yield Finding("", f"expected one of {', '.join(map(str, default))}, got {_shown(value)}")
+    elif isinstance(default, dict):
+        if not isinstance(value, dict):
+            yield Finding("", f"expected a mapping, got {type(value).__name__} {_shown(value)}")
+    elif isinstance(default, bool):
+        if not isinstance(value, (bool, str)):
+            yield Finding("", f"expected a boolean or yes/no, got {_shown(value)}")
+    elif value is None:
+        yield Finding("", "no value given", "write \"\" for an empty string")
+    elif isinstance(value, (dict, list)):
+        yield Finding("", f"expected a single value (string or number), got {type(value).__name__}")
+
+
+def _read_config(path: Path, shown: str) -> tuple[dict[Any, Any] | None, list[Problem]]:
+    data, problems = _read_yaml(path, shown)
+    if problems and data is None:
+        return None, problems
+    if not isinstance(data, dict):
+        got = "an empty file" if data is None else f"a {type(data).__name__}"
+        return None, [*problems, Problem(shown, "", f"expected a mapping with a default_context key, got {got}")]
+    for key in data:
+        if key not in USER_CONFIG_KEYS:
+            problems.append(Problem(shown, str(key), "unknown top-level key",
+                                    _did_you_mean(str(key), USER_CONFIG_KEYS).strip(" ()")
+                                    or "template values go under default_context"))
+    if "default_context" not in data:
+        problems.append(Problem(shown, "default_context", "missing; expected a mapping of template values",
+                                "put the chart's values under a top-level default_context: key"))
+        return None, problems
+    context = data["default_context"]
+    if not isinstance(context, dict):
+        got = "nothing" if context is None else f"a {type(context).__name__}"
+        problems.append(Problem(shown, "default_context", f"expected a mapping of template values, got {got}"))
+        return None, problems
+    return context, problems
+
+
+def _resolve(shown: str, template: Path, variables: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    """Overlay, then render the defaults as cookiecutter does (choices, Jinja in defaults)."""
+    merged = copy.deepcopy(variables)
+    try:
+        apply_overwrites_to_context(merged, copy.deepcopy(context))
+        rendered = prompt_for_config({"cookiecutter": merged}, no_input=True)
+    except (ValueError, TemplateError, CookiecutterException) as err:
+        cause = err.__cause__ or err
+        raise ValidationError([Problem(shown, "default_context",
+                                       f"cannot be resolved with template {template}: {cause}")]) from err
+    resolved: dict[str, Any] = {}
+    for key in variables:  # cookiecutter.json order (dict variables are rendered last)
+        if key.startswith("_") or key not in rendered:
+            continue
+        value = rendered[key]
+        origin = context.get(key, variables.get(key))
+        if isinstance(value, str) and isinstance(origin, (int, float)) and not isinstance(origin, bool):
+            value = origin  # keep the number cookiecutter turned into text
+        resolved[key] = value
+    return resolved
+
+
+def validate_config(path: Path, template: Path | None = None, *, shown: str | None = None) -> dict[str, Any]:
+    """Validate one config file against ``template`` and return its resolved context.
+
+    Args:
+        path: a ``cookiecutter-config.yaml``.
+        template: a cookiecutter template directory; ``None`` = :data:`EMBEDDED_TEMPLATE`.
+        shown: how the file is named in problems (default: ``path`` as given).
+
+    Returns:
+        Every public variable of the template (keys not starting with ``_``), in
+        ``cookiecutter.json`` order: the config's value or the template default,
+        choice lists resolved to the chosen item, Jinja in defaults rendered. Numbers
+        stay numbers; nested values of dict variables are strings, as cookiecutter
+        renders them. Ready to pass to cookiecutter as ``extra_context``.
+
+    Raises:
+        UserError: the template or its ``cookiecutter.json`` is missing or invalid.
+        ValidationError: every problem of the file at once (YAML syntax with line
+            and column, structure, unknown keys with the closest known one, typed
+            rules of :data:`RULES`, keys required by the flags of :data:`GROUPS`).
+    """
+    template = Path(template) if template is not None else EMBEDDED_TEMPLATE
+    shown = shown or str(path)
+    variables = template_variables(template)
+    context, problems = _read_config(Path(path), shown)
+    if context is not None:
+        problems += _check_context(shown, context, variables)
+    if problems:
+        raise ValidationError(problems)
+    assert context is not None
+    return _resolve(shown, template, variables, context)
+
+
+def load_context(source: Path, env: str, component: str, template: Path | None = None) -> dict[str, Any]:
+    """Load, validate and resolve ``env/<env>/<component>/cookiecutter-config.yaml``.
+
+    Problems name the file relative to ``source``. See :func:`validate_config`
+    for the returned shape and the errors raised; an unknown env or component
+    raises :class:`UserError` listing the known ones.
+    """
+    path = config_path(source, env, component)
+    return validate_config(path, template, shown=path.relative_to(source).as_posix())
