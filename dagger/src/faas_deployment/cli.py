@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import admin_api, manifests
 from .errors import UserError
 from .pipeline import Workspace, make_target
 from .secrets import resolve_secret
@@ -44,7 +45,7 @@ def _target(args: argparse.Namespace, ws: Workspace):
 def _check(args: argparse.Namespace) -> str:
     ws = _workspace(args)
     target = _target(args, ws) if args.registry else None
-    return ws.check(args.env, target=target)
+    return ws.check(args.env, target=target, extra=lambda env: manifests.check_env(ws.source, env))
 
 
 def _config(args: argparse.Namespace) -> str:
@@ -70,6 +71,25 @@ def _release(args: argparse.Namespace) -> str:
     ws = _workspace(args)
     ws.components(args.env)
     return "\n".join(r.line for r in ws.release(args.env, _target(args, ws)))
+
+
+def _bundle(args: argparse.Namespace) -> manifests.Bundle:
+    ws = _workspace(args)
+    out = Path(args.out) if args.out else ws.source / manifests.DEFAULT_BUNDLE_DIR / f"{args.env}.zip"
+    return manifests.write_bundle(manifests.dynamic_dir(ws.source, args.env), out)
+
+
+def _manifests(args: argparse.Namespace) -> str:
+    return manifests.bundle_line(_bundle(args))
+
+
+def _upload_manifests(args: argparse.Namespace) -> str:
+    bundle = _bundle(args)  # first, and kept: a CI job keeps it as an artifact even if the upload fails
+    print(f"[faas-deploy] {manifests.bundle_line(bundle)}", file=sys.stderr, flush=True)
+    token = resolve_secret(args.token, flag="--token")
+    return admin_api.upload_manifests(
+        args.admin_url, bundle, token, ready_path=args.ready_path, upload_path=args.upload_path, timeout=args.timeout
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,6 +123,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _registry_flags(verb("publish", _publish, "publish one component's chart", component=True))
     _registry_flags(verb("release", _release, "publish every component's chart of an environment concurrently"))
+    verb("manifests", _manifests, "validate env/<env>/operator/dynamic/ and write its reproducible zip to --out").add_argument(
+        "--out", required=True, metavar="FILE"
+    )
+    upload = verb(
+        "upload-manifests",
+        _upload_manifests,
+        "bundle dynamic/ (kept at --out), wait for the operator admin API to be ready, upload the bundle once",
+    )
+    upload.add_argument("--admin-url", required=True, help="operator admin API base URL, http(s)://HOST[:PORT]")
+    upload.add_argument("--token", required=True, metavar="env:NAME|file:PATH", help="admin API bearer token")
+    upload.add_argument("--ready-path", default=admin_api.DEFAULT_READY_PATH, help="readiness path (default: %(default)s)")
+    upload.add_argument("--upload-path", default=admin_api.DEFAULT_UPLOAD_PATH, help="upload path (default: %(default)s)")
+    upload.add_argument(
+        "--timeout",
+        type=float,
+        default=admin_api.DEFAULT_TIMEOUT,
+        help="overall deadline for readiness plus upload, in seconds (default: %(default)g)",
+    )
+    upload.add_argument(
+        "--out", metavar="FILE", help=f"where the bundle is written and kept (default: {manifests.DEFAULT_BUNDLE_DIR}/<env>.zip under --source)"
+    )
     return parser
 
 

@@ -24,6 +24,7 @@ from dagger import DefaultPath, Doc, Ignore, dag, function, object_type
 # re-raises FunctionError without logging a traceback.
 from dagger.mod._exceptions import FunctionError
 
+from . import admin_api, manifests
 from .errors import UserError
 from .pipeline import Workspace, make_target
 from .secrets import SecretValue
@@ -159,6 +160,47 @@ class Env:
         await _run(lambda: ws.release(self.name, ws.local_target()))
         return dag.current_module().workdir(str(ws.local_target().directory))
 
+    @function
+    async def manifests(self) -> dagger.File:
+        """The reproducible zip bundle of ``env/<env>/operator/dynamic/`` (``<env>.zip``).
+
+        Entries sorted, fixed timestamps and permissions, paths relative to
+        ``dynamic/``: the same files give the same bytes. Fails listing every problem
+        found (non-manifest file, invalid YAML, symbolic link, ...), each by path.
+        """
+        ws = await _workspace(self.source, self.template)
+        out = _scratch() / f"{self.name}.zip"
+        bundle = await _run(lambda: manifests.write_bundle(manifests.dynamic_dir(ws.source, self.name), out, log=None))
+        return dag.current_module().workdir_file(str(bundle.path))
+
+    @function
+    async def upload_manifests(
+        self,
+        admin_url: Annotated[str, Doc("operator admin API base URL, http(s)://HOST[:PORT]")],
+        token: Annotated[dagger.Secret, Doc("admin API bearer token")],
+        ready_path: Annotated[str, Doc("readiness path: GET, any 2xx means ready")] = admin_api.DEFAULT_READY_PATH,
+        upload_path: Annotated[str, Doc("upload path: POST multipart field file")] = admin_api.DEFAULT_UPLOAD_PATH,
+        timeout: Annotated[float, Doc("overall deadline for readiness plus upload, in seconds")] = (
+            admin_api.DEFAULT_TIMEOUT
+        ),
+    ) -> str:
+        """Bundle ``dynamic/``, wait for the operator admin API to be ready, upload the bundle once.
+
+        Returns one line: ``uploaded <sha256> (<bytes> bytes, <n> files) to <url>: HTTP <status> <answer>``.
+        Readiness polls with capped exponential backoff and jitter; 5xx, 429 and
+        broken connections are retried until the deadline; 401/403 and other 4xx
+        fail at once. Keep the bundle as an artifact with ``manifests``.
+        """
+        ws = await _workspace(self.source, self.template)
+        out = _scratch() / f"{self.name}.zip"
+        bundle = await _run(lambda: manifests.write_bundle(manifests.dynamic_dir(ws.source, self.name), out))
+        secret = await _secret(token, "token")
+        return await _run(
+            lambda: admin_api.upload_manifests(
+                admin_url, bundle, secret, ready_path=ready_path, upload_path=upload_path, timeout=timeout
+            )
+        )
+
 
 @object_type
 class FaasDeployment:
@@ -201,4 +243,6 @@ class FaasDeployment:
         target = None
         if registry:
             target = await _run(lambda: make_target(ws, registry, username or None, secret, plain_http))
-        return await _run(lambda: ws.check(env or None, target=target))
+        return await _run(
+            lambda: ws.check(env or None, target=target, extra=lambda name: manifests.check_env(ws.source, name))
+        )

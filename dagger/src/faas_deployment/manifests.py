@@ -76,6 +76,9 @@ ZIP_CREATE_SYSTEM = 3
 ZIP_COMPRESSLEVEL = 6
 """zlib deflate level (zlib's and ``zip``'s default)."""
 
+DEFAULT_BUNDLE_DIR = Path("dist/manifests")
+"""Where the CLI keeps a bundle without ``--out`` (relative to the source tree)."""
+
 PLACEHOLDER = "PLACEHOLDER"
 """Plain YAML scalar put in place of a template action during validation."""
 
@@ -364,3 +367,29 @@ def write_bundle(directory: Path, out: Path, *, log: Callable[[str], None] | Non
         raise
     return Bundle(path=out, sha256=sha256_file(out), size=out.stat().st_size, entries=len(files),
                   left_out=tuple(left_out))
+
+
+def dynamic_dir(source: Path, env: str) -> Path:
+    """``<source>/env/<env>/operator/dynamic``: where an environment's templates live (seed 000)."""
+    return Path(source) / "env" / env / "operator" / "dynamic"
+
+
+def check_env(source: Path, env: str, *, log: Callable[[str], None] | None = _stderr) -> list[Problem]:
+    """The problems of ``env``'s ``dynamic/`` directory (empty when valid), for ``check``.
+
+    An environment without an ``operator`` component has no dynamic manifests and
+    no problems; one with an operator must have a valid ``dynamic/``.
+    """
+    directory = dynamic_dir(source, env)
+    if not directory.parent.is_dir():
+        return []
+    try:
+        validate_dynamic(directory, log=log)
+    except ValidationError as exc:
+        return list(exc.problems)
+    return []
+
+
+def bundle_line(bundle: Bundle) -> str:
+    """``bundle <path> sha256:<hex> (<bytes> bytes, <n> files)``: what the front ends print."""
+    return f"bundle {bundle.path} sha256:{bundle.sha256} ({bundle.size} bytes, {bundle.entries} files)"
