@@ -65,6 +65,10 @@ class Workspace:
         """``env/<env>/<component>/cookiecutter-config.yaml``; UserError when unknown."""
         return config.config_path(self.source, env, component)
 
+    def display(self, env: str, component: str) -> str:
+        """The config file's path relative to the source root, as messages name it."""
+        return str(self.config_file(env, component).relative_to(self.source))
+
     def components(self, env: str) -> list[str]:
         """Components of ``env``, sorted, as discovered on disk."""
         found = [c for e, c in config.discover(self.source) if e == env]
@@ -124,13 +128,13 @@ class Workspace:
                 except ValidationError as exc:
                     problems.extend(exc.problems)
                 except UserError as exc:
-                    problems.append(Problem(str(self.config_file(env, name)), "", str(exc)))
+                    problems.append(Problem(self.display(env, name), "", str(exc)))
             if problems:
                 raise ValidationError(problems)
 
             def publish(name: str) -> PublishResult:
                 with step(f"publish {self._label(env, name)}"):
-                    return serial.publish(packages[name], config=str(self.config_file(env, name)))
+                    return serial.publish(packages[name], config=self.display(env, name))
 
             return _run_all(publish, names)
 
@@ -163,12 +167,12 @@ class Workspace:
                         package = self.package(name, component, Path(scratch) / name / component)
                         lines.append(f"ok {name}/{component}: {package.name} {package.version} ({package.digest})")
                         if target is not None:
-                            config_file = str(self.config_file(name, component))
+                            config_file = self.display(name, component)
                             lines.append(target.publish(package, config=config_file, dry_run=True).line)
                     except ValidationError as exc:
                         problems.extend(exc.problems)
                     except UserError as exc:
-                        problems.append(Problem(str(self.config_file(name, component)), "", str(exc)))
+                        problems.append(Problem(self.display(name, component), "", str(exc)))
                 if extra:
                     found = extra(name)
                     problems.extend(found)
