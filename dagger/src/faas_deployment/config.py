@@ -511,9 +511,9 @@ def _read_config(path: Path, shown: str) -> tuple[dict[Any, Any] | None, list[Pr
         return None, [*problems, Problem(shown, "", f"expected a mapping with a default_context key, got {got}")]
     for key in data:
         if key not in USER_CONFIG_KEYS:
-            problems.append(Problem(shown, str(key), "unknown top-level key",
-                                    _did_you_mean(str(key), USER_CONFIG_KEYS).strip(" ()")
-                                    or "template values go under default_context"))
+            close = difflib.get_close_matches(str(key), USER_CONFIG_KEYS, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}?" if close else "template values go under default_context"
+            problems.append(Problem(shown, str(key), "unknown top-level key", hint))
     if "default_context" not in data:
         problems.append(Problem(shown, "default_context", "missing; expected a mapping of template values",
                                 "put the chart's values under a top-level default_context: key"))

@@ -1,0 +1,260 @@
+"""Charts rendered from the real configs: cookiecutter, strict Helm lint, Helm render, Kubernetes schemas."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from faas_deployment import chart, config
+from faas_deployment.errors import UserError, ValidationError
+from test_config import make_user_template, seed_context, write_config
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+KUBE_VERSION = "1.30.0"
+PAIRS = config.discover(REPO_ROOT)
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def documents(manifests: dict[str, str]) -> list[dict[str, Any]]:
+    return [doc for text in manifests.values() for doc in yaml.safe_load_all(text) if doc]
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], tuple[dict[str, Any], Path]]:
+    """Every discovered env x component rendered with the embedded template."""
+    out = tmp_path_factory.mktemp("charts")
+    result = {}
+    for env, component in PAIRS:
+        context = config.load_context(REPO_ROOT, env, component)
+        result[(env, component)] = (context, chart.render_chart(context, config.EMBEDDED_TEMPLATE, out / env))
+    return result
+
+
+def test_every_config_renders_a_chart(rendered) -> None:
+    assert len(rendered) == len(PAIRS) >= 4
+    for (env, component), (context, chart_dir) in rendered.items():
+        assert chart_dir.name == context["chart_name"]
+        meta = yaml.safe_load((chart_dir / "Chart.yaml").read_text())
+        assert meta["name"] == context["chart_name"]
+        assert meta["version"] == context["chart_version"]
+        assert meta["appVersion"] == context["image_tag"]
+        # Helm templates are copied verbatim, not rendered by Jinja.
+        template_dir = config.EMBEDDED_TEMPLATE / "{{cookiecutter.chart_name}}" / "templates"
+        assert tree(chart_dir / "templates") == tree(template_dir)
+        assert (chart_dir / ".helmignore").is_file()
+
+
+@pytest.mark.parametrize(("env", "component"), PAIRS)
+def test_chart_is_strict_lint_clean(rendered, env: str, component: str) -> None:
+    _, chart_dir = rendered[(env, component)]
+    lines = chart.require_lint_clean(chart_dir, KUBE_VERSION)
+    assert not [line for line in lines if chart.is_failure(line)]
+    assert lines == chart.lint_chart(chart_dir, KUBE_VERSION)
+
+
+@pytest.mark.parametrize(("env", "component"), PAIRS)
+def test_manifests_match_the_config(rendered, env: str, component: str) -> None:
+    context, chart_dir = rendered[(env, component)]
+    release, namespace = context["chart_name"], f"faas-{env}"
+    docs = documents(chart.render_manifests(chart_dir, release, namespace))
+    for doc in docs:
+        if doc["apiVersion"].startswith("external-secrets.io/"):
+            continue
+        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+        labels = doc["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == context["chart_name"]
+        assert labels["app.kubernetes.io/instance"] == release
+        assert labels["app.kubernetes.io/version"] == context["image_tag"]
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+
+    (deployment,) = by_kind(docs, "Deployment")
+    (service,) = by_kind(docs, "Service")
+    spec = deployment["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert deployment["spec"]["replicas"] == int(context["replica_count"])
+    assert container["image"] == f"{context['image_repository']}:{context['image_tag']}"
+    assert container["imagePullPolicy"] == context["image_pull_policy"]
+    assert spec["imagePullSecrets"] == [{"name": context["image_pull_secret"]}]
+    assert container["ports"] == [{"name": "http", "containerPort": int(context["container_port"]),
+                                   "protocol": "TCP"}]
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": context["health_path"], "port": "http"}
+    assert {e["name"]: e["value"] for e in container["env"]} == context["environment_variables"]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert service["spec"]["type"] == context["service_type"]
+    assert service["spec"]["ports"][0]["port"] == int(context["service_port"])
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+    # The PersistentVolumeClaim, bound to the named volume and mounted.
+    claims = by_kind(docs, "PersistentVolumeClaim")
+    if context["include_persistent_volume_claim"] == "yes":
+        (claim,) = claims
+        assert claim["metadata"]["name"] == context["pvc_persistent_volume_claim_name"]
+        assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        assert claim["spec"] == {
+            "accessModes": ["ReadWriteOnce"],
+            "volumeMode": "Filesystem",
+            "storageClassName": context["pvc_storage_class_name"],
+            "volumeName": context["pvc_persistent_volume_name"],
+            "resources": {"requests": {"storage": context["pvc_storage"]}},
+        }
+        (mount,) = container["volumeMounts"]
+        (volume,) = spec["volumes"]
+        assert mount == {"name": volume["name"], "mountPath": context["pvc_persistent_volume_claim_mount_path"]}
+        assert volume["persistentVolumeClaim"] == {"claimName": context["pvc_persistent_volume_claim_name"]}
+        assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    else:
+        assert claims == [] and "volumeMounts" not in container and "volumes" not in spec
+
+    # The ExternalSecret (a custom resource: its shape is checked by hand) and the
+    # Deployment reading its target Secret.
+    external = [d for d in docs if d["kind"] == "ExternalSecret"]
+    if context["include_external_admin_secret"] == "yes":
+        (secret,) = external
+        assert secret["apiVersion"] == "external-secrets.io/v1"
+        assert secret["spec"]["secretStoreRef"] == {"name": context["external_secret_store_name"],
+                                                    "kind": context["external_secret_store_kind"]}
+        assert secret["spec"]["refreshInterval"] == context["external_secret_refresh_interval"]
+        target = secret["spec"]["target"]["name"]
+        assert container["envFrom"] == [{"secretRef": {"name": target}}]
+        assert secret["spec"]["data"] == [
+            {"secretKey": item["secret_key"],
+             "remoteRef": {"key": item["vault_secret_key"], "property": item["vault_secret_property"]}}
+            for item in context["external_admin_secret_data"]["data"]
+        ]
+    else:
+        assert external == [] and "envFrom" not in container
+
+
+def test_rendering_is_deterministic_and_replaces_old_output(tmp_path: Path) -> None:
+    context = config.load_context(REPO_ROOT, "prod", "operator")
+    first = chart.render_chart(context, config.EMBEDDED_TEMPLATE, tmp_path / "a")
+    second = chart.render_chart(context, config.EMBEDDED_TEMPLATE, tmp_path / "b")
+    assert tree(first) == tree(second)
+    (first / "templates" / "stale.yaml").write_text("kind: Stale\n")
+    again = chart.render_chart(context, config.EMBEDDED_TEMPLATE, tmp_path / "a")
+    assert again == first and tree(again) == tree(second)
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["faas-operator"]  # no staging left behind
+
+
+def test_flags_off_and_awkward_values(tmp_path: Path) -> None:
+    context = seed_context()
+    awkward = "a: b # not a comment, 'single' \"double\" \\ back ünïcode <&>"
+    context.update(include_persistent_volume_claim="no", include_external_admin_secret="no", image_pull_secret="",
+                   service_type="NodePort", chart_description="yes: it's \"quoted\" # really",
+                   environment_variables={"AWKWARD": awkward, "ENABLED": "yes", "EMPTY": "", "COUNT": 7})
+    write_config(tmp_path, {"default_context": context})
+    resolved = config.load_context(tmp_path, "dev", "operator")
+    chart_dir = chart.render_chart(resolved, config.EMBEDDED_TEMPLATE, tmp_path / "out")
+    chart.require_lint_clean(chart_dir, KUBE_VERSION)
+    assert yaml.safe_load((chart_dir / "Chart.yaml").read_text())["description"] == context["chart_description"]
+    docs = documents(chart.render_manifests(chart_dir, "demo", "default"))
+    assert sorted(d["kind"] for d in docs) == ["Deployment", "Service"]
+    for doc in docs:
+        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+    spec = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]
+    assert "imagePullSecrets" not in spec and "volumes" not in spec
+    env = {e["name"]: e["value"] for e in spec["containers"][0]["env"]}
+    assert env == {"AWKWARD": awkward, "ENABLED": "yes", "EMPTY": "", "COUNT": "7"}
+
+
+def test_nothing_is_written_to_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    context = config.load_context(REPO_ROOT, "dev", "controller")
+    chart.render_chart(context, config.EMBEDDED_TEMPLATE, tmp_path / "out")
+    assert list(home.iterdir()) == []
+
+
+def test_user_template_hook_runs(tmp_path: Path) -> None:
+    template = make_user_template(tmp_path)
+    write_config(tmp_path, {"default_context": {"chart_name": "team-chart", "chart_version": "3.1.4",
+                                                "team": "functions"}})
+    context = config.load_context(tmp_path, "dev", "operator", template)
+    chart_dir = chart.render_chart(context, template, tmp_path / "out")
+    assert chart_dir == tmp_path / "out" / "team-chart"
+    assert (chart_dir / "templates" / "hooked.yaml").is_file()  # written by post_gen_project.py
+    chart.require_lint_clean(chart_dir, KUBE_VERSION)
+    docs = {d["metadata"]["name"]: d for d in documents(chart.render_manifests(chart_dir, "rel", "ns"))}
+    assert docs["hooked"]["data"] == {"made-by": "post_gen_project", "team": "functions"}
+    assert docs["rel-team"]["data"] == {"team": "functions", "tier": "backend"}
+
+
+def test_failing_hook_names_the_template(tmp_path: Path) -> None:
+    template = make_user_template(tmp_path, with_hook=False)
+    (template / "hooks").mkdir()
+    (template / "hooks" / "pre_gen_project.py").write_text("import sys\nsys.exit(3)\n")
+    with pytest.raises(UserError, match=rf"{template}: a hook of the template failed"):
+        chart.render_chart({"chart_name": "x"}, template, tmp_path / "out")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == []
+
+
+def test_template_errors_are_user_errors(tmp_path: Path) -> None:
+    template = make_user_template(tmp_path, with_hook=False)
+    (template / "{{cookiecutter.chart_name}}" / "values.yaml").write_text("x: {{ cookiecutter.nope }}\n")
+    with pytest.raises(UserError, match=rf"{template}: cookiecutter failed: .*nope"):
+        chart.render_chart({}, template, tmp_path / "out")
+    with pytest.raises(UserError, match="not a cookiecutter template"):
+        chart.render_chart({}, tmp_path, tmp_path / "out")
+
+
+def test_lint_errors_are_reported(tmp_path: Path) -> None:
+    template = make_user_template(tmp_path, with_hook=False)
+    project = template / "{{cookiecutter.chart_name}}"
+    (project / "templates" / "broken.yaml").write_text("data: {{ .Values.missing.deeper }}\n")
+    chart_dir = chart.render_chart({"chart_version": "1.0.0"}, template, tmp_path / "out")
+    lines = chart.lint_chart(chart_dir, KUBE_VERSION)
+    failing = [line for line in lines if chart.is_failure(line)]
+    assert failing and failing[0].startswith("[ERROR] templates/: ") and "missing" in failing[0]
+    with pytest.raises(ValidationError) as caught:
+        chart.require_lint_clean(chart_dir, KUBE_VERSION)
+    assert caught.value.problems[0].path == str(chart_dir)
+    assert "helm lint error" in str(caught.value)
+
+    # A bad version is a warning, which a strict lint counts as failing.
+    (chart_dir / "templates" / "broken.yaml").unlink()
+    meta = chart_dir / "Chart.yaml"
+    meta.write_text(meta.read_text().replace("version: 1.0.0", 'version: "1.0"'))
+    with pytest.raises(ValidationError, match="helm lint warning: version '1.0' is not a valid SemVerV2"):
+        chart.require_lint_clean(chart_dir, KUBE_VERSION)
+    missing = tmp_path / "no-chart"
+    missing.mkdir()
+    assert any(chart.is_failure(line) for line in chart.lint_chart(missing))
+
+
+def test_render_manifests_errors(rendered) -> None:
+    _, chart_dir = rendered[PAIRS[0]]
+    with pytest.raises(UserError, match="release name 'Bad_Release'"):
+        chart.render_manifests(chart_dir, "Bad_Release", "ns")
+    with pytest.raises(UserError, match="Helm cannot render the chart"):
+        chart.render_manifests(chart_dir.parent / "nothing-here", "rel", "ns")
+
+
+@pytest.mark.skipif(shutil.which("uv") is None, reason="uv is not installed")
+def test_wheel_ships_the_template(tmp_path: Path) -> None:
+    subprocess.run(["uv", "build", "--wheel", "--offline", "-q", "-o", str(tmp_path)],
+                   cwd=REPO_ROOT / "dagger", check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for source in config.EMBEDDED_TEMPLATE.rglob("*"):
+        if source.is_file():
+            assert f"faas_deployment/template/{source.relative_to(config.EMBEDDED_TEMPLATE).as_posix()}" in names
+    assert json.loads(zipfile.ZipFile(wheel).read("faas_deployment/template/cookiecutter.json"))["chart_name"]
