@@ -110,15 +110,26 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, (TransientRegistryError, requests.ConnectionError, requests.Timeout))
 
 
+_retrying = tenacity.retry(
+    retry=tenacity.retry_if_exception(_retryable),
+    stop=tenacity.stop_after_attempt(RETRY_ATTEMPTS),
+    wait=tenacity.wait_exponential_jitter(multiplier=RETRY_INITIAL_SECONDS, max=RETRY_MAX_SECONDS),
+    reraise=True,
+)
+
+
+@_retrying
+def _ping(url: str) -> requests.Response:
+    response = requests.get(url, timeout=10)
+    if response.status_code >= 500:
+        raise TransientRegistryError(f"HTTP {response.status_code} from the registry")
+    return response
+
+
 class _Registry(oras.provider.Registry):
     """oras-py's registry client with the retry policy of this module."""
 
-    @tenacity.retry(
-        retry=tenacity.retry_if_exception(_retryable),
-        stop=tenacity.stop_after_attempt(RETRY_ATTEMPTS),
-        wait=tenacity.wait_exponential_jitter(multiplier=RETRY_INITIAL_SECONDS, max=RETRY_MAX_SECONDS),
-        reraise=True,
-    )
+    @_retrying
     def do_request(self, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         # functools.wraps keeps the undecorated oras-py request in __wrapped__.
         response = oras.provider.Registry.do_request.__wrapped__(self, *args, **kwargs)
@@ -163,8 +174,8 @@ class ChartRegistry:
 
     def _auth_scheme(self, ping: str) -> str:
         try:
-            answer = requests.get(ping, timeout=10)
-        except requests.RequestException as exc:
+            answer = _ping(ping)
+        except (TransientRegistryError, requests.RequestException) as exc:
             raise self._fail("cannot reach the registry (check the address, and --plain-http for an HTTP registry)", exc) from None
         challenge = answer.headers.get("WWW-Authenticate", "")
         return "token" if challenge.lower().startswith("bearer") else "basic"
