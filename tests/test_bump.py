@@ -186,3 +186,38 @@ def test_a_result_that_does_not_validate_leaves_the_file_unchanged(source):
 def test_unknown_component_lists_the_known_ones(source):
     with pytest.raises(UserError, match=r"unknown component in environment 'dev': 'worker'; known: controller, operator"):
         bump.bump_config(source, "dev", "worker", image_tag="abc")
+
+
+def test_cli_bump_edits_in_place_and_reports_errors(source, capsys):
+    from faas_deployment.cli import main
+
+    path = config.config_path(source, "prod", "controller")
+    before = path.read_text()
+    old = yaml.safe_load(before)["default_context"]
+    assert main(["--source", str(source), "bump", "--env", "prod", "--component", "controller",
+                 "--image-tag", "9f8e7d6", "--part", "major"]) == 0
+    out, _ = capsys.readouterr()
+    new_version = str(semver.Version.parse(old["chart_version"]).next_version("major"))
+    assert out == (f"bumped env/prod/controller/cookiecutter-config.yaml: chart_version {old['chart_version']} -> "
+                   f"{new_version}, image_tag {old['image_tag']} -> 9f8e7d6\n")
+    assert len(changed_lines(before, path.read_text())) == 2
+
+    assert main(["--source", str(source), "bump", "--env", "prod", "--component", "controller", "--image-tag", "a b"]) == 1
+    _, err = capsys.readouterr()
+    assert err.startswith("faas-deploy: error: --image-tag: 'a b' is not a valid image tag") and "Traceback" not in err
+    with pytest.raises(SystemExit) as exited:
+        main(["--source", str(source), "bump", "--env", "prod", "--component", "controller", "--image-tag", "x",
+              "--part", "build"])
+    assert exited.value.code == 2
+    assert "invalid choice: 'build'" in capsys.readouterr().err
+
+
+def test_dagger_bump_signature():
+    import daggermod
+
+    fn = daggermod.objects()["Component"]["bump"]
+    assert fn.return_type == "dagger.File"
+    assert {p: (v.type, v.optional, v.default) for p, v in fn.params.items()} == {
+        "image_tag": ("str", False, None), "part": ("str", True, "patch"),
+    }
+    assert fn.doc and all(p.doc for p in fn.params.values())

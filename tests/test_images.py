@@ -298,3 +298,170 @@ def test_dagger_publish_chain_without_credentials_and_refusals():
         images.dagger_publish_chain(base, repository="registry.example.org/x/y", tag="t", username="ci")
     with pytest.raises(UserError, match="--platform"):
         images.dagger_build(dag.directory(), BuildOptions(platform="x86"))
+
+
+# ------------------------------------------------------------------ Dagger front end, offline
+
+
+def test_dagger_image_functions_have_the_contracted_signatures():
+    import daggermod
+
+    fns = daggermod.objects()["Component"]
+    build_params = {
+        "context": ("dagger.Directory", False, None), "dockerfile": ("str", True, "Dockerfile"),
+        "build_args": ("list[str]", True, []), "target": ("str", True, ""), "platform": ("str", True, ""),
+        "revision": ("str", True, ""), "source_url": ("str", True, ""),
+    }
+    expected = {
+        "build_image": ("dagger.Container", build_params),
+        "publish_image": ("str", {**build_params, "tag": ("str", False, None), "username": ("str", True, ""),
+                                  "password": ("dagger.Secret | None", True, None)}),
+    }
+    for name, (return_type, params) in expected.items():
+        fn = fns[name]
+        assert fn.return_type == return_type, name
+        assert {p: (v.type, v.optional, v.default) for p, v in fn.params.items()} == params, name
+        assert fn.doc and all(p.doc for p in fn.params.values())
+
+
+def test_dagger_build_image_function_builds_its_chain_offline():
+    from faas_deployment.main import FaasDeployment
+
+    component = FaasDeployment(source=dag.directory(), template=None).env("dev").component("controller")
+    context = dag.git("https://gitlab.example.org/eo4eu-faas/faas-controller.git").head().tree()
+    container = component.build_image(context, dockerfile="build/Dockerfile", build_args=["VERSION=1.4.2"],
+                                      target="runtime", platform="linux/amd64", revision="3f2c9e1")
+    steps = chain(container)
+    assert [s[1] for s in steps] == ["git", "head", "tree", "dockerBuild", "withLabel"]
+    assert steps[0][2] == {"url": "https://gitlab.example.org/eo4eu-faas/faas-controller.git"}
+    assert steps[3][2] == {"dockerfile": "build/Dockerfile", "platform": "linux/amd64",
+                           "buildArgs": [{"name": "VERSION", "value": "1.4.2"}], "target": "runtime"}
+    assert steps[4][2] == {"name": "org.opencontainers.image.revision", "value": "3f2c9e1"}
+
+
+def test_dagger_build_image_bad_options_are_clean_function_errors():
+    from dagger.mod._exceptions import FunctionError
+
+    from faas_deployment.main import Component
+
+    component = Component(source=dag.directory(), template=None, env="dev", name="controller")
+    with pytest.raises(FunctionError, match="--build-arg: expected NAME=VALUE") as caught:
+        component.build_image(dag.directory(), build_args=["oops"])
+    assert caught.value.__cause__ is None
+
+
+# ------------------------------------------------------------------ CLI, end to end
+
+
+@pytest.fixture
+def repo(tmp_path: Path, registry) -> Path:
+    """A copy of env/ whose dev images live in the test registry."""
+    from repo_tree import config_file, copy_repo, set_scalar
+
+    source = copy_repo(tmp_path / "deploy")
+    for component in ("operator", "controller"):
+        set_scalar(config_file(source, "dev", component), "image_repository", f"{registry.host}/faas/{component}")
+    return source
+
+
+def run_cli(capfd, *argv: str) -> tuple[int, str, str]:
+    from faas_deployment.cli import main
+
+    code = main(list(argv))
+    out, err = capfd.readouterr()
+    return code, out, err
+
+
+def test_cli_publish_image_then_bump_then_release_deploys_the_new_image(
+    repo, component_source, registry, capfd, monkeypatch, tmp_path
+):
+    import helm_python
+    import yaml as pyyaml
+    from repo_tree import config_file, get_scalar
+
+    monkeypatch.setenv("TEST_REGISTRY_PASSWORD", registry.password)
+    auth = ["--username", registry.username, "--password", "env:TEST_REGISTRY_PASSWORD", "--plain-http"]
+    charts = ["--registry", f"oci://{registry.host}/charts", *auth]
+    sha = git(component_source, "rev-parse", "HEAD")
+
+    code, out, err = run_cli(capfd, "--source", str(repo), "release", "--env", "dev", *charts)
+    assert code == 0, err
+    assert out.count("pushed ") == 2
+
+    code, out, err = run_cli(capfd, "--source", str(repo), "publish-image", "--env", "dev", "--component", "controller",
+                             "--context", str(component_source), "--tag", sha, "--build-arg", "GREETING=hi", *auth)
+    assert code == 0, err
+    assert registry.password not in out + err
+    reference = f"{registry.host}/faas/controller:{sha}"
+    [line] = out.splitlines()
+    assert line.startswith(f"pushed {reference}@sha256:")
+    info = skopeo_inspect(reference, registry)
+    assert line == f"pushed {reference}@{info['Digest']}"
+    assert info["Labels"]["org.opencontainers.image.revision"] == sha
+    assert info["Labels"]["org.opencontainers.image.version"] == sha
+    assert info["Labels"]["org.opencontainers.image.source"] == SOURCE_CLEAN
+    assert "[faas-deploy] push " in err  # progress lines on stderr
+
+    controller_cfg = config_file(repo, "dev", "controller")
+    old_version, old_tag = get_scalar(controller_cfg, "chart_version"), get_scalar(controller_cfg, "image_tag")
+    code, out, err = run_cli(capfd, "--source", str(repo), "bump", "--env", "dev", "--component", "controller",
+                             "--image-tag", sha, "--part", "minor")
+    assert code == 0, err
+    new_version = get_scalar(controller_cfg, "chart_version")
+    assert out.strip() == (f"bumped env/dev/controller/cookiecutter-config.yaml: chart_version {old_version} -> "
+                           f"{new_version}, image_tag {old_tag} -> {sha}")
+    assert get_scalar(controller_cfg, "image_tag") == sha
+
+    code, out, err = run_cli(capfd, "--source", str(repo), "release", "--env", "dev", *charts)
+    assert code == 0, err
+    lines = sorted(out.splitlines())
+    assert len(lines) == 2
+    assert lines[0].startswith(f"pushed {registry.host}/charts/faas-controller:{new_version}@sha256:")
+    assert lines[1].startswith("unchanged ") and "/charts/faas-operator:" in lines[1]
+
+    client = helm_python.RegistryClient(plain_http=True, credentials_file=str(tmp_path / "helm.json"))
+    client.login(registry.host, registry.username, registry.password, plain_http=True)
+    assert client.tags(f"oci://{registry.host}/charts/faas-controller") == [new_version, old_version]
+    client.pull(f"oci://{registry.host}/charts/faas-controller", version=new_version, destination=str(tmp_path))
+    rendered = helm_python.Chart.load(str(tmp_path / f"faas-controller-{new_version}.tgz")).render(
+        {}, name="faas-controller", namespace="faas")
+    deployments = [d for path, text in rendered.items() if path.endswith(".yaml")
+                   for d in pyyaml.safe_load_all(text) if d and d["kind"] == "Deployment"]
+    assert [c["image"] for c in deployments[0]["spec"]["template"]["spec"]["containers"]] == [reference]
+
+
+def test_cli_build_image_writes_an_archive(repo, component_source, capfd, tmp_path):
+    out_file = tmp_path / "controller.tar"
+    code, out, err = run_cli(capfd, "--source", str(repo), "build-image", "--env", "dev", "--component", "controller",
+                             "--context", str(component_source), "--target", "base", "--out", str(out_file))
+    assert code == 0, err
+    assert out.strip().startswith("built sha256:") and out.strip().endswith(f" -> {out_file}")
+    info = json.loads(subprocess.run(["skopeo", "inspect", f"oci-archive:{out_file}"],
+                                     check=True, capture_output=True, text=True).stdout)
+    assert info["Labels"]["org.opencontainers.image.version"] == "latest"
+    assert len(info["Layers"]) == 1
+
+
+def test_cli_names_a_missing_buildah(repo, component_source, capfd, monkeypatch, tmp_path, registry):
+    monkeypatch.setenv("TEST_REGISTRY_PASSWORD", registry.password)
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    code, out, err = run_cli(capfd, "--source", str(repo), "publish-image", "--env", "dev", "--component", "controller",
+                             "--context", str(component_source), "--tag", "abc",
+                             "--username", registry.username, "--password", "env:TEST_REGISTRY_PASSWORD", "--plain-http")
+    assert code == 1 and out == ""
+    assert err.startswith("faas-deploy: error: buildah not found on PATH") and "Traceback" not in err
+
+
+def test_cli_refuses_a_bad_tag_and_a_bad_repository(repo, component_source, capfd):
+    from repo_tree import config_file, set_scalar
+
+    code, _, err = run_cli(capfd, "--source", str(repo), "publish-image", "--env", "dev", "--component", "controller",
+                           "--context", str(component_source), "--tag", "bad:tag")
+    assert code == 1 and "--tag: 'bad:tag' is not a valid image tag" in err
+    set_scalar(config_file(repo, "dev", "controller"), "image_repository", "faas/controller")
+    code, _, err = run_cli(capfd, "--source", str(repo), "publish-image", "--env", "dev", "--component", "controller",
+                           "--context", str(component_source), "--tag", "abc")
+    assert code == 1
+    assert "env/dev/controller/cookiecutter-config.yaml: default_context.image_repository: 'faas/controller'" in err

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import admin_api, manifests
+from . import admin_api, bump, images, manifests
 from .errors import UserError
 from .pipeline import Workspace, make_target
 from .secrets import resolve_secret
@@ -92,6 +92,48 @@ def _upload_manifests(args: argparse.Namespace) -> str:
     )
 
 
+def _build_options(args: argparse.Namespace) -> images.BuildOptions:
+    return images.BuildOptions(args.dockerfile, tuple(args.build_arg), args.target, args.platform)
+
+
+def _build_image(args: argparse.Namespace) -> str:
+    ws = _workspace(args)
+    ws.config_file(args.env, args.component)  # unknown env/component: say so before building
+    out = Path(args.out) if args.out else None
+    return str(images.build_image(Path(args.context), _build_options(args), tag=args.tag, revision=args.revision,
+                                  source_url=args.source_url, out=out))
+
+
+def _publish_image(args: argparse.Namespace) -> str:
+    ws = _workspace(args)
+    repository = images.component_repository(ws.source, args.env, args.component, ws.template)
+    password = resolve_secret(args.password, flag="--password") if args.password else None
+    return str(images.publish_image(
+        Path(args.context), repository=repository, tag=args.tag, options=_build_options(args),
+        username=args.username, password=password, plain_http=args.plain_http,
+        revision=args.revision, source_url=args.source_url,
+    ))
+
+
+def _bump(args: argparse.Namespace) -> str:
+    ws = _workspace(args)
+    return bump.bump_config(ws.source, args.env, args.component, image_tag=args.image_tag, part=args.part,
+                            template=ws.template).line
+
+
+def _image_flags(parser: argparse.ArgumentParser, *, tag_required: bool) -> None:
+    parser.add_argument("--context", required=True, metavar="DIR", help="the component's source directory (build context)")
+    parser.add_argument("--dockerfile", default="Dockerfile", help="Dockerfile path inside the context (default: %(default)s)")
+    parser.add_argument("--build-arg", action="append", default=[], metavar="NAME=VALUE",
+                        help="build argument (repeatable; not for secrets: it stays in the image history)")
+    parser.add_argument("--target", default="", help="build stage to stop at (default: the last)")
+    parser.add_argument("--platform", default="", metavar="OS/ARCH", help="target platform, e.g. linux/arm64 (default: the host's)")
+    parser.add_argument("--tag", required=tag_required, default=None if tag_required else "latest",
+                        help="image tag, typically the commit SHA" + ("" if tag_required else " (default: %(default)s)"))
+    parser.add_argument("--revision", default="", help="org.opencontainers.image.revision (default: the context's git HEAD, else the tag)")
+    parser.add_argument("--source-url", default="", help="org.opencontainers.image.source (default: the context's git origin URL)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="faas-deploy", description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", default=".", help="repository root holding env/ (default: .)")
@@ -144,6 +186,21 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument(
         "--out", metavar="FILE", help=f"where the bundle is written and kept (default: {manifests.DEFAULT_BUNDLE_DIR}/<env>.zip under --source)"
     )
+    build = verb("build-image", _build_image, "build the component's image with buildah (no Docker engine needed)",
+                 component=True)
+    _image_flags(build, tag_required=False)
+    build.add_argument("--out", metavar="FILE", help="also write the image as an OCI archive to FILE")
+    publish_image = verb("publish-image", _publish_image,
+                         "build the component's image with buildah and push it to its image_repository:--tag",
+                         component=True)
+    _image_flags(publish_image, tag_required=True)
+    publish_image.add_argument("--username", help="registry user name")
+    publish_image.add_argument("--password", metavar="env:NAME|file:PATH", help="registry password or token")
+    publish_image.add_argument("--plain-http", action="store_true", help="HTTP instead of HTTPS (local test registries only)")
+    bump_verb = verb("bump", _bump, "set image_tag and raise chart_version in the component's config, in place",
+                     component=True)
+    bump_verb.add_argument("--image-tag", required=True, help="the new image tag, typically the commit SHA")
+    bump_verb.add_argument("--part", choices=bump.PARTS, default="patch", help="semver part to raise (default: %(default)s)")
     return parser
 
 

@@ -39,6 +39,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import dagger
 
+from . import config
 from .errors import UserError
 from .progress import step
 from .secrets import SecretValue, redact
@@ -140,10 +141,12 @@ def strip_userinfo(url: str) -> str:
 def oci_labels(tag: str, *, revision: str = "", source_url: str = "") -> dict[str, str]:
     """The OCI labels of a component image.
 
-    ``revision`` defaults to the tag (the tag is typically the commit SHA);
-    ``.source`` is present only when known; credentials are stripped from it.
+    ``revision`` defaults to the tag (the tag is typically the commit SHA); a
+    label whose value is unknown (empty) is left out; credentials are stripped
+    from ``source_url``.
     """
     labels = {LABEL_REVISION: revision or tag, LABEL_VERSION: tag}
+    labels = {k: v for k, v in labels.items() if v}
     if source_url:
         labels[LABEL_SOURCE] = strip_userinfo(source_url)
     return dict(sorted(labels.items()))
@@ -384,6 +387,9 @@ class BuiltImage:
     labels: dict[str, str]
     archive: Path | None = None
 
+    def __str__(self) -> str:
+        return f"built {self.image_id}" + (f" -> {self.archive}" if self.archive else "")
+
 
 @dataclass(frozen=True)
 class PublishedImage:
@@ -396,6 +402,18 @@ class PublishedImage:
 
     def __str__(self) -> str:
         return f"pushed {self.reference}@{self.digest}"
+
+
+def component_repository(source: Path, env: str, component: str, template: Path | None = None) -> str:
+    """``image_repository`` of ``env/<env>/<component>/cookiecutter-config.yaml``, checked.
+
+    Raises:
+        UserError: unknown env or component; the value is not ``host[:port]/path``.
+        ValidationError: the config does not validate.
+    """
+    context = config.load_context(Path(source), env, component, template)
+    shown = config.config_path(Path(source), env, component).relative_to(source).as_posix()
+    return check_image_repository(context.get("image_repository", ""), where=f"{shown}: default_context.image_repository")
 
 
 def resolve_labels(context: Path, tag: str, *, revision: str = "", source_url: str = "") -> dict[str, str]:

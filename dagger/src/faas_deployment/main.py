@@ -24,7 +24,7 @@ from dagger import DefaultPath, Doc, Ignore, dag, function, object_type
 # re-raises FunctionError without logging a traceback.
 from dagger.mod._exceptions import FunctionError
 
-from . import admin_api, manifests
+from . import admin_api, bump, images, manifests
 from .errors import UserError
 from .pipeline import Workspace, make_target
 from .secrets import SecretValue
@@ -116,6 +116,79 @@ class Component:
         target = await _run(lambda: make_target(ws, registry, username or None, secret, plain_http))
         [result] = await _run(lambda: ws.release(self.env, target, [self.name]))
         return result.line
+
+    @function
+    def build_image(
+        self,
+        context: Annotated[dagger.Directory, Doc("the component's source directory (a path or a git URL)")],
+        dockerfile: Annotated[str, Doc("Dockerfile path inside the context")] = "Dockerfile",
+        build_args: Annotated[list[str], Doc("build arguments NAME=VALUE (not for secrets)")] = (),
+        target: Annotated[str, Doc("build stage to stop at (default: the last)")] = "",
+        platform: Annotated[str, Doc("target platform os/arch, e.g. linux/arm64 (default: the engine's)")] = "",
+        revision: Annotated[str, Doc("org.opencontainers.image.revision label, e.g. the commit SHA")] = "",
+        source_url: Annotated[str, Doc("org.opencontainers.image.source label, the code's URL")] = "",
+    ) -> dagger.Container:
+        """The component's image built from ``context`` with its Dockerfile (lazy: nothing runs until used).
+
+        Carries the OCI labels ``org.opencontainers.image.revision`` and ``.source`` when given.
+        """
+        options = images.BuildOptions(dockerfile, tuple(build_args), target, platform)
+        try:
+            return images.dagger_build(context, options, labels=images.oci_labels("", revision=revision,
+                                                                                   source_url=source_url))
+        except UserError as exc:
+            raise FunctionError(str(exc)) from None
+
+    @function
+    async def publish_image(
+        self,
+        context: Annotated[dagger.Directory, Doc("the component's source directory (a path or a git URL)")],
+        tag: Annotated[str, Doc("image tag, typically the commit SHA")],
+        username: Annotated[str, Doc("registry user name")] = "",
+        password: Annotated[dagger.Secret | None, Doc("registry password or token")] = None,
+        dockerfile: Annotated[str, Doc("Dockerfile path inside the context")] = "Dockerfile",
+        build_args: Annotated[list[str], Doc("build arguments NAME=VALUE (not for secrets)")] = (),
+        target: Annotated[str, Doc("build stage to stop at (default: the last)")] = "",
+        platform: Annotated[str, Doc("target platform os/arch, e.g. linux/arm64 (default: the engine's)")] = "",
+        revision: Annotated[str, Doc("org.opencontainers.image.revision label (default: the tag)")] = "",
+        source_url: Annotated[str, Doc("org.opencontainers.image.source label, the code's URL")] = "",
+    ) -> str:
+        """Build the image and push it to the config's ``image_repository`` as ``:tag``.
+
+        Returns one line, ``pushed <image_repository>:<tag>@sha256:<digest>``. Labels:
+        ``org.opencontainers.image.revision`` (default: the tag), ``.version`` (the tag),
+        ``.source`` when given. Credentials go through Dagger's registry auth, never a URL.
+        """
+        ws = await _workspace(self.source, self.template)
+        repository = await _run(lambda: images.component_repository(ws.source, self.env, self.name, ws.template))
+        options = images.BuildOptions(dockerfile, tuple(build_args), target, platform)
+        try:
+            labels = images.oci_labels(images.check_image_tag(tag), revision=revision, source_url=source_url)
+            container, address = images.dagger_publish_chain(
+                images.dagger_build(context, options, labels=labels),
+                repository=repository, tag=tag, username=username, password=password,
+            )
+        except UserError as exc:
+            raise FunctionError(str(exc)) from None
+        return f"pushed {await container.publish(address)}"
+
+    @function
+    async def bump(
+        self,
+        image_tag: Annotated[str, Doc("the new image tag, typically the commit SHA")],
+        part: Annotated[str, Doc("semver part of chart_version to raise: patch, minor or major")] = "patch",
+    ) -> dagger.File:
+        """The component's ``cookiecutter-config.yaml`` with ``image_tag`` set and ``chart_version`` raised.
+
+        Only those two values change (comments, order and quoting kept); the result
+        is validated. Export it over the original, commit, and the next release
+        publishes one new chart version.
+        """
+        ws = await _workspace(self.source, self.template)
+        result = await _run(
+            lambda: bump.bump_config(ws.source, self.env, self.name, image_tag=image_tag, part=part, template=ws.template)
+        )
+        return dag.file("cookiecutter-config.yaml", result.text)
 
 
 @object_type
