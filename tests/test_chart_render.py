@@ -250,7 +250,7 @@ def test_render_manifests_errors(rendered) -> None:
 
 @pytest.mark.skipif(shutil.which("uv") is None, reason="uv is not installed")
 def test_wheel_ships_the_template(tmp_path: Path) -> None:
-    subprocess.run(["uv", "build", "--wheel", "--offline", "-q", "-o", str(tmp_path)],
+    subprocess.run(["uv", "build", "--wheel", "-q", "-o", str(tmp_path)],
                    cwd=REPO_ROOT / "dagger", check=True, capture_output=True)
     (wheel,) = tmp_path.glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
