@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import re
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -68,8 +72,6 @@ def skopeo_raw_manifest_digest(ref: str, registry) -> str:
         ["skopeo", "inspect", "--raw", "--tls-verify=false", "--creds", f"{registry.username}:{registry.password}", f"docker://{ref}"],
         check=True, capture_output=True,
     ).stdout
-    import hashlib
-
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
@@ -465,3 +467,28 @@ def test_cli_refuses_a_bad_tag_and_a_bad_repository(repo, component_source, capf
                            "--context", str(component_source), "--tag", "abc")
     assert code == 1
     assert "env/dev/controller/cookiecutter-config.yaml: default_context.image_repository: 'faas/controller'" in err
+
+
+def test_run_steps_work_without_a_docker_engine(tmp_path):
+    """A RUN step executes under buildah's chroot isolation (the OCI runtime isolation is unavailable here)."""
+    context = tmp_path / "ctx"
+    # a tiny base file system: the host's dash and the libraries it links to
+    libs = re.findall(r"(/\S+) \(0x", subprocess.run(["ldd", "/bin/dash"], capture_output=True, text=True).stdout)
+    for path in ["/bin/dash", *libs]:
+        target = context / "rootfs" / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(Path(path).read_bytes())
+        target.chmod(0o755)
+    (context / "Dockerfile").write_text(
+        'FROM scratch\nCOPY rootfs/ /\nARG WHO\nRUN ["/bin/dash", "-c", "echo built by $WHO > /out.txt"]\n'
+    )
+    built = images.build_image(context, BuildOptions(build_args=("WHO=buildah",)), tag="run", out=tmp_path / "img.tar")
+    with tarfile.open(built.archive) as archive:
+        def blob(digest: str) -> bytes:
+            return archive.extractfile(f"blobs/sha256/{digest.split(':')[1]}").read()
+
+        index = json.loads(archive.extractfile("index.json").read())
+        manifest = json.loads(blob(index["manifests"][0]["digest"]))
+        last_layer = blob(manifest["layers"][-1]["digest"])
+    with tarfile.open(fileobj=io.BytesIO(last_layer)) as layer:
+        assert layer.extractfile("out.txt").read() == b"built by buildah\n"
