@@ -95,7 +95,7 @@ def test_publish_pushes_labelled_image_that_skopeo_confirms(component_source, re
 
     assert published.reference == f"{repository}:{head[:12]}"
     assert published.digest.startswith("sha256:") and len(published.digest) == 71
-    assert str(published) == f"pushed {repository}:{head[:12]}@{published.digest}"
+    assert str(published) == f"{repository}:{head[:12]}@{published.digest}"
 
     info = skopeo_inspect(published.reference, registry)
     assert info["Digest"] == published.digest
@@ -396,9 +396,9 @@ def test_cli_publish_image_then_bump_then_release_deploys_the_new_image(
     assert registry.password not in out + err
     reference = f"{registry.host}/faas/controller:{sha}"
     [line] = out.splitlines()
-    assert line.startswith(f"pushed {reference}@sha256:")
+    assert line.startswith(f"{reference}@sha256:")
     info = skopeo_inspect(reference, registry)
-    assert line == f"pushed {reference}@{info['Digest']}"
+    assert line == f"{reference}@{info['Digest']}"
     assert info["Labels"]["org.opencontainers.image.revision"] == sha
     assert info["Labels"]["org.opencontainers.image.version"] == sha
     assert info["Labels"]["org.opencontainers.image.source"] == SOURCE_CLEAN

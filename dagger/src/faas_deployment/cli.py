@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     _image_flags(build, tag_required=False)
     build.add_argument("--out", metavar="FILE", help="also write the image as an OCI archive to FILE")
     publish_image = verb("publish-image", _publish_image,
-                         "build the component's image with buildah and push it to its image_repository:--tag",
+                         "build the component's image with buildah, push it to its image_repository:--tag, print REF@DIGEST",
                          component=True)
     _image_flags(publish_image, tag_required=True)
     publish_image.add_argument("--username", help="registry user name")

@@ -393,7 +393,10 @@ class BuiltImage:
 
 @dataclass(frozen=True)
 class PublishedImage:
-    """A pushed image: ``reference`` is ``host/path:tag``, ``digest`` the manifest's ``sha256:...``."""
+    """A pushed image: ``reference`` is ``host/path:tag``, ``digest`` the manifest's ``sha256:...``.
+
+    ``str()`` is ``reference@digest``, what Dagger's ``Container.publish`` returns.
+    """
 
     reference: str
     digest: str
@@ -401,7 +404,7 @@ class PublishedImage:
     labels: dict[str, str]
 
     def __str__(self) -> str:
-        return f"pushed {self.reference}@{self.digest}"
+        return f"{self.reference}@{self.digest}"
 
 
 def component_repository(source: Path, env: str, component: str, template: Path | None = None) -> str:

@@ -155,7 +155,7 @@ class Component:
     ) -> str:
         """Build the image and push it to the config's ``image_repository`` as ``:tag``.
 
-        Returns one line, ``pushed <image_repository>:<tag>@sha256:<digest>``. Labels:
+        Returns ``<image_repository>:<tag>@sha256:<digest>``. Labels:
         ``org.opencontainers.image.revision`` (default: the tag), ``.version`` (the tag),
         ``.source`` when given. Credentials go through Dagger's registry auth, never a URL.
         """
@@ -170,7 +170,7 @@ class Component:
             )
         except UserError as exc:
             raise FunctionError(str(exc)) from None
-        return f"pushed {await container.publish(address)}"
+        return await container.publish(address)
 
     @function
     async def bump(
