@@ -185,7 +185,9 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format, *args):  # noqa: A002 - silence the default access log
         pass
 
-    def _send(self, status: int, body: str = "", headers: dict[str, str] | None = None) -> None:
+    def _send(self, status: int, body: str = "", headers: dict[str, str] | None = None, outcome: str = "") -> None:
+        """Record the request, then answer (so a test never sees the answer before the record)."""
+        self.owner._record(self.command, self.path, outcome or f"HTTP {status}")
         data = body.encode()
         self.send_response(status)
         for name, value in (headers or {}).items():
@@ -198,6 +200,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _reset(self, fraction: float) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         self.rfile.read(int(length * fraction))
+        self.owner._record(self.command, self.path, "reset")
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.close_connection = True
         self.connection.close()
@@ -208,29 +211,29 @@ class _Handler(BaseHTTPRequestHandler):
         except (OSError, ValueError):
             pass
 
-    def _act(self, action, default) -> str:
-        """Play a scripted action; return its outcome, or ``None`` to run ``default``."""
+    def _act(self, action, default) -> None:
+        """Play a scripted action, or ``default`` when there is none."""
         if action is None:
-            return default()
+            default()
+            return
         if isinstance(action, int):
             action = Answer(action, body=f"scripted {action}")
         if isinstance(action, Slow):
             time.sleep(action.seconds)
             try:
-                self._send(action.status, "slow answer")
+                self._send(action.status, "slow answer", outcome=f"slow HTTP {action.status}")
             except OSError:
                 pass
-            return f"slow HTTP {action.status}"
+            return
         if isinstance(action, Reset):
             self._reset(action.fraction)
-            return "reset"
+            return
         if isinstance(action, EchoAuth):
             self._drain()
             self._send(action.status, f"bad request; you sent Authorization: {self.headers.get('Authorization')}")
-            return f"HTTP {action.status}"
+            return
         self._drain()
         self._send(action.status, action.body, action.headers)
-        return f"HTTP {action.status}"
 
     def _drain(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
@@ -240,39 +243,34 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.owner
         if self.path != owner.ready_path:
             self._send(404, "not found")
-            owner._record("GET", self.path, "HTTP 404")
             return
 
-        def default() -> str:
+        def default() -> None:
             if time.monotonic() < owner.started + owner.unready_for:
                 self._send(503, "starting")
-                return "HTTP 503"
-            self._send(200, '{"status": "ok"}')
-            return "HTTP 200"
+            else:
+                self._send(200, '{"status": "ok"}')
 
-        outcome = self._act(owner._next(owner.health_plan), default)
-        owner._record("GET", self.path, outcome)
+        self._act(owner._next(owner.health_plan), default)
 
     def do_POST(self) -> None:  # noqa: N802
         owner = self.owner
         if self.path != owner.upload_path:
             self._drain()
             self._send(404, "not found")
-            owner._record("POST", self.path, "HTTP 404")
             return
-        outcome = self._act(owner._next(owner.upload_plan), self._accept)
-        owner._record("POST", self.path, outcome)
+        self._act(owner._next(owner.upload_plan), self._accept)
 
-    def _accept(self) -> str:
+    def _accept(self) -> None:
         owner = self.owner
         body = self._drain()
         if self.headers.get("Authorization") != f"Bearer {owner.token}":
             self._send(401, '{"error": "invalid token"}')
-            return "HTTP 401"
+            return
         ctype = self.headers.get("Content-Type", "")
         if not ctype.startswith("multipart/form-data"):
             self._send(415, '{"error": "expected multipart/form-data"}')
-            return "HTTP 415"
+            return
         message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
             b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + body
         )
@@ -280,19 +278,18 @@ class _Handler(BaseHTTPRequestHandler):
         part = parts.get("file")
         if part is None:
             self._send(400, '{"error": "no file field"}')
-            return "HTTP 400"
+            return
         data = part.get_payload(decode=True)
         declared = self.headers.get("X-Bundle-Sha256", "")
         if hashlib.sha256(data).hexdigest() != declared:
             self._send(400, '{"error": "sha256 mismatch"}')
-            return "HTTP 400"
+            return
         try:
             names = zipfile.ZipFile(io.BytesIO(data)).namelist()
         except zipfile.BadZipFile:
             self._send(422, '{"error": "not a zip"}')
-            return "HTTP 422"
+            return
         with owner._lock:
             owner.accepted.append(Upload(data, part.get_filename() or "", part.get_content_type(), declared,
                                          time.monotonic()))
         self._send(201, json.dumps({"status": "accepted", "files": len(names)}))
-        return "HTTP 201"

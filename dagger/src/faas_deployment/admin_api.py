@@ -21,7 +21,8 @@ Retry rules, all under one overall deadline (``timeout``, seconds):
 
 Waits between attempts: capped exponential backoff plus jitter (tenacity's
 ``wait_exponential`` + ``wait_random``): by default 0.5 s, 1 s, 2 s, then 4 s, each
-plus a uniform 0-1 s, never past the deadline. Defaults: overall deadline
+plus a uniform 0-1 s, never past the deadline (the last attempt starts
+:data:`MIN_ATTEMPT_SECONDS` before it and may take that long). Defaults: overall deadline
 :data:`DEFAULT_TIMEOUT` (300 s, room for an operator rollout), one readiness
 probe at most :data:`DEFAULT_PROBE_TIMEOUT` (5 s), one upload request at most
 :data:`DEFAULT_UPLOAD_REQUEST_TIMEOUT` (60 s). At the cap this makes about 13
@@ -60,6 +61,8 @@ DEFAULT_UPLOAD_REQUEST_TIMEOUT = 60.0
 """Longest wait for one upload request (connect, each read and write), in seconds."""
 SHA256_HEADER = "X-Bundle-Sha256"
 """Request header carrying the bundle's hex sha256."""
+MIN_ATTEMPT_SECONDS = 0.1
+"""No attempt starts with less time than this left: the last one starts this long before the deadline."""
 EXCERPT_CHARS = 200
 """Longest excerpt of a server answer shown in a message, in characters."""
 
@@ -232,13 +235,13 @@ def _retrying(deadline: Deadline, backoff: Backoff, seen: Counter[str], what: st
         delay = base(state)
         if isinstance(exc, _Transient) and exc.retry_after is not None:
             delay = exc.retry_after
-        return min(delay, deadline.remaining())
+        return max(0.0, min(delay, deadline.remaining() - MIN_ATTEMPT_SECONDS))
 
     def stop(state: tenacity.RetryCallState) -> bool:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, _Transient) and exc.retry_after is not None and exc.retry_after > deadline.remaining():
             return True
-        return deadline.remaining() <= 0.01
+        return deadline.remaining() < MIN_ATTEMPT_SECONDS  # the wait above leaves at least this much
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
         if log:
@@ -298,7 +301,7 @@ def wait_until_ready(
     http, owned = _client(client)
 
     def probe() -> int:
-        limit = max(0.01, min(probe_timeout, deadline.remaining()))
+        limit = max(MIN_ATTEMPT_SECONDS, min(probe_timeout, deadline.remaining()))
         try:
             response = http.get(url, timeout=limit)
         except httpx.TransportError as exc:
@@ -400,7 +403,7 @@ def upload_bundle(
     headers = {"Authorization": f"Bearer {secret.reveal()}", SHA256_HEADER: digest}
 
     def send() -> httpx.Response:
-        limit = max(0.01, min(request_timeout, deadline.remaining()))
+        limit = max(MIN_ATTEMPT_SECONDS, min(request_timeout, deadline.remaining()))
         try:
             with path.open("rb") as handle:
                 response = http.post(url, files={"file": (path.name, handle, "application/zip")},

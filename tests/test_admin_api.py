@@ -1,0 +1,263 @@
+"""Readiness and upload against a real loopback admin API with injected faults (issue 3, parts 3, 4, 5, 7)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import subprocess
+import time
+from email.utils import formatdate
+from pathlib import Path
+
+import pytest
+from admin_api_server import AdminApiServer, Answer, EchoAuth, Reset, Slow
+
+from faas_deployment import admin_api, manifests
+from faas_deployment.errors import UserError
+from faas_deployment.secrets import SecretValue
+
+REPO = Path(__file__).resolve().parent.parent
+FAAS_DEPLOY = REPO / "dagger" / ".venv" / "bin" / "faas-deploy"
+TOKEN = "tok-5ecret-Zq9x7"
+FAST = admin_api.Backoff(initial=0.05, cap=0.2, jitter=0.05)
+
+
+@pytest.fixture()
+def secret() -> SecretValue:
+    return SecretValue(TOKEN, "env:ADMIN_TOKEN")
+
+
+@pytest.fixture()
+def bundle(tmp_path) -> manifests.Bundle:
+    return manifests.write_bundle(REPO / "env" / "dev" / "operator" / "dynamic", tmp_path / "dev.zip", log=None)
+
+
+@pytest.fixture()
+def big_bundle(tmp_path) -> manifests.Bundle:
+    """~3 MB that deflate cannot shrink, so a reset really lands mid-upload."""
+    d = tmp_path / "dynamic"
+    d.mkdir()
+    blob = base64.b64encode(os.urandom(3 * 1024 * 1024)).decode()
+    (d / "big.yaml").write_text(f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: big}}\ndata:\n  blob: {blob}\n")
+    return manifests.write_bundle(d, tmp_path / "big.zip", log=None)
+
+
+def assert_no_token(*texts: str) -> None:
+    for text in texts:
+        assert TOKEN not in text
+
+
+# -- readiness ----------------------------------------------------------------
+
+
+def test_ready_after_not_listening_then_503(capfd):
+    with AdminApiServer(TOKEN, listen_after=0.4, health_plan=[503, 503, 503]) as server:
+        report = admin_api.wait_until_ready(server.url, timeout=10, backoff=FAST)
+        gets = server.attempts("/healthz")
+    assert report.status == 200
+    assert report.seen["HTTP 503"] == 3 and report.seen["connection refused"] >= 1
+    assert report.attempts == sum(report.seen.values()) + 1
+    assert len(gets) == 4  # three 503s, then the 200 that ended the wait
+    assert report.elapsed >= 0.4
+    assert "connection refused" in capfd.readouterr().err
+
+
+def test_slow_answers_count_as_timeouts():
+    with AdminApiServer(TOKEN, health_plan=[Slow(1.0), Slow(1.0)]) as server:
+        started = time.monotonic()
+        report = admin_api.wait_until_ready(server.url, timeout=10, probe_timeout=0.2, backoff=FAST, log=None)
+        assert time.monotonic() - started < 1.5  # did not wait for the slow answers
+    assert report.seen == {"timeout": 2} and report.attempts == 3
+
+
+def test_unauthorised_readiness_fails_at_once():
+    with AdminApiServer(TOKEN, health_plan=[401]) as server:
+        started = time.monotonic()
+        with pytest.raises(UserError, match=r"HTTP 401.*--ready-path"):
+            admin_api.wait_until_ready(server.url, timeout=30, backoff=FAST, log=None)
+        assert time.monotonic() - started < 1
+        assert len(server.attempts("/healthz")) == 1
+
+
+def test_readiness_deadline_is_honoured_and_summarised():
+    with AdminApiServer(TOKEN, unready_for=60, health_plan=[Slow(0.6, 503)]) as server:
+        started = time.monotonic()
+        with pytest.raises(UserError) as caught:
+            admin_api.wait_until_ready(server.url, timeout=1.5, probe_timeout=0.3, backoff=FAST, log=None)
+        took = time.monotonic() - started
+        gets = len(server.attempts("/healthz"))
+    assert 1.3 <= took < 1.8  # the last probe starts 0.1 s before the deadline
+    text = str(caught.value)
+    assert re.search(r"not ready after 1\.[3-7] s \(deadline 1\.5 s; ", text)
+    assert "HTTP 503 x" in text and "timeout x1" in text
+    assert f"{gets + 1} attempts" in text or f"{gets} attempts" in text  # the slow one may be recorded late
+
+
+def test_deadline_clips_a_probe_that_would_outlast_it():
+    with AdminApiServer(TOKEN, health_plan=[Slow(3.0)] * 3) as server:
+        started = time.monotonic()
+        with pytest.raises(UserError, match=r"timeout x1"):
+            admin_api.wait_until_ready(server.url, timeout=0.8, probe_timeout=5, backoff=FAST, log=None)
+        assert time.monotonic() - started < 1.1
+
+
+# -- upload ---------------------------------------------------------------------
+
+
+def test_upload_retries_500_then_accepts_exactly_once(bundle, secret, capfd):
+    with AdminApiServer(TOKEN, upload_plan=[500]) as server:
+        result = admin_api.upload_bundle(server.url, bundle, secret, timeout=10, backoff=FAST)
+        posts = server.attempts("/admin/manifests")
+        accepted = list(server.accepted)
+    assert [p.outcome for p in posts] == ["HTTP 500", "HTTP 201"]
+    assert len(accepted) == 1
+    assert accepted[0].data == bundle.path.read_bytes()
+    assert accepted[0].sha256_header == bundle.sha256
+    assert accepted[0].content_type == "application/zip" and accepted[0].filename == "dev.zip"
+    assert result.status == 201 and result.attempts == 2 and result.seen == {"HTTP 500": 1}
+    assert '"files": 4' in result.answer
+    out = capfd.readouterr()
+    assert_no_token(out.out, out.err, repr(result))
+
+
+def test_connection_reset_mid_upload_is_retried(big_bundle, secret):
+    with AdminApiServer(TOKEN, upload_plan=[Reset(0.3)]) as server:
+        result = admin_api.upload_bundle(server.url, big_bundle, secret, timeout=20, backoff=FAST, log=None)
+        posts = server.attempts("/admin/manifests")
+        accepted = list(server.accepted)
+    assert big_bundle.size > 3_000_000
+    assert [p.outcome for p in posts] == ["reset", "HTTP 201"]
+    assert result.attempts == 2 and set(result.seen) <= {"connection reset", "connection closed"}
+    assert len(accepted) == 1 and accepted[0].data == big_bundle.path.read_bytes()
+
+
+def test_wrong_token_fails_at_once_without_showing_it(bundle):
+    with AdminApiServer("the-right-one") as server:
+        with pytest.raises(UserError) as caught:
+            admin_api.upload_bundle(server.url, bundle, SecretValue(TOKEN, "env:X"), timeout=30, backoff=FAST, log=None)
+        assert len(server.attempts("/admin/manifests")) == 1 and not server.accepted
+    text = str(caught.value)
+    assert "HTTP 401" in text and "refused the token" in text
+    assert_no_token(text, repr(caught.value))
+
+
+def test_too_large_fails_at_once_with_status_and_excerpt(bundle, secret):
+    body = "bundle exceeds the 1 MiB limit " + "x" * 500
+    with AdminApiServer(TOKEN, upload_plan=[Answer(413, body=body)]) as server:
+        with pytest.raises(UserError) as caught:
+            admin_api.upload_bundle(server.url, bundle, secret, timeout=30, backoff=FAST, log=None)
+        assert len(server.attempts("/admin/manifests")) == 1 and not server.accepted
+    text = str(caught.value)
+    assert "HTTP 413" in text and "bundle exceeds the 1 MiB limit" in text
+    assert f"({bundle.size} bytes)" in text
+    assert "x" * 300 not in text  # a short excerpt, not the whole answer
+
+
+def test_an_answer_echoing_the_token_is_redacted(bundle, secret):
+    with AdminApiServer(TOKEN, upload_plan=[EchoAuth(400)]) as server:
+        with pytest.raises(UserError) as caught:
+            admin_api.upload_bundle(server.url, bundle, secret, timeout=30, backoff=FAST, log=None)
+    text = str(caught.value)
+    assert "Authorization: Bearer ***" in text
+    assert_no_token(text)
+
+
+def test_429_retry_after_is_honoured(bundle, secret):
+    plan = [Answer(429, {"Retry-After": "1"}), Answer(503, {"Retry-After": formatdate(time.time() + 3, usegmt=True)})]
+    with AdminApiServer(TOKEN, upload_plan=plan) as server:
+        admin_api.upload_bundle(server.url, bundle, secret, timeout=20, backoff=FAST, log=None)
+        posts = server.attempts("/admin/manifests")
+    assert [p.outcome for p in posts] == ["HTTP 429", "HTTP 503", "HTTP 201"]
+    assert posts[1].at - posts[0].at >= 0.95  # waited the second asked for, not the 0.05 s backoff
+    assert posts[2].at - posts[1].at >= 0.9  # an HTTP date ~2 s ahead by then (whole seconds: at least 1 s)
+    assert len(server.accepted) == 1
+
+
+def test_retry_after_past_the_deadline_ends_at_once(bundle, secret):
+    with AdminApiServer(TOKEN, upload_plan=[Answer(503, {"Retry-After": "120"})]) as server:
+        started = time.monotonic()
+        with pytest.raises(UserError, match=r"retry after 120 s, past the deadline.*kept at"):
+            admin_api.upload_bundle(server.url, bundle, secret, timeout=5, backoff=FAST, log=None)
+        assert time.monotonic() - started < 1
+        assert len(server.attempts("/admin/manifests")) == 1
+
+
+def test_upload_deadline_is_honoured_with_counts(bundle, secret):
+    with AdminApiServer(TOKEN, upload_plan=[500] * 1000) as server:
+        started = time.monotonic()
+        with pytest.raises(UserError) as caught:
+            admin_api.upload_bundle(server.url, bundle, secret, timeout=1.0, backoff=FAST, log=None)
+        took = time.monotonic() - started
+        posts = len(server.attempts("/admin/manifests"))
+    assert 0.8 <= took < 1.2
+    text = str(caught.value)
+    assert f"{posts} attempts: HTTP 500 x{posts}" in text
+    assert re.search(r"not accepted after (0\.[89]|1\.[01]) s \(deadline 1 s; ", text)
+    assert str(bundle.path) in text and not server.accepted
+
+
+def test_bad_admin_url_and_token_are_refused_before_any_request(bundle):
+    with pytest.raises(UserError, match="holds credentials"):
+        admin_api.upload_bundle("http://user:pw@127.0.0.1:1", bundle, TOKEN, timeout=1)
+    with pytest.raises(UserError, match="expected http"):
+        admin_api.wait_until_ready("ftp://127.0.0.1:1", timeout=1)
+    with pytest.raises(UserError) as caught:
+        admin_api.upload_bundle("http://127.0.0.1:1", bundle, SecretValue(TOKEN + "\n", "file:/t"), timeout=1)
+    assert "line breaks" in str(caught.value) and "file:/t" in str(caught.value)
+    assert_no_token(str(caught.value))
+
+
+def test_upload_manifests_waits_then_uploads_once_under_one_deadline(bundle, secret, capfd):
+    plan = [500, Reset(0.5)]
+    with AdminApiServer(TOKEN, listen_after=0.3, unready_for=0.8, upload_plan=plan) as server:
+        line = admin_api.upload_manifests(server.url, bundle, secret, timeout=15, backoff=FAST)
+        accepted = list(server.accepted)
+        outcomes = [r.outcome for r in server.requests]
+    assert line.startswith(f"uploaded {bundle.sha256} ({bundle.size} bytes, 4 files) to {server.url}/admin/manifests:")
+    assert "HTTP 201" in line
+    assert len(accepted) == 1 and accepted[0].data == bundle.path.read_bytes()
+    assert outcomes[-3:] == ["HTTP 500", "reset", "HTTP 201"] and "HTTP 200" in outcomes
+    out = capfd.readouterr()
+    assert "admin API ready" in out.err
+    assert_no_token(out.out, out.err, line)
+
+
+# -- the CLI, end to end --------------------------------------------------------
+
+
+def run_cli(*args: str, token: str = TOKEN) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ADMIN_TOKEN": token}
+    return subprocess.run([str(FAAS_DEPLOY), "--source", str(REPO), *args], env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_cli_upload_manifests_against_an_api_that_becomes_ready_later(tmp_path):
+    out = tmp_path / "artifacts" / "dev.zip"
+    with AdminApiServer(TOKEN, listen_after=1.0, unready_for=2.0, upload_plan=[503]) as server:
+        started = time.monotonic()
+        done = run_cli("upload-manifests", "--env", "dev", "--admin-url", server.url, "--token", "env:ADMIN_TOKEN",
+                       "--timeout", "30", "--out", str(out))
+        took = time.monotonic() - started
+        accepted = list(server.accepted)
+        first_ok = min(r.at for r in server.requests if r.outcome == "HTTP 200")
+    assert done.returncode == 0, done.stderr
+    assert len(accepted) == 1 and accepted[0].data == out.read_bytes()
+    assert first_ok >= server.ready_at
+    digest = accepted[0].sha256_header
+    assert done.stdout.startswith(f"uploaded {digest} (") and "HTTP 201" in done.stdout
+    assert f"sha256:{digest}" in done.stderr  # the bundle line comes first
+    assert took < 30
+    assert_no_token(done.stdout, done.stderr)
+
+
+def test_cli_keeps_the_bundle_when_the_upload_is_refused(tmp_path):
+    out = tmp_path / "dev.zip"
+    with AdminApiServer("another-token") as server:
+        done = run_cli("upload-manifests", "--env", "dev", "--admin-url", server.url, "--token", "env:ADMIN_TOKEN",
+                       "--timeout", "10", "--out", str(out))
+        assert not server.accepted
+    assert done.returncode == 1
+    assert "HTTP 401" in done.stderr and "Traceback" not in done.stderr
+    assert out.is_file() and f"bundle {out} sha256:" in done.stderr
+    assert_no_token(done.stdout, done.stderr)
