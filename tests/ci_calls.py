@@ -283,7 +283,9 @@ def resolve(line: str, job: str = "?", objects: dict[str, dict[str, Any]] | None
     if not steps:
         raise CallError(f"{job}: dagger call without a function: {line}")
     if _object_of(current, objects) is not None:
-        raise CallError(f"{job}: the chain ends at the object {current}; call one of its functions")
+        raise CallError(
+            f"{job}: the chain ends at the object {current.rsplit('.', 1)[-1]}; call one of its functions"
+        )
     return Call(job, line, constructor, tuple(steps), current)
 
 
