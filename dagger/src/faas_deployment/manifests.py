@@ -157,7 +157,9 @@ def _check_text(path: Path, shown: str, problems: list[Problem]) -> None:
     if unbalanced:
         return
     try:
-        documents = list(yaml.load_all(parseable, Loader=_LOADER))
+        # compose (parse to nodes) without constructing Python objects: the checks below
+        # need only the top-level keys, and construction is most of PyYAML's time
+        documents = [None if _is_null(node) else node for node in yaml.compose_all(parseable, Loader=_LOADER)]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -176,13 +178,19 @@ def _check_text(path: Path, shown: str, problems: list[Problem]) -> None:
         if doc is None:
             continue
         key = f"document {index}" if len(documents) > 1 else ""
-        if not isinstance(doc, dict):
-            problems.append(Problem(shown, key, f"expected a Kubernetes object (a mapping), got a {type(doc).__name__}"))
+        if not isinstance(doc, yaml.MappingNode):
+            got = "list" if isinstance(doc, yaml.SequenceNode) else "scalar"
+            problems.append(Problem(shown, key, f"expected a Kubernetes object (a mapping), got a {got}"))
             continue
-        missing = [name for name in ("apiVersion", "kind") if not doc.get(name)]
+        present = {k.value for k, v in doc.value if isinstance(k, yaml.ScalarNode) and not _is_null(v)}
+        missing = [name for name in ("apiVersion", "kind") if name not in present]
         if missing:
             problems.append(Problem(shown, key, f"missing {' and '.join(missing)}; every Kubernetes object has both",
                                     "add e.g. 'apiVersion: v1' and 'kind: ConfigMap'"))
+
+
+def _is_null(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
 
 
 def _left_out_reason(name: str, is_dir: bool) -> str | None:
