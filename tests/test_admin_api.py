@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import re
 import subprocess
@@ -208,7 +209,8 @@ def test_bad_admin_url_and_token_are_refused_before_any_request(bundle):
     assert_no_token(str(caught.value))
 
 
-def test_upload_manifests_waits_then_uploads_once_under_one_deadline(bundle, secret, capfd):
+def test_upload_manifests_waits_then_uploads_once_under_one_deadline(bundle, secret, capfd, caplog):
+    caplog.set_level(logging.DEBUG)  # httpx/httpcore debug logs must not carry the token either
     plan = [500, Reset(0.5)]
     with AdminApiServer(TOKEN, listen_after=0.3, unready_for=0.8, upload_plan=plan) as server:
         line = admin_api.upload_manifests(server.url, bundle, secret, timeout=15, backoff=FAST)
@@ -220,7 +222,8 @@ def test_upload_manifests_waits_then_uploads_once_under_one_deadline(bundle, sec
     assert outcomes[-3:] == ["HTTP 500", "reset", "HTTP 201"] and "HTTP 200" in outcomes
     out = capfd.readouterr()
     assert "admin API ready" in out.err
-    assert_no_token(out.out, out.err, line)
+    assert "HTTP Request: POST" in caplog.text
+    assert_no_token(out.out, out.err, line, caplog.text)
 
 
 # -- the CLI, end to end --------------------------------------------------------

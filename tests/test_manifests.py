@@ -272,3 +272,18 @@ def test_cli_manifests_writes_the_bundle_and_reports_its_digest(tmp_path, capsys
     assert "broken.yaml: line " in captured.err and "README.md: not a manifest" in captured.err
     assert "Traceback" not in captured.err and captured.out == ""
     assert not bad.exists()
+
+
+def test_dagger_front_end_declares_the_manifest_functions():
+    import daggermod
+
+    env = daggermod.objects()["Env"]
+    assert env["manifests"].return_type == "dagger.File" and env["manifests"].params == {}
+    upload = env["upload_manifests"]
+    assert upload.return_type == "str"
+    params = upload.params
+    assert list(params) == ["admin_url", "token", "ready_path", "upload_path", "timeout"]
+    assert params["token"].type == "dagger.Secret" and not params["token"].optional
+    assert (params["ready_path"].default, params["upload_path"].default) == ("/healthz", "/admin/manifests")
+    assert params["timeout"].type == "float" and params["timeout"].default == 300.0
+    assert "seconds" in params["timeout"].doc
