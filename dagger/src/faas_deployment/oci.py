@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import oras.auth
 import oras.container
 import oras.provider
 import requests
@@ -33,6 +35,13 @@ import tenacity
 from .errors import UserError
 from .packaging import ChartPackage
 from .secrets import SecretValue, redact
+
+# oras-py logs through the logging module with no handler of its own, so Python's
+# last-resort handler printed its lines on stderr beside our error (for a refused
+# token: "Please use basic auth with a username or password", though we did). Our
+# errors say what went wrong; oras-py's lines reach an application only if it
+# configures logging ("Configuring Logging for a Library", Python logging HOWTO).
+logging.getLogger("oras").addHandler(logging.NullHandler())
 
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 HELM_CONFIG_MEDIA_TYPE = "application/vnd.cncf.helm.config.v1+json"
@@ -126,8 +135,35 @@ def _ping(url: str) -> requests.Response:
     return response
 
 
+class _TokenAuth(oras.auth.TokenAuth):
+    """oras-py's ``token`` backend, asking for a new token when the held one lacks the scope.
+
+    oras-py keeps one token per client and, on a 401 to a request that carried it,
+    sends the same token again (it asks anew only after a 403). A token service
+    grants the scope of one challenge (``repository:NAME:pull`` for a tag list,
+    ``pull,push`` for an upload), and distribution answers a token without the
+    needed scope with 401 ``error="insufficient_scope"`` (Docker token
+    authentication spec), so the next repository or the first push would fail.
+    Here a 401 to a tokened request drops the token, and oras-py requests one for
+    the new challenge's scope with the Basic credentials.
+    """
+
+    def authenticate_request(  # type: ignore[override]
+        self, original: requests.Response, headers: dict, refresh: bool = False
+    ) -> tuple[dict, bool]:
+        stale = original.status_code == 401 and self.token is not None
+        return super().authenticate_request(original, headers, refresh=refresh or stale)
+
+
 class _Registry(oras.provider.Registry):
-    """oras-py's registry client with the retry policy of this module."""
+    """oras-py's registry client with the retry policy of this module (and :class:`_TokenAuth`)."""
+
+    def __init__(self, *, hostname: str, insecure: bool, auth_backend: str):
+        super().__init__(hostname=hostname, insecure=insecure, auth_backend=auth_backend)
+        if auth_backend == "token":
+            auth = _TokenAuth()
+            auth.session, auth.prefix, auth._tls_verify = self.auth.session, self.auth.prefix, self.auth._tls_verify
+            self.auth = auth
 
     @_retrying
     def do_request(self, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
@@ -193,8 +229,11 @@ class ChartRegistry:
             response = self._client.do_request(url, method, **kwargs)
         except (TransientRegistryError, requests.RequestException) as exc:
             raise self._fail(f"{what} failed after {RETRY_ATTEMPTS} attempts", exc) from None
-        except ValueError as exc:  # oras-py: cannot answer the auth challenge
-            raise self._fail(what, exc) from None
+        except ValueError:  # oras-py could not answer the challenge: the token service gave no token
+            raise RegistryAuthError(
+                f"registry {self.host}: {what}: the registry's token service refused the credentials "
+                f"(check --username and --password)"
+            ) from None
         if response.status_code in (401, 403):
             raise RegistryAuthError(
                 f"registry {self.host}: {what}: HTTP {response.status_code}: "
@@ -256,6 +295,11 @@ class ChartRegistry:
                     response = self._client.upload_blob(str(path), container, descriptor)
                 except (TransientRegistryError, requests.RequestException) as exc:
                     raise self._fail(f"uploading blob {descriptor['digest']}", exc) from None
+                except ValueError:  # oras-py: no token, or the registry started no upload (401/403 to the POST)
+                    raise RegistryAuthError(
+                        f"registry {self.host}: uploading a blob to {self.reference(package.name)}: "
+                        f"push not allowed with these credentials (check --username and its push access)"
+                    ) from None
                 if response.status_code in (401, 403):
                     raise RegistryAuthError(f"registry {self.host}: uploading a blob: HTTP {response.status_code}: push not allowed with these credentials")
                 if response.status_code not in (200, 201, 202):
