@@ -14,7 +14,7 @@ import pytest
 from dagger import dag
 
 import dagger
-from faas_deployment import images
+from faas_deployment import images, images_dagger
 from faas_deployment.errors import UserError
 from faas_deployment.images import BuildOptions
 from faas_deployment.secrets import SecretValue
@@ -248,7 +248,7 @@ def chain(obj) -> list[tuple[str, str, dict]]:
 
 def test_dagger_build_chain():
     context = dag.directory().with_new_file("docker/Dockerfile.prod", "FROM scratch\n")
-    container = images.dagger_build(
+    container = images_dagger.dagger_build(
         context,
         BuildOptions(dockerfile="docker/Dockerfile.prod", build_args=("A=1", "B=two"), target="final",
                      platform="linux/arm64"),
@@ -271,14 +271,14 @@ def test_dagger_build_chain():
 
 
 def test_dagger_build_chain_defaults_leave_arguments_out():
-    steps = chain(images.dagger_build(dag.directory()))
+    steps = chain(images_dagger.dagger_build(dag.directory()))
     assert steps[-1] == ("Directory", "dockerBuild", {})  # Dockerfile at the root, last stage, engine's platform
 
 
 def test_dagger_publish_chain_carries_auth_as_a_secret():
     secret = dag.set_secret("registry-password", "s3cret-value")
-    container, address = images.dagger_publish_chain(
-        images.dagger_build(dag.directory()), repository="registry.example.org/eo4eu-faas/faas-controller",
+    container, address = images_dagger.dagger_publish_chain(
+        images_dagger.dagger_build(dag.directory()), repository="registry.example.org/eo4eu-faas/faas-controller",
         tag="3f2c9e1", username="ci", password=secret,
     )
     assert address == "registry.example.org/eo4eu-faas/faas-controller:3f2c9e1"
@@ -290,16 +290,16 @@ def test_dagger_publish_chain_carries_auth_as_a_secret():
 
 
 def test_dagger_publish_chain_without_credentials_and_refusals():
-    base = images.dagger_build(dag.directory())
-    container, address = images.dagger_publish_chain(base, repository="registry.example.org/x/y", tag="t")
+    base = images_dagger.dagger_build(dag.directory())
+    container, address = images_dagger.dagger_publish_chain(base, repository="registry.example.org/x/y", tag="t")
     assert chain(container) == chain(base)
     assert address == "registry.example.org/x/y:t"
     with pytest.raises(UserError, match="not a valid image tag"):
-        images.dagger_publish_chain(base, repository="registry.example.org/x/y", tag="bad tag")
+        images_dagger.dagger_publish_chain(base, repository="registry.example.org/x/y", tag="bad tag")
     with pytest.raises(UserError, match="go together"):
-        images.dagger_publish_chain(base, repository="registry.example.org/x/y", tag="t", username="ci")
+        images_dagger.dagger_publish_chain(base, repository="registry.example.org/x/y", tag="t", username="ci")
     with pytest.raises(UserError, match="--platform"):
-        images.dagger_build(dag.directory(), BuildOptions(platform="x86"))
+        images_dagger.dagger_build(dag.directory(), BuildOptions(platform="x86"))
 
 
 # ------------------------------------------------------------------ Dagger front end, offline

@@ -7,9 +7,10 @@ Two engines, one set of rules:
   private, temporary image store (``--root``/``--runroot`` under a temp dir, the
   ``vfs`` storage driver, ``--isolation chroot``) that is removed afterwards, so a
   build leaves nothing behind on the machine.
-* **Dagger path** (:func:`dagger_build`, :func:`dagger_publish_chain`): the same
-  build expressed as a lazy Dagger chain (``Directory.docker_build`` plus labels,
-  ``Container.with_registry_auth``); the front end awaits ``publish(address)``.
+* **Dagger path** (``images_dagger.dagger_build``, ``images_dagger.dagger_publish_chain``):
+  the same build expressed as a lazy Dagger chain (``Directory.docker_build`` plus
+  labels, ``Container.with_registry_auth``); the front end awaits ``publish(address)``.
+  It lives in its own module so that the CLI never imports the Dagger SDK.
 
 Both add the OCI annotation keys of the image-spec (``annotations.md``) as labels:
 ``org.opencontainers.image.revision`` (the commit built), ``.source`` (where its
@@ -36,8 +37,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
-
-import dagger
 
 from . import config
 from .errors import UserError
@@ -490,61 +489,3 @@ def publish_image(
         with step(f"push {reference}"):
             digest = store.push(image_id, reference, username=username, password=password, plain_http=plain_http)
     return PublishedImage(reference, digest, image_id, labels)
-
-
-# --------------------------------------------------------------------------- Dagger path
-
-
-def dagger_build(
-    context: dagger.Directory,
-    options: BuildOptions = BuildOptions(),
-    *,
-    labels: Mapping[str, str] | None = None,
-) -> dagger.Container:
-    """The lazy Dagger chain that builds ``context`` (no engine needed to make it).
-
-    ``Directory.docker_build`` with the Dockerfile, build arguments, target and
-    platform, then one ``with_label`` per label, in sorted order.
-
-    Raises:
-        UserError: bad options (checked before anything runs).
-    """
-    options.checked()
-    build_args = [dagger.BuildArg(name=k, value=v) for k, v in parse_build_args(options.build_args).items()]
-    container = context.docker_build(
-        dockerfile=options.dockerfile,
-        build_args=build_args,
-        target=options.target,
-        platform=dagger.Platform(options.platform) if options.platform else None,
-    )
-    for name, value in sorted((labels or {}).items()):
-        container = container.with_label(name, value)
-    return container
-
-
-def dagger_publish_chain(
-    container: dagger.Container,
-    *,
-    repository: str,
-    tag: str,
-    username: str = "",
-    password: dagger.Secret | None = None,
-) -> tuple[dagger.Container, str]:
-    """The container to publish and its address, ``repository:tag``.
-
-    With credentials the container carries ``with_registry_auth(address,
-    username, secret)``; the caller then awaits ``container.publish(address)``,
-    which returns ``address@sha256:...``.
-
-    Raises:
-        UserError: invalid tag or repository, only one of username/password.
-    """
-    check_image_tag(tag)
-    check_image_repository(repository)
-    if bool(username) != (password is not None):
-        raise UserError("--username and --password go together: pass both or neither")
-    address = f"{repository}:{tag}"
-    if password is not None:
-        container = container.with_registry_auth(address, username, password)
-    return container, address
-

@@ -24,7 +24,7 @@ from dagger import DefaultPath, Doc, Ignore, dag, function, object_type
 # re-raises FunctionError without logging a traceback.
 from dagger.mod._exceptions import FunctionError
 
-from . import admin_api, bump, images, manifests
+from . import admin_api, bump, images, images_dagger, manifests
 from .errors import UserError
 from .pipeline import Workspace, make_target
 from .secrets import SecretValue
@@ -134,7 +134,7 @@ class Component:
         """
         options = images.BuildOptions(dockerfile, tuple(build_args), target, platform)
         try:
-            return images.dagger_build(context, options, labels=images.oci_labels("", revision=revision,
+            return images_dagger.dagger_build(context, options, labels=images.oci_labels("", revision=revision,
                                                                                    source_url=source_url))
         except UserError as exc:
             raise FunctionError(str(exc)) from None
@@ -164,8 +164,8 @@ class Component:
         options = images.BuildOptions(dockerfile, tuple(build_args), target, platform)
         try:
             labels = images.oci_labels(images.check_image_tag(tag), revision=revision, source_url=source_url)
-            container, address = images.dagger_publish_chain(
-                images.dagger_build(context, options, labels=labels),
+            container, address = images_dagger.dagger_publish_chain(
+                images_dagger.dagger_build(context, options, labels=labels),
                 repository=repository, tag=tag, username=username, password=password,
             )
         except UserError as exc:
