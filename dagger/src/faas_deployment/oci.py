@@ -174,6 +174,13 @@ class _Registry(oras.provider.Registry):
         return response
 
 
+def check_root(root: str) -> str:
+    """``oci://HOST[:PORT]/PATH`` without a trailing slash; UserError for any other form."""
+    if not root.startswith("oci://") or not root[len("oci://"):].strip("/"):
+        raise UserError(f"--registry: expected oci://HOST[:PORT]/PATH, got {root!r}")
+    return root.rstrip("/")
+
+
 class ChartRegistry:
     """One OCI repository root, ``oci://host[:port]/path``, holding charts at ``<root>/<name>:<version>``.
 
@@ -194,9 +201,7 @@ class ChartRegistry:
         password: SecretValue | None = None,
         plain_http: bool = False,
     ):
-        if not root.startswith("oci://") or len(root) <= len("oci://"):
-            raise UserError(f"--registry: expected oci://HOST[:PORT]/PATH, got {root!r}")
-        self.root = root.rstrip("/")
+        self.root = check_root(root)
         self.host = self.root[len("oci://"):].split("/", 1)[0]
         self._password = password
         scheme = "http" if plain_http else "https"

@@ -11,7 +11,6 @@ is pushed for any.
 from __future__ import annotations
 
 import tempfile
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,18 +27,6 @@ from .registry import LocalRepoTarget, OciTarget, PublishResult, Target
 
 #: Where ``publish``/``release`` write without ``--registry`` (relative to the source tree).
 LOCAL_REPOSITORY = Path("dist/charts")
-
-
-class _SerialTarget:
-    """Publishes one package at a time: a local repository has one index.yaml to rewrite."""
-
-    def __init__(self, target: Target):
-        self._target = target
-        self._lock = threading.Lock()
-
-    def publish(self, package: ChartPackage, *, config: str, dry_run: bool = False) -> PublishResult:
-        with self._lock:
-            return self._target.publish(package, config=config, dry_run=dry_run)
 
 
 @dataclass(frozen=True)
@@ -118,7 +105,6 @@ class Workspace:
                 components may have been published (each one is independent).
         """
         names = components or self.components(env)
-        serial = _SerialTarget(target)
         with tempfile.TemporaryDirectory(prefix="faas-release-") as scratch:
             packages: dict[str, ChartPackage] = {}
             problems: list[Problem] = []
@@ -134,7 +120,7 @@ class Workspace:
 
             def publish(name: str) -> PublishResult:
                 with step(f"publish {self._label(env, name)}"):
-                    return serial.publish(packages[name], config=self.display(env, name))
+                    return target.publish(packages[name], config=self.display(env, name))
 
             return _run_all(publish, names)
 
@@ -209,6 +195,4 @@ def make_target(
     """``OciTarget`` for ``--registry oci://...``, else the local repository ``dist/charts/``."""
     if not registry:
         return workspace.local_target()
-    from .oci import ChartRegistry
-
-    return OciTarget(ChartRegistry(registry, username=username, password=password, plain_http=plain_http))
+    return OciTarget(registry, username=username, password=password, plain_http=plain_http)

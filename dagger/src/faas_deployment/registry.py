@@ -16,6 +16,8 @@ directory with ``index.yaml``; the digest is the package's sha256, as the index 
 
 from __future__ import annotations
 
+import functools
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
@@ -25,8 +27,9 @@ import semver
 import yaml
 
 from .errors import UserError
-from .oci import ChartRegistry, helm_artifact
+from .oci import ChartRegistry, check_root, helm_artifact
 from .packaging import ChartPackage
+from .secrets import SecretValue
 
 Outcome = Literal["pushed", "unchanged", "new"]
 
@@ -98,28 +101,40 @@ class Target(Protocol):
 
 
 class OciTarget:
-    """``oci://host/path``: chart ``<name>:<version>`` at ``host/path/<name>``."""
+    """``oci://host/path``: chart ``<name>:<version>`` at ``host/path/<name>``.
 
-    def __init__(self, registry: ChartRegistry):
-        self.registry = registry
+    Each ``publish`` opens its own :class:`ChartRegistry` client: oras-py holds one
+    bearer token per client, so concurrent publishes of different charts (whose
+    token scopes differ) must not share one.
+
+    Raises:
+        UserError: a malformed root (checked here, before any packaging or network).
+    """
+
+    def __init__(self, root: str, *, username: str | None = None, password: SecretValue | None = None, plain_http: bool = False):
+        self.root = check_root(root)
+        self._connect = functools.partial(
+            ChartRegistry, self.root, username=username, password=password, plain_http=plain_http
+        )
 
     def publish(self, package: ChartPackage, *, config: str, dry_run: bool = False) -> PublishResult:
         """Publish ``package`` under the rules (``dry_run``: only check them); :func:`decide` lists the errors."""
+        registry = self._connect()
         artifact = helm_artifact(package)
-        reference = self.registry.reference(package.name, package.version)
+        reference = registry.reference(package.name, package.version)
         action = decide(
             config=config,
             name=package.name,
             version=package.version,
             digest=artifact.digest,
-            published_versions=self.registry.tags(package.name),
-            published_digest=self.registry.manifest_digest(package.name, package.version),
+            published_versions=registry.tags(package.name),
+            published_digest=registry.manifest_digest(package.name, package.version),
         )
         if action == "unchanged":
             return PublishResult("unchanged", reference, artifact.digest)
         if dry_run:
             return PublishResult("new", reference, artifact.digest)
-        return PublishResult("pushed", reference, self.registry.push(artifact))
+        return PublishResult("pushed", reference, registry.push(artifact))
 
 
 class LocalRepoTarget:
@@ -132,6 +147,7 @@ class LocalRepoTarget:
 
     def __init__(self, directory: Path):
         self.directory = directory
+        self._lock = threading.Lock()  # publishes into one directory share its index.yaml
 
     def _index(self) -> dict:
         index = self.directory / "index.yaml"
@@ -144,6 +160,10 @@ class LocalRepoTarget:
 
     def publish(self, package: ChartPackage, *, config: str, dry_run: bool = False) -> PublishResult:
         """Publish ``package`` under the rules (``dry_run``: only check them); :func:`decide` lists the errors."""
+        with self._lock:
+            return self._publish(package, config=config, dry_run=dry_run)
+
+    def _publish(self, package: ChartPackage, *, config: str, dry_run: bool) -> PublishResult:
         entries = self._index().get("entries", {}).get(package.name, [])
         digests = {str(e.get("version")): f"sha256:{e.get('digest')}" for e in entries}
         target = self.directory / package.path.name
