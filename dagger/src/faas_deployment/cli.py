@@ -45,7 +45,7 @@ def _target(args: argparse.Namespace, ws: Workspace):
 def _check(args: argparse.Namespace) -> str:
     ws = _workspace(args)
     target = _target(args, ws) if args.registry else None
-    return ws.check(args.env, target=target, extra=lambda env: manifests.check_env(ws.source, env))
+    return ws.check(args.env, target=target)
 
 
 def _config(args: argparse.Namespace) -> str:

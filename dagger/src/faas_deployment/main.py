@@ -317,5 +317,5 @@ class FaasDeployment:
         if registry:
             target = await _run(lambda: make_target(ws, registry, username or None, secret, plain_http))
         return await _run(
-            lambda: ws.check(env or None, target=target, extra=lambda name: manifests.check_env(ws.source, name))
+            lambda: ws.check(env or None, target=target)
         )

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from . import chart, config
+from . import chart, config, manifests
 from .errors import Problem, UserError, ValidationError
 from .packaging import ChartPackage, package_chart
 from .progress import step
@@ -89,6 +89,16 @@ class Workspace:
             with step(f"package {self._label(env, component)}"):
                 return package_chart(chart_dir, out_dir)
 
+    def _package_or_note(self, env: str, component: str, out_dir: Path, problems: list[Problem]) -> ChartPackage | None:
+        """:meth:`package`, or ``None`` with the reasons appended to ``problems``."""
+        try:
+            return self.package(env, component, out_dir)
+        except ValidationError as exc:
+            problems.extend(exc.problems)
+        except UserError as exc:
+            problems.append(Problem(self.display(env, component), "", str(exc)))
+        return None
+
     def local_target(self) -> LocalRepoTarget:
         return LocalRepoTarget(self.source / LOCAL_REPOSITORY)
 
@@ -106,15 +116,8 @@ class Workspace:
         """
         names = components or self.components(env)
         with tempfile.TemporaryDirectory(prefix="faas-release-") as scratch:
-            packages: dict[str, ChartPackage] = {}
             problems: list[Problem] = []
-            for name in names:
-                try:
-                    packages[name] = self.package(env, name, Path(scratch) / name)
-                except ValidationError as exc:
-                    problems.extend(exc.problems)
-                except UserError as exc:
-                    problems.append(Problem(self.display(env, name), "", str(exc)))
+            packages = {name: self._package_or_note(env, name, Path(scratch) / name, problems) for name in names}
             if problems:
                 raise ValidationError(problems)
 
@@ -127,13 +130,12 @@ class Workspace:
     def check(
         self,
         env: str | None = None,
-        extra: Callable[[str], list[Problem]] | None = None,
         target: Target | None = None,
     ) -> str:
         """Validate, render, lint and package every component (of ``env`` or of all envs).
 
-        ``extra(env)`` adds checks of other parts of an environment (the operator's
-        ``dynamic/`` manifests). With a ``target``, each package is also checked
+        Each environment's operator ``dynamic/`` manifests are validated too
+        (:func:`manifests.check_env`). With a ``target``, each package is also checked
         against the publishing rules without pushing, so a chart whose content
         changed without a ``chart_version`` bump is refused. Returns a report, a
         line per checked item.
@@ -149,21 +151,20 @@ class Workspace:
         with tempfile.TemporaryDirectory(prefix="faas-check-") as scratch:
             for name in envs:
                 for component in self.components(name):
-                    try:
-                        package = self.package(name, component, Path(scratch) / name / component)
-                        lines.append(f"ok {name}/{component}: {package.name} {package.version} ({package.digest})")
-                        if target is not None:
-                            config_file = self.display(name, component)
-                            lines.append(target.publish(package, config=config_file, dry_run=True).line)
-                    except ValidationError as exc:
-                        problems.extend(exc.problems)
-                    except UserError as exc:
-                        problems.append(Problem(self.display(name, component), "", str(exc)))
-                if extra:
-                    found = extra(name)
-                    problems.extend(found)
-                    if not found:
-                        lines.append(f"ok {name}: dynamic manifests")
+                    package = self._package_or_note(name, component, Path(scratch) / name / component, problems)
+                    if package is None:
+                        continue
+                    lines.append(f"ok {name}/{component}: {package.name} {package.version} ({package.digest})")
+                    if target is not None:
+                        try:
+                            result = target.publish(package, config=self.display(name, component), dry_run=True)
+                            lines.append(result.line)
+                        except UserError as exc:
+                            problems.append(Problem(self.display(name, component), "", str(exc)))
+                found = manifests.check_env(self.source, name)
+                problems.extend(found)
+                if not found:
+                    lines.append(f"ok {name}: dynamic manifests")
         if problems:
             raise ValidationError(problems)
         return "\n".join(lines)
