@@ -63,6 +63,12 @@ async def _secret(secret: dagger.Secret | None, name: str) -> SecretValue | None
     return None if secret is None else SecretValue(await secret.plaintext(), f"dagger secret {name}")
 
 
+async def _chart_target(ws: Workspace, registry: str, username: str, password: dagger.Secret | None, plain_http: bool):
+    """The publishing target for the registry flags (``make_target``), with the secret read from Dagger."""
+    secret = await _secret(password, "password")
+    return await _run(lambda: make_target(ws, registry, username or None, secret, plain_http))
+
+
 @object_type
 class Component:
     """One component (operator, controller, ...) of one environment: its config and chart."""
@@ -112,8 +118,7 @@ class Component:
         than the highest published, is refused (bump chart_version).
         """
         ws = await _workspace(self.source, self.template)
-        secret = await _secret(password, "password")
-        target = await _run(lambda: make_target(ws, registry, username or None, secret, plain_http))
+        target = await _chart_target(ws, registry, username, password, plain_http)
         [result] = await _run(lambda: ws.release(self.env, target, [self.name]))
         return result.line
 
@@ -217,8 +222,7 @@ class Env:
         Every chart is validated and packaged first: if any fails, nothing is published.
         """
         ws = await _workspace(self.source, self.template)
-        secret = await _secret(password, "password")
-        target = await _run(lambda: make_target(ws, registry, username or None, secret, plain_http))
+        target = await _chart_target(ws, registry, username, password, plain_http)
         results = await _run(lambda: ws.release(self.name, target))
         return "\n".join(r.line for r in results)
 
@@ -312,10 +316,7 @@ class FaasDeployment:
         Fails listing every problem found (invalid config, lint error, manifest problem).
         """
         ws = await _workspace(self.source, self.template)
-        secret = await _secret(password, "password")
-        target = None
-        if registry:
-            target = await _run(lambda: make_target(ws, registry, username or None, secret, plain_http))
+        target = await _chart_target(ws, registry, username, password, plain_http) if registry else None
         return await _run(
             lambda: ws.check(env or None, target=target)
         )
