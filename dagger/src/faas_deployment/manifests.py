@@ -277,13 +277,18 @@ def validate_dynamic(directory: Path, *, log: Callable[[str], None] | None = _st
         ValidationError: every problem found (see the module docstring), each
             named by path.
     """
+    return _validated(directory, log)[0]
+
+
+def _validated(directory: Path, log: Callable[[str], None] | None) -> tuple[list[PurePosixPath], list[str]]:
+    """``(files, left_out)`` of a valid directory, the left-out messages logged; ValidationError otherwise."""
     files, left_out, problems = _validate(directory)
     if log:
         for message in left_out:
             log(message)
     if problems:
         raise ValidationError(problems)
-    return files
+    return files, left_out
 
 
 def _validate(directory: Path) -> tuple[list[PurePosixPath], list[str], list[Problem]]:
@@ -341,12 +346,7 @@ def write_bundle(directory: Path, out: Path, *, log: Callable[[str], None] | Non
         ValidationError: the directory is invalid; nothing is written.
         UserError: ``out`` lies inside ``directory`` or cannot be written.
     """
-    files, left_out, problems = _validate(directory)
-    if log:
-        for message in left_out:
-            log(message)
-    if problems:
-        raise ValidationError(problems)
+    files, left_out = _validated(directory, log)
     out = Path(out)
     if out.resolve().is_relative_to(directory.resolve()):
         raise UserError(f"--out {out}: the bundle cannot be written inside {directory} "
