@@ -154,7 +154,8 @@ _IMAGE_REPOSITORY = re.compile(
     rf"(?::[0-9]+)?/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$"
 )
 # Image tag per the distribution reference grammar.
-_IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+"""An image tag, as the OCI distribution spec defines it (also used by ``images``)."""
 # Environment variable names: C identifiers (POSIX portable names).
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Secret data keys (Kubernetes: "consist of alphanumeric characters, '-', '_' or '.'").
@@ -319,7 +320,7 @@ RULES: dict[str, Check] = {
     "chart_name": _matching(_CHART_NAME, "a Helm chart name (lowercase letters, digits and '-')", 63),
     "chart_version": _chart_version,
     "image_repository": _matching(_IMAGE_REPOSITORY, "an image repository such as registry.example.org/team/app"),
-    "image_tag": _matching(_IMAGE_TAG, "an image tag ([A-Za-z0-9_][A-Za-z0-9_.-], at most 128 characters)"),
+    "image_tag": _matching(IMAGE_TAG, "an image tag ([A-Za-z0-9_][A-Za-z0-9_.-], at most 128 characters)"),
     "image_pull_policy": _one_of("IfNotPresent", "Always", "Never"),
     "image_pull_secret": _optional(_DNS_NAME),
     "replica_count": _integer(0, None, "an integer >= 0"),

@@ -45,9 +45,8 @@ from .secrets import SecretValue, redact
 
 # Grammar of the OCI distribution spec (spec.md, "Pulling manifests"):
 # <reference> as a tag is at most 128 characters of [a-zA-Z0-9_.-], not starting
-# with '.' or '-'; <name> is path components of lower-case alphanumerics joined by
+# with '.' or '-' (config.IMAGE_TAG); <name> is path components of lower-case alphanumerics joined by
 # '.', '_', '__' or runs of '-'. The registry host (optional port) comes first.
-TAG_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 _HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:]+\])(?::[0-9]+)?"
 REPOSITORY_PATTERN = re.compile(rf"(?P<host>{_HOST})/(?P<path>{_COMPONENT}(?:/{_COMPONENT})*)")
@@ -71,7 +70,7 @@ def check_image_tag(tag: str, *, where: str = "--tag") -> str:
     Raises:
         UserError: empty, too long, or a character outside the set.
     """
-    if not isinstance(tag, str) or not TAG_PATTERN.fullmatch(tag):
+    if not isinstance(tag, str) or not config.IMAGE_TAG.fullmatch(tag):
         shown = tag if isinstance(tag, str) and len(tag) <= 140 else f"{str(tag)[:40]}... ({len(str(tag))} characters)"
         raise UserError(
             f"{where}: {shown!r} is not a valid image tag: expected 1 to 128 characters of "
