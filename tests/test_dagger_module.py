@@ -21,7 +21,7 @@ EXPECTED = {
             "source": ("dagger.Directory", True, None),
             "template": ("dagger.Directory | None", True, None),
         }),
-        "env": ("Env", {"name": ("str", False, None)}),
+        "env": ("Environment", {"name": ("str", False, None)}),
         "check": ("str", {
             "env": ("str", True, ""),
             "registry": ("str", True, ""),
@@ -30,7 +30,7 @@ EXPECTED = {
             "plain_http": ("bool", True, False),
         }),
     },
-    "Env": {
+    "Environment": {
         "component": ("Component", {"name": ("str", False, None)}),
         "release": ("str", {
             "registry": ("str", False, None),
@@ -88,19 +88,15 @@ def test_every_function_and_parameter_is_documented():
                 assert param.doc, f"{obj}.{name or 'constructor'}({param.name}) needs a Doc()"
 
 
-def test_source_defaults_to_the_repository_root_without_local_clutter():
-    source = daggermod.objects()["FaasDeployment"][""].params["source"]
-    assert source.default_path == "/"
-    assert "dagger/.venv" in source.ignore
 
 
 def test_the_chain_builds_without_an_engine():
-    from faas_deployment.main import Component, Env, FaasDeployment
+    from faas_deployment.main import Component, Environment, FaasDeployment
 
     root = FaasDeployment(source=dag.directory(), template=None)
     env = root.env("dev")
     component = env.component("operator")
-    assert isinstance(env, Env) and env.name == "dev"
+    assert isinstance(env, Environment) and env.name == "dev"
     assert isinstance(component, Component) and (component.env, component.name) == ("dev", "operator")
     assert component.source is root.source and component.template is None
 

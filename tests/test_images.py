@@ -193,6 +193,7 @@ def test_missing_buildah_is_named(component_source, tmp_path, monkeypatch):
         (BuildOptions(build_args=("NOVALUE",)), r"--build-arg: expected NAME=VALUE .*'NOVALUE' without ="),
         (BuildOptions(build_args=("1BAD=x",)), r"--build-arg: expected NAME=VALUE"),
         (BuildOptions(platform="amd64"), r"--platform: expected os/arch"),
+        (BuildOptions(platform=""), r"--platform: expected os/arch"),
     ],
 )
 def test_bad_build_options_are_explained(component_source, options, match):
@@ -272,7 +273,8 @@ def test_dagger_build_chain():
 
 def test_dagger_build_chain_defaults_leave_arguments_out():
     steps = chain(images_dagger.dagger_build(dag.directory()))
-    assert steps[-1] == ("Directory", "dockerBuild", {})  # Dockerfile at the root, last stage, engine's platform
+    # Dockerfile at the root, last stage; the platform is always the clusters' unless told otherwise.
+    assert steps[-1] == ("Directory", "dockerBuild", {"platform": "linux/amd64"})
 
 
 def test_dagger_publish_chain_carries_auth_as_a_secret():
@@ -311,7 +313,7 @@ def test_dagger_image_functions_have_the_contracted_signatures():
     fns = daggermod.objects()["Component"]
     build_params = {
         "context": ("dagger.Directory", False, None), "dockerfile": ("str", True, "Dockerfile"),
-        "build_args": ("list[str]", True, []), "target": ("str", True, ""), "platform": ("str", True, ""),
+        "build_args": ("list[str]", True, []), "target": ("str", True, ""), "platform": ("str", True, "linux/amd64"),
         "revision": ("str", True, ""), "source_url": ("str", True, ""),
     }
     expected = {

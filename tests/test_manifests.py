@@ -277,7 +277,7 @@ def test_cli_manifests_writes_the_bundle_and_reports_its_digest(tmp_path, capsys
 def test_dagger_front_end_declares_the_manifest_functions():
     import daggermod
 
-    env = daggermod.objects()["Env"]
+    env = daggermod.objects()["Environment"]
     assert env["manifests"].return_type == "dagger.File" and env["manifests"].params == {}
     upload = env["upload_manifests"]
     assert upload.return_type == "str"

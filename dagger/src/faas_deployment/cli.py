@@ -127,7 +127,8 @@ def _image_flags(parser: argparse.ArgumentParser, *, tag_required: bool) -> None
     parser.add_argument("--build-arg", action="append", default=[], metavar="NAME=VALUE",
                         help="build argument (repeatable; not for secrets: it stays in the image history)")
     parser.add_argument("--target", default="", help="build stage to stop at (default: the last)")
-    parser.add_argument("--platform", default="", metavar="OS/ARCH", help="target platform, e.g. linux/arm64 (default: the host's)")
+    parser.add_argument("--platform", default=images.DEFAULT_PLATFORM, metavar="OS/ARCH",
+                        help="target platform (default: %(default)s, what the clusters run)")
     parser.add_argument("--tag", required=tag_required, default=None if tag_required else "latest",
                         help="image tag, typically the commit SHA" + ("" if tag_required else " (default: %(default)s)"))
     parser.add_argument("--revision", default="", help="org.opencontainers.image.revision (default: the context's git HEAD, else the tag)")

@@ -180,16 +180,22 @@ def git_facts(context: Path) -> GitFacts | None:
 # --------------------------------------------------------------------------- build options
 
 
+#: The platform images are built for unless told otherwise: what the clusters run.
+#: Without it an image built on an arm64 laptop (Apple Silicon) would be arm64-only
+#: and fail to start on amd64 nodes ("exec format error").
+DEFAULT_PLATFORM = "linux/amd64"
+
+
 @dataclass(frozen=True)
 class BuildOptions:
     """How to build: the Dockerfile (path inside the context), ``NAME=VALUE`` build
-    arguments, target stage (``""``: the last) and platform (``""``: the host's, else
-    ``os/arch[/variant]``)."""
+    arguments, target stage (``""``: the last) and platform ``os/arch[/variant]``
+    (default :data:`DEFAULT_PLATFORM`)."""
 
     dockerfile: str = "Dockerfile"
     build_args: tuple[str, ...] = ()
     target: str = ""
-    platform: str = ""
+    platform: str = DEFAULT_PLATFORM
 
     def checked(self) -> BuildOptions:
         """Validate the fields that need no file system; return self.
@@ -205,7 +211,7 @@ class BuildOptions:
                 f"(e.g. Dockerfile or docker/Dockerfile.prod)"
             )
         parse_build_args(self.build_args)
-        if self.platform and not re.fullmatch(r"[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?", self.platform):
+        if not re.fullmatch(r"[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?", self.platform):
             raise UserError(f"--platform: expected os/arch[/variant] such as linux/amd64, got {self.platform!r}")
         return self
 

@@ -34,7 +34,7 @@ def dagger_build(
         dockerfile=options.dockerfile,
         build_args=build_args,
         target=options.target,
-        platform=dagger.Platform(options.platform) if options.platform else None,
+        platform=dagger.Platform(options.platform),
     )
     for name, value in sorted((labels or {}).items()):
         container = container.with_label(name, value)

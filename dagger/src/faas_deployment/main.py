@@ -1,16 +1,31 @@
 """The Dagger module: ``dagger call`` over the same core as the ``faas-deploy`` CLI.
 
-Chain: ``FaasDeployment`` (the repository) -> ``env --name E`` (an environment) ->
-``component --name C`` (one chart). The functions are thin: they export the
-source directory into the module runtime, run the core (``pipeline``, ``manifests``,
-...) in a worker thread, and return strings, Files or Directories. A problem the
-user can fix surfaces as a Dagger function error with the core's message and no
-Python traceback.
+Chain: ``FaasDeployment`` (the repository) -> ``env --name E`` (an
+:class:`Environment`) -> ``component --name C`` (one chart). The functions are
+thin: they export the source directory into the module runtime, run the core
+(``pipeline``, ``manifests``, ...) in a worker thread, and return strings, Files or
+Directories. A problem the user can fix surfaces as a Dagger function error with
+the core's message and no Python traceback.
+
+Engine rules this file follows (Dagger v0.21 source; ``tests/support/dagger_engine.py``
+enforces each of them offline):
+
+- object type names must not be core type names (``core/module.go``: a module type
+  is namespaced only when its name is unknown, so ``class Env`` collides with the
+  core ``Env`` type and the module fails to install);
+- ``dag.current_module().workdir(path)`` / ``workdir_file(path)`` take only paths
+  local to the function's working directory (``core/schema/module.go``,
+  ``filepath.IsLocal``): every file a function returns is written under
+  :func:`_scratch` and handed over by its relative path;
+- functions that talk to a registry, a cluster or an API are ``cache="never"``
+  (``core/modfunc.go``: the default policy caches a result for up to 7 days);
+- the default ``source`` is filtered by ``Ignore`` only (not by ``.gitignore``), so
+  :data:`SOURCE_IGNORE` keeps only what the functions read.
 """
 
 from __future__ import annotations
 
-import tempfile
+import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -20,37 +35,60 @@ import anyio
 import dagger
 from dagger import DefaultPath, Doc, Ignore, dag, function, object_type
 
-# dagger-io's escape hatch for errors whose message is the whole story: the SDK
-# re-raises FunctionError without logging a traceback.
-from dagger.mod._exceptions import FunctionError
-
 from . import admin_api, bump, images, images_dagger, manifests
-from .errors import UserError
+from ._dagger_errors import user_errors
 from .pipeline import Workspace, make_target
 from .secrets import SecretValue
 
 T = TypeVar("T")
 
-SOURCE_IGNORE = ["dagger/.venv", "dagger/sdk", "**/__pycache__", "**/.pytest_cache"]
+#: What the default ``source`` uploads: ``env/`` only (configs, ``dynamic/``), the one
+#: tree the functions read. Everything else (``.git``, ``dist/``, virtual
+#: environments, ``node_modules``, ...) stays on the caller's machine. Dockerignore
+#: syntax: ``*`` drops every top-level entry, ``!env`` takes ``env/`` back.
+SOURCE_IGNORE = ["*", "!env", "env/**/__pycache__", "env/**/.DS_Store"]
 
 
 async def _run(fn: Callable[[], T]) -> T:
     """Run core code off the event loop; a UserError becomes a clean function error."""
-    try:
+    with user_errors():
         return await anyio.to_thread.run_sync(fn)
-    except UserError as exc:
-        raise FunctionError(str(exc)) from None
 
 
 def _scratch() -> Path:
-    """A fresh directory under the module's working directory (so ``workdir`` can return it)."""
+    """A fresh directory under the function's working directory, as a relative path.
+
+    Only paths local to that directory can be handed to ``workdir`` /
+    ``workdir_file``; :func:`_workdir_path` turns any path under it into one.
+    """
     path = Path("faas-scratch") / uuid.uuid4().hex
     path.mkdir(parents=True)
     return path
 
 
+def _workdir_path(path: Path) -> str:
+    """``path`` relative to the working directory, as ``workdir(path)`` accepts it.
+
+    Raises:
+        RuntimeError: ``path`` is outside the working directory (a bug: every
+            output is written under :func:`_scratch`).
+    """
+    relative = os.path.relpath(Path(path).resolve(), Path.cwd())
+    if relative == ".." or relative.startswith(("../", "/")):
+        raise RuntimeError(f"{path} is outside the function's working directory")
+    return relative
+
+
+def _dir(path: Path) -> dagger.Directory:
+    return dag.current_module().workdir(_workdir_path(path))
+
+
+def _file(path: Path) -> dagger.File:
+    return dag.current_module().workdir_file(_workdir_path(path))
+
+
 async def _workspace(source: dagger.Directory, template: dagger.Directory | None) -> Workspace:
-    root = Path(tempfile.mkdtemp(prefix="faas-source-"))
+    root = _scratch().resolve()
     await source.export(str(root / "source"))
     template_dir = None
     if template is not None:
@@ -93,7 +131,7 @@ class Component:
         ws = await _workspace(self.source, self.template)
         out = _scratch()
         chart_dir = await _run(lambda: ws.render(self.env, self.name, out))
-        return dag.current_module().workdir(str(chart_dir))
+        return _dir(chart_dir)
 
     @function
     async def package(self) -> dagger.File:
@@ -101,9 +139,9 @@ class Component:
         ws = await _workspace(self.source, self.template)
         out = _scratch()
         package = await _run(lambda: ws.package(self.env, self.name, out))
-        return dag.current_module().workdir_file(str(package.path))
+        return _file(package.path)
 
-    @function
+    @function(cache="never")
     async def publish(
         self,
         registry: Annotated[str, Doc("OCI repository root, oci://HOST[:PORT]/PATH")],
@@ -129,7 +167,9 @@ class Component:
         dockerfile: Annotated[str, Doc("Dockerfile path inside the context")] = "Dockerfile",
         build_args: Annotated[list[str], Doc("build arguments NAME=VALUE (not for secrets)")] = (),
         target: Annotated[str, Doc("build stage to stop at (default: the last)")] = "",
-        platform: Annotated[str, Doc("target platform os/arch, e.g. linux/arm64 (default: the engine's)")] = "",
+        platform: Annotated[str, Doc("target platform os/arch (default: linux/amd64, what the clusters run)")] = (
+            images.DEFAULT_PLATFORM
+        ),
         revision: Annotated[str, Doc("org.opencontainers.image.revision label, e.g. the commit SHA")] = "",
         source_url: Annotated[str, Doc("org.opencontainers.image.source label, the code's URL")] = "",
     ) -> dagger.Container:
@@ -138,13 +178,11 @@ class Component:
         Carries the OCI labels ``org.opencontainers.image.revision`` and ``.source`` when given.
         """
         options = images.BuildOptions(dockerfile, tuple(build_args), target, platform)
-        try:
+        with user_errors():
             return images_dagger.dagger_build(context, options, labels=images.oci_labels("", revision=revision,
                                                                                    source_url=source_url))
-        except UserError as exc:
-            raise FunctionError(str(exc)) from None
 
-    @function
+    @function(cache="never")
     async def publish_image(
         self,
         context: Annotated[dagger.Directory, Doc("the component's source directory (a path or a git URL)")],
@@ -154,7 +192,9 @@ class Component:
         dockerfile: Annotated[str, Doc("Dockerfile path inside the context")] = "Dockerfile",
         build_args: Annotated[list[str], Doc("build arguments NAME=VALUE (not for secrets)")] = (),
         target: Annotated[str, Doc("build stage to stop at (default: the last)")] = "",
-        platform: Annotated[str, Doc("target platform os/arch, e.g. linux/arm64 (default: the engine's)")] = "",
+        platform: Annotated[str, Doc("target platform os/arch (default: linux/amd64, what the clusters run)")] = (
+            images.DEFAULT_PLATFORM
+        ),
         revision: Annotated[str, Doc("org.opencontainers.image.revision label (default: the tag)")] = "",
         source_url: Annotated[str, Doc("org.opencontainers.image.source label, the code's URL")] = "",
     ) -> str:
@@ -167,14 +207,12 @@ class Component:
         ws = await _workspace(self.source, self.template)
         repository = await _run(lambda: images.component_repository(ws.source, self.env, self.name, ws.template))
         options = images.BuildOptions(dockerfile, tuple(build_args), target, platform)
-        try:
+        with user_errors():
             labels = images.oci_labels(images.check_image_tag(tag), revision=revision, source_url=source_url)
             container, address = images_dagger.dagger_publish_chain(
                 images_dagger.dagger_build(context, options, labels=labels),
                 repository=repository, tag=tag, username=username, password=password,
             )
-        except UserError as exc:
-            raise FunctionError(str(exc)) from None
         return await container.publish(address)
 
     @function
@@ -197,8 +235,13 @@ class Component:
 
 
 @object_type
-class Env:
-    """One environment (dev, prod, ...): its components, charts and operator manifests."""
+class Environment:
+    """One environment (dev, prod, ...): its components, charts and operator manifests.
+
+    Named ``Environment``, not ``Env``: ``Env`` is a core Dagger type and the engine
+    refuses a module that defines it again (``dagger call env --name E`` is the
+    function that returns this object).
+    """
 
     source: Annotated[dagger.Directory, Doc("repository root holding env/")]
     template: Annotated[dagger.Directory | None, Doc("cookiecutter template; None means the embedded one")]
@@ -209,7 +252,7 @@ class Env:
         """One component of this environment."""
         return Component(source=self.source, template=self.template, env=self.name, name=name)
 
-    @function
+    @function(cache="never")
     async def release(
         self,
         registry: Annotated[str, Doc("OCI repository root, oci://HOST[:PORT]/PATH")],
@@ -230,12 +273,13 @@ class Env:
     async def local_repository(self) -> dagger.Directory:
         """The classic Helm repository ``dist/charts/`` with this environment's charts published into it.
 
-        The embedded default of ``release`` without a registry (same rules); export it
-        with ``export --path dist/charts``.
+        The embedded default of ``release`` without a registry (same rules), built from
+        the ``dist/charts/`` of ``source`` (empty with the default source, which
+        uploads ``env/`` only); export it with ``export --path dist/charts``.
         """
         ws = await _workspace(self.source, self.template)
         await _run(lambda: ws.release(self.name, ws.local_target()))
-        return dag.current_module().workdir(str(ws.local_target().directory))
+        return _dir(ws.local_target().directory)
 
     @function
     async def manifests(self) -> dagger.File:
@@ -248,9 +292,9 @@ class Env:
         ws = await _workspace(self.source, self.template)
         out = _scratch() / f"{self.name}.zip"
         bundle = await _run(lambda: manifests.write_bundle(manifests.dynamic_dir(ws.source, self.name), out, log=None))
-        return dag.current_module().workdir_file(str(bundle.path))
+        return _file(bundle.path)
 
-    @function
+    @function(cache="never")
     async def upload_manifests(
         self,
         admin_url: Annotated[str, Doc("operator admin API base URL, http(s)://HOST[:PORT]")],
@@ -295,11 +339,11 @@ class FaasDeployment:
     ] = None
 
     @function
-    def env(self, name: Annotated[str, Doc("environment name, e.g. dev or prod")]) -> Env:
+    def env(self, name: Annotated[str, Doc("environment name, e.g. dev or prod")]) -> Environment:
         """One environment of the repository."""
-        return Env(source=self.source, template=self.template, name=name)
+        return Environment(source=self.source, template=self.template, name=name)
 
-    @function
+    @function(cache="never")
     async def check(
         self,
         env: Annotated[str, Doc("only this environment (default: all)")] = "",
