@@ -1,6 +1,6 @@
 """``faas-deploy``: the pipeline's verbs for machines without a Dagger engine.
 
-Same verbs and flags as the Dagger module (DESIGN.md). Results go to standard
+Same verbs and flags as the Dagger module (docs/design.md). Results go to standard
 output, progress lines to standard error. Exit codes: 0 success, 1 a problem the
 user can fix (printed without a traceback), 2 bad command line, 130 interrupted.
 """

@@ -151,7 +151,7 @@ class Component:
     ) -> str:
         """Publish this chart: one line, ``pushed <ref>@<digest>`` or ``unchanged <ref>@<digest>``.
 
-        Rules (DESIGN.md): an absent version is pushed; the same digest is
+        Rules (docs/design.md): an absent version is pushed; the same digest is
         ``unchanged``; other content under a published version, or a version lower
         than the highest published, is refused (bump chart_version).
         """
