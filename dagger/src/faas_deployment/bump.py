@@ -164,29 +164,62 @@ def bump_text(text: str, *, image_tag: str, part: str = "patch", shown: str = co
     old_version = version_node.value
     new_version = next_chart_version(old_version, part, where=f"{shown}: {CONTEXT_KEY}.{VERSION_KEY}")
 
+    old_tag = _old_value(context, TAG_KEY, shown)
+    new_text = edit_context(
+        text, {VERSION_KEY: _scalar_text(new_version, version_node.style),
+               TAG_KEY: _scalar_text(image_tag, _style(context, TAG_KEY, '"'))}, shown=shown)
+    _check_only_two_values_changed(text, new_text, shown, new_version, image_tag)
+    return BumpResult(shown, new_text, old_version, new_version, old_tag, image_tag)
+
+
+def _style(context: MappingNode, key: str, default: str | None) -> str | None:
+    found = _entry(context, key)
+    return found[1].style if found is not None and isinstance(found[1], ScalarNode) else default
+
+
+def _old_value(context: MappingNode, key: str, shown: str) -> str | None:
+    found = _entry(context, key)
+    return None if found is None else _single_line_scalar(found[1], shown, key).value
+
+
+def edit_context(text: str, values: dict[str, str], *, shown: str = config.CONFIG_NAME) -> str:
+    """``text`` with ``default_context.<key>`` set to each YAML scalar text of ``values``.
+
+    ``values`` maps a key to its new value *as written in YAML* (``'"1.0.4"'``,
+    ``8080``, ``'/healthz'``): only the characters of the old one-line scalar are
+    replaced (comments, order, indentation and every other value stay byte for
+    byte). A key the mapping lacks is added on the line after ``image_repository``
+    (or ``chart_version``), indented like it. The shared editing step of
+    :func:`bump_text` and the promotion (``promotion.py``).
+
+    Raises:
+        UserError: invalid YAML, no ``default_context`` mapping, a value to replace
+            that is not a one-line scalar, a key to add to a flow-style mapping or
+            with no ``image_repository``/``chart_version`` to add it after.
+    """
+    context = _compose(text, shown)
     # (start, end, replacement) edits, applied from the end so offsets stay valid.
-    edits = [(version_node.start_mark.index, version_node.end_mark.index, _scalar_text(new_version, version_node.style))]
-    found_tag = _entry(context, TAG_KEY)
-    old_tag: str | None = None
-    if found_tag is not None:
-        tag_node = _single_line_scalar(found_tag[1], shown, TAG_KEY)
-        old_tag = tag_node.value
-        edits.append((tag_node.start_mark.index, tag_node.end_mark.index, _scalar_text(image_tag, tag_node.style)))
-    else:
+    edits: list[tuple[int, int, str]] = []
+    for key, scalar in values.items():
+        found = _entry(context, key)
+        if found is not None:
+            node = _single_line_scalar(found[1], shown, key)
+            edits.append((node.start_mark.index, node.end_mark.index, scalar))
+            continue
         if context.flow_style:
-            raise UserError(f"{shown}: {CONTEXT_KEY}: no {TAG_KEY} key, and the mapping is in flow style; add {TAG_KEY} by hand")
-        anchor_key, anchor_value = next(e for e in map(lambda k: _entry(context, k), _INSERT_AFTER) if e is not None)
+            raise UserError(f"{shown}: {CONTEXT_KEY}: no {key} key, and the mapping is in flow style; add {key} by hand")
+        anchors = [e for e in map(lambda k: _entry(context, k), _INSERT_AFTER) if e is not None]
+        if not anchors:
+            raise UserError(f"{shown}: {CONTEXT_KEY}: no {key} key and no {' or '.join(_INSERT_AFTER)} to add it after")
+        anchor_key, anchor_value = anchors[0]
         line_end = text.find("\n", anchor_value.end_mark.index)
         position = len(text) if line_end < 0 else line_end + 1
         newline = "" if line_end >= 0 else "\n"
-        entry = f"{newline}{' ' * anchor_key.start_mark.column}{TAG_KEY}: {_scalar_text(image_tag, chr(34))}\n"
-        edits.append((position, position, entry))
+        edits.append((position, position, f"{newline}{' ' * anchor_key.start_mark.column}{key}: {scalar}\n"))
     new_text = text
-    for start, end, replacement in sorted(edits, reverse=True):
+    for start, end, replacement in sorted(edits, key=lambda e: (e[0], e[1]), reverse=True):
         new_text = new_text[:start] + replacement + new_text[end:]
-
-    _check_only_two_values_changed(text, new_text, shown, new_version, image_tag)
-    return BumpResult(shown, new_text, old_version, new_version, old_tag, image_tag)
+    return new_text
 
 
 def _check_only_two_values_changed(old: str, new: str, shown: str, version: str, tag: str) -> None:
@@ -219,17 +252,34 @@ def bump_file(
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{shown}: cannot be read: {exc}") from None
     result = bump_text(text, image_tag=image_tag, part=part, shown=shown)
+    write_validated(path, result.text, template=template, shown=shown)
+    return result
+
+
+def write_validated(path: Path, text: str, *, template: Path | None = None, shown: str | None = None,
+                    replace: bool = True) -> None:
+    """Validate ``text`` as the config at ``path``, then (``replace``) write it over ``path``.
+
+    ``text`` goes to a temporary file beside ``path``, is validated with
+    :func:`config.validate_config` against ``template`` (None: the embedded one)
+    and only then moved over ``path`` (atomic rename; file mode kept). With
+    ``replace=False`` nothing is written: validation only.
+
+    Raises:
+        ValidationError: ``text`` does not validate (``path`` is left unchanged).
+    """
+    path = Path(path)
     fd, temp_name = tempfile.mkstemp(prefix=".bump-", suffix=".yaml", dir=path.parent)
     temp = Path(temp_name)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(result.text)
+            handle.write(text)
         os.chmod(temp, path.stat().st_mode & 0o7777)
-        config.validate_config(temp, template, shown=shown)
-        os.replace(temp, path)
+        config.validate_config(temp, template, shown=shown or str(path))
+        if replace:
+            os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
-    return result
 
 
 def bump_config(
