@@ -294,3 +294,19 @@ def bump_config(
     path = config.config_path(Path(source), env, component)
     return bump_file(path, image_tag=image_tag, part=part, template=template,
                      shown=path.relative_to(source).as_posix())
+
+
+def scalar_source(text: str, key: str, *, shown: str = config.CONFIG_NAME) -> str | None:
+    """``default_context.<key>``'s one-line scalar exactly as written in ``text`` (quotes included).
+
+    None when the key is absent. What :func:`edit_context` takes, so a value can be
+    carried from one config to another unchanged.
+
+    Raises:
+        UserError: see :func:`edit_context`; the value is not a one-line scalar.
+    """
+    found = _entry(_compose(text, shown), key)
+    if found is None:
+        return None
+    node = _single_line_scalar(found[1], shown, key)
+    return text[node.start_mark.index:node.end_mark.index]

@@ -8,11 +8,12 @@ user can fix (printed without a traceback), 2 bad command line, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import admin_api, bump, images, manifests
+from . import admin_api, bump, images, manifests, promotion
 from .errors import UserError
 from .pipeline import Workspace, make_target
 from .secrets import resolve_secret
@@ -117,8 +118,54 @@ def _publish_image(args: argparse.Namespace) -> str:
 
 def _bump(args: argparse.Namespace) -> str:
     ws = _workspace(args)
+    if args.merge_request:
+        return promotion.bump_proposal(ws.source, args.env, args.component, image_tag=args.image_tag, part=args.part,
+                                       template=ws.template, proposal=_proposal(args, ("bump",)))
     return bump.bump_config(ws.source, args.env, args.component, image_tag=args.image_tag, part=args.part,
                             template=ws.template).line
+
+
+def _proposal(args: argparse.Namespace, default_labels: tuple[str, ...]) -> promotion.Proposal:
+    from .merge_request import GitLabProject
+
+    if not args.gitlab_token:
+        raise UserError("--merge-request needs --gitlab-token env:NAME|file:PATH (a token with the api scope)")
+    if not args.gitlab_url or not args.gitlab_project:
+        raise UserError("--merge-request needs --gitlab-url and --gitlab-project (CI: $CI_SERVER_URL, $CI_PROJECT_ID)")
+    token = resolve_secret(args.gitlab_token, flag="--gitlab-token")
+    return promotion.Proposal(GitLabProject(args.gitlab_url, args.gitlab_project, token),
+                              target_branch=args.target_branch, remote=args.remote,
+                              labels=tuple(args.label) or default_labels, author=args.author,
+                              pipeline_url=args.pipeline_url)
+
+
+def _promote(args: argparse.Namespace) -> str:
+    ws = _workspace(args)
+    if bool(args.component) == bool(args.all):
+        raise UserError("promote: give --component C or --all (one of them)")
+    state = promotion.HelmReleaseStatusFile(Path(args.source_status)) if args.source_status else None
+    proposal = _proposal(args, promotion.DEFAULT_LABELS) if args.merge_request else None
+    return "\n".join(promotion.promote(ws.source, args.from_env, args.to_env, None if args.all else [args.component],
+                                       state=state, template=ws.template, proposal=proposal))
+
+
+def _merge_request_flags(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    parser.add_argument("--merge-request", action="store_true",
+                        help="commit on a branch, push it and open or update a GitLab merge request "
+                             "instead of editing the working tree")
+    parser.add_argument("--gitlab-url", default=env("CI_SERVER_URL", ""), help="GitLab base URL (default: $CI_SERVER_URL)")
+    parser.add_argument("--gitlab-project", default=env("CI_PROJECT_ID", ""),
+                        help="project id or group/name path (default: $CI_PROJECT_ID)")
+    parser.add_argument("--gitlab-token", metavar="env:NAME|file:PATH",
+                        help="GitLab token with the api and write_repository scopes")
+    parser.add_argument("--target-branch", default=env("CI_DEFAULT_BRANCH") or "main",
+                        help="the merge request's target branch (default: $CI_DEFAULT_BRANCH, else main)")
+    parser.add_argument("--remote", default="origin", help="git remote name or URL to push to (default: %(default)s)")
+    parser.add_argument("--label", action="append", default=[], help="merge request label (repeatable)")
+    parser.add_argument("--author", default=promotion.DEFAULT_AUTHOR, help="commit author 'Name <email>'")
+    parser.add_argument("--pipeline-url", default=env("CI_PIPELINE_URL", ""),
+                        help="pipeline URL quoted as evidence (default: $CI_PIPELINE_URL)")
 
 
 def _image_flags(parser: argparse.ArgumentParser, *, tag_required: bool) -> None:
@@ -202,6 +249,17 @@ def build_parser() -> argparse.ArgumentParser:
                      component=True)
     bump_verb.add_argument("--image-tag", required=True, help="the new image tag, typically the commit SHA")
     bump_verb.add_argument("--part", choices=bump.PARTS, default="patch", help="semver part to raise (default: %(default)s)")
+    _merge_request_flags(bump_verb)
+    promote = verb("promote", _promote, "carry what runs in --from to --to's config: promoted values, chart_version "
+                   "raised; in place, or as a merge request", env=False)
+    promote.add_argument("--from", dest="from_env", required=True, help="source environment, e.g. dev")
+    promote.add_argument("--to", dest="to_env", required=True, help="target environment, e.g. prod")
+    promote.add_argument("--component", help="the component to promote")
+    promote.add_argument("--all", action="store_true", help="every component of --to that --from has")
+    promote.add_argument("--source-status", metavar="FILE",
+                         help="the source's HelmRelease as JSON (kubectl get helmrelease -o json): "
+                              "refuse unless it is healthy and runs the source config's chart_version")
+    _merge_request_flags(promote)
     return parser
 
 

@@ -1,0 +1,452 @@
+"""Promotion: carry what is verified running in one environment to the next, by merge request.
+
+``promote --from dev --to prod --component C`` reads what runs in the source
+environment (a :class:`SourceState` from a provider), writes the target config
+``env/<to>/<C>/cookiecutter-config.yaml`` with
+
+- the promoted values, :data:`PROMOTED_KEYS`, copied as written in the source;
+- ``chart_version`` raised (:func:`promoted_version`);
+- everything else byte for byte (``bump.edit_context``).
+
+Keys that never travel (:data:`NEVER_PROMOTED`) describe the stage itself: its
+size, its storage, its secrets, its environment variables.
+
+Refusals (:class:`PromotionRefused`, exit 1, nothing written or pushed): the
+source is not healthy or does not run what its config says; nothing to promote
+(every promoted value already equal); the target is ahead (its
+``chart_version``, or its semver image tag, is greater than the source's).
+
+With a GitLab project (:class:`Proposal`) the change is not written into the
+working tree: it is committed on ``promote/<to>/<C>-<version>`` (deterministic,
+:mod:`gitops`), pushed, and a merge request is opened or updated
+(:mod:`merge_request`); older ``promote/<to>/<C>-*`` merge requests are closed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import semver
+from ruamel.yaml import YAML
+
+from . import bump, config, gitops
+from .errors import UserError
+from .merge_request import GitLabProject, MergeRequestResult, MergeRequestSpec, open_or_update
+
+#: Keys of ``default_context`` that travel from one stage to the next: what the
+#: software is (its image) and how it is reached, not how the stage runs it.
+PROMOTED_KEYS = ("image_repository", "image_tag", "container_port", "health_path")
+#: Keys that never travel (documentation and a guard): names and sizes of the
+#: stage's own resources. ``*`` ends a prefix.
+NEVER_PROMOTED = (
+    "chart_name", "chart_description", "replica_count", "environment_variables", "image_pull_secret",
+    "service_type", "service_port", "include_persistent_volume_claim", "pvc_*",
+    "include_external_admin_secret", "external_secret_*", "external_admin_secret_data",
+)
+DEFAULT_LABELS = ("promotion",)
+DEFAULT_AUTHOR = "faas-deployment <faas-deployment@noreply.invalid>"
+
+
+class PromotionRefused(UserError):
+    """The promotion would be wrong: unhealthy source, nothing to promote, target ahead."""
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """What runs in the source environment, as far as a provider can tell.
+
+    ``chart_version`` without build metadata; ``image_tag`` None when the provider
+    cannot see it (a HelmRelease does not record values); ``digest`` the chart's
+    ``sha256:...`` or None; ``evidence`` one or more lines for the merge request.
+    """
+
+    chart_version: str
+    image_tag: str | None
+    digest: str | None
+    healthy: bool
+    evidence: str
+
+
+class SourceStateProvider(Protocol):
+    """``provider(env, component) -> SourceState``: what runs in ``env``.
+
+    Implementations: :class:`ConfigState` (the source config, always available),
+    :class:`HelmReleaseStatusFile` (a HelmRelease document saved as JSON). A
+    cluster reader returns :func:`state_from_helmrelease` of the live object.
+    """
+
+    def __call__(self, env: str, component: str) -> SourceState: ...
+
+
+def _context(text: str, shown: str) -> dict[str, Any]:
+    data = YAML(typ="safe", pure=True).load(text)
+    context = data.get(bump.CONTEXT_KEY) if isinstance(data, dict) else None
+    if not isinstance(context, dict):
+        raise UserError(f"{shown}: no top-level {bump.CONTEXT_KEY}: mapping")
+    return context
+
+
+@dataclass(frozen=True)
+class ConfigState:
+    """The source config as the state: healthy by assumption, said so in the evidence."""
+
+    source: Path
+
+    def __call__(self, env: str, component: str) -> SourceState:
+        path = config.config_path(self.source, env, component)
+        shown = path.relative_to(self.source).as_posix()
+        context = _context(path.read_text(encoding="utf-8"), shown)
+        return SourceState(str(context.get(bump.VERSION_KEY)), _str(context.get(bump.TAG_KEY)), None, True,
+                           f"source config {shown} (not verified in the cluster)")
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def state_from_helmrelease(document: Any, *, shown: str) -> SourceState:
+    """The :class:`SourceState` of a ``helm.toolkit.fluxcd.io/v2`` HelmRelease object.
+
+    Reads ``status.history[0]`` (newest first: ``chartVersion``, ``status``,
+    ``ociDigest`` or ``digest``), the ``Ready`` condition and
+    ``status.observedGeneration`` against ``metadata.generation`` (helm-controller
+    ``api/v2/helmrelease_types.go``, ``snapshot_types.go``). Healthy means
+    ``history[0].status == "deployed"``, ``Ready=True`` and the generation
+    observed; a ``chartVersion`` of ``<version>+<digest12>`` (a ``chartRef`` to an
+    OCIRepository) counts as ``<version>``.
+
+    Raises:
+        UserError: not a HelmRelease object, or no ``status.history``.
+    """
+    if not isinstance(document, dict) or document.get("kind") != "HelmRelease":
+        raise UserError(f"{shown}: expected a HelmRelease object (kind: HelmRelease), "
+                        f"e.g. from kubectl get helmrelease NAME -o json")
+    status = document.get("status") if isinstance(document.get("status"), dict) else {}
+    history = status.get("history")
+    if not isinstance(history, list) or not history or not isinstance(history[0], dict):
+        raise UserError(f"{shown}: status.history: empty or missing; the HelmRelease has never been released")
+    latest = history[0]
+    version = str(latest.get("chartVersion", ""))
+    conditions = {c.get("type"): c for c in status.get("conditions") or [] if isinstance(c, dict)}
+    ready = conditions.get("Ready", {})
+    metadata = document.get("metadata") if isinstance(document.get("metadata"), dict) else {}
+    generation, observed = metadata.get("generation"), status.get("observedGeneration")
+    observed_ok = generation is None or observed == generation
+    healthy = latest.get("status") == "deployed" and ready.get("status") == "True" and observed_ok
+    name = f"{metadata.get('namespace', '')}/{metadata.get('name', '')}".strip("/")
+    evidence = (
+        f"HelmRelease {name}: history[0] chartVersion {version} status {latest.get('status')}"
+        f" digest {latest.get('ociDigest') or latest.get('digest') or '(none)'};"
+        f" Ready={ready.get('status', 'Unknown')} ({ready.get('reason', '')}: {ready.get('message', '')})"
+        + ("" if observed_ok else f"; observedGeneration {observed} != generation {generation}")
+    )
+    return SourceState(version.split("+", 1)[0], None, latest.get("ociDigest") or latest.get("digest"), healthy, evidence)
+
+
+@dataclass(frozen=True)
+class HelmReleaseStatusFile:
+    """A HelmRelease saved as JSON (``kubectl get helmrelease -o json``), for every component.
+
+    Raises (when called): UserError naming the file when it is unreadable or not JSON.
+    """
+
+    path: Path
+
+    def __call__(self, env: str, component: str) -> SourceState:
+        shown = str(self.path)
+        try:
+            document = json.loads(Path(self.path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"--source-status {shown}: cannot be read: {exc}") from None
+        except json.JSONDecodeError as exc:
+            raise UserError(f"--source-status {shown}: not JSON (line {exc.lineno}, column {exc.colno}): "
+                            f"{exc.msg}") from None
+        return state_from_helmrelease(document, shown=f"--source-status {shown}")
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """One component's promotion: the target file's old and new text and what changed."""
+
+    component: str
+    from_env: str
+    to_env: str
+    path: str  # the target config, relative to the repository root, /-separated
+    source_path: str
+    old_text: str
+    new_text: str
+    old_version: str
+    new_version: str
+    changes: dict[str, tuple[Any, Any]]  # key -> (target's old value, promoted value)
+    state: SourceState
+
+    @property
+    def branch(self) -> str:
+        return f"promote/{self.to_env}/{self.component}-{self.new_version}"
+
+    @property
+    def line(self) -> str:
+        values = ", ".join(f"{k} {o} -> {n}" for k, (o, n) in self.changes.items())
+        return (f"promoted {self.from_env} -> {self.to_env} {self.component}: {self.path}: "
+                f"{bump.VERSION_KEY} {self.old_version} -> {self.new_version}, {values}")
+
+
+def _semver(value: Any) -> semver.Version | None:
+    text = str(value)
+    text = text[1:] if text[:1] in ("v", "V") else text
+    return semver.Version.parse(text) if semver.Version.is_valid(text) else None
+
+
+def promoted_version(target: str, source: str, *, shown: str) -> str:
+    """The target's new ``chart_version``: the greater of its next patch and the source's version.
+
+    So the target follows the source's version line (a minor raise in dev becomes
+    one in prod) and always moves forward (Flux deploys only a greater version).
+    Build metadata of ``source`` is dropped.
+
+    Raises:
+        UserError: a version is not semver.
+    """
+    following = semver.Version.parse(bump.next_chart_version(target, "patch", where=f"{shown}: chart_version"))
+    parsed = _semver(source)
+    if parsed is None:
+        raise UserError(f"source chart_version {source!r} is not a semantic version")
+    return str(max(following, parsed.replace(build=None)))
+
+
+def plan(source: Path, from_env: str, to_env: str, component: str, state: SourceState,
+         template: Path | None = None) -> Promotion:
+    """Compute and validate one component's promotion (nothing written).
+
+    Raises:
+        PromotionRefused: unhealthy source, the source runs another version than
+            its config, nothing to promote, the target is ahead.
+        UserError / ValidationError: unknown env or component, unreadable or
+            invalid configs (the promoted target is validated like any config).
+    """
+    if from_env == to_env:
+        raise UserError(f"--from and --to are both {from_env!r}: promote from one environment to another")
+    source_file = config.config_path(source, from_env, component)
+    target_file = config.config_path(source, to_env, component)
+    source_shown, target_shown = (p.relative_to(source).as_posix() for p in (source_file, target_file))
+    source_text = source_file.read_text(encoding="utf-8")
+    target_text = target_file.read_text(encoding="utf-8")
+    source_ctx, target_ctx = _context(source_text, source_shown), _context(target_text, target_shown)
+    label = f"{from_env} -> {to_env} {component}"
+
+    if not state.healthy:
+        raise PromotionRefused(f"{label}: refused, {from_env} is not healthy: {state.evidence}")
+    configured = str(source_ctx.get(bump.VERSION_KEY))
+    if state.chart_version != configured or (state.image_tag is not None and
+                                             state.image_tag != _str(source_ctx.get(bump.TAG_KEY))):
+        raise PromotionRefused(
+            f"{label}: refused, {from_env} runs chart {state.chart_version} but {source_shown} says {configured}: "
+            f"wait until its deploy finishes (evidence: {state.evidence})")
+
+    changes = {key: (target_ctx.get(key), source_ctx[key]) for key in PROMOTED_KEYS
+               if key in source_ctx and source_ctx[key] != target_ctx.get(key)}
+    if not changes:
+        raise PromotionRefused(f"{label}: nothing to promote: {', '.join(k for k in PROMOTED_KEYS if k in source_ctx)} "
+                               f"already equal in {target_shown}")
+    old_version = str(target_ctx.get(bump.VERSION_KEY))
+    source_v, target_v = _semver(configured), _semver(old_version)
+    if source_v is not None and target_v is not None and target_v > source_v:
+        raise PromotionRefused(f"{label}: refused, the target is ahead: {target_shown} chart_version {old_version} "
+                               f"> {source_shown} {configured}")
+    old_tag, new_tag = _semver(target_ctx.get(bump.TAG_KEY)), _semver(source_ctx.get(bump.TAG_KEY))
+    if old_tag is not None and new_tag is not None and old_tag > new_tag:
+        raise PromotionRefused(f"{label}: refused, the target is ahead: {target_shown} image_tag "
+                               f"{target_ctx.get(bump.TAG_KEY)} > {source_ctx.get(bump.TAG_KEY)}")
+
+    new_version = promoted_version(old_version, configured, shown=target_shown)
+    version_raw = bump.scalar_source(target_text, bump.VERSION_KEY, shown=target_shown) or '""'
+    values = {key: bump.scalar_source(source_text, key, shown=source_shown) for key in changes}
+    values[bump.VERSION_KEY] = bump._scalar_text(new_version, version_raw[0] if version_raw[0] in "'\"" else None)
+    new_text = bump.edit_context(target_text, values, shown=target_shown)
+    _check_only_promoted_changed(target_text, new_text, target_shown,
+                                 {**{k: n for k, (_, n) in changes.items()}, bump.VERSION_KEY: new_version})
+    bump.write_validated(target_file, new_text, template=template, shown=target_shown, replace=False)
+    return Promotion(component, from_env, to_env, target_shown, source_shown, target_text, new_text,
+                     old_version, new_version, changes, state)
+
+
+def _check_only_promoted_changed(old: str, new: str, shown: str, expected_values: dict[str, Any]) -> None:
+    """Re-read both texts: the data must differ in exactly the promoted values (a guard on the edit)."""
+    loader = YAML(typ="safe", pure=True)
+    before, after = loader.load(old), loader.load(new)
+    expected = {**before, bump.CONTEXT_KEY: {**before[bump.CONTEXT_KEY], **expected_values}}
+    if after != expected:
+        raise UserError(f"{shown}: the promoted values do not read back the same in this file "
+                        f"(a value's quoting differs between the configs); copy them by hand")
+
+
+# --------------------------------------------------------------------------- merge requests
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """How a change becomes a merge request: the GitLab project, the branch it targets,
+    the git remote to push to, labels, commit author (``Name <email>``) and the
+    pipeline URL quoted as evidence."""
+
+    gitlab: GitLabProject
+    target_branch: str = "main"
+    remote: str = "origin"
+    labels: tuple[str, ...] = DEFAULT_LABELS
+    author: str = DEFAULT_AUTHOR
+    pipeline_url: str = ""
+
+
+def propose(source: Path, files: dict[str, str], *, branch: str, title: str, description: str,
+            proposal: Proposal, supersede_prefix: str) -> MergeRequestResult:
+    """Commit ``files`` (path -> text) on ``branch`` over ``HEAD``, push it, open or update its merge request.
+
+    Raises:
+        UserError: not a git repository, push refused, GitLab refused (see :mod:`gitops`,
+            :mod:`merge_request`); the token never appears in the message.
+    """
+    repo = gitops.open_repository(source)
+    try:
+        base = gitops.head_commit(repo)
+        commit = gitops.commit_files(repo, base, files, message=f"{title}\n\n{description}\n", author=proposal.author)
+        gitops.push_branch(repo, commit, branch, remote=proposal.remote, token=proposal.gitlab.token)
+    finally:
+        repo.close()
+    spec = MergeRequestSpec(branch, proposal.target_branch, title, description, proposal.labels, supersede_prefix)
+    return open_or_update(proposal.gitlab, spec)
+
+
+def changelog(source: Path, promotion: Promotion, *, limit: int = 20) -> list[str]:
+    """The source config's commits since the target's image, newest first: ``- `sha` subject (image_tag X)``.
+
+    Walks ``git log`` of the source config from ``HEAD`` and stops at the first
+    commit whose ``image_tag`` equals the target's current one (what the target
+    runs), at ``limit`` entries, or at a shallow clone's boundary. Empty when
+    ``source`` is not a git repository.
+    """
+    old_tag = _str(promotion.changes.get(bump.TAG_KEY, (None, None))[0])
+    try:
+        repo = gitops.open_repository(source)
+    except UserError:
+        return []
+    lines = []
+    try:
+        for commit, data in gitops.log_of(repo, gitops.head_commit(repo), promotion.source_path, limit=limit):
+            try:
+                tag = _str(_context(data.decode("utf-8"), promotion.source_path).get(bump.TAG_KEY)) if data else None
+            except Exception:  # an old, broken revision of the file: show the commit without its tag
+                tag = None
+            if old_tag is not None and tag == old_tag:
+                break
+            subject = commit.message.decode("utf-8", "replace").splitlines()[0] if commit.message else ""
+            lines.append(f"- `{commit.id.decode()[:12]}` {subject} (image_tag {tag})")
+    finally:
+        repo.close()
+    return lines
+
+
+def describe(promotion: Promotion, changelog_lines: list[str], pipeline_url: str) -> tuple[str, str]:
+    """The merge request's title and Markdown description for ``promotion``."""
+    p = promotion
+    title = f"Promote {p.component} {p.from_env} -> {p.to_env}: chart {p.old_version} -> {p.new_version}"
+    rows = [f"| `{bump.VERSION_KEY}` | `{p.old_version}` | `{p.new_version}` |"]
+    rows += [f"| `{k}` | `{o}` | `{n}` |" for k, (o, n) in p.changes.items()]
+    evidence = [f"- {p.from_env}: {p.state.evidence}"]
+    if p.state.digest:
+        evidence.append(f"- chart digest in {p.from_env}: `{p.state.digest}`")
+    if pipeline_url:
+        evidence.append(f"- pipeline: {pipeline_url}")
+    description = "\n".join([
+        f"Promotes what runs in **{p.from_env}** to **{p.to_env}** for `{p.component}` "
+        f"(`{p.path}`; only the promoted values and `{bump.VERSION_KEY}` change).", "",
+        "| key | " + p.to_env + " now | promoted |", "|---|---|---|", *rows, "",
+        f"### Image revisions ({p.source_path} since {p.to_env}'s image)", "",
+        *(changelog_lines or ["- (no history available)"]), "",
+        "### Evidence", "", *evidence, "",
+    ])
+    return title, description
+
+
+def promote(source: Path, from_env: str, to_env: str, components: list[str] | None, *,
+            state: SourceStateProvider | None = None, template: Path | None = None,
+            proposal: Proposal | None = None, log: Callable[[str], None] | None = None) -> list[str]:
+    """Promote ``components`` (None: every component of ``to_env`` that ``from_env`` has).
+
+    Without ``proposal`` the target configs are written in place; with one, each
+    becomes a merge request (see :func:`propose`). With several components
+    (``--all``), one with nothing to promote is reported and skipped; any other
+    refusal fails the whole run before anything is written or pushed.
+
+    Returns:
+        A line per component.
+
+    Raises:
+        PromotionRefused, UserError, ValidationError: see :func:`plan`.
+    """
+    source = Path(source)
+    state = state or ConfigState(source)
+    every = components is None
+    if every:
+        have = set(_components(source, from_env))
+        components = [c for c in _components(source, to_env) if c in have]
+    plans, lines = [], []
+    for component in components:
+        try:
+            plans.append(plan(source, from_env, to_env, component, state(from_env, component), template))
+        except PromotionRefused as exc:
+            if every and "nothing to promote" in str(exc):
+                lines.append(str(exc))
+                continue
+            raise
+    for p in plans:
+        if proposal is None:
+            bump.write_validated(source / p.path, p.new_text, template=template, shown=p.path)
+            lines.append(p.line)
+            continue
+        title, description = describe(p, changelog(source, p), proposal.pipeline_url)
+        result = propose(source, {p.path: p.new_text}, branch=p.branch, title=title, description=description,
+                         proposal=proposal, supersede_prefix=f"promote/{p.to_env}/{p.component}-")
+        lines.append(f"{p.line}; {result.line}")
+    if log:
+        for line in lines:
+            log(line)
+    return lines
+
+
+def _components(source: Path, env: str) -> list[str]:
+    found = [c for e, c in config.discover(source) if e == env]
+    if not found:
+        raise UserError(f"{source / 'env'}: no environment {env!r} with components (known: "
+                        f"{', '.join(config.envs(source)) or 'none'})")
+    return found
+
+
+def bump_proposal(source: Path, env: str, component: str, *, image_tag: str, part: str = "patch",
+                  template: Path | None = None, proposal: Proposal) -> str:
+    """``bump`` as a merge request: the bumped config committed on ``bump/<env>/<component>-<version>``.
+
+    The working tree is left unchanged. Older ``bump/<env>/<component>-*`` merge
+    requests are closed. Returns the bump line and the merge request line.
+
+    Raises:
+        UserError / ValidationError: see :func:`bump.bump_text`, :func:`propose`.
+    """
+    path = config.config_path(source, env, component)
+    shown = path.relative_to(source).as_posix()
+    result = bump.bump_text(path.read_text(encoding="utf-8"), image_tag=image_tag, part=part, shown=shown)
+    bump.write_validated(path, result.text, template=template, shown=shown, replace=False)
+    title = f"Bump {component} in {env}: image {result.old_tag} -> {result.new_tag}, chart {result.old_version} -> {result.new_version}"
+    description = "\n".join([
+        f"Sets `{bump.TAG_KEY}` and raises `{bump.VERSION_KEY}` in `{shown}` after the image was published.", "",
+        f"| key | before | after |", "|---|---|---|",
+        f"| `{bump.VERSION_KEY}` | `{result.old_version}` | `{result.new_version}` |",
+        f"| `{bump.TAG_KEY}` | `{result.old_tag}` | `{result.new_tag}` |", "",
+        *([f"Pipeline: {proposal.pipeline_url}", ""] if proposal.pipeline_url else []),
+    ])
+    mr = propose(source, {shown: result.text}, branch=f"bump/{env}/{component}-{result.new_version}", title=title,
+                 description=description, proposal=proposal, supersede_prefix=f"bump/{env}/{component}-")
+    return f"{result.line}; {mr.line}"
