@@ -8,12 +8,12 @@ Behaves as GitLab's REST API v4 does for the calls python-gitlab makes here
   a JSON list;
 - ``GET  /api/v4/projects/:id/merge_requests/:iid``: one, or 404 ``{"message": "404 Not found"}``;
 - ``POST /api/v4/projects/:id/merge_requests``: 201 with the new merge request;
-  when the source branch already has an open one, ``409 {"message": ["Another
+  when the source branch already has an open one (whatever its target), ``409 {"message": ["Another
   open merge request already exists for this source branch: !N"]}`` (the
   ``validate_branches`` error of ``app/services/merge_requests/create_service.rb``,
   ``MergeRequest#validate_branches`` in ``app/models/merge_request.rb``); a source
   branch absent from the git remote is refused with 422, as GitLab does;
-- ``PUT  /api/v4/projects/:id/merge_requests/:iid``: ``title``, ``description``,
+- ``PUT  /api/v4/projects/:id/merge_requests/:iid``: ``title``, ``description``, ``target_branch``,
   ``labels`` (comma-separated or list), ``state_event`` ``close``/``reopen``;
 - the token in the ``PRIVATE-TOKEN`` header; a wrong or missing one answers
   ``401 {"message": "401 Unauthorized"}``.
@@ -131,8 +131,7 @@ class GitLabApi:
                         if not body.get(key):
                             return self._send(400, {"message": f"{key} is missing"})
                     for mr in mrs.values():
-                        if mr["state"] == "opened" and mr["source_branch"] == body["source_branch"] \
-                                and mr["target_branch"] == body["target_branch"]:
+                        if mr["state"] == "opened" and mr["source_branch"] == body["source_branch"]:
                             return self._send(409, {"message": [
                                 f"Another open merge request already exists for this source branch: !{mr['iid']}"]})
                     if not api._branch_exists(body["source_branch"]):
@@ -148,7 +147,7 @@ class GitLabApi:
                     return self._send(201, mrs[new])
                 if method == "PUT" and iid is not None:
                     mr = mrs[iid]
-                    for key in ("title", "description"):
+                    for key in ("title", "description", "target_branch"):
                         if key in body:
                             mr[key] = body[key]
                     if "labels" in body:

@@ -73,13 +73,22 @@ class MergeRequestResult:
         return f"merge request !{self.iid} {self.action}: {self.web_url}{closed}"
 
 
+class _Gitlab(gitlab.Gitlab):
+    """python-gitlab with our retry budget: ``max_retries`` is a per-request argument there
+    (default 10, backoff ``0.1 * 2**n`` seconds: ~100 s); ours is :data:`MAX_RETRIES`."""
+
+    def http_request(self, *args, **kwargs):
+        kwargs.setdefault("max_retries", MAX_RETRIES)
+        return super().http_request(*args, **kwargs)
+
+
 def _client(where: GitLabProject) -> gitlab.Gitlab:
     if not re.match(r"^https?://[^/@\s]+", where.url):
         raise UserError(f"--gitlab-url: expected http(s)://HOST[:PORT] without credentials, got {where.url!r}")
     if not where.project:
         raise UserError("--gitlab-project: the project id or path is required (CI: $CI_PROJECT_ID)")
-    return gitlab.Gitlab(where.url.rstrip("/"), private_token=where.token.reveal(), timeout=where.timeout,
-                         retry_transient_errors=True, max_retries=MAX_RETRIES)
+    return _Gitlab(where.url.rstrip("/"), private_token=where.token.reveal(), timeout=where.timeout,
+                   retry_transient_errors=True)
 
 
 def open_or_update(where: GitLabProject, spec: MergeRequestSpec) -> MergeRequestResult:
@@ -115,6 +124,7 @@ def open_or_update(where: GitLabProject, spec: MergeRequestSpec) -> MergeRequest
                 mr, action = project.mergerequests.get(int(match.group(1))), "adopted"
         if action != "opened":
             mr.title, mr.description, mr.labels = spec.title, spec.description, list(spec.labels)
+            mr.target_branch = spec.target_branch  # an adopted one may target another branch
             mr.save()
         closed = _close_superseded(project, spec, keep=mr.iid)
         return MergeRequestResult(int(mr.iid), str(mr.web_url), action, closed)

@@ -302,8 +302,12 @@ class Proposal:
 
 
 def propose(source: Path, files: dict[str, str], *, branch: str, title: str, description: str,
-            proposal: Proposal, supersede_prefix: str) -> MergeRequestResult:
+            proposal: Proposal, supersede_prefix: str, message: str = "") -> MergeRequestResult:
     """Commit ``files`` (path -> text) on ``branch`` over ``HEAD``, push it, open or update its merge request.
+
+    The commit message is ``title`` and ``message`` (what changed), not the
+    description: evidence such as a pipeline URL changes from run to run, the
+    commit must not (same base and change, same commit id).
 
     Raises:
         UserError: not a git repository, push refused, GitLab refused (see :mod:`gitops`,
@@ -312,7 +316,8 @@ def propose(source: Path, files: dict[str, str], *, branch: str, title: str, des
     repo = gitops.open_repository(source)
     try:
         base = gitops.head_commit(repo)
-        commit = gitops.commit_files(repo, base, files, message=f"{title}\n\n{description}\n", author=proposal.author)
+        commit = gitops.commit_files(repo, base, files, message=f"{title}\n\n{message}\n".replace("\n\n\n", "\n"),
+                                     author=proposal.author)
         gitops.push_branch(repo, commit, branch, remote=proposal.remote, token=proposal.gitlab.token)
     finally:
         repo.close()
@@ -409,7 +414,7 @@ def promote(source: Path, from_env: str, to_env: str, components: list[str] | No
             continue
         title, description = describe(p, changelog(source, p), proposal.pipeline_url)
         result = propose(source, {p.path: p.new_text}, branch=p.branch, title=title, description=description,
-                         proposal=proposal, supersede_prefix=f"promote/{p.to_env}/{p.component}-")
+                         proposal=proposal, supersede_prefix=f"promote/{p.to_env}/{p.component}-", message=p.line)
         lines.append(f"{p.line}; {result.line}")
     if log:
         for line in lines:
@@ -448,5 +453,6 @@ def bump_proposal(source: Path, env: str, component: str, *, image_tag: str, par
         *([f"Pipeline: {proposal.pipeline_url}", ""] if proposal.pipeline_url else []),
     ])
     mr = propose(source, {shown: result.text}, branch=f"bump/{env}/{component}-{result.new_version}", title=title,
-                 description=description, proposal=proposal, supersede_prefix=f"bump/{env}/{component}-")
+                 description=description, proposal=proposal, supersede_prefix=f"bump/{env}/{component}-",
+                 message=result.line)
     return f"{result.line}; {mr.line}"

@@ -1,0 +1,307 @@
+"""Promotion dev -> prod: the exact file change, refusals, and the merge request against a real git
+remote (a bare repository on disk) and a loopback double of GitLab's merge request API."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from faas_deployment import cli, promotion
+from faas_deployment.errors import UserError
+from faas_deployment.merge_request import GitLabProject
+from faas_deployment.promotion import PromotionRefused, Proposal
+from faas_deployment.secrets import SecretValue
+from gitlab_api_server import GitLabApi
+
+REPO = Path(__file__).resolve().parents[1]
+TOKEN = "glpat-Secret-Token-0123456789"
+PROD = "env/prod/controller/cookiecutter-config.yaml"
+DEV = "env/dev/controller/cookiecutter-config.yaml"
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(cwd), *args], check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture()
+def checkout(tmp_path: Path) -> Path:
+    """A clone of a repository holding env/, with ``origin`` a bare repository on disk."""
+    origin = tmp_path / "origin.git"
+    seed = tmp_path / "seed"
+    shutil.copytree(REPO / "env", seed / "env")
+    git(tmp_path, "init", "-q", "-b", "main", str(seed))
+    git(seed, "-c", "user.name=t", "-c", "user.email=t@example.org", "add", "-A")
+    git(seed, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "env")
+    # Two image updates of dev's controller, so the changelog has something to list.
+    text = (seed / DEV).read_text()
+    (seed / DEV).write_text(text.replace('image_tag: "0.10.0-rc.1"', 'image_tag: "0.9.9"'))
+    git(seed, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qam", "dev: controller 0.9.9")
+    (seed / DEV).write_text(text)
+    git(seed, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qam", "dev: controller 0.10.0-rc.1")
+    git(tmp_path, "clone", "-q", "--bare", str(seed), str(origin))
+    work = tmp_path / "work"
+    git(tmp_path, "clone", "-q", str(origin), str(work))
+    return work
+
+
+def proposal(api: GitLabApi, **kw) -> Proposal:
+    return Proposal(GitLabProject(api.url, api.project, SecretValue(kw.pop("token", TOKEN), "env:GITLAB_TOKEN")),
+                    labels=("promotion", "prod"), pipeline_url="https://gitlab.example.org/p/-/pipelines/77", **kw)
+
+
+def status_doc(version="0.4.1", ready="True", history_status="deployed", generation=3, observed=3) -> dict:
+    """A HelmRelease as helm-controller v2 writes its status (api/v2 helmrelease_types.go)."""
+    return {
+        "apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
+        "metadata": {"name": "faas-controller", "namespace": "faas", "generation": generation},
+        "status": {
+            "observedGeneration": observed,
+            "history": [{"chartName": "faas-controller", "chartVersion": f"{version}+3f2a9c1b7d4e",
+                         "status": history_status, "ociDigest": "sha256:" + "ab" * 32, "version": 4}],
+            "conditions": [{"type": "Ready", "status": ready, "reason": "UpgradeSucceeded" if ready == "True"
+                            else "UpgradeFailed", "message": "Helm upgrade succeeded"}],
+        },
+    }
+
+
+def changed_lines(before: str, after: str) -> list[tuple[str, str]]:
+    a, b = before.splitlines(), after.splitlines()
+    assert len(a) == len(b)
+    return [(x, y) for x, y in zip(a, b) if x != y]
+
+
+# --------------------------------------------------------------------------- the file change
+
+
+def test_promotion_changes_only_the_promoted_values_and_chart_version(checkout):
+    before = (checkout / PROD).read_text()
+    [line] = promotion.promote(checkout, "dev", "prod", ["controller"])
+    after = (checkout / PROD).read_text()
+    assert changed_lines(before, after) == [
+        ('  chart_version: "0.4.0"', '  chart_version: "0.4.1"'),
+        ('  image_tag: "0.9.2"', '  image_tag: "0.10.0-rc.1"'),
+    ]
+    assert line.endswith("chart_version 0.4.0 -> 0.4.1, image_tag 0.9.2 -> 0.10.0-rc.1")
+    assert git(checkout, "status", "--porcelain").split() == ["M", PROD]
+
+
+def test_keys_that_never_travel_stay_and_promoted_ones_keep_source_spelling(checkout):
+    dev = checkout / DEV
+    dev.write_text(dev.read_text().replace("container_port: 8080", "container_port: 9090")
+                   .replace("replica_count: 1", "replica_count: 7"))
+    before = (checkout / PROD).read_text()
+    promotion.promote(checkout, "dev", "prod", ["controller"])
+    diff = changed_lines(before, (checkout / PROD).read_text())
+    assert ("  container_port: 8080", "  container_port: 9090") in diff
+    assert len(diff) == 3 and "replica_count: 3" in (checkout / PROD).read_text()
+    assert not set(promotion.PROMOTED_KEYS) & set(promotion.NEVER_PROMOTED)
+
+
+def test_the_target_follows_the_source_version_line():
+    assert promotion.promoted_version("0.4.0", "0.4.1", shown="x") == "0.4.1"
+    assert promotion.promoted_version("0.4.0", "0.6.0+abc", shown="x") == "0.6.0"
+    assert promotion.promoted_version("0.4.1", "0.4.1", shown="x") == "0.4.2"
+
+
+def test_all_promotes_each_component_and_reports_the_ones_with_nothing_to_promote(checkout):
+    promotion.promote(checkout, "dev", "prod", ["controller"])
+    lines = promotion.promote(checkout, "dev", "prod", None)
+    assert any("controller: nothing to promote" in line for line in lines)
+    assert any(line.startswith("promoted dev -> prod operator") for line in lines)
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+def test_an_unhealthy_source_refuses_and_writes_nothing(checkout, tmp_path):
+    before = (checkout / PROD).read_text()
+    for doc in (status_doc(ready="False"), status_doc(history_status="failed"), status_doc(observed=2)):
+        status = tmp_path / "status.json"
+        status.write_text(json.dumps(doc))
+        with pytest.raises(PromotionRefused, match="not healthy"):
+            promotion.promote(checkout, "dev", "prod", ["controller"], state=promotion.HelmReleaseStatusFile(status))
+    assert (checkout / PROD).read_text() == before
+
+
+def test_a_source_running_another_version_than_its_config_refuses(checkout, tmp_path):
+    status = tmp_path / "status.json"
+    status.write_text(json.dumps(status_doc(version="0.4.0")))
+    with pytest.raises(PromotionRefused, match="runs chart 0.4.0 but .* says 0.4.1"):
+        promotion.promote(checkout, "dev", "prod", ["controller"], state=promotion.HelmReleaseStatusFile(status))
+
+
+def test_a_healthy_status_is_the_evidence(checkout, tmp_path):
+    status = tmp_path / "status.json"
+    status.write_text(json.dumps(status_doc()))
+    state = promotion.HelmReleaseStatusFile(status)("dev", "controller")
+    assert state.healthy and state.chart_version == "0.4.1" and state.digest == "sha256:" + "ab" * 32
+    assert "HelmRelease faas/faas-controller" in state.evidence and "Ready=True" in state.evidence
+    promotion.promote(checkout, "dev", "prod", ["controller"], state=promotion.HelmReleaseStatusFile(status))
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{", "not JSON"), ('{"kind": "Deployment"}', "expected a HelmRelease"),
+    ('{"kind": "HelmRelease", "status": {"history": []}}', "never been released"), ("[1]", "expected a HelmRelease"),
+])
+def test_a_bad_status_file_is_a_clear_error(checkout, tmp_path, content, message):
+    status = tmp_path / "status.json"
+    status.write_text(content)
+    with pytest.raises(UserError, match=message):
+        promotion.promote(checkout, "dev", "prod", ["controller"], state=promotion.HelmReleaseStatusFile(status))
+
+
+def test_nothing_to_promote_refuses(checkout):
+    promotion.promote(checkout, "dev", "prod", ["controller"])
+    with pytest.raises(PromotionRefused, match="nothing to promote"):
+        promotion.promote(checkout, "dev", "prod", ["controller"])
+
+
+@pytest.mark.parametrize("old, new, what", [
+    ('chart_version: "0.4.0"', 'chart_version: "0.5.0"', "chart_version 0.5.0 > "),
+    ('image_tag: "0.9.2"', 'image_tag: "0.11.0"', "image_tag 0.11.0 > 0.10.0-rc.1"),
+])
+def test_a_target_ahead_refuses(checkout, old, new, what):
+    prod = checkout / PROD
+    prod.write_text(prod.read_text().replace(old, new))
+    before = prod.read_text()
+    with pytest.raises(PromotionRefused, match=f"target is ahead: .*{what}"):
+        promotion.promote(checkout, "dev", "prod", ["controller"])
+    assert prod.read_text() == before
+
+
+def test_cli_refusal_exits_1_without_traceback(checkout, tmp_path, capsys):
+    status = tmp_path / "status.json"
+    status.write_text(json.dumps(status_doc(ready="False")))
+    code = cli.main(["--source", str(checkout), "promote", "--from", "dev", "--to", "prod", "--component",
+                     "controller", "--source-status", str(status)])
+    err = capsys.readouterr().err
+    assert code == 1 and "not healthy" in err and "Traceback" not in err
+    assert cli.main(["--source", str(checkout), "promote", "--from", "dev", "--to", "prod"]) == 1
+
+
+# --------------------------------------------------------------------------- merge requests
+
+
+def run_cli(checkout: Path, api: GitLabApi, monkeypatch, *extra: str) -> str:
+    monkeypatch.setenv("GITLAB_TOKEN", TOKEN)
+    out = []
+    monkeypatch.setattr("builtins.print", lambda *a, **k: out.append(" ".join(map(str, a))))
+    code = cli.main(["--source", str(checkout), "promote", "--from", "dev", "--to", "prod", "--component", "controller",
+                     "--merge-request", "--gitlab-url", api.url, "--gitlab-project", api.project,
+                     "--gitlab-token", "env:GITLAB_TOKEN", "--label", "promotion", *extra])
+    assert code == 0, out
+    return "\n".join(out)
+
+
+def test_promote_twice_leaves_one_merge_request_updated_with_only_the_promoted_diff(checkout, monkeypatch, caplog):
+    caplog.set_level(logging.DEBUG)
+    origin = checkout.parent / "origin.git"
+    with GitLabApi(TOKEN, remote=origin) as api:
+        first = run_cli(checkout, api, monkeypatch)
+        head = git(origin, "rev-parse", "refs/heads/promote/prod/controller-0.4.1").strip()
+        second = run_cli(checkout, api, monkeypatch, "--pipeline-url", "https://gitlab.example.org/p/-/pipelines/78")
+        assert git(origin, "rev-parse", "refs/heads/promote/prod/controller-0.4.1").strip() == head  # deterministic
+    assert "merge request !1 opened" in first and "merge request !1 updated" in second
+    [mr] = api.merge_requests.values()
+    assert mr["state"] == "opened" and mr["target_branch"] == "main" and mr["labels"] == ["promotion"]
+    assert mr["title"] == "Promote controller dev -> prod: chart 0.4.0 -> 0.4.1"
+    assert "pipelines/78" in mr["description"] and "`0.9.2` | `0.10.0-rc.1`" in mr["description"]
+    assert "dev: controller 0.10.0-rc.1 (image_tag 0.10.0-rc.1)" in mr["description"]
+    assert "dev: controller 0.9.9 (image_tag 0.9.9)" in mr["description"]
+    assert "source config env/dev/controller/cookiecutter-config.yaml" in mr["description"]
+    methods = [(r["method"], r["path"].rsplit("/", 1)[-1]) for r in api.requests]
+    assert methods.count(("POST", "merge_requests")) == 1 and ("PUT", "1") in methods
+    # The branch's diff against main: the two values, nothing else; the working tree untouched.
+    diff = git(origin, "diff", "main", "promote/prod/controller-0.4.1")
+    changed = [line for line in diff.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    assert changed == ['-  chart_version: "0.4.0"', '-  image_tag: "0.9.2"',
+                       '+  chart_version: "0.4.1"', '+  image_tag: "0.10.0-rc.1"'] or sorted(changed) == sorted(
+        ['-  chart_version: "0.4.0"', '+  chart_version: "0.4.1"', '-  image_tag: "0.9.2"', '+  image_tag: "0.10.0-rc.1"'])
+    assert git(origin, "diff", "--stat", "main", "promote/prod/controller-0.4.1").count("|") == 1
+    assert git(checkout, "status", "--porcelain") == ""
+    # The token: only in the PRIVATE-TOKEN header, nowhere else.
+    for request in api.requests:
+        assert request["headers"]["PRIVATE-TOKEN"] == TOKEN
+        assert TOKEN not in json.dumps({k: v for k, v in request.items() if k != "headers"})
+    assert TOKEN not in first + second + caplog.text
+    assert TOKEN not in git(checkout, "config", "--list") + git(origin, "log", "--all", "--format=%B")
+
+
+def test_a_409_adopts_the_existing_merge_request_and_older_promotions_are_closed(checkout):
+    origin = checkout.parent / "origin.git"
+    with GitLabApi(TOKEN, remote=origin) as api:
+        api.merge_requests[1] = {"iid": 1, "state": "opened", "source_branch": "promote/prod/controller-0.4.1",
+                                 "target_branch": "release", "title": "old", "description": "", "labels": [],
+                                 "web_url": "https://gitlab.example.org/x/-/merge_requests/1"}
+        api.merge_requests[2] = {"iid": 2, "state": "opened", "source_branch": "promote/prod/controller-0.3.9",
+                                 "target_branch": "main", "title": "older", "description": "", "labels": [],
+                                 "web_url": "https://gitlab.example.org/x/-/merge_requests/2"}
+        api.merge_requests[3] = {"iid": 3, "state": "opened", "source_branch": "promote/prod/operator-1.0.3",
+                                 "target_branch": "main", "title": "other", "description": "", "labels": [],
+                                 "web_url": "https://gitlab.example.org/x/-/merge_requests/3"}
+        [line] = promotion.promote(checkout, "dev", "prod", ["controller"], proposal=proposal(api))
+    assert "merge request !1 adopted" in line and "closed superseded !2" in line
+    assert [r["method"] for r in api.requests if r["method"] == "POST"] == ["POST"]
+    assert api.merge_requests[1]["title"].startswith("Promote controller")
+    assert api.merge_requests[1]["target_branch"] == "main"
+    assert api.merge_requests[2]["state"] == "closed" and api.merge_requests[3]["state"] == "opened"
+
+
+def test_a_refused_token_is_a_clear_error_without_the_token(checkout):
+    with GitLabApi("the-right-one") as api, pytest.raises(UserError) as caught:
+        promotion.promote(checkout, "dev", "prod", ["controller"], proposal=proposal(api))
+    assert "token was refused (HTTP 401)" in str(caught.value) and TOKEN not in str(caught.value)
+    assert TOKEN not in repr(caught.value.__cause__) and caught.value.__suppress_context__
+
+
+def test_transient_5xx_is_retried_and_a_persistent_one_fails_clearly(checkout):
+    with GitLabApi(TOKEN) as api:
+        api.fail_next = [503]
+        [line] = promotion.promote(checkout, "dev", "prod", ["controller"], proposal=proposal(api))
+        assert "!1 opened" in line and len(api.requests) >= 3
+    with GitLabApi(TOKEN) as api:
+        api.fail_next = [500] * 10
+        with pytest.raises(UserError, match="HTTP 500") as caught:
+            promotion.promote(checkout, "dev", "prod", ["controller"], proposal=proposal(api))
+        assert TOKEN not in str(caught.value)
+
+
+def test_an_unhealthy_source_pushes_nothing_and_calls_no_api(checkout, tmp_path):
+    status = tmp_path / "status.json"
+    status.write_text(json.dumps(status_doc(ready="False")))
+    origin = checkout.parent / "origin.git"
+    with GitLabApi(TOKEN) as api, pytest.raises(PromotionRefused):
+        promotion.promote(checkout, "dev", "prod", ["controller"], state=promotion.HelmReleaseStatusFile(status),
+                          proposal=proposal(api))
+    assert api.requests == [] and "promote/" not in git(origin, "branch", "--list")
+
+
+def test_credentials_in_the_remote_url_are_never_used_or_shown(checkout):
+    from faas_deployment import gitops
+
+    repo = gitops.open_repository(checkout)
+    git(checkout, "remote", "add", "ci", f"https://gitlab-ci-token:{TOKEN}@127.0.0.1:9/x/y.git")
+    assert gitops.remote_url(repo, "ci") == "https://127.0.0.1:9/x/y.git"
+    with GitLabApi(TOKEN) as api, pytest.raises(UserError) as caught:
+        promotion.promote(checkout, "dev", "prod", ["controller"], proposal=proposal(api, remote="ci"))
+    assert "git push to https://127.0.0.1:9/x/y.git" in str(caught.value) and TOKEN not in str(caught.value)
+
+
+def test_bump_merge_request_commits_the_bumped_dev_config(checkout, monkeypatch):
+    origin = checkout.parent / "origin.git"
+    monkeypatch.setenv("GITLAB_TOKEN", TOKEN)
+    with GitLabApi(TOKEN, remote=origin) as api:
+        for _ in range(2):
+            assert cli.main(["--source", str(checkout), "bump", "--env", "dev", "--component", "controller",
+                             "--image-tag", "0f3c2d1", "--merge-request", "--gitlab-url", api.url,
+                             "--gitlab-project", str(api.project_id), "--gitlab-token", "env:GITLAB_TOKEN"]) == 0
+    [mr] = api.merge_requests.values()
+    assert mr["source_branch"] == "bump/dev/controller-0.4.2" and mr["labels"] == ["bump"]
+    diff = git(origin, "diff", "main", "bump/dev/controller-0.4.2")
+    assert '+  image_tag: "0f3c2d1"' in diff and '+  chart_version: "0.4.2"' in diff
+    assert git(checkout, "status", "--porcelain") == ""
