@@ -8,6 +8,7 @@ container builds and pushes are recorded, and the tests say so where they stop.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from admin_api_server import AdminApiServer
+from gitlab_api_server import GitLabApi
 from support import dagger_engine
 from support.dagger_engine import CORE_TYPE_NAMES, Engine, EngineRefusal, FileObj, NotExecuted, export_file, ignored
 
@@ -33,6 +35,8 @@ SIDE_EFFECTS = {
     ("Environment", "upload_manifests"),
     ("Component", "publish"),
     ("Component", "publish_image"),
+    ("Component", "bump_merge_request"),
+    ("FaasDeployment", "promote"),
 }
 
 
@@ -326,15 +330,33 @@ def test_a_short_sha_in_a_git_context_is_refused(checkout):
 CI_SECRETS = {
     "CHART_REGISTRY_READ_PASSWORD": None, "CHART_REGISTRY_PASSWORD_DEV": None, "CHART_REGISTRY_PASSWORD_PROD": None,
     "OPERATOR_ADMIN_TOKEN_DEV": "tok-dev-0123", "OPERATOR_ADMIN_TOKEN_PROD": "tok-prod-4567",
-    "IMAGE_REGISTRY_PASSWORD": "img-secret-89ab",
+    "IMAGE_REGISTRY_PASSWORD": "img-secret-89ab", "GITLAB_TOKEN": "glpat-ci-cdef",
 }
+
+
+def _git_clone_with_origin(checkout: Path) -> Path:
+    """Make ``checkout`` what a CI job has: a git clone of the project (``origin`` a bare repository)."""
+    def git(*args: str, cwd: Path = checkout) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args], cwd=cwd, check=True,
+                       capture_output=True)
+
+    shutil.rmtree(checkout / ".git")  # the clutter the default-source test plants
+    git("init", "-q", "-b", "main")
+    git("add", "env", "dagger.json")
+    git("commit", "-qm", "project")
+    origin = checkout.parent / "origin.git"
+    git("clone", "-q", "--bare", str(checkout), str(origin), cwd=checkout.parent)
+    git("remote", "add", "origin", str(origin))
+    return origin
 
 
 def test_every_gitlab_ci_line_runs(registry, checkout):
     """Each job's script, line by line, as the runner would run it (registry and admin API on loopback)."""
     ci = ci_calls.load()
     jobs = ci_calls.jobs(ci)
-    with AdminApiServer("tok-dev-0123") as dev_api, AdminApiServer("tok-prod-4567") as prod_api:
+    origin = _git_clone_with_origin(checkout)
+    with AdminApiServer("tok-dev-0123") as dev_api, AdminApiServer("tok-prod-4567") as prod_api, \
+            GitLabApi(CI_SECRETS["GITLAB_TOKEN"], project_id=42, remote=origin) as gitlab:
         variables = {
             **{k: v or registry.password for k, v in CI_SECRETS.items()},
             "CHART_REGISTRY": f"oci://{registry.host}/charts",
@@ -342,11 +364,14 @@ def test_every_gitlab_ci_line_runs(registry, checkout):
             "CHART_REGISTRY_USER_PROD": registry.username, "IMAGE_REGISTRY_USER": "ci",
             "OPERATOR_ADMIN_URL_DEV": dev_api.url, "OPERATOR_ADMIN_URL_PROD": prod_api.url,
             "SOURCE_REF": "https://gitlab.example.org/eo4eu-faas/faas-operator.git#v1.4.0", "IMAGE_TAG": "v1.4.0",
+            # GitLab's predefined variables; the server is the loopback double of its merge request API.
+            "CI_SERVER_URL": gitlab.url, "CI_PROJECT_ID": "42", "CI_DEFAULT_BRANCH": "main",
+            "CI_PIPELINE_URL": "https://gitlab.example.org/eo4eu-faas/faas-deployment/-/pipelines/9",
         }
         outcomes: dict[str, str] = {}
         # Publish jobs first so that check's registry comparison has something to compare with.
-        # Bump jobs last: they change a config, as the commit after the pipeline would.
-        order = sorted(jobs, key=lambda name: ("publish" not in name, "_bump_" in name, name))
+        # Bump and promote jobs last: they open merge requests after the pipeline's deploys.
+        order = sorted(jobs, key=lambda name: ("publish" not in name, "_bump_" in name or name == "promote", name))
         for name in order:
             job = jobs[name]
             matrix = (job.get("parallel") or {}).get("matrix") or [{}]
@@ -366,6 +391,8 @@ def test_every_gitlab_ci_line_runs(registry, checkout):
                             assert dict(stop.steps)["dockerBuild"]["platform"] == "linux/amd64"
                             outcomes[name] = f"not executed: {stop.what}"
         assert len(dev_api.accepted) == 1 and len(prod_api.accepted) == 1
+        merge_requests = {mr["source_branch"]: mr for mr in gitlab.open()}
+        sent = json.dumps([{k: v for k, v in r.items() if k != "headers"} for r in gitlab.requests])
     for name, out in outcomes.items():
         for secret in (registry.password, *[v for v in CI_SECRETS.values() if v]):
             assert secret not in out, name
@@ -377,7 +404,14 @@ def test_every_gitlab_ci_line_runs(registry, checkout):
     assert sorted(p.name for p in (checkout / "dist" / "charts" / "dev").iterdir()) == [
         "faas-controller-0.4.1.tgz", "faas-operator-1.0.3.tgz"]
     assert sorted(p.name for p in (checkout / "dist" / "manifests").iterdir()) == ["dev.zip", "prod.zip"]
-    assert 'image_tag: "v1.4.0"' in (checkout / "env" / "dev" / "operator" / "cookiecutter-config.yaml").read_text()
+    # Bump jobs open a merge request per component; the promote job one per component prod lags dev on.
+    assert set(merge_requests) == {"bump/dev/operator-1.0.4", "bump/dev/controller-0.4.2",
+                                   "promote/prod/operator-1.0.3", "promote/prod/controller-0.4.1"}
+    bump_diff = subprocess.run(["git", "-C", str(origin), "diff", "main", "bump/dev/operator-1.0.4"],
+                               capture_output=True, text=True, check=True).stdout
+    assert '+  image_tag: "v1.4.0"' in bump_diff and '+  chart_version: "1.0.4"' in bump_diff
+    assert "pipelines/9" in merge_requests["promote/prod/controller-0.4.1"]["description"]
+    assert CI_SECRETS["GITLAB_TOKEN"] not in sent
 
 
 def _product(matrix: dict) -> list[tuple]:

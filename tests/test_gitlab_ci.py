@@ -39,6 +39,8 @@ PROD_CONTROLLER_CHART = {"controller_package_prod", "controller_publish_prod"}
 DEV_OPERATOR_DYNAMIC = {"operator_manifests_dev", "operator_upload_manifests_dev"}
 PROD_OPERATOR_DYNAMIC = {"operator_manifests_prod", "operator_upload_manifests_prod"}
 OPERATOR_IMAGE = {"operator_build_image", "operator_publish_image", "operator_bump_dev"}
+#: The manual promotion job: every push pipeline of the default branch offers it.
+PROMOTE = {"promote"}
 
 README = "README.md"
 DEV_OPERATOR_CONFIG = "env/dev/operator/cookiecutter-config.yaml"
@@ -57,15 +59,15 @@ IMAGE_VARIABLES = {
 # (scenario, jobs that run): the rules table.
 TABLE: list[tuple[Scenario, set[str]]] = [
     (Scenario("readme-feature", FEATURE, (README,)), set()),
-    (Scenario("readme-main", DEFAULT_BRANCH, (README,)), CHECK),
+    (Scenario("readme-main", DEFAULT_BRANCH, (README,)), CHECK | PROMOTE),
     (Scenario("dev-operator-config-feature", FEATURE, (DEV_OPERATOR_CONFIG,)), DEV_OPERATOR_CHART),
-    (Scenario("dev-operator-config-main", DEFAULT_BRANCH, (DEV_OPERATOR_CONFIG,)), CHECK | DEV_OPERATOR_CHART),
+    (Scenario("dev-operator-config-main", DEFAULT_BRANCH, (DEV_OPERATOR_CONFIG,)), CHECK | DEV_OPERATOR_CHART | PROMOTE),
     (Scenario("prod-controller-config-feature", FEATURE, (PROD_CONTROLLER_CONFIG,)), set()),
-    (Scenario("prod-controller-config-main", DEFAULT_BRANCH, (PROD_CONTROLLER_CONFIG,)), CHECK | PROD_CONTROLLER_CHART),
+    (Scenario("prod-controller-config-main", DEFAULT_BRANCH, (PROD_CONTROLLER_CONFIG,)), CHECK | PROD_CONTROLLER_CHART | PROMOTE),
     (Scenario("dev-dynamic-file-feature", FEATURE, (DEV_DYNAMIC_FILE,)), DEV_OPERATOR_DYNAMIC),
-    (Scenario("dev-dynamic-file-main", DEFAULT_BRANCH, (DEV_DYNAMIC_FILE,)), CHECK | DEV_OPERATOR_DYNAMIC),
+    (Scenario("dev-dynamic-file-main", DEFAULT_BRANCH, (DEV_DYNAMIC_FILE,)), CHECK | DEV_OPERATOR_DYNAMIC | PROMOTE),
     # A new file in a sub-folder of prod dynamic/ (the ** of the changes pattern).
-    (Scenario("prod-dynamic-nested-main", DEFAULT_BRANCH, (PROD_DYNAMIC_NESTED,)), CHECK | PROD_OPERATOR_DYNAMIC),
+    (Scenario("prod-dynamic-nested-main", DEFAULT_BRANCH, (PROD_DYNAMIC_NESTED,)), CHECK | PROD_OPERATOR_DYNAMIC | PROMOTE),
     # A merge request pipeline: check runs, dev deploys, prod waits for the default branch.
     (
         Scenario(
@@ -85,7 +87,7 @@ TABLE: list[tuple[Scenario, set[str]]] = [
             validate_dependency_chain=True,
         ),
         CHECK | DEV_OPERATOR_CHART | PROD_CONTROLLER_CHART | DEV_OPERATOR_DYNAMIC | PROD_OPERATOR_DYNAMIC
-        | {"controller_package_dev", "controller_publish_dev", "operator_package_prod", "operator_publish_prod"},
+        | {"controller_package_dev", "controller_publish_dev", "operator_package_prod", "operator_publish_prod"} | PROMOTE,
     ),
 ]
 

@@ -35,8 +35,10 @@ import anyio
 import dagger
 from dagger import DefaultPath, Doc, Ignore, dag, function, object_type
 
-from . import admin_api, bump, images, images_dagger, manifests
+from . import admin_api, bump, images, images_dagger, manifests, promotion
 from ._dagger_errors import user_errors
+from .errors import UserError
+from .merge_request import GitLabProject
 from .pipeline import Workspace, make_target
 from .secrets import SecretValue
 
@@ -47,6 +49,9 @@ T = TypeVar("T")
 #: environments, ``node_modules``, ...) stays on the caller's machine. Dockerignore
 #: syntax: ``*`` drops every top-level entry, ``!env`` takes ``env/`` back.
 SOURCE_IGNORE = ["*", "!env", "env/**/__pycache__", "env/**/.DS_Store"]
+#: What ``promote`` and ``bump-merge-request`` upload: ``env/`` and the git
+#: repository ``.git`` they commit in (and push from).
+REPOSITORY_IGNORE = [*SOURCE_IGNORE, "!.git"]
 
 
 async def _run(fn: Callable[[], T]) -> T:
@@ -105,6 +110,22 @@ async def _chart_target(ws: Workspace, registry: str, username: str, password: d
     """The publishing target for the registry flags (``make_target``), with the secret read from Dagger."""
     secret = await _secret(password, "password")
     return await _run(lambda: make_target(ws, registry, username or None, secret, plain_http))
+
+
+async def _proposal(merge_request: bool, gitlab_url: str, gitlab_project: str, token: dagger.Secret | None,
+                    target_branch: str, remote: str, labels: list[str], author: str,
+                    pipeline_url: str) -> promotion.Proposal | None:
+    """The merge request settings of ``promote`` / ``bump-merge-request``; None without ``merge_request``."""
+    if not merge_request:
+        return None
+    with user_errors():
+        if token is None:
+            raise UserError("--merge-request needs --gitlab-token env:NAME (a token with the api scope)")
+        if not gitlab_url or not gitlab_project:
+            raise UserError("--merge-request needs --gitlab-url and --gitlab-project (CI: $CI_SERVER_URL, $CI_PROJECT_ID)")
+    secret = await _secret(token, "gitlab-token")
+    return promotion.Proposal(GitLabProject(gitlab_url, gitlab_project, secret), target_branch=target_branch or "main",
+                              remote=remote, labels=tuple(labels), author=author, pipeline_url=pipeline_url)
 
 
 @object_type
@@ -232,6 +253,38 @@ class Component:
             lambda: bump.bump_config(ws.source, self.env, self.name, image_tag=image_tag, part=part, template=ws.template)
         )
         return dag.file("cookiecutter-config.yaml", result.text)
+
+    @function(cache="never")
+    async def bump_merge_request(
+        self,
+        image_tag: Annotated[str, Doc("the new image tag, typically the commit SHA")],
+        gitlab_url: Annotated[str, Doc("GitLab base URL, e.g. $CI_SERVER_URL")],
+        gitlab_project: Annotated[str, Doc("project id or group/name path, e.g. $CI_PROJECT_ID")],
+        gitlab_token: Annotated[dagger.Secret, Doc("GitLab token (api and write_repository scopes)")],
+        repository: Annotated[
+            dagger.Directory,
+            DefaultPath("/"),
+            Ignore(REPOSITORY_IGNORE),
+            Doc("the git checkout (env/ and .git; default: this repository) the change is committed in"),
+        ],
+        part: Annotated[str, Doc("semver part of chart_version to raise: patch, minor or major")] = "patch",
+        target_branch: Annotated[str, Doc("the merge request's target branch")] = "main",
+        remote: Annotated[str, Doc("git remote name or URL to push to")] = "origin",
+        labels: Annotated[list[str], Doc("merge request labels")] = ("bump",),
+        author: Annotated[str, Doc("commit author 'Name <email>'")] = promotion.DEFAULT_AUTHOR,
+        pipeline_url: Annotated[str, Doc("pipeline URL quoted in the description, e.g. $CI_PIPELINE_URL")] = "",
+    ) -> str:
+        """``bump`` as a merge request: the bumped config committed on ``bump/<env>/<component>-<version>``.
+
+        Pushed, and a GitLab merge request opened or updated (older
+        ``bump/<env>/<component>-*`` ones closed). Returns the bump line and
+        ``merge request !N opened|updated|adopted: URL``.
+        """
+        ws = await _workspace(repository, self.template)
+        proposal = await _proposal(True, gitlab_url, gitlab_project, gitlab_token, target_branch, remote, labels,
+                                   author, pipeline_url)
+        return await _run(lambda: promotion.bump_proposal(ws.source, self.env, self.name, image_tag=image_tag,
+                                                          part=part, template=ws.template, proposal=proposal))
 
 
 @object_type
@@ -364,3 +417,52 @@ class FaasDeployment:
         return await _run(
             lambda: ws.check(env or None, target=target)
         )
+
+    @function(cache="never")
+    async def promote(
+        self,
+        from_: Annotated[str, Doc("source environment, e.g. dev")],
+        to: Annotated[str, Doc("target environment, e.g. prod")],
+        repository: Annotated[
+            dagger.Directory,
+            DefaultPath("/"),
+            Ignore(REPOSITORY_IGNORE),
+            Doc("the git checkout (env/ and .git; default: this repository) the change is committed in"),
+        ],
+        component: Annotated[str, Doc("the component to promote (or all)")] = "",
+        all_: Annotated[bool, Doc("every component of the target that the source has")] = False,
+        source_status: Annotated[dagger.File | None, Doc(
+            "the source's HelmRelease as JSON (kubectl get helmrelease -o json): refuse unless healthy "
+            "and running the source config's chart_version")] = None,
+        merge_request: Annotated[bool, Doc("commit on promote/<to>/<component>-<version>, push, open or "
+                                           "update a GitLab merge request (else: print the change only)")] = False,
+        gitlab_url: Annotated[str, Doc("GitLab base URL, e.g. $CI_SERVER_URL")] = "",
+        gitlab_project: Annotated[str, Doc("project id or group/name path, e.g. $CI_PROJECT_ID")] = "",
+        gitlab_token: Annotated[dagger.Secret | None, Doc("GitLab token (api and write_repository scopes)")] = None,
+        target_branch: Annotated[str, Doc("the merge request's target branch")] = "main",
+        remote: Annotated[str, Doc("git remote name or URL to push to")] = "origin",
+        labels: Annotated[list[str], Doc("merge request labels")] = promotion.DEFAULT_LABELS,
+        author: Annotated[str, Doc("commit author 'Name <email>'")] = promotion.DEFAULT_AUTHOR,
+        pipeline_url: Annotated[str, Doc("pipeline URL quoted as evidence, e.g. $CI_PIPELINE_URL")] = "",
+    ) -> str:
+        """Carry what runs in ``from`` to ``to``'s config: promoted values, chart_version raised.
+
+        With ``merge-request``: a line per component, ``promoted ...; merge request !N
+        opened|updated|adopted: URL``, run twice it updates the same one. Without:
+        the change each would make, as a unified diff (nothing written). Refuses an
+        unhealthy source, nothing to promote, a target ahead.
+        """
+        ws = await _workspace(repository, self.template)
+        status = None
+        if source_status is not None:
+            status_path = _scratch() / "source-status.json"
+            await source_status.export(str(status_path))
+            status = promotion.HelmReleaseStatusFile(status_path)
+        proposal = await _proposal(merge_request, gitlab_url, gitlab_project, gitlab_token, target_branch, remote,
+                                   labels, author, pipeline_url)
+        with user_errors():
+            if bool(component) == bool(all_):
+                raise UserError("promote: give --component C or --all (one of them)")
+        lines = await _run(lambda: promotion.promote(ws.source, from_, to, None if all_ else [component], state=status,
+                                                     template=ws.template, proposal=proposal, write=False))
+        return "\n".join(lines)

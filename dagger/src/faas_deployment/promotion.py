@@ -24,6 +24,7 @@ working tree: it is committed on ``promote/<to>/<C>-<version>`` (deterministic,
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -378,10 +379,12 @@ def describe(promotion: Promotion, changelog_lines: list[str], pipeline_url: str
 
 def promote(source: Path, from_env: str, to_env: str, components: list[str] | None, *,
             state: SourceStateProvider | None = None, template: Path | None = None,
-            proposal: Proposal | None = None, log: Callable[[str], None] | None = None) -> list[str]:
+            proposal: Proposal | None = None, write: bool = True,
+            log: Callable[[str], None] | None = None) -> list[str]:
     """Promote ``components`` (None: every component of ``to_env`` that ``from_env`` has).
 
-    Without ``proposal`` the target configs are written in place; with one, each
+    Without ``proposal`` the target configs are written in place (``write=False``:
+    nothing is written, each line is followed by the unified diff); with one, each
     becomes a merge request (see :func:`propose`). With several components
     (``--all``), one with nothing to promote is reported and skipped; any other
     refusal fails the whole run before anything is written or pushed.
@@ -409,8 +412,12 @@ def promote(source: Path, from_env: str, to_env: str, components: list[str] | No
             raise
     for p in plans:
         if proposal is None:
-            bump.write_validated(source / p.path, p.new_text, template=template, shown=p.path)
-            lines.append(p.line)
+            if write:
+                bump.write_validated(source / p.path, p.new_text, template=template, shown=p.path)
+                lines.append(p.line)
+            else:
+                lines.append(p.line.replace("promoted ", "would promote ", 1) + "\n" + "".join(difflib.unified_diff(
+                    p.old_text.splitlines(True), p.new_text.splitlines(True), f"a/{p.path}", f"b/{p.path}")).rstrip("\n"))
             continue
         title, description = describe(p, changelog(source, p), proposal.pipeline_url)
         result = propose(source, {p.path: p.new_text}, branch=p.branch, title=title, description=description,
