@@ -309,6 +309,8 @@ def test_every_readme_line_runs(registry, checkout, tmp_path):
                 assert out.startswith("uploaded "), out
             elif line.startswith("dagger call check"):
                 assert "ok dev/operator" in out
+            elif line.startswith("dagger call promote"):
+                assert out.startswith("would promote dev -> prod controller") and "+  image_tag:" in out, out
         assert len(api.accepted) == 1
     # The exported files carry the names the docs promise.
     assert (checkout / "build" / "chart" / "Chart.yaml").is_file()

@@ -305,3 +305,34 @@ def test_bump_merge_request_commits_the_bumped_dev_config(checkout, monkeypatch)
     diff = git(origin, "diff", "main", "bump/dev/controller-0.4.2")
     assert '+  image_tag: "0f3c2d1"' in diff and '+  chart_version: "0.4.2"' in diff
     assert git(checkout, "status", "--porcelain") == ""
+
+
+# --------------------------------------------------------------------------- fuzz
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                     max_leaves=12)
+_helmrelease = st.fixed_dictionaries({"kind": st.just("HelmRelease")}, optional={
+    "metadata": _json | st.fixed_dictionaries({}, optional={"generation": _json, "name": _json}),
+    "status": _json | st.fixed_dictionaries({}, optional={
+        "history": _json | st.lists(_json | st.fixed_dictionaries({}, optional={
+            "chartVersion": _json, "status": _json, "ociDigest": _json}), max_size=2),
+        "conditions": _json | st.lists(_json | st.fixed_dictionaries({}, optional={
+            "type": _json, "status": _json, "reason": _json}), max_size=2),
+        "observedGeneration": _json}),
+})
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(document=_json | _helmrelease)
+def test_any_status_document_is_a_state_or_a_clear_error(document):
+    try:
+        state = promotion.state_from_helmrelease(document, shown="status.json")
+    except UserError as exc:
+        assert str(exc).startswith("status.json: ")
+    else:
+        assert isinstance(state.healthy, bool) and isinstance(state.evidence, str)
+        assert state.healthy is False or document["status"]["history"][0]["status"] == "deployed"

@@ -98,7 +98,7 @@ def open_or_update(where: GitLabProject, spec: MergeRequestSpec) -> MergeRequest
         The merge request's ``iid``, URL, what was done and the superseded ones closed.
 
     Raises:
-        UserError: GitLab refused the token (401/403), the project is unknown (404),
+        UserError: GitLab refused the token (401), the project is unknown (404),
             or answered an error after the retries; the message names the HTTP
             status and GitLab's text, never the token.
     """

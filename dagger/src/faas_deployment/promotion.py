@@ -132,7 +132,8 @@ def state_from_helmrelease(document: Any, *, shown: str) -> SourceState:
         raise UserError(f"{shown}: status.history: empty or missing; the HelmRelease has never been released")
     latest = history[0]
     version = str(latest.get("chartVersion", ""))
-    conditions = {c.get("type"): c for c in status.get("conditions") or [] if isinstance(c, dict)}
+    listed = status.get("conditions") if isinstance(status.get("conditions"), list) else []
+    conditions = {str(c.get("type")): c for c in listed if isinstance(c, dict)}
     ready = conditions.get("Ready", {})
     metadata = document.get("metadata") if isinstance(document.get("metadata"), dict) else {}
     generation, observed = metadata.get("generation"), status.get("observedGeneration")
@@ -145,7 +146,8 @@ def state_from_helmrelease(document: Any, *, shown: str) -> SourceState:
         f" Ready={ready.get('status', 'Unknown')} ({ready.get('reason', '')}: {ready.get('message', '')})"
         + ("" if observed_ok else f"; observedGeneration {observed} != generation {generation}")
     )
-    return SourceState(version.split("+", 1)[0], None, latest.get("ociDigest") or latest.get("digest"), healthy, evidence)
+    digest = _str(latest.get("ociDigest") or latest.get("digest") or None)
+    return SourceState(version.split("+", 1)[0], None, digest, healthy, evidence)
 
 
 @dataclass(frozen=True)
