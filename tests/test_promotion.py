@@ -336,3 +336,21 @@ def test_any_status_document_is_a_state_or_a_clear_error(document):
     else:
         assert isinstance(state.healthy, bool) and isinstance(state.evidence, str)
         assert state.healthy is False or document["status"]["history"][0]["status"] == "deployed"
+
+
+def test_push_over_http_sends_the_token_as_the_basic_password_never_in_the_url(checkout, caplog):
+    from git_http_server import GitHttpServer
+
+    caplog.set_level(logging.DEBUG)
+    root = checkout.parent
+    with GitHttpServer(root, TOKEN) as git_server, GitLabApi(TOKEN) as api:
+        url = f"{git_server.url}/origin.git"
+        [line] = promotion.promote(checkout, "dev", "prod", ["controller"], proposal=proposal(api, remote=url))
+        with pytest.raises(UserError, match="refused the credentials") as caught:
+            promotion.promote(checkout, "dev", "prod", ["operator"], proposal=proposal(api, remote=url, token="wrong"))
+    assert "!1 opened" in line
+    assert git(root / "origin.git", "diff", "--stat", "main", "promote/prod/controller-0.4.1").count("|") == 1
+    assert all(TOKEN not in r["path"] + r["query"] for r in git_server.requests)
+    assert any(r["auth"] == "Basic " + __import__("base64").b64encode(f"oauth2:{TOKEN}".encode()).decode()
+               for r in git_server.requests)
+    assert TOKEN not in str(caught.value) + caplog.text and "wrong" not in str(caught.value)
