@@ -98,6 +98,11 @@ CORE_TYPE_NAMES = frozenset(
 )
 
 
+#: Every object an :class:`Engine` hands out by ID, process-wide (see ``Engine.__init__``).
+_KEPT: dict[str, Any] = {}
+_IDS = itertools.count(1)
+
+
 class EngineRefusal(Exception):
     """What the engine answers with an error (registration or a call)."""
 
@@ -300,8 +305,12 @@ class Engine:
         self.context_dir = Path(context_dir)
         self.cwd = Path(cwd or context_dir)
         self.env = dict(env or {})
-        self._store: dict[str, Any] = {}
-        self._ids = itertools.count(1)
+        # IDs are unique across engines and the objects behind them outlive the engine:
+        # dagger-io caches type definitions (``to_typedef`` is ``functools.cache``d) and
+        # ``Context.resolve_ids`` writes a resolved ID into the cached object's query,
+        # so a second registration in the same process reuses IDs the first one minted.
+        self._store: dict[str, Any] = _KEPT
+        self._ids = _IDS
         self._root = Path(tempfile.mkdtemp(prefix="dagger-engine-"))
         self._patch: Any = None
         self.objects: dict[str, ObjectDef] = {}
