@@ -29,14 +29,16 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import semver
 from ruamel.yaml import YAML
 
-from . import bump, config, gitops
+from . import bump, config
 from .errors import UserError
-from .merge_request import GitLabProject, MergeRequestResult, MergeRequestSpec, open_or_update
+
+if TYPE_CHECKING:  # python-gitlab and dulwich are imported by the functions that use them (CLI start-up)
+    from .merge_request import GitLabProject, MergeRequestResult
 
 #: Keys of ``default_context`` that travel from one stage to the next: what the
 #: software is (its image) and how it is reached, not how the stage runs it.
@@ -316,6 +318,9 @@ def propose(source: Path, files: dict[str, str], *, branch: str, title: str, des
         UserError: not a git repository, push refused, GitLab refused (see :mod:`gitops`,
             :mod:`merge_request`); the token never appears in the message.
     """
+    from . import gitops
+    from .merge_request import MergeRequestSpec, open_or_update
+
     repo = gitops.open_repository(source)
     try:
         base = gitops.head_commit(repo)
@@ -336,6 +341,8 @@ def changelog(source: Path, promotion: Promotion, *, limit: int = 20) -> list[st
     runs), at ``limit`` entries, or at a shallow clone's boundary. Empty when
     ``source`` is not a git repository.
     """
+    from . import gitops
+
     old_tag = _str(promotion.changes.get(bump.TAG_KEY, (None, None))[0])
     try:
         repo = gitops.open_repository(source)
