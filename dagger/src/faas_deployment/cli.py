@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import admin_api, bump, images, manifests, promotion
+from . import admin_api, artifacts, bump, images, manifests, promotion
 from .errors import UserError
 from .pipeline import Workspace, make_target
 from .secrets import resolve_secret
@@ -166,6 +166,46 @@ def _merge_request_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--author", default=promotion.DEFAULT_AUTHOR, help="commit author 'Name <email>'")
     parser.add_argument("--pipeline-url", default=env("CI_PIPELINE_URL", ""),
                         help="pipeline URL quoted as evidence (default: $CI_PIPELINE_URL)")
+def _artifact_repository(args: argparse.Namespace):
+    """A factory of :class:`artifacts.ArtifactRepository` for the registry flags (the URL checked now)."""
+    password = resolve_secret(args.password, flag="--password") if args.password else None
+    if password is not None and not args.username:
+        raise UserError("--password given without --username")
+    artifacts.check_root(args.registry)
+    return lambda: artifacts.ArtifactRepository(
+        args.registry, username=args.username, password=password, plain_http=args.plain_http)
+
+
+def _publish_artifact(args: argparse.Namespace) -> str:
+    ws = _workspace(args)
+    components = [args.component] if args.component else ws.components(args.env)
+    manifests_dir = Path(args.manifests).resolve() if args.manifests else None
+    results = ws.publish_artifacts(args.env, _artifact_repository(args), components, manifests_dir=manifests_dir,
+                                   revision=args.revision, source_url=args.source_url)
+    return "\n".join(r.line for r in results)
+
+
+def _retire_artifact(args: argparse.Namespace) -> str:
+    artifacts.check_component_name(args.component)
+    return artifacts.retire(_artifact_repository(args)(), args.component)
+
+
+def _artifact_objects(args: argparse.Namespace) -> str:
+    _workspace(args).components(args.env)
+    settings = artifacts.FluxObjectSettings(
+        url=args.registry, name=args.name or f"faas-{args.env}", namespace=args.namespace,
+        target_namespace=args.target_namespace, registry_secret=args.registry_secret,
+        receiver_secret=args.receiver_secret, insecure=args.plain_http,
+    )
+    return "\n".join(str(p) for p in artifacts.write_flux_objects(settings, Path(args.out)))
+
+
+def _artifact_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--registry", required=True, metavar="oci://HOST/PATH",
+                        help="the OCI repository holding every component's app-<component> tags")
+    parser.add_argument("--username", help="registry user name")
+    parser.add_argument("--password", metavar="env:NAME|file:PATH", help="registry password or token")
+    parser.add_argument("--plain-http", action="store_true", help="HTTP instead of HTTPS (local test registries only)")
 
 
 def _image_flags(parser: argparse.ArgumentParser, *, tag_required: bool) -> None:
@@ -260,6 +300,31 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the source's HelmRelease as JSON (kubectl get helmrelease -o json): "
                               "refuse unless it is healthy and runs the source config's chart_version")
     _merge_request_flags(promote)
+    publish_artifact = verb("publish-artifact", _publish_artifact,
+                            "push each component's rendered manifests (or --manifests) as a Flux OCI artifact "
+                            "tagged app-<component> and app-<component>-<chart_version>")
+    publish_artifact.add_argument("--component", help="one component (default: every component of --env)")
+    _artifact_flags(publish_artifact)
+    publish_artifact.add_argument("--manifests", metavar="DIR",
+                                  help="a directory of plain Kubernetes manifests to push instead of the rendered chart (needs --component)")
+    publish_artifact.add_argument("--revision", default="",
+                                  help="org.opencontainers.image.revision, <branch>@sha1:<sha> (default: from the source tree's git)")
+    publish_artifact.add_argument("--source-url", default="",
+                                  help="org.opencontainers.image.source (default: the source tree's git origin URL)")
+    retire_artifact = verb("retire-artifact", _retire_artifact,
+                           "delete app-<component> so Flux uninstalls a component removed from the repository")
+    retire_artifact.add_argument("--component", required=True, help="the removed component")
+    _artifact_flags(retire_artifact)
+    objects = verb("artifact-objects", _artifact_objects,
+                   "write the Flux Operator objects (ResourceSetInputProvider, ResourceSet, Receiver) into --out")
+    objects.add_argument("--registry", required=True, metavar="oci://HOST/PATH", help="the artifact repository")
+    objects.add_argument("--out", required=True, metavar="DIR")
+    objects.add_argument("--name", default="", help="the objects' name (default: faas-<env>)")
+    objects.add_argument("--namespace", default="flux-system", help="namespace of the Flux objects (default: %(default)s)")
+    objects.add_argument("--target-namespace", default="default", help="namespace the manifests are applied in (default: %(default)s)")
+    objects.add_argument("--registry-secret", default="", help="docker-config Secret for the registry (default: anonymous)")
+    objects.add_argument("--receiver-secret", default="faas-receiver-token", help="Secret with the Receiver token (default: %(default)s)")
+    objects.add_argument("--plain-http", action="store_true", help="insecure: true (a plain HTTP registry; tests only)")
     return parser
 
 

@@ -287,22 +287,35 @@ class ChartRegistry:
             The manifest digest the registry reports (equal to ``artifact.digest``).
         """
         package = artifact.package
-        container = self._container(package.name, package.version)
+        layer = json.loads(artifact.manifest)["layers"][0]
+        return self.push_manifest(
+            package.name, package.version,
+            [(artifact.config, {"digest": _sha256(artifact.config), "size": len(artifact.config), "mediaType": HELM_CONFIG_MEDIA_TYPE}),
+             (package.path.read_bytes(), layer)],
+            artifact.manifest,
+        )
+
+    def push_manifest(self, name: str, tag: str, blobs: list[tuple[bytes, dict]], manifest: bytes) -> str:
+        """Upload ``blobs`` (``(bytes, descriptor)``; oras-py skips those present), then PUT ``manifest`` at ``tag``.
+
+        Returns:
+            The manifest digest the registry reports.
+
+        Raises:
+            UserError: the registry refused a blob or the manifest (RegistryAuthError for 401/403).
+        """
+        container = self._container(name, tag)
         with tempfile.TemporaryDirectory(prefix="faas-oci-") as scratch:
-            config_path = Path(scratch) / "config.json"
-            config_path.write_bytes(artifact.config)
-            blobs = [
-                (config_path, {"digest": _sha256(artifact.config), "size": len(artifact.config), "mediaType": HELM_CONFIG_MEDIA_TYPE}),
-                (package.path, json.loads(artifact.manifest)["layers"][0]),
-            ]
-            for path, descriptor in blobs:
+            for index, (data, descriptor) in enumerate(blobs):
+                path = Path(scratch) / f"blob-{index}"
+                path.write_bytes(data)
                 try:
                     response = self._client.upload_blob(str(path), container, descriptor)
                 except (TransientRegistryError, requests.RequestException) as exc:
                     raise self._fail(f"uploading blob {descriptor['digest']}", exc) from None
                 except ValueError:  # oras-py: no token, or the registry started no upload (401/403 to the POST)
                     raise RegistryAuthError(
-                        f"registry {self.host}: uploading a blob to {self.reference(package.name)}: "
+                        f"registry {self.host}: uploading a blob to {self.reference(name)}: "
                         f"push not allowed with these credentials (check --username and its push access)"
                     ) from None
                 if response.status_code in (401, 403):
@@ -310,15 +323,43 @@ class ChartRegistry:
                 if response.status_code not in (200, 201, 202):
                     raise UserError(f"registry {self.host}: uploading blob {descriptor['digest']}: HTTP {response.status_code}")
         response = self._request(
-            f"pushing the manifest of {self.reference(package.name, package.version)}",
+            f"pushing the manifest of {self.reference(name, tag)}",
             self._url(container.manifest_url()),
             "PUT",
             headers={"Content-Type": MANIFEST_MEDIA_TYPE},
-            data=artifact.manifest,
+            data=manifest,
         )
         if response.status_code not in (200, 201, 202):
             raise UserError(
-                f"registry {self.host}: pushing the manifest of {self.reference(package.name, package.version)}: "
+                f"registry {self.host}: pushing the manifest of {self.reference(name, tag)}: "
                 f"HTTP {response.status_code}: {redact(response.text[:300], self._password)}"
             )
-        return response.headers.get("Docker-Content-Digest") or artifact.digest
+        return response.headers.get("Docker-Content-Digest") or _sha256(manifest)
+
+    def manifest(self, name: str, reference: str) -> bytes | None:
+        """The OCI image manifest bytes at ``reference`` (a tag or digest), or ``None`` when absent."""
+        at = f"@{reference}" if reference.startswith("sha256:") else f":{reference}"
+        container = self._client.get_container(self.reference(name) + at)
+        response = self._request(
+            f"reading {self.reference(name, reference)}", self._url(container.manifest_url()), "GET",
+            headers={"Accept": MANIFEST_MEDIA_TYPE},
+        )
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise UserError(f"registry {self.host}: reading {self.reference(name, reference)}: HTTP {response.status_code}")
+        return response.content
+
+    def delete_manifest(self, name: str, digest: str) -> None:
+        """DELETE the manifest ``digest`` of ``<root>/<name>`` (distribution removes every tag pointing at it).
+
+        Raises:
+            UserError: the registry refused (405: deletion disabled, ``storage.delete.enabled``).
+        """
+        url = self._url(self._client.get_container(f"{self.reference(name)}@{digest}").manifest_url())
+        response = self._request(f"deleting {self.reference(name)}@{digest}", url, "DELETE")
+        if response.status_code == 405:
+            raise UserError(f"registry {self.host}: deleting {self.reference(name)}@{digest}: HTTP 405: "
+                            f"the registry does not allow deletes (distribution: storage.delete.enabled: true)")
+        if response.status_code not in (200, 202, 404):
+            raise UserError(f"registry {self.host}: deleting {self.reference(name)}@{digest}: HTTP {response.status_code}")

@@ -84,10 +84,37 @@ def rewrite_reproducibly(source: Path, target: Path, mtime: int | None = None) -
                     raise UserError(f"{source}: {member.name}: charts may hold only files and directories")
                 data = tar_in.extractfile(member) if member.isfile() else None
                 tar_out.addfile(_normalise(member, mtime), data)
-    with target.open("wb") as raw, gzip.GzipFile(
-        filename="", mode="wb", fileobj=raw, mtime=mtime, compresslevel=COMPRESS_LEVEL
-    ) as gz:
-        gz.write(buffer.getvalue())
+    target.write_bytes(_gzip(buffer.getvalue(), mtime))
+
+
+def _gzip(data: bytes, mtime: int) -> bytes:
+    """gzip ``data`` with a header holding no file name and ``mtime`` as its time."""
+    raw = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=mtime, compresslevel=COMPRESS_LEVEL) as gz:
+        gz.write(data)
+    return raw.getvalue()
+
+
+def reproducible_tar_gz(files: dict[str, bytes], mtime: int | None = None) -> bytes:
+    """A ``.tar.gz`` of ``{relative path: content}`` under the rules of the module doc.
+
+    Entries are regular files only (no directory entries), sorted by path, mode
+    0644, owner 0, mtime :func:`fixed_mtime`; the same mapping always gives the
+    same bytes.
+
+    Raises:
+        UserError: a path that is absolute or climbs out (``..``).
+    """
+    mtime = fixed_mtime() if mtime is None else mtime
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name in sorted(files):
+            if name.startswith("/") or ".." in name.split("/") or not name:
+                raise UserError(f"{name!r}: an archive entry must be a relative path inside the archive")
+            info = tarfile.TarInfo(name)
+            info.size = len(files[name])
+            tar.addfile(_normalise(info, mtime), io.BytesIO(files[name]))
+    return _gzip(buffer.getvalue(), mtime)
 
 
 def package_chart(chart_dir: Path, out_dir: Path) -> ChartPackage:

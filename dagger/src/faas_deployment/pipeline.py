@@ -15,11 +15,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
-from . import chart, config, manifests
+from . import artifacts, chart, config, manifests
 from .errors import Problem, UserError, ValidationError
 from .packaging import ChartPackage, package_chart
 from .progress import step
@@ -27,6 +27,8 @@ from .registry import LocalRepoTarget, OciTarget, PublishResult, Target
 
 #: Where ``publish``/``release`` write without ``--registry`` (relative to the source tree).
 LOCAL_REPOSITORY = Path("dist/charts")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -169,8 +171,71 @@ class Workspace:
             raise ValidationError(problems)
         return "\n".join(lines)
 
+    def artifact_files(self, env: str, component: str, manifests_dir: Path | None = None) -> dict[str, bytes]:
+        """The files of ``component``'s Flux artifact: ``manifests_dir``'s manifests, else the chart
+        rendered with its values as ``helm template`` would (release ``chart_name``, namespace ``default``;
+        the Kustomization sets the target namespace)."""
+        artifacts.check_component_name(component)
+        if manifests_dir is not None:
+            self.config_file(env, component)
+            return artifacts.directory_files(manifests_dir)
+        with tempfile.TemporaryDirectory(prefix="faas-artifact-") as scratch:
+            chart_dir = self.render(env, component, Path(scratch))
+            name = str(self.context(env, component)["chart_name"])
+            with step(f"template {self._label(env, component)}"):
+                return artifacts.rendered_files(chart.render_manifests(chart_dir, name, "default"))
 
-def _run_all(fn: Callable[[str], PublishResult], names: list[str]) -> list[PublishResult]:
+    def publish_artifacts(
+        self,
+        env: str,
+        repository: Callable[[], artifacts.ArtifactRepository],
+        components: list[str] | None = None,
+        *,
+        manifests_dir: Path | None = None,
+        revision: str = "",
+        source_url: str = "",
+    ) -> list[artifacts.ArtifactResult]:
+        """Build every component's Flux artifact (all first: nothing is pushed if one fails), then publish them.
+
+        Args:
+            repository: opens the artifact repository (called once per component, in its thread).
+            manifests_dir: a plain manifests directory replacing the rendered chart (one component only).
+            revision, source_url: the annotations; default from the source tree's git
+                (:func:`artifacts.git_revision`).
+
+        Raises:
+            ValidationError: a component failed validation or rendering (all listed).
+            UserError: a tag rule or the registry refused (see :func:`artifacts.publish`).
+        """
+        names = components or self.components(env)
+        if manifests_dir is not None and len(names) != 1:
+            raise UserError("--manifests replaces one component's chart: give --component too")
+        git_rev, git_url = artifacts.git_revision(self.source)
+        revision, source_url = revision or git_rev, source_url or git_url
+        created = artifacts.now_rfc3339()
+        problems: list[Problem] = []
+        built: dict[str, artifacts.FluxArtifact] = {}
+        for name in names:
+            try:
+                files = self.artifact_files(env, name, manifests_dir)
+                built[name] = artifacts.flux_artifact(files, source=source_url, revision=revision, created=created)
+            except ValidationError as exc:
+                problems.extend(exc.problems)
+            except UserError as exc:
+                problems.append(Problem(self.display(env, name), "", str(exc)))
+        if problems:
+            raise ValidationError(problems)
+
+        def publish(name: str) -> artifacts.ArtifactResult:
+            version = str(self.context(env, name)["chart_version"])
+            with step(f"publish-artifact {self._label(env, name)}"):
+                return artifacts.publish(repository(), built[name], component=name, version=version,
+                                         config=self.display(env, name))
+
+        return _run_all(publish, names)
+
+
+def _run_all(fn: Callable[[str], T], names: list[str]) -> list[T]:
     """Run ``fn`` for every name concurrently; re-raise the first failure after all finish."""
     with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
         futures = [pool.submit(fn, name) for name in names]

@@ -1,0 +1,484 @@
+"""A component's manifests as a Flux OCI artifact, one tag per component, for Flux Operator ResourceSets.
+
+Delivery mode beside Helm charts: every component's rendered manifests go to ONE
+OCI repository (``--registry oci://HOST/PATH``), as ``flux push artifact`` would
+push them, under two tags:
+
+- ``app-<component>``: the moving tag a Flux Operator ``ResourceSetInputProvider``
+  (type ``OCIArtifactTag``) watches; it is re-pointed only when the content (the
+  layer digest) changed, so a commit that changes nothing in the manifests does not
+  redeploy even though the ``revision``/``created`` annotations differ;
+- ``app-<component>-<chart_version>``: immutable, under the chart publishing rules
+  of :mod:`registry` (same layer -> ``unchanged``; other layer -> refused, bump
+  ``chart_version``; lower than the highest published -> refused).
+
+The artifact format is Flux's (fluxcd/pkg ``oci/push.go`` ``Client.Push``,
+``oci/globals.go``, ``oci/meta.go``, ``oci/constants.go``): an OCI image manifest
+(``application/vnd.oci.image.manifest.v1+json``) whose config has media type
+``application/vnd.cncf.flux.config.v1+json`` (go-containerregistry's config file of
+an empty image with ``created`` set and the layer's diff ID), one layer
+``application/vnd.cncf.flux.content.v1.tar+gzip``, and the manifest annotations
+``org.opencontainers.image.created`` (RFC 3339), ``.source`` and ``.revision``
+(``<branch>@sha1:<sha>``, as ``flux push artifact --revision`` documents). The
+layer is reproducible (:func:`packaging.reproducible_tar_gz`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import gzip
+import hashlib
+import json
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .errors import Problem, UserError, ValidationError
+from .oci import MANIFEST_MEDIA_TYPE, ChartRegistry, check_root, oci_tag
+from .packaging import reproducible_tar_gz
+from .registry import _semver, decide
+from .images import strip_userinfo
+from .secrets import SecretValue
+
+FLUX_CONFIG_MEDIA_TYPE = "application/vnd.cncf.flux.config.v1+json"
+FLUX_CONTENT_MEDIA_TYPE = "application/vnd.cncf.flux.content.v1.tar+gzip"
+ANNOTATION_CREATED = "org.opencontainers.image.created"
+ANNOTATION_SOURCE = "org.opencontainers.image.source"
+ANNOTATION_REVISION = "org.opencontainers.image.revision"
+#: Set on the manifest copy :func:`retire` deletes, so the immutable tags keep theirs.
+ANNOTATION_RETIRED = "io.faas-deployment.retired"
+TAG_PREFIX = "app-"
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def _sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def moving_tag(component: str) -> str:
+    """``app-<component>``: the tag the ResourceSetInputProvider watches."""
+    return f"{TAG_PREFIX}{component}"
+
+
+def version_tag(component: str, version: str) -> str:
+    """``app-<component>-<chart_version>`` (``+`` becomes ``_``, as in Helm's OCI tags)."""
+    return f"{TAG_PREFIX}{component}-{oci_tag(version)}"
+
+
+# --------------------------------------------------------------------------- content
+
+
+def rendered_files(rendered: dict[str, str]) -> dict[str, bytes]:
+    """``{template path: manifest}`` from :func:`chart.render_manifests` as archive files.
+
+    The chart-name prefix is dropped (``faas-operator/templates/deployment.yaml`` ->
+    ``templates/deployment.yaml``), as ``helm template --output-dir`` lays out files
+    below the chart's own directory.
+    """
+    return {path.split("/", 1)[-1]: text.encode() for path, text in rendered.items()}
+
+
+def directory_files(directory: Path) -> dict[str, bytes]:
+    """Every ``*.yaml``/``*.yml``/``*.json`` file under ``directory`` (hidden paths skipped), validated as YAML.
+
+    Returns:
+        ``{relative POSIX path: bytes}``.
+
+    Raises:
+        UserError: ``directory`` is not a directory or holds no manifest.
+        ValidationError: a file does not parse as YAML or holds a document that is
+            not a mapping with ``apiVersion`` and ``kind`` (every problem listed).
+    """
+    if not directory.is_dir():
+        raise UserError(f"--manifests {directory}: not a directory (expected a directory of Kubernetes YAML manifests)")
+    files: dict[str, bytes] = {}
+    problems: list[Problem] = []
+    for path in sorted(directory.rglob("*")):
+        relative = path.relative_to(directory).as_posix()
+        if any(part.startswith(".") for part in relative.split("/")) or not path.is_file():
+            continue
+        if path.suffix not in MANIFEST_SUFFIXES:
+            continue
+        data = path.read_bytes()
+        try:
+            docs = [d for d in yaml.safe_load_all(data) if d is not None]
+        except yaml.YAMLError as exc:
+            problems.append(Problem(str(path), "", f"not valid YAML: {' '.join(str(exc).split())}", "fix the YAML syntax"))
+            continue
+        for index, doc in enumerate(docs):
+            if not (isinstance(doc, dict) and doc.get("apiVersion") and doc.get("kind")):
+                problems.append(Problem(str(path), f"document {index + 1}",
+                                        "expected a Kubernetes object (a mapping with apiVersion and kind)",
+                                        "remove or fix this document"))
+        files[relative] = data
+    if problems:
+        raise ValidationError(problems)
+    if not files:
+        raise UserError(f"--manifests {directory}: no *.yaml, *.yml or *.json file found")
+    return files
+
+
+# --------------------------------------------------------------------------- artifact bytes
+
+
+@dataclass(frozen=True)
+class FluxArtifact:
+    """The exact bytes of one Flux OCI artifact.
+
+    Attributes:
+        layer: the ``.tar.gz`` content layer (reproducible: same files, same bytes).
+        config: the config blob.
+        manifest: the image manifest bytes as pushed.
+        digest: ``sha256:<hex>`` of ``manifest``.
+        layer_digest: ``sha256:<hex>`` of ``layer``: what "content changed" compares.
+    """
+
+    layer: bytes
+    config: bytes
+    manifest: bytes
+    digest: str
+    layer_digest: str
+
+    def blobs(self) -> list[tuple[bytes, dict]]:
+        """``(bytes, descriptor)`` for the config and the layer, as the manifest names them."""
+        document = json.loads(self.manifest)
+        return [(self.config, document["config"]), (self.layer, document["layers"][0])]
+
+
+def _descriptor(media_type: str, data: bytes) -> dict:
+    # go-containerregistry's v1.Descriptor field order: mediaType, size, digest.
+    return {"mediaType": media_type, "size": len(data), "digest": _sha256(data)}
+
+
+def flux_artifact(files: dict[str, bytes], *, source: str, revision: str, created: str) -> FluxArtifact:
+    """Build the artifact ``flux push artifact`` would push for ``files`` (fluxcd/pkg ``oci/push.go``).
+
+    Args:
+        files: ``{relative path: content}`` of the layer.
+        source: ``org.opencontainers.image.source`` (a URL; user info is stripped).
+        revision: ``org.opencontainers.image.revision``, ``<branch>@sha1:<sha>``.
+        created: ``org.opencontainers.image.created``, RFC 3339 UTC (``2026-01-02T03:04:05Z``).
+
+    Raises:
+        UserError: ``created`` is not RFC 3339 (Flux refuses it too: ``time.Parse(time.RFC3339, ...)``).
+    """
+    try:
+        datetime.datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        raise UserError(f"created: expected an RFC 3339 UTC time like 2026-01-02T03:04:05Z, got {created!r}") from None
+    layer = reproducible_tar_gz(files)
+    diff_id = _sha256(gzip.decompress(layer))
+    # go-containerregistry ConfigFile JSON (pkg/v1/config.go): empty.Image's config with
+    # Created set by Push and one History entry and diff ID added by mutate.Append.
+    config = json.dumps(
+        {
+            "architecture": "",
+            "created": created,
+            "history": [{"created": "0001-01-01T00:00:00Z"}],
+            "os": "",
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+            "config": {},
+        },
+        separators=(",", ":"),
+    ).encode()
+    annotations = {ANNOTATION_CREATED: created, ANNOTATION_REVISION: revision, ANNOTATION_SOURCE: strip_userinfo(source)}
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_MEDIA_TYPE,
+            "config": _descriptor(FLUX_CONFIG_MEDIA_TYPE, config),
+            "layers": [_descriptor(FLUX_CONTENT_MEDIA_TYPE, layer)],
+            "annotations": dict(sorted((k, v) for k, v in annotations.items() if v)),
+        },
+        separators=(",", ":"),
+    ).encode()
+    return FluxArtifact(layer, config, manifest, _sha256(manifest), _sha256(layer))
+
+
+def now_rfc3339() -> str:
+    """The current UTC time as Flux writes ``created`` (RFC 3339, seconds)."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def git_revision(source: Path) -> tuple[str, str]:
+    """``(<branch>@sha1:<sha>, origin URL)`` of the git work tree at ``source``; ``("", "")`` outside git.
+
+    A detached HEAD (as in CI) gives ``HEAD@sha1:<sha>``: pass ``--revision`` (e.g.
+    ``$CI_COMMIT_REF_NAME@sha1:$CI_COMMIT_SHA``) for the branch name.
+    """
+
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(["git", "-C", str(source), *args], capture_output=True, text=True, check=False)
+        except OSError:
+            return ""
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    sha = git("rev-parse", "--verify", "HEAD")
+    if not sha:
+        return "", ""
+    branch = git("rev-parse", "--abbrev-ref", "HEAD") or "HEAD"
+    return f"{branch}@sha1:{sha}", strip_userinfo(git("config", "--get", "remote.origin.url"))
+
+
+# --------------------------------------------------------------------------- the repository
+
+
+class ArtifactRepository:
+    """The one OCI repository ``oci://HOST[:PORT]/PATH`` holding every component's ``app-*`` tags.
+
+    It reuses :class:`oci.ChartRegistry` (transport, retries, auth): the repository
+    is ``<parent>/<last path segment>``.
+
+    Raises:
+        UserError: a malformed URL (before any network), unreachable registry, refused credentials.
+    """
+
+    def __init__(self, url: str, *, username: str | None = None, password: SecretValue | None = None, plain_http: bool = False):
+        self.url = check_root(url)
+        parent, _, self.name = self.url.rpartition("/")
+        if parent == "oci:/":
+            raise UserError(f"--registry: expected oci://HOST[:PORT]/PATH with a repository path, got {url!r}")
+        self.reference = self.url[len("oci://"):]
+        self._registry = ChartRegistry(parent, username=username, password=password, plain_http=plain_http)
+
+    def layer_digest(self, tag: str) -> tuple[bytes, str] | None:
+        """``(manifest bytes, layer digest)`` at ``tag``; ``None`` when the tag is absent.
+
+        Raises:
+            UserError: the tag holds something other than a one-layer Flux artifact.
+        """
+        manifest = self._registry.manifest(self.name, tag)
+        if manifest is None:
+            return None
+        try:
+            layers = json.loads(manifest)["layers"]
+            if len(layers) != 1 or layers[0]["mediaType"] != FLUX_CONTENT_MEDIA_TYPE:
+                raise ValueError
+            return manifest, layers[0]["digest"]
+        except (ValueError, KeyError, TypeError):
+            raise UserError(f"{self.reference}:{tag}: not a Flux artifact (expected one {FLUX_CONTENT_MEDIA_TYPE} layer); "
+                            f"remove the tag or choose another repository") from None
+
+    def tags(self) -> list[str]:
+        return self._registry.tags(self.name)
+
+    def put(self, tag: str, manifest: bytes, blobs: list[tuple[bytes, dict]]) -> str:
+        return self._registry.push_manifest(self.name, tag, blobs, manifest)
+
+    def delete(self, digest: str) -> None:
+        self._registry.delete_manifest(self.name, digest)
+
+
+@dataclass(frozen=True)
+class ArtifactResult:
+    """What happened to one component.
+
+    Attributes:
+        version_outcome: ``pushed`` or ``unchanged`` for ``app-<c>-<version>``.
+        moving_outcome: ``moved`` or ``unchanged`` for ``app-<c>``.
+        reference: ``HOST/PATH``.
+        component, version: the tags' parts.
+        digest: the manifest digest ``app-<c>`` now points at.
+        layer_digest: the content's digest.
+    """
+
+    version_outcome: str
+    moving_outcome: str
+    reference: str
+    component: str
+    version: str
+    digest: str
+    layer_digest: str
+
+    @property
+    def line(self) -> str:
+        return (f"{self.version_outcome} {self.reference}:{version_tag(self.component, self.version)}; "
+                f"{self.moving_outcome} {self.reference}:{moving_tag(self.component)}@{self.digest}")
+
+
+def publish(repository: ArtifactRepository, artifact: FluxArtifact, *, component: str, version: str, config: str) -> ArtifactResult:
+    """Push ``artifact`` under the tag rules of the module doc.
+
+    Args:
+        config: the cookiecutter-config.yaml ``version`` comes from (named in errors).
+
+    Returns:
+        The :class:`ArtifactResult`; nothing is uploaded when both tags already
+        hold the same layer.
+
+    Raises:
+        UserError: the immutable tag holds another layer, or ``version`` is lower than
+            the highest ``app-<c>-<version>`` published (see :func:`registry.decide`).
+    """
+    fixed, moving = version_tag(component, version), moving_tag(component)
+    prefix = f"{fixed[: -len(oci_tag(version))]}"
+    published = [t[len(prefix):] for t in repository.tags() if t.startswith(prefix) and _semver(t[len(prefix):])]
+    at_fixed = repository.layer_digest(fixed)
+    action = decide(
+        config=config, name=f"{repository.reference}:{TAG_PREFIX}{component}", version=version,
+        digest=artifact.layer_digest, published_versions=published,
+        published_digest=at_fixed[1] if at_fixed else None,
+    )
+    if action == "unchanged":
+        manifest, version_outcome = at_fixed[0], "unchanged"  # type: ignore[index]
+    else:
+        repository.put(fixed, artifact.manifest, artifact.blobs())
+        manifest, version_outcome = artifact.manifest, "pushed"
+    at_moving = repository.layer_digest(moving)
+    if at_moving is not None and at_moving[1] == artifact.layer_digest:
+        return ArtifactResult(version_outcome, "unchanged", repository.reference, component, version,
+                              _sha256(at_moving[0]), artifact.layer_digest)
+    # The blobs are in the repository now (pushed above, or under the unchanged tag): the manifest alone.
+    digest = repository.put(moving, manifest, [])
+    return ArtifactResult(version_outcome, "moved", repository.reference, component, version, digest, artifact.layer_digest)
+
+
+def retire(repository: ArtifactRepository, component: str) -> str:
+    """Delete ``app-<component>`` so the ResourceSet drops the component and Flux prunes it.
+
+    distribution deletes manifests by digest, removing every tag pointing at that
+    manifest (OCI distribution spec, "Deleting manifests"). So that the immutable
+    ``app-<c>-<version>`` tags survive, the moving tag is first re-pointed at a copy
+    of its manifest carrying one more annotation (:data:`ANNOTATION_RETIRED`), and that
+    copy is deleted.
+
+    Returns:
+        ``retired HOST/PATH:app-<c>@<digest>`` or ``absent HOST/PATH:app-<c>``.
+
+    Raises:
+        UserError: the registry refuses deletes (distribution: ``storage.delete.enabled``).
+    """
+    tag = moving_tag(component)
+    current = repository.layer_digest(tag)
+    if current is None:
+        return f"absent {repository.reference}:{tag}"
+    document = json.loads(current[0])
+    document.setdefault("annotations", {})[ANNOTATION_RETIRED] = now_rfc3339()
+    copy = json.dumps(document, separators=(",", ":")).encode()
+    digest = repository.put(tag, copy, [])
+    repository.delete(digest)
+    return f"retired {repository.reference}:{tag}@{_sha256(current[0])}"
+
+
+# --------------------------------------------------------------------------- Flux Operator objects
+
+#: The Flux Operator API (controlplaneio-fluxcd/flux-operator ``api/v1``).
+FLUX_OPERATOR_API = "fluxcd.controlplane.io/v1"
+#: Tags the input provider exports: the moving ``app-<c>`` tags only. RE2 has no
+#: look-ahead, so the immutable ``app-<c>-<semver>`` tags are left out by ``excludeTag``.
+INCLUDE_TAG = "^app-.*"
+EXCLUDE_TAG = r"^app-.*-[0-9]+\.[0-9]+\.[0-9]+([-_][0-9A-Za-z.+_-]*)?$"
+
+
+@dataclass(frozen=True)
+class FluxObjectSettings:
+    """What the generated objects need.
+
+    Attributes:
+        url: ``oci://HOST/PATH``, the artifact repository.
+        name: base name of the objects (``faas-<env>`` by default).
+        namespace: where the Flux Operator objects and the per-component Flux objects live.
+        target_namespace: where the components' manifests are applied.
+        interval: Flux reconcile interval (Go duration).
+        timeout: Kustomization health-check timeout (Go duration).
+        registry_secret: docker-config Secret for the registry, ``""`` for anonymous.
+        receiver_secret: Secret holding the Receiver's ``token``.
+        insecure: plain HTTP registry (tests only).
+    """
+
+    url: str
+    name: str
+    namespace: str = "flux-system"
+    target_namespace: str = "default"
+    interval: str = "10m"
+    timeout: str = "5m"
+    registry_secret: str = ""
+    receiver_secret: str = "faas-receiver-token"
+    insecure: bool = False
+
+
+def flux_objects(settings: FluxObjectSettings) -> dict[str, dict]:
+    """The Flux Operator side, as ``{file name: object}``.
+
+    - ``resourcesetinputprovider.yaml``: type ``OCIArtifactTag`` on the repository,
+      ``filter.includeTag``/``excludeTag`` (``api/v1/resourcesetinputprovider_types.go``);
+      it exports per tag ``id``, ``tag`` and ``digest`` (docs/api/v1/resourcesetinputprovider.md);
+    - ``resourceset.yaml``: ``inputsFrom`` the provider, and per input an
+      ``OCIRepository`` (source.toolkit.fluxcd.io/v1) pinned by ``ref.digest: << inputs.digest >>``
+      and a ``Kustomization`` (kustomize.toolkit.fluxcd.io/v1) with ``wait: true`` and
+      ``prune: true`` (``api/v1/resourceset_types.go``);
+    - ``receiver.yaml``: a ``generic-hmac`` Receiver (notification.toolkit.fluxcd.io/v1)
+      whose resource is the provider, so a push can trigger a scan at once.
+
+    Raises:
+        UserError: malformed ``settings.url``.
+    """
+    url = check_root(settings.url)
+    meta = {"name": settings.name, "namespace": settings.namespace}
+    provider_spec: dict = {
+        "type": "OCIArtifactTag",
+        "url": url,
+        "filter": {"includeTag": INCLUDE_TAG, "excludeTag": EXCLUDE_TAG},
+    }
+    if settings.registry_secret:
+        provider_spec["secretRef"] = {"name": settings.registry_secret}
+    if settings.insecure:
+        provider_spec["insecure"] = True
+    source_spec: dict = {"interval": settings.interval, "url": url, "ref": {"digest": "<< inputs.digest >>"}}
+    if settings.registry_secret:
+        source_spec["secretRef"] = {"name": settings.registry_secret}
+    if settings.insecure:
+        source_spec["insecure"] = True
+    item = {"name": "<< inputs.tag >>", "namespace": settings.namespace}
+    resources = [
+        {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "OCIRepository", "metadata": item, "spec": source_spec},
+        {
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+            "kind": "Kustomization",
+            "metadata": item,
+            "spec": {
+                "interval": settings.interval,
+                "sourceRef": {"kind": "OCIRepository", "name": "<< inputs.tag >>"},
+                "path": "./",
+                "prune": True,
+                "wait": True,
+                "timeout": settings.timeout,
+                "targetNamespace": settings.target_namespace,
+            },
+        },
+    ]
+    provider_ref = {"apiVersion": FLUX_OPERATOR_API, "kind": "ResourceSetInputProvider", "name": settings.name}
+    return {
+        "resourcesetinputprovider.yaml": {"apiVersion": FLUX_OPERATOR_API, "kind": "ResourceSetInputProvider",
+                                          "metadata": meta, "spec": provider_spec},
+        "resourceset.yaml": {"apiVersion": FLUX_OPERATOR_API, "kind": "ResourceSet", "metadata": meta,
+                             "spec": {"inputsFrom": [provider_ref], "resources": resources}},
+        "receiver.yaml": {"apiVersion": "notification.toolkit.fluxcd.io/v1", "kind": "Receiver", "metadata": meta,
+                          "spec": {"type": "generic-hmac", "secretRef": {"name": settings.receiver_secret},
+                                   "resources": [provider_ref]}},
+    }
+
+
+def write_flux_objects(settings: FluxObjectSettings, out: Path) -> list[Path]:
+    """Write :func:`flux_objects` as YAML files into ``out`` (created); returns the paths, sorted."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, obj in sorted(flux_objects(settings).items()):
+        path = out / name
+        path.write_text(yaml.safe_dump(obj, sort_keys=False))
+        written.append(path)
+    return written
+
+
+_TAG_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def check_component_name(component: str) -> None:
+    """The tag ``app-<component>`` names Flux objects: the component must be a DNS-1123 label part."""
+    if not _TAG_NAME.fullmatch(component) or len(moving_tag(component)) > 63:
+        raise UserError(f"component {component!r}: app-<component> names Kubernetes objects; "
+                        f"use lowercase letters, digits and '-' (at most {63 - len(TAG_PREFIX)} characters)")
