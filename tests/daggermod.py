@@ -78,3 +78,9 @@ def objects() -> dict[str, dict[str, Fn]]:
             fns[fn_name] = Fn(fn_name, _type_name(fn.return_type), fn.doc, params)
         result[name] = fns
     return result
+
+
+def cache_policy(obj: str, fn: str) -> str | None:
+    """The function's cache policy as registered (``"never"`` for ``@function(cache="never")``)."""
+    _, module = load()
+    return module._objects[obj].functions[fn].cache_policy

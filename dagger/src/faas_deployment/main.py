@@ -35,7 +35,7 @@ import anyio
 import dagger
 from dagger import DefaultPath, Doc, Ignore, dag, function, object_type
 
-from . import admin_api, bump, images, images_dagger, manifests, promotion
+from . import admin_api, artifacts, bump, images, images_dagger, manifests, promotion
 from ._dagger_errors import user_errors
 from .errors import UserError
 from .merge_request import GitLabProject
@@ -126,6 +126,24 @@ async def _proposal(merge_request: bool, gitlab_url: str, gitlab_project: str, t
     secret = await _secret(token, "gitlab-token")
     return promotion.Proposal(GitLabProject(gitlab_url, gitlab_project, secret), target_branch=target_branch or "main",
                               remote=remote, labels=tuple(labels), author=author, pipeline_url=pipeline_url)
+
+
+async def _artifact_repository(registry: str, username: str, password: dagger.Secret | None, plain_http: bool):
+    """A factory of :class:`artifacts.ArtifactRepository` for the registry flags (the URL checked now)."""
+    secret = await _secret(password, "password")
+    await _run(lambda: artifacts.check_root(registry))
+    return lambda: artifacts.ArtifactRepository(registry, username=username or None, password=secret, plain_http=plain_http)
+
+
+async def _publish_artifacts(ws: Workspace, env: str, components: list[str] | None, repository, *,
+                             manifests_dir: dagger.Directory | None, revision: str, source_url: str) -> str:
+    local = None
+    if manifests_dir is not None:
+        local = Path(tempfile.mkdtemp(prefix="faas-manifests-"))
+        await manifests_dir.export(str(local))
+    results = await _run(lambda: ws.publish_artifacts(env, repository, components, manifests_dir=local,
+                                                      revision=revision, source_url=source_url))
+    return "\n".join(r.line for r in results)
 
 
 @object_type
@@ -286,6 +304,45 @@ class Component:
         return await _run(lambda: promotion.bump_proposal(ws.source, self.env, self.name, image_tag=image_tag,
                                                           part=part, template=ws.template, proposal=proposal))
 
+    @function(cache="never")
+    async def publish_artifact(
+        self,
+        registry: Annotated[str, Doc("the OCI repository holding every component's app-<component> tags, oci://HOST[:PORT]/PATH")],
+        username: Annotated[str, Doc("registry user name")] = "",
+        password: Annotated[dagger.Secret | None, Doc("registry password or token")] = None,
+        plain_http: Annotated[bool, Doc("HTTP instead of HTTPS (local test registries only)")] = False,
+        manifests: Annotated[dagger.Directory | None, Doc("plain Kubernetes manifests to push instead of the rendered chart")] = None,
+        revision: Annotated[str, Doc("org.opencontainers.image.revision, <branch>@sha1:<sha> (default: the source's git)")] = "",
+        source_url: Annotated[str, Doc("org.opencontainers.image.source (default: the source's git origin)")] = "",
+    ) -> str:
+        """Push this component's rendered manifests as a Flux OCI artifact; one line.
+
+        Tags ``app-<component>-<chart_version>`` (immutable: same content unchanged,
+        other content refused) and ``app-<component>`` (re-pointed only when the
+        content changed). Line: ``pushed|unchanged <repo>:app-<c>-<v>; moved|unchanged <repo>:app-<c>@<digest>``.
+        """
+        ws = await _workspace(self.source, self.template)
+        repository = await _artifact_repository(registry, username, password, plain_http)
+        return await _publish_artifacts(ws, self.env, [self.name], repository, manifests_dir=manifests,
+                                        revision=revision, source_url=source_url)
+
+    @function(cache="never")
+    async def retire_artifact(
+        self,
+        registry: Annotated[str, Doc("the OCI repository holding the app-<component> tags, oci://HOST[:PORT]/PATH")],
+        username: Annotated[str, Doc("registry user name")] = "",
+        password: Annotated[dagger.Secret | None, Doc("registry password or token")] = None,
+        plain_http: Annotated[bool, Doc("HTTP instead of HTTPS (local test registries only)")] = False,
+    ) -> str:
+        """Delete the tag ``app-<component>`` (the component was removed): Flux then uninstalls it.
+
+        The immutable ``app-<component>-<version>`` tags are kept. One line:
+        ``retired <repo>:app-<c>@<digest>`` or ``absent <repo>:app-<c>``.
+        """
+        repository = await _artifact_repository(registry, username, password, plain_http)
+        await _run(lambda: artifacts.check_component_name(self.name))
+        return await _run(lambda: artifacts.retire(repository(), self.name))
+
 
 @object_type
 class Environment:
@@ -374,6 +431,45 @@ class Environment:
                 admin_url, bundle, secret, ready_path=ready_path, upload_path=upload_path, timeout=timeout
             )
         )
+
+    @function(cache="never")
+    async def publish_artifacts(
+        self,
+        registry: Annotated[str, Doc("the OCI repository holding every component's app-<component> tags, oci://HOST[:PORT]/PATH")],
+        username: Annotated[str, Doc("registry user name")] = "",
+        password: Annotated[dagger.Secret | None, Doc("registry password or token")] = None,
+        plain_http: Annotated[bool, Doc("HTTP instead of HTTPS (local test registries only)")] = False,
+        revision: Annotated[str, Doc("org.opencontainers.image.revision, <branch>@sha1:<sha> (default: the source's git)")] = "",
+        source_url: Annotated[str, Doc("org.opencontainers.image.source (default: the source's git origin)")] = "",
+    ) -> str:
+        """Push every component's rendered manifests as Flux OCI artifacts; a line per component.
+
+        Every component is rendered first: if any fails, nothing is pushed.
+        """
+        ws = await _workspace(self.source, self.template)
+        repository = await _artifact_repository(registry, username, password, plain_http)
+        return await _publish_artifacts(ws, self.name, None, repository, manifests_dir=None,
+                                        revision=revision, source_url=source_url)
+
+    @function
+    async def artifact_objects(
+        self,
+        registry: Annotated[str, Doc("the artifact repository, oci://HOST[:PORT]/PATH")],
+        name: Annotated[str, Doc("the objects' name (default: faas-<env>)")] = "",
+        namespace: Annotated[str, Doc("namespace of the Flux objects")] = "flux-system",
+        target_namespace: Annotated[str, Doc("namespace the manifests are applied in")] = "default",
+        registry_secret: Annotated[str, Doc("docker-config Secret for the registry (empty: anonymous)")] = "",
+        receiver_secret: Annotated[str, Doc("Secret holding the Receiver token")] = "faas-receiver-token",
+        plain_http: Annotated[bool, Doc("insecure: true (a plain HTTP registry; tests only)")] = False,
+    ) -> dagger.Directory:
+        """The Flux Operator objects watching the artifacts: ResourceSetInputProvider, ResourceSet, Receiver (YAML files)."""
+        settings = artifacts.FluxObjectSettings(
+            url=registry, name=name or f"faas-{self.name}", namespace=namespace, target_namespace=target_namespace,
+            registry_secret=registry_secret, receiver_secret=receiver_secret, insecure=plain_http,
+        )
+        out = _scratch()
+        await _run(lambda: artifacts.write_flux_objects(settings, out))
+        return dag.current_module().workdir(str(out))
 
 
 @object_type

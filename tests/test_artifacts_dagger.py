@@ -1,0 +1,31 @@
+"""The Dagger front end of the Flux OCI artifact verbs, introspected offline (see daggermod)."""
+
+from __future__ import annotations
+
+import pytest
+
+import daggermod
+
+REGISTRY = ("registry", "username", "password", "plain_http")
+
+
+@pytest.mark.parametrize(
+    ("obj", "fn", "params", "returns", "cache"),
+    [
+        ("Component", "publish_artifact", {*REGISTRY, "manifests", "revision", "source_url"}, "str", "never"),
+        ("Component", "retire_artifact", set(REGISTRY), "str", "never"),
+        ("Env", "publish_artifacts", {*REGISTRY, "revision", "source_url"}, "str", "never"),
+        ("Env", "artifact_objects", {"registry", "name", "namespace", "target_namespace", "registry_secret",
+                                     "receiver_secret", "plain_http"}, "Directory", None),
+    ],
+)
+def test_artifact_functions(obj, fn, params, returns, cache):
+    found = daggermod.objects().get(obj) or daggermod.objects()["Environment"]
+    function = found[fn]
+    assert set(function.params) == params
+    assert function.return_type.split(".")[-1] == returns
+    assert not function.params["registry"].optional
+    if "password" in params:
+        assert function.params["password"].type == "dagger.Secret | None"
+    assert function.doc and all(p.doc for p in function.params.values())
+    assert daggermod.cache_policy(obj if obj in daggermod.objects() else "Environment", fn) == cache
