@@ -16,24 +16,13 @@ import requests
 import yaml
 
 from faas_deployment import artifacts
-from faas_deployment.cli import main
-from repo_tree import REPO_ROOT, config_file, copy_repo, get_scalar, set_scalar
+from repo_tree import REPO_ROOT, config_file, get_scalar, set_scalar
+from test_publish import run, source  # noqa: F401 (source is a fixture)
 
 REVISION_A = "main@sha1:" + "a" * 40
 REVISION_B = "main@sha1:" + "b" * 40
 SOURCE_URL = "https://git.example.org/eo4eu-faas/faas-deployment.git"
 NODE_MODULES = REPO_ROOT / ".ci" / "node" / "node_modules"
-
-
-@pytest.fixture
-def source(tmp_path: Path) -> Path:
-    return copy_repo(tmp_path / "src")
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def flags(registry) -> list[str]:
@@ -300,3 +289,15 @@ def test_flux_objects_against_the_flux_crd_schemas(source, capsys, tmp_path):
     broken["spec"]["wait"] = "yes"
     del receiver["spec"]["type"]
     assert all(r != "ok" for r in flux_cd_validate([broken, receiver]))
+
+
+def test_revision_from_git(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "init", "-q", "-b", "feature-x"], check=True)
+    subprocess.run([*git, "remote", "add", "origin", "https://user:secret@git.example.org/faas.git"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "one"], check=True)
+    sha = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    assert artifacts.git_revision(repo) == (f"feature-x@sha1:{sha}", "https://git.example.org/faas.git")
+    assert artifacts.git_revision(tmp_path / "nowhere") == ("", "")

@@ -40,7 +40,7 @@ from .errors import Problem, UserError, ValidationError
 from .oci import MANIFEST_MEDIA_TYPE, ChartRegistry, check_root, oci_tag
 from .packaging import reproducible_tar_gz
 from .registry import _semver, decide
-from .images import strip_userinfo
+from .images import git_facts, strip_userinfo
 from .secrets import SecretValue
 
 FLUX_CONFIG_MEDIA_TYPE = "application/vnd.cncf.flux.config.v1+json"
@@ -210,18 +210,13 @@ def git_revision(source: Path) -> tuple[str, str]:
     ``$CI_COMMIT_REF_NAME@sha1:$CI_COMMIT_SHA``) for the branch name.
     """
 
-    def git(*args: str) -> str:
-        try:
-            done = subprocess.run(["git", "-C", str(source), *args], capture_output=True, text=True, check=False)
-        except OSError:
-            return ""
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    sha = git("rev-parse", "--verify", "HEAD")
-    if not sha:
+    facts = git_facts(source)
+    if facts is None:
         return "", ""
-    branch = git("rev-parse", "--abbrev-ref", "HEAD") or "HEAD"
-    return f"{branch}@sha1:{sha}", strip_userinfo(git("config", "--get", "remote.origin.url"))
+    done = subprocess.run(["git", "-C", str(source), "rev-parse", "--abbrev-ref", "HEAD"],
+                          capture_output=True, text=True, check=False)
+    branch = done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "HEAD"
+    return f"{branch}@sha1:{facts.revision}", facts.source_url
 
 
 # --------------------------------------------------------------------------- the repository
