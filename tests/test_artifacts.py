@@ -107,6 +107,7 @@ def test_rerun_uploads_nothing_and_a_change_moves_only_its_tag(registry, source,
     assert publish(capsys, source, registry)[0] == 0
     before = {t: manifest_digest(registry, t) for t in tags(registry)}
     count = writes(registry)
+    assert count >= 8  # two components, each: two blobs uploaded and two manifest PUTs
 
     # Another commit, same content: nothing is written, although revision and created differ.
     code, out, err = publish(capsys, source, registry, revision=REVISION_B)
@@ -134,7 +135,16 @@ def test_rerun_uploads_nothing_and_a_change_moves_only_its_tag(registry, source,
     assert {t: d for t, d in after.items() if "controller" in t} == {t: d for t, d in before.items() if "controller" in t}
     assert raw_manifest(registry, "app-operator")["annotations"]["org.opencontainers.image.revision"] == REVISION_B
 
-    # Back to a lower version: refused, as for charts.
+    # Rollback to the published version and content: only the moving tag goes back, to the old manifest.
+    health = get_scalar(config_file(REPO_ROOT, "dev", "operator"), "health_path")
+    set_scalar(operator, "health_path", health)
+    set_scalar(operator, "chart_version", old)
+    code, out, err = publish(capsys, source, registry, "--component", "operator", revision=REVISION_B)
+    assert code == 0, err
+    assert f"unchanged {registry.host}/faas/manifests:app-operator-{old}; moved" in out
+    assert manifest_digest(registry, "app-operator") == before["app-operator"]
+
+    # A new version lower than the highest published: refused, as for charts.
     set_scalar(operator, "chart_version", "0.0.1")
     code, out, err = publish(capsys, source, registry, "--component", "operator")
     assert code == 1 and "lower than the highest published" in err
