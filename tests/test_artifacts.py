@@ -223,7 +223,7 @@ PROVIDER_REF = {"apiVersion", "kind", "name", "selector"}
 
 def objects(source: Path, capsys, out: Path, *extra: str) -> dict[str, dict]:
     code, stdout, err = run(capsys, "--source", str(source), "artifact-objects", "--env", "dev",
-                            "--registry", "oci://registry.example.org/faas/manifests", "--out", str(out), *extra)
+                            "--repository", "oci://registry.example.org/faas/manifests", "--out", str(out), *extra)
     assert code == 0, err
     return {Path(line).name: yaml.safe_load(Path(line).read_text()) for line in stdout.split()}
 

@@ -15,7 +15,7 @@ REGISTRY = ("registry", "username", "password", "plain_http")
         ("Component", "publish_artifact", {*REGISTRY, "manifests", "revision", "source_url"}, "str", "never"),
         ("Component", "retire_artifact", set(REGISTRY), "str", "never"),
         ("Env", "publish_artifacts", {*REGISTRY, "revision", "source_url"}, "str", "never"),
-        ("Env", "artifact_objects", {"registry", "name", "namespace", "target_namespace", "registry_secret",
+        ("Env", "artifact_objects", {"repository", "name", "namespace", "target_namespace", "registry_secret",
                                      "receiver_secret", "plain_http"}, "Directory", None),
     ],
 )
@@ -24,7 +24,7 @@ def test_artifact_functions(obj, fn, params, returns, cache):
     function = found[fn]
     assert set(function.params) == params
     assert function.return_type.split(".")[-1] == returns
-    assert not function.params["registry"].optional
+    assert not function.params["repository" if "repository" in params else "registry"].optional
     if "password" in params:
         assert function.params["password"].type == "dagger.Secret | None"
     assert function.doc and all(p.doc for p in function.params.values())

@@ -268,6 +268,7 @@ def readme_lines() -> list[str]:
 def _registry_line(line: str, registry) -> str:
     """Point the example registry at the loopback one (plain HTTP, the fixture's user)."""
     line = line.replace("oci://registry.example.org/eo4eu-faas/charts", f"oci://{registry.host}/eo4eu-faas/charts")
+    line = line.replace("oci://registry.example.org/eo4eu-faas/manifests", f"oci://{registry.host}/eo4eu-faas/manifests")
     return line + " --plain-http" if "--registry" in line else line
 
 
@@ -305,6 +306,10 @@ def test_every_readme_line_runs(registry, checkout, tmp_path):
                 assert secret not in out
             if " publish " in f"{line} " or " release " in f"{line} ":
                 assert all(row.startswith("pushed ") for row in out.splitlines()), out
+            elif "publish-artifact" in line:
+                assert all(row.startswith(("pushed ", "unchanged ")) for row in out.splitlines()), out
+            elif "retire-artifact" in line:
+                assert out.startswith("absent "), out
             elif "upload-manifests" in line:
                 assert out.startswith("uploaded "), out
             elif line.startswith("dagger call check"):
@@ -316,6 +321,8 @@ def test_every_readme_line_runs(registry, checkout, tmp_path):
     assert (checkout / "build" / "chart" / "Chart.yaml").is_file()
     assert [p.name for p in (checkout / "build").glob("*.tgz")] == ["faas-operator-1.0.3.tgz"]
     assert (checkout / "build" / "dev.zip").is_file()
+    assert sorted(p.name for p in (checkout / "build" / "flux").iterdir()) == [
+        "receiver.yaml", "resourceset.yaml", "resourcesetinputprovider.yaml"]
     assert sorted(p.name for p in (checkout / "dist" / "charts").iterdir()) == [
         "faas-controller-0.4.1.tgz", "faas-operator-1.0.3.tgz", "index.yaml"]
     assert 'image_tag: "0f3c2d1"' in (checkout / "env" / "dev" / "controller" / "cookiecutter-config.yaml").read_text()

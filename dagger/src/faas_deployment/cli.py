@@ -193,7 +193,7 @@ def _retire_artifact(args: argparse.Namespace) -> str:
 def _artifact_objects(args: argparse.Namespace) -> str:
     _workspace(args).components(args.env)
     settings = artifacts.FluxObjectSettings(
-        url=args.registry, name=args.name or f"faas-{args.env}", namespace=args.namespace,
+        url=args.repository, name=args.name or f"faas-{args.env}", namespace=args.namespace,
         target_namespace=args.target_namespace, registry_secret=args.registry_secret,
         receiver_secret=args.receiver_secret, insecure=args.plain_http,
     )
@@ -317,7 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     _artifact_flags(retire_artifact)
     objects = verb("artifact-objects", _artifact_objects,
                    "write the Flux Operator objects (ResourceSetInputProvider, ResourceSet, Receiver) into --out")
-    objects.add_argument("--registry", required=True, metavar="oci://HOST/PATH", help="the artifact repository")
+    objects.add_argument("--repository", required=True, metavar="oci://HOST/PATH",
+                         help="the artifact repository the objects watch (publish-artifact's --registry)")
     objects.add_argument("--out", required=True, metavar="DIR")
     objects.add_argument("--name", default="", help="the objects' name (default: faas-<env>)")
     objects.add_argument("--namespace", default="flux-system", help="namespace of the Flux objects (default: %(default)s)")

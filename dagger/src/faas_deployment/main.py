@@ -454,7 +454,7 @@ class Environment:
     @function
     async def artifact_objects(
         self,
-        registry: Annotated[str, Doc("the artifact repository, oci://HOST[:PORT]/PATH")],
+        repository: Annotated[str, Doc("the artifact repository the objects watch, oci://HOST[:PORT]/PATH")],
         name: Annotated[str, Doc("the objects' name (default: faas-<env>)")] = "",
         namespace: Annotated[str, Doc("namespace of the Flux objects")] = "flux-system",
         target_namespace: Annotated[str, Doc("namespace the manifests are applied in")] = "default",
@@ -464,7 +464,7 @@ class Environment:
     ) -> dagger.Directory:
         """The Flux Operator objects watching the artifacts: ResourceSetInputProvider, ResourceSet, Receiver (YAML files)."""
         settings = artifacts.FluxObjectSettings(
-            url=registry, name=name or f"faas-{self.name}", namespace=namespace, target_namespace=target_namespace,
+            url=repository, name=name or f"faas-{self.name}", namespace=namespace, target_namespace=target_namespace,
             registry_secret=registry_secret, receiver_secret=receiver_secret, insecure=plain_http,
         )
         out = _scratch()
