@@ -311,3 +311,12 @@ def test_revision_from_git(tmp_path):
     sha = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     assert artifacts.git_revision(repo) == (f"feature-x@sha1:{sha}", "https://git.example.org/faas.git")
     assert artifacts.git_revision(tmp_path / "nowhere") == ("", "")
+
+
+def test_wrong_credentials_fail_cleanly_without_the_password(registry, source, capsys, monkeypatch):
+    wrong = "wrong-" + registry.password[::-1]
+    monkeypatch.setenv("TEST_REGISTRY_PASSWORD", wrong)
+    code, out, err = publish(capsys, source, registry)
+    assert code == 1 and "credentials" in err and "Traceback" not in err
+    assert wrong not in out + err and registry.password not in out + err
+    assert writes(registry) == 0
