@@ -171,19 +171,23 @@ class Workspace:
             raise ValidationError(problems)
         return "\n".join(lines)
 
-    def artifact_files(self, env: str, component: str, manifests_dir: Path | None = None) -> dict[str, bytes]:
-        """The files of ``component``'s Flux artifact: ``manifests_dir``'s manifests, else the chart
-        rendered with its values as ``helm template`` would (release ``chart_name``, namespace ``default``;
-        the Kustomization sets the target namespace)."""
+    def artifact_files(self, env: str, component: str, manifests_dir: Path | None = None) -> tuple[dict[str, bytes], str]:
+        """The files of ``component``'s Flux artifact and its ``chart_version``.
+
+        The files are ``manifests_dir``'s manifests, else the chart rendered with its
+        values as ``helm template`` would (release ``chart_name``, namespace ``default``;
+        the Kustomization sets the target namespace).
+        """
         artifacts.check_component_name(component)
         if manifests_dir is not None:
-            self.config_file(env, component)
-            return artifacts.directory_files(manifests_dir)
+            version = str(self.context(env, component)["chart_version"])
+            return artifacts.directory_files(manifests_dir), version
         with tempfile.TemporaryDirectory(prefix="faas-artifact-") as scratch:
             chart_dir = self.render(env, component, Path(scratch))
-            name = str(self.context(env, component)["chart_name"])
+            meta = yaml.safe_load((chart_dir / "Chart.yaml").read_text())
             with step(f"template {self._label(env, component)}"):
-                return artifacts.rendered_files(chart.render_manifests(chart_dir, name, "default"))
+                rendered = chart.render_manifests(chart_dir, str(meta["name"]), "default")
+            return artifacts.rendered_files(rendered), str(meta["version"])
 
     def publish_artifacts(
         self,
@@ -214,11 +218,11 @@ class Workspace:
         revision, source_url = revision or git_rev, source_url or git_url
         created = artifacts.now_rfc3339()
         problems: list[Problem] = []
-        built: dict[str, artifacts.FluxArtifact] = {}
+        built: dict[str, tuple[artifacts.FluxArtifact, str]] = {}
         for name in names:
             try:
-                files = self.artifact_files(env, name, manifests_dir)
-                built[name] = artifacts.flux_artifact(files, source=source_url, revision=revision, created=created)
+                files, version = self.artifact_files(env, name, manifests_dir)
+                built[name] = artifacts.flux_artifact(files, source=source_url, revision=revision, created=created), version
             except ValidationError as exc:
                 problems.extend(exc.problems)
             except UserError as exc:
@@ -227,9 +231,9 @@ class Workspace:
             raise ValidationError(problems)
 
         def publish(name: str) -> artifacts.ArtifactResult:
-            version = str(self.context(env, name)["chart_version"])
+            artifact, version = built[name]
             with step(f"publish-artifact {self._label(env, name)}"):
-                return artifacts.publish(repository(), built[name], component=name, version=version,
+                return artifacts.publish(repository(), artifact, component=name, version=version,
                                          config=self.display(env, name))
 
         return _run_all(publish, names)
