@@ -5,9 +5,15 @@
 # runs on Node 20. Needs node/npm and Debian rsync. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/node"
-want="$(node -p 'require("./package.json").dependencies["gitlab-ci-local"]')"
-have="$(node -p 'try { require("./node_modules/gitlab-ci-local/package.json").version } catch (e) { "" }')"
-if [ "$have" != "$want" ]; then
+# Reinstall when any pinned package is missing or at another version.
+stale="$(node -e '
+const deps = require("./package.json").dependencies;
+const stale = Object.entries(deps).filter(([name, want]) => {
+  try { return require("./node_modules/" + name + "/package.json").version !== want; } catch (e) { return true; }
+});
+console.log(stale.map(([name]) => name).join(" "));
+')"
+if [ -n "$stale" ]; then
     npm ci --no-audit --no-fund --loglevel=error
 fi
 ./node_modules/.bin/gitlab-ci-local --version >/dev/null
