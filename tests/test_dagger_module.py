@@ -29,6 +29,19 @@ EXPECTED = {
             "password": ("dagger.Secret | None", True, None),
             "plain_http": ("bool", True, False),
         }),
+        "plan": ("str", {
+            "base": ("str", True, ""),
+            "default_branch": ("str", True, "main"),
+            "output": ("str", True, "table"),
+        }),
+        "pipeline": ("dagger.File", {
+            "base": ("str", True, ""),
+            "default_branch": ("str", True, "main"),
+            "ref": ("str", True, ""),
+            "merge_request": ("str", True, ""),
+            "pipeline_iid": ("str", True, ""),
+            "branch_envs": ("list[str]", True, ["dev"]),
+        }),
     },
     "Environment": {
         "component": ("Component", {"name": ("str", False, None)}),
@@ -49,6 +62,7 @@ EXPECTED = {
             "username": ("str", True, ""),
             "password": ("dagger.Secret | None", True, None),
             "plain_http": ("bool", True, False),
+            "prerelease": ("str", True, ""),
         }),
     },
 }

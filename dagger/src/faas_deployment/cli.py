@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import admin_api, artifacts, bump, images, manifests, promotion
+from . import admin_api, artifacts, bump, child_pipeline, gitrefs, images, manifests, plan, promotion
 from .errors import UserError
 from .pipeline import Workspace, make_target
 from .secrets import resolve_secret
@@ -64,7 +64,7 @@ def _package(args: argparse.Namespace) -> str:
 def _publish(args: argparse.Namespace) -> str:
     ws = _workspace(args)
     ws.config_file(args.env, args.component)  # unknown env/component: say so before connecting
-    [result] = ws.release(args.env, _target(args, ws), [args.component])
+    [result] = ws.release(args.env, _target(args, ws), [args.component], prerelease=args.prerelease)
     return result.line
 
 
@@ -208,6 +208,19 @@ def _artifact_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plain-http", action="store_true", help="HTTP instead of HTTPS (local test registries only)")
 
 
+def _plan(args: argparse.Namespace) -> str:
+    ws = _workspace(args)
+    result = gitrefs.plan_repository(ws.source, args.base, args.head, ws.template, os.environ)
+    if args.pipeline:
+        context = child_pipeline.Context(
+            ref=args.ref, default_branch=args.default_branch, merge_request=args.merge_request,
+            pipeline_iid=args.pipeline_iid, branch_envs=tuple(args.branch_env or child_pipeline.BRANCH_ENVIRONMENTS),
+        )
+        if not result.refused:
+            child_pipeline.write(result, context, ws.source, Path(args.pipeline))
+    return plan.outcome(result, args.output)
+
+
 def _image_flags(parser: argparse.ArgumentParser, *, tag_required: bool) -> None:
     parser.add_argument("--context", required=True, metavar="DIR", help="the component's source directory (build context)")
     parser.add_argument("--dockerfile", default="Dockerfile", help="Dockerfile path inside the context (default: %(default)s)")
@@ -251,7 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
     verb("package", _package, "package the chart reproducibly into --out", component=True).add_argument(
         "--out", required=True
     )
-    _registry_flags(verb("publish", _publish, "publish one component's chart", component=True))
+    publish = verb("publish", _publish, "publish one component's chart", component=True)
+    _registry_flags(publish)
+    publish.add_argument("--prerelease", default="", metavar="ID",
+                         help="publish chart_version as the pre-release <chart_version>-ID, e.g. mr.42.3 (docs/plan.md)")
     _registry_flags(verb("release", _release, "publish every component's chart of an environment concurrently"))
     verb("manifests", _manifests, "validate env/<env>/operator/dynamic/ and write its reproducible zip to --out").add_argument(
         "--out", required=True, metavar="FILE"
@@ -326,6 +342,25 @@ def build_parser() -> argparse.ArgumentParser:
     objects.add_argument("--registry-secret", default="", help="docker-config Secret for the registry (default: anonymous)")
     objects.add_argument("--receiver-secret", default="faas-receiver-token", help="Secret with the Receiver token (default: %(default)s)")
     objects.add_argument("--plain-http", action="store_true", help="insecure: true (a plain HTTP registry; tests only)")
+
+    plan_verb = verb("plan", _plan, "what a change does to every environment x component (install, upgrade, "
+                     "refused, retire, upload, unchanged); never writes to a registry", env=False)
+    plan_verb.add_argument("--base", help="git ref or SHA to compare with (default: CI_MERGE_REQUEST_DIFF_BASE_SHA, "
+                           "else CI_COMMIT_BEFORE_SHA, all zeros: the default branch; else HEAD~1)")
+    plan_verb.add_argument("--head", help="git ref or SHA of the change (default: the working tree)")
+    plan_verb.add_argument("--output", choices=("table", "json"), default="table", help="(default: %(default)s)")
+    plan_verb.add_argument("--pipeline", metavar="FILE", help="also write the GitLab child pipeline to FILE")
+    environ = os.environ
+    plan_verb.add_argument("--ref", default=environ.get("CI_COMMIT_REF_NAME", ""),
+                           help="branch of the pipeline (default: $CI_COMMIT_REF_NAME)")
+    plan_verb.add_argument("--default-branch", default=environ.get("CI_DEFAULT_BRANCH", "main"),
+                           help="default branch (default: $CI_DEFAULT_BRANCH or main)")
+    plan_verb.add_argument("--merge-request", default=environ.get("CI_MERGE_REQUEST_IID", ""), metavar="IID",
+                           help="merge request IID (default: $CI_MERGE_REQUEST_IID)")
+    plan_verb.add_argument("--pipeline-iid", default=environ.get("CI_PIPELINE_IID", ""), metavar="IID",
+                           help="pipeline IID, numbers merge request pre-releases (default: $CI_PIPELINE_IID)")
+    plan_verb.add_argument("--branch-env", action="append", metavar="ENV",
+                           help="environment merge request pipelines deploy to (repeatable; default: dev)")
     return parser
 
 

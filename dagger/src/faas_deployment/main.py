@@ -35,7 +35,7 @@ import anyio
 import dagger
 from dagger import DefaultPath, Doc, Ignore, dag, function, object_type
 
-from . import admin_api, artifacts, bump, images, images_dagger, manifests, promotion
+from . import admin_api, artifacts, bump, child_pipeline, gitrefs, images, images_dagger, manifests, plan, promotion
 from ._dagger_errors import user_errors
 from .errors import UserError
 from .merge_request import GitLabProject
@@ -52,6 +52,17 @@ SOURCE_IGNORE = ["*", "!env", "env/**/__pycache__", "env/**/.DS_Store"]
 #: What ``promote`` and ``bump-merge-request`` upload: ``env/`` and the git
 #: repository ``.git`` they commit in (and push from).
 REPOSITORY_IGNORE = [*SOURCE_IGNORE, "!.git"]
+#: What ``plan`` and ``pipeline`` upload: ``env/``, ``.git`` (the base tree is read
+#: from it), ``.gitlab-ci.yml`` (the child pipeline copies its ``.dagger`` template)
+#: and the chart template (a change to it plans every chart).
+PLAN_IGNORE = [*REPOSITORY_IGNORE, "!.gitlab-ci.yml", f"!{plan.TEMPLATE_IN_REPOSITORY.as_posix()}"]
+#: Parameters shared by ``plan`` and ``pipeline``.
+PlanRepository = Annotated[
+    dagger.Directory, DefaultPath("/"), Ignore(PLAN_IGNORE),
+    Doc("the git checkout (env/, .git, .gitlab-ci.yml, the chart template; default: this repository)"),
+]
+PlanBase = Annotated[str, Doc("base commit SHA or branch; all zeros or empty: the default branch")]
+DefaultBranch = Annotated[str, Doc("the default branch (CI_DEFAULT_BRANCH)")]
 
 
 async def _run(fn: Callable[[], T]) -> T:
@@ -187,6 +198,7 @@ class Component:
         username: Annotated[str, Doc("registry user name")] = "",
         password: Annotated[dagger.Secret | None, Doc("registry password or token")] = None,
         plain_http: Annotated[bool, Doc("HTTP instead of HTTPS (local test registries only)")] = False,
+        prerelease: Annotated[str, Doc("publish chart_version as the pre-release <chart_version>-ID, e.g. mr.42.3")] = "",
     ) -> str:
         """Publish this chart: one line, ``pushed <ref>@<digest>`` or ``unchanged <ref>@<digest>``.
 
@@ -196,7 +208,7 @@ class Component:
         """
         ws = await _workspace(self.source, self.template)
         target = await _chart_target(ws, registry, username, password, plain_http)
-        [result] = await _run(lambda: ws.release(self.env, target, [self.name]))
+        [result] = await _run(lambda: ws.release(self.env, target, [self.name], prerelease=prerelease))
         return result.line
 
     @function
@@ -562,3 +574,65 @@ class FaasDeployment:
         lines = await _run(lambda: promotion.promote(ws.source, from_, to, None if all_ else [component], state=status,
                                                      template=ws.template, proposal=proposal, write=False))
         return "\n".join(lines)
+
+    async def _plan(self, repository: dagger.Directory, base: str, default_branch: str) -> tuple[Workspace, plan.Plan]:
+        """The plan of ``repository`` against ``base``, whose tree the engine reads from ``repository``'s ``.git``."""
+        ws = await _workspace(repository, self.template)
+        ref = gitrefs.dagger_base_ref(base, default_branch)
+        git = repository.as_git()
+        tree = (git.commit(ref) if gitrefs.is_sha(ref) else git.branch(ref)).tree()
+        base_root = _scratch().resolve() / "base"
+        try:
+            await tree.export(str(base_root))
+        except dagger.QueryError as exc:
+            with user_errors():
+                raise UserError(f"plan: cannot read the base {ref!r} from the repository's .git "
+                                f"(a shallow clone? set GIT_DEPTH: 0): {exc}") from None
+        result = await _run(lambda: plan.make_plan(plan.side(base_root, ws.template), plan.side(ws.source, ws.template),
+                                                   base_name=ref, head_name="source"))
+        return ws, result
+
+    @function
+    async def plan(
+        self,
+        repository: PlanRepository,
+        base: PlanBase = "",
+        default_branch: DefaultBranch = "main",
+        output: Annotated[str, Doc("table or json")] = "table",
+    ) -> str:
+        """What the change does to every environment x component: install, upgrade, refused, retire, upload, unchanged.
+
+        The base tree is read by the engine from ``repository``'s ``.git`` (the default
+        ``--repository`` includes it). Fails, with the plan in the message, when a
+        target is refused. Never writes to a registry.
+        """
+        _, result = await self._plan(repository, base, default_branch)
+        return await _run(lambda: plan.outcome(result, output))
+
+    @function
+    async def pipeline(
+        self,
+        repository: PlanRepository,
+        base: PlanBase = "",
+        default_branch: DefaultBranch = "main",
+        ref: Annotated[str, Doc("the pipeline's branch (CI_COMMIT_REF_NAME)")] = "",
+        merge_request: Annotated[str, Doc("merge request IID (CI_MERGE_REQUEST_IID), empty outside one")] = "",
+        pipeline_iid: Annotated[str, Doc("pipeline IID (CI_PIPELINE_IID): numbers merge request pre-releases")] = "",
+        branch_envs: Annotated[list[str], Doc("environments merge request pipelines deploy to")] = (
+            child_pipeline.BRANCH_ENVIRONMENTS
+        ),
+    ) -> dagger.File:
+        """The GitLab child pipeline of the plan (``child-pipeline.yml``): one ``dagger call`` job per action.
+
+        Environments not in ``branch_envs`` (prod) deploy only from the default branch;
+        merge request pipelines publish pre-release versions. Fails when a target is refused.
+        """
+        ws, result = await self._plan(repository, base, default_branch)
+        context = child_pipeline.Context(ref, default_branch, merge_request, pipeline_iid, tuple(branch_envs))
+        out = _scratch() / "child-pipeline.yml"
+
+        def write() -> Path:
+            plan.outcome(result, "table")
+            return child_pipeline.write(result, context, ws.source, out)
+
+        return _file(await _run(write))

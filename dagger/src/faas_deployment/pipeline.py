@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import semver
 import yaml
 
-from . import artifacts, chart, config, manifests
+from . import artifacts, chart, config, hooks, manifests
 from .errors import Problem, UserError, ValidationError
 from .packaging import ChartPackage, package_chart
+from .plan import scheme_problem
 from .progress import step
 from .registry import LocalRepoTarget, OciTarget, PublishResult, Target
 
@@ -66,35 +68,44 @@ class Workspace:
             raise UserError(f"{self.source / 'env'}: no environment {env!r} with components (known: {known})")
         return found
 
-    def context(self, env: str, component: str) -> dict[str, Any]:
-        """The validated, resolved cookiecutter context (raises ValidationError)."""
+    def context(self, env: str, component: str, prerelease: str = "") -> dict[str, Any]:
+        """The validated, resolved cookiecutter context (raises ValidationError).
+
+        ``prerelease`` (e.g. ``mr.42.3``) publishes ``chart_version`` as the pre-release
+        ``<chart_version>-<prerelease>`` (docs/plan.md, "Versions").
+        """
         with step(f"validate {self._label(env, component)}"):
-            return config.load_context(self.source, env, component, self.template)
+            context = config.load_context(self.source, env, component, self.template)
+        if prerelease:
+            context["chart_version"] = prerelease_version(self.display(env, component), context["chart_version"],
+                                                          prerelease)
+        return context
 
     def config_yaml(self, env: str, component: str) -> str:
         """The resolved context as a YAML document (``default_context: {...}``)."""
         return yaml.safe_dump({"default_context": self.context(env, component)}, sort_keys=False)
 
-    def render(self, env: str, component: str, out_dir: Path) -> Path:
+    def render(self, env: str, component: str, out_dir: Path, prerelease: str = "") -> Path:
         """Validate, render with cookiecutter and lint with Helm; returns the chart directory."""
-        context = self.context(env, component)
+        context = self.context(env, component, prerelease)
         with step(f"render {self._label(env, component)}"):
             chart_dir = chart.render_chart(context, self.template_dir, out_dir)
         with step(f"lint {self._label(env, component)}"):
             chart.require_lint_clean(chart_dir)
         return chart_dir
 
-    def package(self, env: str, component: str, out_dir: Path) -> ChartPackage:
+    def package(self, env: str, component: str, out_dir: Path, prerelease: str = "") -> ChartPackage:
         """Validate, render, lint and package reproducibly into ``out_dir``."""
         with tempfile.TemporaryDirectory(prefix="faas-render-") as scratch:
-            chart_dir = self.render(env, component, Path(scratch))
+            chart_dir = self.render(env, component, Path(scratch), prerelease)
             with step(f"package {self._label(env, component)}"):
                 return package_chart(chart_dir, out_dir)
 
-    def _package_or_note(self, env: str, component: str, out_dir: Path, problems: list[Problem]) -> ChartPackage | None:
+    def _package_or_note(self, env: str, component: str, out_dir: Path, problems: list[Problem],
+                         prerelease: str = "") -> ChartPackage | None:
         """:meth:`package`, or ``None`` with the reasons appended to ``problems``."""
         try:
-            return self.package(env, component, out_dir)
+            return self.package(env, component, out_dir, prerelease)
         except ValidationError as exc:
             problems.extend(exc.problems)
         except UserError as exc:
@@ -104,8 +115,13 @@ class Workspace:
     def local_target(self) -> LocalRepoTarget:
         return LocalRepoTarget(self.source / LOCAL_REPOSITORY)
 
-    def release(self, env: str, target: Target, components: list[str] | None = None) -> list[PublishResult]:
+    def release(self, env: str, target: Target, components: list[str] | None = None,
+                prerelease: str = "") -> list[PublishResult]:
         """Package every component of ``env`` (or those given), then publish them concurrently.
+
+        Around each publish run the component's ``pre-deploy`` and ``post-deploy``
+        hooks (:mod:`faas_deployment.hooks`); a failing ``pre-deploy`` stops that
+        component before anything of it is pushed. ``prerelease``: see :meth:`context`.
 
         Returns:
             One result per component, in component order.
@@ -119,13 +135,19 @@ class Workspace:
         names = components or self.components(env)
         with tempfile.TemporaryDirectory(prefix="faas-release-") as scratch:
             problems: list[Problem] = []
-            packages = {name: self._package_or_note(env, name, Path(scratch) / name, problems) for name in names}
+            packages = {name: self._package_or_note(env, name, Path(scratch) / name, problems, prerelease)
+                        for name in names}
             if problems:
                 raise ValidationError(problems)
 
             def publish(name: str) -> PublishResult:
+                package = packages[name]
+                facts = {"action": "publish", "version": package.version, "digest": package.digest}
+                hooks.run_hook(self.source, env, name, "pre-deploy", **facts)
                 with step(f"publish {self._label(env, name)}"):
-                    return target.publish(packages[name], config=self.display(env, name))
+                    result = target.publish(package, config=self.display(env, name))
+                hooks.run_hook(self.source, env, name, "post-deploy", **facts)
+                return result
 
             return _run_all(publish, names)
 
@@ -155,6 +177,11 @@ class Workspace:
                 for component in self.components(name):
                     package = self._package_or_note(name, component, Path(scratch) / name / component, problems)
                     if package is None:
+                        continue
+                    problem = scheme_problem(package.version, self.display(name, component))
+                    if problem:
+                        problems.append(Problem(self.display(name, component), "default_context.chart_version",
+                                                problem.split(": ", 1)[1]))
                         continue
                     lines.append(f"ok {name}/{component}: {package.name} {package.version} ({package.digest})")
                     if target is not None:
@@ -237,6 +264,26 @@ class Workspace:
                                          config=self.display(env, name))
 
         return _run_all(publish, names)
+
+
+def prerelease_version(shown: str, version: str, prerelease: str) -> str:
+    """``<version>-<prerelease>``, checked by semver rules (semver.org, item 9).
+
+    Raises:
+        UserError: ``version`` already has a pre-release part (the scheme forbids it in a
+            config, see :func:`faas_deployment.plan.scheme_problem`) or ``prerelease`` is
+            not dot-separated ``[0-9A-Za-z-]`` identifiers.
+    """
+    problem = scheme_problem(version, shown)
+    if problem:
+        raise UserError(problem)
+    combined = f"{version.split('+')[0]}-{prerelease}"
+    try:
+        semver.Version.parse(combined)
+    except ValueError:
+        raise UserError(f"--prerelease {prerelease!r}: expected dot-separated identifiers of [0-9A-Za-z-], "
+                        "e.g. mr.42.3") from None
+    return combined
 
 
 def _run_all(fn: Callable[[str], T], names: list[str]) -> list[T]:

@@ -1,0 +1,160 @@
+"""The GitLab child pipeline generated from a plan: one job per planned action.
+
+The parent ``.gitlab-ci.yml`` names no environment or component: its ``plan`` job
+writes this file and a ``trigger: include: artifact`` job runs it (GitLab docs,
+"Dynamic child pipelines"). Each job is one ``dagger call`` line (:func:`command`, the
+one place mapping an action to a command), with ``environment:`` and
+``resource_group`` per target (:func:`job_environment`), extending a copy of the
+parent's ``.dagger`` job template (so both run the same pinned engine).
+
+Who deploys where (docs/plan.md, "Versions"):
+
+- default branch: every environment, release versions as configured;
+- merge request pipelines: only the branch environments (``dev`` by default), each
+  chart published as the pre-release ``<chart_version>-mr.<iid>.<pipeline iid>`` so
+  no release number is consumed;
+- other branch pipelines: no deploy job (plan and check only).
+
+An empty plan gives a valid pipeline with one no-op job (GitLab refuses a pipeline
+without jobs).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import UserError
+from .plan import Item, Plan
+
+STAGES = ["deploy", "upload"]
+#: Environments that merge request pipelines may deploy to (pre-release versions).
+BRANCH_ENVIRONMENTS = ("dev",)
+NOOP_JOB = "nothing-to-deploy"
+
+
+@dataclass(frozen=True)
+class Context:
+    """The pipeline the child runs in.
+
+    Attributes:
+        ref: the branch (``CI_COMMIT_REF_NAME``).
+        default_branch: ``CI_DEFAULT_BRANCH``.
+        merge_request: the merge request IID (``CI_MERGE_REQUEST_IID``), ``""`` outside one.
+        pipeline_iid: the parent pipeline's IID (``CI_PIPELINE_IID``), for pre-release numbers.
+        branch_envs: environments merge request pipelines deploy to.
+    """
+
+    ref: str
+    default_branch: str
+    merge_request: str = ""
+    pipeline_iid: str = ""
+    branch_envs: tuple[str, ...] = BRANCH_ENVIRONMENTS
+
+    @property
+    def on_default_branch(self) -> bool:
+        return bool(self.ref) and self.ref == self.default_branch and not self.merge_request
+
+    def prerelease(self) -> str:
+        """``mr.<iid>.<pipeline iid>`` in a merge request pipeline, else ``""``.
+
+        Raises:
+            UserError: a merge request pipeline without a numeric IID or pipeline IID.
+        """
+        if not self.merge_request:
+            return ""
+        if not (self.merge_request.isdigit() and self.pipeline_iid.isdigit()):
+            raise UserError(f"--merge-request {self.merge_request!r} --pipeline-iid {self.pipeline_iid!r}: "
+                            "expected two numbers (CI_MERGE_REQUEST_IID, CI_PIPELINE_IID)")
+        return f"mr.{self.merge_request}.{self.pipeline_iid}"
+
+    def deploys(self, env: str) -> bool:
+        """Whether this pipeline deploys to ``env`` (module doc)."""
+        if self.on_default_branch:
+            return True
+        return bool(self.merge_request) and env in self.branch_envs
+
+
+def variable_suffix(env: str) -> str:
+    """``dev`` -> ``DEV``, ``eu-west`` -> ``EU_WEST``: the CI/CD variable suffix of an environment."""
+    return re.sub(r"[^A-Za-z0-9]", "_", env).upper()
+
+
+def command(item: Item, context: Context) -> str | None:
+    """The ``dagger call`` line for ``item``, or ``None`` when no job acts on it (refused, unchanged, retire).
+
+    The one mapping from a planned action to a command.
+    """
+    env, component, suffix = item.env, item.component, variable_suffix(item.env)
+    if item.action in ("install", "upgrade"):
+        line = (f'dagger call env --name {env} component --name {component} publish '
+                f'--registry "$CHART_REGISTRY/{env}" --username "$CHART_REGISTRY_USER_{suffix}" '
+                f'--password env:CHART_REGISTRY_PASSWORD_{suffix}')
+        prerelease = context.prerelease()
+        return f"{line} --prerelease {prerelease}" if prerelease else line
+    if item.action == "upload":
+        return (f'dagger call env --name {env} upload-manifests --admin-url "$OPERATOR_ADMIN_URL_{suffix}" '
+                f'--token env:OPERATOR_ADMIN_TOKEN_{suffix}')
+    return None
+
+
+def job_environment(item: Item) -> dict[str, Any]:
+    """The job's ``environment`` and ``resource_group`` keys for ``item``'s target."""
+    return {"environment": {"name": item.target, "action": "start"}, "resource_group": item.target}
+
+
+def job_name(item: Item) -> str:
+    return f"{item.action} {item.target}"
+
+
+def dagger_template(source: Path) -> dict[str, Any]:
+    """The parent's ``.dagger`` job template, read from ``<source>/.gitlab-ci.yml``.
+
+    Raises:
+        UserError: the file or its ``.dagger`` mapping is missing.
+    """
+    path = Path(source) / ".gitlab-ci.yml"
+    try:
+        template = (yaml.safe_load(path.read_text()) or {}).get(".dagger")
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(f"{path}: cannot read the .dagger job template: {exc}") from None
+    if not isinstance(template, dict):
+        raise UserError(f"{path}: no .dagger job template (the child pipeline's jobs extend it)")
+    return template
+
+
+def generate(plan: Plan, context: Context, template: dict[str, Any]) -> dict[str, Any]:
+    """The child pipeline as a mapping (see module doc)."""
+    jobs: dict[str, Any] = {}
+    for item in plan.items:
+        line = command(item, context)
+        if line is None or not context.deploys(item.env):
+            continue
+        jobs[job_name(item)] = {
+            "extends": ".dagger",
+            "stage": "upload" if item.action == "upload" else "deploy",
+            **job_environment(item),
+            "script": [line],
+        }
+    if not jobs:
+        jobs[NOOP_JOB] = {
+            "stage": "deploy",
+            "image": "busybox:1.36",
+            "variables": {"GIT_STRATEGY": "none"},
+            "script": ["true"],
+        }
+    return {"stages": STAGES, ".dagger": template, **jobs}
+
+
+def write(plan: Plan, context: Context, source: Path, out: Path) -> Path:
+    """Write the child pipeline YAML for ``plan`` to ``out``; returns ``out``."""
+    document = generate(plan, context, dagger_template(source))
+    text = "# Generated by faas-deploy plan: one job per planned action. Do not edit.\n"
+    text += yaml.safe_dump(document, sort_keys=False, width=1000)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    return out

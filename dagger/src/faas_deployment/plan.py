@@ -1,0 +1,326 @@
+"""The plan: what a change does to every environment x component, read from two source trees.
+
+``plan`` compares a *base* tree (the repository at the diff base) with a *head* tree
+(the change) file by file and says, for every ``env/<env>/<component>/`` found on
+either side, what the pipeline must do and why:
+
+- ``install``: a new ``cookiecutter-config.yaml`` (a new component, or a whole new
+  environment directory): first publish and deploy;
+- ``upgrade``: the chart's inputs changed (its config, ``env/<env>/environment.yaml``
+  or the chart template) and ``chart_version`` went up;
+- ``refused``: the packaged chart changed but ``chart_version`` did not (or went
+  down), or the version breaks the versioning scheme (:func:`scheme_problem`); the
+  reason names the file to fix;
+- ``retire``: the config was deleted: the component's Flux objects leave the
+  generated set; published charts stay in the registry;
+- ``upload``: the component's ``dynamic/`` folder changed (operator manifests);
+- ``unchanged``: nothing the component depends on changed, or only bytes that do
+  not reach the packaged chart (a comment).
+
+"Changed chart content" is decided as the publishing rules decide it: both sides are
+rendered and packaged reproducibly (:mod:`faas_deployment.packaging`) and the digests
+compared; only targets whose inputs changed with an equal version are rendered, so a
+plan over many untouched environments reads files and renders nothing.
+
+The trees are plain directories: git is not needed here (``gitrefs`` turns git refs
+into trees for the CLI; the Dagger module gets them from the engine). ``plan`` never
+contacts a registry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import semver
+import yaml
+
+from . import config
+from .errors import UserError
+
+Action = Literal["install", "upgrade", "refused", "retire", "upload", "unchanged"]
+ACTIONS: tuple[Action, ...] = ("install", "upgrade", "refused", "retire", "upload", "unchanged")
+
+#: Per-environment settings file: a change plans every chart of that environment.
+ENVIRONMENT_SETTINGS = "environment.yaml"
+#: A component's operator manifests folder (``env/<env>/<component>/dynamic/``).
+DYNAMIC = "dynamic"
+#: Hook scripts a component may carry (``env/<env>/<component>/hooks/<name>``), executable.
+HOOKS_DIR = "hooks"
+DEPLOY_HOOKS = ("pre-deploy", "post-deploy")
+RETIRE_HOOKS = ("pre-retire",)
+#: Where the embedded chart template lives in the repository (a change there plans every chart).
+TEMPLATE_IN_REPOSITORY = Path("dagger/src/faas_deployment/template")
+
+#: Pre-release identifiers that only the pipeline writes (``1.4.0-mr.42.3``): a config may not use them.
+PIPELINE_PRERELEASE = "mr"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One planned action for one target.
+
+    Attributes:
+        env, component: the target (``env/<env>/<component>/``).
+        action: one of :data:`ACTIONS`.
+        reason: why, naming the file(s) concerned.
+        version: ``chart_version`` at head (``""`` when retired or unreadable).
+        base_version: ``chart_version`` at base (``""`` when new or unreadable).
+        hooks: the hook scripts that run for this action (``pre-deploy``, ...).
+    """
+
+    env: str
+    component: str
+    action: Action
+    reason: str
+    version: str = ""
+    base_version: str = ""
+    hooks: tuple[str, ...] = ()
+
+    @property
+    def target(self) -> str:
+        return f"{self.env}/{self.component}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every target's items, sorted by environment, component, then action order."""
+
+    items: tuple[Item, ...] = field(default_factory=tuple)
+    base: str = ""
+    head: str = ""
+
+    @property
+    def refused(self) -> list[Item]:
+        return [i for i in self.items if i.action == "refused"]
+
+    @property
+    def actions(self) -> list[Item]:
+        """Items the pipeline acts on (install, upgrade, retire, upload)."""
+        return [i for i in self.items if i.action not in ("refused", "unchanged")]
+
+    def to_json(self) -> str:
+        """``{"base", "head", "items": [{env, component, action, reason, version, base_version, hooks}]}``."""
+        return json.dumps(
+            {"base": self.base, "head": self.head, "items": [asdict(i) | {"hooks": list(i.hooks)} for i in self.items]},
+            indent=2,
+        )
+
+    def table(self) -> str:
+        """A fixed-width table: target, action, version (``base -> head``), hooks, reason."""
+        rows = [("TARGET", "ACTION", "VERSION", "HOOKS", "REASON")]
+        for i in self.items:
+            version = f"{i.base_version} -> {i.version}" if i.base_version and i.version != i.base_version else (
+                i.version or i.base_version)
+            rows.append((i.target, i.action, version, ",".join(i.hooks) or "-", i.reason))
+        widths = [max(len(r[c]) for r in rows) for c in range(4)]
+        return "\n".join(
+            "  ".join(cell.ljust(w) for cell, w in zip(r[:4], widths)) + "  " + r[4] for r in rows
+        ).rstrip()
+
+    def render(self, output: str) -> str:
+        """``table`` or ``json``; UserError for another format."""
+        if output == "json":
+            return self.to_json()
+        if output == "table":
+            return self.table()
+        raise UserError(f"--output {output!r}: expected table or json")
+
+
+# --------------------------------------------------------------------------- trees
+
+
+def _digest_file(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+def tree_digest(directory: Path) -> str | None:
+    """sha256 over every file's relative path and bytes under ``directory`` (``None`` if absent)."""
+    if not directory.is_dir():
+        return None
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file() or p.is_symlink()):
+        digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
+        digest.update(os.readlink(path).encode() if path.is_symlink() else path.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def hooks_of(source: Path, env: str, component: str, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The executable hook scripts among ``names`` in ``env/<env>/<component>/hooks/``."""
+    folder = Path(source) / "env" / env / component / HOOKS_DIR
+    return tuple(n for n in names if (folder / n).is_file() and os.access(folder / n, os.X_OK))
+
+
+def _version(source: Path, env: str, component: str) -> str:
+    """``chart_version`` as written in the config (``""`` if unreadable: validation reports it)."""
+    try:
+        text = (Path(source) / "env" / env / component / config.CONFIG_NAME).read_text()
+        data = yaml.load(text, Loader=_LOADER)  # noqa: S506 (a safe loader)
+        value = data["default_context"]["chart_version"]
+    except (OSError, yaml.YAMLError, TypeError, KeyError):
+        return ""
+    return value if isinstance(value, str) else ""
+
+
+#: libyaml's safe loader when PyYAML was built with it (10x faster on many configs), else PyYAML's own.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _parse(version: str) -> semver.Version | None:
+    try:
+        return semver.Version.parse(version)
+    except (ValueError, TypeError):
+        return None
+
+
+def scheme_problem(version: str, shown: str) -> str | None:
+    """Why ``version`` breaks the versioning scheme (docs/plan.md), or ``None``.
+
+    A config holds a release version ``MAJOR.MINOR.PATCH`` (build metadata allowed);
+    pre-release versions are what the pipeline itself publishes from merge requests
+    (``<version>-mr.<iid>.<pipeline>``), so a config may not carry a pre-release part.
+    """
+    parsed = _parse(version)
+    if parsed is None:
+        return f"{shown}: chart_version {version!r} is not a semantic version"
+    if parsed.prerelease:
+        return (f"{shown}: chart_version {version}: a config holds a release version MAJOR.MINOR.PATCH; "
+                f"pre-release versions (-{parsed.prerelease}) are published only by merge request pipelines")
+    return None
+
+
+@dataclass(frozen=True)
+class Side:
+    """One tree of the comparison: its root and the chart template to render it with."""
+
+    root: Path
+    template: Path
+
+    def config(self, env: str, component: str) -> Path:
+        return self.root / "env" / env / component / config.CONFIG_NAME
+
+
+def side(root: Path, template: Path | None) -> Side:
+    """The tree ``root``; its template: ``template`` if given, else the tree's embedded one if it has it."""
+    if template is not None:
+        return Side(Path(root), Path(template))
+    in_tree = Path(root) / TEMPLATE_IN_REPOSITORY
+    return Side(Path(root), in_tree if (in_tree / "cookiecutter.json").is_file() else config.EMBEDDED_TEMPLATE)
+
+
+def _package_digest(s: Side, env: str, component: str, scratch: Path) -> str:
+    from .pipeline import Workspace  # late: pipeline imports the Helm engine
+
+    return Workspace(s.root, s.template).package(env, component, scratch).digest
+
+
+def outcome(plan: Plan, output: str) -> str:
+    """``plan`` rendered as ``output``; UserError carrying that text when anything is refused."""
+    text = plan.render(output)
+    if plan.refused:
+        count = len(plan.refused)
+        raise UserError(f"{text}\nplan refused {count} target{'s' if count != 1 else ''}: "
+                        + "; ".join(f"{i.target}: {i.reason}" for i in plan.refused))
+    return text
+
+
+def make_plan(base: Side | None, head: Side, *, base_name: str = "", head_name: str = "") -> Plan:
+    """Compare ``base`` (``None``: no previous tree, everything is new) with ``head``; see module doc.
+
+    Raises:
+        UserError: ``head`` holds no ``env/<env>/<component>/cookiecutter-config.yaml``.
+    """
+    head_pairs = set(config.discover(head.root))
+    if not head_pairs:
+        raise UserError(f"{head.root}: no {config.CONFIG_GLOB} found: nothing to plan")
+    base_pairs = set(config.discover(base.root)) if base is not None else set()
+    template_changed = base is not None and tree_digest(base.template) != tree_digest(head.template)
+    items: list[Item] = []
+    with tempfile.TemporaryDirectory(prefix="faas-plan-") as scratch:
+        for env, component in sorted(head_pairs | base_pairs):
+            items.extend(_target_items(base, head, env, component, base_pairs, template_changed, Path(scratch)))
+    order = {a: n for n, a in enumerate(ACTIONS)}
+    items.sort(key=lambda i: (i.env, i.component, order[i.action]))
+    return Plan(tuple(items), base_name, head_name)
+
+
+def _target_items(
+    base: Side | None, head: Side, env: str, component: str,
+    base_pairs: set[tuple[str, str]], template_changed: bool, scratch: Path,
+) -> Iterator[Item]:
+    shown = f"env/{env}/{component}/{config.CONFIG_NAME}"
+    in_base, in_head = (env, component) in base_pairs, head.config(env, component).is_file()
+    version = _version(head.root, env, component) if in_head else ""
+    same_config = in_base and in_head and base is not None and _digest_file(base.config(env, component)) == (
+        _digest_file(head.config(env, component)))
+    old = version if same_config else _version(base.root, env, component) if (in_base and base is not None) else ""
+    if not in_head:
+        assert base is not None
+        yield Item(env, component, "retire", f"{shown} deleted: its Flux objects are removed; published charts stay",
+                   "", old, hooks_of(base.root, env, component, RETIRE_HOOKS))
+        return
+    hooks = hooks_of(head.root, env, component, DEPLOY_HOOKS)
+    problem = scheme_problem(version, shown)
+    dynamic_changed = base is None or tree_digest(base.root / "env" / env / component / DYNAMIC) != tree_digest(
+        head.root / "env" / env / component / DYNAMIC)
+    if (head.root / "env" / env / component / DYNAMIC).is_dir() and dynamic_changed:
+        yield Item(env, component, "upload", f"env/{env}/{component}/{DYNAMIC}/ changed", version, old)
+    if not in_base:
+        assert not (base is not None and (env, component) in base_pairs)
+        new_env = base is None or not any(e == env for e, _ in base_pairs)
+        why = f"new environment env/{env}/" if new_env else f"new config {shown}"
+        if problem:
+            yield Item(env, component, "refused", problem, version, "", hooks)
+        else:
+            yield Item(env, component, "install", why, version, "", hooks)
+        return
+    assert base is not None
+    changed = [] if same_config else [shown]
+    settings = f"env/{env}/{ENVIRONMENT_SETTINGS}"
+    if _digest_file(base.root / settings) != _digest_file(head.root / settings):
+        changed.append(settings)
+    if template_changed:
+        changed.append("the chart template")
+    if not changed:
+        if not dynamic_changed or not (head.root / "env" / env / component / DYNAMIC).is_dir():
+            yield Item(env, component, "unchanged", "nothing it depends on changed", version, old)
+        return
+    inputs = ", ".join(changed)
+    if problem:
+        yield Item(env, component, "refused", problem, version, old, hooks)
+        return
+    new, previous = _parse(version), _parse(old)
+    if previous is not None and new is not None and new > previous:
+        yield Item(env, component, "upgrade", f"{inputs} changed, chart_version {old} -> {version}", version, old,
+                   hooks)
+        return
+    if previous is not None and new is not None and new < previous:
+        yield Item(env, component, "refused", f"{shown}: chart_version {version} is lower than {old} at base; "
+                   "Flux deploys only a newer version", version, old, hooks)
+        return
+    try:
+        before = _package_digest(base, env, component, scratch / "base" / env / component)
+    except UserError:
+        before = None  # the base did not package: any valid head content is a change
+    try:
+        after = _package_digest(head, env, component, scratch / "head" / env / component)
+    except UserError as exc:
+        yield Item(env, component, "refused", f"{inputs} changed and the chart does not build: {exc}", version, old,
+                   hooks)
+        return
+    if before == after:
+        yield Item(env, component, "unchanged", f"{inputs} changed, the packaged chart did not ({after})", version,
+                   old)
+    else:
+        yield Item(env, component, "refused", f"{inputs} changed the packaged chart without a chart_version bump: "
+                   f"bump chart_version in {shown}", version, old, hooks)
