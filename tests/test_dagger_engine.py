@@ -343,82 +343,105 @@ CI_SECRETS = {
 }
 
 
-def _git_clone_with_origin(checkout: Path) -> Path:
-    """Make ``checkout`` what a CI job has: a git clone of the project (``origin`` a bare repository)."""
-    def git(*args: str, cwd: Path = checkout) -> None:
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args], cwd=cwd, check=True,
-                       capture_output=True)
+def _git(checkout: Path, *args: str, cwd: Path | None = None) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args], cwd=cwd or checkout,
+                          check=True, capture_output=True, text=True).stdout.strip()
 
+
+def _git_clone_with_origin(checkout: Path) -> tuple[Path, str]:
+    """Make ``checkout`` what a CI job has: a git clone of the project (``origin`` a bare repository).
+
+    Two commits on ``main``: the project, then a change (dev's operator bumped, a dev
+    ``dynamic/`` file edited). Returns the bare origin and the first commit (the
+    push's "before" SHA).
+    """
     shutil.rmtree(checkout / ".git")  # the clutter the default-source test plants
-    git("init", "-q", "-b", "main")
-    git("add", "env", "dagger.json")
-    git("commit", "-qm", "project")
+    shutil.copy(REPO / ".gitlab-ci.yml", checkout / ".gitlab-ci.yml")
+    _git(checkout, "init", "-q", "-b", "main")
+    _git(checkout, "add", "env", "dagger.json", ".gitlab-ci.yml")
+    _git(checkout, "commit", "-qm", "project")
+    before = _git(checkout, "rev-parse", "HEAD")
+    config = checkout / "env" / "dev" / "operator" / "cookiecutter-config.yaml"
+    config.write_text(config.read_text().replace('chart_version: "1.0.3"', 'chart_version: "1.0.4"'))
+    with (checkout / "env" / "dev" / "operator" / "dynamic" / "configmap.yaml").open("a") as fh:
+        fh.write("# tuned\n")
+    _git(checkout, "commit", "-qam", "dev operator 1.0.4, dev manifests")
     origin = checkout.parent / "origin.git"
-    git("clone", "-q", "--bare", str(checkout), str(origin), cwd=checkout.parent)
-    git("remote", "add", "origin", str(origin))
-    return origin
+    _git(checkout, "clone", "-q", "--bare", str(checkout), str(origin), cwd=checkout.parent)
+    _git(checkout, "remote", "add", "origin", str(origin))
+    _git(checkout, "fetch", "-q", "origin")
+    return origin, before
+
+
+def _run_job(name: str, job: dict, checkout: Path, variables: dict[str, str], outcomes: dict[str, str]) -> None:
+    with Engine(checkout, env=variables) as engine:
+        for line in job.get("script", []):
+            line = _run_shell_prefix(line, checkout)
+            if not line:
+                continue
+            assert line.startswith("dagger call"), f"{name}: {line}"
+            if "--registry" in line:
+                line += " --plain-http"
+            try:
+                outcomes[name] = engine.call(line)
+            except NotExecuted as stop:
+                assert name in ("build_image", "publish_image"), (name, stop)
+                assert dict(stop.steps)["dockerBuild"]["platform"] == "linux/amd64"
+                outcomes[name] = f"not executed: {stop.what}"
 
 
 def test_every_gitlab_ci_line_runs(registry, checkout):
-    """Each job's script, line by line, as the runner would run it (registry and admin API on loopback)."""
+    """Each job's script as the runner would run it, then every job of the child pipeline the plan job wrote."""
     ci = ci_calls.load()
     jobs = ci_calls.jobs(ci)
-    origin = _git_clone_with_origin(checkout)
+    origin, before = _git_clone_with_origin(checkout)
     with AdminApiServer("tok-dev-0123") as dev_api, AdminApiServer("tok-prod-4567") as prod_api, \
             GitLabApi(CI_SECRETS["GITLAB_TOKEN"], project_id=42, remote=origin) as gitlab:
         variables = {
+            **{k: v["value"] for k, v in ci["variables"].items()},
             **{k: v or registry.password for k, v in CI_SECRETS.items()},
             "CHART_REGISTRY": f"oci://{registry.host}/charts",
-            "CHART_REGISTRY_READ_USER": registry.username, "CHART_REGISTRY_USER_DEV": registry.username,
-            "CHART_REGISTRY_USER_PROD": registry.username, "IMAGE_REGISTRY_USER": "ci",
+            "CHART_REGISTRY_USER_DEV": registry.username, "CHART_REGISTRY_USER_PROD": registry.username,
+            "IMAGE_REGISTRY_USER": "ci",
             "OPERATOR_ADMIN_URL_DEV": dev_api.url, "OPERATOR_ADMIN_URL_PROD": prod_api.url,
+            "COMPONENT": "operator", "ENVIRONMENT": "dev",
             "SOURCE_REF": "https://gitlab.example.org/eo4eu-faas/faas-operator.git#v1.4.0", "IMAGE_TAG": "v1.4.0",
-            # GitLab's predefined variables; the server is the loopback double of its merge request API.
+            # GitLab's predefined variables (a push to the default branch); the server is the
+            # loopback double of its merge request API.
             "CI_SERVER_URL": gitlab.url, "CI_PROJECT_ID": "42", "CI_DEFAULT_BRANCH": "main",
+            "CI_COMMIT_REF_NAME": "main", "CI_COMMIT_BEFORE_SHA": before, "CI_MERGE_REQUEST_DIFF_BASE_SHA": "",
+            "CI_MERGE_REQUEST_IID": "", "CI_PIPELINE_IID": "9",
             "CI_PIPELINE_URL": "https://gitlab.example.org/eo4eu-faas/faas-deployment/-/pipelines/9",
         }
         outcomes: dict[str, str] = {}
-        # Publish jobs first so that check's registry comparison has something to compare with.
-        # Bump and promote jobs last: they open merge requests after the pipeline's deploys.
-        order = sorted(jobs, key=lambda name: ("publish" not in name, "_bump_" in name or name == "promote", name))
-        for name in order:
-            job = jobs[name]
-            matrix = (job.get("parallel") or {}).get("matrix") or [{}]
-            for cell in [dict(zip(m, v)) for m in matrix for v in _product(m)] or [{}]:
-                with Engine(checkout, env={**variables, **cell}) as engine:
-                    for line in job.get("script", []):
-                        line = _run_shell_prefix(line, checkout)
-                        if not line:
-                            continue
-                        assert line.startswith("dagger call"), f"{name}: {line}"
-                        if "--registry" in line:
-                            line += " --plain-http"
-                        try:
-                            outcomes[f"{name}{cell or ''}"] = engine.call(line)
-                        except NotExecuted as stop:
-                            assert name.endswith(("_build_image", "_publish_image")), (name, stop)
-                            assert dict(stop.steps)["dockerBuild"]["platform"] == "linux/amd64"
-                            outcomes[name] = f"not executed: {stop.what}"
-        assert len(dev_api.accepted) == 1 and len(prod_api.accepted) == 1
+        # The plan job, then the child pipeline it wrote (the trigger job), then the rest;
+        # bump and promote last: they open merge requests after the pipeline's deploys.
+        _run_job("plan", jobs["plan"], checkout, variables, outcomes)
+        child = ci_calls.load(checkout / "child-pipeline.yml")
+        child_jobs = ci_calls.jobs(child)
+        assert set(child_jobs) == {"upgrade dev/operator", "upload dev/operator"}
+        for name, job in child_jobs.items():
+            _run_job(name, job, checkout, variables, outcomes)
+        assert "script" not in jobs["deploy"]
+        for name in sorted(set(jobs) - {"plan", "deploy"}, key=lambda n: (n in ("bump", "promote"), n)):
+            _run_job(name, jobs[name], checkout, variables, outcomes)
+        assert len(dev_api.accepted) == 1 and len(prod_api.accepted) == 0
         merge_requests = {mr["source_branch"]: mr for mr in gitlab.open()}
         sent = json.dumps([{k: v for k, v in r.items() if k != "headers"} for r in gitlab.requests])
     for name, out in outcomes.items():
         for secret in (registry.password, *[v for v in CI_SECRETS.values() if v]):
             assert secret not in out, name
-    assert outcomes["operator_publish_dev"].startswith("pushed ")
-    assert outcomes["check{'ENV': 'prod'}"].count("unchanged") == 2
-    assert outcomes["operator_build_image"] == "not executed: Container sync"
-    assert outcomes["operator_publish_image"] == "not executed: Container.publish"
-    # Artifacts land under the names the artifact paths and the docs promise.
-    assert sorted(p.name for p in (checkout / "dist" / "charts" / "dev").iterdir()) == [
-        "faas-controller-0.4.1.tgz", "faas-operator-1.0.3.tgz"]
-    assert sorted(p.name for p in (checkout / "dist" / "manifests").iterdir()) == ["dev.zip", "prod.zip"]
-    # Bump jobs open a merge request per component; the promote job one per component prod lags dev on.
-    assert set(merge_requests) == {"bump/dev/operator-1.0.4", "bump/dev/controller-0.4.2",
-                                   "promote/prod/operator-1.0.3", "promote/prod/controller-0.4.1"}
-    bump_diff = subprocess.run(["git", "-C", str(origin), "diff", "main", "bump/dev/operator-1.0.4"],
+    assert outcomes["upgrade dev/operator"].startswith("pushed ") and ":1.0.4@" in outcomes["upgrade dev/operator"]
+    assert outcomes["upload dev/operator"].startswith("uploaded ")
+    assert "ok dev/operator" in outcomes["check"]
+    assert outcomes["build_image"] == "not executed: Container sync"
+    assert outcomes["publish_image"] == "not executed: Container.publish"
+    # The bump job opens a merge request; the promote job one per component prod lags dev on.
+    assert set(merge_requests) == {"bump/dev/operator-1.0.5", "promote/prod/operator-1.0.4",
+                                   "promote/prod/controller-0.4.1"}
+    bump_diff = subprocess.run(["git", "-C", str(origin), "diff", "main", "bump/dev/operator-1.0.5"],
                                capture_output=True, text=True, check=True).stdout
-    assert '+  image_tag: "v1.4.0"' in bump_diff and '+  chart_version: "1.0.4"' in bump_diff
+    assert '+  image_tag: "v1.4.0"' in bump_diff and '+  chart_version: "1.0.5"' in bump_diff
     assert "pipelines/9" in merge_requests["promote/prod/controller-0.4.1"]["description"]
     assert CI_SECRETS["GITLAB_TOKEN"] not in sent
 

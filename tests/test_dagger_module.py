@@ -30,11 +30,13 @@ EXPECTED = {
             "plain_http": ("bool", True, False),
         }),
         "plan": ("str", {
+            "repository": ("dagger.Directory", True, None),
             "base": ("str", True, ""),
             "default_branch": ("str", True, "main"),
             "output": ("str", True, "table"),
         }),
         "pipeline": ("dagger.File", {
+            "repository": ("dagger.Directory", True, None),
             "base": ("str", True, ""),
             "default_branch": ("str", True, "main"),
             "ref": ("str", True, ""),

@@ -349,7 +349,8 @@ def test_base_rule_follows_gitlab_variables(tmp_path):
         gitrefs.default_base(repo.work, {"CI_COMMIT_BEFORE_SHA": "ab" * 20})
     with pytest.raises(plan.UserError, match="default branch 'trunk'"):
         gitrefs.default_base(repo.work, {"CI_COMMIT_BEFORE_SHA": ZEROS, "CI_DEFAULT_BRANCH": "trunk"})
-    assert gitrefs.dagger_base_ref(ZEROS, "main") == "main" and gitrefs.dagger_base_ref("", "main") == "main"
+    assert gitrefs.dagger_base_ref(ZEROS, "main") == "refs/remotes/origin/main"
+    assert gitrefs.dagger_base_ref("", "trunk") == "refs/remotes/origin/trunk"
     assert gitrefs.dagger_base_ref(first, "main") == first
 
 

@@ -73,6 +73,7 @@ import os
 import re
 import shlex
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -205,6 +206,19 @@ class SecretObj:
 @dataclass
 class GitSourceObj:
     url: str  # recorded, never fetched
+
+
+@dataclass
+class GitRepositoryObj:
+    """``Directory.asGit()``: the local repository whose ``.git`` is in ``path``."""
+
+    path: Path
+
+
+@dataclass
+class GitRefObj:
+    repository: Path
+    ref: str  # a commit SHA or a full ref name
 
 
 @dataclass
@@ -397,6 +411,28 @@ class Engine:
                 return sorted(os.listdir(obj.path / args.get("path", ".")))
             if name == "dockerBuild":
                 return ContainerObj([("dockerBuild", args)])
+            if name == "asGit":
+                if not (obj.path / ".git").exists():
+                    raise EngineRefusal("asGit: the directory holds no .git")
+                return GitRepositoryObj(obj.path)
+        if isinstance(obj, GitRepositoryObj):
+            # core/schema/git.go: commit(id) takes a full SHA; ref(name) a full ref name; branch(name) refs/heads/.
+            if name == "commit":
+                if not re.fullmatch(r"[0-9a-f]{40}", args["id"]):
+                    raise EngineRefusal(f"commit {args['id']!r}: not a full commit SHA")
+                return GitRefObj(obj.path, args["id"])
+            if name == "ref":
+                return GitRefObj(obj.path, args["name"])
+            if name == "branch":
+                return GitRefObj(obj.path, f"refs/heads/{args['name']}")
+        if isinstance(obj, GitRefObj) and name == "tree":
+            tree = self._new_dir("git-tree-")
+            archive = subprocess.run(["git", "-C", str(obj.repository), "archive", "--format=tar", f"{obj.ref}^{{commit}}"],
+                                     capture_output=True)
+            if archive.returncode != 0:
+                raise EngineRefusal(f"git ref {obj.ref!r}: {archive.stderr.decode(errors='replace').strip()}")
+            subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+            return DirectoryObj(tree)
         if isinstance(obj, GitSourceObj) and name == "dockerBuild":
             return ContainerObj([("git", {"url": obj.url}), ("dockerBuild", args)])
         if isinstance(obj, FileObj):
@@ -734,15 +770,23 @@ def _take_flags(tokens: list[str], i: int, args: Mapping[str, ArgDef], where: st
 
 
 def _expand(line: str, env: Mapping[str, str]) -> str:
-    """``$VAR`` / ``${VAR}`` as the job's shell expands them (quoted values stay one word)."""
+    """``$VAR`` / ``${VAR}`` / ``${VAR:-$OTHER}`` as the job's shell expands them (quoted values stay one word).
 
-    def sub(match: re.Match[str]) -> str:
-        name = match.group(1) or match.group(2)
+    ``${VAR:-word}``: ``word`` (itself expanded) when ``VAR`` is unset or empty (POSIX
+    shell, "Parameter Expansion").
+    """
+
+    def value(name: str) -> str:
         if name not in env:
             raise EngineRefusal(f"variable ${name} is not set for this line")
         return env[name]
 
-    return re.sub(r"\$\{(\w+)\}|\$(\w+)", sub, line)
+    def sub(match: re.Match[str]) -> str:
+        if match.group(1):
+            return env.get(match.group(1)) or _expand(match.group(2), env)
+        return value(match.group(3) or match.group(4))
+
+    return re.sub(r"\$\{(\w+):-([^}]*)\}|\$\{(\w+)\}|\$(\w+)", sub, line)
 
 
 @contextlib.contextmanager

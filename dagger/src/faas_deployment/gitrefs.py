@@ -83,13 +83,16 @@ def is_sha(ref: str) -> bool:
 
 
 def dagger_base_ref(base: str, default_branch: str) -> str:
-    """The base for the Dagger ``plan``: ``base``, or ``default_branch`` when it is empty or all zeros.
+    """The base for the Dagger ``plan``: ``base``, or ``refs/remotes/origin/<default_branch>`` when it is
+    empty or all zeros.
 
-    The Dagger runtime has no git binary and the engine resolves only SHAs and
-    branch names, so the previous-commit default of :func:`default_base` is not
-    available there: CI passes ``${CI_MERGE_REQUEST_DIFF_BASE_SHA:-$CI_COMMIT_BEFORE_SHA}``.
+    The Dagger runtime has no git binary and the engine resolves a full SHA, a full
+    ref name or a local branch name, not ``HEAD~1``, so the previous-commit default
+    of :func:`default_base` is not available there: CI passes
+    ``${CI_MERGE_REQUEST_DIFF_BASE_SHA:-$CI_COMMIT_BEFORE_SHA}`` and fetches the
+    default branch into ``refs/remotes/origin/`` for a branch's first push.
     """
-    return default_branch if not base or ZERO_SHA.match(base) else base
+    return f"refs/remotes/origin/{default_branch}" if not base or ZERO_SHA.match(base) else base
 
 
 def export_tree(repo: Path, ref: str, dest: Path) -> Path:

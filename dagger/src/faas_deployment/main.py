@@ -580,7 +580,8 @@ class FaasDeployment:
         ws = await _workspace(repository, self.template)
         ref = gitrefs.dagger_base_ref(base, default_branch)
         git = repository.as_git()
-        tree = (git.commit(ref) if gitrefs.is_sha(ref) else git.branch(ref)).tree()
+        found = git.commit(ref) if gitrefs.is_sha(ref) else git.ref(ref) if ref.startswith("refs/") else git.branch(ref)
+        tree = found.tree()
         base_root = _scratch().resolve() / "base"
         try:
             await tree.export(str(base_root))
