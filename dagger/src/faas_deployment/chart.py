@@ -19,9 +19,11 @@ from typing import Any
 import helm_python
 import yaml
 from cookiecutter.exceptions import CookiecutterException, FailedHookException
-from cookiecutter.main import cookiecutter
+from cookiecutter.generate import generate_files
 from jinja2 import TemplateError
 
+from .config import template_variables
+from .defaults import DefaultError, resolve
 from .errors import Problem, UserError, ValidationError
 
 #: Kubernetes version the chart is linted against by default.
@@ -37,8 +39,9 @@ def render_chart(context: dict[str, Any], template: Path, out_dir: Path) -> Path
     """Run the cookiecutter ``template`` with ``context`` and return the chart directory.
 
     Args:
-        context: the resolved context (``config.load_context``), passed as
-            cookiecutter's ``extra_context``.
+        context: the resolved context (``config.load_context``); a public
+            variable it lacks takes the template's default (rendered in the
+            sandbox of ``defaults``).
         template: a cookiecutter template directory (``cookiecutter.json`` plus a
             templated project directory; its hooks run as cookiecutter runs them).
         out_dir: where the generated project directory goes (created if needed).
@@ -49,8 +52,10 @@ def render_chart(context: dict[str, Any], template: Path, out_dir: Path) -> Path
         The generated directory that holds ``Chart.yaml``: the project directory
         itself, or the shallowest directory under it that has one.
 
-    Nothing is written outside ``out_dir``: cookiecutter's replay and clone
-    directories go to a temporary config. The same template and context give the
+    Nothing is written outside ``out_dir`` (no replay file, no clone). The
+    context's values are data: they fill the template's files but are never
+    rendered as Jinja themselves (cookiecutter's prompt step, which would, is
+    skipped; its pre/post generation hooks run). The same template and context give the
     same files, byte for byte.
 
     Raises:
@@ -62,39 +67,40 @@ def render_chart(context: dict[str, Any], template: Path, out_dir: Path) -> Path
     out_dir.mkdir(parents=True, exist_ok=True)
     if not (template / "cookiecutter.json").is_file():
         raise UserError(f"{template}: not a cookiecutter template (no cookiecutter.json)")
-    with tempfile.TemporaryDirectory(prefix="faas-cookiecutter-") as scratch:
-        scratch_dir = Path(scratch)
-        config_file = scratch_dir / "config.yaml"
-        config_file.write_text(
-            yaml.safe_dump(
-                {"replay_dir": str(scratch_dir / "replay"), "cookiecutters_dir": str(scratch_dir / "cookiecutters")}
-            ),
-            encoding="utf-8",
-        )
-        staging = Path(tempfile.mkdtemp(prefix=".render-", dir=out_dir))
+    variables = template_variables(template)
+    staging = Path(tempfile.mkdtemp(prefix=".render-", dir=out_dir))
+    try:
+        project = {k: v for k, v in variables.items() if k.startswith("_")}
         try:
-            try:
-                generated = Path(
-                    cookiecutter(
-                        str(template),
-                        no_input=True,
-                        extra_context=dict(context),
-                        output_dir=str(staging),
-                        overwrite_if_exists=True,
-                        config_file=str(config_file),
-                        accept_hooks=True,
-                    )
+            project.update(resolve(variables, {k: v for k, v in context.items() if k in variables}))
+        except DefaultError as err:
+            raise UserError(f"{template}: {err}") from err
+        project.update(context)
+        project.update(_template=str(template), _output_dir=str(staging), _repo_dir=str(template), _checkout=None)
+        try:
+            # generate_files, not cookiecutter(): its prompt step would render the
+            # context's values as Jinja (config values are data, see ``defaults``).
+            generated = Path(
+                generate_files(
+                    repo_dir=str(template),
+                    context={"cookiecutter": project, "_cookiecutter": dict(context)},
+                    output_dir=str(staging),
+                    overwrite_if_exists=True,
+                    accept_hooks=True,
                 )
-            except FailedHookException as err:
-                raise UserError(f"{template}: a hook of the template failed: {err}") from err
-            except (CookiecutterException, TemplateError, ValueError, OSError) as err:
-                raise UserError(f"{template}: cookiecutter failed: {type(err).__name__}: {err}") from err
-            target = out_dir / generated.name
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(generated, target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            )
+        except FailedHookException as err:
+            raise UserError(f"{template}: a hook of the template failed: {err}") from err
+        except (CookiecutterException, TemplateError, ValueError, OSError) as err:
+            text = str(err).split(". Context: ", 1)[0]  # cookiecutter appends the whole context
+            text = text if len(text) <= 500 else text[:497] + "..."
+            raise UserError(f"{template}: cookiecutter failed: {type(err).__name__}: {text}") from err
+        target = out_dir / generated.name
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(generated, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     chart_dir = _find_chart(target)
     if chart_dir is None:
         raise UserError(f"{template}: the template generated no Chart.yaml (in {target})")

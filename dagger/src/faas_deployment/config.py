@@ -14,14 +14,13 @@ It follows the template's ``cookiecutter.json`` (the keys it declares, its choic
 lists and dict variables) plus the typed rules of :data:`RULES` for the keys both
 know, so a user template with its own variables is validated by its own keys.
 
-The resolved context (template defaults overlaid by the config, rendered the way
-cookiecutter renders them) is what :func:`faas_deployment.chart.render_chart`
+The resolved context (the config's values as data, never rendered; the template's
+other defaults rendered in a Jinja sandbox, see :mod:`faas_deployment.defaults`) is what :func:`faas_deployment.chart.render_chart`
 passes to cookiecutter as ``extra_context``.
 """
 
 from __future__ import annotations
 
-import copy
 import difflib
 import json
 import re
@@ -32,11 +31,7 @@ from typing import Any, NamedTuple
 
 import semver
 import yaml
-from cookiecutter.exceptions import CookiecutterException
-from cookiecutter.generate import apply_overwrites_to_context
-from cookiecutter.prompt import prompt_for_config
-from jinja2 import TemplateError
-
+from . import defaults
 from .errors import Problem, UserError, ValidationError
 
 #: The chart template shipped inside the package (a cookiecutter template whose
@@ -528,25 +523,12 @@ def _read_config(path: Path, shown: str) -> tuple[dict[Any, Any] | None, list[Pr
 
 
 def _resolve(shown: str, template: Path, variables: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
-    """Overlay, then render the defaults as cookiecutter does (choices, Jinja in defaults)."""
-    merged = copy.deepcopy(variables)
+    """The config's values as data, the template's other defaults rendered in a sandbox (``defaults``)."""
     try:
-        apply_overwrites_to_context(merged, copy.deepcopy(context))
-        rendered = prompt_for_config({"cookiecutter": merged}, no_input=True)
-    except (ValueError, TemplateError, CookiecutterException) as err:
-        cause = err.__cause__ or err
+        return defaults.resolve(variables, context)
+    except defaults.DefaultError as err:
         raise ValidationError([Problem(shown, "default_context",
-                                       f"cannot be resolved with template {template}: {cause}")]) from err
-    resolved: dict[str, Any] = {}
-    for key in variables:  # cookiecutter.json order (dict variables are rendered last)
-        if key.startswith("_") or key not in rendered:
-            continue
-        value = rendered[key]
-        origin = context.get(key, variables.get(key))
-        if isinstance(value, str) and isinstance(origin, (int, float)) and not isinstance(origin, bool):
-            value = origin  # keep the number cookiecutter turned into text
-        resolved[key] = value
-    return resolved
+                                       f"cannot be resolved with template {template}: {err}")]) from err
 
 
 def validate_config(path: Path, template: Path | None = None, *, shown: str | None = None) -> dict[str, Any]:
@@ -560,7 +542,8 @@ def validate_config(path: Path, template: Path | None = None, *, shown: str | No
     Returns:
         Every public variable of the template (keys not starting with ``_``), in
         ``cookiecutter.json`` order: the config's value or the template default,
-        choice lists resolved to the chosen item, Jinja in defaults rendered. Numbers
+        choice lists resolved to the chosen item, Jinja in the template's defaults
+        rendered in a sandbox; config values are data and never rendered. Numbers
         stay numbers; nested values of dict variables are strings, as cookiecutter
         renders them. Ready to pass to cookiecutter as ``extra_context``.
 
