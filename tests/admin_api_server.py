@@ -1,10 +1,14 @@
 """A loopback double of the operator's admin API (the far side of a wire we don't own).
 
-It implements the contract in DESIGN.md ("Operator admin API contract"):
-``GET /healthz`` answers 200 once ready; ``POST /admin/manifests`` takes a
-``multipart/form-data`` field ``file`` (``application/zip``) with
-``Authorization: Bearer <token>`` and ``X-Bundle-Sha256``, checks both, and
-accepts the zip. Faults are scripted per endpoint:
+It implements the contract written in ``docs/admin-api.md`` (the operator's
+side of it; the client is ``faas_deployment/admin_api.py``): ``GET /healthz``
+answers 200 once ready; ``POST /admin/manifests`` takes a ``multipart/form-data``
+field ``file`` (``application/zip``) with ``Authorization: Bearer <token>``,
+``X-Bundle-Sha256`` and ``Idempotency-Key`` (the same sha256), checks them, stores
+the zip and answers 201; a repeat of a stored key is answered with the same status
+and body and stores nothing; ``GET /admin/manifests`` (same token) answers
+``{"sha256": <the current bundle's sha256 or null>}``. Faults are scripted per
+endpoint:
 
 - ``listen_after`` seconds: the port is reserved but nothing listens (connection refused);
 - ``unready_for`` seconds: ``/healthz`` answers 503 until then;
@@ -12,7 +16,10 @@ accepts the zip. Faults are scripted per endpoint:
   default behaviour: an ``int`` status, :class:`Answer` (status, headers, body),
   :class:`Slow` (sleep, then answer), :class:`Reset` (read part of the body, then
   reset the connection), :class:`EchoAuth` (answer with the Authorization header
-  in the body, as a careless server might).
+  in the body, as a careless server might), :class:`StoreThen` (store the upload,
+  then reset the connection or answer a status: the ambiguous failures),
+  :class:`Drip` (answer one byte per ``interval`` seconds, forever);
+- ``current_plan``: actions for ``GET`` on the upload path.
 
 Every request is recorded; accepted uploads keep their exact bytes.
 """
@@ -54,6 +61,20 @@ class Reset:
 
 
 @dataclass(frozen=True)
+class StoreThen:
+    """Store the upload as accepted, then fail: ``status`` 0 resets the connection."""
+
+    status: int = 0
+
+
+@dataclass(frozen=True)
+class Drip:
+    """Answer one byte every ``interval`` seconds until the client goes away."""
+
+    interval: float = 1.0
+
+
+@dataclass(frozen=True)
 class EchoAuth:
     status: int = 400
 
@@ -92,6 +113,7 @@ class AdminApiServer:
         unready_for: float = 0.0,
         health_plan: list | None = None,
         upload_plan: list | None = None,
+        current_plan: list | None = None,
         ready_path: str = "/healthz",
         upload_path: str = "/admin/manifests",
     ):
@@ -100,6 +122,8 @@ class AdminApiServer:
         self.unready_for = unready_for
         self.health_plan = list(health_plan or [])
         self.upload_plan = list(upload_plan or [])
+        self.current_plan = list(current_plan or [])
+        self.answers: dict[str, tuple[int, str]] = {}  # Idempotency-Key -> (status, body)
         self.ready_path = ready_path
         self.upload_path = upload_path
         self.port = _free_port()
@@ -121,9 +145,16 @@ class AdminApiServer:
         """Monotonic time from which ``/healthz`` answers 200 (without a health plan)."""
         return self.started + max(self.listen_after, self.unready_for)
 
-    def attempts(self, path: str) -> list[Request]:
+    @property
+    def current(self) -> str | None:
+        """The sha256 of the bundle in force (the last one stored), or ``None``."""
         with self._lock:
-            return [r for r in self.requests if r.path == path]
+            return self.accepted[-1].sha256_header if self.accepted else None
+
+    def attempts(self, path: str, method: str | None = None) -> list[Request]:
+        """Requests recorded on ``path`` (of ``method`` only, if given), in order."""
+        with self._lock:
+            return [r for r in self.requests if r.path == path and method in (None, r.method)]
 
     # -- lifecycle -------------------------------------------------------
     def start(self) -> AdminApiServer:
@@ -228,6 +259,33 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(action, Reset):
             self._reset(action.fraction)
             return
+        if isinstance(action, StoreThen):
+            status, body = self._check_and_store()
+            if status // 100 != 2:
+                self._send(status, body)
+                return
+            if action.status:
+                self._send(action.status, "internal error after storing", outcome=f"stored, then HTTP {action.status}")
+            else:
+                self.owner._record(self.command, self.path, "stored, then reset")
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.close_connection = True
+                self.connection.close()
+            return
+        if isinstance(action, Drip):
+            self._drain()
+            self.owner._record(self.command, self.path, "drip")
+            try:
+                for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 1_000_000:
+                    if self.owner._stopped.is_set():
+                        break
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(action.interval)
+            except OSError:
+                pass
+            self.close_connection = True
+            return
         if isinstance(action, EchoAuth):
             self._drain()
             self._send(action.status, f"bad request; you sent Authorization: {self.headers.get('Authorization')}")
@@ -241,6 +299,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802
         owner = self.owner
+        if self.path == owner.upload_path:
+            self._act(owner._next(owner.current_plan), self._current)
+            return
         if self.path != owner.ready_path:
             self._send(404, "not found")
             return
@@ -261,35 +322,54 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._act(owner._next(owner.upload_plan), self._accept)
 
+    def _current(self) -> None:
+        if self.headers.get("Authorization") != f"Bearer {self.owner.token}":
+            self._send(401, '{"error": "invalid token"}')
+            return
+        self._send(200, json.dumps({"sha256": self.owner.current}))
+
     def _accept(self) -> None:
+        self._send(*self._check_and_store())
+
+    def _check_and_store(self) -> tuple[int, str]:
+        """Check one upload and store it: ``(status, body)`` to answer.
+
+        A repeat of a stored ``Idempotency-Key`` gets the stored answer, and nothing
+        is stored again; a key that differs from ``X-Bundle-Sha256`` is refused.
+        """
         owner = self.owner
         body = self._drain()
         if self.headers.get("Authorization") != f"Bearer {owner.token}":
-            self._send(401, '{"error": "invalid token"}')
-            return
+            return 401, '{"error": "invalid token"}'
+        declared = self.headers.get("X-Bundle-Sha256", "")
+        key = self.headers.get("Idempotency-Key")
+        if key is not None and key != declared:
+            return 422, '{"error": "Idempotency-Key differs from X-Bundle-Sha256"}'
+        with owner._lock:
+            repeat = owner.answers.get(key) if key else None
+        if repeat is not None:
+            return repeat
         ctype = self.headers.get("Content-Type", "")
         if not ctype.startswith("multipart/form-data"):
-            self._send(415, '{"error": "expected multipart/form-data"}')
-            return
+            return 415, '{"error": "expected multipart/form-data"}'
         message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
             b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + body
         )
         parts = {part.get_param("name", header="content-disposition"): part for part in message.iter_parts()}
         part = parts.get("file")
         if part is None:
-            self._send(400, '{"error": "no file field"}')
-            return
+            return 400, '{"error": "no file field"}'
         data = part.get_payload(decode=True)
-        declared = self.headers.get("X-Bundle-Sha256", "")
         if hashlib.sha256(data).hexdigest() != declared:
-            self._send(400, '{"error": "sha256 mismatch"}')
-            return
+            return 400, '{"error": "sha256 mismatch"}'
         try:
             names = zipfile.ZipFile(io.BytesIO(data)).namelist()
         except zipfile.BadZipFile:
-            self._send(422, '{"error": "not a zip"}')
-            return
+            return 422, '{"error": "not a zip"}'
+        answer = (201, json.dumps({"status": "accepted", "files": len(names)}))
         with owner._lock:
             owner.accepted.append(Upload(data, part.get_filename() or "", part.get_content_type(), declared,
                                          time.monotonic()))
-        self._send(201, json.dumps({"status": "accepted", "files": len(names)}))
+            if key:
+                owner.answers[key] = answer
+        return answer

@@ -109,7 +109,7 @@ def test_deadline_clips_a_probe_that_would_outlast_it():
 def test_upload_retries_500_then_accepts_exactly_once(bundle, secret, capfd):
     with AdminApiServer(TOKEN, upload_plan=[500]) as server:
         result = admin_api.upload_bundle(server.url, bundle, secret, timeout=10, backoff=FAST)
-        posts = server.attempts("/admin/manifests")
+        posts = server.attempts("/admin/manifests", "POST")
         accepted = list(server.accepted)
     assert [p.outcome for p in posts] == ["HTTP 500", "HTTP 201"]
     assert len(accepted) == 1
@@ -125,7 +125,7 @@ def test_upload_retries_500_then_accepts_exactly_once(bundle, secret, capfd):
 def test_connection_reset_mid_upload_is_retried(big_bundle, secret):
     with AdminApiServer(TOKEN, upload_plan=[Reset(0.3)]) as server:
         result = admin_api.upload_bundle(server.url, big_bundle, secret, timeout=20, backoff=FAST, log=None)
-        posts = server.attempts("/admin/manifests")
+        posts = server.attempts("/admin/manifests", "POST")
         accepted = list(server.accepted)
     assert big_bundle.size > 3_000_000
     assert [p.outcome for p in posts] == ["reset", "HTTP 201"]
@@ -137,6 +137,7 @@ def test_wrong_token_fails_at_once_without_showing_it(bundle):
     with AdminApiServer("the-right-one") as server:
         with pytest.raises(UserError) as caught:
             admin_api.upload_bundle(server.url, bundle, SecretValue(TOKEN, "env:X"), timeout=30, backoff=FAST, log=None)
+        # refused at the GET of the current bundle, before any byte of the bundle is sent
         assert len(server.attempts("/admin/manifests")) == 1 and not server.accepted
     text = str(caught.value)
     assert "HTTP 401" in text and "refused the token" in text
@@ -148,7 +149,7 @@ def test_too_large_fails_at_once_with_status_and_excerpt(bundle, secret):
     with AdminApiServer(TOKEN, upload_plan=[Answer(413, body=body)]) as server:
         with pytest.raises(UserError) as caught:
             admin_api.upload_bundle(server.url, bundle, secret, timeout=30, backoff=FAST, log=None)
-        assert len(server.attempts("/admin/manifests")) == 1 and not server.accepted
+        assert len(server.attempts("/admin/manifests", "POST")) == 1 and not server.accepted
     text = str(caught.value)
     assert "HTTP 413" in text and "bundle exceeds the 1 MiB limit" in text
     assert f"({bundle.size} bytes)" in text
@@ -168,7 +169,7 @@ def test_429_retry_after_is_honoured(bundle, secret):
     plan = [Answer(429, {"Retry-After": "1"}), Answer(503, {"Retry-After": formatdate(time.time() + 3, usegmt=True)})]
     with AdminApiServer(TOKEN, upload_plan=plan) as server:
         admin_api.upload_bundle(server.url, bundle, secret, timeout=20, backoff=FAST, log=None)
-        posts = server.attempts("/admin/manifests")
+        posts = server.attempts("/admin/manifests", "POST")
     assert [p.outcome for p in posts] == ["HTTP 429", "HTTP 503", "HTTP 201"]
     assert posts[1].at - posts[0].at >= 0.95  # waited the second asked for, not the 0.05 s backoff
     assert posts[2].at - posts[1].at >= 0.9  # an HTTP date ~2 s ahead by then (whole seconds: at least 1 s)
@@ -181,7 +182,7 @@ def test_retry_after_past_the_deadline_ends_at_once(bundle, secret):
         with pytest.raises(UserError, match=r"retry after 120 s, past the deadline.*kept at"):
             admin_api.upload_bundle(server.url, bundle, secret, timeout=5, backoff=FAST, log=None)
         assert time.monotonic() - started < 1
-        assert len(server.attempts("/admin/manifests")) == 1
+        assert len(server.attempts("/admin/manifests", "POST")) == 1
 
 
 def test_upload_deadline_is_honoured_with_counts(bundle, secret):
@@ -190,7 +191,7 @@ def test_upload_deadline_is_honoured_with_counts(bundle, secret):
         with pytest.raises(UserError) as caught:
             admin_api.upload_bundle(server.url, bundle, secret, timeout=1.0, backoff=FAST, log=None)
         took = time.monotonic() - started
-        posts = len(server.attempts("/admin/manifests"))
+        posts = len(server.attempts("/admin/manifests", "POST"))
     assert 0.8 <= took < 1.2
     text = str(caught.value)
     assert f"{posts} attempts: HTTP 500 x{posts}" in text
@@ -215,7 +216,7 @@ def test_upload_manifests_waits_then_uploads_once_under_one_deadline(bundle, sec
     with AdminApiServer(TOKEN, listen_after=0.3, unready_for=0.8, upload_plan=plan) as server:
         line = admin_api.upload_manifests(server.url, bundle, secret, timeout=15, backoff=FAST)
         accepted = list(server.accepted)
-        outcomes = [r.outcome for r in server.requests]
+        outcomes = [r.outcome for r in server.requests if r.method == "POST" or r.path == "/healthz"]
     assert line.startswith(f"uploaded {bundle.sha256} ({bundle.size} bytes, 4 files) to {server.url}/admin/manifests:")
     assert "HTTP 201" in line
     assert len(accepted) == 1 and accepted[0].data == bundle.path.read_bytes()
@@ -243,7 +244,7 @@ def test_cli_upload_manifests_against_an_api_that_becomes_ready_later(tmp_path):
                        "--timeout", "30", "--out", str(out))
         took = time.monotonic() - started
         accepted = list(server.accepted)
-        first_ok = min(r.at for r in server.requests if r.outcome == "HTTP 200")
+        first_ok = min(r.at for r in server.attempts("/healthz") if r.outcome == "HTTP 200")
     assert done.returncode == 0, done.stderr
     assert len(accepted) == 1 and accepted[0].data == out.read_bytes()
     assert first_ok >= server.ready_at

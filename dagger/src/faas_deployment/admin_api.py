@@ -1,13 +1,20 @@
-"""Operator admin API: wait for readiness, then upload the manifest bundle once.
+"""Operator admin API: wait for readiness, then upload the manifest bundle exactly once.
 
-Contract (DESIGN.md "Operator admin API contract"; every path is a parameter):
+Contract (``docs/admin-api.md``; every path is a parameter):
 
 - readiness: ``GET <admin-url><ready-path>`` (default ``/healthz``); any 2xx means ready;
 - upload: ``POST <admin-url><upload-path>`` (default ``/admin/manifests``),
   ``multipart/form-data`` with the field ``file`` (``application/zip``), the header
   ``Authorization: Bearer <token>`` and :data:`SHA256_HEADER` carrying the bundle's
-  hex sha256 (the operator can use it to verify the bytes and to recognise a
-  retried upload it already holds); any 2xx means accepted.
+  hex sha256 (the operator verifies the bytes with it), plus
+  :data:`IDEMPOTENCY_HEADER` carrying the same sha256: the API answers a repeat
+  of a key it has stored with the same result and stores nothing new; any 2xx
+  means accepted;
+- current bundle: ``GET <admin-url><upload-path>`` with the same token answers
+  ``{"sha256": "<hex>" | null}``, the sha256 of the bundle in force. The client
+  asks before uploading (the same sha256: ``unchanged``, nothing sent) and again
+  after every ambiguous failure (a broken connection or a 5xx once the request
+  was sent: the API may have stored it), so one bundle is stored once.
 
 Retry rules, all under one overall deadline (``timeout``, seconds):
 
@@ -28,6 +35,12 @@ probe at most :data:`DEFAULT_PROBE_TIMEOUT` (5 s), one upload request at most
 :data:`DEFAULT_UPLOAD_REQUEST_TIMEOUT` (60 s). At the cap this makes about 13
 readiness probes a minute, and an upload starts at most ~5 s after the API is up.
 
+Every request, connect, each read and write and the whole exchange, ends by the
+overall deadline (the socket timeouts shrink to the time left), so a server that
+drips its answer cannot hold the job past it. ``Retry-After`` lengthens a wait,
+never shortens it below the backoff. A token over plain HTTP to a host other than
+loopback is warned about on standard error.
+
 The token is revealed only into the ``Authorization`` header: it never appears in
 a URL, a log line, a return value or an exception's text (answers from the server
 are redacted before they are shown).
@@ -36,6 +49,8 @@ are redacted before they are shown).
 from __future__ import annotations
 
 import email.utils
+import ipaddress
+import json
 import sys
 import time
 from collections import Counter
@@ -61,6 +76,10 @@ DEFAULT_UPLOAD_REQUEST_TIMEOUT = 60.0
 """Longest wait for one upload request (connect, each read and write), in seconds."""
 SHA256_HEADER = "X-Bundle-Sha256"
 """Request header carrying the bundle's hex sha256."""
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+"""Request header making an upload idempotent: the bundle's hex sha256
+(IETF draft-ietf-httpapi-idempotency-key-header)."""
 MIN_ATTEMPT_SECONDS = 0.1
 """No attempt starts with less time than this left: the last one starts this long before the deadline."""
 EXCERPT_CHARS = 200
@@ -107,6 +126,48 @@ class Deadline:
         return max(0.0, self.seconds - self.elapsed())
 
 
+class _DeadlineTimeouts(dict):
+    """httpcore's per-request timeouts, each clipped to the time left before a deadline.
+
+    httpcore reads ``extensions["timeout"].get("connect" | "read" | "write" |
+    "pool")`` before every socket operation (``httpcore/_sync/http11.py``), so
+    answering with the time left bounds the whole exchange, not only each step.
+    """
+
+    def __init__(self, limit: float, deadline: Deadline):
+        super().__init__(connect=limit, read=limit, write=limit, pool=limit)
+        self._limit = limit
+        self._deadline = deadline
+
+    def get(self, key: str, default: object = None) -> float:  # type: ignore[override]
+        return max(0.001, min(self._limit, self._deadline.remaining()))
+
+
+def _request(http: httpx.Client, method: str, url: str, deadline: Deadline, limit: float,
+             **kwargs: object) -> httpx.Response:
+    """One request whose connect, reads, writes and total time end by ``deadline``."""
+    request = http.build_request(method, url, **kwargs)  # type: ignore[arg-type]
+    request.extensions["timeout"] = _DeadlineTimeouts(limit, deadline)
+    return http.send(request)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def warn_plain_http(url: str, what: str = "the admin API token") -> None:
+    """Warn on standard error when ``url`` is plain HTTP to a host other than loopback."""
+    parsed = httpx.URL(url)
+    if parsed.scheme == "http" and not _is_loopback(parsed.host):
+        _stderr(f"WARNING: {what} is sent over plain HTTP to {parsed.host}: anyone on the path can read it; "
+                "use https://")
+
+
 @dataclass(frozen=True)
 class ReadinessReport:
     """The outcome of :func:`wait_until_ready`.
@@ -139,6 +200,7 @@ class UploadResult:
         sha256: hex sha256 of the bytes sent.
         size: bundle size, in bytes.
         seen: count of each failed attempt's answer, keyed like :attr:`ReadinessReport.seen`.
+        unchanged: the API already held this bundle before this run (nothing was sent).
     """
 
     url: str
@@ -149,6 +211,7 @@ class UploadResult:
     sha256: str
     size: int
     seen: dict[str, int] = field(default_factory=dict)
+    unchanged: bool = False
 
 
 class _Transient(Exception):
@@ -161,12 +224,12 @@ class _Transient(Exception):
         self.excerpt = excerpt
 
 
-def endpoint(admin_url: str, path: str, *, flag: str = "--admin-url") -> str:
+def endpoint(admin_url: str, path: str, *, flag: str = "--admin-url", path_flag: str = "--upload-path") -> str:
     """Join the admin URL and an API path (``/healthz``) into one URL.
 
     Raises:
         UserError: the admin URL is not ``http(s)://host[:port][/prefix]`` or holds
-            credentials, a query or a fragment.
+            credentials, a query or a fragment; the path holds a query or fragment.
     """
     try:
         url = httpx.URL(admin_url)
@@ -178,6 +241,8 @@ def endpoint(admin_url: str, path: str, *, flag: str = "--admin-url") -> str:
         raise UserError(f"{flag}: the URL holds credentials; pass the token with --token env:NAME instead")
     if url.query or url.fragment:
         raise UserError(f"{flag}: the URL holds a query or fragment; give the API's base URL only")
+    if "?" in path or "#" in path:
+        raise UserError(f"{path_flag}: the path holds a query or fragment; give a plain path such as /healthz")
     base = str(url).rstrip("/")
     return f"{base}/{path.lstrip('/')}"
 
@@ -234,7 +299,7 @@ def _retrying(deadline: Deadline, backoff: Backoff, seen: Counter[str], what: st
         exc = state.outcome.exception() if state.outcome else None
         delay = base(state)
         if isinstance(exc, _Transient) and exc.retry_after is not None:
-            delay = exc.retry_after
+            delay = max(delay, exc.retry_after)  # Retry-After: 0 or a past date keeps the backoff
         return max(0.0, min(delay, deadline.remaining() - MIN_ATTEMPT_SECONDS))
 
     def stop(state: tenacity.RetryCallState) -> bool:
@@ -294,7 +359,7 @@ def wait_until_ready(
         UserError: 401/403 (at once), or not ready before the deadline: the text
             counts the answers seen per status or error kind and the elapsed time.
     """
-    url = endpoint(admin_url, ready_path)
+    url = endpoint(admin_url, ready_path, path_flag="--ready-path")
     deadline = deadline or Deadline(timeout)
     started = time.monotonic()
     seen: Counter[str] = Counter()
@@ -303,7 +368,7 @@ def wait_until_ready(
     def probe() -> int:
         limit = max(MIN_ATTEMPT_SECONDS, min(probe_timeout, deadline.remaining()))
         try:
-            response = http.get(url, timeout=limit)
+            response = _request(http, "GET", url, deadline, limit)
         except httpx.TransportError as exc:
             kind = _error_kind(exc)
             seen[kind] += 1
@@ -365,9 +430,14 @@ def upload_bundle(
     client: httpx.Client | None = None,
     log: Log | None = _stderr,
 ) -> UploadResult:
-    """``POST`` the bundle to ``<admin_url><upload_path>`` until one attempt is accepted.
+    """Upload the bundle to ``<admin_url><upload_path>`` exactly once.
 
-    The file is streamed from disk on every attempt (memory stays bounded).
+    First ``GET`` the upload path: when the API holds this sha256 already,
+    nothing is sent (``unchanged``). Otherwise ``POST`` it with the sha256 as
+    :data:`IDEMPOTENCY_HEADER`; after an ambiguous failure (a broken connection
+    once connected, a 5xx) ``GET`` again before any new ``POST``, so a bundle the
+    API stored before failing is not stored twice. The file is streamed from disk
+    on every attempt (memory stays bounded).
 
     Args:
         admin_url: the operator admin API's base URL.
@@ -386,8 +456,9 @@ def upload_bundle(
 
     Raises:
         UserError: 401/403 or another 4xx than 429 (at once, with the status and a
-            redacted excerpt of the answer); no success before the deadline (with
-            counts of what was seen); an unusable token or URL.
+            redacted excerpt of the answer); a ``GET`` answer that is not
+            ``{"sha256": ...}``; no success before the deadline (with counts of
+            what was seen); an unusable token or URL.
     """
     url = endpoint(admin_url, upload_path)
     secret = _check_token(token)
@@ -400,25 +471,18 @@ def upload_bundle(
     started = time.monotonic()
     seen: Counter[str] = Counter()
     http, owned = _client(client)
-    headers = {"Authorization": f"Bearer {secret.reveal()}", SHA256_HEADER: digest}
+    auth = {"Authorization": f"Bearer {secret.reveal()}"}
+    headers = {**auth, SHA256_HEADER: digest, IDEMPOTENCY_HEADER: digest}
+    warn_plain_http(url)
+    state = {"check": True, "unchanged": True}
 
-    def send() -> httpx.Response:
-        limit = max(MIN_ATTEMPT_SECONDS, min(request_timeout, deadline.remaining()))
-        try:
-            with path.open("rb") as handle:
-                response = http.post(url, files={"file": (path.name, handle, "application/zip")},
-                                     headers=headers, timeout=limit)
-        except httpx.TransportError as exc:
-            kind = _error_kind(exc)
-            seen[kind] += 1
-            raise _Transient(kind) from None
+    def transient(exc: httpx.TransportError) -> _Transient:
+        kind = _error_kind(exc)
+        seen[kind] += 1
+        return _Transient(kind)
+
+    def refused(response: httpx.Response, what: str) -> UserError:
         status = response.status_code
-        if response.is_success:
-            return response
-        excerpt = _excerpt(response.text, secret)
-        if status == 429 or status >= 500:
-            seen[f"HTTP {status}"] += 1
-            raise _Transient(f"HTTP {status}", _retry_after(response.headers.get("Retry-After")), excerpt)
         seen[f"HTTP {status}"] += 1
         if status in (401, 403):
             advice = "the admin API refused the token: check --token and that it may upload manifests"
@@ -426,8 +490,55 @@ def upload_bundle(
             advice = f"the bundle ({size} bytes) is larger than the admin API accepts: trim dynamic/ or raise its limit"
         else:
             advice = "check --upload-path and the operator's admin API version"
-        raise UserError(f"upload to {url} failed: HTTP {status} {response.reason_phrase}: "
-                        f"{excerpt or '(empty answer)'}; {advice}")
+        return UserError(f"{what} {url} failed: HTTP {status} {response.reason_phrase}: "
+                         f"{_excerpt(response.text, secret) or '(empty answer)'}; {advice}")
+
+    def current() -> str | None:
+        """The sha256 of the bundle the API holds (``GET`` on the upload path)."""
+        limit = max(MIN_ATTEMPT_SECONDS, min(request_timeout, deadline.remaining()))
+        try:
+            response = _request(http, "GET", url, deadline, limit, headers=auth)
+        except httpx.TransportError as exc:
+            raise transient(exc) from None
+        if response.status_code == 429 or response.status_code >= 500:
+            seen[f"HTTP {response.status_code}"] += 1
+            raise _Transient(f"HTTP {response.status_code}", _retry_after(response.headers.get("Retry-After")),
+                             _excerpt(response.text, secret))
+        if not response.is_success:
+            raise refused(response, "asking for the current bundle at")
+        try:
+            held = json.loads(response.content).get("sha256")
+        except (ValueError, AttributeError):
+            held = False
+        if held is not None and not isinstance(held, str):
+            raise UserError(f"asking for the current bundle at {url}: the answer is not "
+                            '{"sha256": "<hex>" | null}; check --upload-path and the admin API version')
+        return held
+
+    def send() -> httpx.Response | None:
+        """``None`` when the API holds the bundle already; else the accepted answer."""
+        if state["check"]:  # first attempt, or the last one may have been stored
+            if current() == digest:
+                return None
+            state["check"] = False
+        limit = max(MIN_ATTEMPT_SECONDS, min(request_timeout, deadline.remaining()))
+        state["unchanged"] = False
+        try:
+            with path.open("rb") as handle:
+                response = _request(http, "POST", url, deadline, limit,
+                                    files={"file": (path.name, handle, "application/zip")}, headers=headers)
+        except httpx.TransportError as exc:
+            state["check"] = not isinstance(exc, httpx.ConnectError)  # sent, maybe stored
+            raise transient(exc) from None
+        status = response.status_code
+        if response.is_success:
+            return response
+        if status == 429 or status >= 500:
+            seen[f"HTTP {status}"] += 1
+            state["check"] = status >= 500
+            raise _Transient(f"HTTP {status}", _retry_after(response.headers.get("Retry-After")),
+                             _excerpt(response.text, secret))
+        raise refused(response, "upload to")
 
     last: _Transient | None = None
     try:
@@ -436,8 +547,12 @@ def upload_bundle(
                 response = send()
             outcome = attempt.retry_state.outcome
             if outcome and not outcome.failed:
+                attempts = sum(seen.values()) + 1
+                if response is None:
+                    return UploadResult(url, 200, "the admin API holds this bundle", attempts,
+                                        time.monotonic() - started, digest, size, dict(seen), state["unchanged"])
                 return UploadResult(url, response.status_code, _excerpt(response.text, secret) or
-                                    response.reason_phrase, sum(seen.values()) + 1, time.monotonic() - started,
+                                    response.reason_phrase, attempts, time.monotonic() - started,
                                     digest, size, dict(seen))
     except tenacity.RetryError as exc:
         failure = exc.last_attempt.exception()
@@ -473,7 +588,9 @@ def upload_manifests(
     """Wait for readiness, then upload ``bundle`` once, both under one ``timeout`` (seconds).
 
     Returns:
-        One line: ``uploaded <sha256> (<bytes> bytes, <n> files) to <url>: HTTP <status> <short answer>``.
+        One line: ``uploaded <sha256> (<bytes> bytes, <n> files) to <url>: HTTP <status> <short answer>``,
+        or ``unchanged <sha256> (<bytes> bytes, <n> files) at <url>`` when the API
+        already held this bundle (nothing sent).
 
     Raises:
         UserError: as :func:`wait_until_ready` and :func:`upload_bundle`.
@@ -488,5 +605,7 @@ def upload_manifests(
             log(f"admin API ready at {ready.url} after {ready.elapsed:.1f} s ({_plural(ready.attempts, 'probe')})")
         result = upload_bundle(admin_url, bundle, secret, upload_path=upload_path, request_timeout=request_timeout,
                                backoff=backoff, deadline=deadline, client=http, log=log)
+    if result.unchanged:
+        return f"unchanged {result.sha256} ({result.size} bytes, {bundle.entries} files) at {result.url}"
     return (f"uploaded {result.sha256} ({result.size} bytes, {bundle.entries} files) to {result.url}: "
             f"HTTP {result.status} {result.answer}")
