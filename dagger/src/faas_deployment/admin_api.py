@@ -51,7 +51,9 @@ from __future__ import annotations
 import email.utils
 import ipaddress
 import json
+import socket
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -130,8 +132,10 @@ class _DeadlineTimeouts(dict):
     """httpcore's per-request timeouts, each clipped to the time left before a deadline.
 
     httpcore reads ``extensions["timeout"].get("connect" | "read" | "write" |
-    "pool")`` before every socket operation (``httpcore/_sync/http11.py``), so
-    answering with the time left bounds the whole exchange, not only each step.
+    "pool")`` before each step (``httpcore/_sync/http11.py``); answering with the
+    time left bounds every step by the deadline. A step that loops over many reads
+    (the response head, read one byte at a time from a dripping server) is bounded
+    by :func:`_request`'s watchdog.
     """
 
     def __init__(self, limit: float, deadline: Deadline):
@@ -145,10 +149,51 @@ class _DeadlineTimeouts(dict):
 
 def _request(http: httpx.Client, method: str, url: str, deadline: Deadline, limit: float,
              **kwargs: object) -> httpx.Response:
-    """One request whose connect, reads, writes and total time end by ``deadline``."""
+    """One request whose connect, reads, writes and total time end by ``deadline``.
+
+    Each socket step waits at most ``limit`` seconds and never past the deadline;
+    a watchdog shuts the connection's socket down when the deadline passes (the
+    socket comes from httpcore's ``trace`` extension, event
+    ``connection.connect_tcp.complete``; clients here keep no idle connection,
+    so every request connects).
+
+    Raises:
+        httpx.TransportError: as ``httpx.Client.send``; ``httpx.ReadTimeout`` when
+            the watchdog ended the request.
+    """
     request = http.build_request(method, url, **kwargs)  # type: ignore[arg-type]
     request.extensions["timeout"] = _DeadlineTimeouts(limit, deadline)
-    return http.send(request)
+    sockets: list[socket.socket] = []
+
+    def trace(event: str, info: dict[str, object]) -> None:
+        if event == "connection.connect_tcp.complete":
+            stream = info.get("return_value")
+            sock = stream.get_extra_info("socket") if stream is not None else None  # type: ignore[attr-defined]
+            if sock is not None:
+                sockets.append(sock)
+
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    request.extensions["trace"] = trace
+    watchdog = threading.Timer(deadline.remaining(), expire)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        return http.send(request)
+    except httpx.TransportError as exc:
+        if expired.is_set():
+            raise httpx.ReadTimeout("the overall deadline passed during the request", request=request) from exc
+        raise
+    finally:
+        watchdog.cancel()
 
 
 def _is_loopback(host: str) -> bool:
@@ -326,7 +371,12 @@ def _retrying(deadline: Deadline, backoff: Backoff, seen: Counter[str], what: st
 def _client(client: httpx.Client | None) -> tuple[httpx.Client, bool]:
     if client is not None:
         return client, False
-    return httpx.Client(follow_redirects=False), True
+    return _new_client(), True
+
+
+def _new_client() -> httpx.Client:
+    """No redirects; no idle connection kept (each request connects, see :func:`_request`)."""
+    return httpx.Client(follow_redirects=False, limits=httpx.Limits(max_keepalive_connections=0))
 
 
 def wait_until_ready(
@@ -598,7 +648,7 @@ def upload_manifests(
     secret = _check_token(token)
     endpoint(admin_url, upload_path)  # reject a bad URL before waiting
     deadline = Deadline(timeout)
-    with httpx.Client(follow_redirects=False) as http:
+    with _new_client() as http:
         ready = wait_until_ready(admin_url, ready_path=ready_path, probe_timeout=probe_timeout, backoff=backoff,
                                  deadline=deadline, client=http, log=log)
         if log:
