@@ -374,6 +374,6 @@ def test_template_without_cookiecutter_json_is_named(tmp_path: Path) -> None:
 
 def test_rules_table_covers_the_embedded_template() -> None:
     declared = {k for k in config.template_variables(config.EMBEDDED_TEMPLATE) if not k.startswith("_")}
-    assert declared - {"chart_description"} == set(config.RULES)
+    assert declared == set(config.RULES)
     for flag, members in config.GROUPS.items():
         assert flag in declared and set(members) <= declared

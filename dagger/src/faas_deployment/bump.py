@@ -31,7 +31,7 @@ from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.nodes import MappingNode, ScalarNode
 
 from . import config
-from .errors import UserError
+from .errors import UserError, ValidationError
 from .images import check_image_tag
 
 #: Parts of a semantic version :func:`next_chart_version` raises.
@@ -251,6 +251,9 @@ def bump_file(
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{shown}: cannot be read: {exc}") from None
+    problems = config.read_problems(path, shown)
+    if problems:  # the same refusal check gives, before ruamel.yaml reads it
+        raise ValidationError(problems)
     result = bump_text(text, image_tag=image_tag, part=part, shown=shown)
     write_validated(path, result.text, template=template, shown=shown)
     return result

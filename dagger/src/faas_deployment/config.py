@@ -22,6 +22,7 @@ passes to cookiecutter as ``extra_context``.
 from __future__ import annotations
 
 import difflib
+import reprlib
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -32,6 +33,7 @@ from typing import Any, NamedTuple
 import semver
 import yaml
 from . import defaults
+from .yaml_limits import limit_problem
 from .errors import Problem, UserError, ValidationError
 
 #: The chart template shipped inside the package (a cookiecutter template whose
@@ -164,8 +166,13 @@ _QUANTITY = re.compile(
 _DURATION = re.compile(r"^(?:0|(?:[0-9]+(?:\.[0-9]+)?(?:ns|us|µs|ms|s|m|h))+)$")
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxdict, _REPR.maxlist = 3, 76, 76, 6, 6
+
+
 def _shown(value: Any) -> str:
-    text = repr(value)
+    """A short ``repr`` of ``value`` (at most 80 characters), built without walking all of it."""
+    text = _REPR.repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -194,6 +201,29 @@ def _chart_version(value: Any) -> Iterator[Finding]:
     elif not semver.Version.is_valid(value):
         yield Finding("", f"expected a semantic version MAJOR.MINOR.PATCH[-pre][+build] (semver.org), "
                           f"got {_shown(value)}", hint)
+
+
+#: Longest image repository, host included (the OCI distribution spec: "many
+#: clients impose a limit of 255 characters on the length of the concatenation of
+#: the registry hostname (and optional port), /, and <name> value").
+MAX_IMAGE_REPOSITORY = 255
+#: Longest chart description, in characters (a one-line summary in Chart.yaml).
+MAX_DESCRIPTION = 1024
+
+
+def _description(value: Any) -> Iterator[Finding]:
+    """A Chart.yaml description: one line of printable text Helm's YAML reader takes."""
+    problems = list(_string(value, "a one-line description"))
+    if problems:
+        yield from problems
+    elif len(value) > MAX_DESCRIPTION:
+        yield Finding("", f"expected at most {MAX_DESCRIPTION} characters, got {len(value)}", "shorten it")
+    elif not value.isprintable():
+        yield Finding("", f"expected printable text on one line, got {_shown(value)}",
+                      "remove line breaks and control characters")
+    elif any(ord(ch) > 0xFFFF for ch in value):
+        yield Finding("", "holds a character outside Unicode's Basic Multilingual Plane (an emoji?), "
+                          "which the chart's JSON-escaped Chart.yaml cannot carry to Helm", "remove it")
 
 
 def _one_of(*choices: str) -> Check:
@@ -314,7 +344,9 @@ _DNS_NAME = _matching(_DNS_SUBDOMAIN, "a DNS-1123 name (lowercase letters, digit
 RULES: dict[str, Check] = {
     "chart_name": _matching(_CHART_NAME, "a Helm chart name (lowercase letters, digits and '-')", 63),
     "chart_version": _chart_version,
-    "image_repository": _matching(_IMAGE_REPOSITORY, "an image repository such as registry.example.org/team/app"),
+    "image_repository": _matching(_IMAGE_REPOSITORY, "an image repository such as registry.example.org/team/app",
+                                  MAX_IMAGE_REPOSITORY),
+    "chart_description": _description,
     "image_tag": _matching(IMAGE_TAG, "an image tag ([A-Za-z0-9_][A-Za-z0-9_.-], at most 128 characters)"),
     "image_pull_policy": _one_of("IfNotPresent", "Always", "Never"),
     "image_pull_secret": _optional(_DNS_NAME),
@@ -397,18 +429,25 @@ def _read_yaml(path: Path, shown: str) -> tuple[Any, list[Problem]]:
         return None, [Problem(shown, "", "file not found")]
     except (OSError, UnicodeDecodeError) as err:
         return None, [Problem(shown, "", f"cannot be read as UTF-8 text: {err}")]
-    loader = _Loader(text)
+    too_big = limit_problem(text)
+    if too_big:
+        return None, [Problem(shown, "", too_big)]
+    loader = None
     try:
+        loader = _Loader(text)
         data = loader.get_single_data()
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         detail = "; ".join(str(part) for part in (err.context, err.problem) if part)
         return None, [Problem(shown, "", f"YAML syntax error{where}: {detail}", "fix the YAML syntax")]
-    except yaml.YAMLError as err:
-        return None, [Problem(shown, "", f"YAML error: {err}")]
+    except yaml.YAMLError as err:  # e.g. a ReaderError: a character YAML does not allow
+        return None, [Problem(shown, "", f"YAML error: {err}", "remove control characters from the file")]
+    except RecursionError:
+        return None, [Problem(shown, "", "nested too deeply to read; flatten it")]
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     problems = [
         Problem(shown, str(key), f"duplicate key at line {mark.line + 1}, column {mark.column + 1}",
                 "keep one: YAML readers silently use the last one")
@@ -520,6 +559,17 @@ def _read_config(path: Path, shown: str) -> tuple[dict[Any, Any] | None, list[Pr
         problems.append(Problem(shown, "default_context", f"expected a mapping of template values, got {got}"))
         return None, problems
     return context, problems
+
+
+def read_problems(path: Path, shown: str | None = None) -> list[Problem]:
+    """The problems of reading a config file as YAML and as a user config, before any rule.
+
+    The first step of :func:`validate_config`, for a tool that edits the file
+    (``bump``) and must refuse it exactly as ``check`` does: syntax, characters
+    YAML does not allow, duplicate keys, nesting and alias bounds, unknown
+    top-level keys, a missing ``default_context``.
+    """
+    return _read_config(Path(path), shown or str(path))[1]
 
 
 def _resolve(shown: str, template: Path, variables: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:

@@ -32,7 +32,16 @@ class Problem:
     def __str__(self) -> str:
         where = f"{self.path}: {self.key}" if self.key else self.path
         text = f"{where}: {self.message}"
-        return f"{text} ({self.hint})" if self.hint else text
+        return printable(f"{text} ({self.hint})" if self.hint else text)
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (C0, DEL, C1, bidi overrides) written as escapes.
+
+    Keys and paths come from user files; echoed raw, an escape sequence in them
+    would drive the terminal or a CI log viewer.
+    """
+    return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 class ValidationError(UserError):

@@ -54,6 +54,7 @@ from pathlib import Path, PurePosixPath
 import yaml
 
 from .errors import Problem, UserError, ValidationError
+from .yaml_limits import MAX_DEPTH, limit_problem
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 """Extensions a manifest template may have."""
@@ -133,12 +134,16 @@ def neutralise_placeholders(text: str) -> tuple[str, list[tuple[int, str]]]:
 
 def _check_text(path: Path, shown: str, problems: list[Problem]) -> None:
     """Check one manifest file's content; append its problems."""
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        problems.append(Problem(shown, "", f"file is {size} bytes, more than the {MAX_FILE_BYTES} accepted",
-                                "split it into smaller templates"))
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            problems.append(Problem(shown, "", f"file is {size} bytes, more than the {MAX_FILE_BYTES} accepted",
+                                    "split it into smaller templates"))
+            return
+        data = path.read_bytes()
+    except OSError as exc:
+        problems.append(Problem(shown, "", f"cannot be read: {exc.strerror or exc}", "make it readable"))
         return
-    data = path.read_bytes()
     if b"\x00" in data:
         problems.append(Problem(shown, "", "binary file (it holds NUL bytes); expected UTF-8 text",
                                 "keep only Kubernetes manifest templates in dynamic/"))
@@ -156,6 +161,10 @@ def _check_text(path: Path, shown: str, problems: list[Problem]) -> None:
         problems.append(Problem(shown, f"line {line}", message, "write placeholders as {{ .Field }}"))
     if unbalanced:
         return
+    too_big = limit_problem(parseable, _LOADER)
+    if too_big:
+        problems.append(Problem(shown, "", too_big))
+        return
     try:
         # compose (parse to nodes) without constructing Python objects: the checks below
         # need only the top-level keys, and construction is most of PyYAML's time
@@ -170,6 +179,9 @@ def _check_text(path: Path, shown: str, problems: list[Problem]) -> None:
     except yaml.YAMLError as exc:
         problems.append(Problem(shown, "", f"invalid YAML: {exc}", "fix the syntax"))
         return
+    for key, mark in _duplicate_keys(documents):
+        problems.append(Problem(shown, f"line {mark.line + 1}, column {mark.column + 1}", f"duplicate key {key!r}",
+                                "keep one: YAML readers silently use the last one"))
     objects = [doc for doc in documents if doc is not None]
     if not objects:
         problems.append(Problem(shown, "", "holds no YAML document; expected at least one Kubernetes object",
@@ -187,6 +199,29 @@ def _check_text(path: Path, shown: str, problems: list[Problem]) -> None:
         if missing:
             problems.append(Problem(shown, key, f"missing {' and '.join(missing)}; every Kubernetes object has both",
                                     "add e.g. 'apiVersion: v1' and 'kind: ConfigMap'"))
+
+
+def _duplicate_keys(documents: list[yaml.Node | None]) -> list[tuple[str, yaml.Mark]]:
+    """``(key, mark)`` of every scalar key repeated in a mapping, walking the nodes without recursion."""
+    found: list[tuple[str, yaml.Mark]] = []
+    pending = [doc for doc in documents if doc is not None]
+    seen_nodes: set[int] = set()
+    while pending:
+        node = pending.pop()
+        if id(node) in seen_nodes:  # an alias: the same node again
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            keys: set[str] = set()
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    if key.value in keys:
+                        found.append((key.value, key.start_mark))
+                    keys.add(key.value)
+                pending += [key, value]
+        elif isinstance(node, yaml.SequenceNode):
+            pending += node.value
+    return sorted(found, key=lambda item: (item[1].line, item[1].column))
 
 
 def _is_null(node: yaml.Node) -> bool:
@@ -213,12 +248,18 @@ def scan_dynamic(directory: Path) -> tuple[list[PurePosixPath], list[str], list[
     problems: list[Problem] = []
     shown_root = str(directory)
 
-    def walk(current: Path, relative: PurePosixPath) -> None:
+    pending = [(Path(directory), PurePosixPath())]
+    while pending:  # a stack, not recursion: any depth of directories
+        current, relative = pending.pop()
+        if len(relative.parts) > MAX_DEPTH:
+            problems.append(Problem(str(current), "", f"more than {MAX_DEPTH} directories deep",
+                                    "flatten dynamic/"))
+            continue
         try:
             entries = sorted(os.scandir(current), key=lambda e: e.name)
         except OSError as exc:
             problems.append(Problem(str(current), "", f"cannot list directory: {exc.strerror}"))
-            return
+            continue
         for entry in entries:
             rel = relative / entry.name
             shown = f"{shown_root}/{rel}"
@@ -233,8 +274,8 @@ def scan_dynamic(directory: Path) -> tuple[list[PurePosixPath], list[str], list[
                 continue
             if entry.is_symlink():
                 target = os.readlink(entry.path)
-                resolved = Path(entry.path).resolve()
-                outside = not resolved.is_relative_to(directory.resolve())
+                resolved = Path(os.path.realpath(entry.path))  # no error on a loop, unlike Path.resolve
+                outside = not resolved.is_relative_to(os.path.realpath(directory))
                 where = "outside dynamic/" if outside else "inside dynamic/"
                 problems.append(Problem(shown, "", f"symbolic link (to {target}, {where}); "
                                         "the bundle carries regular files only",
@@ -246,7 +287,7 @@ def scan_dynamic(directory: Path) -> tuple[list[PurePosixPath], list[str], list[
                 left_out.append(f"{shown}: left out of the bundle ({reason})")
                 continue
             if is_dir:
-                walk(Path(entry.path), rel)
+                pending.append((Path(entry.path), rel))
             elif entry.is_file(follow_symlinks=False):
                 if not entry.name.lower().endswith(MANIFEST_SUFFIXES):
                     problems.append(Problem(shown, "", f"not a manifest: expected one of "
@@ -257,7 +298,6 @@ def scan_dynamic(directory: Path) -> tuple[list[PurePosixPath], list[str], list[
             else:
                 problems.append(Problem(shown, "", "not a regular file (device, socket or pipe)", "remove it"))
 
-    walk(directory, PurePosixPath())
     files.sort(key=str)
     return files, left_out, problems
 
@@ -292,6 +332,10 @@ def _validated(directory: Path, log: Callable[[str], None] | None) -> tuple[list
 
 
 def _validate(directory: Path) -> tuple[list[PurePosixPath], list[str], list[Problem]]:
+    linked = _linked(directory)
+    if linked is not None:
+        return [], [], [Problem(str(linked), "", f"symbolic link (to {os.readlink(linked)}); the bundle takes "
+                                "files from the repository only", "replace the link by the directory itself")]
     if not directory.exists():
         return [], [], [Problem(str(directory), "", "directory not found; expected the operator's dynamic "
                                 "manifest templates here", "create it with at least one manifest")]
@@ -304,6 +348,15 @@ def _validate(directory: Path) -> tuple[list[PurePosixPath], list[str], list[Pro
         problems.append(Problem(str(directory), "", "holds no manifest; expected at least one "
                                 f"{'/'.join(MANIFEST_SUFFIXES)} file", "add the operator's manifest templates"))
     return files, left_out, problems
+
+
+def _linked(directory: Path) -> Path | None:
+    """``directory`` itself, or the ``env/<env>`` and ``operator`` above a ``dynamic/``, if one is a symbolic link."""
+    directory = Path(directory)
+    candidates = [directory]
+    if directory.name == "dynamic" and len(directory.parents) >= 3 and directory.parents[2].name == "env":
+        candidates += [directory.parent, directory.parent.parent]
+    return next((path for path in candidates if path.is_symlink()), None)
 
 
 def _zip_info(name: str, size: int) -> zipfile.ZipInfo:
