@@ -33,8 +33,8 @@ from typing import Any, NamedTuple
 import semver
 import yaml
 from . import defaults
-from .yaml_limits import limit_problem
 from .errors import Problem, UserError, ValidationError
+from .yaml_limits import limit_problem
 
 #: The chart template shipped inside the package (a cookiecutter template whose
 #: project directory is ``{{cookiecutter.chart_name}}/``).
