@@ -15,25 +15,12 @@ import httpx
 import pytest
 from admin_api_server import AdminApiServer, Answer, Drip, Reset, StoreThen
 
-from faas_deployment import admin_api, manifests
+from faas_deployment import admin_api
 from faas_deployment.errors import UserError
-from faas_deployment.secrets import SecretValue
 
-REPO = Path(__file__).resolve().parent.parent
-FAAS_DEPLOY = REPO / "dagger" / ".venv" / "bin" / "faas-deploy"
-TOKEN = "tok-5ecret-Zq9x7"
-FAST = admin_api.Backoff(initial=0.05, cap=0.2, jitter=0.05)
+from test_admin_api import FAAS_DEPLOY, FAST, REPO, TOKEN, bundle, secret  # noqa: F401 - fixtures
+
 UPLOAD = "/admin/manifests"
-
-
-@pytest.fixture()
-def secret() -> SecretValue:
-    return SecretValue(TOKEN, "env:ADMIN_TOKEN")
-
-
-@pytest.fixture()
-def bundle(tmp_path) -> manifests.Bundle:
-    return manifests.write_bundle(REPO / "env" / "dev" / "operator" / "dynamic", tmp_path / "dev.zip", log=None)
 
 
 # -- exactly once ---------------------------------------------------------------
