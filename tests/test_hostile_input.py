@@ -103,13 +103,24 @@ def test_30000_levels_of_nesting_in_a_manifest(source: Path, tmp_path: Path) -> 
 
 
 def test_990_nested_directories(source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(source / DYNAMIC)
+    top = source / DYNAMIC
+    monkeypatch.chdir(top)
     for _ in range(990):  # relative steps: the whole path is longer than PATH_MAX
         os.mkdir("d")
         os.chdir("d")
     Path("m.yaml").write_text("apiVersion: v1\nkind: ConfigMap\n")
-    monkeypatch.chdir(tmp_path)
-    assert "directories deep" in _manifests_refused(source, tmp_path)
+    try:
+        monkeypatch.chdir(tmp_path)
+        assert "directories deep" in _manifests_refused(source, tmp_path)
+    finally:  # removed bottom-up here: a recursive rmtree would exceed Python's recursion limit
+        os.chdir(top)
+        for _ in range(990):
+            os.chdir("d")
+        os.unlink("m.yaml")
+        for _ in range(990):
+            os.chdir("..")
+            os.rmdir("d")
+        monkeypatch.chdir(tmp_path)
 
 
 def test_an_unreadable_file(source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
