@@ -282,7 +282,8 @@ def test_dagger_front_end_declares_the_manifest_functions():
     upload = env["upload_manifests"]
     assert upload.return_type == "str"
     params = upload.params
-    assert list(params) == ["admin_url", "token", "ready_path", "upload_path", "timeout"]
+    assert list(params) == ["token", "admin_url", "ready_path", "upload_path", "timeout"]
+    assert params["admin_url"].optional  # default: admin_url of env/<env>/environment.yaml
     assert params["token"].type == "dagger.Secret" and not params["token"].optional
     assert (params["ready_path"].default, params["upload_path"].default) == ("/healthz", "/admin/manifests")
     assert params["timeout"].type == "float" and params["timeout"].default == 300.0

@@ -2,7 +2,9 @@
 
 Same verbs and flags as the Dagger module (docs/design.md). Results go to standard
 output, progress lines to standard error. Exit codes: 0 success, 1 a problem the
-user can fix (printed without a traceback), 2 bad command line, 130 interrupted.
+user can fix (printed without a traceback), 2 bad command line, 130 interrupted;
+``deploy`` and ``wait`` add 3 a failed rollout, 4 superseded, 5 timeout
+(``rollout.EXIT_CODES``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import admin_api, artifacts, bump, child_pipeline, gitrefs, images, manifests, plan, promotion
+from . import admin_api, artifacts, bump, child_pipeline, deploy, flux, gitrefs, images, manifests, plan, promotion, rollout, settings
 from .errors import UserError
 from .pipeline import Workspace, make_target
 from .secrets import resolve_secret
@@ -88,9 +90,74 @@ def _upload_manifests(args: argparse.Namespace) -> str:
     bundle = _bundle(args)  # first, and kept: a CI job keeps it as an artifact even if the upload fails
     print(f"[faas-deploy] {manifests.bundle_line(bundle)}", file=sys.stderr, flush=True)
     token = resolve_secret(args.token, flag="--token")
+    admin_url = args.admin_url or settings.load(Path(args.source).resolve(), args.env).admin_url
     return admin_api.upload_manifests(
-        args.admin_url, bundle, token, ready_path=args.ready_path, upload_path=args.upload_path, timeout=args.timeout
+        admin_url, bundle, token, ready_path=args.ready_path, upload_path=args.upload_path, timeout=args.timeout
     )
+
+
+class RolloutExit(Exception):
+    """A rollout outcome other than deployed: the lines already printed, the exit code to return."""
+
+    def __init__(self, code: int):
+        self.code = code
+
+
+def _finish(lines: list[str], outcomes: list[rollout.Outcome], report: str | None) -> str:
+    if report:
+        Path(report).write_text(rollout.report_json(outcomes) + "\n", encoding="utf-8")
+    code = rollout.exit_code(outcomes)
+    if code:
+        print("\n".join(lines), flush=True)
+        raise RolloutExit(code)
+    return "\n".join(lines)
+
+
+def _deploy(args: argparse.Namespace) -> str:
+    ws = _workspace(args)
+    env_settings = settings.load(ws.source, args.env)
+    components = [args.component] if args.component else None
+    if args.component:
+        ws.config_file(args.env, args.component)
+    if bool(args.receiver_token) == bool(args.trigger_api):
+        raise UserError("deploy: give exactly one trigger, --receiver-token (Flux Receiver) or --trigger-api")
+    receiver_token = resolve_secret(args.receiver_token, flag="--receiver-token") if args.receiver_token else None
+    upload_token = resolve_secret(args.upload_manifests, flag="--upload-manifests") if args.upload_manifests else None
+    kubeconfig = resolve_secret(args.kubeconfig, flag="--kubeconfig") if args.kubeconfig else None
+    password = resolve_secret(args.password, flag="--password") if args.password else None
+    target = make_target(ws, args.registry or env_settings.chart_registry, args.username, password, args.plain_http)
+    client = rollout.make_client(kubeconfig, args.kube_context)
+    result = deploy.deploy(ws, args.env, env_settings, target=target, receiver_token=receiver_token, client=client,
+                           components=components, timeout=args.timeout, receiver_url=args.receiver_url,
+                           upload_token=upload_token, admin_url=args.admin_url,
+                           request_token=rollout.request_token(dict(os.environ)) if args.trigger_api else None)
+    return _finish(result.lines, result.outcomes, args.report)
+
+
+def _wait(args: argparse.Namespace) -> str:
+    ws = _workspace(args)
+    env_settings = settings.load(ws.source, args.env)
+    names = [args.component] if args.component else ws.components(args.env)
+    expected = {n: deploy.expected_for(ws, args.env, n) for n in names}
+    kubeconfig = resolve_secret(args.kubeconfig, flag="--kubeconfig") if args.kubeconfig else None
+    client = rollout.make_client(kubeconfig, args.kube_context)
+    outcomes = deploy.wait_all(client, env_settings, expected, timeout=args.timeout or env_settings.deploy_timeout)
+    return _finish([o.line for o in outcomes], outcomes, args.report)
+
+
+def _flux(args: argparse.Namespace) -> str:
+    ws = _workspace(args)
+    env_settings = settings.load(ws.source, args.env)
+    return "\n".join(str(p) for p in flux.write_objects(env_settings, deploy.charts(ws, args.env), Path(args.out)))
+
+
+def _rollout_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--component", help="only this component (default: every component of the environment)")
+    parser.add_argument("--kubeconfig", metavar="env:NAME|file:PATH",
+                        help="kubeconfig as a secret (default: in-cluster, else $KUBECONFIG)")
+    parser.add_argument("--kube-context", help="kubeconfig context, e.g. the GitLab agent's <path>:<agent>")
+    parser.add_argument("--timeout", type=float, help="seconds to wait (default: deploy_timeout of environment.yaml)")
+    parser.add_argument("--report", metavar="FILE", help="also write the JSON report of every outcome to FILE")
 
 
 def _build_options(args: argparse.Namespace) -> images.BuildOptions:
@@ -277,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
         _upload_manifests,
         "bundle dynamic/ (kept at --out), wait for the operator admin API to be ready, upload the bundle once",
     )
-    upload.add_argument("--admin-url", required=True, help="operator admin API base URL, http(s)://HOST[:PORT]")
+    upload.add_argument("--admin-url", help="operator admin API base URL (default: admin_url of env/<env>/environment.yaml)")
     upload.add_argument("--token", required=True, metavar="env:NAME|file:PATH", help="admin API bearer token")
     upload.add_argument("--ready-path", default=admin_api.DEFAULT_READY_PATH, help="readiness path (default: %(default)s)")
     upload.add_argument("--upload-path", default=admin_api.DEFAULT_UPLOAD_PATH, help="upload path (default: %(default)s)")
@@ -361,6 +428,22 @@ def build_parser() -> argparse.ArgumentParser:
                            help="pipeline IID, numbers merge request pre-releases (default: $CI_PIPELINE_IID)")
     plan_verb.add_argument("--branch-env", action="append", metavar="ENV",
                            help="environment merge request pipelines deploy to (repeatable; default: dev)")
+    flux_verb = verb("flux", _flux, "write the environment's Flux objects (OCIRepository, HelmRelease, Receiver) into --out")
+    flux_verb.add_argument("--out", required=True, metavar="DIR")
+    deploy_verb = verb("deploy", _deploy, "publish, trigger Flux through the Receiver, wait until each HelmRelease "
+                       "runs the pushed version (exit 3 failed, 4 superseded, 5 timeout)")
+    _registry_flags(deploy_verb)
+    _rollout_flags(deploy_verb)
+    deploy_verb.add_argument("--receiver-token", metavar="env:NAME|file:PATH",
+                             help="trigger through the Receiver: its token (key token of its Secret)")
+    deploy_verb.add_argument("--trigger-api", action="store_true",
+                             help="trigger through the Kubernetes API instead (merge-patch reconcile.fluxcd.io/requestedAt)")
+    deploy_verb.add_argument("--receiver-url", help="override receiver_url of environment.yaml")
+    deploy_verb.add_argument("--upload-manifests", metavar="env:NAME|file:PATH",
+                             help="admin API token: after the operator is deployed, upload env/<env>/operator/dynamic/")
+    deploy_verb.add_argument("--admin-url", help="override admin_url of environment.yaml")
+    _rollout_flags(verb("wait", _wait, "wait until each HelmRelease runs the version the configs describe "
+                        "(exit 3 failed, 4 superseded, 5 timeout)"))
     return parser
 
 
@@ -369,6 +452,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         output = args.run(args)
+    except RolloutExit as exc:
+        return exc.code
     except UserError as exc:
         print(f"faas-deploy: error: {exc}", file=sys.stderr)
         return 1

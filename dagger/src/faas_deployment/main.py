@@ -35,7 +35,8 @@ import anyio
 import dagger
 from dagger import DefaultPath, Doc, Ignore, dag, function, object_type
 
-from . import admin_api, artifacts, bump, child_pipeline, gitrefs, images, images_dagger, manifests, plan, promotion
+from . import admin_api, artifacts, bump, child_pipeline, deploy, flux, gitrefs, images, images_dagger, manifests, plan, promotion, rollout
+from . import settings as settings_mod
 from ._dagger_errors import user_errors
 from .errors import UserError
 from .merge_request import GitLabProject
@@ -63,6 +64,14 @@ PlanRepository = Annotated[
 ]
 PlanBase = Annotated[str, Doc("base commit SHA or branch; all zeros or empty: the default branch")]
 DefaultBranch = Annotated[str, Doc("the default branch (CI_DEFAULT_BRANCH)")]
+
+# Parameter types shared by the Flux functions (deploy, wait).
+KubeconfigArg = Annotated[dagger.Secret, Doc("kubeconfig of the cluster (YAML)")]
+ReceiverTokenArg = Annotated[dagger.Secret | None, Doc("trigger through the Flux Receiver: its token (key token of its Secret)")]
+TriggerApiArg = Annotated[bool, Doc("trigger through the Kubernetes API instead (merge-patch reconcile.fluxcd.io/requestedAt)")]
+KubeContextArg = Annotated[str, Doc("kubeconfig context (default: its current context)")]
+WaitTimeoutArg = Annotated[float, Doc("seconds to wait (default: deploy_timeout of environment.yaml)")]
+RegistryOverrideArg = Annotated[str, Doc("override chart_registry of environment.yaml")]
 
 
 async def _run(fn: Callable[[], T]) -> T:
@@ -155,6 +164,31 @@ async def _publish_artifacts(ws: Workspace, env: str, components: list[str] | No
     results = await _run(lambda: ws.publish_artifacts(env, repository, components, manifests_dir=local,
                                                       revision=revision, source_url=source_url))
     return "\n".join(r.line for r in results)
+def _rollout_result(lines: list[str], outcomes: list[rollout.Outcome]) -> str:
+    """The lines, or a UserError carrying them when a rollout did not end deployed."""
+    if rollout.exit_code(outcomes):
+        raise UserError("\n".join(lines))
+    return "\n".join(lines)
+
+
+async def _deploy(source, template, env, components, receiver_token, trigger_api, kubeconfig, kube_context, registry,
+                  username, password, plain_http, timeout, upload_token) -> str:
+    """``deploy`` for both Dagger objects: secrets read from Dagger, the core does the rest."""
+    ws = await _workspace(source, template)
+    tokens = [await _secret(receiver_token, "receiver_token"), await _secret(kubeconfig, "kubeconfig"),
+              await _secret(password, "password"), await _secret(upload_token, "upload_manifests")]
+
+    def run() -> str:
+        if (tokens[0] is None) != trigger_api:
+            raise UserError("deploy: give exactly one trigger, receiver-token (Flux Receiver) or trigger-api")
+        env_settings = settings_mod.load(ws.source, env)
+        target = make_target(ws, registry or env_settings.chart_registry, username or None, tokens[2], plain_http)
+        client = rollout.make_client(tokens[1], kube_context or None)
+        result = deploy.deploy(ws, env, env_settings, target=target, receiver_token=tokens[0], client=client,
+                               components=components, timeout=timeout or None, upload_token=tokens[3],
+                               request_token=rollout.request_token(dict(os.environ)) if trigger_api else None)
+        return _rollout_result(result.lines, result.outcomes)
+    return await _run(run)
 
 
 @object_type
@@ -354,6 +388,48 @@ class Component:
         repository = await _artifact_repository(registry, username, password, plain_http)
         await _run(lambda: artifacts.check_component_name(self.name))
         return await _run(lambda: artifacts.retire(repository(), self.name))
+    async def deploy(
+        self,
+        kubeconfig: KubeconfigArg,
+        receiver_token: ReceiverTokenArg = None,
+        trigger_api: TriggerApiArg = False,
+        kube_context: KubeContextArg = "",
+        registry: RegistryOverrideArg = "",
+        username: Annotated[str, Doc("registry user name")] = "",
+        password: Annotated[dagger.Secret | None, Doc("registry password or token")] = None,
+        plain_http: Annotated[bool, Doc("HTTP instead of HTTPS (local test registries only)")] = False,
+        timeout: WaitTimeoutArg = 0,
+    ) -> str:
+        """Publish this chart, notify Flux's Receiver, wait until the HelmRelease runs the pushed version.
+
+        Returns the lines (publish, notify, ``deployed <chart>@<version> to <ns>/<name> in N s``);
+        fails with the controller's message when the rollout failed, was superseded or timed out.
+        """
+        return await _deploy(self.source, self.template, self.env, [self.name], receiver_token, trigger_api, kubeconfig,
+                             kube_context, registry, username, password, plain_http, timeout, None)
+
+    @function(cache="never")
+    async def wait(
+        self,
+        kubeconfig: KubeconfigArg,
+        kube_context: KubeContextArg = "",
+        timeout: WaitTimeoutArg = 0,
+    ) -> str:
+        """Wait until this component's HelmRelease runs the chart its config describes (nothing published).
+
+        Returns ``deployed <chart>@<version> to <ns>/<name> in N s``; fails on a failed,
+        superseded or timed-out rollout with the controller's message.
+        """
+        ws = await _workspace(self.source, self.template)
+        config = await _secret(kubeconfig, "kubeconfig")
+
+        def run() -> str:
+            env_settings = settings_mod.load(ws.source, self.env)
+            expected = {self.name: deploy.expected_for(ws, self.env, self.name)}
+            client = rollout.make_client(config, kube_context or None)
+            outcomes = deploy.wait_all(client, env_settings, expected, timeout=timeout or env_settings.deploy_timeout)
+            return _rollout_result([o.line for o in outcomes], outcomes)
+        return await _run(run)
 
 
 @object_type
@@ -419,8 +495,8 @@ class Environment:
     @function(cache="never")
     async def upload_manifests(
         self,
-        admin_url: Annotated[str, Doc("operator admin API base URL, http(s)://HOST[:PORT]")],
         token: Annotated[dagger.Secret, Doc("admin API bearer token")],
+        admin_url: Annotated[str, Doc("operator admin API base URL (default: admin_url of environment.yaml)")] = "",
         ready_path: Annotated[str, Doc("readiness path: GET, any 2xx means ready")] = admin_api.DEFAULT_READY_PATH,
         upload_path: Annotated[str, Doc("upload path: POST multipart field file")] = admin_api.DEFAULT_UPLOAD_PATH,
         timeout: Annotated[float, Doc("overall deadline for readiness plus upload, in seconds")] = (
@@ -438,9 +514,10 @@ class Environment:
         out = _scratch() / f"{self.name}.zip"
         bundle = await _run(lambda: manifests.write_bundle(manifests.dynamic_dir(ws.source, self.name), out))
         secret = await _secret(token, "token")
+        url = admin_url or (await _run(lambda: settings_mod.load(ws.source, self.name))).admin_url
         return await _run(
             lambda: admin_api.upload_manifests(
-                admin_url, bundle, secret, ready_path=ready_path, upload_path=upload_path, timeout=timeout
+                url, bundle, secret, ready_path=ready_path, upload_path=upload_path, timeout=timeout
             )
         )
 
@@ -482,6 +559,43 @@ class Environment:
         out = _scratch()
         await _run(lambda: artifacts.write_flux_objects(settings, out))
         return dag.current_module().workdir(str(out))
+
+    @function
+    async def flux(self) -> dagger.Directory:
+        """The Flux objects of this environment: per component an OCIRepository and a HelmRelease, one Receiver.
+
+        Names and places come from ``env/<env>/environment.yaml``; apply them to the cluster
+        (``kubectl apply -f``) or commit them to the Flux repository.
+        """
+        ws = await _workspace(self.source, self.template)
+        out = _scratch()
+        await _run(lambda: flux.write_objects(settings_mod.load(ws.source, self.name), deploy.charts(ws, self.name), out))
+        return _dir(out)
+
+    @function(cache="never")
+    async def deploy(
+        self,
+        kubeconfig: KubeconfigArg,
+        receiver_token: ReceiverTokenArg = None,
+        trigger_api: TriggerApiArg = False,
+        kube_context: KubeContextArg = "",
+        registry: RegistryOverrideArg = "",
+        username: Annotated[str, Doc("registry user name")] = "",
+        password: Annotated[dagger.Secret | None, Doc("registry password or token")] = None,
+        plain_http: Annotated[bool, Doc("HTTP instead of HTTPS (local test registries only)")] = False,
+        timeout: WaitTimeoutArg = 0,
+        upload_manifests: Annotated[dagger.Secret | None, Doc(
+            "admin API token: once the operator runs the new chart, upload env/<env>/operator/dynamic/")] = None,
+    ) -> str:
+        """Publish every chart of this environment, notify Flux's Receiver, wait for every HelmRelease concurrently.
+
+        With ``upload_manifests`` the bundle goes to the operator only after its
+        HelmRelease runs the pushed version and its admin API is ready. Fails with the
+        controller's message when a rollout failed, was superseded or timed out.
+        """
+        return await _deploy(self.source, self.template, self.name, None, receiver_token, trigger_api, kubeconfig,
+                             kube_context,
+                             registry, username, password, plain_http, timeout, upload_manifests)
 
 
 @object_type

@@ -1,0 +1,212 @@
+"""The Flux objects that deploy what the pipeline publishes, and the Receiver trigger.
+
+Objects, per environment (``env/<env>/environment.yaml`` gives names and places):
+
+- per component, an ``OCIRepository`` (``source.toolkit.fluxcd.io/v1``) watching
+  ``<chart_registry>/<chart_name>`` with ``ref.semver`` and a ``layerSelector`` that
+  copies Helm's chart layer (:data:`HELM_CHART_LAYER`) as the artifact;
+- per component, a ``HelmRelease`` (``helm.toolkit.fluxcd.io/v2``) with ``chartRef``
+  to that OCIRepository and install/upgrade remediation (:data:`REMEDIATION`);
+- one ``Receiver`` (``notification.toolkit.fluxcd.io/v1``, ``generic-hmac``) whose
+  resources are every OCIRepository and HelmRelease above.
+
+Flux's rule with ``chartRef`` (helm-controller ``internal/controller``, the chart is
+taken from the OCIRepository's artifact): the OCI tag must equal the ``Chart.yaml``
+version (our publisher pushes ``<name>:<chart_version>``), and the HelmRelease's
+revision becomes ``<version>+<first 12 hex of the manifest digest>``
+(:func:`release_revision`).
+
+Trigger: notification-controller's ``generic-hmac`` Receiver
+(``internal/server/receiver_handlers.go``): the hook path is ``/hook/`` + hex
+sha256(token + name + namespace), the header ``X-Signature: sha256=<hex
+HMAC-SHA256(token, raw body)>``; 200 means the resources were annotated, 400 a bad
+signature, 404 an unknown hook, 503 a Receiver not ready yet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from .errors import UserError
+from .secrets import SecretValue, redact
+from .settings import Settings
+
+HELM_CHART_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
+"""Media type of the chart layer of Helm's OCI artifact (Helm ``pkg/registry``)."""
+SOURCE_INTERVAL = "5m"
+RELEASE_INTERVAL = "10m"
+RELEASE_TIMEOUT = "5m"
+REMEDIATION: dict[str, Any] = {
+    "install": {"remediation": {"retries": 3}},
+    "upgrade": {"cleanupOnFail": True, "remediation": {"retries": 3, "remediateLastFailure": True,
+                                                       "strategy": "rollback"}},
+}
+"""Install: retry 3 times (uninstall between). Upgrade: retry 3 times, then roll back to the last
+deployed release (helm-controller ``api/v2`` ``Install``/``Upgrade`` remediation)."""
+
+
+@dataclass(frozen=True)
+class Chart:
+    """One component's chart as Flux sees it: the component, ``chart_name``."""
+
+    component: str
+    name: str
+
+
+def release_revision(version: str, digest: str) -> str:
+    """HelmRelease revision with ``chartRef``: ``<version>+<first 12 hex of digest>``.
+
+    ``digest`` is the chart's OCI manifest digest (``sha256:<hex>``).
+    """
+    return f"{version}+{digest.split(':', 1)[-1][:12]}"
+
+
+def source_revision(version: str, digest: str) -> str:
+    """An OCIRepository's ``status.artifact.revision`` for a tag: ``<tag>@<digest>`` (source-controller)."""
+    return f"{version}@{digest}"
+
+
+def oci_repository(settings: Settings, chart: Chart) -> dict[str, Any]:
+    return {
+        "apiVersion": "source.toolkit.fluxcd.io/v1",
+        "kind": "OCIRepository",
+        "metadata": {"name": settings.object_name(chart.component), "namespace": settings.namespace},
+        "spec": {
+            "interval": SOURCE_INTERVAL,
+            "url": f"{settings.chart_registry}/{chart.name}",
+            "ref": {"semver": settings.chart_semver},
+            "layerSelector": {"mediaType": HELM_CHART_LAYER, "operation": "copy"},
+        },
+    }
+
+
+def helm_release(settings: Settings, chart: Chart) -> dict[str, Any]:
+    name = settings.object_name(chart.component)
+    return {
+        "apiVersion": "helm.toolkit.fluxcd.io/v2",
+        "kind": "HelmRelease",
+        "metadata": {"name": name, "namespace": settings.namespace},
+        "spec": {
+            "interval": RELEASE_INTERVAL,
+            "timeout": RELEASE_TIMEOUT,
+            "releaseName": chart.name,
+            "chartRef": {"kind": "OCIRepository", "name": name, "namespace": settings.namespace},
+            **REMEDIATION,
+        },
+    }
+
+
+def receiver(settings: Settings, charts: list[Chart]) -> dict[str, Any]:
+    resources = []
+    for chart in charts:
+        name = settings.object_name(chart.component)
+        resources.append({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "OCIRepository", "name": name})
+        resources.append({"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease", "name": name})
+    return {
+        "apiVersion": "notification.toolkit.fluxcd.io/v1",
+        "kind": "Receiver",
+        "metadata": {"name": settings.receiver_name, "namespace": settings.namespace},
+        "spec": {"type": "generic-hmac", "secretRef": {"name": receiver_secret_name(settings)},
+                 "resources": resources},
+    }
+
+
+def receiver_secret_name(settings: Settings) -> str:
+    """The Secret (key ``token``) the Receiver verifies with: ``<receiver_name>-token``."""
+    return f"{settings.receiver_name}-token"
+
+
+def objects(settings: Settings, charts: list[Chart]) -> dict[str, list[dict[str, Any]]]:
+    """The files to write: ``<component>.yaml`` (OCIRepository, HelmRelease) and ``receiver.yaml``."""
+    files = {f"{c.component}.yaml": [oci_repository(settings, c), helm_release(settings, c)] for c in charts}
+    files["receiver.yaml"] = [receiver(settings, charts)]
+    return files
+
+
+def write_objects(settings: Settings, charts: list[Chart], out: Path) -> list[Path]:
+    """Write :func:`objects` under ``out`` (created), one multi-document YAML file each; returns the paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, docs in objects(settings, charts).items():
+        path = out / name
+        path.write_text(yaml.safe_dump_all(docs, sort_keys=False), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+# --------------------------------------------------------------------------- Receiver
+
+
+def hook_path(token: str, name: str, namespace: str) -> str:
+    """``/hook/<hex sha256(token + name + namespace)>`` (notification-controller ``Receiver.GetWebhookPath``)."""
+    return "/hook/" + hashlib.sha256((token + name + namespace).encode()).hexdigest()
+
+
+def signature(token: str, body: bytes) -> str:
+    """``sha256=<hex HMAC-SHA256(token, body)>``, the ``X-Signature`` header of ``generic-hmac``."""
+    return "sha256=" + hmac.new(token.encode(), body, hashlib.sha256).hexdigest()
+
+
+RETRIED = {404, 429, 500, 502, 503, 504}
+
+
+def notify(
+    settings: Settings,
+    token: SecretValue,
+    payload: dict[str, Any],
+    *,
+    deadline: float,
+    receiver_url: str | None = None,
+    client: httpx.Client | None = None,
+    backoff: tuple[float, float] = (0.5, 4.0),
+) -> str:
+    """POST ``payload`` (JSON) to the environment's Receiver, signed; retry 404/429/5xx until ``deadline``.
+
+    ``deadline`` is a ``time.monotonic()`` instant. ``receiver_url`` overrides the
+    setting. Returns a line ``notified receiver <ns>/<name> at <url>: HTTP 200``
+    (the hook path, derived from the token, is never shown).
+
+    Raises:
+        UserError: 400 (the signature was refused: the token differs from the
+            Receiver's Secret), another 4xx, or no 200 before the deadline.
+    """
+    base = (receiver_url or settings.receiver_url).rstrip("/")
+    secret = token.reveal()
+    body = json.dumps(payload, sort_keys=True).encode()
+    url = base + hook_path(secret, settings.receiver_name, settings.namespace)
+    headers = {"Content-Type": "application/json", "X-Signature": signature(secret, body)}
+    owned = client is None
+    http = client or httpx.Client(timeout=10.0)
+    wait, seen = backoff[0], []
+    where = f"receiver {settings.namespace}/{settings.receiver_name} at {base}"
+    try:
+        while True:
+            try:
+                answer = http.post(url, content=body, headers=headers)
+                status, text = answer.status_code, answer.text[:200]
+            except httpx.TransportError as exc:
+                status, text = 0, type(exc).__name__
+            if status == 200:
+                return f"notified {where}: HTTP 200"
+            seen.append(str(status or text))
+            if status and status not in RETRIED:
+                why = ("the signature was refused: the token is not the one in Secret "
+                       f"{receiver_secret_name(settings)}" if status == 400 else "refused")
+                raise UserError(f"{where}: HTTP {status}, {why}: {redact(text, secret)}")
+            if time.monotonic() + wait > deadline:
+                raise UserError(f"{where}: no HTTP 200 before the deadline (answers: {', '.join(seen)}); "
+                                "check that the Receiver exists and is Ready (404: unknown hook, 503: not ready)")
+            time.sleep(wait)
+            wait = min(wait * 2, backoff[1])
+    finally:
+        if owned:
+            http.close()

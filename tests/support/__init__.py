@@ -1,0 +1,1 @@
+"""Loopback doubles of servers the project does not own (Kubernetes API, Flux Receiver)."""

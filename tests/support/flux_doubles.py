@@ -1,0 +1,324 @@
+"""Loopback doubles of the Kubernetes API (HelmRelease, OCIRepository) and a Flux Receiver.
+
+:class:`KubeApi` serves, on 127.0.0.1, the paths kube-apiserver serves for custom
+resources: ``GET /apis/<group>/<version>/namespaces/<ns>/<plural>/<name>``,
+``PATCH`` of the same with ``application/merge-patch+json`` (RFC 7386), and the
+watch ``GET /apis/<group>/<version>/namespaces/<ns>/<plural>?watch=true`` with
+``fieldSelector=metadata.name=<name>``, ``resourceVersion`` and ``timeoutSeconds``:
+one JSON event per line (``{"type": "ADDED"|"MODIFIED", "object": ...}``), a synthetic
+``ADDED`` for the current object when no ``resourceVersion`` is given, 401 with a
+``Status`` body without the right bearer token, 404 ``Status`` for an unknown object.
+
+:class:`Receiver` verifies a ``generic-hmac`` hook as notification-controller does
+(``internal/server/receiver_handlers.go``: the path ``/hook/`` + hex sha256(token +
+name + namespace), else 404; ``X-Signature: <algo>=<hex HMAC(token, body)>`` with
+sha1/sha256/sha512, else 400), then "annotates": it calls ``on_hook``.
+
+Status sequences (:func:`scenario`) are shaped like helm-controller v2's status
+(``api/v2/helmrelease_types.go`` ``HelmReleaseStatus``, ``Snapshot``;
+``api/v2/condition_types.go`` reasons; ``internal/controller/helmrelease_controller.go``
+``SourceNotReady``) and source-controller's OCIRepository ``status.artifact.revision``
+``<tag>@sha256:<hex>``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import json
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+HR = ("helm.toolkit.fluxcd.io", "v2", "helmreleases")
+OCI = ("source.toolkit.fluxcd.io", "v1", "ocirepositories")
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+class _Quiet(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class KubeApi:
+    """The Kubernetes API double; ``requests`` lists ``(method, path, monotonic time)``."""
+
+    def __init__(self, token: str, on_patch: Callable[[str, str, dict[str, Any]], None] = lambda *a: None):
+        self.token = token
+        self.on_patch = on_patch  # (plural, name, patch) after a merge-PATCH was applied
+        self.ready_times: dict[str, float] = {}
+        self.objects: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}
+        self.version = 1
+        self.changed = threading.Condition()
+        self.requests: list[tuple[str, str, float]] = []
+        self.ready_at: float | None = None
+        api = self
+
+        class Handler(_Quiet):
+
+            def _send(self, code: int, body: Any) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _status(self, code: int, reason: str, message: str) -> None:
+                self._send(code, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message,
+                                  "reason": reason, "code": code})
+
+            def _route(self):
+                url = urllib.parse.urlsplit(self.path)
+                api.requests.append((self.command, url.path, time.monotonic()))
+                if self.headers.get("Authorization") != f"Bearer {api.token}":
+                    self._status(401, "Unauthorized", "Unauthorized")
+                    return None
+                parts = url.path.strip("/").split("/")
+                if len(parts) < 6 or parts[0] != "apis" or parts[3] != "namespaces":
+                    self._status(404, "NotFound", "the server could not find the requested resource")
+                    return None
+                return parts, urllib.parse.parse_qs(url.query)
+
+            def do_GET(self) -> None:
+                routed = self._route()
+                if routed is None:
+                    return
+                parts, query = routed
+                group, version, ns, plural = parts[1], parts[2], parts[4], parts[5]
+                if len(parts) == 7:
+                    obj = api.get(group, version, ns, plural, parts[6])
+                    if obj is None:
+                        self._status(404, "NotFound", f'{plural}.{group} "{parts[6]}" not found')
+                    else:
+                        self._send(200, obj)
+                    return
+                if query.get("watch") == ["true"]:
+                    self._watch(group, version, ns, plural, query)
+                    return
+                self._status(405, "MethodNotAllowed", "list is not served by this double")
+
+            def _watch(self, group: str, version: str, ns: str, plural: str, query: dict) -> None:
+                selector = query.get("fieldSelector", [""])[0]
+                name = selector.partition("metadata.name=")[2]
+                since = int(query.get("resourceVersion", ["0"])[0] or 0)
+                end = time.monotonic() + float(query.get("timeoutSeconds", ["30"])[0])
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                seen = since
+                first = since == 0
+                try:
+                    while time.monotonic() < end:
+                        with api.changed:
+                            obj = api.get(group, version, ns, plural, name)
+                            rv = int(obj["metadata"]["resourceVersion"]) if obj else 0
+                            if obj is None or rv <= seen:
+                                api.changed.wait(timeout=min(0.5, max(0.0, end - time.monotonic())))
+                                continue
+                        event = {"type": "ADDED" if first else "MODIFIED", "object": obj}
+                        first, seen = False, rv
+                        line = json.dumps(event).encode() + b"\n"
+                        self.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
+                        self.wfile.flush()
+                    self.wfile.write(b"0\r\n\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def do_PATCH(self) -> None:
+                routed = self._route()
+                if routed is None:
+                    return
+                parts, _ = routed
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                if self.headers.get("Content-Type") != "application/merge-patch+json" or len(parts) != 7:
+                    self._status(415, "UnsupportedMediaType", "expected application/merge-patch+json")
+                    return
+                obj = api.patch(parts[1], parts[2], parts[4], parts[5], parts[6], body)
+                if obj is None:
+                    self._status(404, "NotFound", f'{parts[5]}.{parts[1]} "{parts[6]}" not found')
+                else:
+                    self._send(200, obj)
+                    api.on_patch(parts[5], parts[6], body)
+
+        self.server = _Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def get(self, group: str, version: str, ns: str, plural: str, name: str) -> dict[str, Any] | None:
+        obj = self.objects.get((group, version, ns, plural, name))
+        return copy.deepcopy(obj) if obj else None
+
+    def put(self, kind: tuple[str, str, str], ns: str, name: str, obj: dict[str, Any]) -> None:
+        """Store ``obj`` as the current object (a new resourceVersion); wakes watchers."""
+        with self.changed:
+            self.version += 1
+            obj = copy.deepcopy(obj)
+            obj.setdefault("metadata", {}).update(name=name, namespace=ns, resourceVersion=str(self.version))
+            self.objects[(*kind[:2], ns, kind[2], name)] = obj
+            self.changed.notify_all()
+
+    def set_status(self, kind: tuple[str, str, str], ns: str, name: str, status: dict[str, Any]) -> None:
+        obj = self.get(kind[0], kind[1], ns, kind[2], name) or {}
+        obj["status"] = status
+        if kind == HR and any(c.get("type") == "Ready" and c.get("status") == "True"
+                              for c in status.get("conditions", [])):
+            self.ready_at = self.ready_times[name] = time.monotonic()
+        self.put(kind, ns, name, obj)
+
+    def patch(self, group: str, version: str, ns: str, plural: str, name: str, body: Any) -> dict[str, Any] | None:
+        obj = self.get(group, version, ns, plural, name)
+        if obj is None:
+            return None
+        self.put((group, version, plural), ns, name, merge_patch(obj, body))
+        return self.get(group, version, ns, plural, name)
+
+    def __enter__(self) -> "KubeApi":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def kubeconfig(self) -> str:
+        """A kubeconfig (YAML text) for this server with its bearer token."""
+        return json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": "double",
+            "clusters": [{"name": "double", "cluster": {"server": self.url}}],
+            "users": [{"name": "ci", "user": {"token": self.token}}],
+            "contexts": [{"name": "double", "context": {"cluster": "double", "user": "ci"}}],
+        })
+
+
+class Receiver:
+    """A ``generic-hmac`` Receiver ``namespace/name`` with ``token``; ``hits`` counts verified calls."""
+
+    def __init__(self, token: str, name: str, namespace: str, on_hook: Callable[[], None] = lambda: None,
+                 answers: list[int] | None = None):
+        self.path = "/hook/" + hashlib.sha256((token + name + namespace).encode()).hexdigest()
+        self.hits = 0
+        self.answers = list(answers or [])
+        receiver = self
+
+        class Handler(_Quiet):
+
+            def _answer(self, code: int, text: str = "") -> None:
+                data = text.encode()
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if receiver.answers:
+                    self._answer(receiver.answers.pop(0), "not ready")
+                    return
+                if self.path != receiver.path:
+                    self._answer(404, "not found")
+                    return
+                algo, _, digest = (self.headers.get("X-Signature") or "").partition("=")
+                hashes = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha512": hashlib.sha512}
+                if algo not in hashes or not hmac.compare_digest(
+                        hmac.new(token.encode(), body, hashes[algo]).hexdigest(), digest):
+                    self._answer(400, "unable to validate HMAC signature")
+                    return
+                receiver.hits += 1
+                on_hook()
+                self._answer(200)
+
+        self.server = _Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "Receiver":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _cond(kind: str, status: str, reason: str, message: str, generation: int = 1) -> dict[str, Any]:
+    return {"type": kind, "status": status, "reason": reason, "message": message,
+            "observedGeneration": generation, "lastTransitionTime": "2026-01-01T00:00:00Z"}
+
+
+def _snapshot(chart: str, chart_version: str, status: str, version: int, ns: str, name: str) -> dict[str, Any]:
+    return {"name": name, "namespace": ns, "version": version, "status": status, "chartName": chart,
+            "chartVersion": chart_version, "appVersion": chart_version.split("+")[0],
+            "configDigest": "sha256:" + "c" * 64, "digest": "sha256:" + "d" * 64,
+            "firstDeployed": "2026-01-01T00:00:00Z", "lastDeployed": "2026-01-01T00:00:00Z"}
+
+
+def scenario(kind: str, *, chart: str, ns: str, name: str, old: str, new: str, newer: str = "",
+             ) -> list[tuple[str, dict[str, Any]]]:
+    """Steps ``(object, status)`` for ``kind``; ``old``/``new``/``newer`` are ``<version>+<digest12>``.
+
+    ``object`` is ``"hr"`` or ``"source"``; the source's status uses ``new``'s
+    ``<version>@<digest>`` set by the caller through :meth:`KubeApi.set_status`.
+    """
+    release = f"{ns}/{name}"
+    base = {"observedGeneration": 1, "history": [_snapshot(chart, old, "deployed", 1, ns, name)],
+            "lastAttemptedRevision": old, "lastAttemptedReleaseAction": "install"}
+    progressing = {**base, "conditions": [_cond("Ready", "Unknown", "Progressing", "reconciliation in progress"),
+                                          _cond("Reconciling", "True", "Progressing", "Running 'upgrade' action")],
+                   "lastAttemptedRevision": new, "lastAttemptedReleaseAction": "upgrade"}
+    done = {**base, "lastAttemptedRevision": new, "lastAttemptedReleaseAction": "upgrade",
+            "history": [_snapshot(chart, new, "deployed", 2, ns, name), *base["history"]]}
+    success = {**done, "conditions": [
+        _cond("Ready", "True", "UpgradeSucceeded", f"Helm upgrade succeeded for release {release}.v2 with chart {chart}@{new}"),
+        _cond("Released", "True", "UpgradeSucceeded", f"Helm upgrade succeeded for release {release}.v2 with chart {chart}@{new}")]}
+    failed_message = f"Helm upgrade failed for release {release} with chart {chart}@{new}: context deadline exceeded"
+    failed = {**base, "lastAttemptedRevision": new, "lastAttemptedReleaseAction": "upgrade",
+              "history": [_snapshot(chart, new, "failed", 2, ns, name), *base["history"]],
+              "failures": 1, "upgradeFailures": 1, "conditions": [
+                  _cond("Ready", "False", "UpgradeFailed", failed_message),
+                  _cond("Released", "False", "UpgradeFailed", failed_message),
+                  _cond("Stalled", "True", "RetriesExceeded", "Failed to upgrade after 1 attempt(s)")]}
+    stalled_only = {**failed, "conditions": [failed["conditions"][0], failed["conditions"][2]]}
+    rolled_back = {**base, "lastAttemptedRevision": new, "lastAttemptedReleaseAction": "upgrade",
+                   "history": [_snapshot(chart, old, "deployed", 3, ns, name),
+                               _snapshot(chart, new, "failed", 2, ns, name), *base["history"]],
+                   "conditions": [
+                       _cond("Ready", "False", "RollbackSucceeded",
+                             f"Helm rollback to previous release {release}.v1 with chart {chart}@{old} succeeded"),
+                       _cond("Remediated", "True", "RollbackSucceeded",
+                             f"Helm rollback to previous release {release}.v1 with chart {chart}@{old} succeeded")]}
+    superseded = {**base, "lastAttemptedRevision": newer, "lastAttemptedReleaseAction": "upgrade",
+                  "conditions": [_cond("Ready", "Unknown", "Progressing", "reconciliation in progress")]}
+    source_not_ready = {**base, "conditions": [_cond("Ready", "False", "SourceNotReady",
+                         f"OCIRepository '{release}' is not ready: latest generation of object has not been reconciled")]}
+    return {
+        "success": [("hr", progressing), ("hr", success)],
+        "stalled": [("hr", progressing), ("hr", stalled_only)],
+        "failed": [("hr", progressing), ("hr", failed)],
+        "rollback": [("hr", progressing), ("hr", rolled_back)],
+        "superseded": [("hr", superseded)],
+        "source-not-ready": [("hr", source_not_ready), ("source", {}), ("hr", progressing), ("hr", success)],
+        "never": [],
+    }[kind]
