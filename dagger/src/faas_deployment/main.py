@@ -388,6 +388,8 @@ class Component:
         repository = await _artifact_repository(registry, username, password, plain_http)
         await _run(lambda: artifacts.check_component_name(self.name))
         return await _run(lambda: artifacts.retire(repository(), self.name))
+
+    @function(cache="never")
     async def deploy(
         self,
         kubeconfig: KubeconfigArg,
