@@ -28,6 +28,7 @@ EXPECTED = {
             "username": ("str", True, ""),
             "password": ("dagger.Secret | None", True, None),
             "plain_http": ("bool", True, False),
+            "timeout": ("float", True, 300.0),
         }),
         "plan": ("str", {
             "repository": ("dagger.Directory", True, None),
@@ -52,6 +53,7 @@ EXPECTED = {
             "username": ("str", True, ""),
             "password": ("dagger.Secret | None", True, None),
             "plain_http": ("bool", True, False),
+            "timeout": ("float", True, 300.0),
         }),
         "local_repository": ("dagger.Directory", {}),
     },
@@ -65,6 +67,7 @@ EXPECTED = {
             "password": ("dagger.Secret | None", True, None),
             "plain_http": ("bool", True, False),
             "prerelease": ("str", True, ""),
+            "timeout": ("float", True, 300.0),
         }),
     },
 }

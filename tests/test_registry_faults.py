@@ -94,7 +94,7 @@ def fast_retries(monkeypatch):
     import tenacity
 
     monkeypatch.setattr(oci._Registry.do_request.retry, "wait", tenacity.wait_exponential_jitter(multiplier=0.05, max=0.2))
-    monkeypatch.setattr(oci._ping.retry, "wait", tenacity.wait_exponential_jitter(multiplier=0.05, max=0.2))
+    monkeypatch.setattr(oci._GuardedSession.ping.retry, "wait", tenacity.wait_exponential_jitter(multiplier=0.05, max=0.2))
 
 
 def release(tmp_path: Path, host: str, registry, capsys) -> tuple[int, str, str]:

@@ -236,7 +236,7 @@ def test_release_through_a_token_service(token_registry, source, capsys, monkeyp
     # The token flow was really used: tokens were asked for, with the user's credentials, and
     # push access was asked for (and so granted) on each chart repository.
     # One token per scope the registry's challenges named (pull to list and resolve,
-    # pull,push to upload), none asked twice, each with the user's credentials.
+    # pull,push to upload, delete to drop the publish lease), none asked twice, each with the user's credentials.
     granted = [r for r in service.requests if r.status == 200]
     assert all(r.username == "ci" for r in granted)
     def normalised(scope: str) -> str:  # the registry names a challenge's actions in no fixed order
@@ -245,7 +245,7 @@ def test_release_through_a_token_service(token_registry, source, capsys, monkeyp
 
     scopes = sorted(normalised(s) for r in granted for s in r.scopes)
     assert scopes == sorted(
-        f"repository:charts/{name}:{actions}" for name, _ in charts.values() for actions in ("pull", "pull,push")
+        f"repository:charts/{name}:{actions}" for name, _ in charts.values() for actions in ("pull", "pull,push", "delete")
     ), service.requests
     # The registry served the requests to the token's subject.
     assert "auth.user.name=ci" in registry.log_text()

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import admin_api, artifacts, bump, child_pipeline, deploy, flux, gitrefs, images, manifests, plan, promotion, rollout, settings
+from . import (admin_api, artifacts, bump, child_pipeline, deadline, deploy, flux, gitrefs, images, manifests, plan,
+               promotion, rollout, settings)
 from .errors import UserError
 from .pipeline import Workspace, make_target
 from .secrets import resolve_secret
@@ -36,13 +39,19 @@ def _registry_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--username", help="registry user name")
     parser.add_argument("--password", metavar="env:NAME|file:PATH", help="registry password or token")
     parser.add_argument("--plain-http", action="store_true", help="HTTP instead of HTTPS (local test registries only)")
+    _timeout_flag(parser, "overall deadline of the registry work (connect, read and total), in seconds")
+
+
+def _timeout_flag(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--timeout", type=float, default=deadline.DEFAULT_TIMEOUT, metavar="SECONDS",
+                        help=f"{help} (default: %(default)g)")
 
 
 def _target(args: argparse.Namespace, ws: Workspace):
     password = resolve_secret(args.password, flag="--password") if args.password else None
     if password is not None and not args.username:
         raise UserError("--password given without --username")
-    return make_target(ws, args.registry, args.username, password, args.plain_http)
+    return make_target(ws, args.registry, args.username, password, args.plain_http, args.timeout)
 
 
 def _check(args: argparse.Namespace) -> str:
@@ -447,9 +456,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt_on_term(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwinds like Ctrl-C: temporary directories are removed on the way out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (see module doc)."""
+    """Run the CLI; returns the exit code (see module doc).
+
+    SIGTERM (a CI job cancelled, ``kill``) is handled like Ctrl-C: the run stops,
+    its temporary directories are removed, and the exit code is 130.
+    """
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt_on_term)
     try:
         output = args.run(args)
     except RolloutExit as exc:

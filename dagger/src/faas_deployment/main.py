@@ -38,6 +38,7 @@ from dagger import DefaultPath, Doc, Ignore, dag, function, object_type
 from . import admin_api, artifacts, bump, child_pipeline, deploy, flux, gitrefs, images, images_dagger, manifests, plan, promotion, rollout
 from . import settings as settings_mod
 from ._dagger_errors import user_errors
+from .deadline import DEFAULT_TIMEOUT
 from .errors import UserError
 from .merge_request import GitLabProject
 from .pipeline import Workspace, make_target
@@ -126,10 +127,12 @@ async def _secret(secret: dagger.Secret | None, name: str) -> SecretValue | None
     return None if secret is None else SecretValue(await secret.plaintext(), f"dagger secret {name}")
 
 
-async def _chart_target(ws: Workspace, registry: str, username: str, password: dagger.Secret | None, plain_http: bool):
+async def _chart_target(
+    ws: Workspace, registry: str, username: str, password: dagger.Secret | None, plain_http: bool, timeout: float
+):
     """The publishing target for the registry flags (``make_target``), with the secret read from Dagger."""
     secret = await _secret(password, "password")
-    return await _run(lambda: make_target(ws, registry, username or None, secret, plain_http))
+    return await _run(lambda: make_target(ws, registry, username or None, secret, plain_http, timeout))
 
 
 async def _proposal(merge_request: bool, gitlab_url: str, gitlab_project: str, token: dagger.Secret | None,
@@ -233,6 +236,7 @@ class Component:
         password: Annotated[dagger.Secret | None, Doc("registry password or token")] = None,
         plain_http: Annotated[bool, Doc("HTTP instead of HTTPS (local test registries only)")] = False,
         prerelease: Annotated[str, Doc("publish chart_version as the pre-release <chart_version>-ID, e.g. mr.42.3")] = "",
+        timeout: Annotated[float, Doc("overall deadline of the registry work, in seconds")] = DEFAULT_TIMEOUT,
     ) -> str:
         """Publish this chart: one line, ``pushed <ref>@<digest>`` or ``unchanged <ref>@<digest>``.
 
@@ -241,7 +245,7 @@ class Component:
         than the highest published, is refused (bump chart_version).
         """
         ws = await _workspace(self.source, self.template)
-        target = await _chart_target(ws, registry, username, password, plain_http)
+        target = await _chart_target(ws, registry, username, password, plain_http, timeout)
         [result] = await _run(lambda: ws.release(self.env, target, [self.name], prerelease=prerelease))
         return result.line
 
@@ -459,13 +463,14 @@ class Environment:
         username: Annotated[str, Doc("registry user name")] = "",
         password: Annotated[dagger.Secret | None, Doc("registry password or token")] = None,
         plain_http: Annotated[bool, Doc("HTTP instead of HTTPS (local test registries only)")] = False,
+        timeout: Annotated[float, Doc("overall deadline of the registry work, in seconds")] = DEFAULT_TIMEOUT,
     ) -> str:
         """Publish every component's chart of this environment concurrently; a line per component.
 
         Every chart is validated and packaged first: if any fails, nothing is published.
         """
         ws = await _workspace(self.source, self.template)
-        target = await _chart_target(ws, registry, username, password, plain_http)
+        target = await _chart_target(ws, registry, username, password, plain_http, timeout)
         results = await _run(lambda: ws.release(self.name, target))
         return "\n".join(r.line for r in results)
 
@@ -628,6 +633,7 @@ class FaasDeployment:
         username: Annotated[str, Doc("registry user name")] = "",
         password: Annotated[dagger.Secret | None, Doc("registry password or token")] = None,
         plain_http: Annotated[bool, Doc("HTTP instead of HTTPS (local test registries only)")] = False,
+        timeout: Annotated[float, Doc("overall deadline of the registry work, in seconds")] = DEFAULT_TIMEOUT,
     ) -> str:
         """Validate every config, render, lint and package every chart; a report line per item.
 
@@ -637,7 +643,7 @@ class FaasDeployment:
         Fails listing every problem found (invalid config, lint error, manifest problem).
         """
         ws = await _workspace(self.source, self.template)
-        target = await _chart_target(ws, registry, username, password, plain_http) if registry else None
+        target = await _chart_target(ws, registry, username, password, plain_http, timeout) if registry else None
         return await _run(
             lambda: ws.check(env or None, target=target)
         )

@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import tempfile
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,9 +33,14 @@ import oras.provider
 import requests
 import tenacity
 
+from . import urls
+from .deadline import DEFAULT_TIMEOUT, Deadline
 from .errors import UserError
 from .packaging import ChartPackage
-from .secrets import SecretValue, redact
+from .secrets import SecretValue
+
+#: Most tag-list pages followed (``Link: rel="next"``); a registry pointing further, or back to a page, is refused.
+MAX_TAG_PAGES = 1000
 
 # oras-py logs through the logging module with no handler of its own, so Python's
 # last-resort handler printed its lines on stderr beside our error (for a refused
@@ -119,20 +125,75 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, (TransientRegistryError, requests.ConnectionError, requests.Timeout))
 
 
+def _deadline_of(state: tenacity.RetryCallState) -> Deadline:
+    owner = state.args[0]  # the _Registry, or the _GuardedSession for _ping
+    return owner.deadline
+
+
+class _BoundedWait(tenacity.wait.wait_base):
+    """Capped exponential backoff with jitter, never past the deadline of the call's owner."""
+
+    def __init__(self, base: tenacity.wait.wait_base):
+        self.base = base
+
+    def __call__(self, state: tenacity.RetryCallState) -> float:
+        return min(self.base(state), _deadline_of(state).remaining())
+
+
+class _DeadlineStop(tenacity.stop.stop_base):
+    def __call__(self, state: tenacity.RetryCallState) -> bool:
+        return _deadline_of(state).remaining() <= 0
+
+
 _retrying = tenacity.retry(
     retry=tenacity.retry_if_exception(_retryable),
-    stop=tenacity.stop_after_attempt(RETRY_ATTEMPTS),
-    wait=tenacity.wait_exponential_jitter(multiplier=RETRY_INITIAL_SECONDS, max=RETRY_MAX_SECONDS),
+    stop=tenacity.stop_after_attempt(RETRY_ATTEMPTS) | _DeadlineStop(),
+    wait=_BoundedWait(tenacity.wait_exponential_jitter(multiplier=RETRY_INITIAL_SECONDS, max=RETRY_MAX_SECONDS)),
     reraise=True,
 )
 
 
-@_retrying
-def _ping(url: str) -> requests.Response:
-    response = requests.get(url, timeout=10)
-    if response.status_code >= 500:
-        raise TransientRegistryError(f"HTTP {response.status_code} from the registry")
-    return response
+class _GuardedSession(requests.Session):
+    """A requests session that keeps credentials home and time bounded.
+
+    - Only the registry host and its token service (the ``realm`` of the registry's
+      challenge) are contacted: a ``Link`` or ``Location`` header pointing at another
+      host is refused, so credentials never travel there (oras-py would resend them
+      after that host's 401).
+    - Every request gets connect/read timeouts within the deadline, and none starts
+      after it.
+    """
+
+    def __init__(self, registry_host: str, deadline: Deadline):
+        super().__init__()
+        self.registry_host = registry_host
+        self.token_host: str | None = None
+        self.deadline = deadline
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        target = urllib.parse.urlsplit(url).netloc.lower()
+        if target != self.registry_host.lower() and target != (self.token_host or "").lower():
+            raise UserError(
+                f"registry {self.registry_host}: the registry pointed the client to another host ({target}) "
+                f"in a Link or Location header; refused: credentials go only to the registry and its token service"
+            )
+        self.deadline.check(f"registry {self.registry_host}")
+        kwargs["timeout"] = self.deadline.request_timeout()
+        kwargs.setdefault("allow_redirects", True)
+        return super().request(method, url, *args, **kwargs)
+
+    def rebuild_auth(self, prepared_request, response) -> None:  # type: ignore[override]
+        # A redirect to another host loses every credential header (requests strips only Authorization).
+        super().rebuild_auth(prepared_request, response)
+        if urllib.parse.urlsplit(prepared_request.url).netloc.lower() != self.registry_host.lower():
+            prepared_request.headers.pop("Authorization", None)
+
+    @_retrying
+    def ping(self, url: str) -> requests.Response:
+        response = self.get(url)
+        if response.status_code >= 500:
+            raise TransientRegistryError(f"HTTP {response.status_code} from the registry")
+        return response
 
 
 class _TokenAuth(oras.auth.TokenAuth):
@@ -158,12 +219,15 @@ class _TokenAuth(oras.auth.TokenAuth):
 class _Registry(oras.provider.Registry):
     """oras-py's registry client with the retry policy of this module (and :class:`_TokenAuth`)."""
 
-    def __init__(self, *, hostname: str, insecure: bool, auth_backend: str):
+    def __init__(self, *, hostname: str, insecure: bool, auth_backend: str, session: _GuardedSession):
         super().__init__(hostname=hostname, insecure=insecure, auth_backend=auth_backend)
+        self.session = session
+        self.deadline = session.deadline
         if auth_backend == "token":
             auth = _TokenAuth()
-            auth.session, auth.prefix, auth._tls_verify = self.auth.session, self.auth.prefix, self.auth._tls_verify
+            auth.prefix, auth._tls_verify = self.auth.prefix, self.auth._tls_verify
             self.auth = auth
+        self.auth.session = session
 
     @_retrying
     def do_request(self, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
@@ -175,7 +239,11 @@ class _Registry(oras.provider.Registry):
 
 
 def check_root(root: str) -> str:
-    """``oci://HOST[:PORT]/PATH`` without a trailing slash; UserError for any other form."""
+    """``oci://HOST[:PORT]/PATH`` without a trailing slash; UserError for any other form.
+
+    A root with credentials (``oci://user:pass@host/...``) is refused without repeating it.
+    """
+    urls.refuse_userinfo("--registry", root)
     if not root.startswith("oci://") or not root[len("oci://"):].strip("/"):
         raise UserError(f"--registry: expected oci://HOST[:PORT]/PATH, got {root!r}")
     return root.rstrip("/")
@@ -200,26 +268,34 @@ class ChartRegistry:
         username: str | None = None,
         password: SecretValue | None = None,
         plain_http: bool = False,
+        deadline: Deadline | None = None,
     ):
         self.root = check_root(root)
         self.host = self.root[len("oci://"):].split("/", 1)[0]
-        self._password = password
+        if plain_http:
+            urls.warn_plain_http("--plain-http", urls.host_of(self.host), credentials=password is not None)
         scheme = "http" if plain_http else "https"
+        self._session = _GuardedSession(self.host, deadline or Deadline(DEFAULT_TIMEOUT))
         backend = self._auth_scheme(f"{scheme}://{self.host}/v2/")
-        self._client = _Registry(hostname=self.host, insecure=plain_http, auth_backend=backend)
+        self._client = _Registry(hostname=self.host, insecure=plain_http, auth_backend=backend, session=self._session)
         if username and password is not None:
             self._client.auth.set_basic_auth(username, password.reveal())
 
     def _fail(self, what: str, exc: BaseException) -> UserError:
-        return UserError(redact(f"registry {self.host}: {what}: {exc}", self._password))
+        # Never the exception's text: it may quote a URL or header; only its kind is safe to show.
+        return UserError(f"registry {self.host}: {what}: {_describe(exc)}")
 
     def _auth_scheme(self, ping: str) -> str:
         try:
-            answer = _ping(ping)
+            answer = self._session.ping(ping)
         except (TransientRegistryError, requests.RequestException) as exc:
             raise self._fail("cannot reach the registry (check the address, and --plain-http for an HTTP registry)", exc) from None
         challenge = answer.headers.get("WWW-Authenticate", "")
-        return "token" if challenge.lower().startswith("bearer") else "basic"
+        if challenge.lower().startswith("bearer"):
+            realm = oras.auth.utils.parse_auth_header(challenge).realm or ""
+            self._session.token_host = urllib.parse.urlsplit(realm).netloc or None
+            return "token"
+        return "basic"
 
     def reference(self, name: str, version: str | None = None) -> str:
         """``host/path/name[:tag]`` (no scheme), as Helm and Flux print references."""
@@ -249,62 +325,111 @@ class ChartRegistry:
     def _url(self, path: str) -> str:
         return f"{self._client.prefix}://{path}"
 
-    def tags(self, name: str) -> list[str]:
-        """Every tag of ``<root>/<name>``; ``[]`` when the repository does not exist yet."""
-        container = self._container(name)
+    def refuse(self, what: str, why: str) -> UserError:
+        """An error refusing to go on because the registry's answers cannot be trusted (nothing was pushed)."""
+        return UserError(
+            f"registry {self.host}: {what}: {why}; nothing was pushed (a registry whose answers disagree "
+            f"could make a push overwrite a published version: check the registry or a proxy in front of it)"
+        )
+
+    def tags(self, name: str) -> list[str] | None:
+        """Every tag of ``<root>/<name>``; ``None`` when the repository does not exist.
+
+        The answer must be distribution's: 200 with ``{"name": ..., "tags": [str, ...]}``
+        (``tags`` may be ``null``), or 404 with error code ``NAME_UNKNOWN`` (OCI
+        distribution spec, "Listing Tags" and error codes). Pages (``Link: rel="next"``)
+        are followed up to :data:`MAX_TAG_PAGES`, never twice the same.
+
+        Raises:
+            UserError: any other answer (not JSON, a list, non-string tags, a bare 404,
+                a page loop).
+        """
+        what = f"listing tags of {self.reference(name)}"
         tags: list[str] = []
-        url = self._url(container.tags_url())
+        url = self._url(self._container(name).tags_url())
+        seen: set[str] = set()
         while url:
-            response = self._request(f"listing tags of {self.reference(name)}", url, "GET")
-            if response.status_code == 404:
-                return []
+            if url in seen or len(seen) >= MAX_TAG_PAGES:
+                raise self.refuse(what, f"the pages (Link: rel=\"next\") loop or exceed {MAX_TAG_PAGES}")
+            seen.add(url)
+            response = self._request(what, url, "GET")
+            if response.status_code == 404 and not seen - {url}:
+                if _error_codes(response) == {"NAME_UNKNOWN"}:
+                    return None
+                raise self.refuse(what, "HTTP 404 without the NAME_UNKNOWN error a missing repository gets")
             if response.status_code != 200:
-                raise UserError(f"registry {self.host}: listing tags of {self.reference(name)}: HTTP {response.status_code}")
-            tags.extend(response.json().get("tags") or [])
+                raise UserError(f"registry {self.host}: {what}: HTTP {response.status_code}")
+            try:
+                body = response.json()
+            except ValueError:
+                raise self.refuse(what, "the answer is not JSON") from None
+            page = body.get("tags") if isinstance(body, dict) else "not an object"
+            if page is None:
+                page = []
+            if not isinstance(page, list) or not all(isinstance(t, str) for t in page):
+                raise self.refuse(what, 'the answer is not {"tags": [strings]}')
+            tags.extend(page)
             link = response.links.get("next", {}).get("url")
             url = requests.compat.urljoin(url, link) if link else ""
         return tags
 
-    def manifest_digest(self, name: str, version: str) -> str | None:
-        """Digest of the manifest tagged ``version``, or ``None`` when the tag does not exist."""
-        container = self._container(name, version)
-        response = self._request(
-            f"resolving {self.reference(name, version)}",
-            self._url(container.manifest_url()),
-            "HEAD",
+    def _manifest(self, name: str, tag: str, method: str) -> requests.Response:
+        return self._request(
+            f"resolving {self.reference(name, tag)}",
+            self._url(self._container(name).manifest_url(tag)),
+            method,
             headers={"Accept": MANIFEST_MEDIA_TYPE},
         )
+
+    def get_manifest(self, name: str, tag: str) -> tuple[str, bytes] | None:
+        """``(digest, bytes)`` of the manifest tagged ``tag`` (digest computed from the bytes), or ``None`` (404).
+
+        Raises:
+            UserError: another status, or a ``Docker-Content-Digest`` that is not the bytes' digest.
+        """
+        response = self._manifest(name, tag, "GET")
         if response.status_code == 404:
             return None
         if response.status_code != 200:
-            raise UserError(f"registry {self.host}: resolving {self.reference(name, version)}: HTTP {response.status_code}")
-        return response.headers.get("Docker-Content-Digest")
+            raise UserError(f"registry {self.host}: resolving {self.reference(name, tag)}: HTTP {response.status_code}")
+        digest = _sha256(response.content)
+        claimed = response.headers.get("Docker-Content-Digest")
+        if claimed and claimed != digest:
+            raise self.refuse(f"resolving {self.reference(name, tag)}", "the manifest's bytes do not match its Docker-Content-Digest")
+        return digest, response.content
 
-    def push(self, artifact: HelmArtifact) -> str:
-        """Upload the artifact's blobs (skipping those present) and tag its manifest.
+    def manifest_digest(self, name: str, version: str, tags: list[str] | None) -> str | None:
+        """Digest of the manifest tagged ``version``, or ``None`` when the tag does not exist.
 
-        Returns:
-            The manifest digest the registry reports (equal to ``artifact.digest``).
-        """
-        package = artifact.package
-        layer = json.loads(artifact.manifest)["layers"][0]
-        return self.push_manifest(
-            package.name, package.version,
-            [(artifact.config, {"digest": _sha256(artifact.config), "size": len(artifact.config), "mediaType": HELM_CONFIG_MEDIA_TYPE}),
-             (package.path.read_bytes(), layer)],
-            artifact.manifest,
-        )
-
-    def push_manifest(self, name: str, tag: str, blobs: list[tuple[bytes, dict]], manifest: bytes) -> str:
-        """Upload ``blobs`` (``(bytes, descriptor)``; oras-py skips those present), then PUT ``manifest`` at ``tag``.
-
-        Returns:
-            The manifest digest the registry reports.
+        Cross-checked: the tag list (``tags``, from :meth:`tags`), ``HEAD`` and, when
+        they disagree or ``HEAD`` gives no digest, ``GET`` by tag must tell one story.
 
         Raises:
-            UserError: the registry refused a blob or the manifest (RegistryAuthError for 401/403).
+            UserError: the answers disagree (nothing may be pushed on such a registry).
         """
-        container = self._container(name, tag)
+        tag = oci_tag(version)
+        what = f"resolving {self.reference(name, version)}"
+        listed = tag in (tags or [])
+        head = self._manifest(name, tag, "HEAD")
+        if head.status_code not in (200, 404):
+            raise UserError(f"registry {self.host}: {what}: HTTP {head.status_code}")
+        head_digest = head.headers.get("Docker-Content-Digest") if head.status_code == 200 else None
+        if head.status_code == 200 and head_digest and listed:
+            return head_digest
+        got = self.get_manifest(name, tag)
+        if head.status_code == 404 and got is None and not listed:
+            return None
+        if got is not None and listed and (head_digest in (None, got[0])) and head.status_code == 200:
+            return got[0]  # HEAD without Docker-Content-Digest (allowed), GET agrees with the list
+        story = (
+            f"tag list {'holds' if listed else 'lacks'} {tag}, HEAD answers {head.status_code}"
+            f"{'' if head.status_code != 200 else (' with ' + head_digest if head_digest else ' without Docker-Content-Digest')}, "
+            f"GET answers {'404' if got is None else got[0]}"
+        )
+        raise self.refuse(what, f"the registry's answers disagree ({story})")
+
+    def _upload_blobs(self, name: str, blobs: list[tuple[bytes, dict]]) -> None:
+        container = self._container(name)
         with tempfile.TemporaryDirectory(prefix="faas-oci-") as scratch:
             for index, (data, descriptor) in enumerate(blobs):
                 path = Path(scratch) / f"blob-{index}"
@@ -322,33 +447,16 @@ class ChartRegistry:
                     raise RegistryAuthError(f"registry {self.host}: uploading a blob: HTTP {response.status_code}: push not allowed with these credentials")
                 if response.status_code not in (200, 201, 202):
                     raise UserError(f"registry {self.host}: uploading blob {descriptor['digest']}: HTTP {response.status_code}")
-        response = self._request(
+
+    def put_manifest(self, name: str, tag: str, manifest: bytes) -> requests.Response:
+        """``PUT`` ``manifest`` under ``tag``; the answer as is (2xx, or the registry's refusal)."""
+        return self._request(
             f"pushing the manifest of {self.reference(name, tag)}",
-            self._url(container.manifest_url()),
+            self._url(self._container(name, tag).manifest_url()),
             "PUT",
             headers={"Content-Type": MANIFEST_MEDIA_TYPE},
             data=manifest,
         )
-        if response.status_code not in (200, 201, 202):
-            raise UserError(
-                f"registry {self.host}: pushing the manifest of {self.reference(name, tag)}: "
-                f"HTTP {response.status_code}: {redact(response.text[:300], self._password)}"
-            )
-        return response.headers.get("Docker-Content-Digest") or _sha256(manifest)
-
-    def manifest(self, name: str, reference: str) -> bytes | None:
-        """The OCI image manifest bytes at ``reference`` (a tag or digest), or ``None`` when absent."""
-        at = f"@{reference}" if reference.startswith("sha256:") else f":{reference}"
-        container = self._client.get_container(self.reference(name) + at)
-        response = self._request(
-            f"reading {self.reference(name, reference)}", self._url(container.manifest_url()), "GET",
-            headers={"Accept": MANIFEST_MEDIA_TYPE},
-        )
-        if response.status_code == 404:
-            return None
-        if response.status_code != 200:
-            raise UserError(f"registry {self.host}: reading {self.reference(name, reference)}: HTTP {response.status_code}")
-        return response.content
 
     def delete_manifest(self, name: str, digest: str) -> None:
         """DELETE the manifest ``digest`` of ``<root>/<name>`` (distribution removes every tag pointing at it).
@@ -356,10 +464,86 @@ class ChartRegistry:
         Raises:
             UserError: the registry refused (405: deletion disabled, ``storage.delete.enabled``).
         """
-        url = self._url(self._client.get_container(f"{self.reference(name)}@{digest}").manifest_url())
-        response = self._request(f"deleting {self.reference(name)}@{digest}", url, "DELETE")
+        response = self._request(
+            f"deleting {self.reference(name)}@{digest}",
+            self._url(self._container(name).manifest_url(digest)),
+            "DELETE",
+        )
         if response.status_code == 405:
             raise UserError(f"registry {self.host}: deleting {self.reference(name)}@{digest}: HTTP 405: "
                             f"the registry does not allow deletes (distribution: storage.delete.enabled: true)")
         if response.status_code not in (200, 202, 404):
             raise UserError(f"registry {self.host}: deleting {self.reference(name)}@{digest}: HTTP {response.status_code}")
+
+    def push_manifest(self, name: str, tag: str, blobs: list[tuple[bytes, dict]], manifest: bytes) -> str:
+        """Upload ``blobs`` (``(bytes, descriptor)``; oras-py skips those present), then PUT ``manifest`` at ``tag``.
+
+        Returns:
+            The manifest's digest.
+
+        Raises:
+            UserError: the registry refused a blob or the manifest (RegistryAuthError for 401/403).
+        """
+        self._upload_blobs(name, blobs)
+        response = self.put_manifest(name, tag, manifest)
+        if response.status_code not in (200, 201, 202):
+            raise ManifestRefused(
+                f"registry {self.host}: pushing the manifest of {self.reference(name, tag)}: HTTP {response.status_code} "
+                f"{' '.join(sorted(_error_codes(response)))}".rstrip()
+            )
+        return _sha256(manifest)
+
+    def manifest(self, name: str, reference: str) -> bytes | None:
+        """The OCI image manifest bytes at ``reference`` (a tag or digest), or ``None`` when absent."""
+        got = self.get_manifest(name, reference)
+        return None if got is None else got[1]
+
+    def push_blobs(self, artifact: HelmArtifact) -> None:
+        """Upload the artifact's config and chart layer (oras-py skips blobs already present)."""
+        package = artifact.package
+        config = {"digest": _sha256(artifact.config), "size": len(artifact.config), "mediaType": HELM_CONFIG_MEDIA_TYPE}
+        self._upload_blobs(package.name, [(artifact.config, config), (package.path.read_bytes(), json.loads(artifact.manifest)["layers"][0])])
+
+    def push_small_manifest(self, name: str, tag: str, annotations: dict[str, str]) -> str:
+        """Push an OCI manifest with an empty config and no layers, carrying ``annotations``; returns its digest.
+
+        Raises:
+            UserError: the registry refused it.
+        """
+        empty = b"{}"
+        descriptor = {"mediaType": EMPTY_MEDIA_TYPE, "digest": _sha256(empty), "size": len(empty)}
+        manifest = json.dumps(
+            {"schemaVersion": 2, "mediaType": MANIFEST_MEDIA_TYPE, "config": descriptor, "layers": [], "annotations": annotations},
+            separators=(",", ":"), sort_keys=True,
+        ).encode()
+        return self.push_manifest(name, tag, [(empty, descriptor)], manifest)
+
+
+class ManifestRefused(UserError):
+    """The registry answered a manifest ``PUT`` with a 4xx other than 401/403 (e.g. an immutable tag)."""
+
+
+EMPTY_MEDIA_TYPE = "application/vnd.oci.empty.v1+json"
+
+
+def _error_codes(response: requests.Response) -> set[str]:
+    """The ``errors[].code`` values of a distribution error body (empty when there are none)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return set()
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if not isinstance(errors, list):
+        return set()
+    return {str(e.get("code")) for e in errors if isinstance(e, dict) and isinstance(e.get("code"), str)}
+
+
+def _describe(exc: BaseException) -> str:
+    """A transport failure's kind, without its text (which may quote URLs and headers)."""
+    if isinstance(exc, TransientRegistryError):
+        return str(exc)  # our own text: "HTTP <status> from the registry"
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    if isinstance(exc, requests.ConnectionError):
+        return "connection failed (refused, reset or name not resolved)"
+    return type(exc).__name__

@@ -10,6 +10,7 @@ is pushed for any.
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,8 @@ from typing import Any, TypeVar
 import semver
 import yaml
 
-from . import artifacts, chart, config, hooks, manifests
+from . import artifacts, chart, config, deadline, hooks, manifests
+from .deadline import DEFAULT_TIMEOUT, Deadline
 from .errors import Problem, UserError, ValidationError
 from .packaging import ChartPackage, package_chart
 from .plan import scheme_problem
@@ -112,6 +114,39 @@ class Workspace:
             problems.append(Problem(self.display(env, component), "", str(exc)))
         return None
 
+    def chart_name_problems(self, env: str, known: dict[str, str]) -> list[Problem]:
+        """Two components of ``env`` sharing a ``chart_name`` (they would publish over each other).
+
+        Args:
+            known: ``component -> chart_name`` already at hand; the other components'
+                names are read from their configs (a config that fails validation is
+                skipped here: its own validation reports it).
+
+        Returns:
+            One problem per clash, naming both config files.
+        """
+        names = dict(known)
+        for component in self.components(env):
+            if component not in names:
+                try:
+                    names[component] = str(config.load_context(self.source, env, component, self.template)["chart_name"])
+                except (UserError, KeyError):
+                    continue
+        problems: list[Problem] = []
+        owner: dict[str, str] = {}
+        for component in sorted(names):
+            name = names[component]
+            if name in owner:
+                problems.append(Problem(
+                    self.display(env, component), "chart_name",
+                    f"{name!r} is also the chart_name of {self.display(env, owner[name])}; "
+                    f"two components of one environment would publish over each other",
+                    "give each component its own chart_name",
+                ))
+            else:
+                owner[name] = component
+        return problems
+
     def local_target(self) -> LocalRepoTarget:
         return LocalRepoTarget(self.source / LOCAL_REPOSITORY)
 
@@ -137,6 +172,7 @@ class Workspace:
             problems: list[Problem] = []
             packages = {name: self._package_or_note(env, name, Path(scratch) / name, problems, prerelease)
                         for name in names}
+            problems.extend(self.chart_name_problems(env, {n: p.name for n, p in packages.items() if p is not None}))
             if problems:
                 raise ValidationError(problems)
 
@@ -149,7 +185,7 @@ class Workspace:
                 hooks.run_hook(self.source, env, name, "post-deploy", **facts)
                 return result
 
-            return _run_all(publish, names)
+            return _run_all(publish, names, target.deadline)
 
     def check(
         self,
@@ -174,6 +210,7 @@ class Workspace:
         problems: list[Problem] = []
         with tempfile.TemporaryDirectory(prefix="faas-check-") as scratch:
             for name in envs:
+                packages: dict[str, ChartPackage] = {}
                 for component in self.components(name):
                     package = self._package_or_note(name, component, Path(scratch) / name / component, problems)
                     if package is None:
@@ -183,13 +220,11 @@ class Workspace:
                         problems.append(Problem(self.display(name, component), "default_context.chart_version",
                                                 problem.split(": ", 1)[1]))
                         continue
+                    packages[component] = package
                     lines.append(f"ok {name}/{component}: {package.name} {package.version} ({package.digest})")
-                    if target is not None:
-                        try:
-                            result = target.publish(package, config=self.display(name, component), dry_run=True)
-                            lines.append(result.line)
-                        except UserError as exc:
-                            problems.append(Problem(self.display(name, component), "", str(exc)))
+                problems.extend(self.chart_name_problems(name, {c: p.name for c, p in packages.items()}))
+                if target is not None:
+                    lines.extend(self._dry_run(name, packages, target, problems))
                 found = manifests.check_env(self.source, name)
                 problems.extend(found)
                 if not found:
@@ -263,7 +298,34 @@ class Workspace:
                 return artifacts.publish(repository(), artifact, component=name, version=version,
                                          config=self.display(env, name))
 
-        return _run_all(publish, names)
+        return _run_all(publish, names, None)
+
+
+    def _dry_run(self, env: str, packages: dict[str, ChartPackage], target: Target, problems: list[Problem]) -> list[str]:
+        """Check each package against ``target``'s rules, within its deadline; report lines, problems appended."""
+        def dry(component: str) -> PublishResult:
+            return target.publish(packages[component], config=self.display(env, component), dry_run=True)
+
+        calls = [functools.partial(dry, c) for c in packages]
+        lines: list[str] = []
+        outcomes = deadline.run_all(calls, target.deadline, f"check {env} against the registry") if target.deadline else [
+            _outcome(call) for call in calls
+        ]
+        for component, (result, error) in zip(packages, outcomes):
+            if isinstance(error, UserError):
+                problems.append(Problem(self.display(env, component), "", str(error)))
+            elif error is not None:
+                raise error  # a bug: keep its traceback
+            else:
+                lines.append(result.line)
+        return lines
+
+
+def _outcome(call: Callable[[], T]) -> tuple[T | None, BaseException | None]:
+    try:
+        return call(), None
+    except Exception as exc:
+        return None, exc
 
 
 def prerelease_version(shown: str, version: str, prerelease: str) -> str:
@@ -286,20 +348,25 @@ def prerelease_version(shown: str, version: str, prerelease: str) -> str:
     return combined
 
 
-def _run_all(fn: Callable[[str], T], names: list[str]) -> list[T]:
-    """Run ``fn`` for every name concurrently; re-raise the first failure after all finish."""
-    with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
-        futures = [pool.submit(fn, name) for name in names]
-    errors = [f.exception() for f in futures if f.exception() is not None]
+def _run_all(fn: Callable[[str], T], names: list[str], limit: Deadline | None) -> list[T]:
+    """Run ``fn`` for every name concurrently (within ``limit``); re-raise the first failure after all finish."""
+    calls = [functools.partial(fn, name) for name in names]
+    if limit is None:
+        with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+            futures = [pool.submit(_outcome, call) for call in calls]
+        outcomes = [f.result() for f in futures]
+    else:
+        outcomes = deadline.run_all(calls, limit, "publishing")
+    errors = [error for _, error in outcomes if error is not None]
     if errors:
-        results = [f.result().line for f in futures if f.exception() is None]
+        results = [result.line for result, error in outcomes if error is None and result is not None]
         message = "\n".join(str(e) for e in errors)
         if results:
             message += "\npublished before the failure:\n" + "\n".join(results)
         if all(isinstance(e, UserError) for e in errors):
             raise UserError(message)
         raise errors[0]  # a bug: keep its traceback
-    return [f.result() for f in futures]
+    return [result for result, _ in outcomes]
 
 
 def make_target(
@@ -308,8 +375,14 @@ def make_target(
     username: str | None,
     password: Any,
     plain_http: bool,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> Target:
-    """``OciTarget`` for ``--registry oci://...``, else the local repository ``dist/charts/``."""
+    """``OciTarget`` for ``--registry oci://...`` (all its work within ``timeout`` seconds), else ``dist/charts/``.
+
+    Raises:
+        UserError: a malformed root or ``timeout``.
+    """
+    limit = Deadline(timeout)
     if not registry:
         return workspace.local_target()
-    return OciTarget(registry, username=username, password=password, plain_http=plain_http)
+    return OciTarget(registry, username=username, password=password, plain_http=plain_http, deadline=limit)

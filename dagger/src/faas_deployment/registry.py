@@ -16,7 +16,11 @@ directory with ``index.yaml``; the digest is the package's sha256, as the index 
 
 from __future__ import annotations
 
+import fcntl
 import functools
+import os
+import shutil
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +30,10 @@ import helm_python
 import semver
 import yaml
 
+from . import lease
+from .deadline import DEFAULT_TIMEOUT, Deadline
 from .errors import UserError
-from .oci import ChartRegistry, check_root, helm_artifact
+from .oci import ChartRegistry, check_root, helm_artifact, oci_tag
 from .packaging import ChartPackage
 from .secrets import SecretValue
 
@@ -97,11 +103,22 @@ def decide(
 
 
 class Target(Protocol):
+    #: The overall deadline of the target's network work; ``None`` for a local target.
+    deadline: Deadline | None
+
     def publish(self, package: ChartPackage, *, config: str, dry_run: bool = False) -> PublishResult: ...
 
 
 class OciTarget:
     """``oci://host/path``: chart ``<name>:<version>`` at ``host/path/<name>``.
+
+    Publishing a new version follows a protocol (docs/publishing.md) so that of
+    concurrent publishers of one version with different content at most one wins,
+    and every other gets the truth: read the state (tag list, HEAD and GET by tag
+    cross-checked), take the version's lease (:mod:`lease`), read the state again,
+    push, read the version back, release the lease. A registry that refuses to
+    overwrite a tag (tag immutability) is taken at its word: the version is read
+    back and reported as ``unchanged`` or refused.
 
     Each ``publish`` opens its own :class:`ChartRegistry` client: oras-py holds one
     bearer token per client, so concurrent publishes of different charts (whose
@@ -111,60 +128,136 @@ class OciTarget:
         UserError: a malformed root (checked here, before any packaging or network).
     """
 
-    def __init__(self, root: str, *, username: str | None = None, password: SecretValue | None = None, plain_http: bool = False):
+    def __init__(
+        self,
+        root: str,
+        *,
+        username: str | None = None,
+        password: SecretValue | None = None,
+        plain_http: bool = False,
+        deadline: Deadline | None = None,
+    ):
         self.root = check_root(root)
+        self.deadline = deadline or Deadline(DEFAULT_TIMEOUT)
         self._connect = functools.partial(
-            ChartRegistry, self.root, username=username, password=password, plain_http=plain_http
+            ChartRegistry, self.root, username=username, password=password, plain_http=plain_http, deadline=self.deadline
         )
+
+    def _state(self, registry: ChartRegistry, package: ChartPackage) -> tuple[list[str], str | None]:
+        tags = registry.tags(package.name)
+        return tags or [], registry.manifest_digest(package.name, package.version, tags)
 
     def publish(self, package: ChartPackage, *, config: str, dry_run: bool = False) -> PublishResult:
         """Publish ``package`` under the rules (``dry_run``: only check them); :func:`decide` lists the errors."""
         registry = self._connect()
         artifact = helm_artifact(package)
         reference = registry.reference(package.name, package.version)
-        action = decide(
-            config=config,
-            name=package.name,
-            version=package.version,
-            digest=artifact.digest,
-            published_versions=registry.tags(package.name),
-            published_digest=registry.manifest_digest(package.name, package.version),
-        )
-        if action == "unchanged":
+
+        def rules(state: tuple[list[str], str | None]) -> str:
+            return decide(config=config, name=package.name, version=package.version, digest=artifact.digest,
+                          published_versions=state[0], published_digest=state[1])
+
+        if rules(self._state(registry, package)) == "unchanged":
             return PublishResult("unchanged", reference, artifact.digest)
         if dry_run:
             return PublishResult("new", reference, artifact.digest)
-        return PublishResult("pushed", reference, registry.push(artifact))
+        registry.push_blobs(artifact)
+        held = lease.acquire(registry, package.name, package.version, artifact.digest, self.deadline)
+        try:
+            tags, digest = self._state(registry, package)
+            if held is not None and held.tag not in tags:
+                raise registry.refuse(f"listing tags of {registry.reference(package.name)}",
+                                       f"the tag list lacks the lease tag {held.tag} this run just wrote")
+            if rules((tags, digest)) == "unchanged":
+                return PublishResult("unchanged", reference, artifact.digest)
+            response = registry.put_manifest(package.name, oci_tag(package.version), artifact.manifest)
+            landed = registry.get_manifest(package.name, oci_tag(package.version))
+        finally:
+            lease.release(registry, held)
+        if response.status_code not in (200, 201, 202):
+            # A registry with immutable tags refuses the overwrite: its refusal is the answer.
+            if landed is not None and landed[0] == artifact.digest:
+                return PublishResult("unchanged", reference, artifact.digest)
+            if landed is not None:
+                rules(([], landed[0]))  # raises: published with other content
+            raise UserError(f"registry {registry.host}: pushing the manifest of {reference}: HTTP {response.status_code} "
+                            f"(the registry refused it; nothing was published)")
+        if landed is None or landed[0] != artifact.digest:
+            raise UserError(
+                f"{config}: chart_version: {reference} was pushed, but the registry now holds "
+                f"{landed[0] if landed else 'nothing'} under it, not {artifact.digest}: another publisher wrote this "
+                f"version at the same time (bypassing the publish lease); a published version never changes: "
+                f"find out which content is meant, and bump chart_version"
+            )
+        return PublishResult("pushed", reference, artifact.digest)
 
 
 class LocalRepoTarget:
     """A classic Helm repository directory: ``<name>-<version>.tgz`` files and ``index.yaml``.
 
-    ``index.yaml`` is rewritten (by Helm's own indexer, merging the old index so
-    earlier entries keep their ``created`` times) only when a package is added, so
-    a run that publishes nothing leaves the directory byte for byte as it was.
+    ``index.yaml`` is the record of what is published: a ``.tgz`` it does not list
+    (left by a killed run, or copied in by hand) is not published and never gets
+    indexed. Each publish holds an exclusive lock on ``.faas-publish.lock`` in the
+    directory (``fcntl.flock``: released by the kernel when a process dies, so a
+    kill leaves no stale lock) from reading the index to writing it, so concurrent
+    runs and processes publish one at a time. The package and the index are
+    written under unique temporary names and renamed into place (atomic on POSIX),
+    so a kill leaves either the old or the new file. The index entry is made by
+    Helm's own indexer over a scratch directory holding only this package, merged
+    into the old index (earlier entries keep their ``created`` times); a run that
+    publishes nothing leaves the directory byte for byte as it was.
     """
+
+    LOCK_NAME = ".faas-publish.lock"
+    deadline: Deadline | None = None
 
     def __init__(self, directory: Path):
         self.directory = directory
-        self._lock = threading.Lock()  # publishes into one directory share its index.yaml
+        self._lock = threading.Lock()  # flock is per open file: threads of one process also take this
 
     def _index(self) -> dict:
+        """The index as a mapping; ``{}`` when absent.
+
+        Raises:
+            UserError: not UTF-8 YAML, or not ``{entries: {name: [{version, digest}, ...]}}`` (Helm's ``repo.IndexFile``).
+        """
         index = self.directory / "index.yaml"
         if not index.exists():
             return {}
+        problem = f"{index}: not a Helm repository index"
+        hint = "(expected entries: {CHART: [{version, digest, ...}]}; fix or remove the file, then publish again)"
         try:
-            return yaml.safe_load(index.read_text()) or {}
+            data = yaml.safe_load(index.read_bytes().decode("utf-8")) or {}
+        except UnicodeDecodeError:
+            raise UserError(f"{problem}: not UTF-8 text {hint}") from None
         except yaml.YAMLError as exc:
-            raise UserError(f"{index}: not a readable Helm repository index: {exc}") from None
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            raise UserError(f"{problem}: not readable YAML{where} {hint}") from None
+        entries = data.get("entries", {}) if isinstance(data, dict) else None
+        if entries is None and isinstance(data, dict):
+            entries = {}
+        if not isinstance(entries, dict) or not all(
+            isinstance(versions, list) and all(isinstance(e, dict) for e in versions) for versions in entries.values()
+        ):
+            raise UserError(f"{problem}: entries is not a mapping of chart names to lists of versions {hint}")
+        return data
 
     def publish(self, package: ChartPackage, *, config: str, dry_run: bool = False) -> PublishResult:
         """Publish ``package`` under the rules (``dry_run``: only check them); :func:`decide` lists the errors."""
-        with self._lock:
-            return self._publish(package, config=config, dry_run=dry_run)
+        if dry_run:
+            return self._publish(package, config=config, dry_run=True)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with self._lock, open(self.directory / self.LOCK_NAME, "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                return self._publish(package, config=config, dry_run=False)
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _publish(self, package: ChartPackage, *, config: str, dry_run: bool) -> PublishResult:
-        entries = self._index().get("entries", {}).get(package.name, [])
+        index_data = self._index()
+        entries = (index_data.get("entries") or {}).get(package.name, [])
         digests = {str(e.get("version")): f"sha256:{e.get('digest')}" for e in entries}
         target = self.directory / package.path.name
         reference = str(target)
@@ -180,13 +273,28 @@ class LocalRepoTarget:
             return PublishResult("unchanged", reference, package.digest)
         if dry_run:
             return PublishResult("new", reference, package.digest)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
-        partial.write_bytes(package.path.read_bytes())
-        partial.replace(target)
         index = self.directory / "index.yaml"
-        try:
-            helm_python.repo_index_generate(self.directory, merge=index if index.exists() else None)
-        except helm_python.HelmError as exc:
-            raise UserError(f"{index}: Helm could not index the repository: {exc}") from None
+        with tempfile.TemporaryDirectory(prefix=".faas-index-", dir=self.directory) as scratch:
+            shutil.copyfile(package.path, Path(scratch) / package.path.name)
+            try:
+                helm_python.repo_index_generate(scratch, merge=index if index.exists() else None)
+            except helm_python.HelmError as exc:
+                raise UserError(f"{index}: Helm could not index the package: {exc}") from None
+            _replace_atomically(package.path.read_bytes(), target)
+            _replace_atomically((Path(scratch) / "index.yaml").read_bytes(), index)
         return PublishResult("pushed", reference, package.digest)
+
+
+def _replace_atomically(data: bytes, path: Path) -> None:
+    """Write ``data`` to a unique temporary file beside ``path``, flush it to disk, rename it over ``path``."""
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

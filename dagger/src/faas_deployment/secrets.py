@@ -45,7 +45,7 @@ def resolve_secret(reference: str, *, flag: str) -> SecretValue:
     to make one). ``flag`` names the option in error messages.
 
     Raises:
-        UserError: unknown form, variable unset or empty, file unreadable.
+        UserError: unknown form, variable unset or empty, file unreadable, empty or not UTF-8.
     """
     kind, sep, name = reference.partition(":")
     if not sep or kind not in ("env", "file") or not name:
@@ -62,7 +62,9 @@ def resolve_secret(reference: str, *, flag: str) -> SecretValue:
     try:
         value = path.read_text(encoding="utf-8").rstrip("\r\n")
     except OSError as exc:
-        raise UserError(f"{flag}: cannot read secret file {path}: {exc.strerror}") from None
+        raise UserError(f"{flag}: cannot read secret file {path}: {exc.strerror or type(exc).__name__}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{flag}: secret file {path} is not UTF-8 text (write the secret as UTF-8 text)") from None
     if not value:
         raise UserError(f"{flag}: secret file {path} is empty")
     return SecretValue(value, reference)

@@ -1,0 +1,132 @@
+"""A publish lease that the registry arbitrates: one publisher of a chart version at a time.
+
+Distribution registries (distribution 2.8 included) give tags last-writer-wins
+semantics and no compare-and-set: ``PUT /v2/<name>/manifests/<tag>`` replaces
+whatever the tag held (``registry/handlers/manifests.go``, ``PutManifest`` then
+``Tags().Tag``). The one thing every publisher can read back is which manifest a
+tag names *now*. So the lease is Fischer's timed mutual exclusion over a tag:
+
+1. read the lease tag ``<version>.lease``; if it names a live lease of another
+   publisher (not released, not expired), wait for it;
+2. write our own lease manifest (a unique nonce in its annotations) to that tag;
+3. wait ``settle`` seconds, longer than any publisher takes from step 1 to the end
+   of step 2 (:data:`SETTLE_SECONDS`, and at least three times our own time);
+4. read the tag again: if it still names our lease, we hold it; otherwise a
+   later writer does, and we go back to step 1.
+
+Two publishers that both saw the tag free both write; only the last write
+survives, and each reads the survivor after its settle time, so only one
+proceeds. A publisher arriving later sees a live lease and waits. The holder then
+re-reads the version (it may have been published meanwhile), pushes, reads the
+version back, and releases the lease (a released marker, then a delete). A lease
+expires (annotation, wall-clock seconds) so a killed holder blocks nobody for
+longer than its deadline.
+
+The assumption is timing (a write completes within the settle time); the
+registry's own tag immutability (docs/publishing.md) removes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+
+from .deadline import Deadline
+from .errors import UserError
+from .oci import ChartRegistry, ManifestRefused, oci_tag
+
+#: Minimum wait between writing a lease and reading it back, seconds.
+SETTLE_SECONDS = 1.0
+#: How often a waiting publisher looks at another's lease, seconds.
+POLL_SECONDS = 0.25
+
+_PREFIX = "io.faas-deployment.lease."
+
+
+def lease_tag(version: str) -> str:
+    """``<tag>.lease``: not semver, so Helm, Flux and the version rules ignore it."""
+    return f"{oci_tag(version)}.lease"
+
+
+@dataclass(frozen=True)
+class Lease:
+    name: str
+    tag: str
+    nonce: str
+    digest: str
+
+
+def _read(registry: ChartRegistry, name: str, tag: str) -> dict[str, str] | None:
+    """The live lease's annotations on ``tag``, or ``None`` when free (absent, released or expired)."""
+    got = registry.get_manifest(name, tag)
+    if got is None:
+        return None
+    try:
+        annotations = json.loads(got[1]).get("annotations") or {}
+        expires = float(annotations.get(_PREFIX + "expires", "0"))
+    except (ValueError, AttributeError):
+        return None  # not a lease manifest of ours: treat as free, the read-back decides
+    if expires <= time.time():
+        return None
+    return annotations
+
+
+def acquire(registry: ChartRegistry, name: str, version: str, digest: str, deadline: Deadline) -> Lease | None:
+    """Hold the lease of ``name:version`` (module doc), waiting for other holders within ``deadline``.
+
+    Returns:
+        The lease; ``None`` when the registry refuses to store a lease on a free tag
+        (a registry with immutable tags, where the version's own push is arbitrated
+        by the registry and the lease is not needed).
+
+    Raises:
+        DeadlineExceeded: the lease was not obtained in time.
+        UserError: the registry refused the lease manifest.
+    """
+    tag = lease_tag(version)
+    nonce = os.urandom(16).hex()
+    what = f"waiting for the publish lease {registry.reference(name)}:{tag}"
+    while True:
+        deadline.check(what)
+        started = time.monotonic()
+        holder = _read(registry, name, tag)
+        if holder is not None and holder.get(_PREFIX + "nonce") != nonce:
+            time.sleep(min(POLL_SECONDS, deadline.remaining()))
+            continue
+        annotations = {
+            _PREFIX + "nonce": nonce,
+            _PREFIX + "digest": digest,
+            _PREFIX + "expires": f"{time.time() + deadline.remaining() + 5:.3f}",
+        }
+        try:
+            lease_digest = registry.push_small_manifest(name, tag, annotations)
+        except ManifestRefused:
+            if _read(registry, name, tag) is not None:
+                continue  # another publisher's lease on an immutable tag: wait for it to go
+            return None
+        settle = max(SETTLE_SECONDS, 3 * (time.monotonic() - started))
+        if settle >= deadline.remaining():
+            raise deadline.expired_error(what)
+        time.sleep(settle)
+        holder = _read(registry, name, tag)
+        if holder is not None and holder.get(_PREFIX + "nonce") == nonce:
+            return Lease(name, tag, nonce, lease_digest)
+
+
+def release(registry: ChartRegistry, lease: Lease | None) -> None:
+    """Give the lease up: delete our lease manifest (and so its tag); where deletes are
+    forbidden, put a released marker on the tag. Failures are left to the lease's expiry."""
+    if lease is None:
+        return
+    try:
+        current = registry.get_manifest(lease.name, lease.tag)
+        if current is None or current[0] != lease.digest:
+            return  # not ours any more (expired and taken over)
+        try:
+            registry.delete_manifest(lease.name, lease.digest)
+        except UserError:  # deletes forbidden: a released marker instead
+            registry.push_small_manifest(lease.name, lease.tag, {_PREFIX + "nonce": lease.nonce, _PREFIX + "expires": "0"})
+    except UserError:
+        pass  # the lease expires on its own

@@ -1,0 +1,113 @@
+"""Concurrent publishers as real processes: two ``faas-deploy publish`` runs of one chart version.
+
+One trial: two source trees whose ``dev/operator`` charts share ``chart_version``
+but differ in content (``chart_description``), or not (``same=True``); both
+processes start together against one target. The truth afterwards is what the
+target holds. A wrong outcome is a process that exits 0 claiming a digest the
+target does not hold, more than one ``pushed``, or a version left with no
+content although a process said it pushed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import yaml
+
+from repo_tree import config_file, copy_repo, get_scalar, set_scalar
+
+ACCEPT = "application/vnd.oci.image.manifest.v1+json"
+
+
+@dataclass
+class Trial:
+    outcomes: list[tuple[int, str, str]]  # (exit code, stdout, stderr) per process
+    held: str | None  # the digest the target holds for the version afterwards
+    wrong: list[str]  # why this trial went wrong, empty when right
+
+
+def _sources(root: Path, same: bool) -> list[Path]:
+    sources = []
+    for index in range(2):
+        source = copy_repo(root / f"src{index}")
+        if not same:
+            set_scalar(config_file(source, "dev", "operator"), "chart_description", f"publisher {index}")
+        sources.append(source)
+    return sources
+
+
+def _judge(outcomes: list[tuple[int, str, str]], held: str | None) -> list[str]:
+    wrong = []
+    pushed = [out for code, out, _ in outcomes if code == 0 and out.startswith("pushed ")]
+    if len(pushed) > 1:
+        wrong.append("more than one publisher says pushed")
+    for code, out, err in outcomes:
+        if code == 0:
+            claimed = out.strip().rsplit("@", 1)[-1]
+            if claimed != held:
+                wrong.append(f"a publisher says {out.strip()!r} but the target holds {held}")
+        elif "Traceback" in err:
+            wrong.append(f"a traceback: {err[-300:]}")
+    return wrong
+
+
+def oci_trial(root: Path, registry, *, same: bool = False) -> Trial:
+    """One trial against ``registry`` (the test registry), under ``oci://host/<root name>``."""
+    path = f"race{os.urandom(4).hex()}"
+    sources = _sources(root, same)
+    env = {**os.environ, "TEST_REGISTRY_PASSWORD": registry.password}
+    argv = ["--registry", f"oci://{registry.host}/{path}", "--username", registry.username,
+            "--password", "env:TEST_REGISTRY_PASSWORD", "--plain-http", "--timeout", "120"]
+    outcomes = _run_together(sources, argv, env)
+    cfg = config_file(sources[0], "dev", "operator")
+    name, version = get_scalar(cfg, "chart_name"), get_scalar(cfg, "chart_version")
+    answer = httpx.head(f"{registry.url}/v2/{path}/{name}/manifests/{version}", headers={"Accept": ACCEPT},
+                        auth=(registry.username, registry.password), timeout=30)
+    held = answer.headers.get("Docker-Content-Digest") if answer.status_code == 200 else None
+    return Trial(outcomes, held, _judge(outcomes, held))
+
+
+def local_trial(root: Path, *, same: bool = False) -> Trial:
+    """One trial against one local Helm repository shared by both publishers (``--source`` differs)."""
+    sources = _sources(root, same)
+    shared = root / "charts"
+    shared.mkdir()
+    for source in sources:
+        (source / "dist").mkdir()
+        (source / "dist" / "charts").symlink_to(shared)
+    outcomes = _run_together(sources, [], dict(os.environ))
+    cfg = config_file(sources[0], "dev", "operator")
+    name, version = get_scalar(cfg, "chart_name"), get_scalar(cfg, "chart_version")
+    index = shared / "index.yaml"
+    held = None
+    if index.exists():
+        entries = (yaml.safe_load(index.read_text()) or {}).get("entries", {}).get(name, [])
+        held = next((f"sha256:{e['digest']}" for e in entries if str(e.get("version")) == version), None)
+    wrong = _judge(outcomes, held)
+    package = shared / f"{name}-{version}.tgz"
+    if held and package.exists():
+        import hashlib
+        if "sha256:" + hashlib.sha256(package.read_bytes()).hexdigest() != held:
+            wrong.append("the index's digest is not the package file's")
+    return Trial(outcomes, held, wrong)
+
+
+def _run_together(sources: list[Path], argv: list[str], env: dict[str, str]) -> list[tuple[int, str, str]]:
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "faas_deployment.cli", "--source", str(source), "publish", "--env", "dev",
+             "--component", "operator", *argv],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )
+        for source in sources
+    ]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        results.append((proc.returncode, out, err))
+    return results

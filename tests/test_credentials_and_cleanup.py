@@ -1,0 +1,95 @@
+"""Credentials stay out of URLs and output; secrets files are read safely; interrupted runs leave no temporary directories."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from faas_deployment import urls
+from faas_deployment.cli import main
+from faas_deployment.errors import UserError
+from faas_deployment.secrets import resolve_secret
+from repo_tree import copy_repo
+
+
+@pytest.mark.parametrize("verb", [
+    ["publish", "--env", "dev", "--component", "operator"], ["release", "--env", "dev"], ["check", "--env", "dev"],
+])
+@pytest.mark.parametrize("password", ["e", "s3cr3t-Pa55"])
+def test_userinfo_in_the_registry_flag_is_refused_without_echoing_it(tmp_path, capsys, verb, password):
+    source = copy_repo(tmp_path / "src")
+    code = main(["--source", str(source), *verb, "--registry", f"oci://ci:{password}@127.0.0.1:9/charts", "--plain-http"])
+    out, err = capsys.readouterr()
+    assert code == 1 and "holds credentials" in err
+    assert f":{password}@" not in out + err and "ci:" not in out + err
+    # a one-letter password does not garble the message (no find-and-replace redaction)
+    assert "registry" in err and "***" not in err
+
+
+@pytest.mark.parametrize("url", ["https://u:p@h/x", "http://u@h", "oci://@h/x", "u:p@h:5000/x"])
+def test_refuse_userinfo_for_any_url_flag(url):
+    with pytest.raises(UserError, match="--admin-url: the URL holds credentials"):
+        urls.refuse_userinfo("--admin-url", url)
+    urls.refuse_userinfo("--admin-url", "https://h:8443/path@v1")  # an @ in the path is no userinfo
+
+
+def test_plain_http_to_another_machine_warns_loudly(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PW", "x")
+    source = copy_repo(tmp_path / "src")
+    main(["--source", str(source), "publish", "--env", "dev", "--component", "operator", "--registry",
+          "oci://192.0.2.1:5000/charts", "--username", "u", "--password", "env:PW", "--plain-http", "--timeout", "3"])
+    err = capsys.readouterr().err
+    assert "WARNING" in err and "clear text" in err and "192.0.2.1" in err
+    main(["--source", str(source), "publish", "--env", "dev", "--component", "operator", "--registry",
+          "oci://127.0.0.1:9/charts", "--plain-http", "--timeout", "3"])
+    assert "WARNING" not in capsys.readouterr().err
+
+
+def test_a_non_utf8_secret_file_is_a_clear_error(tmp_path):
+    secret = tmp_path / "pw"
+    secret.write_bytes(b"\xff\xfe-not-utf8")
+    with pytest.raises(UserError, match="not UTF-8"):
+        resolve_secret(f"file:{secret}", flag="--password")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(reference=st.text(max_size=20), content=st.binary(max_size=20), env_value=st.text(max_size=10))
+def test_fuzzed_secret_references_resolve_or_fail_clearly(tmp_path_factory, monkeypatch, reference, content, env_value):
+    folder = tmp_path_factory.mktemp("secret")
+    (folder / "f").write_bytes(content)
+    if "\x00" not in env_value:
+        monkeypatch.setenv("FUZZ_SECRET", env_value)
+    for ref in (reference, f"file:{folder / 'f'}", "env:FUZZ_SECRET", f"file:{folder}"):
+        try:
+            value = resolve_secret(ref, flag="--password")
+        except UserError as exc:
+            assert str(exc).startswith("--password: ")
+        else:
+            assert value.reveal() and repr(value) == f"SecretValue({ref}, ***)" and f"{value}" == repr(value)
+
+
+def test_a_terminated_release_leaves_no_temporary_directory(tmp_path):
+    source = copy_repo(tmp_path / "src")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "faas_deployment.cli", "--source", str(source), "release", "--env", "dev"],
+        env={**os.environ, "TMPDIR": str(scratch)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while not list(scratch.glob("faas-release-*")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    assert list(scratch.glob("faas-release-*")), "the release never made its temporary directory"
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert list(scratch.glob("faas-*")) == []

@@ -1,0 +1,57 @@
+"""The local Helm repository (dist/charts/): strict index reading, strays never indexed; chart-name collisions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from faas_deployment.cli import main
+from repo_tree import config_file, copy_repo, get_scalar, set_scalar
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("content", [b"entries: []\n", b"\x00\xff\xfe binary", b"entries: {faas-operator: 3}\n", b"[1, 2]\n", b"a: [\n"])
+def test_a_broken_index_is_a_clear_error(tmp_path, capsys, content):
+    source = copy_repo(tmp_path / "src")
+    charts = source / "dist" / "charts"
+    charts.mkdir(parents=True)
+    (charts / "index.yaml").write_bytes(content)
+    for verb in (["publish", "--env", "dev", "--component", "operator"], ["release", "--env", "dev"]):
+        code, out, err = run(capsys, "--source", str(source), *verb)
+        assert code == 1 and "Traceback" not in err and "index.yaml: not a Helm repository index" in err, err
+    assert (charts / "index.yaml").read_bytes() == content
+    assert sorted(p.name for p in charts.iterdir() if not p.name.startswith(".")) == ["index.yaml"]
+
+
+def test_a_stray_package_is_never_indexed(tmp_path, capsys):
+    source = copy_repo(tmp_path / "src")
+    charts = source / "dist" / "charts"
+    charts.mkdir(parents=True)
+    name = get_scalar(config_file(source, "dev", "operator"), "chart_name")
+    (charts / f"{name}-9.9.9.tgz").write_bytes(b"left by a killed run")
+    code, out, err = run(capsys, "--source", str(source), "publish", "--env", "dev", "--component", "operator")
+    assert code == 0 and out.startswith("pushed "), err
+    index = yaml.safe_load((charts / "index.yaml").read_text())
+    assert [e["version"] for e in index["entries"][name]] == [get_scalar(config_file(source, "dev", "operator"), "chart_version")]
+    assert not list(charts.glob("*.partial")) and not list(charts.glob(".faas-index-*"))
+
+
+@pytest.mark.parametrize("verb", [
+    ["check", "--env", "dev"], ["release", "--env", "dev"], ["publish", "--env", "dev", "--component", "operator"],
+])
+def test_two_components_may_not_share_a_chart_name(tmp_path, capsys, verb):
+    source = copy_repo(tmp_path / "src")
+    controller = get_scalar(config_file(source, "dev", "controller"), "chart_name")
+    set_scalar(config_file(source, "dev", "operator"), "chart_name", controller)
+    code, out, err = run(capsys, "--source", str(source), *verb)
+    assert code == 1 and "Traceback" not in err
+    assert "env/dev/operator/cookiecutter-config.yaml" in err and "env/dev/controller/cookiecutter-config.yaml" in err
+    assert "chart_name" in err
+    assert not (source / "dist" / "charts" / "index.yaml").exists()

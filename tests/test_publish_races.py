@@ -1,0 +1,34 @@
+"""Concurrent publishers of one chart version, as real processes, against the real registry and a local repository.
+
+A few trials here (CI stays fast); ``tests/bench/bench_publish_races.py`` runs 20 of each.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from support.race import local_trial, oci_trial
+
+TRIALS = 3
+
+
+@pytest.mark.parametrize("same", [False, True], ids=["other-content", "same-content"])
+def test_concurrent_publishers_to_the_registry_get_the_truth(registry, tmp_path, same):
+    for index in range(TRIALS if not same else 1):
+        trial = oci_trial(tmp_path / str(index), registry, same=same)
+        assert trial.wrong == [], trial
+        assert trial.held is not None
+        codes = sorted(code for code, _, _ in trial.outcomes)
+        if same:
+            assert codes == [0, 0]  # one pushed, the other unchanged
+        else:
+            assert codes == [0, 1], trial  # one wins, the other is told the version holds other content
+            [(_, _, err)] = [o for o in trial.outcomes if o[0] == 1]
+            assert "other content" in err
+
+
+def test_concurrent_publishers_to_a_local_repository_get_the_truth(tmp_path):
+    for index in range(TRIALS):
+        trial = local_trial(tmp_path / str(index))
+        assert trial.wrong == [], trial
+        assert sorted(code for code, _, _ in trial.outcomes) == [0, 1], trial
