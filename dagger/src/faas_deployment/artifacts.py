@@ -259,7 +259,7 @@ class ArtifactRepository:
                             f"remove the tag or choose another repository") from None
 
     def tags(self) -> list[str]:
-        return self._registry.tags(self.name)
+        return self._registry.tags(self.name) or []  # None: the repository does not exist yet
 
     def put(self, tag: str, manifest: bytes, blobs: list[tuple[bytes, dict]]) -> str:
         return self._registry.push_manifest(self.name, tag, blobs, manifest)

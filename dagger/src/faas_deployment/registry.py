@@ -197,8 +197,8 @@ class LocalRepoTarget:
 
     ``index.yaml`` is the record of what is published: a ``.tgz`` it does not list
     (left by a killed run, or copied in by hand) is not published and never gets
-    indexed. Each publish holds an exclusive lock on ``.faas-publish.lock`` in the
-    directory (``fcntl.flock``: released by the kernel when a process dies, so a
+    indexed. Each publish holds an exclusive lock on ``.<directory>.faas-publish.lock``
+    beside the directory (outside it, so exports of the repository stay clean) (``fcntl.flock``: released by the kernel when a process dies, so a
     kill leaves no stale lock) from reading the index to writing it, so concurrent
     runs and processes publish one at a time. The package and the index are
     written under unique temporary names and renamed into place (atomic on POSIX),
@@ -248,7 +248,9 @@ class LocalRepoTarget:
         if dry_run:
             return self._publish(package, config=config, dry_run=True)
         self.directory.mkdir(parents=True, exist_ok=True)
-        with self._lock, open(self.directory / self.LOCK_NAME, "a+b") as handle:
+        real = self.directory.resolve()  # one lock per real directory, whatever path (symlink) leads to it
+        lock = real.parent / f".{real.name}{self.LOCK_NAME}"
+        with self._lock, open(lock, "a+b") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 return self._publish(package, config=config, dry_run=False)
