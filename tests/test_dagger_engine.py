@@ -321,6 +321,8 @@ def test_every_readme_line_runs(registry, checkout, tmp_path):
     assert (checkout / "build" / "chart" / "Chart.yaml").is_file()
     assert [p.name for p in (checkout / "build").glob("*.tgz")] == ["faas-operator-1.0.3.tgz"]
     assert (checkout / "build" / "dev.zip").is_file()
+    flux_objects = sorted(p.name for p in (checkout / "build" / "flux-dev").iterdir())
+    assert flux_objects and all(name.endswith(".yaml") for name in flux_objects), flux_objects
     assert sorted(p.name for p in (checkout / "build" / "flux").iterdir()) == [
         "receiver.yaml", "resourceset.yaml", "resourcesetinputprovider.yaml"]
     assert sorted(p.name for p in (checkout / "dist" / "charts").iterdir()) == [
