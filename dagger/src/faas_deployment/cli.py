@@ -34,12 +34,14 @@ def _workspace(args: argparse.Namespace) -> Workspace:
     return Workspace(source, template)
 
 
-def _registry_flags(parser: argparse.ArgumentParser) -> None:
+def _registry_flags(parser: argparse.ArgumentParser, *, timeout: bool = True) -> None:
+    """The registry flags; ``timeout=False`` for a verb whose own ``--timeout`` bounds the registry work too."""
     parser.add_argument("--registry", help="oci://HOST[:PORT]/PATH; without it, the local Helm repository dist/charts/")
     parser.add_argument("--username", help="registry user name")
     parser.add_argument("--password", metavar="env:NAME|file:PATH", help="registry password or token")
     parser.add_argument("--plain-http", action="store_true", help="HTTP instead of HTTPS (local test registries only)")
-    _timeout_flag(parser, "overall deadline of the registry work (connect, read and total), in seconds")
+    if timeout:
+        _timeout_flag(parser, "overall deadline of the registry work (connect, read and total), in seconds")
 
 
 def _timeout_flag(parser: argparse.ArgumentParser, help: str) -> None:
@@ -134,7 +136,9 @@ def _deploy(args: argparse.Namespace) -> str:
     upload_token = resolve_secret(args.upload_manifests, flag="--upload-manifests") if args.upload_manifests else None
     kubeconfig = resolve_secret(args.kubeconfig, flag="--kubeconfig") if args.kubeconfig else None
     password = resolve_secret(args.password, flag="--password") if args.password else None
-    target = make_target(ws, args.registry or env_settings.chart_registry, args.username, password, args.plain_http)
+    # One deadline for the whole deploy: the publishing work is bounded by it too.
+    target = make_target(ws, args.registry or env_settings.chart_registry, args.username, password, args.plain_http,
+                         args.timeout or env_settings.deploy_timeout)
     client = rollout.make_client(kubeconfig, args.kube_context)
     result = deploy.deploy(ws, args.env, env_settings, target=target, receiver_token=receiver_token, client=client,
                            components=components, timeout=args.timeout, receiver_url=args.receiver_url,
@@ -441,7 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     flux_verb.add_argument("--out", required=True, metavar="DIR")
     deploy_verb = verb("deploy", _deploy, "publish, trigger Flux through the Receiver, wait until each HelmRelease "
                        "runs the pushed version (exit 3 failed, 4 superseded, 5 timeout)")
-    _registry_flags(deploy_verb)
+    _registry_flags(deploy_verb, timeout=False)
     _rollout_flags(deploy_verb)
     deploy_verb.add_argument("--receiver-token", metavar="env:NAME|file:PATH",
                              help="trigger through the Receiver: its token (key token of its Secret)")
