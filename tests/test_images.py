@@ -494,3 +494,68 @@ def test_run_steps_work_without_a_docker_engine(tmp_path):
         last_layer = blob(manifest["layers"][-1]["digest"])
     with tarfile.open(fileobj=io.BytesIO(last_layer)) as layer:
         assert layer.extractfile("out.txt").read() == b"built by buildah\n"
+
+
+# ------------------------------------------------------------------ --plain-http and --timeout
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (a TLS registry whose CA nobody trusts)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+def test_plain_http_never_turns_certificate_checks_off(component_source, tmp_path):
+    import http.server
+    import ssl
+    import threading
+
+    cert_file, key_file = _self_signed(tmp_path)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        host = f"127.0.0.1:{server.server_address[1]}"
+        with pytest.raises(UserError) as caught:
+            images.publish_image(component_source, repository=f"{host}/faas/controller", tag="abc", plain_http=True)
+    finally:
+        server.shutdown()
+        server.server_close()
+    message = str(caught.value)
+    assert message.startswith(f"--plain-http: {host} answers over TLS, with a certificate that does not verify")
+    assert "never turns certificate checks off" in message
+
+
+def test_publish_image_ends_within_its_deadline(repo, component_source, capfd):
+    import time
+
+    started = time.monotonic()
+    code, _, err = run_cli(capfd, "--source", str(repo), "publish-image", "--env", "dev", "--component", "controller",
+                           "--context", str(component_source), "--tag", "abc", "--plain-http", "--timeout", "0.3")
+    elapsed = time.monotonic() - started
+    assert code == 1 and "no answer within the overall deadline of 0.3 s (raise --timeout" in err, err
+    assert elapsed < 0.3 + 2
+    assert "Traceback" not in err

@@ -191,7 +191,7 @@ def _publish_image(args: argparse.Namespace) -> str:
     password = resolve_secret(args.password, flag="--password") if args.password else None
     return str(images.publish_image(
         Path(args.context), repository=repository, tag=args.tag, options=_build_options(args),
-        username=args.username, password=password, plain_http=args.plain_http,
+        username=args.username, password=password, plain_http=args.plain_http, timeout=args.timeout,
         revision=args.revision, source_url=args.source_url,
     ))
 
@@ -380,7 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     _image_flags(publish_image, tag_required=True)
     publish_image.add_argument("--username", help="registry user name")
     publish_image.add_argument("--password", metavar="env:NAME|file:PATH", help="registry password or token")
-    publish_image.add_argument("--plain-http", action="store_true", help="HTTP instead of HTTPS (local test registries only)")
+    publish_image.add_argument("--plain-http", action="store_true",
+                               help="the registry speaks plain HTTP only (refused for a registry that answers over TLS)")
+    _timeout_flag(publish_image, "overall deadline of the build and the push, in seconds")
     bump_verb = verb("bump", _bump, "set image_tag and raise chart_version in the component's config, in place",
                      component=True)
     bump_verb.add_argument("--image-tag", required=True, help="the new image tag, typically the commit SHA")

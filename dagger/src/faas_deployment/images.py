@@ -31,6 +31,8 @@ import json
 import os
 import re
 import shutil
+import socket
+import ssl
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -38,7 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from . import config
+from . import config, urls
+from .deadline import DEFAULT_TIMEOUT, Deadline
 from .errors import UserError
 from .progress import step
 from .secrets import SecretValue, redact
@@ -261,6 +264,9 @@ class BuildahStore:
     ``storage_driver`` is ``vfs`` (works everywhere, no kernel overlay needed).
     """
 
+    #: Bounds every buildah run (``--timeout`` of publish-image); ``None``: no bound.
+    deadline: Deadline | None = None
+
     storage_driver: str = "vfs"
     isolation: str = "chroot"
     root: Path = field(init=False)
@@ -287,7 +293,14 @@ class BuildahStore:
             *args,
         ]
         env = {**os.environ, "TMPDIR": str(self.root / "tmp"), "BUILDAH_ISOLATION": self.isolation}
-        done = subprocess.run(command, capture_output=True, text=True, env=env, check=False, stdin=subprocess.DEVNULL)
+        limit = self.deadline.remaining() if self.deadline is not None else None
+        if limit is not None and limit <= 0:
+            raise self.deadline.expired_error(what)
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, env=env, check=False,
+                                  stdin=subprocess.DEVNULL, timeout=limit)
+        except subprocess.TimeoutExpired:
+            raise self.deadline.expired_error(what) from None
         output = redact(done.stdout + done.stderr, *secrets)
         if done.returncode != 0:
             tail = "\n".join(output.strip().splitlines()[-20:])
@@ -473,24 +486,62 @@ def publish_image(
     plain_http: bool = False,
     revision: str = "",
     source_url: str = "",
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> PublishedImage:
-    """Build ``context`` and push it to ``repository:tag``.
+    """Build ``context`` and push it to ``repository:tag``, all within ``timeout`` seconds.
 
     ``repository`` comes from the component's ``image_repository``; ``tag`` is
-    typically the commit SHA.
+    typically the commit SHA. ``plain_http`` is for registries that speak plain
+    HTTP only (:func:`require_plain_http`): buildah's switch for it also turns off
+    certificate checks, so it is refused for a registry that answers over TLS.
 
     Raises:
-        UserError: invalid tag or repository, buildah missing, build or push failure.
+        UserError: invalid tag or repository, buildah missing, build or push failure,
+            ``plain_http`` towards a TLS registry, the deadline passed.
     """
     check_image_tag(tag)
     check_image_repository(repository)
     if (username is None) != (password is None):
         raise UserError("--username and --password go together: pass both or neither")
+    limit = Deadline(timeout)
     reference = f"{repository}:{tag}"
+    if plain_http:
+        require_plain_http(repository.split("/", 1)[0], limit)
+        urls.warn_plain_http("--plain-http", urls.host_of(repository.split("/", 1)[0]), credentials=password is not None)
     labels = resolve_labels(context, tag, revision=revision, source_url=source_url)
     with BuildahStore() as store:
+        store.deadline = limit
         with step(f"build image from {context}"):
             image_id = store.build(Path(context), options, labels)
         with step(f"push {reference}"):
             digest = store.push(image_id, reference, username=username, password=password, plain_http=plain_http)
     return PublishedImage(reference, digest, image_id, labels)
+
+
+def require_plain_http(host: str, limit: Deadline) -> None:
+    """Refuse ``--plain-http`` unless ``host`` really speaks plain HTTP.
+
+    buildah has one switch, ``--tls-verify=false``, for both "HTTP is fine" and "do
+    not check certificates", so ``--plain-http`` towards a registry that answers over
+    TLS would silently drop its certificate checks. A TLS handshake (with the
+    system's certificate checks) is tried first: if it completes, or fails on the
+    certificate, the registry speaks TLS and ``--plain-http`` is refused.
+
+    Raises:
+        UserError: the registry answers over TLS (valid certificate or not).
+    """
+    name, _, port = host.rpartition(":") if host.rsplit(":", 1)[-1].isdigit() else (host, "", "443")
+    context = ssl.create_default_context()
+    try:
+        with socket.create_connection((name.strip("[]"), int(port)), timeout=min(5.0, max(0.1, limit.remaining()))) as raw:
+            with context.wrap_socket(raw, server_hostname=name.strip("[]")):
+                pass
+    except ssl.SSLCertVerificationError as exc:
+        raise UserError(
+            f"--plain-http: {host} answers over TLS, with a certificate that does not verify "
+            f"({exc.verify_message}); --plain-http never turns certificate checks off: trust the registry's CA "
+            "in the system store or fix its certificate"
+        ) from None
+    except (ssl.SSLError, OSError):
+        return  # no TLS there (plain HTTP, or nothing listening yet: the push says which)
+    raise UserError(f"--plain-http: {host} answers over TLS; drop --plain-http (it would turn certificate checks off)")
