@@ -34,12 +34,14 @@ def _workspace(args: argparse.Namespace) -> Workspace:
     return Workspace(source, template)
 
 
-def _registry_flags(parser: argparse.ArgumentParser) -> None:
+def _registry_flags(parser: argparse.ArgumentParser, timeout: bool = True) -> None:
+    """The registry flags; ``timeout=False`` where ``--timeout`` means something else (``deploy``'s wait)."""
     parser.add_argument("--registry", help="oci://HOST[:PORT]/PATH; without it, the local Helm repository dist/charts/")
     parser.add_argument("--username", help="registry user name")
     parser.add_argument("--password", metavar="env:NAME|file:PATH", help="registry password or token")
     parser.add_argument("--plain-http", action="store_true", help="HTTP instead of HTTPS (local test registries only)")
-    _timeout_flag(parser, "overall deadline of the registry work (connect, read and total), in seconds")
+    if timeout:
+        _timeout_flag(parser, "overall deadline of the registry work (connect, read and total), in seconds")
 
 
 def _timeout_flag(parser: argparse.ArgumentParser, help: str) -> None:
@@ -138,7 +140,7 @@ def _deploy(args: argparse.Namespace) -> str:
     client = rollout.make_client(kubeconfig, args.kube_context)
     result = deploy.deploy(ws, args.env, env_settings, target=target, receiver_token=receiver_token, client=client,
                            components=components, timeout=args.timeout, receiver_url=args.receiver_url,
-                           upload_token=upload_token, admin_url=args.admin_url,
+                           upload_token=upload_token, admin_url=args.admin_url, prerelease=args.prerelease,
                            request_token=rollout.request_token(dict(os.environ)) if args.trigger_api else None)
     return _finish(result.lines, result.outcomes, args.report)
 
@@ -441,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     flux_verb.add_argument("--out", required=True, metavar="DIR")
     deploy_verb = verb("deploy", _deploy, "publish, trigger Flux through the Receiver, wait until each HelmRelease "
                        "runs the pushed version (exit 3 failed, 4 superseded, 5 timeout)")
-    _registry_flags(deploy_verb)
+    _registry_flags(deploy_verb, timeout=False)
     _rollout_flags(deploy_verb)
     deploy_verb.add_argument("--receiver-token", metavar="env:NAME|file:PATH",
                              help="trigger through the Receiver: its token (key token of its Secret)")
@@ -451,6 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     deploy_verb.add_argument("--upload-manifests", metavar="env:NAME|file:PATH",
                              help="admin API token: after the operator is deployed, upload env/<env>/operator/dynamic/")
     deploy_verb.add_argument("--admin-url", help="override admin_url of environment.yaml")
+    deploy_verb.add_argument("--prerelease", default="", metavar="ID",
+                             help="publish chart_version as the pre-release <chart_version>-ID, e.g. mr.42.3")
     _rollout_flags(verb("wait", _wait, "wait until each HelmRelease runs the version the configs describe "
                         "(exit 3 failed, 4 superseded, 5 timeout)"))
     return parser
