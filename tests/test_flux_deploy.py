@@ -316,3 +316,9 @@ def test_dagger_flux_functions_are_declared_and_uncached():
     _, module = daggermod.load()
     for obj, name in (("Environment", "deploy"), ("Component", "deploy"), ("Component", "wait")):
         assert module._objects[obj].functions[name].cache_policy == "never"  # touches registry, cluster, API
+
+
+def test_deploy_cli_flags_timeout_is_the_wait_and_prerelease_is_accepted():
+    args = cli.build_parser().parse_args(["deploy", "--env", "dev", "--prerelease", "mr.7.31", "--trigger-api"])
+    assert args.prerelease == "mr.7.31" and args.timeout is None  # None: deploy_timeout of environment.yaml
+    assert cli.build_parser().parse_args(["deploy", "--env", "dev", "--timeout", "5"]).timeout == 5.0
