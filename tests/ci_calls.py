@@ -49,7 +49,9 @@ CORE_TYPES: dict[str, type] = {
     "dagger.Container": dagger.Container,
 }
 SCALARS = frozenset({"str", "int", "float", "bool", "list[str]"})
-SECRET_VALUE = re.compile(r"env:[A-Z_][A-Z0-9_]*")
+#: A secret from a CI/CD variable: ``env:NAME`` (its value) or ``file:$NAME`` (a GitLab
+#: file variable, whose value is the path of a file holding the secret).
+SECRET_VALUE = re.compile(r"env:[A-Z_][A-Z0-9_]*|file:\$[A-Z_][A-Z0-9_]*")
 SHELL_OPERATORS = frozenset({"&&", "||", "|", ";", ">", ">>", "<", "&", "2>", "$("})
 
 
@@ -224,7 +226,7 @@ def _take_flags(
             raise CallError(f"{where}: --{name} given twice")
         if "Secret" in param.type and not SECRET_VALUE.fullmatch(str(value)):
             raise CallError(
-                f"{where}: --{name} is a secret: pass it as env:NAME (a CI/CD variable), not {value!r}"
+                f"{where}: --{name} is a secret: pass it as env:NAME or file:$NAME (a CI/CD variable), not {value!r}"
             )
         if param.type in ("int", "float") and not str(value).startswith("$"):
             try:

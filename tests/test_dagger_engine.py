@@ -25,6 +25,9 @@ from support import dagger_engine
 from support.dagger_engine import CORE_TYPE_NAMES, Engine, EngineRefusal, FileObj, NotExecuted, export_file, ignored
 
 import ci_calls
+from faas_deployment import deploy, rollout
+from faas_deployment.pipeline import Workspace
+from support.flux_doubles import HR, OCI, KubeApi, Receiver, play, scenario
 
 REPO = dagger_engine.REPO
 
@@ -338,6 +341,8 @@ def test_a_short_sha_in_a_git_context_is_refused(checkout):
                     "--context https://git.example.org/x/y.git#0f3c2d1 --tag 0f3c2d1 --username ci --password env:P")
 
 
+KUBE_TOKEN = "kube-token-" + "3" * 16
+RECEIVER_TOKEN = "receiver-token-" + "1" * 16
 CI_SECRETS = {
     "CHART_REGISTRY_READ_PASSWORD": None, "CHART_REGISTRY_PASSWORD_DEV": None, "CHART_REGISTRY_PASSWORD_PROD": None,
     "OPERATOR_ADMIN_TOKEN_DEV": "tok-dev-0123", "OPERATOR_ADMIN_TOKEN_PROD": "tok-prod-4567",
@@ -382,7 +387,7 @@ def _run_job(name: str, job: dict, checkout: Path, variables: dict[str, str], ou
             if not line:
                 continue
             assert line.startswith("dagger call"), f"{name}: {line}"
-            if "--registry" in line:
+            if "--registry" in line or " deploy " in line:  # the loopback registry speaks HTTP
                 line += " --plain-http"
             try:
                 outcomes[name] = engine.call(line)
@@ -392,60 +397,101 @@ def _run_job(name: str, job: dict, checkout: Path, variables: dict[str, str], ou
                 outcomes[name] = f"not executed: {stop.what}"
 
 
+def _dev_cluster(checkout: Path, registry, api: KubeApi, receiver: Receiver) -> None:
+    """Point dev's ``environment.yaml`` at the loopback registry and Receiver (committed, as a project would)."""
+    env_file = checkout / "env" / "dev" / "environment.yaml"
+    env_file.write_text(env_file.read_text()
+                        .replace("oci://registry.example.org/eo4eu-faas/charts/dev", f"oci://{registry.host}/charts/dev")
+                        .replace("https://flux-webhook.dev.example.org", receiver.url))
+    for kind in (HR, OCI):
+        api.put(kind, "faas-dev", "faas-operator", {"metadata": {"generation": 1}, "status": {"observedGeneration": 1}})
+    (checkout.parent / "kubeconfig-dev").write_text(api.kubeconfig())
+
+
 def test_every_gitlab_ci_line_runs(registry, checkout):
-    """Each job's script as the runner would run it, then every job of the child pipeline the plan job wrote."""
+    """Each job's script as the runner would run it, then every job of the child pipeline the plan job wrote.
+
+    The child's deploy job talks to the loopback Receiver (HMAC checked) and
+    Kubernetes API doubles: Flux's side plays a successful upgrade once notified.
+    """
     ci = ci_calls.load()
     jobs = ci_calls.jobs(ci)
-    origin, before = _git_clone_with_origin(checkout)
-    with AdminApiServer("tok-dev-0123") as dev_api, AdminApiServer("tok-prod-4567") as prod_api, \
-            GitLabApi(CI_SECRETS["GITLAB_TOKEN"], project_id=42, remote=origin) as gitlab:
-        variables = {
-            **{k: v["value"] for k, v in ci["variables"].items()},
-            **{k: v or registry.password for k, v in CI_SECRETS.items()},
-            "CHART_REGISTRY": f"oci://{registry.host}/charts",
-            "CHART_REGISTRY_USER_DEV": registry.username, "CHART_REGISTRY_USER_PROD": registry.username,
-            "IMAGE_REGISTRY_USER": "ci",
-            "OPERATOR_ADMIN_URL_DEV": dev_api.url, "OPERATOR_ADMIN_URL_PROD": prod_api.url,
-            "COMPONENT": "operator", "ENVIRONMENT": "dev",
-            "SOURCE_REF": "https://gitlab.example.org/eo4eu-faas/faas-operator.git#v1.4.0", "IMAGE_TAG": "v1.4.0",
-            # GitLab's predefined variables (a push to the default branch); the server is the
-            # loopback double of its merge request API.
-            "CI_SERVER_URL": gitlab.url, "CI_PROJECT_ID": "42", "CI_DEFAULT_BRANCH": "main",
-            "CI_COMMIT_REF_NAME": "main", "CI_COMMIT_BEFORE_SHA": before, "CI_MERGE_REQUEST_DIFF_BASE_SHA": "",
-            "CI_MERGE_REQUEST_IID": "", "CI_PIPELINE_IID": "9",
-            "CI_PIPELINE_URL": "https://gitlab.example.org/eo4eu-faas/faas-deployment/-/pipelines/9",
-        }
-        outcomes: dict[str, str] = {}
-        # The plan job, then the child pipeline it wrote (the trigger job), then the rest;
-        # bump and promote last: they open merge requests after the pipeline's deploys.
-        _run_job("plan", jobs["plan"], checkout, variables, outcomes)
-        child = ci_calls.load(checkout / "child-pipeline.yml")
-        child_jobs = ci_calls.jobs(child)
-        assert set(child_jobs) == {"upgrade dev/operator", "upload dev/operator"}
-        for name, job in child_jobs.items():
-            _run_job(name, job, checkout, variables, outcomes)
-        assert "script" not in jobs["deploy"]
-        for name in sorted(set(jobs) - {"plan", "deploy"}, key=lambda n: (n in ("bump", "promote"), n)):
-            _run_job(name, jobs[name], checkout, variables, outcomes)
-        assert len(dev_api.accepted) == 1 and len(prod_api.accepted) == 0
-        merge_requests = {mr["source_branch"]: mr for mr in gitlab.open()}
-        sent = json.dumps([{k: v for k, v in r.items() if k != "headers"} for r in gitlab.requests])
+    expected: dict[str, rollout.Expected] = {}
+
+    def on_hook() -> None:  # source-controller pulls the push, then helm-controller upgrades
+        exp = expected["operator"]
+        play(api, [("source", {}), *scenario("success", chart=exp.chart, ns="faas-dev", name="faas-operator",
+                                             old=f"1.0.3+{'a' * 12}", new=exp.revision)], exp, "faas-dev",
+             "faas-operator", gap=0.2)
+
+    with KubeApi(KUBE_TOKEN) as api, Receiver(RECEIVER_TOKEN, "faas-dev", "faas-dev", on_hook=on_hook) as receiver, \
+            AdminApiServer("tok-dev-0123") as dev_api, AdminApiServer("tok-prod-4567") as prod_api:
+        _dev_cluster(checkout, registry, api, receiver)
+        origin, before = _git_clone_with_origin(checkout)
+        expected["operator"] = deploy.expected_for(Workspace(checkout), "dev", "operator")
+        with GitLabApi(CI_SECRETS["GITLAB_TOKEN"], project_id=42, remote=origin) as gitlab:
+            _run_all_jobs(ci, jobs, checkout, registry, before, dev_api, prod_api, gitlab, receiver, api, expected)
+            merge_requests = {mr["source_branch"]: mr for mr in gitlab.open()}
+            sent = json.dumps([{k: v for k, v in r.items() if k != "headers"} for r in gitlab.requests])
+    bump_diff = subprocess.run(["git", "-C", str(origin), "diff", "main", "bump/dev/operator-1.0.5"],
+                               capture_output=True, text=True, check=True).stdout
+    # The bump job opens a merge request; the promote job one per component prod lags dev on.
+    assert set(merge_requests) == {"bump/dev/operator-1.0.5", "promote/prod/operator-1.0.4",
+                                   "promote/prod/controller-0.4.1"}
+    assert '+  image_tag: "v1.4.0"' in bump_diff and '+  chart_version: "1.0.5"' in bump_diff
+    assert "pipelines/9" in merge_requests["promote/prod/controller-0.4.1"]["description"]
+    assert CI_SECRETS["GITLAB_TOKEN"] not in sent
+
+
+def _run_all_jobs(ci, jobs, checkout, registry, before, dev_api, prod_api, gitlab, receiver, api, expected) -> None:
+    """The plan job, the child pipeline it wrote, then the parent's other jobs, with GitLab's variables."""
+    variables = {
+        **{k: v["value"] for k, v in ci["variables"].items()},
+        **{k: v or registry.password for k, v in CI_SECRETS.items()},
+        "CHART_REGISTRY": f"oci://{registry.host}/charts",
+        "CHART_REGISTRY_USER_DEV": registry.username, "CHART_REGISTRY_USER_PROD": registry.username,
+        "IMAGE_REGISTRY_USER": "ci",
+        "OPERATOR_ADMIN_URL_DEV": dev_api.url, "OPERATOR_ADMIN_URL_PROD": prod_api.url,
+        "COMPONENT": "operator", "ENVIRONMENT": "dev",
+        "SOURCE_REF": "https://gitlab.example.org/eo4eu-faas/faas-operator.git#v1.4.0", "IMAGE_TAG": "v1.4.0",
+        # GitLab's predefined variables (a push to the default branch); the server is the
+        # loopback double of its merge request API.
+        "CI_SERVER_URL": gitlab.url, "CI_PROJECT_ID": "42", "CI_DEFAULT_BRANCH": "main",
+        "CI_COMMIT_REF_NAME": "main", "CI_COMMIT_BEFORE_SHA": before, "CI_MERGE_REQUEST_DIFF_BASE_SHA": "",
+        "CI_MERGE_REQUEST_IID": "", "CI_PIPELINE_IID": "9",
+        "CI_PIPELINE_URL": "https://gitlab.example.org/eo4eu-faas/faas-deployment/-/pipelines/9",
+        # The child's deploy jobs: the Receiver token (masked variable) and the
+        # kubeconfig (file variable: its value is the path of a file).
+        "FLUX_RECEIVER_TOKEN_DEV": RECEIVER_TOKEN, "KUBECONFIG_DEV": str(checkout.parent / "kubeconfig-dev"),
+    }
+    outcomes: dict[str, str] = {}
+    # The plan job, then the child pipeline it wrote (the trigger job), then the rest;
+    # bump and promote last: they open merge requests after the pipeline's deploys.
+    _run_job("plan", jobs["plan"], checkout, variables, outcomes)
+    child = ci_calls.load(checkout / "child-pipeline.yml")
+    child_jobs = ci_calls.jobs(child)
+    assert set(child_jobs) == {"upgrade dev/operator", "upload dev/operator"}
+    assert child_jobs["upload dev/operator"]["needs"] == ["upgrade dev/operator"]
+    for name in ("upgrade dev/operator", "upload dev/operator"):  # the order needs: imposes
+        _run_job(name, child_jobs[name], checkout, variables, outcomes)
+    ready = api.ready_times["faas-operator"]
+    assert len(dev_api.accepted) == 1 and dev_api.accepted[0].at > ready  # the new operator got the bundle
+    assert "script" not in jobs["deploy"]
+    for name in sorted(set(jobs) - {"plan", "deploy"}, key=lambda n: (n in ("bump", "promote"), n)):
+        _run_job(name, jobs[name], checkout, variables, outcomes)
+    assert len(dev_api.accepted) == 1 and len(prod_api.accepted) == 0
     for name, out in outcomes.items():
-        for secret in (registry.password, *[v for v in CI_SECRETS.values() if v]):
+        for secret in (registry.password, RECEIVER_TOKEN, KUBE_TOKEN, *[v for v in CI_SECRETS.values() if v]):
             assert secret not in out, name
-    assert outcomes["upgrade dev/operator"].startswith("pushed ") and ":1.0.4@" in outcomes["upgrade dev/operator"]
+    deployed = outcomes["upgrade dev/operator"]
+    exp = expected["operator"]
+    assert deployed.startswith("pushed ") and f":{exp.version}@{exp.digest}" in deployed and exp.version == "1.0.4"
+    assert receiver.hits == 1
+    assert f"deployed {exp.chart}@1.0.4 to faas-dev/faas-operator in " in deployed
     assert outcomes["upload dev/operator"].startswith("uploaded ")
     assert "ok dev/operator" in outcomes["check"]
     assert outcomes["build_image"] == "not executed: Container sync"
     assert outcomes["publish_image"] == "not executed: Container.publish"
-    # The bump job opens a merge request; the promote job one per component prod lags dev on.
-    assert set(merge_requests) == {"bump/dev/operator-1.0.5", "promote/prod/operator-1.0.4",
-                                   "promote/prod/controller-0.4.1"}
-    bump_diff = subprocess.run(["git", "-C", str(origin), "diff", "main", "bump/dev/operator-1.0.5"],
-                               capture_output=True, text=True, check=True).stdout
-    assert '+  image_tag: "v1.4.0"' in bump_diff and '+  chart_version: "1.0.5"' in bump_diff
-    assert "pipelines/9" in merge_requests["promote/prod/controller-0.4.1"]["description"]
-    assert CI_SECRETS["GITLAB_TOKEN"] not in sent
 
 
 def _product(matrix: dict) -> list[tuple]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from faas_deployment.errors import UserError, ValidationError
 from faas_deployment.pipeline import Workspace
 from faas_deployment.secrets import SecretValue
 from repo_tree import REPO_ROOT, copy_repo
-from support.flux_doubles import HR, OCI, KubeApi, Receiver, scenario
+from support.flux_doubles import HR, OCI, KubeApi, Receiver, play as _play, scenario
 
 NODE = REPO_ROOT / ".ci" / "node"
 KUBE_TOKEN = "kube-token-" + "5" * 16
@@ -156,19 +155,6 @@ def _seed(api: KubeApi, expected: rollout.Expected, *, source_ready: bool = True
                             "metadata": {"generation": 1},
                             "status": {"artifact": {"revision": revision, "digest": "sha256:" + "e" * 64}}})
     return ns, name
-
-
-def _play(api: KubeApi, steps, expected: rollout.Expected, ns: str, name: str, gap: float = 0.3) -> threading.Thread:
-    def run() -> None:
-        for kind, status in steps:
-            time.sleep(gap)
-            if kind == "hr":
-                api.set_status(HR, ns, name, status)
-            else:
-                api.set_status(OCI, ns, name, {"artifact": {"revision": expected.source_revision}})
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
 
 
 CASES = {
@@ -330,3 +316,9 @@ def test_dagger_flux_functions_are_declared_and_uncached():
     _, module = daggermod.load()
     for obj, name in (("Environment", "deploy"), ("Component", "deploy"), ("Component", "wait")):
         assert module._objects[obj].functions[name].cache_policy == "never"  # touches registry, cluster, API
+
+
+def test_deploy_cli_flags_timeout_is_the_wait_and_prerelease_is_accepted():
+    args = cli.build_parser().parse_args(["deploy", "--env", "dev", "--prerelease", "mr.7.31", "--trigger-api"])
+    assert args.prerelease == "mr.7.31" and args.timeout is None  # None: deploy_timeout of environment.yaml
+    assert cli.build_parser().parse_args(["deploy", "--env", "dev", "--timeout", "5"]).timeout == 5.0

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 import ci_calls
-from faas_deployment import child_pipeline, cli, config, gitrefs, plan
+from faas_deployment import child_pipeline, cli, config, gitrefs, plan, settings
 from faas_deployment.child_pipeline import Context
 from plan_repo import DEFAULT_BRANCH, PlanRepo
 from test_gitlab_ci import check_schema
@@ -164,7 +164,7 @@ CASES = [
     Case("changed-without-bump", _no_bump, {"prod/operator": "refused"}, set(), refused=True),
     Case("comment-only", _comment_only, {}, {child_pipeline.NOOP_JOB}),
     Case("new-component", _new_component, {"dev/gateway": "install"}, {"install dev/gateway"}),
-    Case("deleted-component", _deleted_component, {"prod/controller": "retire"}, {child_pipeline.NOOP_JOB}),
+    Case("deleted-component", _deleted_component, {"prod/controller": "retire"}, {"retire prod/controller"}),
     Case("new-environment", _new_environment, {"staging/operator": "install", "staging/controller": "install",
                                                "staging/operator#upload": "upload"},
          {"install staging/operator", "install staging/controller", "upload staging/operator"}),
@@ -185,6 +185,14 @@ class Result:
     repo: PlanRepo
     plan: plan.Plan
     environ: dict[str, str] = field(default_factory=dict)
+
+
+def generate(result: Result, context: Context, template: dict | None = None) -> dict:
+    """The child pipeline of ``result`` with the repository's settings and ``.dagger`` template."""
+    if template is None:
+        template = child_pipeline.dagger_template(result.repo.work)
+    return child_pipeline.generate(result.plan, context, template,
+                                   lambda env: settings.load(result.repo.work, env))
 
 
 def run_case(case: Case, root: Path) -> Result:
@@ -223,7 +231,7 @@ def test_scenario_plan_and_child_jobs(results, case, tmp_path):
         with pytest.raises(plan.UserError, match="refused"):
             plan.outcome(result.plan, "table")
         return
-    generated = child_pipeline.generate(result.plan, case.context, child_pipeline.dagger_template(result.repo.work))
+    generated = generate(result, case.context)
     jobs = ci_calls.jobs(generated)
     if not case.jobs and not case.refused:
         assert set(jobs) == {child_pipeline.NOOP_JOB}
@@ -232,9 +240,16 @@ def test_scenario_plan_and_child_jobs(results, case, tmp_path):
     for name, job in jobs.items():
         if name == child_pipeline.NOOP_JOB:
             continue
-        target = name.split(" ", 1)[1]
-        assert job["environment"] == {"name": target, "action": "start"}
+        action, target = name.split(" ", 1)
         assert job["resource_group"] == target
+        if action == "retire":
+            assert job["environment"] == {"name": target, "action": "stop"}
+            continue
+        env, component = target.split("/")
+        ns = settings.load(result.repo.work, env).namespace
+        assert job["environment"] == {"name": target, "kubernetes": {
+            "agent": f"eo4eu-faas/faas-deployment:{'dev' if env == 'dev' else 'prod'}", "namespace": ns,
+            "flux_resource_path": f"helm.toolkit.fluxcd.io/v2/namespaces/{ns}/helmreleases/faas-{component}"}}
 
 
 def test_refused_change_names_the_file_to_fix(results):
@@ -265,15 +280,15 @@ def test_hooks_are_listed(results):
 
 def test_merge_request_deploys_dev_as_a_pre_release_and_never_prod(results):
     result = results["merge-request"]
-    generated = child_pipeline.generate(result.plan, MERGE_REQUEST, child_pipeline.dagger_template(result.repo.work))
+    generated = generate(result, MERGE_REQUEST)
     [call] = ci_calls.dagger_calls(generated)
-    assert call.arg("publish", "prerelease") == "mr.7.31"
+    assert call.arg("deploy", "prerelease") == "mr.7.31"
     assert call.arg("env", "name") == "dev"
-    on_main = child_pipeline.generate(result.plan, MAIN, child_pipeline.dagger_template(result.repo.work))
+    on_main = generate(result, MAIN)
     calls = {c.job: c for c in ci_calls.dagger_calls(on_main)}
     assert set(calls) == {"upgrade dev/operator", "upgrade prod/controller"}
-    assert calls["upgrade prod/controller"].arg("publish", "prerelease") is None
-    assert calls["upgrade prod/controller"].arg("publish", "password") == "env:CHART_REGISTRY_PASSWORD_PROD"
+    assert calls["upgrade prod/controller"].arg("deploy", "prerelease") is None
+    assert calls["upgrade prod/controller"].arg("deploy", "password") == "env:CHART_REGISTRY_PASSWORD_PROD"
 
 
 def test_generated_pipelines_pass_the_schema_and_resolve_against_the_module(results, tmp_path):
@@ -302,15 +317,44 @@ def test_staging_needs_no_ci_edit(results):
     """A new environment in a test repository: its jobs appear, the CI file is untouched."""
     result = results["new-environment"]
     assert result.repo.git("diff", "--name-only", "origin/main", "HEAD", "--", ".gitlab-ci.yml") == ""
-    generated = child_pipeline.generate(result.plan, MAIN, child_pipeline.dagger_template(result.repo.work))
+    generated = generate(result, MAIN)
     calls = {c.job: c for c in ci_calls.dagger_calls(generated)}
     install = calls["install staging/operator"]
     assert install.arg("env", "name") == "staging"
-    assert install.arg("publish", "registry") == "$CHART_REGISTRY/staging"
-    assert install.arg("publish", "password") == "env:CHART_REGISTRY_PASSWORD_STAGING"
+    assert install.arg("deploy", "registry") is None  # chart_registry of env/staging/environment.yaml
+    assert install.arg("deploy", "password") == "env:CHART_REGISTRY_PASSWORD_STAGING"
+    assert install.arg("deploy", "receiver-token") == "env:FLUX_RECEIVER_TOKEN_STAGING"
+    assert install.arg("deploy", "kubeconfig") == "file:$KUBECONFIG_STAGING"
     assert calls["upload staging/operator"].arg("upload-manifests", "token") == "env:OPERATOR_ADMIN_TOKEN_STAGING"
     # staging is not a branch environment: a merge request pipeline leaves it alone.
-    assert set(ci_calls.jobs(child_pipeline.generate(result.plan, MERGE_REQUEST, {}))) == {child_pipeline.NOOP_JOB}
+    assert set(ci_calls.jobs(generate(result, MERGE_REQUEST, template={}))) == {child_pipeline.NOOP_JOB}
+
+
+def test_deploy_jobs_use_deploy_and_upload_needs_the_operator_deploy(results):
+    generated = generate(results["new-environment"], MAIN)
+    calls = {c.job: c for c in ci_calls.dagger_calls(generated)}
+    install = calls["install staging/controller"]
+    assert install.arg("component", "name") == "controller" and install.arg("deploy", "kubeconfig")
+    assert generated["upload staging/operator"]["needs"] == ["install staging/operator"]
+    assert "needs" not in generate(results["dynamic-only"], MAIN)["upload dev/operator"]  # no operator deploy
+
+
+def test_retire_job_regenerates_the_flux_objects_without_the_component(results):
+    generated = generate(results["deleted-component"], MAIN)
+    job = generated["retire prod/controller"]
+    [call] = ci_calls.dagger_calls({"retire prod/controller": job})
+    assert call.arg("env", "name") == "prod" and call.arg("export", "path") == "flux/prod"
+    assert job["artifacts"]["paths"] == ["flux/prod"] and job["stage"] == "retire"
+    assert job["environment"] == {"name": "prod/controller", "action": "stop"}
+
+
+def test_retired_environment_gets_no_job(results):
+    """Every component of a deleted environment is retired; no settings are left to regenerate from."""
+    result = results["deleted-component"]
+    items = tuple(plan.Item(i.env, i.component, "retire", "config deleted") for i in result.plan.items
+                  if i.env == "prod")
+    gone = plan.Plan(items=items)
+    assert set(ci_calls.jobs(child_pipeline.generate(gone, MAIN, {}, lambda env: 1 / 0))) == {child_pipeline.NOOP_JOB}
 
 
 # --------------------------------------------------------------------------- mutants

@@ -322,3 +322,22 @@ def scenario(kind: str, *, chart: str, ns: str, name: str, old: str, new: str, n
         "source-not-ready": [("hr", source_not_ready), ("source", {}), ("hr", progressing), ("hr", success)],
         "never": [],
     }[kind]
+
+
+def play(api: KubeApi, steps: list[tuple[str, dict[str, Any]]], expected: Any, ns: str, name: str,
+         gap: float = 0.3) -> threading.Thread:
+    """Replay ``steps`` (from :func:`scenario`) on HelmRelease/OCIRepository ``ns/name``, ``gap`` seconds apart.
+
+    A ``"source"`` step sets the OCIRepository's ``status.artifact.revision`` to
+    ``expected.source_revision`` (what source-controller reports after pulling the push).
+    """
+    def run() -> None:
+        for kind, status in steps:
+            time.sleep(gap)
+            if kind == "hr":
+                api.set_status(HR, ns, name, status)
+            else:
+                api.set_status(OCI, ns, name, {"artifact": {"revision": expected.source_revision}})
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread

@@ -142,7 +142,7 @@ def _deploy(args: argparse.Namespace) -> str:
     client = rollout.make_client(kubeconfig, args.kube_context)
     result = deploy.deploy(ws, args.env, env_settings, target=target, receiver_token=receiver_token, client=client,
                            components=components, timeout=args.timeout, receiver_url=args.receiver_url,
-                           upload_token=upload_token, admin_url=args.admin_url,
+                           upload_token=upload_token, admin_url=args.admin_url, prerelease=args.prerelease,
                            request_token=rollout.request_token(dict(os.environ)) if args.trigger_api else None)
     return _finish(result.lines, result.outcomes, args.report)
 
@@ -457,6 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     deploy_verb.add_argument("--upload-manifests", metavar="env:NAME|file:PATH",
                              help="admin API token: after the operator is deployed, upload env/<env>/operator/dynamic/")
     deploy_verb.add_argument("--admin-url", help="override admin_url of environment.yaml")
+    deploy_verb.add_argument("--prerelease", default="", metavar="ID",
+                             help="publish chart_version as the pre-release <chart_version>-ID, e.g. mr.42.3")
     _rollout_flags(verb("wait", _wait, "wait until each HelmRelease runs the version the configs describe "
                         "(exit 3 failed, 4 superseded, 5 timeout)"))
     return parser

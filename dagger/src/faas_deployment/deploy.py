@@ -70,7 +70,8 @@ def wait_all(client: Any, settings: settings_mod.Settings, expected: dict[str, r
 def deploy(ws: Workspace, env: str, settings: settings_mod.Settings, *, target: Target,
            receiver_token: SecretValue | None, client: Any, request_token: str | None = None, components: list[str] | None = None,
            timeout: float | None = None, receiver_url: str | None = None,
-           upload_token: SecretValue | None = None, admin_url: str | None = None) -> DeployResult:
+           upload_token: SecretValue | None = None, admin_url: str | None = None,
+           prerelease: str = "") -> DeployResult:
     """Publish ``components`` (default: all of ``env``), trigger Flux, wait for each release.
 
     Trigger: the Receiver with ``receiver_token``; without it, the Kubernetes API
@@ -79,7 +80,8 @@ def deploy(ws: Workspace, env: str, settings: settings_mod.Settings, *, target: 
 
     With ``upload_token``, then upload ``env/<env>/operator/dynamic/`` once the
     operator is ``deployed`` (see the module doc). ``timeout`` (seconds) defaults to
-    the setting ``deploy_timeout``.
+    the setting ``deploy_timeout``. ``prerelease`` (e.g. ``mr.42.3``) publishes each
+    chart as ``<chart_version>-<prerelease>`` (docs/plan.md, "Versions") and waits for that.
 
     Raises:
         ValidationError / UserError: as ``Workspace.release``; the Receiver refused
@@ -93,7 +95,7 @@ def deploy(ws: Workspace, env: str, settings: settings_mod.Settings, *, target: 
         bundle_path = Path(tempfile.mkdtemp(prefix="faas-bundle-")) / f"{env}.zip"
         bundle = manifests.write_bundle(manifests.dynamic_dir(ws.source, env), bundle_path)
     result = DeployResult()
-    published = ws.release(env, target, names)
+    published = ws.release(env, target, names, prerelease=prerelease)
     result.lines += [r.line for r in published]
     expected = {}
     for name, r in zip(names, published):

@@ -175,7 +175,7 @@ def _rollout_result(lines: list[str], outcomes: list[rollout.Outcome]) -> str:
 
 
 async def _deploy(source, template, env, components, receiver_token, trigger_api, kubeconfig, kube_context, registry,
-                  username, password, plain_http, timeout, upload_token) -> str:
+                  username, password, plain_http, timeout, upload_token, prerelease="") -> str:
     """``deploy`` for both Dagger objects: secrets read from Dagger, the core does the rest."""
     ws = await _workspace(source, template)
     tokens = [await _secret(receiver_token, "receiver_token"), await _secret(kubeconfig, "kubeconfig"),
@@ -189,6 +189,7 @@ async def _deploy(source, template, env, components, receiver_token, trigger_api
         client = rollout.make_client(tokens[1], kube_context or None)
         result = deploy.deploy(ws, env, env_settings, target=target, receiver_token=tokens[0], client=client,
                                components=components, timeout=timeout or None, upload_token=tokens[3],
+                               prerelease=prerelease,
                                request_token=rollout.request_token(dict(os.environ)) if trigger_api else None)
         return _rollout_result(result.lines, result.outcomes)
     return await _run(run)
@@ -405,6 +406,7 @@ class Component:
         password: Annotated[dagger.Secret | None, Doc("registry password or token")] = None,
         plain_http: Annotated[bool, Doc("HTTP instead of HTTPS (local test registries only)")] = False,
         timeout: WaitTimeoutArg = 0,
+        prerelease: Annotated[str, Doc("publish chart_version as the pre-release <chart_version>-ID, e.g. mr.42.3")] = "",
     ) -> str:
         """Publish this chart, notify Flux's Receiver, wait until the HelmRelease runs the pushed version.
 
@@ -412,7 +414,7 @@ class Component:
         fails with the controller's message when the rollout failed, was superseded or timed out.
         """
         return await _deploy(self.source, self.template, self.env, [self.name], receiver_token, trigger_api, kubeconfig,
-                             kube_context, registry, username, password, plain_http, timeout, None)
+                             kube_context, registry, username, password, plain_http, timeout, None, prerelease)
 
     @function(cache="never")
     async def wait(
