@@ -34,12 +34,14 @@ def _workspace(args: argparse.Namespace) -> Workspace:
     return Workspace(source, template)
 
 
-def _registry_flags(parser: argparse.ArgumentParser) -> None:
+def _registry_flags(parser: argparse.ArgumentParser, *, timeout: bool = True) -> None:
+    """The registry flags; ``timeout=False`` where ``--timeout`` means the rollout wait (deploy)."""
     parser.add_argument("--registry", help="oci://HOST[:PORT]/PATH; without it, the local Helm repository dist/charts/")
     parser.add_argument("--username", help="registry user name")
     parser.add_argument("--password", metavar="env:NAME|file:PATH", help="registry password or token")
     parser.add_argument("--plain-http", action="store_true", help="HTTP instead of HTTPS (local test registries only)")
-    _timeout_flag(parser, "overall deadline of the registry work (connect, read and total), in seconds")
+    if timeout:
+        _timeout_flag(parser, "overall deadline of the registry work (connect, read and total), in seconds")
 
 
 def _timeout_flag(parser: argparse.ArgumentParser, help: str) -> None:
@@ -219,7 +221,12 @@ def _promote(args: argparse.Namespace) -> str:
     ws = _workspace(args)
     if bool(args.component) == bool(args.all):
         raise UserError("promote: give --component C or --all (one of them)")
+    if args.source_status and args.kubeconfig:
+        raise UserError("promote: give --source-status FILE or --kubeconfig (the live HelmRelease), not both")
     state = promotion.HelmReleaseStatusFile(Path(args.source_status)) if args.source_status else None
+    if args.kubeconfig:
+        kubeconfig = resolve_secret(args.kubeconfig, flag="--kubeconfig")
+        state = promotion.ClusterState(ws.source, rollout.make_client(kubeconfig, args.kube_context))
     proposal = _proposal(args, promotion.DEFAULT_LABELS) if args.merge_request else None
     return "\n".join(promotion.promote(ws.source, args.from_env, args.to_env, None if args.all else [args.component],
                                        state=state, template=ws.template, proposal=proposal))
@@ -391,6 +398,10 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--source-status", metavar="FILE",
                          help="the source's HelmRelease as JSON (kubectl get helmrelease -o json): "
                               "refuse unless it is healthy and runs the source config's chart_version")
+    promote.add_argument("--kubeconfig", metavar="env:NAME|file:PATH",
+                         help="read the source's HelmRelease from the cluster (kubeconfig as a secret); "
+                              "without it and --source-status: the source config")
+    promote.add_argument("--kube-context", help="kubeconfig context (default: its current context)")
     _merge_request_flags(promote)
     publish_artifact = verb("publish-artifact", _publish_artifact,
                             "push each component's rendered manifests (or --manifests) as a Flux OCI artifact "
@@ -441,7 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     flux_verb.add_argument("--out", required=True, metavar="DIR")
     deploy_verb = verb("deploy", _deploy, "publish, trigger Flux through the Receiver, wait until each HelmRelease "
                        "runs the pushed version (exit 3 failed, 4 superseded, 5 timeout)")
-    _registry_flags(deploy_verb)
+    _registry_flags(deploy_verb, timeout=False)
     _rollout_flags(deploy_verb)
     deploy_verb.add_argument("--receiver-token", metavar="env:NAME|file:PATH",
                              help="trigger through the Receiver: its token (key token of its Secret)")

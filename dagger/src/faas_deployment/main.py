@@ -674,6 +674,9 @@ class FaasDeployment:
         labels: Annotated[list[str], Doc("merge request labels")] = promotion.DEFAULT_LABELS,
         author: Annotated[str, Doc("commit author 'Name <email>'")] = promotion.DEFAULT_AUTHOR,
         pipeline_url: Annotated[str, Doc("pipeline URL quoted as evidence, e.g. $CI_PIPELINE_URL")] = "",
+        kubeconfig: Annotated[dagger.Secret | None, Doc(
+            "read the source's HelmRelease from the cluster (kubeconfig YAML); else source-status or the config")] = None,
+        kube_context: KubeContextArg = "",
     ) -> str:
         """Carry what runs in ``from`` to ``to``'s config: promoted values, chart_version raised.
 
@@ -688,13 +691,22 @@ class FaasDeployment:
             status_path = _scratch() / "source-status.json"
             await source_status.export(str(status_path))
             status = promotion.HelmReleaseStatusFile(status_path)
+        cluster_config = await _secret(kubeconfig, "kubeconfig")
         proposal = await _proposal(merge_request, gitlab_url, gitlab_project, gitlab_token, target_branch, remote,
                                    labels, author, pipeline_url)
         with user_errors():
             if bool(component) == bool(all_):
                 raise UserError("promote: give --component C or --all (one of them)")
-        lines = await _run(lambda: promotion.promote(ws.source, from_, to, None if all_ else [component], state=status,
-                                                     template=ws.template, proposal=proposal, write=False))
+            if status is not None and cluster_config is not None:
+                raise UserError("promote: give source-status or kubeconfig (the live HelmRelease), not both")
+
+        def run() -> list[str]:
+            state = status
+            if cluster_config is not None:
+                state = promotion.ClusterState(ws.source, rollout.make_client(cluster_config, kube_context or None))
+            return promotion.promote(ws.source, from_, to, None if all_ else [component], state=state,
+                                     template=ws.template, proposal=proposal, write=False)
+        lines = await _run(run)
         return "\n".join(lines)
 
     async def _plan(self, repository: dagger.Directory, base: str, default_branch: str) -> tuple[Workspace, plan.Plan]:

@@ -205,6 +205,16 @@ def make_client(kubeconfig: SecretValue | None, context: str | None = None) -> C
         raise UserError(f"--kubeconfig {where}: cannot build a Kubernetes client ({type(exc).__name__})") from None
 
 
+def get_release(client: Client, namespace: str, name: str) -> dict[str, Any]:
+    """GET HelmRelease ``namespace/name``: the object as a dict (``kind``, ``metadata``, ``status``).
+
+    Raises:
+        UserError: the API refuses (401/403/404) or cannot be reached (see :func:`_api`).
+    """
+    obj = _api(lambda: client.get(HelmRelease, name=name, namespace=namespace), namespace, name)
+    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+
+
 def wait_release(client: Client, *, component: str, namespace: str, name: str, expected: Expected,
                  timeout: float, token: str | None = None, secrets: tuple[Any, ...] = ()) -> Outcome:
     """Watch HelmRelease ``namespace/name`` until :func:`evaluate` decides or ``timeout`` seconds pass.
