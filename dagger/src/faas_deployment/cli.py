@@ -254,9 +254,10 @@ def _artifact_repository(args: argparse.Namespace):
     password = resolve_secret(args.password, flag="--password") if args.password else None
     if password is not None and not args.username:
         raise UserError("--password given without --username")
-    artifacts.check_root(args.registry)
+    registry = settings.artifact_repository(_workspace(args).source, args.env, args.registry)
+    artifacts.check_root(registry)
     return lambda: artifacts.ArtifactRepository(
-        args.registry, username=args.username, password=password, plain_http=args.plain_http)
+        registry, username=args.username, password=password, plain_http=args.plain_http)
 
 
 def _publish_artifact(args: argparse.Namespace) -> str:
@@ -284,8 +285,9 @@ def _artifact_objects(args: argparse.Namespace) -> str:
 
 
 def _artifact_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--registry", required=True, metavar="oci://HOST/PATH",
-                        help="the OCI repository holding every component's app-<component> tags")
+    parser.add_argument("--registry", metavar="oci://HOST/PATH",
+                        help="the OCI repository holding every component's app-<component> tags "
+                             "(default: artifact_repository of env/<env>/environment.yaml)")
     parser.add_argument("--username", help="registry user name")
     parser.add_argument("--password", metavar="env:NAME|file:PATH", help="registry password or token")
     parser.add_argument("--plain-http", action="store_true", help="HTTP instead of HTTPS (local test registries only)")

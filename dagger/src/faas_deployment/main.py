@@ -151,9 +151,14 @@ async def _proposal(merge_request: bool, gitlab_url: str, gitlab_project: str, t
                               remote=remote, labels=tuple(labels), author=author, pipeline_url=pipeline_url)
 
 
-async def _artifact_repository(registry: str, username: str, password: dagger.Secret | None, plain_http: bool):
-    """A factory of :class:`artifacts.ArtifactRepository` for the registry flags (the URL checked now)."""
+async def _artifact_repository(ws: Workspace, env: str, registry: str, username: str,
+                               password: dagger.Secret | None, plain_http: bool):
+    """A factory of :class:`artifacts.ArtifactRepository` for the registry flags (the URL checked now).
+
+    ``registry`` empty: ``artifact_repository`` of ``env/<env>/environment.yaml``.
+    """
     secret = await _secret(password, "password")
+    registry = await _run(lambda: settings_mod.artifact_repository(ws.source, env, registry or None))
     await _run(lambda: artifacts.check_root(registry))
     return lambda: artifacts.ArtifactRepository(registry, username=username or None, password=secret, plain_http=plain_http)
 
@@ -357,7 +362,7 @@ class Component:
     @function(cache="never")
     async def publish_artifact(
         self,
-        registry: Annotated[str, Doc("the OCI repository holding every component's app-<component> tags, oci://HOST[:PORT]/PATH")],
+        registry: Annotated[str, Doc("the OCI repository holding every component's app-<component> tags, oci://HOST[:PORT]/PATH (default: artifact_repository of environment.yaml)")] = "",
         username: Annotated[str, Doc("registry user name")] = "",
         password: Annotated[dagger.Secret | None, Doc("registry password or token")] = None,
         plain_http: Annotated[bool, Doc("HTTP instead of HTTPS (local test registries only)")] = False,
@@ -372,14 +377,14 @@ class Component:
         content changed). Line: ``pushed|unchanged <repo>:app-<c>-<v>; moved|unchanged <repo>:app-<c>@<digest>``.
         """
         ws = await _workspace(self.source, self.template)
-        repository = await _artifact_repository(registry, username, password, plain_http)
+        repository = await _artifact_repository(ws, self.env, registry, username, password, plain_http)
         return await _publish_artifacts(ws, self.env, [self.name], repository, manifests_dir=manifests,
                                         revision=revision, source_url=source_url)
 
     @function(cache="never")
     async def retire_artifact(
         self,
-        registry: Annotated[str, Doc("the OCI repository holding the app-<component> tags, oci://HOST[:PORT]/PATH")],
+        registry: Annotated[str, Doc("the OCI repository holding the app-<component> tags, oci://HOST[:PORT]/PATH (default: artifact_repository of environment.yaml)")] = "",
         username: Annotated[str, Doc("registry user name")] = "",
         password: Annotated[dagger.Secret | None, Doc("registry password or token")] = None,
         plain_http: Annotated[bool, Doc("HTTP instead of HTTPS (local test registries only)")] = False,
@@ -389,7 +394,8 @@ class Component:
         The immutable ``app-<component>-<version>`` tags are kept. One line:
         ``retired <repo>:app-<c>@<digest>`` or ``absent <repo>:app-<c>``.
         """
-        repository = await _artifact_repository(registry, username, password, plain_http)
+        ws = await _workspace(self.source, self.template)
+        repository = await _artifact_repository(ws, self.env, registry, username, password, plain_http)
         await _run(lambda: artifacts.check_component_name(self.name))
         return await _run(lambda: artifacts.retire(repository(), self.name))
 
@@ -531,7 +537,7 @@ class Environment:
     @function(cache="never")
     async def publish_artifacts(
         self,
-        registry: Annotated[str, Doc("the OCI repository holding every component's app-<component> tags, oci://HOST[:PORT]/PATH")],
+        registry: Annotated[str, Doc("the OCI repository holding every component's app-<component> tags, oci://HOST[:PORT]/PATH (default: artifact_repository of environment.yaml)")] = "",
         username: Annotated[str, Doc("registry user name")] = "",
         password: Annotated[dagger.Secret | None, Doc("registry password or token")] = None,
         plain_http: Annotated[bool, Doc("HTTP instead of HTTPS (local test registries only)")] = False,
@@ -543,7 +549,7 @@ class Environment:
         Every component is rendered first: if any fails, nothing is pushed.
         """
         ws = await _workspace(self.source, self.template)
-        repository = await _artifact_repository(registry, username, password, plain_http)
+        repository = await _artifact_repository(ws, self.name, registry, username, password, plain_http)
         return await _publish_artifacts(ws, self.name, None, repository, manifests_dir=None,
                                         revision=revision, source_url=source_url)
 
