@@ -147,6 +147,16 @@ def _deploy(args: argparse.Namespace) -> str:
 
 def _wait(args: argparse.Namespace) -> str:
     ws = _workspace(args)
+    if args.artifact:
+        if not args.component:
+            raise UserError("wait --artifact: give --component C (its Kustomization app-<C>)")
+        kubeconfig = resolve_secret(args.kubeconfig, flag="--kubeconfig") if args.kubeconfig else None
+        client = rollout.make_client(kubeconfig, args.kube_context)
+        ws.components(args.env)
+        outcome = deploy.wait_artifact(client, namespace=args.artifact_namespace, component=args.component,
+                                       digest=args.artifact,
+                                       timeout=args.timeout or settings.load(ws.source, args.env).deploy_timeout)
+        return _finish([outcome.line], [outcome], args.report)
     env_settings = settings.load(ws.source, args.env)
     names = [args.component] if args.component else ws.components(args.env)
     expected = {n: deploy.expected_for(ws, args.env, n) for n in names}
@@ -464,8 +474,15 @@ def build_parser() -> argparse.ArgumentParser:
     deploy_verb.add_argument("--upload-manifests", metavar="env:NAME|file:PATH",
                              help="admin API token: after the operator is deployed, upload env/<env>/operator/dynamic/")
     deploy_verb.add_argument("--admin-url", help="override admin_url of environment.yaml")
-    _rollout_flags(verb("wait", _wait, "wait until each HelmRelease runs the version the configs describe "
-                        "(exit 3 failed, 4 superseded, 5 timeout)"))
+    wait_verb = verb("wait", _wait, "wait until each HelmRelease runs the version the configs describe, or with "
+                     "--artifact the Kustomization app-<component> applied that digest "
+                     "(exit 3 failed, 4 superseded, 5 timeout)")
+    _rollout_flags(wait_verb)
+    wait_verb.add_argument("--artifact", metavar="sha256:DIGEST",
+                           help="the Flux OCI artifact's manifest digest publish-artifact pushed: wait for the "
+                                "Kustomization app-<component> instead of the HelmRelease")
+    wait_verb.add_argument("--artifact-namespace", default=artifacts.FluxObjectSettings.namespace,
+                           help="namespace of the Kustomization app-<component> (default: %(default)s, as artifact-objects)")
     return parser
 
 

@@ -443,6 +443,31 @@ class Component:
             return _rollout_result([o.line for o in outcomes], outcomes)
         return await _run(run)
 
+    @function(cache="never")
+    async def wait_artifact(
+        self,
+        digest: Annotated[str, Doc("the Flux OCI artifact's manifest digest publish-artifact pushed, sha256:<hex>")],
+        kubeconfig: KubeconfigArg,
+        namespace: Annotated[str, Doc("namespace of the Kustomization app-<component>")] = "flux-system",
+        kube_context: KubeContextArg = "",
+        timeout: WaitTimeoutArg = 0,
+    ) -> str:
+        """Wait until Kustomization ``app-<component>`` is Ready with ``lastAppliedRevision`` carrying ``digest``.
+
+        Returns ``deployed app-<c>@<digest> to <ns>/app-<c> in N s``; fails on a failed
+        or timed-out reconciliation with the controller's message.
+        """
+        ws = await _workspace(self.source, self.template)
+        config = await _secret(kubeconfig, "kubeconfig")
+
+        def run() -> str:
+            ws.components(self.env)
+            client = rollout.make_client(config, kube_context or None)
+            outcome = deploy.wait_artifact(client, namespace=namespace, component=self.name, digest=digest,
+                                           timeout=timeout or settings_mod.load(ws.source, self.env).deploy_timeout)
+            return _rollout_result([outcome.line], [outcome])
+        return await _run(run)
+
 
 @object_type
 class Environment:
