@@ -35,7 +35,7 @@ def _workspace(args: argparse.Namespace) -> Workspace:
 
 
 def _registry_flags(parser: argparse.ArgumentParser, *, timeout: bool = True) -> None:
-    """The registry flags; ``timeout=False`` where ``--timeout`` means the rollout wait (deploy)."""
+    """The registry flags; ``timeout=False`` for a verb whose own ``--timeout`` bounds the registry work too."""
     parser.add_argument("--registry", help="oci://HOST[:PORT]/PATH; without it, the local Helm repository dist/charts/")
     parser.add_argument("--username", help="registry user name")
     parser.add_argument("--password", metavar="env:NAME|file:PATH", help="registry password or token")
@@ -136,7 +136,9 @@ def _deploy(args: argparse.Namespace) -> str:
     upload_token = resolve_secret(args.upload_manifests, flag="--upload-manifests") if args.upload_manifests else None
     kubeconfig = resolve_secret(args.kubeconfig, flag="--kubeconfig") if args.kubeconfig else None
     password = resolve_secret(args.password, flag="--password") if args.password else None
-    target = make_target(ws, args.registry or env_settings.chart_registry, args.username, password, args.plain_http)
+    # One deadline for the whole deploy: the publishing work is bounded by it too.
+    target = make_target(ws, args.registry or env_settings.chart_registry, args.username, password, args.plain_http,
+                         args.timeout or env_settings.deploy_timeout)
     client = rollout.make_client(kubeconfig, args.kube_context)
     result = deploy.deploy(ws, args.env, env_settings, target=target, receiver_token=receiver_token, client=client,
                            components=components, timeout=args.timeout, receiver_url=args.receiver_url,
