@@ -320,3 +320,55 @@ def test_wrong_credentials_fail_cleanly_without_the_password(registry, source, c
     assert code == 1 and "credentials" in err and "Traceback" not in err
     assert wrong not in out + err and registry.password not in out + err
     assert writes(registry) == 0
+
+
+# --------------------------------------------------------------------------- the registry from environment.yaml
+
+
+def _set_artifact_repository(source: Path, value: str | None) -> None:
+    path = source / "env" / "dev" / "environment.yaml"
+    lines = [line for line in path.read_text().splitlines() if not line.startswith("artifact_repository:")]
+    if value is not None:
+        lines.append(f"artifact_repository: {value}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _without_registry_flag(registry) -> list[str]:
+    return flags(registry)[2:]
+
+
+def test_the_registry_defaults_to_the_environment_settings(registry, source, capsys, monkeypatch):
+    monkeypatch.setenv("TEST_REGISTRY_PASSWORD", registry.password)
+    _set_artifact_repository(source, f"oci://{registry.host}/faas/manifests")
+    code, out, err = run(capsys, "--source", str(source), "publish-artifact", "--env", "dev", "--component", "operator",
+                         *_without_registry_flag(registry), "--revision", REVISION_A, "--source-url", SOURCE_URL)
+    assert code == 0, err
+    assert f"pushed {registry.host}/faas/manifests:app-operator-" in out
+    assert "app-operator" in tags(registry)
+
+
+def test_the_registry_flag_overrides_the_settings(registry, source, capsys, monkeypatch):
+    monkeypatch.setenv("TEST_REGISTRY_PASSWORD", registry.password)
+    _set_artifact_repository(source, "oci://127.0.0.1:9/nowhere/manifests")
+    code, out, err = run(capsys, "--source", str(source), "publish-artifact", "--env", "dev", "--component", "operator",
+                         *flags(registry), "--revision", REVISION_A, "--source-url", SOURCE_URL)
+    assert code == 0, err
+    assert f"{registry.host}/faas/manifests:app-operator" in out and "nowhere" not in out + err
+
+
+def test_no_registry_anywhere_is_a_clear_error_and_nothing_is_pushed(registry, source, capsys, monkeypatch):
+    monkeypatch.setenv("TEST_REGISTRY_PASSWORD", registry.password)
+    _set_artifact_repository(source, None)
+    count = writes(registry)
+    for verb in (["publish-artifact", "--env", "dev"], ["retire-artifact", "--env", "dev", "--component", "operator"]):
+        code, out, err = run(capsys, "--source", str(source), *verb, *_without_registry_flag(registry))
+        assert code == 1 and "Traceback" not in err
+        assert "env/dev/environment.yaml: artifact_repository: not set and no --registry given" in err
+    assert writes(registry) == count
+
+
+def test_an_invalid_artifact_repository_names_file_key_and_hint(source, capsys):
+    _set_artifact_repository(source, "https://registry.example.org/Manifests")
+    code, out, err = run(capsys, "--source", str(source), "publish-artifact", "--env", "dev")
+    assert code == 1 and "env/dev/environment.yaml" in err and "artifact_repository" in err
+    assert "oci://HOST[:PORT]/PATH" in err and "Flux OCI artifacts" in err

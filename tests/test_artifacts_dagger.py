@@ -24,7 +24,10 @@ def test_artifact_functions(obj, fn, params, returns, cache):
     function = found[fn]
     assert set(function.params) == params
     assert function.return_type.split(".")[-1] == returns
-    assert not function.params["repository" if "repository" in params else "registry"].optional
+    if "repository" in params:
+        assert not function.params["repository"].optional
+    else:  # default: artifact_repository of env/<env>/environment.yaml
+        assert function.params["registry"].optional
     if "password" in params:
         assert function.params["password"].type == "dagger.Secret | None"
     assert function.doc and all(p.doc for p in function.params.values())

@@ -35,6 +35,8 @@ def test_settings_load_dev_and_prod():
         s = settings.load(REPO_ROOT, env)
         assert s.chart_registry.endswith(f"/{env}") and s.namespace == f"faas-{env}"
         assert s.object_name("operator") == "faas-operator"
+        assert s.artifact_repository == f"oci://registry.example.org/eo4eu-faas/manifests/{env}"
+        assert settings.artifact_repository(REPO_ROOT, env, "oci://other.example.org/x") == "oci://other.example.org/x"
 
 
 def test_settings_report_every_problem_with_key_and_hint(tmp_path):

@@ -354,3 +354,79 @@ def test_push_over_http_sends_the_token_as_the_basic_password_never_in_the_url(c
     assert any(r["auth"] == "Basic " + __import__("base64").b64encode(f"oauth2:{TOKEN}".encode()).decode()
                for r in git_server.requests)
     assert TOKEN not in str(caught.value) + caplog.text and "wrong" not in str(caught.value)
+
+
+# --------------------------------------------------------------------------- the live HelmRelease (cluster)
+
+
+KUBE_TOKEN = "kube-token-" + "9" * 16
+
+
+def _cluster_promote(checkout: Path, tmp_path: Path, doc: dict, capsys) -> tuple[int, str, list]:
+    """``promote --kubeconfig file:...`` against the loopback Kubernetes API serving ``doc`` as dev's HelmRelease."""
+    from support.flux_doubles import HR, KubeApi
+    with KubeApi(KUBE_TOKEN) as api:
+        if doc:
+            api.put(HR, "faas-dev", "faas-controller", doc)
+        (tmp_path / "kubeconfig").write_text(api.kubeconfig())
+        code = cli.main(["--source", str(checkout), "promote", "--from", "dev", "--to", "prod", "--component",
+                         "controller", "--kubeconfig", f"file:{tmp_path / 'kubeconfig'}"])
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert KUBE_TOKEN not in text and str(tmp_path / "kubeconfig") not in text.replace("file:", "")
+    return code, text, api.requests
+
+
+def test_cluster_healthy_release_is_promoted(checkout, tmp_path, capsys):
+    before = (checkout / PROD).read_text()
+    code, text, requests = _cluster_promote(checkout, tmp_path, status_doc(), capsys)
+    assert code == 0, text
+    assert [(m, p) for m, p, _ in requests] == [
+        ("GET", "/apis/helm.toolkit.fluxcd.io/v2/namespaces/faas-dev/helmreleases/faas-controller")]
+    assert changed_lines(before, (checkout / PROD).read_text())
+    assert "promoted" in text
+
+
+@pytest.mark.parametrize("doc, message", [
+    (status_doc(ready="False"), "not healthy"),
+    (status_doc(history_status="failed"), "not healthy"),
+    (status_doc(observed=2), "not healthy"),
+    ({}, "HTTP 404"),
+])
+def test_cluster_unhealthy_or_missing_release_refuses(checkout, tmp_path, capsys, doc, message):
+    before = (checkout / PROD).read_text()
+    code, text, _ = _cluster_promote(checkout, tmp_path, doc, capsys)
+    assert code == 1 and message in text and "Traceback" not in text
+    assert (checkout / PROD).read_text() == before
+
+
+def test_cluster_rolled_back_release_refuses(checkout, tmp_path, capsys):
+    """helm-controller after a failed upgrade remediated by rollback: history[0] is the old version, Ready=False."""
+    doc = status_doc()
+    doc["status"]["history"].insert(0, {**doc["status"]["history"][0], "chartVersion": "0.4.0+0123456789ab",
+                                        "version": 5})
+    doc["status"]["conditions"] = [{"type": "Ready", "status": "False", "reason": "RollbackSucceeded",
+                                    "message": "Helm rollback to previous release succeeded"},
+                                   {"type": "Remediated", "status": "True", "reason": "RollbackSucceeded",
+                                    "message": "Helm rollback to previous release succeeded"}]
+    code, text, _ = _cluster_promote(checkout, tmp_path, doc, capsys)
+    assert code == 1 and "not healthy" in text and "RollbackSucceeded" in text
+
+
+def test_cluster_refused_credentials_are_a_clear_error_without_the_token(checkout, tmp_path, capsys):
+    from support.flux_doubles import HR, KubeApi
+    with KubeApi("another-token") as api:
+        api.put(HR, "faas-dev", "faas-controller", status_doc())
+        (tmp_path / "kubeconfig").write_text(api.kubeconfig().replace("another-token", KUBE_TOKEN))
+        code = cli.main(["--source", str(checkout), "promote", "--from", "dev", "--to", "prod", "--component",
+                         "controller", "--kubeconfig", f"file:{tmp_path / 'kubeconfig'}"])
+    out = capsys.readouterr()
+    assert code == 1 and "HTTP 401" in out.err and KUBE_TOKEN not in out.out + out.err
+
+
+def test_source_status_and_kubeconfig_together_are_refused(checkout, tmp_path, capsys):
+    status = tmp_path / "status.json"
+    status.write_text(json.dumps(status_doc()))
+    code = cli.main(["--source", str(checkout), "promote", "--from", "dev", "--to", "prod", "--component",
+                     "controller", "--source-status", str(status), "--kubeconfig", "env:NOPE"])
+    assert code == 1 and "not both" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Loopback doubles of the Kubernetes API (HelmRelease, OCIRepository) and a Flux Receiver.
+"""Loopback doubles of the Kubernetes API (HelmRelease, OCIRepository, Kustomization) and a Flux Receiver.
 
 :class:`KubeApi` serves, on 127.0.0.1, the paths kube-apiserver serves for custom
 resources: ``GET /apis/<group>/<version>/namespaces/<ns>/<plural>/<name>``,
@@ -18,7 +18,11 @@ Status sequences (:func:`scenario`) are shaped like helm-controller v2's status
 (``api/v2/helmrelease_types.go`` ``HelmReleaseStatus``, ``Snapshot``;
 ``api/v2/condition_types.go`` reasons; ``internal/controller/helmrelease_controller.go``
 ``SourceNotReady``) and source-controller's OCIRepository ``status.artifact.revision``
-``<tag>@sha256:<hex>``.
+``<tag>@sha256:<hex>``. Kustomization statuses (:func:`kustomization_status`) follow
+kustomize-controller's ``api/v1/kustomization_types.go`` ``KustomizationStatus``
+(``lastAppliedRevision`` "equals the Revision of the applied Artifact",
+``lastAttemptedRevision``) and ``internal/controller/kustomization_controller.go``
+(``Applied revision: <rev>`` with reason ``ReconciliationSucceeded``; ``HealthCheckFailed``).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from typing import Any, Callable
 
 HR = ("helm.toolkit.fluxcd.io", "v2", "helmreleases")
 OCI = ("source.toolkit.fluxcd.io", "v1", "ocirepositories")
+KS = ("kustomize.toolkit.fluxcd.io", "v1", "kustomizations")
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -341,3 +346,24 @@ def play(api: KubeApi, steps: list[tuple[str, dict[str, Any]]], expected: Any, n
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread
+
+
+def kustomization_status(kind: str, *, applied: str, attempted: str, generation: int = 1) -> dict[str, Any]:
+    """A Kustomization ``status`` as kustomize-controller writes it: ``kind`` is
+    ``progressing``, ``ready``, ``health-failed`` or ``stalled``; revisions ``<tag>@sha256:<hex>``."""
+    base = {"observedGeneration": generation, "lastAppliedRevision": applied, "lastAttemptedRevision": attempted,
+            "lastAppliedOriginRevision": "main@sha1:" + "a" * 40}
+    conditions = {
+        "progressing": [_cond("Ready", "Unknown", "Progressing", f"Building manifests for revision {attempted} "
+                              "with a timeout of 5m0s", generation),
+                        _cond("Reconciling", "True", "Progressing", "Detecting drift", generation)],
+        "ready": [_cond("Ready", "True", "ReconciliationSucceeded", f"Applied revision: {applied}", generation)],
+        "health-failed": [_cond("Ready", "False", "HealthCheckFailed",
+                                "health check failed after 5m0s: timeout waiting for: [Deployment/default/operator "
+                                "status: 'InProgress']", generation),
+                          _cond("Healthy", "False", "HealthCheckFailed", "timeout waiting for Deployment", generation)],
+        "stalled": [_cond("Ready", "False", "BuildFailed", "kustomize build failed: accumulating resources", generation),
+                    _cond("Stalled", "True", "BuildFailed", "kustomize build failed: accumulating resources",
+                          generation)],
+    }[kind]
+    return {**base, "conditions": conditions}

@@ -149,6 +149,16 @@ def _deploy(args: argparse.Namespace) -> str:
 
 def _wait(args: argparse.Namespace) -> str:
     ws = _workspace(args)
+    if args.artifact:
+        if not args.component:
+            raise UserError("wait --artifact: give --component C (its Kustomization app-<C>)")
+        kubeconfig = resolve_secret(args.kubeconfig, flag="--kubeconfig") if args.kubeconfig else None
+        client = rollout.make_client(kubeconfig, args.kube_context)
+        ws.components(args.env)
+        outcome = deploy.wait_artifact(client, namespace=args.artifact_namespace, component=args.component,
+                                       digest=args.artifact,
+                                       timeout=args.timeout or settings.load(ws.source, args.env).deploy_timeout)
+        return _finish([outcome.line], [outcome], args.report)
     env_settings = settings.load(ws.source, args.env)
     names = [args.component] if args.component else ws.components(args.env)
     expected = {n: deploy.expected_for(ws, args.env, n) for n in names}
@@ -223,7 +233,12 @@ def _promote(args: argparse.Namespace) -> str:
     ws = _workspace(args)
     if bool(args.component) == bool(args.all):
         raise UserError("promote: give --component C or --all (one of them)")
+    if args.source_status and args.kubeconfig:
+        raise UserError("promote: give --source-status FILE or --kubeconfig (the live HelmRelease), not both")
     state = promotion.HelmReleaseStatusFile(Path(args.source_status)) if args.source_status else None
+    if args.kubeconfig:
+        kubeconfig = resolve_secret(args.kubeconfig, flag="--kubeconfig")
+        state = promotion.ClusterState(ws.source, rollout.make_client(kubeconfig, args.kube_context))
     proposal = _proposal(args, promotion.DEFAULT_LABELS) if args.merge_request else None
     return "\n".join(promotion.promote(ws.source, args.from_env, args.to_env, None if args.all else [args.component],
                                        state=state, template=ws.template, proposal=proposal))
@@ -251,9 +266,10 @@ def _artifact_repository(args: argparse.Namespace):
     password = resolve_secret(args.password, flag="--password") if args.password else None
     if password is not None and not args.username:
         raise UserError("--password given without --username")
-    artifacts.check_root(args.registry)
+    registry = settings.artifact_repository(_workspace(args).source, args.env, args.registry)
+    artifacts.check_root(registry)
     return lambda: artifacts.ArtifactRepository(
-        args.registry, username=args.username, password=password, plain_http=args.plain_http)
+        registry, username=args.username, password=password, plain_http=args.plain_http)
 
 
 def _publish_artifact(args: argparse.Namespace) -> str:
@@ -281,8 +297,9 @@ def _artifact_objects(args: argparse.Namespace) -> str:
 
 
 def _artifact_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--registry", required=True, metavar="oci://HOST/PATH",
-                        help="the OCI repository holding every component's app-<component> tags")
+    parser.add_argument("--registry", metavar="oci://HOST/PATH",
+                        help="the OCI repository holding every component's app-<component> tags "
+                             "(default: artifact_repository of env/<env>/environment.yaml)")
     parser.add_argument("--username", help="registry user name")
     parser.add_argument("--password", metavar="env:NAME|file:PATH", help="registry password or token")
     parser.add_argument("--plain-http", action="store_true", help="HTTP instead of HTTPS (local test registries only)")
@@ -397,6 +414,10 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--source-status", metavar="FILE",
                          help="the source's HelmRelease as JSON (kubectl get helmrelease -o json): "
                               "refuse unless it is healthy and runs the source config's chart_version")
+    promote.add_argument("--kubeconfig", metavar="env:NAME|file:PATH",
+                         help="read the source's HelmRelease from the cluster (kubeconfig as a secret); "
+                              "without it and --source-status: the source config")
+    promote.add_argument("--kube-context", help="kubeconfig context (default: its current context)")
     _merge_request_flags(promote)
     publish_artifact = verb("publish-artifact", _publish_artifact,
                             "push each component's rendered manifests (or --manifests) as a Flux OCI artifact "
@@ -459,8 +480,15 @@ def build_parser() -> argparse.ArgumentParser:
     deploy_verb.add_argument("--admin-url", help="override admin_url of environment.yaml")
     deploy_verb.add_argument("--prerelease", default="", metavar="ID",
                              help="publish chart_version as the pre-release <chart_version>-ID, e.g. mr.42.3")
-    _rollout_flags(verb("wait", _wait, "wait until each HelmRelease runs the version the configs describe "
-                        "(exit 3 failed, 4 superseded, 5 timeout)"))
+    wait_verb = verb("wait", _wait, "wait until each HelmRelease runs the version the configs describe, or with "
+                     "--artifact the Kustomization app-<component> applied that digest "
+                     "(exit 3 failed, 4 superseded, 5 timeout)")
+    _rollout_flags(wait_verb)
+    wait_verb.add_argument("--artifact", metavar="sha256:DIGEST",
+                           help="the Flux OCI artifact's manifest digest publish-artifact pushed: wait for the "
+                                "Kustomization app-<component> instead of the HelmRelease")
+    wait_verb.add_argument("--artifact-namespace", default=artifacts.FluxObjectSettings.namespace,
+                           help="namespace of the Kustomization app-<component> (default: %(default)s, as artifact-objects)")
     return parser
 
 

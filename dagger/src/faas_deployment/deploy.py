@@ -10,6 +10,7 @@ operator's rollout did not end ``deployed``.
 
 from __future__ import annotations
 
+import re
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import admin_api, flux, manifests, rollout, settings as settings_mod
+from .artifacts import moving_tag
 from .errors import UserError
 from .oci import helm_artifact
 from .pipeline import Workspace
@@ -26,6 +28,7 @@ from .registry import Target
 from .secrets import SecretValue
 
 OPERATOR = "operator"
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 @dataclass
@@ -65,6 +68,23 @@ def wait_all(client: Any, settings: settings_mod.Settings, expected: dict[str, r
     names = sorted(expected)
     with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
         return list(pool.map(one, names))
+
+
+def wait_artifact(client: Any, *, namespace: str, component: str, digest: str,
+                  timeout: float) -> rollout.Outcome:
+    """Wait until Kustomization ``namespace/app-<component>`` (the Flux OCI artifact's, docs/artifacts.md)
+    is Ready with ``status.lastAppliedRevision`` carrying manifest ``digest`` (``sha256:<64 hex>``,
+    what ``publish-artifact`` printed); see :func:`rollout.wait_kustomization`.
+
+    Raises:
+        UserError: ``digest`` malformed; the API refuses or cannot be reached.
+    """
+    if not _DIGEST.match(digest or ""):
+        raise UserError(f"--artifact {digest!r}: expected the pushed manifest digest sha256:<64 hex digits> "
+                        f"(the @sha256:... publish-artifact printed)")
+    name = moving_tag(component)
+    return rollout.wait_kustomization(client, component=component, namespace=namespace, name=name,
+                                      expected=rollout.Expected(name, digest, digest), timeout=timeout)
 
 
 def deploy(ws: Workspace, env: str, settings: settings_mod.Settings, *, target: Target,

@@ -151,9 +151,14 @@ async def _proposal(merge_request: bool, gitlab_url: str, gitlab_project: str, t
                               remote=remote, labels=tuple(labels), author=author, pipeline_url=pipeline_url)
 
 
-async def _artifact_repository(registry: str, username: str, password: dagger.Secret | None, plain_http: bool):
-    """A factory of :class:`artifacts.ArtifactRepository` for the registry flags (the URL checked now)."""
+async def _artifact_repository(ws: Workspace, env: str, registry: str, username: str,
+                               password: dagger.Secret | None, plain_http: bool):
+    """A factory of :class:`artifacts.ArtifactRepository` for the registry flags (the URL checked now).
+
+    ``registry`` empty: ``artifact_repository`` of ``env/<env>/environment.yaml``.
+    """
     secret = await _secret(password, "password")
+    registry = await _run(lambda: settings_mod.artifact_repository(ws.source, env, registry or None))
     await _run(lambda: artifacts.check_root(registry))
     return lambda: artifacts.ArtifactRepository(registry, username=username or None, password=secret, plain_http=plain_http)
 
@@ -358,7 +363,7 @@ class Component:
     @function(cache="never")
     async def publish_artifact(
         self,
-        registry: Annotated[str, Doc("the OCI repository holding every component's app-<component> tags, oci://HOST[:PORT]/PATH")],
+        registry: Annotated[str, Doc("the OCI repository holding every component's app-<component> tags, oci://HOST[:PORT]/PATH (default: artifact_repository of environment.yaml)")] = "",
         username: Annotated[str, Doc("registry user name")] = "",
         password: Annotated[dagger.Secret | None, Doc("registry password or token")] = None,
         plain_http: Annotated[bool, Doc("HTTP instead of HTTPS (local test registries only)")] = False,
@@ -373,14 +378,14 @@ class Component:
         content changed). Line: ``pushed|unchanged <repo>:app-<c>-<v>; moved|unchanged <repo>:app-<c>@<digest>``.
         """
         ws = await _workspace(self.source, self.template)
-        repository = await _artifact_repository(registry, username, password, plain_http)
+        repository = await _artifact_repository(ws, self.env, registry, username, password, plain_http)
         return await _publish_artifacts(ws, self.env, [self.name], repository, manifests_dir=manifests,
                                         revision=revision, source_url=source_url)
 
     @function(cache="never")
     async def retire_artifact(
         self,
-        registry: Annotated[str, Doc("the OCI repository holding the app-<component> tags, oci://HOST[:PORT]/PATH")],
+        registry: Annotated[str, Doc("the OCI repository holding the app-<component> tags, oci://HOST[:PORT]/PATH (default: artifact_repository of environment.yaml)")] = "",
         username: Annotated[str, Doc("registry user name")] = "",
         password: Annotated[dagger.Secret | None, Doc("registry password or token")] = None,
         plain_http: Annotated[bool, Doc("HTTP instead of HTTPS (local test registries only)")] = False,
@@ -390,7 +395,8 @@ class Component:
         The immutable ``app-<component>-<version>`` tags are kept. One line:
         ``retired <repo>:app-<c>@<digest>`` or ``absent <repo>:app-<c>``.
         """
-        repository = await _artifact_repository(registry, username, password, plain_http)
+        ws = await _workspace(self.source, self.template)
+        repository = await _artifact_repository(ws, self.env, registry, username, password, plain_http)
         await _run(lambda: artifacts.check_component_name(self.name))
         return await _run(lambda: artifacts.retire(repository(), self.name))
 
@@ -437,6 +443,31 @@ class Component:
             client = rollout.make_client(config, kube_context or None)
             outcomes = deploy.wait_all(client, env_settings, expected, timeout=timeout or env_settings.deploy_timeout)
             return _rollout_result([o.line for o in outcomes], outcomes)
+        return await _run(run)
+
+    @function(cache="never")
+    async def wait_artifact(
+        self,
+        digest: Annotated[str, Doc("the Flux OCI artifact's manifest digest publish-artifact pushed, sha256:<hex>")],
+        kubeconfig: KubeconfigArg,
+        namespace: Annotated[str, Doc("namespace of the Kustomization app-<component>")] = "flux-system",
+        kube_context: KubeContextArg = "",
+        timeout: WaitTimeoutArg = 0,
+    ) -> str:
+        """Wait until Kustomization ``app-<component>`` is Ready with ``lastAppliedRevision`` carrying ``digest``.
+
+        Returns ``deployed app-<c>@<digest> to <ns>/app-<c> in N s``; fails on a failed
+        or timed-out reconciliation with the controller's message.
+        """
+        ws = await _workspace(self.source, self.template)
+        config = await _secret(kubeconfig, "kubeconfig")
+
+        def run() -> str:
+            ws.components(self.env)
+            client = rollout.make_client(config, kube_context or None)
+            outcome = deploy.wait_artifact(client, namespace=namespace, component=self.name, digest=digest,
+                                           timeout=timeout or settings_mod.load(ws.source, self.env).deploy_timeout)
+            return _rollout_result([outcome.line], [outcome])
         return await _run(run)
 
 
@@ -533,7 +564,7 @@ class Environment:
     @function(cache="never")
     async def publish_artifacts(
         self,
-        registry: Annotated[str, Doc("the OCI repository holding every component's app-<component> tags, oci://HOST[:PORT]/PATH")],
+        registry: Annotated[str, Doc("the OCI repository holding every component's app-<component> tags, oci://HOST[:PORT]/PATH (default: artifact_repository of environment.yaml)")] = "",
         username: Annotated[str, Doc("registry user name")] = "",
         password: Annotated[dagger.Secret | None, Doc("registry password or token")] = None,
         plain_http: Annotated[bool, Doc("HTTP instead of HTTPS (local test registries only)")] = False,
@@ -545,7 +576,7 @@ class Environment:
         Every component is rendered first: if any fails, nothing is pushed.
         """
         ws = await _workspace(self.source, self.template)
-        repository = await _artifact_repository(registry, username, password, plain_http)
+        repository = await _artifact_repository(ws, self.name, registry, username, password, plain_http)
         return await _publish_artifacts(ws, self.name, None, repository, manifests_dir=None,
                                         revision=revision, source_url=source_url)
 
@@ -676,6 +707,9 @@ class FaasDeployment:
         labels: Annotated[list[str], Doc("merge request labels")] = promotion.DEFAULT_LABELS,
         author: Annotated[str, Doc("commit author 'Name <email>'")] = promotion.DEFAULT_AUTHOR,
         pipeline_url: Annotated[str, Doc("pipeline URL quoted as evidence, e.g. $CI_PIPELINE_URL")] = "",
+        kubeconfig: Annotated[dagger.Secret | None, Doc(
+            "read the source's HelmRelease from the cluster (kubeconfig YAML); else source-status or the config")] = None,
+        kube_context: KubeContextArg = "",
     ) -> str:
         """Carry what runs in ``from`` to ``to``'s config: promoted values, chart_version raised.
 
@@ -690,13 +724,22 @@ class FaasDeployment:
             status_path = _scratch() / "source-status.json"
             await source_status.export(str(status_path))
             status = promotion.HelmReleaseStatusFile(status_path)
+        cluster_config = await _secret(kubeconfig, "kubeconfig")
         proposal = await _proposal(merge_request, gitlab_url, gitlab_project, gitlab_token, target_branch, remote,
                                    labels, author, pipeline_url)
         with user_errors():
             if bool(component) == bool(all_):
                 raise UserError("promote: give --component C or --all (one of them)")
-        lines = await _run(lambda: promotion.promote(ws.source, from_, to, None if all_ else [component], state=status,
-                                                     template=ws.template, proposal=proposal, write=False))
+            if status is not None and cluster_config is not None:
+                raise UserError("promote: give source-status or kubeconfig (the live HelmRelease), not both")
+
+        def run() -> list[str]:
+            state = status
+            if cluster_config is not None:
+                state = promotion.ClusterState(ws.source, rollout.make_client(cluster_config, kube_context or None))
+            return promotion.promote(ws.source, from_, to, None if all_ else [component], state=state,
+                                     template=ws.template, proposal=proposal, write=False)
+        lines = await _run(run)
         return "\n".join(lines)
 
     async def _plan(self, repository: dagger.Directory, base: str, default_branch: str) -> tuple[Workspace, plan.Plan]:

@@ -78,8 +78,8 @@ class SourceStateProvider(Protocol):
     """``provider(env, component) -> SourceState``: what runs in ``env``.
 
     Implementations: :class:`ConfigState` (the source config, always available),
-    :class:`HelmReleaseStatusFile` (a HelmRelease document saved as JSON). A
-    cluster reader returns :func:`state_from_helmrelease` of the live object.
+    :class:`HelmReleaseStatusFile` (a HelmRelease document saved as JSON),
+    :class:`ClusterState` (the live HelmRelease, :func:`state_from_helmrelease`).
     """
 
     def __call__(self, env: str, component: str) -> SourceState: ...
@@ -171,6 +171,27 @@ class HelmReleaseStatusFile:
             raise UserError(f"--source-status {shown}: not JSON (line {exc.lineno}, column {exc.colno}): "
                             f"{exc.msg}") from None
         return state_from_helmrelease(document, shown=f"--source-status {shown}")
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    """The source environment's live HelmRelease, GET from the Kubernetes API.
+
+    ``client``: a lightkube client (:func:`rollout.make_client`). The HelmRelease is
+    ``<namespace>/<flux_name_prefix><component>`` of ``env/<env>/environment.yaml``
+    (:mod:`settings`). Raises (when called): UserError when the settings are invalid
+    or the API refuses or cannot be reached; never shows the kubeconfig.
+    """
+
+    source: Path
+    client: Any
+
+    def __call__(self, env: str, component: str) -> SourceState:
+        from . import rollout, settings  # lightkube only when a cluster is read
+        env_settings = settings.load(self.source, env)
+        name = env_settings.object_name(component)
+        document = rollout.get_release(self.client, env_settings.namespace, name)
+        return state_from_helmrelease(document, shown=f"HelmRelease {env_settings.namespace}/{name} (cluster)")
 
 
 @dataclass(frozen=True)

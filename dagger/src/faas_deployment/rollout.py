@@ -21,6 +21,9 @@ server-side ``timeoutSeconds`` :data:`WATCH_SECONDS`, re-opened from the last
 ``resourceVersion``) and a GET of the OCIRepository at most every
 :data:`SOURCE_POLL_SECONDS`: about 10 requests a minute per release, and the verdict
 within milliseconds of the event that makes it.
+
+A Flux OCI artifact's Kustomization ``app-<component>`` is waited for with the same
+watch (:func:`wait_kustomization`, rules in :func:`evaluate_kustomization`).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from .secrets import SecretValue, redact
 
 HelmRelease = create_namespaced_resource("helm.toolkit.fluxcd.io", "v2", "HelmRelease", "helmreleases")
 OCIRepository = create_namespaced_resource("source.toolkit.fluxcd.io", "v1", "OCIRepository", "ocirepositories")
+Kustomization = create_namespaced_resource("kustomize.toolkit.fluxcd.io", "v1", "Kustomization", "kustomizations")
 
 WATCH_SECONDS = 50
 SOURCE_POLL_SECONDS = 10.0
@@ -84,6 +88,7 @@ class Outcome:
     message: str
     seconds: float = 0.0
     conditions: list[dict[str, Any]] = field(default_factory=list)
+    kind: str = "HelmRelease"
 
     @property
     def line(self) -> str:
@@ -94,9 +99,10 @@ class Outcome:
         return f"{self.state} {ref} at {where} after {self.seconds:.1f} s: {self.message}"
 
     def report(self) -> dict[str, Any]:
-        return {"component": self.component, "namespace": self.namespace, "helmrelease": self.name,
+        return {"component": self.component, "namespace": self.namespace, self.kind.lower(): self.name,
                 "chart": self.expected.chart, "version": self.expected.version, "digest": self.expected.digest,
-                "revision": self.expected.revision, "outcome": self.state, "exit_code": EXIT_CODES[self.state],
+                "revision": self.expected.revision if self.kind == "HelmRelease" else self.expected.digest,
+                "outcome": self.state, "exit_code": EXIT_CODES[self.state],
                 "message": self.message, "seconds": round(self.seconds, 3),
                 "conditions": self.conditions}
 
@@ -205,6 +211,16 @@ def make_client(kubeconfig: SecretValue | None, context: str | None = None) -> C
         raise UserError(f"--kubeconfig {where}: cannot build a Kubernetes client ({type(exc).__name__})") from None
 
 
+def get_release(client: Client, namespace: str, name: str) -> dict[str, Any]:
+    """GET HelmRelease ``namespace/name``: the object as a dict (``kind``, ``metadata``, ``status``).
+
+    Raises:
+        UserError: the API refuses (401/403/404) or cannot be reached (see :func:`_api`).
+    """
+    obj = _api(lambda: client.get(HelmRelease, name=name, namespace=namespace), namespace, name)
+    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+
+
 def wait_release(client: Client, *, component: str, namespace: str, name: str, expected: Expected,
                  timeout: float, token: str | None = None, secrets: tuple[Any, ...] = ()) -> Outcome:
     """Watch HelmRelease ``namespace/name`` until :func:`evaluate` decides or ``timeout`` seconds pass.
@@ -216,23 +232,6 @@ def wait_release(client: Client, *, component: str, namespace: str, name: str, e
     deadline = started + timeout
     events: queue.Queue[tuple[str, Any]] = queue.Queue()
     stop = threading.Event()
-
-    def watcher() -> None:
-        version = None
-        while not stop.is_set():
-            try:
-                for _kind, obj in client.watch(HelmRelease, namespace=namespace,
-                                                fields={"metadata.name": name},
-                                                server_timeout=WATCH_SECONDS, resource_version=version):
-                    data = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
-                    version = (data.get("metadata") or {}).get("resourceVersion", version)
-                    events.put(("release", data))
-                    if stop.is_set():
-                        return
-            except Exception as exc:  # handed to the waiting thread
-                events.put(("error", exc))
-                return
-            time.sleep(0.05)
 
     def source() -> bool:
         try:
@@ -250,11 +249,10 @@ def wait_release(client: Client, *, component: str, namespace: str, name: str, e
         return Outcome(component, namespace, name, expected, state, redact(message, *secrets),
                        time.monotonic() - started, conds)
 
-    thread = threading.Thread(target=watcher, daemon=True, name=f"watch-{name}")
     try:
         source_ours = _api(source, namespace, name)
         next_source = time.monotonic() + SOURCE_POLL_SECONDS
-        thread.start()
+        _start_watch(client, HelmRelease, namespace, name, events, stop)
         release: dict[str, Any] | None = None
         while True:
             now = time.monotonic()
@@ -280,6 +278,110 @@ def wait_release(client: Client, *, component: str, namespace: str, name: str, e
         stop.set()
 
 
+KUSTOMIZATION_FAILING_REASONS = {"BuildFailed", "HealthCheckFailed", "ReconciliationFailed", "PruneFailed",
+                                 "ArtifactFailed"}
+"""``Ready=False`` reasons of kustomize-controller (fluxcd/pkg ``apis/meta`` reasons set in
+``internal/controller/kustomization_controller.go``) that end the wait for the attempted revision."""
+
+
+def carries(revision: str, digest: str) -> bool:
+    """``revision`` names manifest ``digest``: ``<tag>@sha256:<hex>`` (e.g. ``latest@sha256:...``) or ``sha256:<hex>``.
+
+    The Kustomization's ``status.lastAppliedRevision`` "equals the Revision of the
+    applied Artifact from the referenced Source" (kustomize-controller ``api/v1/kustomization_types.go``),
+    source-controller's OCIRepository revision ``<tag>@<digest>``.
+    """
+    return bool(revision) and revision.rsplit("@", 1)[-1] == digest
+
+
+def evaluate_kustomization(obj: dict[str, Any], digest: str) -> tuple[str, str] | None:
+    """The verdict ``(state, message)`` for one Kustomization object, or ``None`` to keep waiting.
+
+    - **deployed**: ``observedGeneration == metadata.generation``, ``Ready=True`` and
+      ``status.lastAppliedRevision`` carries ``digest`` (:func:`carries`);
+    - **failed**: ``status.lastAttemptedRevision`` carries ``digest`` and ``Stalled=True``, or
+      ``Ready=False`` with a reason of :data:`KUSTOMIZATION_FAILING_REASONS`.
+    """
+    meta, status = obj.get("metadata") or {}, obj.get("status") or {}
+    if status.get("observedGeneration") != meta.get("generation"):
+        return None
+    conds = _conditions(obj)
+    ready = conds.get("Ready", {})
+    if carries(status.get("lastAppliedRevision") or "", digest) and ready.get("status") == "True":
+        return DEPLOYED, ready.get("message", "")
+    if carries(status.get("lastAttemptedRevision") or "", digest):
+        if _is(conds, "Stalled", "True"):
+            c = conds["Stalled"]
+            return FAILED, f"Stalled=True {c.get('reason', '')}: {c.get('message', '')}"
+        if ready.get("status") == "False" and ready.get("reason") in KUSTOMIZATION_FAILING_REASONS:
+            return FAILED, f"Ready=False {ready['reason']}: {ready.get('message', '')}"
+    return None
+
+
+def wait_kustomization(client: Client, *, component: str, namespace: str, name: str, expected: Expected,
+                       timeout: float, secrets: tuple[Any, ...] = ()) -> Outcome:
+    """Watch Kustomization ``namespace/name`` until :func:`evaluate_kustomization` decides on
+    ``expected.digest`` (the pushed manifest) or ``timeout`` seconds pass.
+
+    The same watch as :func:`wait_release` (:func:`_start_watch`), no source poll:
+    the Kustomization's own revision names the digest. Outcomes deployed, failed,
+    timeout (no order between digests, so never superseded). Raises UserError when
+    the API refuses (401/403/404) or cannot be reached.
+    """
+    started = time.monotonic()
+    deadline = started + timeout
+    events: queue.Queue[tuple[str, Any]] = queue.Queue()
+    stop = threading.Event()
+    obj: dict[str, Any] | None = None
+
+    def outcome(state: str, message: str) -> Outcome:
+        return Outcome(component, namespace, name, expected, state, redact(message, *secrets),
+                       time.monotonic() - started, list(_conditions(obj or {}).values()), kind="Kustomization")
+    try:
+        _start_watch(client, Kustomization, namespace, name, events, stop)
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                applied = ((obj or {}).get("status") or {}).get("lastAppliedRevision", "none")
+                return outcome(TIMEOUT, f"lastAppliedRevision {applied}; {_summary(obj)}" if obj
+                               else "no Kustomization seen")
+            try:
+                kind, item = events.get(timeout=max(0.01, deadline - now))
+            except queue.Empty:
+                continue
+            if kind == "error":
+                _api(lambda: (_ for _ in ()).throw(item), namespace, name)
+            obj = item
+            verdict = evaluate_kustomization(obj, expected.digest)
+            if verdict:
+                return outcome(*verdict)
+    finally:
+        stop.set()
+
+
+def _start_watch(client: Client, kind: Any, namespace: str, name: str,
+                 events: "queue.Queue[tuple[str, Any]]", stop: threading.Event) -> None:
+    """Watch one object (``fieldSelector=metadata.name=<name>``, server-side ``timeoutSeconds``
+    :data:`WATCH_SECONDS`, re-opened from the last ``resourceVersion``) on a daemon thread:
+    ``("release", dict)`` per event, ``("error", exc)`` once, until ``stop`` is set."""
+    def watcher() -> None:
+        version = None
+        while not stop.is_set():
+            try:
+                for _kind, obj in client.watch(kind, namespace=namespace, fields={"metadata.name": name},
+                                                server_timeout=WATCH_SECONDS, resource_version=version):
+                    data = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+                    version = (data.get("metadata") or {}).get("resourceVersion", version)
+                    events.put(("release", data))
+                    if stop.is_set():
+                        return
+            except Exception as exc:  # handed to the waiting thread
+                events.put(("error", exc))
+                return
+            time.sleep(0.05)
+    threading.Thread(target=watcher, daemon=True, name=f"watch-{name}").start()
+
+
 def _candidate(release: dict[str, Any], expected: Expected) -> bool:
     """The release claims our revision: worth one GET of the source before the verdict."""
     status = release.get("status") or {}
@@ -289,17 +391,25 @@ def _candidate(release: dict[str, Any], expected: Expected) -> bool:
 
 
 def _api(fn, namespace: str, name: str):
+    """``fn()``, with the API's refusals as UserError: lightkube's ApiError (a request) and the
+    HTTP client's ``HTTPStatusError`` (a watch stream, which lightkube does not translate; read
+    by its ``response.status_code``, as lightkube's own client class may vary)."""
     try:
         return fn()
-    except ApiError as exc:
-        code = exc.status.code
+    except UserError:
+        raise
+    except Exception as exc:
+        response = getattr(exc, "response", None)
+        if isinstance(exc, ApiError):
+            code, message = exc.status.code, exc.status.message
+        elif isinstance(getattr(response, "status_code", None), int):
+            code, message = response.status_code, getattr(response, "reason_phrase", "")
+        else:
+            raise UserError(f"Kubernetes API, {namespace}/{name}: {type(exc).__name__}: "
+                            f"cannot reach the API server") from None
         what = {401: "the credentials were refused", 403: "access is forbidden",
                 404: "not found (generate and apply the Flux objects: faas-deploy flux)"}.get(code, "failed")
-        raise UserError(f"Kubernetes API, {namespace}/{name}: HTTP {code}, {what}: {exc.status.message}") from None
-    except Exception as exc:
-        if isinstance(exc, UserError):
-            raise
-        raise UserError(f"Kubernetes API, {namespace}/{name}: {type(exc).__name__}: cannot reach the API server") from None
+        raise UserError(f"Kubernetes API, {namespace}/{name}: HTTP {code}, {what}: {message}") from None
 
 
 def report_json(outcomes: list[Outcome]) -> str:

@@ -28,6 +28,9 @@ Keys (all required unless a default is shown):
 ``deploy_timeout``     seconds to wait for a rollout (default 600)
 ``upload_timeout``     seconds for admin API readiness plus upload (default 300)
 ``gitlab_agent``       GitLab agent for Kubernetes, ``<project path>:<agent name>``
+``artifact_repository`` ``oci://HOST[:PORT]/PATH`` holding the Flux OCI artifacts
+                       ``app-<component>`` (optional: ``publish-artifact``'s and
+                       ``retire-artifact``'s default ``--registry``)
 =====================  ==========================================================
 """
 
@@ -67,6 +70,7 @@ class Settings:
     deploy_timeout: float
     upload_timeout: float
     gitlab_agent: str
+    artifact_repository: str = ""
 
     def object_name(self, component: str) -> str:
         """Name of component ``component``'s OCIRepository and HelmRelease: ``<flux_name_prefix><component>``."""
@@ -100,12 +104,14 @@ KEYS: dict[str, tuple[Check, Any]] = {
     "deploy_timeout": (_seconds, 600),
     "upload_timeout": (_seconds, 300),
     "gitlab_agent": (_text(_AGENT, "<group>/<project>:<agent name>"), None),
+    "artifact_repository": (_text(_OCI, "oci://HOST[:PORT]/PATH (lowercase path)"), ""),
 }
 _HINTS = {
     "chart_registry": "the OCI repository root this environment publishes to",
     "receiver_url": "the URL of notification-controller's webhook receiver (its Ingress)",
     "admin_url": "the operator admin API base URL of this environment",
     "gitlab_agent": "the agent's configuration project path and the agent's name",
+    "artifact_repository": "the OCI repository of this environment's Flux OCI artifacts (app-<component> tags)",
 }
 
 
@@ -181,3 +187,20 @@ def gitlab_environment(settings: Settings, component: str) -> dict[str, Any]:
             "flux_resource_path": f"helm.toolkit.fluxcd.io/v2/namespaces/{settings.namespace}/helmreleases/{name}",
         },
     }
+
+
+def artifact_repository(source: Path, env: str, override: str | None) -> str:
+    """The OCI repository of ``env``'s Flux OCI artifacts: ``override`` (``--registry``) when given,
+    else ``artifact_repository`` of ``env/<env>/environment.yaml``.
+
+    Raises:
+        UserError: neither is given (names the file, the key and the flag).
+        ValidationError: the settings file is invalid (only read without ``override``).
+    """
+    if override:
+        return override
+    found = load(source, env).artifact_repository
+    if not found:
+        raise UserError(f"{settings_path(source, env).relative_to(source)}: artifact_repository: not set and no "
+                        f"--registry given; add artifact_repository: oci://HOST/PATH or pass --registry")
+    return found
