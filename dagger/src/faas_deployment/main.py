@@ -73,6 +73,10 @@ TriggerApiArg = Annotated[bool, Doc("trigger through the Kubernetes API instead 
 KubeContextArg = Annotated[str, Doc("kubeconfig context (default: its current context)")]
 WaitTimeoutArg = Annotated[float, Doc("seconds to wait (default: deploy_timeout of environment.yaml)")]
 RegistryOverrideArg = Annotated[str, Doc("override chart_registry of environment.yaml")]
+# Registry flags, shared by every function that talks to a registry.
+UsernameArg = Annotated[str, Doc("registry user name")]
+PasswordArg = Annotated[dagger.Secret | None, Doc("registry password or token")]
+PlainHttpArg = Annotated[bool, Doc("HTTP instead of HTTPS (local test registries only)")]
 
 
 async def _run(fn: Callable[[], T]) -> T:
@@ -238,9 +242,9 @@ class Component:
     async def publish(
         self,
         registry: Annotated[str, Doc("OCI repository root, oci://HOST[:PORT]/PATH")],
-        username: Annotated[str, Doc("registry user name")] = "",
-        password: Annotated[dagger.Secret | None, Doc("registry password or token")] = None,
-        plain_http: Annotated[bool, Doc("HTTP instead of HTTPS (local test registries only)")] = False,
+        username: UsernameArg = "",
+        password: PasswordArg = None,
+        plain_http: PlainHttpArg = False,
         prerelease: Annotated[str, Doc("publish chart_version as the pre-release <chart_version>-ID, e.g. mr.42.3")] = "",
         timeout: Annotated[float, Doc("overall deadline of the registry work, in seconds")] = DEFAULT_TIMEOUT,
     ) -> str:
@@ -282,8 +286,8 @@ class Component:
         self,
         context: Annotated[dagger.Directory, Doc("the component's source directory (a path or a git URL)")],
         tag: Annotated[str, Doc("image tag, typically the commit SHA")],
-        username: Annotated[str, Doc("registry user name")] = "",
-        password: Annotated[dagger.Secret | None, Doc("registry password or token")] = None,
+        username: UsernameArg = "",
+        password: PasswordArg = None,
         dockerfile: Annotated[str, Doc("Dockerfile path inside the context")] = "Dockerfile",
         build_args: Annotated[list[str], Doc("build arguments NAME=VALUE (not for secrets)")] = (),
         target: Annotated[str, Doc("build stage to stop at (default: the last)")] = "",
@@ -364,9 +368,9 @@ class Component:
     async def publish_artifact(
         self,
         registry: Annotated[str, Doc("the OCI repository holding every component's app-<component> tags, oci://HOST[:PORT]/PATH (default: artifact_repository of environment.yaml)")] = "",
-        username: Annotated[str, Doc("registry user name")] = "",
-        password: Annotated[dagger.Secret | None, Doc("registry password or token")] = None,
-        plain_http: Annotated[bool, Doc("HTTP instead of HTTPS (local test registries only)")] = False,
+        username: UsernameArg = "",
+        password: PasswordArg = None,
+        plain_http: PlainHttpArg = False,
         manifests: Annotated[dagger.Directory | None, Doc("plain Kubernetes manifests to push instead of the rendered chart")] = None,
         revision: Annotated[str, Doc("org.opencontainers.image.revision, <branch>@sha1:<sha> (default: the source's git)")] = "",
         source_url: Annotated[str, Doc("org.opencontainers.image.source (default: the source's git origin)")] = "",
@@ -386,9 +390,9 @@ class Component:
     async def retire_artifact(
         self,
         registry: Annotated[str, Doc("the OCI repository holding the app-<component> tags, oci://HOST[:PORT]/PATH (default: artifact_repository of environment.yaml)")] = "",
-        username: Annotated[str, Doc("registry user name")] = "",
-        password: Annotated[dagger.Secret | None, Doc("registry password or token")] = None,
-        plain_http: Annotated[bool, Doc("HTTP instead of HTTPS (local test registries only)")] = False,
+        username: UsernameArg = "",
+        password: PasswordArg = None,
+        plain_http: PlainHttpArg = False,
     ) -> str:
         """Delete the tag ``app-<component>`` (the component was removed): Flux then uninstalls it.
 
@@ -408,9 +412,9 @@ class Component:
         trigger_api: TriggerApiArg = False,
         kube_context: KubeContextArg = "",
         registry: RegistryOverrideArg = "",
-        username: Annotated[str, Doc("registry user name")] = "",
-        password: Annotated[dagger.Secret | None, Doc("registry password or token")] = None,
-        plain_http: Annotated[bool, Doc("HTTP instead of HTTPS (local test registries only)")] = False,
+        username: UsernameArg = "",
+        password: PasswordArg = None,
+        plain_http: PlainHttpArg = False,
         timeout: WaitTimeoutArg = 0,
         prerelease: Annotated[str, Doc("publish chart_version as the pre-release <chart_version>-ID, e.g. mr.42.3")] = "",
     ) -> str:
@@ -493,9 +497,9 @@ class Environment:
     async def release(
         self,
         registry: Annotated[str, Doc("OCI repository root, oci://HOST[:PORT]/PATH")],
-        username: Annotated[str, Doc("registry user name")] = "",
-        password: Annotated[dagger.Secret | None, Doc("registry password or token")] = None,
-        plain_http: Annotated[bool, Doc("HTTP instead of HTTPS (local test registries only)")] = False,
+        username: UsernameArg = "",
+        password: PasswordArg = None,
+        plain_http: PlainHttpArg = False,
         timeout: Annotated[float, Doc("overall deadline of the registry work, in seconds")] = DEFAULT_TIMEOUT,
     ) -> str:
         """Publish every component's chart of this environment concurrently; a line per component.
@@ -565,9 +569,9 @@ class Environment:
     async def publish_artifacts(
         self,
         registry: Annotated[str, Doc("the OCI repository holding every component's app-<component> tags, oci://HOST[:PORT]/PATH (default: artifact_repository of environment.yaml)")] = "",
-        username: Annotated[str, Doc("registry user name")] = "",
-        password: Annotated[dagger.Secret | None, Doc("registry password or token")] = None,
-        plain_http: Annotated[bool, Doc("HTTP instead of HTTPS (local test registries only)")] = False,
+        username: UsernameArg = "",
+        password: PasswordArg = None,
+        plain_http: PlainHttpArg = False,
         revision: Annotated[str, Doc("org.opencontainers.image.revision, <branch>@sha1:<sha> (default: the source's git)")] = "",
         source_url: Annotated[str, Doc("org.opencontainers.image.source (default: the source's git origin)")] = "",
     ) -> str:
@@ -620,9 +624,9 @@ class Environment:
         trigger_api: TriggerApiArg = False,
         kube_context: KubeContextArg = "",
         registry: RegistryOverrideArg = "",
-        username: Annotated[str, Doc("registry user name")] = "",
-        password: Annotated[dagger.Secret | None, Doc("registry password or token")] = None,
-        plain_http: Annotated[bool, Doc("HTTP instead of HTTPS (local test registries only)")] = False,
+        username: UsernameArg = "",
+        password: PasswordArg = None,
+        plain_http: PlainHttpArg = False,
         timeout: WaitTimeoutArg = 0,
         upload_manifests: Annotated[dagger.Secret | None, Doc(
             "admin API token: once the operator runs the new chart, upload env/<env>/operator/dynamic/")] = None,
@@ -663,9 +667,9 @@ class FaasDeployment:
         self,
         env: Annotated[str, Doc("only this environment (default: all)")] = "",
         registry: Annotated[str, Doc("also check the publishing rules against oci://HOST[:PORT]/PATH")] = "",
-        username: Annotated[str, Doc("registry user name")] = "",
-        password: Annotated[dagger.Secret | None, Doc("registry password or token")] = None,
-        plain_http: Annotated[bool, Doc("HTTP instead of HTTPS (local test registries only)")] = False,
+        username: UsernameArg = "",
+        password: PasswordArg = None,
+        plain_http: PlainHttpArg = False,
         timeout: Annotated[float, Doc("overall deadline of the registry work, in seconds")] = DEFAULT_TIMEOUT,
     ) -> str:
         """Validate every config, render, lint and package every chart; a report line per item.
