@@ -29,12 +29,14 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from support.loopback import LoopbackServer
 
-class GitLabApi:
+
+class GitLabApi(LoopbackServer):
     def __init__(self, token: str, project: str = "eo4eu-faas/faas-deployment", project_id: int = 42,
                  remote: Path | None = None):
         self.token, self.project, self.project_id, self.remote = token, project, project_id, remote
@@ -42,21 +44,7 @@ class GitLabApi:
         self.requests: list[dict] = []
         self.fail_next: list[int] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> GitLabApi:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        super().__init__(self._handler())
 
     def open(self) -> list[dict]:
         return [mr for mr in self.merge_requests.values() if mr["state"] == "opened"]
