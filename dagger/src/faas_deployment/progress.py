@@ -24,3 +24,17 @@ def step(name: str, stream: TextIO | None = None) -> Iterator[None]:
         print(f"[faas-deploy] {name}: failed ({time.monotonic() - started:.2f} s)", file=out, flush=True)
         raise
     print(f"[faas-deploy] {name}: ok ({time.monotonic() - started:.2f} s)", file=out, flush=True)
+
+
+def note(message: str, stream: TextIO | None = None) -> None:
+    """Print one progress line ``[faas-deploy] <message>`` on standard error."""
+    print(f"[faas-deploy] {message}", file=stream or sys.stderr, flush=True)
+
+
+def retry(what: str, failure: str, delay: float, attempt: int, stream: TextIO | None = None) -> None:
+    """Announce a retry: ``<what>: <failure>; attempt <attempt + 1> in <delay> s``.
+
+    ``failure`` must already be free of secrets (callers pass a status line or an
+    exception class and its redacted text); ``delay`` is in seconds.
+    """
+    note(f"{what}: {failure}; attempt {attempt + 1} in {delay:.1f} s", stream)
