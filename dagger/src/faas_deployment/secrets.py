@@ -41,11 +41,17 @@ class SecretValue:
 def resolve_secret(reference: str, *, flag: str) -> SecretValue:
     """Resolve ``env:NAME`` or ``file:PATH`` to a :class:`SecretValue`.
 
-    A file's trailing newline is dropped (``echo secret > file`` is the usual way
-    to make one). ``flag`` names the option in error messages.
+    A file's trailing line ends (``\\n``, ``\\r\\n``) are dropped (``echo secret > file``
+    is the usual way to make one), and so is a leading UTF-8 byte order mark (some
+    Windows editors write one); every other character, spaces included, is part of
+    the secret. A value that is empty or only whitespace (spaces, tabs, line ends)
+    is refused: no registry password or API token is blank, so such a value is a
+    mistake (an unfilled variable, a truncated file), not a secret. ``flag`` names
+    the option in error messages; no message holds the value.
 
     Raises:
-        UserError: unknown form, variable unset or empty, file unreadable, empty or not UTF-8.
+        UserError: unknown form; variable unset, empty or blank; file missing,
+            unreadable, a directory, empty, blank or not UTF-8.
     """
     kind, sep, name = reference.partition(":")
     if not sep or kind not in ("env", "file") or not name:
@@ -55,18 +61,21 @@ def resolve_secret(reference: str, *, flag: str) -> SecretValue:
         )
     if kind == "env":
         value = os.environ.get(name)
-        if not value:
-            raise UserError(f"{flag}: environment variable {name} is not set or empty (export it, then retry)")
+        if not value or value.isspace():
+            raise UserError(f"{flag}: environment variable {name} is not set, empty or only whitespace "
+                            f"(export it with the secret, then retry)")
         return SecretValue(value, reference)
     path = Path(name)
     try:
-        value = path.read_text(encoding="utf-8").rstrip("\r\n")
+        value = path.read_text(encoding="utf-8-sig").rstrip("\r\n")
     except OSError as exc:
         raise UserError(f"{flag}: cannot read secret file {path}: {exc.strerror or type(exc).__name__}") from None
     except UnicodeDecodeError:
         raise UserError(f"{flag}: secret file {path} is not UTF-8 text (write the secret as UTF-8 text)") from None
-    if not value:
-        raise UserError(f"{flag}: secret file {path} is empty")
+    except ValueError:  # Python refuses a path holding a NUL byte before asking the system
+        raise UserError(f"{flag}: cannot read secret file {name!r}: the path holds a NUL byte") from None
+    if not value or value.isspace():
+        raise UserError(f"{flag}: secret file {path} is empty or only whitespace (write the secret into it)")
     return SecretValue(value, reference)
 
 
@@ -74,10 +83,11 @@ def redact(text: str, *secrets: SecretValue | str | None) -> str:
     """Replace every occurrence of each secret in ``text`` with ``***``.
 
     A last line of defence for text that comes from elsewhere (a server's answer,
-    a library's exception) before it is shown.
+    a library's exception) before it is shown. Longer secrets are replaced first,
+    so a secret that holds another one is not left half shown; ``None`` and empty
+    strings are skipped.
     """
-    for secret in secrets:
-        value = secret.reveal() if isinstance(secret, SecretValue) else secret
-        if value:
-            text = text.replace(value, "***")
+    values = {secret.reveal() if isinstance(secret, SecretValue) else secret for secret in secrets}
+    for value in sorted(filter(None, values), key=len, reverse=True):
+        text = text.replace(value, "***")
     return text
