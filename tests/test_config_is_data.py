@@ -56,6 +56,7 @@ def test_environ_payload_copies_no_secret(tmp_path: Path, monkeypatch: pytest.Mo
     for path in chart_dir.rglob("*"):
         if path.is_file():
             assert "s3cr3t-value-42" not in path.read_text()
+    assert yaml.safe_load((chart_dir / "Chart.yaml").read_text())["description"] == ENVIRON  # the text, as data
 
 
 def test_payload_in_a_dict_value_is_data(tmp_path: Path) -> None:

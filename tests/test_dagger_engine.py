@@ -308,9 +308,9 @@ def test_every_readme_line_runs(registry, checkout, tmp_path):
             for secret in secrets.values():
                 assert secret not in out
             if " publish " in f"{line} " or " release " in f"{line} ":
-                assert all(row.startswith("pushed ") for row in out.splitlines()), out
+                assert out.strip() and all(row.startswith("pushed ") for row in out.splitlines()), out
             elif "publish-artifact" in line:
-                assert all(row.startswith(("pushed ", "unchanged ")) for row in out.splitlines()), out
+                assert out.strip() and all(row.startswith(("pushed ", "unchanged ")) for row in out.splitlines()), out
             elif "retire-artifact" in line:
                 assert out.startswith("absent "), out
             elif "upload-manifests" in line:

@@ -59,8 +59,8 @@ def test_settings_never_traceback_on_any_bytes(tmp_path, data):
     (tmp_path / "env" / "dev" / "environment.yaml").write_bytes(data)
     try:
         settings.load(tmp_path, "dev")
-    except UserError:
-        pass
+    except UserError as exc:
+        assert "env/dev/environment.yaml" in str(exc)
 
 
 def test_gitlab_environment_fields():
@@ -94,7 +94,7 @@ def test_generated_objects_validate_against_flux_schemas(tmp_path):
     bad[1]["spec"]["upgrade"]["remediation"]["strategy"] = "reinstall-please"
     del bad[0]["spec"]["url"]
     run = _validate_with_flux_schemas(bad)
-    assert run.returncode == 1 and run.stdout.count("invalid") >= 1, run.stdout
+    assert run.returncode == 1 and run.stdout.count("invalid ") == 2, run.stdout  # each broken object named
 
 
 # --------------------------------------------------------------------------- Receiver

@@ -155,7 +155,7 @@ def test_rules_table_catches_a_wrong_rule(outcomes):
 def test_gitlab_ci_local_refuses_a_missing_stage(outcomes):
     outcome = outcomes[MISSING_STAGE.id]
     assert outcome.returncode != 0
-    assert "upload" in outcome.output
+    assert "stage:upload not found for bump" in outcome.output, outcome.output
 
 
 def test_dependency_chain_check_catches_a_need_on_an_inactive_job(outcomes):

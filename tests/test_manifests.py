@@ -205,8 +205,8 @@ def test_bundle_is_reproducible_and_well_formed(tmp_path):
 
     # the standard tool reads it back, with the fixed permissions
     listing = subprocess.run(["unzip", "-Z", str(first.path)], capture_output=True, text=True)
-    if listing.returncode == 0:
-        assert listing.stdout.count("-rw-r--r--") == 5
+    assert listing.returncode == 0, listing.stdout + listing.stderr
+    assert listing.stdout.count("-rw-r--r--") == 5
 
     # one changed byte: another digest
     (two / "service.yaml").write_text(CONFIGMAP.replace("ConfigMap", "Service") + "# changed\n")

@@ -141,7 +141,8 @@ def test_a_healthy_status_is_the_evidence(checkout, tmp_path):
     state = promotion.HelmReleaseStatusFile(status)("dev", "controller")
     assert state.healthy and state.chart_version == "0.4.1" and state.digest == "sha256:" + "ab" * 32
     assert "HelmRelease faas/faas-controller" in state.evidence and "Ready=True" in state.evidence
-    promotion.promote(checkout, "dev", "prod", ["controller"], state=promotion.HelmReleaseStatusFile(status))
+    [line] = promotion.promote(checkout, "dev", "prod", ["controller"], state=promotion.HelmReleaseStatusFile(status))
+    assert line.startswith("promoted dev -> prod controller") and "0.4.0 -> 0.4.1" in line, line
 
 
 @pytest.mark.parametrize("content, message", [
@@ -182,6 +183,7 @@ def test_cli_refusal_exits_1_without_traceback(checkout, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1 and "not healthy" in err and "Traceback" not in err
     assert cli.main(["--source", str(checkout), "promote", "--from", "dev", "--to", "prod"]) == 1
+    assert "give --component C or --all" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- merge requests

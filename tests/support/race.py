@@ -90,10 +90,10 @@ def local_trial(root: Path, *, same: bool = False) -> Trial:
         held = next((f"sha256:{e['digest']}" for e in entries if str(e.get("version")) == version), None)
     wrong = _judge(outcomes, held)
     package = shared / f"{name}-{version}.tgz"
-    if held and package.exists():
+    if held:
         import hashlib
-        if "sha256:" + hashlib.sha256(package.read_bytes()).hexdigest() != held:
-            wrong.append("the index's digest is not the package file's")
+        if not package.exists() or "sha256:" + hashlib.sha256(package.read_bytes()).hexdigest() != held:
+            wrong.append("the package file is missing or its digest is not the index's")
     return Trial(outcomes, held, wrong)
 
 
