@@ -77,6 +77,14 @@ def test_an_unreadable_file_is_refused(tmp_path):
     _refused(f"file:{path}", "cannot read secret file .*Permission denied")
 
 
+def test_a_file_too_large_for_a_secret_is_refused_unread(tmp_path):
+    path = tmp_path / "big"
+    with path.open("wb") as handle:  # sparse: 2 MiB of zeros on disk costs nothing
+        handle.truncate(2 * 1024 * 1024)
+    _refused(f"file:{path}", f"secret file {path} holds more than 1048576 bytes")
+    _refused("file:/dev/zero", "holds more than 1048576 bytes")  # a device never ends: bounded read
+
+
 def test_a_path_with_a_nul_byte_is_a_clear_error():
     _refused("file:/tmp/a\x00b", "the path holds a NUL byte")
 
@@ -117,8 +125,13 @@ def test_an_empty_or_blank_variable_is_refused(monkeypatch, blank):
 
 # --- other forms ----------------------------------------------------------------------------
 
+@pytest.mark.parametrize(("reference", "what"), [("env:", "variable"), ("file:", "file")])
+def test_a_form_without_its_name_says_so(reference, what):
+    _refused(reference, f"^--password: {reference} names no {what} \\(expected env:NAME or file:PATH\\)$")
+
+
 @pytest.mark.parametrize("reference", [
-    "", "env:", "file:", SECRET, f"vault:{SECRET}", f"ENV:{SECRET}", f" env:{SECRET}", f"{SECRET}:x",
+    "", SECRET, f"vault:{SECRET}", f"ENV:{SECRET}", f" env:{SECRET}", f"{SECRET}:x",
 ])
 def test_other_forms_are_refused_without_echoing_them(reference):
     text = _refused(reference, "expected env:NAME or file:PATH")

@@ -14,6 +14,9 @@ from pathlib import Path
 from .errors import UserError
 
 _FORMS = "env:NAME or file:PATH"
+#: The largest secret file read (bytes). A kubeconfig with embedded certificates is
+#: a few kilobytes; a larger file (or a device such as /dev/zero) is a wrong path.
+MAX_FILE_BYTES = 1024 * 1024
 
 
 class SecretValue:
@@ -51,10 +54,14 @@ def resolve_secret(reference: str, *, flag: str) -> SecretValue:
 
     Raises:
         UserError: unknown form; variable unset, empty or blank; file missing,
-            unreadable, a directory, empty, blank or not UTF-8.
+            unreadable, a directory, larger than :data:`MAX_FILE_BYTES`, empty,
+            blank or not UTF-8.
     """
     kind, sep, name = reference.partition(":")
-    if not sep or kind not in ("env", "file") or not name:
+    if sep and kind in ("env", "file") and not name:
+        what = "variable" if kind == "env" else "file"
+        raise UserError(f"{flag}: {kind}: names no {what} (expected {_FORMS})")
+    if not sep or kind not in ("env", "file"):
         raise UserError(
             f"{flag}: expected {_FORMS}, got a value of another form "
             f"(pass the secret through an environment variable or a file, never inline)"
@@ -67,13 +74,18 @@ def resolve_secret(reference: str, *, flag: str) -> SecretValue:
         return SecretValue(value, reference)
     path = Path(name)
     try:
-        value = path.read_text(encoding="utf-8-sig").rstrip("\r\n")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise UserError(f"{flag}: cannot read secret file {path}: {exc.strerror or type(exc).__name__}") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{flag}: secret file {path} is not UTF-8 text (write the secret as UTF-8 text)") from None
     except ValueError:  # Python refuses a path holding a NUL byte before asking the system
         raise UserError(f"{flag}: cannot read secret file {name!r}: the path holds a NUL byte") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise UserError(f"{flag}: secret file {path} holds more than {MAX_FILE_BYTES} bytes (is it the right file?)")
+    try:
+        value = data.decode("utf-8-sig").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise UserError(f"{flag}: secret file {path} is not UTF-8 text (write the secret as UTF-8 text)") from None
     if not value or value.isspace():
         raise UserError(f"{flag}: secret file {path} is empty or only whitespace (write the secret into it)")
     return SecretValue(value, reference)
