@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 FAAS_DEPLOY = REPO / "dagger" / ".venv" / "bin" / "faas-deploy"
 TOKEN = "tok-5ecret-Zq9x7"
 FAST = admin_api.Backoff(initial=0.05, cap=0.2, jitter=0.05)
+FAST_POLL = admin_api.Poll(interval=0.05, jitter=0.01)
 
 
 @pytest.fixture()
@@ -54,7 +55,7 @@ def assert_no_token(*texts: str) -> None:
 
 def test_ready_after_not_listening_then_503(capfd):
     with AdminApiServer(TOKEN, listen_after=0.4, health_plan=[503, 503, 503]) as server:
-        report = admin_api.wait_until_ready(server.url, timeout=10, backoff=FAST)
+        report = admin_api.wait_until_ready(server.url, timeout=10, poll=FAST_POLL)
         gets = server.attempts("/healthz")
     assert report.status == 200
     assert report.seen["HTTP 503"] == 3 and report.seen["connection refused"] >= 1
@@ -67,7 +68,7 @@ def test_ready_after_not_listening_then_503(capfd):
 def test_slow_answers_count_as_timeouts():
     with AdminApiServer(TOKEN, health_plan=[Slow(1.0), Slow(1.0)]) as server:
         started = time.monotonic()
-        report = admin_api.wait_until_ready(server.url, timeout=10, probe_timeout=0.2, backoff=FAST, log=None)
+        report = admin_api.wait_until_ready(server.url, timeout=10, probe_timeout=0.2, poll=FAST_POLL, quiet=True)
         assert time.monotonic() - started < 1.5  # did not wait for the slow answers
     assert report.seen == {"timeout": 2} and report.attempts == 3
 
@@ -76,7 +77,7 @@ def test_unauthorised_readiness_fails_at_once():
     with AdminApiServer(TOKEN, health_plan=[401]) as server:
         started = time.monotonic()
         with pytest.raises(UserError, match=r"HTTP 401.*--ready-path"):
-            admin_api.wait_until_ready(server.url, timeout=30, backoff=FAST, log=None)
+            admin_api.wait_until_ready(server.url, timeout=30, poll=FAST_POLL, quiet=True)
         assert time.monotonic() - started < 1
         assert len(server.attempts("/healthz")) == 1
 
@@ -85,7 +86,7 @@ def test_readiness_deadline_is_honoured_and_summarised():
     with AdminApiServer(TOKEN, unready_for=60, health_plan=[Slow(0.6, 503)]) as server:
         started = time.monotonic()
         with pytest.raises(UserError) as caught:
-            admin_api.wait_until_ready(server.url, timeout=1.5, probe_timeout=0.3, backoff=FAST, log=None)
+            admin_api.wait_until_ready(server.url, timeout=1.5, probe_timeout=0.3, poll=FAST_POLL, quiet=True)
         took = time.monotonic() - started
         gets = len(server.attempts("/healthz"))
     assert 1.3 <= took < 1.8  # the last probe starts 0.1 s before the deadline
@@ -99,7 +100,7 @@ def test_deadline_clips_a_probe_that_would_outlast_it():
     with AdminApiServer(TOKEN, health_plan=[Slow(3.0)] * 3) as server:
         started = time.monotonic()
         with pytest.raises(UserError, match=r"timeout x1"):
-            admin_api.wait_until_ready(server.url, timeout=0.8, probe_timeout=5, backoff=FAST, log=None)
+            admin_api.wait_until_ready(server.url, timeout=0.8, probe_timeout=5, poll=FAST_POLL, quiet=True)
         assert time.monotonic() - started < 1.1
 
 
@@ -124,7 +125,7 @@ def test_upload_retries_500_then_accepts_exactly_once(bundle, secret, capfd):
 
 def test_connection_reset_mid_upload_is_retried(big_bundle, secret):
     with AdminApiServer(TOKEN, upload_plan=[Reset(0.3)]) as server:
-        result = admin_api.upload_bundle(server.url, big_bundle, secret, timeout=20, backoff=FAST, log=None)
+        result = admin_api.upload_bundle(server.url, big_bundle, secret, timeout=20, backoff=FAST, quiet=True)
         posts = server.attempts("/admin/manifests", "POST")
         accepted = list(server.accepted)
     assert big_bundle.size > 3_000_000
@@ -136,7 +137,7 @@ def test_connection_reset_mid_upload_is_retried(big_bundle, secret):
 def test_wrong_token_fails_at_once_without_showing_it(bundle):
     with AdminApiServer("the-right-one") as server:
         with pytest.raises(UserError) as caught:
-            admin_api.upload_bundle(server.url, bundle, SecretValue(TOKEN, "env:X"), timeout=30, backoff=FAST, log=None)
+            admin_api.upload_bundle(server.url, bundle, SecretValue(TOKEN, "env:X"), timeout=30, backoff=FAST, quiet=True)
         # refused at the GET of the current bundle, before any byte of the bundle is sent
         assert len(server.attempts("/admin/manifests")) == 1 and not server.accepted
     text = str(caught.value)
@@ -148,7 +149,7 @@ def test_too_large_fails_at_once_with_status_and_excerpt(bundle, secret):
     body = "bundle exceeds the 1 MiB limit " + "x" * 500
     with AdminApiServer(TOKEN, upload_plan=[Answer(413, body=body)]) as server:
         with pytest.raises(UserError) as caught:
-            admin_api.upload_bundle(server.url, bundle, secret, timeout=30, backoff=FAST, log=None)
+            admin_api.upload_bundle(server.url, bundle, secret, timeout=30, backoff=FAST, quiet=True)
         assert len(server.attempts("/admin/manifests", "POST")) == 1 and not server.accepted
     text = str(caught.value)
     assert "HTTP 413" in text and "bundle exceeds the 1 MiB limit" in text
@@ -159,7 +160,7 @@ def test_too_large_fails_at_once_with_status_and_excerpt(bundle, secret):
 def test_an_answer_echoing_the_token_is_redacted(bundle, secret):
     with AdminApiServer(TOKEN, upload_plan=[EchoAuth(400)]) as server:
         with pytest.raises(UserError) as caught:
-            admin_api.upload_bundle(server.url, bundle, secret, timeout=30, backoff=FAST, log=None)
+            admin_api.upload_bundle(server.url, bundle, secret, timeout=30, backoff=FAST, quiet=True)
     text = str(caught.value)
     assert "Authorization: Bearer ***" in text
     assert_no_token(text)
@@ -168,7 +169,7 @@ def test_an_answer_echoing_the_token_is_redacted(bundle, secret):
 def test_429_retry_after_is_honoured(bundle, secret):
     plan = [Answer(429, {"Retry-After": "1"}), Answer(503, {"Retry-After": formatdate(time.time() + 3, usegmt=True)})]
     with AdminApiServer(TOKEN, upload_plan=plan) as server:
-        admin_api.upload_bundle(server.url, bundle, secret, timeout=20, backoff=FAST, log=None)
+        admin_api.upload_bundle(server.url, bundle, secret, timeout=20, backoff=FAST, quiet=True)
         posts = server.attempts("/admin/manifests", "POST")
     assert [p.outcome for p in posts] == ["HTTP 429", "HTTP 503", "HTTP 201"]
     assert posts[1].at - posts[0].at >= 0.95  # waited the second asked for, not the 0.05 s backoff
@@ -180,7 +181,7 @@ def test_retry_after_past_the_deadline_ends_at_once(bundle, secret):
     with AdminApiServer(TOKEN, upload_plan=[Answer(503, {"Retry-After": "120"})]) as server:
         started = time.monotonic()
         with pytest.raises(UserError, match=r"retry after 120 s, past the deadline.*kept at"):
-            admin_api.upload_bundle(server.url, bundle, secret, timeout=5, backoff=FAST, log=None)
+            admin_api.upload_bundle(server.url, bundle, secret, timeout=5, backoff=FAST, quiet=True)
         assert time.monotonic() - started < 1
         assert len(server.attempts("/admin/manifests", "POST")) == 1
 
@@ -189,7 +190,7 @@ def test_upload_deadline_is_honoured_with_counts(bundle, secret):
     with AdminApiServer(TOKEN, upload_plan=[500] * 1000) as server:
         started = time.monotonic()
         with pytest.raises(UserError) as caught:
-            admin_api.upload_bundle(server.url, bundle, secret, timeout=1.0, backoff=FAST, log=None)
+            admin_api.upload_bundle(server.url, bundle, secret, timeout=1.0, backoff=FAST, quiet=True)
         took = time.monotonic() - started
         posts = len(server.attempts("/admin/manifests", "POST"))
     assert 0.8 <= took < 1.2
@@ -214,7 +215,7 @@ def test_upload_manifests_waits_then_uploads_once_under_one_deadline(bundle, sec
     caplog.set_level(logging.DEBUG)  # httpx/httpcore debug logs must not carry the token either
     plan = [500, Reset(0.5)]
     with AdminApiServer(TOKEN, listen_after=0.3, unready_for=0.8, upload_plan=plan) as server:
-        line = admin_api.upload_manifests(server.url, bundle, secret, timeout=15, backoff=FAST)
+        line = admin_api.upload_manifests(server.url, bundle, secret, timeout=15, poll=FAST_POLL, backoff=FAST)
         accepted = list(server.accepted)
         outcomes = [r.outcome for r in server.requests if r.method == "POST" or r.path == "/healthz"]
     assert line.startswith(f"uploaded {bundle.sha256} ({bundle.size} bytes, 4 files) to {server.url}/admin/manifests:")

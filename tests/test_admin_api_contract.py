@@ -19,7 +19,7 @@ from admin_api_server import AdminApiServer, Answer, Drip, Reset, StoreThen
 from faas_deployment import admin_api
 from faas_deployment.errors import UserError
 
-from test_admin_api import FAAS_DEPLOY, FAST, REPO, TOKEN, bundle, secret  # noqa: F401 - fixtures
+from test_admin_api import FAAS_DEPLOY, FAST, FAST_POLL, REPO, TOKEN, bundle, secret  # noqa: F401 - fixtures
 
 UPLOAD = "/admin/manifests"
 
@@ -41,13 +41,13 @@ FAULTS = {
 def test_one_stored_bundle_under_every_fault(fault, bundle, secret):
     current_plan = [503] if "GET fails" in fault else []
     with AdminApiServer(TOKEN, upload_plan=list(FAULTS[fault]), current_plan=current_plan) as server:
-        line = admin_api.upload_manifests(server.url, bundle, secret, timeout=20, backoff=FAST, log=None)
+        line = admin_api.upload_manifests(server.url, bundle, secret, timeout=20, poll=FAST_POLL, backoff=FAST, quiet=True)
         assert len(server.accepted) == 1, [r.outcome for r in server.requests]
         assert server.accepted[0].data == bundle.path.read_bytes()
         assert line.startswith(f"uploaded {bundle.sha256} ")
         # a second run: nothing sent, says unchanged
         posts = len(server.attempts(UPLOAD, "POST"))
-        again = admin_api.upload_manifests(server.url, bundle, secret, timeout=20, backoff=FAST, log=None)
+        again = admin_api.upload_manifests(server.url, bundle, secret, timeout=20, poll=FAST_POLL, backoff=FAST, quiet=True)
         assert again.startswith(f"unchanged {bundle.sha256} ") and f"at {server.url}{UPLOAD}" in again
         assert len(server.attempts(UPLOAD, "POST")) == posts and len(server.accepted) == 1
 
@@ -69,14 +69,14 @@ def test_a_repeated_post_gets_the_same_answer_and_stores_nothing(bundle):
 
 def test_the_client_sends_the_idempotency_key(bundle, secret):
     with AdminApiServer(TOKEN) as server:
-        admin_api.upload_bundle(server.url, bundle, secret, timeout=10, backoff=FAST, log=None)
+        admin_api.upload_bundle(server.url, bundle, secret, timeout=10, backoff=FAST, quiet=True)
         assert server.answers.keys() == {bundle.sha256}
 
 
 def test_a_get_answer_outside_the_contract_is_refused(bundle, secret):
     with AdminApiServer(TOKEN, current_plan=[Answer(200, body="[1, 2]")]) as server:
         with pytest.raises(UserError, match=r'not \{"sha256"'):
-            admin_api.upload_bundle(server.url, bundle, secret, timeout=10, backoff=FAST, log=None)
+            admin_api.upload_bundle(server.url, bundle, secret, timeout=10, backoff=FAST, quiet=True)
         assert not server.accepted
 
 
@@ -103,7 +103,7 @@ def test_a_dripping_upload_answer_ends_by_the_deadline(bundle, secret):
     with AdminApiServer(TOKEN, upload_plan=[Drip(0.5)] * 20) as server:
         started = time.monotonic()
         with pytest.raises(UserError, match="not accepted after"):
-            admin_api.upload_bundle(server.url, bundle, secret, timeout=2, request_timeout=60, backoff=FAST, log=None)
+            admin_api.upload_bundle(server.url, bundle, secret, timeout=2, request_timeout=60, backoff=FAST, quiet=True)
         assert time.monotonic() - started < 2 + 1
 
 
@@ -111,7 +111,7 @@ def test_retry_after_zero_or_past_keeps_the_backoff(bundle, secret):
     slow = admin_api.Backoff(initial=0.3, cap=0.3, jitter=0)
     plan = [Answer(503, {"Retry-After": "0"}), Answer(503, {"Retry-After": "Thu, 01 Jan 1970 00:00:00 GMT"}), 503]
     with AdminApiServer(TOKEN, upload_plan=plan) as server:
-        admin_api.upload_bundle(server.url, bundle, secret, timeout=20, backoff=slow, log=None)
+        admin_api.upload_bundle(server.url, bundle, secret, timeout=20, backoff=slow, quiet=True)
         posts = server.attempts(UPLOAD, "POST")
     assert [p.outcome for p in posts] == ["HTTP 503", "HTTP 503", "HTTP 503", "HTTP 201"]
     gaps = [b.at - a.at for a, b in zip(posts, posts[1:])]
@@ -136,7 +136,7 @@ def test_credentials_in_the_admin_url_are_refused_without_echoing_them(bundle, s
 
 def test_a_token_over_plain_http_to_another_host_is_warned_about(bundle, secret, capsys):
     with pytest.raises(UserError):
-        admin_api.upload_bundle("http://10.255.255.1:9", bundle, secret, timeout=0.5, backoff=FAST, log=None)
+        admin_api.upload_bundle("http://10.255.255.1:9", bundle, secret, timeout=0.5, backoff=FAST, quiet=True)
     err = capsys.readouterr().err
     assert "WARNING" in err and "plain HTTP to 10.255.255.1" in err and TOKEN not in err
     admin_api.warn_plain_http("http://127.0.0.1:8080")

@@ -21,25 +21,32 @@ Retry rules, all under one overall deadline (``timeout``, seconds):
 - readiness: connection refused, timeouts, broken connections and any non-2xx
   answer mean "not ready yet"; 401 and 403 fail at once. On time-out the error
   counts what was seen per HTTP status or error kind, with the elapsed time.
-- upload: 5xx, 429 and broken connections are retried (``Retry-After`` in seconds
-  or as an HTTP date is honoured; one past the deadline ends the wait at once);
-  any other answer outside 2xx fails at once with its status and a short,
-  secret-free excerpt of the body.
+- upload: 5xx, 429 and broken connections are retried; any other answer outside
+  2xx fails at once with its status and a short, secret-free excerpt of the body.
+- ``Retry-After`` (seconds or an HTTP date) on a readiness or upload answer is
+  honoured: it lengthens a wait, never shortens it, and one past the deadline
+  ends the wait at once.
 
-Waits between attempts: capped exponential backoff plus jitter (tenacity's
-``wait_exponential`` + ``wait_random``): by default 0.5 s, 1 s, 2 s, then 4 s, each
-plus a uniform 0-1 s, never past the deadline (the last attempt starts
-:data:`MIN_ATTEMPT_SECONDS` before it and may take that long). Defaults: overall deadline
-:data:`DEFAULT_TIMEOUT` (300 s, room for an operator rollout), one readiness
-probe at most :data:`DEFAULT_PROBE_TIMEOUT` (5 s), one upload request at most
-:data:`DEFAULT_UPLOAD_REQUEST_TIMEOUT` (60 s). At the cap this makes about 13
-readiness probes a minute, and an upload starts at most ~5 s after the API is up.
+Waits (tenacity drives both loops; no wait goes past the deadline, and the last
+attempt starts :data:`MIN_ATTEMPT_SECONDS` before it and may take that long):
+
+- readiness (:class:`Poll`): one probe every second, start to start, plus a
+  uniform 0-0.04 s: at most 60 probes a minute, and the upload starts within
+  about one second of the API becoming ready (``docs/admin-api.md``, "Waiting
+  for readiness", for the figures).
+- upload (:class:`Backoff`): capped exponential backoff plus jitter (tenacity's
+  ``wait_exponential`` + ``wait_random``): 0.5 s, 1 s, 2 s, then 4 s, each plus a
+  uniform 0-1 s: a failing upload is a server in trouble, not one starting.
+
+Defaults: overall deadline :data:`DEFAULT_TIMEOUT` (300 s, room for an operator
+rollout), one readiness probe at most :data:`DEFAULT_PROBE_TIMEOUT` (5 s), one
+upload request at most :data:`DEFAULT_UPLOAD_REQUEST_TIMEOUT` (60 s). Every retry
+and the readiness it ends with print one line each (:mod:`faas_deployment.progress`).
 
 Every request, connect, each read and write and the whole exchange, ends by the
 overall deadline (the socket timeouts shrink to the time left), so a server that
-drips its answer cannot hold the job past it. ``Retry-After`` lengthens a wait,
-never shortens it below the backoff. A token over plain HTTP to a host other than
-loopback is warned about on standard error.
+drips its answer cannot hold the job past it. A token over plain HTTP to a host
+other than loopback is warned about on standard error.
 
 The token is revealed only into the ``Authorization`` header: it never appears in
 a URL, a log line, a return value or an exception's text (answers from the server
@@ -51,8 +58,8 @@ from __future__ import annotations
 import email.utils
 import ipaddress
 import json
+import random
 import socket
-import sys
 import threading
 import time
 from collections import Counter
@@ -64,6 +71,7 @@ from pathlib import Path
 import httpx
 import tenacity
 
+from . import progress
 from .errors import UserError
 from .manifests import Bundle, sha256_file
 from .secrets import SecretValue, redact
@@ -87,16 +95,28 @@ MIN_ATTEMPT_SECONDS = 0.1
 EXCERPT_CHARS = 200
 """Longest excerpt of a server answer shown in a message, in characters."""
 
-Log = Callable[[str], None]
 
+@dataclass(frozen=True)
+class Poll:
+    """Readiness polling, in seconds: a probe every ``interval`` (start to start) plus ``uniform(0, jitter)``.
 
-def _stderr(message: str) -> None:
-    print(f"[faas-deploy] {message}", file=sys.stderr, flush=True)
+    With the defaults the gap between two probes is 1.00-1.04 s: never more than
+    60 probes in a minute, and readiness is seen at most ~1.04 s after it
+    happens (half that on average). The jitter keeps clients started together
+    from probing in step.
+    """
+
+    interval: float = 1.0
+    jitter: float = 0.04
+
+    def __post_init__(self) -> None:
+        if not (self.interval > 0 and self.jitter >= 0):
+            raise UserError(f"readiness poll: expected interval > 0 and jitter >= 0 s, got {self}")
 
 
 @dataclass(frozen=True)
 class Backoff:
-    """Capped exponential backoff with jitter, in seconds.
+    """Capped exponential backoff with jitter between upload attempts, in seconds.
 
     The n-th wait (n from 1) is ``min(initial * 2**(n-1), cap) + uniform(0, jitter)``,
     clipped to the time left before the deadline.
@@ -209,7 +229,7 @@ def warn_plain_http(url: str, what: str = "the admin API token") -> None:
     """Warn on standard error when ``url`` is plain HTTP to a host other than loopback."""
     parsed = httpx.URL(url)
     if parsed.scheme == "http" and not _is_loopback(parsed.host):
-        _stderr(f"WARNING: {what} is sent over plain HTTP to {parsed.host}: anyone on the path can read it; "
+        progress.note(f"WARNING: {what} is sent over plain HTTP to {parsed.host}: anyone on the path can read it; "
                 "use https://")
 
 
@@ -336,15 +356,18 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
-def _retrying(deadline: Deadline, backoff: Backoff, seen: Counter[str], what: str, log: Log | None) -> tenacity.Retrying:
-    """A tenacity loop that retries :class:`_Transient` until the deadline."""
-    base = backoff.strategy()
+def _retrying(deadline: Deadline, base: Callable[[tenacity.RetryCallState], float], what: str,
+              quiet: bool) -> tenacity.Retrying:
+    """A tenacity loop that retries :class:`_Transient` until the deadline, waiting ``base(state)`` seconds.
+
+    Each retry prints one line through :func:`progress.retry` unless ``quiet``.
+    """
 
     def wait(state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         delay = base(state)
         if isinstance(exc, _Transient) and exc.retry_after is not None:
-            delay = max(delay, exc.retry_after)  # Retry-After: 0 or a past date keeps the backoff
+            delay = max(delay, exc.retry_after)  # Retry-After: 0 or a past date keeps the regular wait
         return max(0.0, min(delay, deadline.remaining() - MIN_ATTEMPT_SECONDS))
 
     def stop(state: tenacity.RetryCallState) -> bool:
@@ -354,10 +377,11 @@ def _retrying(deadline: Deadline, backoff: Backoff, seen: Counter[str], what: st
         return deadline.remaining() < MIN_ATTEMPT_SECONDS  # the wait above leaves at least this much
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
-        if log:
+        if not quiet:
             exc = state.outcome.exception()
             kind = exc.kind if isinstance(exc, _Transient) else type(exc).__name__
-            log(f"{what}: {kind}; next try in {state.upcoming_sleep:.1f} s ({deadline.remaining():.0f} s left)")
+            progress.retry(what, f"{kind} ({deadline.remaining():.0f} s left)", state.upcoming_sleep,
+                           state.attempt_number)
 
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception_type(_Transient),
@@ -385,10 +409,10 @@ def wait_until_ready(
     ready_path: str = DEFAULT_READY_PATH,
     timeout: float = DEFAULT_TIMEOUT,
     probe_timeout: float = DEFAULT_PROBE_TIMEOUT,
-    backoff: Backoff = Backoff(),
+    poll: Poll = Poll(),
     deadline: Deadline | None = None,
     client: httpx.Client | None = None,
-    log: Log | None = _stderr,
+    quiet: bool = False,
 ) -> ReadinessReport:
     """Poll ``GET <admin_url><ready_path>`` until a 2xx answer.
 
@@ -397,10 +421,11 @@ def wait_until_ready(
         ready_path: the readiness path.
         timeout: overall deadline in seconds (ignored when ``deadline`` is given).
         probe_timeout: longest wait for one answer, in seconds.
-        backoff: waits between probes.
+        poll: when to probe (default: every 1.00-1.04 s, start to start; a
+            ``Retry-After`` on a not-ready answer lengthens the wait).
         deadline: a shared deadline (e.g. readiness plus upload).
         client: an ``httpx.Client`` to reuse.
-        log: receives one line per failed probe (default: standard error).
+        quiet: no line per failed probe (by default :func:`progress.retry` prints one).
 
     Returns:
         A :class:`ReadinessReport`.
@@ -414,8 +439,14 @@ def wait_until_ready(
     started = time.monotonic()
     seen: Counter[str] = Counter()
     http, owned = _client(client)
+    probe_started = [time.monotonic()]
+
+    def every(state: tenacity.RetryCallState) -> float:
+        """The poll interval from the last probe's start, plus jitter."""
+        return poll.interval + random.uniform(0, poll.jitter) - (time.monotonic() - probe_started[0])
 
     def probe() -> int:
+        probe_started[0] = time.monotonic()
         limit = max(MIN_ATTEMPT_SECONDS, min(probe_timeout, deadline.remaining()))
         try:
             response = _request(http, "GET", url, deadline, limit)
@@ -433,17 +464,19 @@ def wait_until_ready(
         if not response.is_success:
             kind = f"HTTP {response.status_code}"
             seen[kind] += 1
-            raise _Transient(kind, excerpt=_excerpt(response.text))
+            raise _Transient(kind, _retry_after(response.headers.get("Retry-After")), _excerpt(response.text))
         return response.status_code
 
+    last: _Transient | None = None
     try:
-        for attempt in _retrying(deadline, backoff, seen, f"admin API not ready at {url}", log):
+        for attempt in _retrying(deadline, every, f"admin API not ready at {url}", quiet):
             with attempt:
                 status = probe()
             if attempt.retry_state.outcome and not attempt.retry_state.outcome.failed:
                 return ReadinessReport(url, status, sum(seen.values()) + 1, time.monotonic() - started, dict(seen))
-    except tenacity.RetryError:
-        pass
+    except tenacity.RetryError as exc:
+        failure = exc.last_attempt.exception()
+        last = failure if isinstance(failure, _Transient) else None
     finally:
         if owned:
             http.close()
@@ -452,8 +485,16 @@ def wait_until_ready(
         "is the operator running? raise --timeout if it needs longer to start")
     raise UserError(
         f"admin API at {url} not ready after {time.monotonic() - started:.1f} s "
-        f"(deadline {deadline.seconds:g} s; {_plural(attempts, 'attempt')}: {_summary(seen)}); {hint}"
+        f"(deadline {deadline.seconds:g} s; {_plural(attempts, 'attempt')}: {_summary(seen)})"
+        f"{_past_deadline(last, deadline)}; {hint}"
     )
+
+
+def _past_deadline(last: _Transient | None, deadline: Deadline) -> str:
+    """``; the last answer asked to retry after N s, past the deadline`` when it did; else empty."""
+    if last is not None and last.retry_after is not None and last.retry_after > deadline.remaining():
+        return f"; the last answer asked to retry after {last.retry_after:.0f} s, past the deadline"
+    return ""
 
 
 def _check_token(token: SecretValue | str) -> SecretValue:
@@ -478,7 +519,7 @@ def upload_bundle(
     backoff: Backoff = Backoff(),
     deadline: Deadline | None = None,
     client: httpx.Client | None = None,
-    log: Log | None = _stderr,
+    quiet: bool = False,
 ) -> UploadResult:
     """Upload the bundle to ``<admin_url><upload_path>`` exactly once.
 
@@ -499,7 +540,7 @@ def upload_bundle(
         backoff: waits between attempts.
         deadline: a shared deadline.
         client: an ``httpx.Client`` to reuse.
-        log: receives one line per failed attempt (default: standard error).
+        quiet: no line per failed attempt (by default :func:`progress.retry` prints one).
 
     Returns:
         An :class:`UploadResult`.
@@ -592,7 +633,7 @@ def upload_bundle(
 
     last: _Transient | None = None
     try:
-        for attempt in _retrying(deadline, backoff, seen, f"upload to {url} not accepted", log):
+        for attempt in _retrying(deadline, backoff.strategy(), f"upload to {url} not accepted", quiet):
             with attempt:
                 response = send()
             outcome = attempt.retry_state.outcome
@@ -610,10 +651,8 @@ def upload_bundle(
     finally:
         if owned:
             http.close()
-    detail = ""
-    if last is not None and last.retry_after is not None and last.retry_after > deadline.remaining():
-        detail = f"; the last answer asked to retry after {last.retry_after:.0f} s, past the deadline"
-    elif last is not None and last.excerpt:
+    detail = _past_deadline(last, deadline)
+    if not detail and last is not None and last.excerpt:
         detail = f"; last answer: {last.excerpt}"
     raise UserError(
         f"upload to {url} not accepted after {time.monotonic() - started:.1f} s "
@@ -632,8 +671,9 @@ def upload_manifests(
     timeout: float = DEFAULT_TIMEOUT,
     probe_timeout: float = DEFAULT_PROBE_TIMEOUT,
     request_timeout: float = DEFAULT_UPLOAD_REQUEST_TIMEOUT,
+    poll: Poll = Poll(),
     backoff: Backoff = Backoff(),
-    log: Log | None = _stderr,
+    quiet: bool = False,
 ) -> str:
     """Wait for readiness, then upload ``bundle`` once, both under one ``timeout`` (seconds).
 
@@ -649,12 +689,13 @@ def upload_manifests(
     endpoint(admin_url, upload_path)  # reject a bad URL before waiting
     deadline = Deadline(timeout)
     with _new_client() as http:
-        ready = wait_until_ready(admin_url, ready_path=ready_path, probe_timeout=probe_timeout, backoff=backoff,
-                                 deadline=deadline, client=http, log=log)
-        if log:
-            log(f"admin API ready at {ready.url} after {ready.elapsed:.1f} s ({_plural(ready.attempts, 'probe')})")
+        ready = wait_until_ready(admin_url, ready_path=ready_path, probe_timeout=probe_timeout, poll=poll,
+                                 deadline=deadline, client=http, quiet=quiet)
+        if not quiet:
+            progress.note(f"admin API ready at {ready.url} after {ready.elapsed:.1f} s "
+                          f"({_plural(ready.attempts, 'probe')})")
         result = upload_bundle(admin_url, bundle, secret, upload_path=upload_path, request_timeout=request_timeout,
-                               backoff=backoff, deadline=deadline, client=http, log=log)
+                               backoff=backoff, deadline=deadline, client=http, quiet=quiet)
     if result.unchanged:
         return f"unchanged {result.sha256} ({result.size} bytes, {bundle.entries} files) at {result.url}"
     return (f"uploaded {result.sha256} ({result.size} bytes, {bundle.entries} files) to {result.url}: "

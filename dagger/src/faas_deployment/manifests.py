@@ -1,8 +1,8 @@
 """Operator dynamic manifests: validate ``env/<env>/operator/dynamic/`` and bundle it.
 
 The operator reads Kubernetes manifest templates for function deployments from a
-zip uploaded to its admin API (seed 000, DESIGN.md "Operator admin API contract").
-This module owns the two steps before the upload:
+zip uploaded to its admin API (``docs/admin-api.md``; ``docs/design.md``, "Operator
+admin API"). This module owns the two steps before the upload:
 
 **Validation** (:func:`validate_dynamic`), every problem reported together, each
 named by path:
@@ -11,8 +11,10 @@ named by path:
 - every file is UTF-8 text (no NUL byte), at most :data:`MAX_FILE_BYTES`, with a
   manifest extension (:data:`MANIFEST_SUFFIXES`);
 - every file parses as YAML (JSON is parsed as the YAML subset it is) once the
-  template actions are neutralised (below), and every document in it is a mapping
-  with ``apiVersion`` and ``kind``, as Kubernetes objects are;
+  template actions are neutralised (below), within the nesting and size bounds of
+  :mod:`faas_deployment.yaml_limits`, without a key repeated in a mapping, and
+  every document in it is a mapping with ``apiVersion`` and ``kind``, as
+  Kubernetes objects are;
 - symbolic links and special files are rejected (a link may point outside the
   directory; the bundle carries regular files only), as are names the zip could
   not carry safely (backslashes, control characters, undecodable bytes);
@@ -33,28 +35,39 @@ relative paths and contents: entries sorted by their forward-slash path relative
 to ``dynamic/`` (files only, no directory entries), timestamp 1980-01-01 00:00:00,
 Unix permissions ``-rw-r--r--``, creator system Unix, deflate level 6, no extra
 fields and no comment. The same files give a byte-identical zip with the same
-zlib (Python's bundled build); its sha256 names the bundle. File contents are
-streamed in chunks of :data:`CHUNK_BYTES`, so memory stays bounded by the largest
-single file (read once for validation) whatever the size of the tree.
+zlib (Python's bundled build); its sha256 names the bundle.
+
+**Speed and memory.** Each file is read once: the same bytes are checked and
+deflated into the zip, which is written to a temporary file while validation
+runs and kept only if every check passes. YAML is composed by libyaml
+(``yaml.CSafeLoader``) and the checks walk the composed nodes once. A tree of at
+least :data:`PARALLEL_MIN_BYTES` is checked by worker processes (one per CPU,
+at most :data:`MAX_WORKERS`) while this process deflates, with at most
+:data:`IN_FLIGHT_BATCHES` batches of :data:`BATCH_BYTES` waiting, so memory stays
+bounded by a few batches plus the largest file, whatever the size of the tree.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import re
 import stat
-import sys
 import tempfile
+import threading
 import zipfile
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import yaml
 
+from . import progress
 from .errors import Problem, UserError, ValidationError
-from .yaml_limits import MAX_DEPTH, limit_problem
+from .yaml_limits import MAX_DEPTH, MAX_NODES, limit_problem
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 """Extensions a manifest template may have."""
@@ -63,7 +76,7 @@ MAX_FILE_BYTES = 8 * 1024 * 1024
 """Largest manifest file accepted, in bytes (Kubernetes stores an object in at most ~1.5 MiB)."""
 
 CHUNK_BYTES = 1024 * 1024
-"""Read and write chunk size while bundling, in bytes."""
+"""Read chunk size while hashing a bundle, in bytes."""
 
 ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 """Timestamp of every zip entry: the earliest a zip can record."""
@@ -83,10 +96,34 @@ DEFAULT_BUNDLE_DIR = Path("dist/manifests")
 PLACEHOLDER = "PLACEHOLDER"
 """Plain YAML scalar put in place of a template action during validation."""
 
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML was built with it: ~40x faster
+PARALLEL_MIN_BYTES = 8 * 1024 * 1024
+"""Trees at least this large (bytes) are checked by worker processes; smaller ones in this process."""
+
+MAX_WORKERS = 4
+"""Most worker processes checking one tree."""
+
+BATCH_BYTES = 1024 * 1024
+"""Bytes of files handed to a worker at once."""
+
+IN_FLIGHT_BATCHES = 8
+"""Most batches handed to workers and not yet checked (bounds memory)."""
+
+DIRECT_COMPOSE_INDICATORS = 2000
+"""Texts with at most this many ``[ { - ? :`` characters are composed without an event pre-pass.
+
+Each mapping or sequence starts at an indicator of its own (``[``, ``{``, ``-``,
+``?`` or the ``:`` of its first entry), so such a text nests at most this deep:
+far below the ~20,000 levels where libyaml's recursive composer would exhaust the
+C stack. Deeper-looking texts, and texts with anchors (``&``: aliases can stand
+for billions of nodes), go through :func:`~faas_deployment.yaml_limits.limit_problem`
+first; the bounds themselves are the same for every text."""
+
+_LOADER = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
 _ACTION = re.compile(r"\{\{.*?\}\}")
 _BACKUP = re.compile(r"(~$)|(^#.*#$)|(\.(swp|swo|swx|bak|orig)$)", re.IGNORECASE)
 _UNSAFE_NAME = re.compile(r"[\\\x00-\x1f\x7f]")
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_NULL_TAG = "tag:yaml.org,2002:null"
 
 
 @dataclass(frozen=True)
@@ -108,82 +145,72 @@ class Bundle:
     left_out: tuple[str, ...] = field(default=())
 
 
-def _stderr(message: str) -> None:
-    print(f"[faas-deploy] {message}", file=sys.stderr, flush=True)
-
-
 def neutralise_placeholders(text: str) -> tuple[str, list[tuple[int, str]]]:
     """Make a Go-template manifest parseable as YAML, keeping line numbers.
+
+    Only lines holding ``{{`` are touched (found with ``str.find``, so a text
+    without actions costs one scan).
 
     Returns the text to parse and the unbalanced delimiters found, as
     ``(line number, message)`` pairs (line numbers from 1).
     """
-    lines = text.split("\n")
-    out: list[str] = []
+    start = text.find("{{")
+    if start < 0:
+        return text, []
+    pieces: list[str] = []
     unbalanced: list[tuple[int, str]] = []
-    for number, line in enumerate(lines, start=1):
+    done = 0  # text[:done] is copied or replaced
+    number, counted = 1, 0  # line number of text[counted]
+    while start >= 0:
+        line_start = text.rfind("\n", 0, start) + 1
+        line_end = text.find("\n", start)
+        line_end = len(text) if line_end < 0 else line_end
+        number += text.count("\n", counted, line_start)
+        counted = line_start
+        line = text[line_start:line_end]
+        pieces.append(text[done:line_start])
         if _ACTION.search(line) and not _ACTION.sub("", line).strip():
-            out.append("")  # a control line: {{- if ... }}, {{- end }}, {{/* comment */}}
-            continue
-        replaced = _ACTION.sub(PLACEHOLDER, line)
-        if "{{" in replaced:  # a stray "}}" is ordinary JSON or flow YAML; a stray "{{" is not
-            unbalanced.append((number, "template action not closed on its line ('{{' without '}}')"))
-        out.append(replaced)
-    return "\n".join(out), unbalanced
+            pieces.append("")  # a control line: {{- if ... }}, {{- end }}, {{/* comment */}}
+        else:
+            replaced = _ACTION.sub(PLACEHOLDER, line)
+            if "{{" in replaced:  # a stray "}}" is ordinary JSON or flow YAML; a stray "{{" is not
+                unbalanced.append((number, "template action not closed on its line ('{{' without '}}')"))
+            pieces.append(replaced)
+        done = line_end
+        start = text.find("{{", line_end)
+    pieces.append(text[done:])
+    return "".join(pieces), unbalanced
 
 
-def _check_text(path: Path, shown: str, problems: list[Problem]) -> None:
-    """Check one manifest file's content; append its problems."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            problems.append(Problem(shown, "", f"file is {size} bytes, more than the {MAX_FILE_BYTES} accepted",
-                                    "split it into smaller templates"))
-            return
-        data = path.read_bytes()
-    except OSError as exc:
-        problems.append(Problem(shown, "", f"cannot be read: {exc.strerror or exc}", "make it readable"))
-        return
+def check_content(shown: str, data: bytes) -> list[Problem]:
+    """The problems of one manifest file's bytes (empty when valid).
+
+    Args:
+        shown: the file's path as messages name it.
+        data: its content (at most :data:`MAX_FILE_BYTES`).
+    """
+    problems: list[Problem] = []
     if b"\x00" in data:
-        problems.append(Problem(shown, "", "binary file (it holds NUL bytes); expected UTF-8 text",
-                                "keep only Kubernetes manifest templates in dynamic/"))
-        return
+        return [Problem(shown, "", "binary file (it holds NUL bytes); expected UTF-8 text",
+                        "keep only Kubernetes manifest templates in dynamic/")]
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        problems.append(Problem(shown, f"line {line}", f"not UTF-8 text (byte offset {exc.start}: {exc.reason})",
-                                "re-save the file as UTF-8"))
-        return
-    text = text.removeprefix("\ufeff")
-    parseable, unbalanced = neutralise_placeholders(text)
-    for line, message in unbalanced:
-        problems.append(Problem(shown, f"line {line}", message, "write placeholders as {{ .Field }}"))
+        return [Problem(shown, f"line {line}", f"not UTF-8 text (byte offset {exc.start}: {exc.reason})",
+                        "re-save the file as UTF-8")]
+    parseable, unbalanced = neutralise_placeholders(text.removeprefix("\ufeff"))
     if unbalanced:
-        return
-    too_big = limit_problem(parseable, _LOADER)
-    if too_big:
-        problems.append(Problem(shown, "", too_big))
-        return
-    try:
-        # compose (parse to nodes) without constructing Python objects: the checks below
-        # need only the top-level keys, and construction is most of PyYAML's time
-        documents = [None if _is_null(node) else node for node in yaml.compose_all(parseable, Loader=_LOADER)]
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        what = " ".join(part for part in (exc.context, exc.problem) if part)
-        problems.append(Problem(shown, where, f"invalid YAML: {what}",
-                                "fix the syntax; template actions must sit inside a value or alone on a line"))
-        return
-    except yaml.YAMLError as exc:
-        problems.append(Problem(shown, "", f"invalid YAML: {exc}", "fix the syntax"))
-        return
-    for key, mark in _duplicate_keys(documents):
+        return [Problem(shown, f"line {line}", message, "write placeholders as {{ .Field }}")
+                for line, message in unbalanced]
+    composed = _compose(parseable, shown)
+    if isinstance(composed, Problem):
+        return [composed]
+    documents, duplicates = composed
+    for key, mark in duplicates:
         problems.append(Problem(shown, f"line {mark.line + 1}, column {mark.column + 1}", f"duplicate key {key!r}",
                                 "keep one: YAML readers silently use the last one"))
-    objects = [doc for doc in documents if doc is not None]
-    if not objects:
+    if all(doc is None for doc in documents):
         problems.append(Problem(shown, "", "holds no YAML document; expected at least one Kubernetes object",
                                 "remove the empty file or add a manifest"))
     for index, doc in enumerate(documents, start=1):
@@ -199,33 +226,98 @@ def _check_text(path: Path, shown: str, problems: list[Problem]) -> None:
         if missing:
             problems.append(Problem(shown, key, f"missing {' and '.join(missing)}; every Kubernetes object has both",
                                     "add e.g. 'apiVersion: v1' and 'kind: ConfigMap'"))
+    return problems
 
 
-def _duplicate_keys(documents: list[yaml.Node | None]) -> list[tuple[str, yaml.Mark]]:
-    """``(key, mark)`` of every scalar key repeated in a mapping, walking the nodes without recursion."""
-    found: list[tuple[str, yaml.Mark]] = []
-    pending = [doc for doc in documents if doc is not None]
-    seen_nodes: set[int] = set()
+def _compose(text: str, shown: str) -> tuple[list[yaml.Node | None], list[tuple[str, yaml.Mark]]] | Problem:
+    """``(documents, duplicate keys)`` of a YAML text (``None`` for a null document), or its one problem.
+
+    A text that crosses a bound of :mod:`~faas_deployment.yaml_limits` is reported
+    by it, before any syntax error after the crossing, as the event pass would.
+    """
+    screened = "&" in text or sum(map(text.count, "[{-?:")) > DIRECT_COMPOSE_INDICATORS
+    if screened:
+        too_big = limit_problem(text, _LOADER)
+        if too_big:
+            return Problem(shown, "", too_big)
+    paused = gc.isenabled()
+    gc.disable()  # composition makes only acyclic nodes (aliases are shared, not copied): nothing for the collector
+    try:
+        documents = [None if _is_null(node) else node for node in yaml.compose_all(text, Loader=_LOADER)]
+    except yaml.YAMLError as exc:
+        too_big = None if screened else limit_problem(text, _LOADER)
+        if too_big:
+            return Problem(shown, "", too_big)
+        if isinstance(exc, yaml.MarkedYAMLError):
+            mark = exc.problem_mark or exc.context_mark
+            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            what = " ".join(part for part in (exc.context, exc.problem) if part)
+            return Problem(shown, where, f"invalid YAML: {what}",
+                           "fix the syntax; template actions must sit inside a value or alone on a line")
+        return Problem(shown, "", f"invalid YAML: {exc}", "fix the syntax")
+    finally:
+        if paused:
+            gc.enable()
+    depth, nodes, duplicates = _walk(documents)
+    if not screened and (depth > MAX_DEPTH or nodes > MAX_NODES):
+        return Problem(shown, "", limit_problem(text, _LOADER) or f"more than {MAX_NODES} values or "
+                       f"{MAX_DEPTH} levels of nesting")
+    return documents, duplicates
+
+
+def _walk(documents: list[yaml.Node | None]) -> tuple[int, int, list[tuple[str, yaml.Mark]]]:
+    """``(deepest nesting, nodes, duplicate keys as (key, mark))`` of composed documents.
+
+    Walks each node once, without recursion (an alias is the same node again:
+    counted once here; :func:`~faas_deployment.yaml_limits.limit_problem` counts
+    aliases expanded for texts that have them). Nesting counts collections only,
+    as the event pass does.
+    """
+    mapping, sequence, scalar = yaml.MappingNode, yaml.SequenceNode, yaml.ScalarNode
+    duplicates: list[tuple[str, yaml.Mark]] = []
+    deepest, nodes = 0, 0
+    seen: set[int] = set()
+    pending = [(doc, 1) for doc in documents if doc is not None]
     while pending:
-        node = pending.pop()
-        if id(node) in seen_nodes:  # an alias: the same node again
+        node, depth = pending.pop()
+        if id(node) in seen:
             continue
-        seen_nodes.add(id(node))
-        if isinstance(node, yaml.MappingNode):
-            keys: set[str] = set()
-            for key, value in node.value:
-                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
-                    if key.value in keys:
-                        found.append((key.value, key.start_mark))
-                    keys.add(key.value)
-                pending += [key, value]
-        elif isinstance(node, yaml.SequenceNode):
-            pending += node.value
-    return sorted(found, key=lambda item: (item[1].line, item[1].column))
+        seen.add(id(node))
+        nodes += 1
+        kind = type(node)
+        if kind is scalar:
+            continue
+        deepest = max(deepest, depth)
+        if kind is mapping:
+            keys = [key.value for key, _ in node.value if type(key) is scalar and key.tag != _MERGE_TAG]
+            if len(keys) != len(set(keys)):
+                duplicates += _repeated(node)
+            children = [child for pair in node.value for child in pair]
+        else:
+            children = node.value
+        for child in children:
+            if type(child) is scalar:
+                nodes += 1  # a scalar is never shared without an anchor, and seen above when it is
+            else:
+                pending.append((child, depth + 1))
+    duplicates.sort(key=lambda item: (item[1].line, item[1].column))
+    return deepest, nodes, duplicates
+
+
+def _repeated(node: yaml.MappingNode) -> list[tuple[str, yaml.Mark]]:
+    """``(key, mark)`` of each scalar key of ``node`` that repeats an earlier one."""
+    keys: set[str] = set()
+    found = []
+    for key, _ in node.value:
+        if isinstance(key, yaml.ScalarNode) and key.tag != _MERGE_TAG:
+            if key.value in keys:
+                found.append((key.value, key.start_mark))
+            keys.add(key.value)
+    return found
 
 
 def _is_null(node: yaml.Node) -> bool:
-    return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
+    return isinstance(node, yaml.ScalarNode) and node.tag == _NULL_TAG
 
 
 def _left_out_reason(name: str, is_dir: bool) -> str | None:
@@ -236,24 +328,26 @@ def _left_out_reason(name: str, is_dir: bool) -> str | None:
     return None
 
 
-def scan_dynamic(directory: Path) -> tuple[list[PurePosixPath], list[str], list[Problem]]:
-    """Walk ``directory`` without following links.
+@dataclass
+class _Scan:
+    """What a walk of ``dynamic/`` found: files to bundle (sorted), their total size, left-out messages, problems."""
 
-    Returns ``(files, left_out, problems)``: the relative paths of the files to
-    bundle (sorted by their forward-slash form), one message per entry left out,
-    and the problems found (content not checked yet).
-    """
-    files: list[PurePosixPath] = []
-    left_out: list[str] = []
-    problems: list[Problem] = []
+    files: list[PurePosixPath] = field(default_factory=list)
+    total_bytes: int = 0
+    left_out: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def _scan(directory: Path) -> _Scan:
+    """Walk ``directory`` without following links (file contents not read yet)."""
+    found = _Scan()
+    problems = found.problems
     shown_root = str(directory)
-
     pending = [(Path(directory), PurePosixPath())]
     while pending:  # a stack, not recursion: any depth of directories
         current, relative = pending.pop()
         if len(relative.parts) > MAX_DEPTH:
-            problems.append(Problem(str(current), "", f"more than {MAX_DEPTH} directories deep",
-                                    "flatten dynamic/"))
+            problems.append(Problem(str(current), "", f"more than {MAX_DEPTH} directories deep", "flatten dynamic/"))
             continue
         try:
             entries = sorted(os.scandir(current), key=lambda e: e.name)
@@ -284,7 +378,7 @@ def scan_dynamic(directory: Path) -> tuple[list[PurePosixPath], list[str], list[
             is_dir = entry.is_dir(follow_symlinks=False)
             reason = _left_out_reason(entry.name, is_dir)
             if reason:
-                left_out.append(f"{shown}: left out of the bundle ({reason})")
+                found.left_out.append(f"{shown}: left out of the bundle ({reason})")
                 continue
             if is_dir:
                 pending.append((Path(entry.path), rel))
@@ -294,21 +388,166 @@ def scan_dynamic(directory: Path) -> tuple[list[PurePosixPath], list[str], list[
                                             f"{', '.join(MANIFEST_SUFFIXES)}",
                                             "move other files out of dynamic/ or rename the manifest"))
                     continue
-                files.append(rel)
+                found.files.append(rel)
+                found.total_bytes += entry.stat(follow_symlinks=False).st_size
             else:
                 problems.append(Problem(shown, "", "not a regular file (device, socket or pipe)", "remove it"))
+    found.files.sort(key=str)
+    return found
 
-    files.sort(key=str)
-    return files, left_out, problems
+
+def _read(path: Path, shown: str) -> bytes | Problem:
+    """A file's bytes, read once without following a link; a :class:`Problem` when unreadable or too large."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        return Problem(shown, "", f"cannot be read: {exc.strerror or exc}", "make it readable")
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                return Problem(shown, "", "not a regular file (device, socket or pipe)", "remove it")
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        return Problem(shown, "", f"cannot be read: {exc.strerror or exc}", "make it readable")
+    if len(data) > MAX_FILE_BYTES:
+        size = max(info.st_size, len(data))
+        return Problem(shown, "", f"file is {size} bytes, more than the {MAX_FILE_BYTES} accepted",
+                       "split it into smaller templates")
+    return data
 
 
-def validate_dynamic(directory: Path, *, log: Callable[[str], None] | None = _stderr) -> list[PurePosixPath]:
+def _check_batch(batch: list[tuple[str, bytes] | Problem]) -> list[Problem]:
+    """The problems of a batch of ``(shown path, bytes)``, in order (a worker process's task).
+
+    A :class:`Problem` in the batch (a file that could not be read) is passed on in its place.
+    """
+    return [problem for item in batch
+            for problem in ([item] if isinstance(item, Problem) else check_content(*item))]
+
+
+class _Checker:
+    """Checks file contents in submission order: here, or in worker processes for a large tree."""
+
+    def __init__(self, total_bytes: int):
+        self.problems: list[Problem] = []
+        self._batch: list[tuple[str, bytes] | Problem] = []
+        self._batch_bytes = 0
+        self._waiting: deque[Future[list[Problem]]] = deque()
+        self._pool = _pool(total_bytes)
+
+    def __enter__(self) -> _Checker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, shown: str, data: bytes) -> None:
+        if self._pool is None:
+            self.problems += check_content(shown, data)
+            return
+        self._batch.append((shown, data))
+        self._batch_bytes += len(data)
+        if self._batch_bytes >= BATCH_BYTES:
+            self._send()
+
+    def report(self, problem: Problem) -> None:
+        """A problem found without checking content (an unreadable file), kept in its place."""
+        if self._pool is None:
+            self.problems.append(problem)
+        else:
+            self._batch.append(problem)
+
+    def finish(self) -> list[Problem]:
+        """Every problem found, in submission order."""
+        if self._batch:
+            self._send()
+        while self._waiting:
+            self.problems += self._waiting.popleft().result()
+        return self.problems
+
+    def _send(self) -> None:
+        assert self._pool is not None
+        while len(self._waiting) >= IN_FLIGHT_BATCHES:
+            self.problems += self._waiting.popleft().result()
+        self._waiting.append(self._pool.submit(_check_batch, self._batch))
+        self._batch, self._batch_bytes = [], 0
+
+
+def _pool(total_bytes: int) -> ProcessPoolExecutor | None:
+    """Worker processes for a tree of ``total_bytes``; ``None`` to check in this process.
+
+    Workers are forked when this process runs one thread (the cheapest start), and
+    started from a fork server otherwise (forking a multi-threaded process can copy
+    a lock another thread holds).
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if total_bytes < PARALLEL_MIN_BYTES or cpus < 2:
+        return None
+    import multiprocessing
+
+    method = "fork" if threading.active_count() == 1 else "forkserver"
+    if method not in multiprocessing.get_all_start_methods():
+        return None
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        context.set_forkserver_preload([__name__])
+    try:
+        return ProcessPoolExecutor(max_workers=min(cpus, MAX_WORKERS), mp_context=context)
+    except (OSError, ImportError):  # no /dev/shm for the pool's semaphores: check here, only slower
+        return None
+
+
+def _entries(directory: Path, scan: _Scan, checker: _Checker) -> Iterator[tuple[PurePosixPath, bytes]]:
+    """Each readable file's ``(relative path, bytes)``, read once and handed to ``checker``."""
+    for rel in scan.files:
+        shown = f"{directory}/{rel}"
+        data = _read(directory / rel, shown)
+        if isinstance(data, Problem):
+            checker.report(data)
+            continue
+        checker.submit(shown, data)
+        yield rel, data
+
+
+def _start(directory: Path, log: Callable[[str], None] | None) -> _Scan:
+    """Check the directory itself and scan it; left-out messages go to ``log``."""
+    linked = _linked(directory)
+    if linked is not None:
+        raise ValidationError([Problem(str(linked), "", f"symbolic link (to {os.readlink(linked)}); the bundle "
+                                       "takes files from the repository only",
+                                       "replace the link by the directory itself")])
+    if not directory.exists():
+        raise ValidationError([Problem(str(directory), "", "directory not found; expected the operator's dynamic "
+                                       "manifest templates here", "create it with at least one manifest")])
+    if not directory.is_dir():
+        raise ValidationError([Problem(str(directory), "", "not a directory",
+                                       "dynamic/ must be a directory of manifests")])
+    scan = _scan(directory)
+    if log:
+        for message in scan.left_out:
+            log(message)
+    return scan
+
+
+def _finish(directory: Path, scan: _Scan, content_problems: list[Problem]) -> None:
+    """Raise :class:`ValidationError` with every problem found, if any."""
+    problems = scan.problems + content_problems
+    if not scan.files and not any(p.path.startswith(f"{directory}/") for p in problems):
+        problems.append(Problem(str(directory), "", "holds no manifest; expected at least one "
+                                f"{'/'.join(MANIFEST_SUFFIXES)} file", "add the operator's manifest templates"))
+    if problems:
+        raise ValidationError(problems)
+
+
+def validate_dynamic(directory: Path, *, log: Callable[[str], None] | None = progress.note) -> list[PurePosixPath]:
     """Validate a ``dynamic/`` directory; return the files to bundle.
 
     Args:
         directory: the ``env/<env>/operator/dynamic`` directory.
         log: receives one message per hidden file or editor back-up left out
-            (default: standard error; ``None`` for silence).
+            (default: :func:`progress.note`, standard error; ``None`` for silence).
 
     Returns:
         The relative paths of the manifests, sorted by their forward-slash form.
@@ -317,37 +556,14 @@ def validate_dynamic(directory: Path, *, log: Callable[[str], None] | None = _st
         ValidationError: every problem found (see the module docstring), each
             named by path.
     """
-    return _validated(directory, log)[0]
-
-
-def _validated(directory: Path, log: Callable[[str], None] | None) -> tuple[list[PurePosixPath], list[str]]:
-    """``(files, left_out)`` of a valid directory, the left-out messages logged; ValidationError otherwise."""
-    files, left_out, problems = _validate(directory)
-    if log:
-        for message in left_out:
-            log(message)
-    if problems:
-        raise ValidationError(problems)
-    return files, left_out
-
-
-def _validate(directory: Path) -> tuple[list[PurePosixPath], list[str], list[Problem]]:
-    linked = _linked(directory)
-    if linked is not None:
-        return [], [], [Problem(str(linked), "", f"symbolic link (to {os.readlink(linked)}); the bundle takes "
-                                "files from the repository only", "replace the link by the directory itself")]
-    if not directory.exists():
-        return [], [], [Problem(str(directory), "", "directory not found; expected the operator's dynamic "
-                                "manifest templates here", "create it with at least one manifest")]
-    if not directory.is_dir():
-        return [], [], [Problem(str(directory), "", "not a directory", "dynamic/ must be a directory of manifests")]
-    files, left_out, problems = scan_dynamic(directory)
-    for rel in files:
-        _check_text(directory / rel, f"{directory}/{rel}", problems)
-    if not files and not any(p.path.startswith(f"{directory}/") for p in problems):
-        problems.append(Problem(str(directory), "", "holds no manifest; expected at least one "
-                                f"{'/'.join(MANIFEST_SUFFIXES)} file", "add the operator's manifest templates"))
-    return files, left_out, problems
+    directory = Path(directory)
+    scan = _start(directory, log)
+    with _Checker(scan.total_bytes) as checker:
+        for _ in _entries(directory, scan, checker):
+            pass
+        problems = checker.finish()
+    _finish(directory, scan, problems)
+    return scan.files
 
 
 def _linked(directory: Path) -> Path | None:
@@ -373,7 +589,7 @@ def _zip_info(name: str, size: int) -> zipfile.ZipInfo:
 
 
 def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
+    """Hex sha256 of a file, read in chunks of :data:`CHUNK_BYTES`."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(CHUNK_BYTES):
@@ -381,16 +597,23 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_bundle(directory: Path, out: Path, *, log: Callable[[str], None] | None = _stderr) -> Bundle:
+def _missing_parents(path: Path) -> list[Path]:
+    """The ancestors of ``path`` that do not exist yet, outermost first."""
+    return [parent for parent in reversed(path.parents) if not parent.exists()]
+
+
+def write_bundle(directory: Path, out: Path, *, log: Callable[[str], None] | None = progress.note) -> Bundle:
     """Validate ``directory`` and write its reproducible zip bundle to ``out``.
 
-    The zip is written to a temporary file beside ``out`` and renamed into place,
-    so ``out`` is either the complete bundle or untouched.
+    The zip is written to a temporary file beside ``out`` while the files are
+    checked, and renamed into place only when every check passed, so ``out`` is
+    either the complete bundle or untouched (and directories made for it are
+    removed again).
 
     Args:
         directory: the ``env/<env>/operator/dynamic`` directory.
         out: the zip file to write (parent directories are created).
-        log: receives the messages about files left out (default: standard error).
+        log: receives the messages about files left out (default: :func:`progress.note`).
 
     Returns:
         The :class:`Bundle` (path, sha256, size in bytes, entry count).
@@ -399,44 +622,64 @@ def write_bundle(directory: Path, out: Path, *, log: Callable[[str], None] | Non
         ValidationError: the directory is invalid; nothing is written.
         UserError: ``out`` lies inside ``directory`` or cannot be written.
     """
-    files, left_out = _validated(directory, log)
-    out = Path(out)
+    directory, out = Path(directory), Path(out)
+    scan = _start(directory, log)
+    refusal: UserError | None = None
     if out.resolve().is_relative_to(directory.resolve()):
-        raise UserError(f"--out {out}: the bundle cannot be written inside {directory} "
-                        "(it would end up in the next bundle); choose a path outside it")
+        refusal = UserError(f"--out {out}: the bundle cannot be written inside {directory} "
+                            "(it would end up in the next bundle); choose a path outside it")
+    made = _missing_parents(out)
+    handle = None
+    if refusal is None and not scan.problems:
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            handle = tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp", delete=False)
+        except OSError as exc:
+            refusal = UserError(f"--out {out}: cannot write the bundle there: {exc.strerror}")
+    tmp = Path(handle.name) if handle else None
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        handle = tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp", delete=False)
-    except OSError as exc:
-        raise UserError(f"--out {out}: cannot write the bundle there: {exc.strerror}") from None
-    tmp = Path(handle.name)
-    try:
-        with handle, zipfile.ZipFile(handle, "w") as archive:
-            for rel in files:
-                source = directory / rel
-                with source.open("rb") as reader:
-                    info = _zip_info(str(rel), os.fstat(reader.fileno()).st_size)
-                    with archive.open(info, "w") as writer:
-                        while chunk := reader.read(CHUNK_BYTES):
-                            writer.write(chunk)
+        with _Checker(scan.total_bytes) as checker:
+            if handle is None:  # report every problem, write nothing
+                for _ in _entries(directory, scan, checker):
+                    pass
+            else:
+                with handle, zipfile.ZipFile(handle, "w") as archive:
+                    for rel, data in _entries(directory, scan, checker):
+                        archive.writestr(_zip_info(str(rel), len(data)), data)
+            problems = checker.finish()
+        _finish(directory, scan, problems)
+        if refusal:
+            raise refusal
+        assert tmp is not None
         os.chmod(tmp, 0o644)
         os.replace(tmp, out)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp, made)
         raise UserError(f"--out {out}: cannot write the bundle: {exc.strerror or exc}") from None
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp, made)
         raise
-    return Bundle(path=out, sha256=sha256_file(out), size=out.stat().st_size, entries=len(files),
-                  left_out=tuple(left_out))
+    return Bundle(path=out, sha256=sha256_file(out), size=out.stat().st_size, entries=len(scan.files),
+                  left_out=tuple(scan.left_out))
+
+
+def _discard(tmp: Path | None, made: list[Path]) -> None:
+    """Remove the temporary zip and the directories made for it (those still empty)."""
+    if tmp is not None:
+        tmp.unlink(missing_ok=True)
+    for directory in reversed(made):
+        try:
+            directory.rmdir()
+        except OSError:
+            break
 
 
 def dynamic_dir(source: Path, env: str) -> Path:
-    """``<source>/env/<env>/operator/dynamic``: where an environment's templates live (seed 000)."""
+    """``<source>/env/<env>/operator/dynamic``: where an environment's templates live (``docs/design.md``)."""
     return Path(source) / "env" / env / "operator" / "dynamic"
 
 
-def check_env(source: Path, env: str, *, log: Callable[[str], None] | None = _stderr) -> list[Problem]:
+def check_env(source: Path, env: str, *, log: Callable[[str], None] | None = progress.note) -> list[Problem]:
     """The problems of ``env``'s ``dynamic/`` directory (empty when valid), for ``check``.
 
     An environment without an ``operator`` component has no dynamic manifests and
