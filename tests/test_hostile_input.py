@@ -124,15 +124,15 @@ def test_990_nested_directories(source: Path, tmp_path: Path, monkeypatch: pytes
 
 
 def test_an_unreadable_file(source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # root reads any file, so the refusal of the kernel is simulated at the one call that reads
-    real = Path.read_bytes
+    # root reads any file, so the refusal of the kernel is simulated at the one call that opens it
+    real = os.open
 
-    def refuse(self: Path) -> bytes:
-        if self.name == "service.yaml":
+    def refuse(path: str | Path, flags: int, *args: int, **kwargs: int) -> int:
+        if Path(path).name == "service.yaml":
             raise PermissionError(13, "Permission denied")
-        return real(self)
+        return real(path, flags, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", refuse)
+    monkeypatch.setattr(os, "open", refuse)
     assert "cannot be read: Permission denied" in _manifests_refused(source, tmp_path)
 
 
