@@ -1,4 +1,4 @@
-"""Readiness and upload against a real loopback admin API with injected faults (issue 3, parts 3, 4, 5, 7)."""
+"""Readiness and upload against a loopback admin API with injected faults (contract: ``docs/admin-api.md``)."""
 
 from __future__ import annotations
 
@@ -102,6 +102,37 @@ def test_deadline_clips_a_probe_that_would_outlast_it():
         with pytest.raises(UserError, match=r"timeout x1"):
             admin_api.wait_until_ready(server.url, timeout=0.8, probe_timeout=5, poll=FAST_POLL, quiet=True)
         assert time.monotonic() - started < 1.1
+
+
+def test_default_poll_probes_once_a_second_and_sees_readiness_within_one(capfd):
+    # the API's own request log: probes at least 1 s apart (at most 60 a minute), and the
+    # probe after readiness comes within the poll interval plus jitter, not after a backoff
+    with AdminApiServer(TOKEN, unready_for=3.3) as server:
+        report = admin_api.wait_until_ready(server.url, timeout=30)
+        probes = [r.at for r in server.attempts("/healthz")]
+    gaps = [later - earlier for earlier, later in zip(probes, probes[1:])]
+    assert report.status == 200 and len(probes) == 5  # at 0, ~1, ~2, ~3 s (503) and ~4 s (200)
+    assert all(0.99 <= gap <= 1.3 for gap in gaps), gaps
+    assert probes[-1] - server.ready_at < 1.1
+    err = capfd.readouterr().err
+    assert err.count("[faas-deploy] admin API not ready at") == 4  # one line per retry
+    assert re.search(r"not ready at \S+/healthz: HTTP 503 \(\d+ s left\); attempt 2 in (0\.9|1\.0) s", err), err
+
+
+def test_readiness_honours_retry_after_and_ends_when_it_is_past_the_deadline():
+    plan = [Answer(503, {"Retry-After": "1"}), Answer(503, {"Retry-After": "60"})]
+    with AdminApiServer(TOKEN, health_plan=plan) as server:
+        started = time.monotonic()
+        with pytest.raises(UserError, match=r"retry after 60 s, past the deadline"):
+            admin_api.wait_until_ready(server.url, timeout=10, poll=FAST_POLL, quiet=True)
+        probes = [r.at for r in server.attempts("/healthz")]
+        assert time.monotonic() - started < 2
+    assert len(probes) == 2 and probes[1] - probes[0] >= 0.95  # waited the second asked for, not the 0.05 s poll
+
+
+def test_poll_settings_are_checked():
+    with pytest.raises(UserError, match="interval > 0"):
+        admin_api.Poll(interval=0)
 
 
 # -- upload ---------------------------------------------------------------------

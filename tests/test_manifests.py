@@ -1,4 +1,4 @@
-"""Validation and reproducible bundling of ``env/<env>/operator/dynamic/`` (issue 3, parts 1, 2, 5, 6)."""
+"""Validation and reproducible bundling of ``env/<env>/operator/dynamic/`` (``manifests.py``, ``docs/admin-api.md``)."""
 
 from __future__ import annotations
 
@@ -288,3 +288,74 @@ def test_dagger_front_end_declares_the_manifest_functions():
     assert (params["ready_path"].default, params["upload_path"].default) == ("/healthz", "/admin/manifests")
     assert params["timeout"].type == "float" and params["timeout"].default == 300.0
     assert "seconds" in params["timeout"].doc
+
+
+def hostile_tree(root: Path) -> Path:
+    """Valid templates plus one of each content problem the YAML checks find."""
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(6))
+    files = {f"ok-{i:03d}.yaml": CONFIGMAP.replace("fn-", f"fn-{i}-") for i in range(40)}
+    files |= {
+        "dup.yaml": "apiVersion: v1\nkind: ConfigMap\ndata:\n  A: '1'\n  B: '2'\n  A: '3'\n",
+        "dup-in-a-long-file.yaml": "apiVersion: v1\nkind: ConfigMap\ndata:\n"
+        + "".join(f"  k{i}: v\n" for i in range(2100)) + "  k7: again\n",
+        "deep.yaml": "apiVersion: v1\nkind: ConfigMap\ndata: " + "[" * 70 + "]" * 70 + "\n",
+        "bomb.yaml": "apiVersion: v1\nkind: ConfigMap\n" + bomb,
+        "merge-is-not-a-duplicate.yaml": "apiVersion: v1\nkind: ConfigMap\nx: &x {a: 1}\ny: {<<: *x, <<: *x}\n",
+    }
+    return tree(root, files)
+
+
+def test_yaml_checks_find_duplicates_depth_and_alias_bombs(tmp_path):
+    d = hostile_tree(tmp_path / "dynamic")
+    with pytest.raises(ValidationError) as caught:
+        manifests.validate_dynamic(d, log=None)
+    found = problems_by_path(caught.value)
+    assert found.pop(f"{d}/dup.yaml") == [f"{d}/dup.yaml: line 6, column 3: duplicate key 'A' "
+                                          "(keep one: YAML readers silently use the last one)"]
+    [long_dup] = found.pop(f"{d}/dup-in-a-long-file.yaml")
+    assert "line 2104, column 3: duplicate key 'k7'" in long_dup
+    [deep] = found.pop(f"{d}/deep.yaml")
+    assert "nested more than 64 levels deep (at line 3)" in deep
+    [bomb] = found.pop(f"{d}/bomb.yaml")
+    assert "stands for more than 1000000 values" in bomb
+    assert found == {}
+
+
+def test_large_trees_are_checked_in_worker_processes_with_the_same_outcome(tmp_path, monkeypatch):
+    d = hostile_tree(tmp_path / "dynamic")
+    tree(d, {"gone.yaml": CONFIGMAP})
+    real_scan = manifests._scan
+
+    def scan_then_swap(directory: Path):
+        found = real_scan(directory)
+        (d / "gone.yaml").unlink()  # replaced by a link after the scan: the read must not follow it
+        (d / "gone.yaml").symlink_to(tmp_path / "elsewhere.yaml")
+        return found
+
+    (tmp_path / "elsewhere.yaml").write_text(CONFIGMAP)
+    monkeypatch.setattr(manifests, "_scan", scan_then_swap)
+    with pytest.raises(ValidationError) as here:
+        manifests.validate_dynamic(d, log=None)
+    (d / "gone.yaml").unlink()
+    tree(d, {"gone.yaml": CONFIGMAP})
+    monkeypatch.setattr(manifests, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(manifests, "BATCH_BYTES", 2000)  # many batches, in flight together
+    with pytest.raises(ValidationError) as workers:
+        manifests.validate_dynamic(d, log=None)
+    assert [str(p) for p in workers.value.problems] == [str(p) for p in here.value.problems]
+    assert any(p.path == f"{d}/gone.yaml" and "cannot be read" in p.message for p in here.value.problems)
+
+    monkeypatch.setattr(manifests, "_scan", real_scan)
+    valid = tree(tmp_path / "valid", {f"ok-{i:03d}.yaml": CONFIGMAP.replace("fn-", f"fn-{i}-") for i in range(60)})
+    parallel = manifests.write_bundle(valid, tmp_path / "parallel.zip", log=None)
+    monkeypatch.setattr(manifests, "PARALLEL_MIN_BYTES", 1 << 40)
+    serial = manifests.write_bundle(valid, tmp_path / "serial.zip", log=None)
+    assert parallel.sha256 == serial.sha256 and parallel.entries == 60
+
+
+def test_a_failed_bundle_leaves_no_directory_behind(tmp_path):
+    d = tree(tmp_path / "dynamic", {"bad.yaml": "kind: ["})
+    with pytest.raises(ValidationError):
+        manifests.write_bundle(d, tmp_path / "new" / "dir" / "bundle.zip", log=None)
+    assert not (tmp_path / "new").exists()

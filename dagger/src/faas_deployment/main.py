@@ -550,7 +550,7 @@ class Environment:
         """Bundle ``dynamic/``, wait for the operator admin API to be ready, upload the bundle once.
 
         Returns one line: ``uploaded <sha256> (<bytes> bytes, <n> files) to <url>: HTTP <status> <answer>``.
-        Readiness polls with capped exponential backoff and jitter; 5xx, 429 and
+        Readiness is polled once a second (at most 60 probes a minute); 5xx, 429 and
         broken connections are retried until the deadline; 401/403 and other 4xx
         fail at once. Keep the bundle as an artifact with ``manifests``.
         """
