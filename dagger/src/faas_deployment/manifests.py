@@ -118,12 +118,44 @@ C stack. Deeper-looking texts, and texts with anchors (``&``: aliases can stand
 for billions of nodes), go through :func:`~faas_deployment.yaml_limits.limit_problem`
 first; the bounds themselves are the same for every text."""
 
-_LOADER = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_NULL_TAG = "tag:yaml.org,2002:null"
+_BASE_LOADER = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
+_NULLS = frozenset(("", "~", "null", "Null", "NULL"))
+_STR_TAG, _MAP_TAG, _SEQ_TAG = "tag:yaml.org,2002:str", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+
+
+class _Loader(_BASE_LOADER):  # type: ignore[misc,valid-type]
+    """The safe loader, resolving only the tags the checks read: null and the merge key ``<<``.
+
+    The composer asks the resolver for every node's tag; PyYAML's resolver tries
+    its implicit regular expressions (bool, int, float, timestamp, ...) and path
+    resolvers, a third of the composition's time. The checks need only whether a
+    plain scalar is null (``~``, ``null``, ``Null``, ``NULL`` or empty, YAML 1.1 as
+    PyYAML's ``Resolver`` reads it) or the merge key; every other scalar is tagged
+    ``str``. Syntax errors, marks and structure are libyaml's, unchanged.
+    """
+
+    def descend_resolver(self, current_node: object, current_index: object) -> None:
+        pass
+
+    def ascend_resolver(self) -> None:
+        pass
+
+    def resolve(self, kind: type, value: object, implicit: tuple[bool, bool]) -> str:
+        if kind is yaml.ScalarNode:
+            if implicit[0] and value in _NULLS:
+                return _NULL_TAG
+            if implicit[0] and value == "<<":
+                return _MERGE_TAG
+            return _STR_TAG
+        return _MAP_TAG if kind is yaml.MappingNode else _SEQ_TAG
+
+
+_LOADER = _Loader
 _ACTION = re.compile(r"\{\{.*?\}\}")
 _BACKUP = re.compile(r"(~$)|(^#.*#$)|(\.(swp|swo|swx|bak|orig)$)", re.IGNORECASE)
 _UNSAFE_NAME = re.compile(r"[\\\x00-\x1f\x7f]")
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-_NULL_TAG = "tag:yaml.org,2002:null"
 
 
 @dataclass(frozen=True)
