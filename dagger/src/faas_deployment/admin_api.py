@@ -230,7 +230,7 @@ def warn_plain_http(url: str, what: str = "the admin API token") -> None:
     parsed = httpx.URL(url)
     if parsed.scheme == "http" and not _is_loopback(parsed.host):
         progress.note(f"WARNING: {what} is sent over plain HTTP to {parsed.host}: anyone on the path can read it; "
-                "use https://")
+                      "use https://")
 
 
 @dataclass(frozen=True)

@@ -273,7 +273,7 @@ def _compose(text: str, shown: str) -> tuple[list[yaml.Node | None], list[tuple[
         if too_big:
             return Problem(shown, "", too_big)
     paused = gc.isenabled()
-    gc.disable()  # composition makes only acyclic nodes (aliases are shared, not copied): nothing for the collector
+    gc.disable()  # composition allocates a node per value and frees none: collections would find nothing
     try:
         documents = [None if _is_null(node) else node for node in yaml.compose_all(text, Loader=_LOADER)]
     except yaml.YAMLError as exc:
@@ -305,7 +305,7 @@ def _walk(documents: list[yaml.Node | None]) -> tuple[int, int, list[tuple[str, 
     aliases expanded for texts that have them). Nesting counts collections only,
     as the event pass does.
     """
-    mapping, sequence, scalar = yaml.MappingNode, yaml.SequenceNode, yaml.ScalarNode
+    mapping, scalar = yaml.MappingNode, yaml.ScalarNode
     duplicates: list[tuple[str, yaml.Mark]] = []
     deepest, nodes = 0, 0
     seen: set[int] = set()
@@ -329,7 +329,7 @@ def _walk(documents: list[yaml.Node | None]) -> tuple[int, int, list[tuple[str, 
             children = node.value
         for child in children:
             if type(child) is scalar:
-                nodes += 1  # a scalar is never shared without an anchor, and seen above when it is
+                nodes += 1  # at each place it appears: exact without anchors, the only texts whose count is used
             else:
                 pending.append((child, depth + 1))
     duplicates.sort(key=lambda item: (item[1].line, item[1].column))
