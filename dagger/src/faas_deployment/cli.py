@@ -191,7 +191,9 @@ def _build_image(args: argparse.Namespace) -> str:
     ws = _workspace(args)
     ws.config_file(args.env, args.component)  # unknown env/component: say so before building
     out = Path(args.out) if args.out else None
-    return str(images.build_image(Path(args.context), _build_options(args), tag=args.tag, revision=args.revision,
+    from . import buildah
+
+    return str(buildah.build_image(Path(args.context), _build_options(args), tag=args.tag, revision=args.revision,
                                   source_url=args.source_url, out=out))
 
 
@@ -199,7 +201,9 @@ def _publish_image(args: argparse.Namespace) -> str:
     ws = _workspace(args)
     repository = images.component_repository(ws.source, args.env, args.component, ws.template)
     password = resolve_secret(args.password, flag="--password") if args.password else None
-    return str(images.publish_image(
+    from . import buildah
+
+    return str(buildah.publish_image(
         Path(args.context), repository=repository, tag=args.tag, options=_build_options(args),
         username=args.username, password=password, plain_http=args.plain_http, timeout=args.timeout,
         revision=args.revision, source_url=args.source_url,

@@ -1,7 +1,9 @@
 """Component images as lazy Dagger chains (the Dagger front end's half of ``images``).
 
 Building the chain needs no engine; ``main.py`` awaits ``publish(address)``. The
-rules (tags, repositories, labels, build options) are those of :mod:`.images`.
+rules (tags, repositories, labels, build options) are those of :mod:`.images`; the
+CLI's engine is :mod:`.buildah`. It lives in its own module so that the CLI never
+imports the Dagger SDK.
 """
 
 from __future__ import annotations

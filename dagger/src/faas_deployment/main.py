@@ -278,7 +278,7 @@ class Component:
         """
         options = images.BuildOptions(dockerfile, tuple(build_args), target, platform)
         with user_errors():
-            return images_dagger.dagger_build(context, options, labels=images.oci_labels("", revision=revision,
+            return images_dagger.dagger_build(context, options, labels=images.image_labels("", revision=revision,
                                                                                    source_url=source_url))
 
     @function(cache="never")
@@ -307,7 +307,7 @@ class Component:
         repository = await _run(lambda: images.component_repository(ws.source, self.env, self.name, ws.template))
         options = images.BuildOptions(dockerfile, tuple(build_args), target, platform)
         with user_errors():
-            labels = images.oci_labels(images.check_image_tag(tag), revision=revision, source_url=source_url)
+            labels = images.image_labels(images.check_image_tag(tag), revision=revision, source_url=source_url)
             container, address = images_dagger.dagger_publish_chain(
                 images_dagger.dagger_build(context, options, labels=labels),
                 repository=repository, tag=tag, username=username, password=password,
