@@ -84,7 +84,7 @@ def _publish(args: argparse.Namespace) -> str:
 def _release(args: argparse.Namespace) -> str:
     ws = _workspace(args)
     ws.components(args.env)
-    return "\n".join(r.line for r in ws.release(args.env, _target(args, ws)))
+    return "\n".join(r.line for r in ws.release(args.env, _target(args, ws), check_images=not args.skip_image_check))
 
 
 def _bundle(args: argparse.Namespace) -> manifests.Bundle:
@@ -369,7 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     _registry_flags(publish)
     publish.add_argument("--prerelease", default="", metavar="ID",
                          help="publish chart_version as the pre-release <chart_version>-ID, e.g. mr.42.3 (docs/plan.md)")
-    _registry_flags(verb("release", _release, "publish every component's chart of an environment concurrently"))
+    _registry_flags(release := verb("release", _release, "publish every component's chart of an environment concurrently"))
+    release.add_argument("--skip-image-check", action="store_true",
+                         help="do not check that each chart's image_repository:image_tag exists (air-gapped registries)")
     verb("manifests", _manifests, "validate env/<env>/operator/dynamic/ and write its reproducible zip to --out").add_argument(
         "--out", required=True, metavar="FILE"
     )

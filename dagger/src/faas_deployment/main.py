@@ -501,14 +501,16 @@ class Environment:
         password: PasswordArg = None,
         plain_http: PlainHttpArg = False,
         timeout: Annotated[float, Doc("overall deadline of the registry work, in seconds")] = DEFAULT_TIMEOUT,
+        skip_image_check: Annotated[bool, Doc("do not check that each chart's image exists (air-gapped registries)")] = False,
     ) -> str:
         """Publish every component's chart of this environment concurrently; a line per component.
 
-        Every chart is validated and packaged first: if any fails, nothing is published.
+        Every chart is validated and packaged first, and each chart's image must exist in its
+        registry when that registry can be reached: if any fails, nothing is published.
         """
         ws = await _workspace(self.source, self.template)
         target = await _chart_target(ws, registry, username, password, plain_http, timeout)
-        results = await _run(lambda: ws.release(self.name, target))
+        results = await _run(lambda: ws.release(self.name, target, check_images=not skip_image_check))
         return "\n".join(r.line for r in results)
 
     @function
