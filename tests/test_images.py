@@ -95,7 +95,7 @@ def test_publish_pushes_labelled_image_that_skopeo_confirms(component_source, re
 
     assert published.reference == f"{repository}:{head[:12]}"
     assert published.digest.startswith("sha256:") and len(published.digest) == 71
-    assert str(published) == f"{repository}:{head[:12]}@{published.digest}"
+    assert str(published) == f"pushed {repository}:{head[:12]}@{published.digest}"
 
     info = skopeo_inspect(published.reference, registry)
     assert info["Digest"] == published.digest
@@ -124,6 +124,26 @@ def test_same_commit_builds_the_same_image_and_digest(component_source, registry
                                   username=registry.username, password=secret, plain_http=True)
     assert first.image_id == second.image_id
     assert first.digest == second.digest
+    # The tag is immutable: the same content is found unchanged and nothing is uploaded again.
+    assert (first.outcome, second.outcome) == ("pushed", "unchanged")
+    assert str(second) == f"unchanged {repository}:a1@{first.digest}"
+
+
+def test_a_published_tag_is_never_overwritten_with_other_content(component_source, registry):
+    repository = f"{registry.host}/faas/controller"
+    secret = SecretValue(registry.password, "env:X")
+    first = buildah.publish_image(component_source, repository=repository, tag="1.4.2", revision="r",
+                                  username=registry.username, password=secret, plain_http=True)
+    (component_source / "version.txt").write_text("2\n")
+    uploads = registry.blob_uploads()
+    with pytest.raises(UserError) as caught:
+        buildah.publish_image(component_source, repository=repository, tag="1.4.2", revision="r",
+                              username=registry.username, password=secret, plain_http=True)
+    message = str(caught.value)
+    assert message.startswith(f"{repository}:1.4.2 is already published with other content ({first.digest}, now sha256:")
+    assert "publish under a new tag" in message
+    assert skopeo_raw_manifest_digest(f"{repository}:1.4.2", registry) == first.digest  # still the first image
+    assert registry.blob_uploads() == uploads  # refused before any upload
 
 
 def test_target_stage_and_explicit_labels(component_source, registry):
@@ -151,16 +171,17 @@ def test_wrong_password_is_refused_without_echoing_it(component_source, registry
         buildah.publish_image(component_source, repository=f"{registry.host}/faas/controller", tag="abc",
                              username=registry.username, password=SecretValue(wrong, "env:X"), plain_http=True)
     message = str(caught.value)
-    assert f"pushing {registry.host}/faas/controller:abc failed" in message
-    assert "unauthorized" in message.lower() or "authentication" in message.lower()
+    # The tag check reads the registry first: the refusal comes from there, before any push.
+    assert message.startswith(f"registry {registry.host}: resolving {registry.host}/faas/controller:abc: HTTP 401")
+    assert "credentials refused" in message
     out, err = capfd.readouterr()
     assert wrong not in message + out + err
     assert "wrong-" not in message
 
 
 def test_tls_is_the_default(component_source, registry):
-    # without --plain-http buildah speaks TLS to the plain-HTTP test registry and fails
-    with pytest.raises(UserError, match="(?s)pushing .* failed.*server gave HTTP response to HTTPS client"):
+    # without --plain-http the tag check speaks TLS to the plain-HTTP test registry and fails
+    with pytest.raises(UserError, match=f"registry {registry.host}: cannot reach the registry"):
         buildah.publish_image(component_source, repository=f"{registry.host}/faas/controller", tag="abc",
                              username=registry.username, password=SecretValue(registry.password, "env:X"))
 
@@ -388,7 +409,10 @@ def test_cli_publish_image_then_bump_then_release_deploys_the_new_image(
     charts = ["--registry", f"oci://{registry.host}/charts", *auth]
     sha = git(component_source, "rev-parse", "HEAD")
 
+    # The configs name images that were never published: release refuses them, unless told not to check.
     code, out, err = run_cli(capfd, "--source", str(repo), "release", "--env", "dev", *charts)
+    assert code == 1 and "does not exist: its registry answers 404" in err
+    code, out, err = run_cli(capfd, "--source", str(repo), "release", "--env", "dev", *charts, "--skip-image-check")
     assert code == 0, err
     assert out.count("pushed ") == 2
 
@@ -398,9 +422,9 @@ def test_cli_publish_image_then_bump_then_release_deploys_the_new_image(
     assert registry.password not in out + err
     reference = f"{registry.host}/faas/controller:{sha}"
     [line] = out.splitlines()
-    assert line.startswith(f"{reference}@sha256:")
+    assert line.startswith(f"pushed {reference}@sha256:")
     info = skopeo_inspect(reference, registry)
-    assert line == f"{reference}@{info['Digest']}"
+    assert line == f"pushed {reference}@{info['Digest']}"
     assert info["Labels"]["org.opencontainers.image.revision"] == sha
     assert info["Labels"]["org.opencontainers.image.version"] == sha
     assert info["Labels"]["org.opencontainers.image.source"] == SOURCE_CLEAN
@@ -416,7 +440,11 @@ def test_cli_publish_image_then_bump_then_release_deploys_the_new_image(
                            f"{new_version}, image_tag {old_tag} -> {sha}")
     assert get_scalar(controller_cfg, "image_tag") == sha
 
+    # The operator's image is still absent: only its check fails; the new controller image is found.
     code, out, err = run_cli(capfd, "--source", str(repo), "release", "--env", "dev", *charts)
+    assert code == 1 and "env/dev/operator/cookiecutter-config.yaml: default_context.image_tag" in err
+    assert "env/dev/controller/cookiecutter-config.yaml" not in err and f"image {reference}: present" in err
+    code, out, err = run_cli(capfd, "--source", str(repo), "release", "--env", "dev", *charts, "--skip-image-check")
     assert code == 0, err
     lines = sorted(out.splitlines())
     assert len(lines) == 2
@@ -499,38 +527,14 @@ def test_run_steps_work_without_a_docker_engine(tmp_path):
 # ------------------------------------------------------------------ --plain-http and --timeout
 
 
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (a TLS registry whose CA nobody trusts)."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "tls.crt", tmp_path / "tls.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_file, key_file
-
-
 def test_plain_http_never_turns_certificate_checks_off(component_source, tmp_path):
     import http.server
     import ssl
     import threading
 
-    cert_file, key_file = _self_signed(tmp_path)
+    from support.tls import self_signed
+
+    cert_file, key_file = self_signed(tmp_path)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)

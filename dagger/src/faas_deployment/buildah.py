@@ -26,8 +26,9 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-from . import urls
+from . import image_tags
 from .deadline import DEFAULT_TIMEOUT, Deadline
 from .errors import UserError
 from .images import BuildOptions, check_image_repository, check_image_tag, git_facts, image_labels, parse_build_args
@@ -166,6 +167,18 @@ class BuildahStore:
         self._run(["push", "--quiet", "--format", "oci", image_id, f"oci-archive:{out}"], what=f"writing {out}")
         return out
 
+    def manifest_digest(self, image_id: str) -> str:
+        """The manifest digest a push of ``image_id`` gives (``sha256:...``), computed without a registry.
+
+        The image is written as a local OCI layout in the store, with the push's own
+        format and compression (``--format oci``, gzip), so the manifest is the one
+        :meth:`push` then sends (the reproducible build makes the layers byte-identical).
+        """
+        digestfile = self.root / "local-digest"
+        self._run(["push", "--quiet", "--format", "oci", "--digestfile", str(digestfile), image_id,
+                   f"oci:{self.root / 'layout'}:local"], what="computing the image's manifest digest")
+        return digestfile.read_text().strip()
+
     def push(
         self,
         image_id: str,
@@ -219,18 +232,19 @@ class BuiltImage:
 
 @dataclass(frozen=True)
 class PublishedImage:
-    """A pushed image: ``reference`` is ``host/path:tag``, ``digest`` the manifest's ``sha256:...``.
+    """An image published or found unchanged: ``reference`` is ``host/path:tag``, ``digest`` the manifest's ``sha256:...``.
 
-    ``str()`` is ``reference@digest``, what Dagger's ``Container.publish`` returns.
+    ``str()`` is the outcome line, ``pushed <reference>@<digest>`` or ``unchanged <reference>@<digest>``.
     """
 
     reference: str
     digest: str
     image_id: str
     labels: dict[str, str]
+    outcome: Literal["pushed", "unchanged"] = "pushed"
 
     def __str__(self) -> str:
-        return f"{self.reference}@{self.digest}"
+        return f"{self.outcome} {self.reference}@{self.digest}"
 
 
 def build_image(
@@ -282,9 +296,15 @@ def publish_image(
     HTTP only (:func:`require_plain_http`): buildah's switch for it also turns off
     certificate checks, so it is refused for a registry that answers over TLS.
 
+    The tag is immutable (:func:`.image_tags.decide`): after the build, the image's
+    manifest digest is computed locally (:meth:`BuildahStore.manifest_digest`) and
+    the registry's tag is read (``HEAD``); an absent tag is pushed, the same digest is
+    ``unchanged`` (nothing pushed), another digest is refused.
+
     Raises:
         UserError: invalid tag or repository, buildah missing, build or push failure,
-            ``plain_http`` towards a TLS registry, the deadline passed.
+            ``plain_http`` towards a TLS registry, the tag published with other
+            content, the deadline passed.
     """
     check_image_tag(tag)
     check_image_repository(repository)
@@ -294,12 +314,17 @@ def publish_image(
     reference = f"{repository}:{tag}"
     if plain_http:
         require_plain_http(repository.split("/", 1)[0], limit)
-        urls.warn_plain_http("--plain-http", urls.host_of(repository.split("/", 1)[0]), credentials=password is not None)
     labels = image_labels(tag, revision=revision, source_url=source_url, context=Path(context))
+    access = image_tags.RegistryAccess(repository.split("/", 1)[0], username, password, plain_http)
     with BuildahStore() as store:
         store.deadline = limit
         with step(f"build image from {context}"):
             image_id = store.build(Path(context), options, labels)
+        with step(f"check {reference}"):
+            digest = store.manifest_digest(image_id)
+            action = image_tags.decide(reference, digest, image_tags.published_digest(repository, tag, access, limit))
+        if action == "unchanged":
+            return PublishedImage(reference, digest, image_id, labels, "unchanged")
         with step(f"push {reference}"):
             digest = store.push(image_id, reference, username=username, password=password, plain_http=plain_http)
     return PublishedImage(reference, digest, image_id, labels)

@@ -148,27 +148,29 @@ def refuse_existing(reference: str, published: str | None) -> None:
         )
 
 
-def _reachable(host: str, default_port: int, deadline: Deadline) -> str:
-    """``""`` when a TCP connection to ``host[:port]`` opens (or a proxy is configured for it), else why not.
+def unreachable(access: RegistryAccess, deadline: Deadline) -> str:
+    """``""`` when a TCP connection to ``access.host`` opens (or a proxy is configured for it), else why not.
 
-    A quick look before the registry client, whose retries are for registries that answer.
+    A quick look (at most :data:`PROBE_TIMEOUT` seconds) before the registry client,
+    whose retries are meant for registries that answer. The port is the host's, else
+    443 (80 with ``plain_http``).
     """
-    parts = urllib.request.urlparse(f"//{host}")
-    name = parts.hostname or host
+    parts = urllib.request.urlparse(f"//{access.host}")
+    name = parts.hostname or access.host
     if urllib.request.getproxies() and not urllib.request.proxy_bypass(name):
         return ""  # the proxy decides: let the client go through it
     try:
-        with socket.create_connection((name, parts.port or default_port),
+        with socket.create_connection((name, parts.port or (80 if access.plain_http else 443)),
                                       timeout=max(0.05, min(PROBE_TIMEOUT, deadline.remaining()))):
             return ""
     except OSError as exc:
-        return f"cannot connect to {host} ({exc.strerror or type(exc).__name__})"
+        return f"cannot connect to {access.host} ({exc.strerror or type(exc).__name__})"
 
 
 def _check_one(shown: str, reference: str, access: RegistryAccess, deadline: Deadline) -> Problem | None:
     repository, tag = reference.rsplit(":", 1)
     local = access.for_host(names.registry_of(repository))
-    why = _reachable(local.host, 80 if local.plain_http else 443, deadline)
+    why = unreachable(local, deadline)
     if not why:
         try:
             digest = published_digest(repository, tag, local, deadline)

@@ -299,9 +299,9 @@ class Component:
     ) -> str:
         """Build the image and push it to the config's ``image_repository`` as ``:tag``.
 
-        Returns ``<image_repository>:<tag>@sha256:<digest>``. Labels:
-        ``org.opencontainers.image.revision`` (default: the tag), ``.version`` (the tag),
-        ``.source`` when given. Credentials go through Dagger's registry auth, never a URL.
+        Returns ``pushed <image_repository>:<tag>@sha256:<digest>``; a tag that already
+        exists is refused, never overwritten (docs/images.md). Labels: ``images.image_labels``.
+        Credentials go through Dagger's registry auth, never a URL.
         """
         ws = await _workspace(self.source, self.template)
         repository = await _run(lambda: images.component_repository(ws.source, self.env, self.name, ws.template))
@@ -312,7 +312,9 @@ class Component:
                 images_dagger.dagger_build(context, options, labels=labels),
                 repository=repository, tag=tag, username=username, password=password,
             )
-        return await container.publish(address)
+        secret = await _secret(password, "password")
+        with user_errors():
+            return await images_dagger.publish(container, address, username=username, password=secret)
 
     @function
     async def bump(
