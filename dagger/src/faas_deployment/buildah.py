@@ -31,7 +31,8 @@ from typing import Literal
 from . import image_tags
 from .deadline import DEFAULT_TIMEOUT, Deadline
 from .errors import UserError
-from .images import BuildOptions, check_image_repository, check_image_tag, git_facts, image_labels, parse_build_args
+from .images import (BuildOptions, check_image_repository, check_image_tag, git_facts, image_labels, parse_build_args,
+                     registry_host)
 from .packaging import source_date_epoch
 from .progress import step
 from .secrets import SecretValue, redact
@@ -313,9 +314,9 @@ def publish_image(
     limit = Deadline(timeout)
     reference = f"{repository}:{tag}"
     if plain_http:
-        require_plain_http(repository.split("/", 1)[0], limit)
+        require_plain_http(registry_host(repository), limit)
     labels = image_labels(tag, revision=revision, source_url=source_url, context=Path(context))
-    access = image_tags.RegistryAccess(repository.split("/", 1)[0], username, password, plain_http)
+    access = image_tags.RegistryAccess(registry_host(repository), username, password, plain_http)
     with BuildahStore() as store:
         store.deadline = limit
         with step(f"build image from {context}"):

@@ -76,7 +76,6 @@ def dagger_publish_chain(
     return container, address
 
 
-
 async def publish(
     container: dagger.Container,
     address: str,

@@ -203,7 +203,8 @@ class Workspace:
             repository, tag = context.get("image_repository"), context.get("image_tag")
             if isinstance(repository, str) and isinstance(tag, str) and repository and tag:
                 references[self.display(env, name)] = f"{repository}:{tag}"
-        limit = Deadline(min(image_tags.CHECK_TIMEOUT, target.deadline.remaining()) if target.deadline else image_tags.CHECK_TIMEOUT)
+        seconds = image_tags.CHECK_TIMEOUT
+        limit = Deadline(min(seconds, target.deadline.remaining()) if target.deadline else seconds)
         with step(f"check images of {env}"):
             return image_tags.check_images(references, target.access, limit)
 
