@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import socket
-import ssl
 from pathlib import Path
 
 import httpx
@@ -18,34 +15,8 @@ from faas_deployment.errors import UserError
 from faas_deployment.image_tags import RegistryAccess
 from faas_deployment.secrets import SecretValue
 from registry_process import start_registry, stop_registry
+from support.image_push import OCI_MANIFEST, push_image_manifest
 
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-
-
-def push_image_manifest(registry, repository_path: str, tag: str, *, media_type: str = DOCKER_MANIFEST,
-                        note: str = "", scheme: str = "http", ca_file: Path | None = None) -> str:
-    """Push a small image (a config blob, no layers) with raw distribution API calls; its manifest digest."""
-    auth = (registry.username, registry.password)
-    base = f"{scheme}://{registry.host}/v2/{repository_path}"
-    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []},
-                         "config": {"Labels": {"note": note}}}).encode()
-    digest = "sha256:" + hashlib.sha256(config).hexdigest()
-    verify = ssl.create_default_context(cafile=ca_file) if ca_file else True
-    with httpx.Client(auth=auth, verify=verify) as http:
-        started = http.post(f"{base}/blobs/uploads/")
-        assert started.status_code == 202, started.text
-        location = httpx.URL(started.headers["Location"])
-        if not location.is_absolute_url:
-            location = httpx.URL(f"{scheme}://{registry.host}").join(location)
-        assert http.put(location.copy_merge_params({"digest": digest}), content=config).status_code == 201
-        config_type = ("application/vnd.docker.container.image.v1+json" if media_type == DOCKER_MANIFEST
-                       else "application/vnd.oci.image.config.v1+json")
-        manifest = json.dumps({"schemaVersion": 2, "mediaType": media_type, "layers": [],
-                               "config": {"mediaType": config_type, "digest": digest, "size": len(config)}}).encode()
-        put = http.put(f"{base}/manifests/{tag}", content=manifest, headers={"Content-Type": media_type})
-        assert put.status_code == 201, put.text
-    return "sha256:" + hashlib.sha256(manifest).hexdigest()
 
 
 def access(registry) -> RegistryAccess:
