@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import time
 from dataclasses import dataclass
@@ -43,13 +44,14 @@ class Registry:
 
 
 def start_registry(
-    root: Path, username: str, password: str, *, auth: dict | None = None
+    root: Path, username: str, password: str, *, auth: dict | None = None, tls: tuple[Path, Path] | None = None
 ) -> tuple[subprocess.Popen, Registry]:
     """Start ``docker-registry serve`` on 127.0.0.1 with storage and log under ``root``.
 
     Args:
         auth: the config's ``auth`` section (distribution 2.8 configuration reference),
             e.g. ``{"token": {...}}``; ``None`` gives htpasswd auth for ``username``/``password``.
+        tls: ``(certificate, key)`` PEM files: the registry speaks HTTPS (``http.tls``).
 
     Returns:
         The process (stop it with :func:`stop_registry`) and the running registry.
@@ -74,7 +76,8 @@ def start_registry(
                     "filesystem": {"rootdirectory": str(root / "data")},
                     "delete": {"enabled": True},
                 },
-                "http": {"addr": "127.0.0.1:0", "secret": "test-only-http-secret"},
+                "http": {"addr": "127.0.0.1:0", "secret": "test-only-http-secret",
+                         **({"tls": {"certificate": str(tls[0]), "key": str(tls[1])}} if tls else {})},
                 "auth": auth,
             },
             sort_keys=False,
@@ -103,7 +106,9 @@ def start_registry(
         raise RuntimeError("docker-registry did not start within 15 s")
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"http://{host}/v2/", timeout=1).status_code in (200, 401):
+            probe = httpx.get(f"https://{host}/v2/", timeout=1, verify=ssl.create_default_context(cafile=tls[0])) if tls else httpx.get(
+                f"http://{host}/v2/", timeout=1)
+            if probe.status_code in (200, 401):
                 break
         except httpx.TransportError:
             time.sleep(0.05)

@@ -54,6 +54,7 @@ EXPECTED = {
             "password": ("dagger.Secret | None", True, None),
             "plain_http": ("bool", True, False),
             "timeout": ("float", True, 300.0),
+            "skip_image_check": ("bool", True, False),
         }),
         "local_repository": ("dagger.Directory", {}),
     },

@@ -14,7 +14,7 @@ import pytest
 from dagger import dag
 
 import dagger
-from faas_deployment import images, images_dagger
+from faas_deployment import buildah, images, images_dagger
 from faas_deployment.errors import UserError
 from faas_deployment.images import BuildOptions
 from faas_deployment.secrets import SecretValue
@@ -81,7 +81,7 @@ def skopeo_raw_manifest_digest(ref: str, registry) -> str:
 def test_publish_pushes_labelled_image_that_skopeo_confirms(component_source, registry, capfd):
     head = git(component_source, "rev-parse", "HEAD")
     repository = f"{registry.host}/faas/controller"
-    published = images.publish_image(
+    published = buildah.publish_image(
         component_source,
         repository=repository,
         tag=head[:12],
@@ -95,7 +95,7 @@ def test_publish_pushes_labelled_image_that_skopeo_confirms(component_source, re
 
     assert published.reference == f"{repository}:{head[:12]}"
     assert published.digest.startswith("sha256:") and len(published.digest) == 71
-    assert str(published) == f"{repository}:{head[:12]}@{published.digest}"
+    assert str(published) == f"pushed {repository}:{head[:12]}@{published.digest}"
 
     info = skopeo_inspect(published.reference, registry)
     assert info["Digest"] == published.digest
@@ -118,16 +118,36 @@ def test_publish_pushes_labelled_image_that_skopeo_confirms(component_source, re
 def test_same_commit_builds_the_same_image_and_digest(component_source, registry):
     repository = f"{registry.host}/faas/controller"
     secret = SecretValue(registry.password, "env:X")
-    first = images.publish_image(component_source, repository=repository, tag="a1", revision="r",
+    first = buildah.publish_image(component_source, repository=repository, tag="a1", revision="r",
                                  username=registry.username, password=secret, plain_http=True)
-    second = images.publish_image(component_source, repository=repository, tag="a1", revision="r",
+    second = buildah.publish_image(component_source, repository=repository, tag="a1", revision="r",
                                   username=registry.username, password=secret, plain_http=True)
     assert first.image_id == second.image_id
     assert first.digest == second.digest
+    # The tag is immutable: the same content is found unchanged and nothing is uploaded again.
+    assert (first.outcome, second.outcome) == ("pushed", "unchanged")
+    assert str(second) == f"unchanged {repository}:a1@{first.digest}"
+
+
+def test_a_published_tag_is_never_overwritten_with_other_content(component_source, registry):
+    repository = f"{registry.host}/faas/controller"
+    secret = SecretValue(registry.password, "env:X")
+    first = buildah.publish_image(component_source, repository=repository, tag="1.4.2", revision="r",
+                                  username=registry.username, password=secret, plain_http=True)
+    (component_source / "version.txt").write_text("2\n")
+    uploads = registry.blob_uploads()
+    with pytest.raises(UserError) as caught:
+        buildah.publish_image(component_source, repository=repository, tag="1.4.2", revision="r",
+                              username=registry.username, password=secret, plain_http=True)
+    message = str(caught.value)
+    assert message.startswith(f"{repository}:1.4.2 is already published with other content ({first.digest}, now sha256:")
+    assert "publish under a new tag" in message
+    assert skopeo_raw_manifest_digest(f"{repository}:1.4.2", registry) == first.digest  # still the first image
+    assert registry.blob_uploads() == uploads  # refused before any upload
 
 
 def test_target_stage_and_explicit_labels(component_source, registry):
-    published = images.publish_image(
+    published = buildah.publish_image(
         component_source,
         repository=f"{registry.host}/faas/operator",
         tag="1.4.2",
@@ -148,25 +168,26 @@ def test_target_stage_and_explicit_labels(component_source, registry):
 def test_wrong_password_is_refused_without_echoing_it(component_source, registry, capfd):
     wrong = "wrong-" + registry.password
     with pytest.raises(UserError) as caught:
-        images.publish_image(component_source, repository=f"{registry.host}/faas/controller", tag="abc",
+        buildah.publish_image(component_source, repository=f"{registry.host}/faas/controller", tag="abc",
                              username=registry.username, password=SecretValue(wrong, "env:X"), plain_http=True)
     message = str(caught.value)
-    assert f"pushing {registry.host}/faas/controller:abc failed" in message
-    assert "unauthorized" in message.lower() or "authentication" in message.lower()
+    # The tag check reads the registry first: the refusal comes from there, before any push.
+    assert message.startswith(f"registry {registry.host}: resolving {registry.host}/faas/controller:abc: HTTP 401")
+    assert "credentials refused" in message
     out, err = capfd.readouterr()
     assert wrong not in message + out + err
     assert "wrong-" not in message
 
 
 def test_tls_is_the_default(component_source, registry):
-    # without --plain-http buildah speaks TLS to the plain-HTTP test registry and fails
-    with pytest.raises(UserError, match="(?s)pushing .* failed.*server gave HTTP response to HTTPS client"):
-        images.publish_image(component_source, repository=f"{registry.host}/faas/controller", tag="abc",
+    # without --plain-http the tag check speaks TLS to the plain-HTTP test registry and fails
+    with pytest.raises(UserError, match=f"registry {registry.host}: cannot reach the registry"):
+        buildah.publish_image(component_source, repository=f"{registry.host}/faas/controller", tag="abc",
                              username=registry.username, password=SecretValue(registry.password, "env:X"))
 
 
 def test_build_only_writes_an_oci_archive(component_source, tmp_path):
-    built = images.build_image(component_source, BuildOptions(build_args=("GREETING=hi",)), tag="dev",
+    built = buildah.build_image(component_source, BuildOptions(build_args=("GREETING=hi",)), tag="dev",
                                out=tmp_path / "out" / "image.tar")
     assert built.image_id.startswith("sha256:")
     info = json.loads(subprocess.run(["skopeo", "inspect", f"oci-archive:{built.archive}"],
@@ -181,7 +202,7 @@ def test_missing_buildah_is_named(component_source, tmp_path, monkeypatch):
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
     with pytest.raises(UserError, match=r"buildah not found on PATH.*apt-get install buildah"):
-        images.build_image(component_source, tag="x")
+        buildah.build_image(component_source, tag="x")
 
 
 @pytest.mark.parametrize(
@@ -198,18 +219,18 @@ def test_missing_buildah_is_named(component_source, tmp_path, monkeypatch):
 )
 def test_bad_build_options_are_explained(component_source, options, match):
     with pytest.raises(UserError, match=match):
-        images.build_image(component_source, options, tag="x")
+        buildah.build_image(component_source, options, tag="x")
 
 
 def test_failing_dockerfile_reports_buildah_output(tmp_path):
     (tmp_path / "Dockerfile").write_text("FROM scratch\nCOPY absent.txt /\n")
     with pytest.raises(UserError, match=r"(?s)building .*Dockerfile failed \(buildah exit status \d+\):\n.*absent.txt"):
-        images.build_image(tmp_path, tag="x")
+        buildah.build_image(tmp_path, tag="x")
 
 
 def test_context_must_be_a_directory(tmp_path):
     with pytest.raises(UserError, match=r"--context: .*nowhere is not a directory"):
-        images.build_image(tmp_path / "nowhere", tag="x")
+        buildah.build_image(tmp_path / "nowhere", tag="x")
 
 
 @pytest.mark.parametrize("tag", ["", ".hidden", "-x", "a:b", "a/b", "x" * 129, "tag with space", "é"])
@@ -236,7 +257,7 @@ def test_invalid_repositories_are_refused(repository):
 def test_userinfo_is_stripped_from_source_urls():
     assert images.strip_userinfo(SOURCE_WITH_TOKEN) == SOURCE_CLEAN
     assert images.strip_userinfo("git@gitlab.example.org:eo4eu/x.git") == "git@gitlab.example.org:eo4eu/x.git"
-    assert images.oci_labels("t", source_url=SOURCE_WITH_TOKEN)["org.opencontainers.image.source"] == SOURCE_CLEAN
+    assert images.image_labels("t", source_url=SOURCE_WITH_TOKEN)["org.opencontainers.image.source"] == SOURCE_CLEAN
 
 
 # ------------------------------------------------------------------ Dagger path, offline
@@ -253,7 +274,7 @@ def test_dagger_build_chain():
         context,
         BuildOptions(dockerfile="docker/Dockerfile.prod", build_args=("A=1", "B=two"), target="final",
                      platform="linux/arm64"),
-        labels=images.oci_labels("3f2c9e1", source_url=SOURCE_WITH_TOKEN),
+        labels=images.image_labels("3f2c9e1", source_url=SOURCE_WITH_TOKEN),
     )
     assert isinstance(container, dagger.Container)
     steps = chain(container)
@@ -388,7 +409,10 @@ def test_cli_publish_image_then_bump_then_release_deploys_the_new_image(
     charts = ["--registry", f"oci://{registry.host}/charts", *auth]
     sha = git(component_source, "rev-parse", "HEAD")
 
+    # The configs name images that were never published: release refuses them, unless told not to check.
     code, out, err = run_cli(capfd, "--source", str(repo), "release", "--env", "dev", *charts)
+    assert code == 1 and "does not exist: its registry answers 404" in err
+    code, out, err = run_cli(capfd, "--source", str(repo), "release", "--env", "dev", *charts, "--skip-image-check")
     assert code == 0, err
     assert out.count("pushed ") == 2
 
@@ -398,9 +422,9 @@ def test_cli_publish_image_then_bump_then_release_deploys_the_new_image(
     assert registry.password not in out + err
     reference = f"{registry.host}/faas/controller:{sha}"
     [line] = out.splitlines()
-    assert line.startswith(f"{reference}@sha256:")
+    assert line.startswith(f"pushed {reference}@sha256:")
     info = skopeo_inspect(reference, registry)
-    assert line == f"{reference}@{info['Digest']}"
+    assert line == f"pushed {reference}@{info['Digest']}"
     assert info["Labels"]["org.opencontainers.image.revision"] == sha
     assert info["Labels"]["org.opencontainers.image.version"] == sha
     assert info["Labels"]["org.opencontainers.image.source"] == SOURCE_CLEAN
@@ -416,7 +440,11 @@ def test_cli_publish_image_then_bump_then_release_deploys_the_new_image(
                            f"{new_version}, image_tag {old_tag} -> {sha}")
     assert get_scalar(controller_cfg, "image_tag") == sha
 
+    # The operator's image is still absent: only its check fails; the new controller image is found.
     code, out, err = run_cli(capfd, "--source", str(repo), "release", "--env", "dev", *charts)
+    assert code == 1 and "env/dev/operator/cookiecutter-config.yaml: default_context.image_tag" in err
+    assert "env/dev/controller/cookiecutter-config.yaml" not in err and f"image {reference}: present" in err
+    code, out, err = run_cli(capfd, "--source", str(repo), "release", "--env", "dev", *charts, "--skip-image-check")
     assert code == 0, err
     lines = sorted(out.splitlines())
     assert len(lines) == 2
@@ -484,7 +512,7 @@ def test_run_steps_work_without_a_docker_engine(tmp_path):
     (context / "Dockerfile").write_text(
         'FROM scratch\nCOPY rootfs/ /\nARG WHO\nRUN ["/bin/dash", "-c", "echo built by $WHO > /out.txt"]\n'
     )
-    built = images.build_image(context, BuildOptions(build_args=("WHO=buildah",)), tag="run", out=tmp_path / "img.tar")
+    built = buildah.build_image(context, BuildOptions(build_args=("WHO=buildah",)), tag="run", out=tmp_path / "img.tar")
     with tarfile.open(built.archive) as archive:
         def blob(digest: str) -> bytes:
             return archive.extractfile(f"blobs/sha256/{digest.split(':')[1]}").read()
@@ -499,38 +527,14 @@ def test_run_steps_work_without_a_docker_engine(tmp_path):
 # ------------------------------------------------------------------ --plain-http and --timeout
 
 
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (a TLS registry whose CA nobody trusts)."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "tls.crt", tmp_path / "tls.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_file, key_file
-
-
 def test_plain_http_never_turns_certificate_checks_off(component_source, tmp_path):
     import http.server
     import ssl
     import threading
 
-    cert_file, key_file = _self_signed(tmp_path)
+    from support.tls import self_signed
+
+    cert_file, key_file = self_signed(tmp_path)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)
@@ -540,7 +544,7 @@ def test_plain_http_never_turns_certificate_checks_off(component_source, tmp_pat
     try:
         host = f"127.0.0.1:{server.server_address[1]}"
         with pytest.raises(UserError) as caught:
-            images.publish_image(component_source, repository=f"{host}/faas/controller", tag="abc", plain_http=True)
+            buildah.publish_image(component_source, repository=f"{host}/faas/controller", tag="abc", plain_http=True)
     finally:
         server.shutdown()
         server.server_close()
@@ -559,3 +563,48 @@ def test_publish_image_ends_within_its_deadline(repo, component_source, capfd):
     assert code == 1 and "no answer within the overall deadline of 0.3 s (raise --timeout" in err, err
     assert elapsed < 0.3 + 2
     assert "Traceback" not in err
+
+
+# ------------------------------------------------------------------ one rule per default
+
+
+def test_image_labels_one_default_for_every_engine(component_source):
+    head = git(component_source, "rev-parse", "HEAD")
+    # CLI: the build context is a local git work tree.
+    assert images.image_labels("1.4.2", context=component_source) == {
+        "org.opencontainers.image.revision": head,
+        "org.opencontainers.image.source": SOURCE_CLEAN,
+        "org.opencontainers.image.version": "1.4.2",
+    }
+    # Dagger (no local files) or a context outside git: the tag is the revision.
+    assert images.image_labels("1.4.2") == images.image_labels("1.4.2", context=component_source.parent / "absent") == {
+        "org.opencontainers.image.revision": "1.4.2", "org.opencontainers.image.version": "1.4.2",
+    }
+    # Explicit values win everywhere; unknown values are left out.
+    assert images.image_labels("t", revision="r", source_url="https://x/y", context=component_source) == {
+        "org.opencontainers.image.revision": "r", "org.opencontainers.image.source": "https://x/y",
+        "org.opencontainers.image.version": "t",
+    }
+    assert images.image_labels("") == {}
+
+
+@pytest.mark.parametrize("value", ["-5", "1.5", "", " 1", "١٢", "9" * 13])
+def test_source_date_epoch_one_reader_refuses_what_images_and_charts_once_read_apart(value, monkeypatch, tmp_path):
+    """Charts used to clamp -5 to 0 and images to refuse it: one reader now, one answer."""
+    from faas_deployment import packaging
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", value)
+    for read in (packaging.fixed_mtime, lambda: buildah.build_timestamp(tmp_path)):
+        with pytest.raises(UserError, match=r"^SOURCE_DATE_EPOCH: expected a non-negative integer"):
+            read()
+
+
+def test_source_date_epoch_set_and_unset(monkeypatch, tmp_path, component_source):
+    from faas_deployment import packaging
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    assert packaging.fixed_mtime() == buildah.build_timestamp(tmp_path) == 1700000000
+    monkeypatch.delenv("SOURCE_DATE_EPOCH")
+    assert packaging.fixed_mtime() == 0
+    assert buildah.build_timestamp(tmp_path) == 0  # no git: 0
+    assert buildah.build_timestamp(component_source) == 1714564800  # the commit time, 2024-05-01T12:00:00Z

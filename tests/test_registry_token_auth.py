@@ -346,3 +346,26 @@ def test_pull_only_credentials_cannot_push(token_registry, source, capsys, monke
     token = service.token("repository:charts/faas-operator:pull")
     listing = httpx.get(f"{registry.url}/v2/charts/faas-operator/tags/list", headers={"Authorization": f"Bearer {token}"}, timeout=5)
     assert listing.status_code == 404
+
+
+def test_release_checks_images_through_the_token_service(token_registry, source, capsys, monkeypatch):
+    """The release's image check answers the registry's Bearer challenge with a pull-scoped token."""
+    from repo_tree import set_scalar
+    from support.image_push import push_image_manifest
+
+    registry, service = token_registry
+    monkeypatch.setenv("TEST_REGISTRY_PASSWORD", registry.password)
+    tags = {}
+    for component in ("operator", "controller"):
+        set_scalar(config_file(source, "dev", component), "image_repository", f"{registry.host}/faas/{component}")
+        tags[component] = get_scalar(config_file(source, "dev", component), "image_tag")
+    token = service.token("repository:faas/controller:pull,push")
+    digest = push_image_manifest(registry, "faas/controller", tags["controller"], token=token)
+
+    code, out, err = release(capsys, source, registry)
+    assert code == 1 and out == ""
+    assert f"the image {registry.host}/faas/operator:{tags['operator']} does not exist" in err
+    assert f"image {registry.host}/faas/controller:{tags['controller']}: present ({digest})" in err
+    asked = {scope for r in service.requests if r.status == 200 and r.username == "ci" for scope in r.scopes}
+    assert {"repository:faas/operator:pull", "repository:faas/controller:pull"} <= asked
+    assert registry.password not in out + err

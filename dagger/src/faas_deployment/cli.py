@@ -84,7 +84,7 @@ def _publish(args: argparse.Namespace) -> str:
 def _release(args: argparse.Namespace) -> str:
     ws = _workspace(args)
     ws.components(args.env)
-    return "\n".join(r.line for r in ws.release(args.env, _target(args, ws)))
+    return "\n".join(r.line for r in ws.release(args.env, _target(args, ws), check_images=not args.skip_image_check))
 
 
 def _bundle(args: argparse.Namespace) -> manifests.Bundle:
@@ -191,7 +191,9 @@ def _build_image(args: argparse.Namespace) -> str:
     ws = _workspace(args)
     ws.config_file(args.env, args.component)  # unknown env/component: say so before building
     out = Path(args.out) if args.out else None
-    return str(images.build_image(Path(args.context), _build_options(args), tag=args.tag, revision=args.revision,
+    from . import buildah
+
+    return str(buildah.build_image(Path(args.context), _build_options(args), tag=args.tag, revision=args.revision,
                                   source_url=args.source_url, out=out))
 
 
@@ -199,7 +201,9 @@ def _publish_image(args: argparse.Namespace) -> str:
     ws = _workspace(args)
     repository = images.component_repository(ws.source, args.env, args.component, ws.template)
     password = resolve_secret(args.password, flag="--password") if args.password else None
-    return str(images.publish_image(
+    from . import buildah
+
+    return str(buildah.publish_image(
         Path(args.context), repository=repository, tag=args.tag, options=_build_options(args),
         username=args.username, password=password, plain_http=args.plain_http, timeout=args.timeout,
         revision=args.revision, source_url=args.source_url,
@@ -365,7 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     _registry_flags(publish)
     publish.add_argument("--prerelease", default="", metavar="ID",
                          help="publish chart_version as the pre-release <chart_version>-ID, e.g. mr.42.3 (docs/plan.md)")
-    _registry_flags(verb("release", _release, "publish every component's chart of an environment concurrently"))
+    _registry_flags(release := verb("release", _release, "publish every component's chart of an environment concurrently"))
+    release.add_argument("--skip-image-check", action="store_true",
+                         help="do not check that each chart's image_repository:image_tag exists (air-gapped registries)")
     verb("manifests", _manifests, "validate env/<env>/operator/dynamic/ and write its reproducible zip to --out").add_argument(
         "--out", required=True, metavar="FILE"
     )

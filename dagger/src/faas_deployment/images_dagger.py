@@ -1,17 +1,25 @@
 """Component images as lazy Dagger chains (the Dagger front end's half of ``images``).
 
 Building the chain needs no engine; ``main.py`` awaits ``publish(address)``. The
-rules (tags, repositories, labels, build options) are those of :mod:`.images`.
+rules (tags, repositories, labels, build options) are those of :mod:`.images`; the
+CLI's engine is :mod:`.buildah`. It lives in its own module so that the CLI never
+imports the Dagger SDK.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+import anyio
 import dagger
 
+from . import image_tags
+from .deadline import DEFAULT_TIMEOUT, Deadline
 from .errors import UserError
-from .images import BuildOptions, check_image_repository, check_image_tag, parse_build_args
+from .image_tags import RegistryAccess
+from .images import BuildOptions, check_image_repository, check_image_tag, parse_build_args, registry_host
+from .progress import note
+from .secrets import SecretValue
 
 
 def dagger_build(
@@ -67,3 +75,45 @@ def dagger_publish_chain(
         container = container.with_registry_auth(address, username, password)
     return container, address
 
+
+async def publish(
+    container: dagger.Container,
+    address: str,
+    *,
+    username: str = "",
+    password: SecretValue | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> str:
+    """Publish ``container`` at ``address`` (``repository:tag``) unless the tag exists; the outcome line.
+
+    The registry's tag is read first (``HEAD``, :func:`.image_tags.published_digest`,
+    off the event loop): the engine tells an image's digest only by publishing it, so
+    an existing tag cannot be compared and is refused (:func:`.image_tags.refuse_existing`)
+    rather than overwritten; so is a tag the registry will not answer for (credentials
+    refused, TLS failure, another status). Only a registry this function cannot connect
+    to at all is left to the engine, which pushes from its own network: a warning line
+    says the tag was not checked. Between the check and the push another publisher
+    could still write the tag (the registry has no conditional write).
+
+    ``username``/``password`` are also the credentials of the tag check (sent to the
+    repository's registry host only); ``timeout`` bounds that check, in seconds.
+
+    Returns:
+        ``pushed <repository>:<tag>@sha256:...``.
+
+    Raises:
+        UserError: the tag exists, or the registry's answer about it cannot be read.
+    """
+    repository, tag = address.rsplit(":", 1)
+    access = RegistryAccess(registry_host(repository), username or None, password)
+    deadline = Deadline(timeout)
+
+    def check() -> None:
+        why = image_tags.unreachable(access, deadline)
+        if why:
+            note(f"WARNING: {address} not checked before publishing: {why}; the engine publishes it from its own network")
+            return
+        image_tags.refuse_existing(address, image_tags.published_digest(repository, tag, access, deadline))
+
+    await anyio.to_thread.run_sync(check)
+    return f"pushed {await container.publish(address)}"

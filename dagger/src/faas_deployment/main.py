@@ -278,7 +278,7 @@ class Component:
         """
         options = images.BuildOptions(dockerfile, tuple(build_args), target, platform)
         with user_errors():
-            return images_dagger.dagger_build(context, options, labels=images.oci_labels("", revision=revision,
+            return images_dagger.dagger_build(context, options, labels=images.image_labels("", revision=revision,
                                                                                    source_url=source_url))
 
     @function(cache="never")
@@ -299,20 +299,22 @@ class Component:
     ) -> str:
         """Build the image and push it to the config's ``image_repository`` as ``:tag``.
 
-        Returns ``<image_repository>:<tag>@sha256:<digest>``. Labels:
-        ``org.opencontainers.image.revision`` (default: the tag), ``.version`` (the tag),
-        ``.source`` when given. Credentials go through Dagger's registry auth, never a URL.
+        Returns ``pushed <image_repository>:<tag>@sha256:<digest>``; a tag that already
+        exists is refused, never overwritten (docs/images.md). Labels: ``images.image_labels``.
+        Credentials go through Dagger's registry auth, never a URL.
         """
         ws = await _workspace(self.source, self.template)
         repository = await _run(lambda: images.component_repository(ws.source, self.env, self.name, ws.template))
         options = images.BuildOptions(dockerfile, tuple(build_args), target, platform)
         with user_errors():
-            labels = images.oci_labels(images.check_image_tag(tag), revision=revision, source_url=source_url)
+            labels = images.image_labels(images.check_image_tag(tag), revision=revision, source_url=source_url)
             container, address = images_dagger.dagger_publish_chain(
                 images_dagger.dagger_build(context, options, labels=labels),
                 repository=repository, tag=tag, username=username, password=password,
             )
-        return await container.publish(address)
+        secret = await _secret(password, "password")
+        with user_errors():
+            return await images_dagger.publish(container, address, username=username, password=secret)
 
     @function
     async def bump(
@@ -501,14 +503,16 @@ class Environment:
         password: PasswordArg = None,
         plain_http: PlainHttpArg = False,
         timeout: Annotated[float, Doc("overall deadline of the registry work, in seconds")] = DEFAULT_TIMEOUT,
+        skip_image_check: Annotated[bool, Doc("do not check that each chart's image exists (air-gapped registries)")] = False,
     ) -> str:
         """Publish every component's chart of this environment concurrently; a line per component.
 
-        Every chart is validated and packaged first: if any fails, nothing is published.
+        Every chart is validated and packaged first, and each chart's image must exist in its
+        registry when that registry can be reached: if any fails, nothing is published.
         """
         ws = await _workspace(self.source, self.template)
         target = await _chart_target(ws, registry, username, password, plain_http, timeout)
-        results = await _run(lambda: ws.release(self.name, target))
+        results = await _run(lambda: ws.release(self.name, target, check_images=not skip_image_check))
         return "\n".join(r.line for r in results)
 
     @function

@@ -373,21 +373,29 @@ class ChartRegistry:
             url = requests.compat.urljoin(url, link) if link else ""
         return tags
 
-    def _manifest(self, name: str, tag: str, method: str) -> requests.Response:
+    def _manifest(self, name: str, tag: str, method: str, accept: str = MANIFEST_MEDIA_TYPE) -> requests.Response:
         return self._request(
             f"resolving {self.reference(name, tag)}",
             self._url(self._container(name).manifest_url(tag)),
             method,
-            headers={"Accept": MANIFEST_MEDIA_TYPE},
+            headers={"Accept": accept},
         )
 
-    def get_manifest(self, name: str, tag: str) -> tuple[str, bytes] | None:
+    def head_manifest(self, name: str, tag: str, accept: str = MANIFEST_MEDIA_TYPE) -> requests.Response:
+        """``HEAD`` the manifest tagged ``tag`` accepting the media types ``accept``; the answer as is.
+
+        Raises:
+            UserError: unreachable after the retries; RegistryAuthError for 401/403.
+        """
+        return self._manifest(name, tag, "HEAD", accept)
+
+    def get_manifest(self, name: str, tag: str, accept: str = MANIFEST_MEDIA_TYPE) -> tuple[str, bytes] | None:
         """``(digest, bytes)`` of the manifest tagged ``tag`` (digest computed from the bytes), or ``None`` (404).
 
         Raises:
             UserError: another status, or a ``Docker-Content-Digest`` that is not the bytes' digest.
         """
-        response = self._manifest(name, tag, "GET")
+        response = self._manifest(name, tag, "GET", accept)
         if response.status_code == 404:
             return None
         if response.status_code != 200:

@@ -34,13 +34,29 @@ from .errors import UserError
 COMPRESS_LEVEL = 9
 
 
+def source_date_epoch() -> int | None:
+    """``SOURCE_DATE_EPOCH`` in seconds since the epoch, or ``None`` when it is not set.
+
+    The one reader of the variable (chart packages here, image builds in :mod:`.buildah`).
+    Rule: reproducible-builds.org's specification of ``SOURCE_DATE_EPOCH`` (an integer
+    number of seconds; a malformed value must fail the build, not be ignored).
+
+    Raises:
+        UserError: set, but not a non-negative integer.
+    """
+    raw = os.environ.get("SOURCE_DATE_EPOCH")
+    if raw is None:
+        return None
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 12:
+        raise UserError(f"SOURCE_DATE_EPOCH: expected a non-negative integer number of seconds since the epoch (at most 12 digits), "
+                        f"got {raw!r} (set it to e.g. the commit time, git log -1 --format=%ct, or unset it)")
+    return int(raw)
+
+
 def fixed_mtime() -> int:
     """The mtime written into every entry: ``SOURCE_DATE_EPOCH`` if set, else 0 (seconds)."""
-    raw = os.environ.get("SOURCE_DATE_EPOCH", "0")
-    try:
-        return max(0, int(raw))
-    except ValueError:
-        raise UserError(f"SOURCE_DATE_EPOCH must be an integer number of seconds, got {raw!r}") from None
+    epoch = source_date_epoch()
+    return 0 if epoch is None else epoch
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import semver
 import yaml
 
-from . import artifacts, chart, config, deadline, hooks, manifests
+from . import artifacts, chart, config, deadline, hooks, image_tags, manifests
 from .deadline import DEFAULT_TIMEOUT, Deadline
 from .errors import Problem, UserError, ValidationError
 from .packaging import ChartPackage, package_chart
@@ -151,12 +151,14 @@ class Workspace:
         return LocalRepoTarget(self.source / LOCAL_REPOSITORY)
 
     def release(self, env: str, target: Target, components: list[str] | None = None,
-                prerelease: str = "") -> list[PublishResult]:
+                prerelease: str = "", check_images: bool = False) -> list[PublishResult]:
         """Package every component of ``env`` (or those given), then publish them concurrently.
 
         Around each publish run the component's ``pre-deploy`` and ``post-deploy``
         hooks (:mod:`faas_deployment.hooks`); a failing ``pre-deploy`` stops that
         component before anything of it is pushed. ``prerelease``: see :meth:`context`.
+        ``check_images``: first check that each chart's image exists in its registry
+        (:func:`image_tags.check_images`; a 404 is a problem, an unreachable registry a warning).
 
         Returns:
             One result per component, in component order.
@@ -173,6 +175,8 @@ class Workspace:
             packages = {name: self._package_or_note(env, name, Path(scratch) / name, problems, prerelease)
                         for name in names}
             problems.extend(self.chart_name_problems(env, {n: p.name for n, p in packages.items() if p is not None}))
+            if not problems and check_images:
+                problems.extend(self.image_problems(env, names, target))
             if problems:
                 raise ValidationError(problems)
 
@@ -186,6 +190,23 @@ class Workspace:
                 return result
 
             return _run_all(publish, names, target.deadline)
+
+    def image_problems(self, env: str, components: list[str], target: Target) -> list[Problem]:
+        """The images of ``components`` (``image_repository:image_tag``) that their registry says do not exist.
+
+        A config without both keys (a user template may have neither) is skipped; the
+        chart registry's credentials are reused only for images on its host.
+        """
+        references = {}
+        for name in components:
+            context = config.load_context(self.source, env, name, self.template)
+            repository, tag = context.get("image_repository"), context.get("image_tag")
+            if isinstance(repository, str) and isinstance(tag, str) and repository and tag:
+                references[self.display(env, name)] = f"{repository}:{tag}"
+        seconds = image_tags.CHECK_TIMEOUT
+        limit = Deadline(min(seconds, target.deadline.remaining()) if target.deadline else seconds)
+        with step(f"check images of {env}"):
+            return image_tags.check_images(references, target.access, limit)
 
     def check(
         self,

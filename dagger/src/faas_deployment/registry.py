@@ -33,6 +33,7 @@ import yaml
 from . import lease
 from .deadline import DEFAULT_TIMEOUT, Deadline
 from .errors import UserError
+from .image_tags import RegistryAccess
 from .oci import ChartRegistry, check_root, helm_artifact, oci_tag
 from .packaging import ChartPackage
 from .secrets import SecretValue
@@ -105,6 +106,8 @@ def decide(
 class Target(Protocol):
     #: The overall deadline of the target's network work; ``None`` for a local target.
     deadline: Deadline | None
+    #: The registry host and credentials, for checks that may reuse them there; ``None`` for a local target.
+    access: RegistryAccess | None
 
     def publish(self, package: ChartPackage, *, config: str, dry_run: bool = False) -> PublishResult: ...
 
@@ -139,6 +142,8 @@ class OciTarget:
     ):
         self.root = check_root(root)
         self.deadline = deadline or Deadline(DEFAULT_TIMEOUT)
+        #: Who may read this registry's host: a release's image check reuses it there only (image_tags).
+        self.access = RegistryAccess(self.root[len("oci://"):].split("/", 1)[0], username, password, plain_http)
         self._connect = functools.partial(
             ChartRegistry, self.root, username=username, password=password, plain_http=plain_http, deadline=self.deadline
         )
@@ -210,6 +215,7 @@ class LocalRepoTarget:
 
     LOCK_NAME = ".faas-publish.lock"
     deadline: Deadline | None = None
+    access: RegistryAccess | None = None  # no registry: images are checked anonymously
 
     def __init__(self, directory: Path):
         self.directory = directory
