@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 import dagger
 
+from .credentials import check_pair
 from .errors import UserError
 from .images import BuildOptions, check_image_repository, check_image_tag, parse_build_args
 
@@ -60,8 +61,7 @@ def dagger_publish_chain(
     """
     check_image_tag(tag)
     check_image_repository(repository)
-    if bool(username) != (password is not None):
-        raise UserError("--username and --password go together: pass both or neither")
+    check_pair(username, password)
     address = f"{repository}:{tag}"
     if password is not None:
         container = container.with_registry_auth(address, username, password)

@@ -17,25 +17,25 @@ directory with ``index.yaml``; the digest is the package's sha256, as the index 
 from __future__ import annotations
 
 import fcntl
-import functools
+import hashlib
+import json
 import os
-import shutil
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-import helm_python
 import semver
 import yaml
 
 from . import lease
+from .credentials import RegistryCredentials, check_ca_file
 from .deadline import DEFAULT_TIMEOUT, Deadline
 from .errors import UserError
 from .oci import ChartRegistry, check_root, helm_artifact, oci_tag
 from .packaging import ChartPackage
-from .secrets import SecretValue
 
 Outcome = Literal["pushed", "unchanged", "new"]
 
@@ -120,32 +120,44 @@ class OciTarget:
     overwrite a tag (tag immutability) is taken at its word: the version is read
     back and reported as ``unchanged`` or refused.
 
-    Each ``publish`` opens its own :class:`ChartRegistry` client: oras-py holds one
-    bearer token per client, so concurrent publishes of different charts (whose
-    token scopes differ) must not share one.
+    A version already published is settled by one ``HEAD``: the digest it names
+    decides (``unchanged`` for ours, refused for another) without the tag list,
+    which the rules need only for a version not yet published.
+
+    One target makes one :class:`ChartRegistry` client (one session, one probe of
+    the auth scheme) on first use; each ``publish`` works on a :meth:`ChartRegistry.fork`
+    of it (its own bearer token on a token-service registry, whose token scopes
+    differ per chart).
 
     Raises:
-        UserError: a malformed root (checked here, before any packaging or network).
+        UserError: a malformed root or ``ca_file`` (checked here, before any packaging or network).
     """
 
     def __init__(
         self,
         root: str,
         *,
-        username: str | None = None,
-        password: SecretValue | None = None,
+        credentials: RegistryCredentials | None = None,
         plain_http: bool = False,
+        ca_file: str | Path | None = None,
         deadline: Deadline | None = None,
     ):
         self.root = check_root(root)
         self.deadline = deadline or Deadline(DEFAULT_TIMEOUT)
-        self._connect = functools.partial(
-            ChartRegistry, self.root, username=username, password=password, plain_http=plain_http, deadline=self.deadline
-        )
+        self._options = {"credentials": credentials, "plain_http": plain_http, "ca_file": check_ca_file(ca_file)}
+        self._client: ChartRegistry | None = None
+        self._client_lock = threading.Lock()
 
-    def _state(self, registry: ChartRegistry, package: ChartPackage) -> tuple[list[str], str | None]:
+    def _connect(self) -> ChartRegistry:
+        with self._client_lock:
+            if self._client is None:
+                self._client = ChartRegistry(self.root, deadline=self.deadline, **self._options)  # type: ignore[arg-type]
+            return self._client.fork()
+
+    def _state(self, registry: ChartRegistry, package: ChartPackage,
+               head: tuple[int, str | None] | None = None) -> tuple[list[str], str | None]:
         tags = registry.tags(package.name)
-        return tags or [], registry.manifest_digest(package.name, package.version, tags)
+        return tags or [], registry.manifest_digest(package.name, package.version, tags, head)
 
     def publish(self, package: ChartPackage, *, config: str, dry_run: bool = False) -> PublishResult:
         """Publish ``package`` under the rules (``dry_run``: only check them); :func:`decide` lists the errors."""
@@ -157,12 +169,18 @@ class OciTarget:
             return decide(config=config, name=package.name, version=package.version, digest=artifact.digest,
                           published_versions=state[0], published_digest=state[1])
 
-        if rules(self._state(registry, package)) == "unchanged":
+        head = registry.head_manifest(package.name, oci_tag(package.version))
+        if head[0] == 200 and head[1]:
+            # Published: its digest alone decides (decide needs no tag list for a present version).
+            rules(([], head[1]))  # raises for other content
+            return PublishResult("unchanged", reference, artifact.digest)
+        if rules(self._state(registry, package, head)) == "unchanged":
             return PublishResult("unchanged", reference, artifact.digest)
         if dry_run:
             return PublishResult("new", reference, artifact.digest)
         registry.push_blobs(artifact)
-        held = lease.acquire(registry, package.name, package.version, artifact.digest, self.deadline)
+        config_blob = json.loads(artifact.manifest)["config"]
+        held = lease.acquire(registry, package.name, package.version, artifact.digest, self.deadline, config_blob)
         try:
             tags, digest = self._state(registry, package)
             if held is not None and held.tag not in tags:
@@ -197,15 +215,23 @@ class LocalRepoTarget:
 
     ``index.yaml`` is the record of what is published: a ``.tgz`` it does not list
     (left by a killed run, or copied in by hand) is not published and never gets
-    indexed. Each publish holds an exclusive lock on ``.<directory>.faas-publish.lock``
-    beside the directory (outside it, so exports of the repository stay clean) (``fcntl.flock``: released by the kernel when a process dies, so a
-    kill leaves no stale lock) from reading the index to writing it, so concurrent
-    runs and processes publish one at a time. The package and the index are
-    written under unique temporary names and renamed into place (atomic on POSIX),
-    so a kill leaves either the old or the new file. The index entry is made by
-    Helm's own indexer over a scratch directory holding only this package, merged
-    into the old index (earlier entries keep their ``created`` times); a run that
-    publishes nothing leaves the directory byte for byte as it was.
+    indexed. A version the index lists is published only if its package file is
+    there with the digest the index records: a missing or altered file is written
+    again when this run's package has exactly the recorded digest (``pushed``), and
+    other content is refused as usual. Each publish holds an exclusive lock on
+    ``.<directory>.faas-publish.lock`` beside the directory (outside it, so exports
+    of the repository stay clean) (``fcntl.flock``: released by the kernel when a
+    process dies, so a kill leaves no stale lock) from reading the index to writing
+    it, so concurrent runs and processes publish one at a time. The package and the
+    index are written under unique temporary names and renamed into place (atomic on
+    POSIX), so a kill leaves either the old or the new file.
+
+    The index is updated, not rebuilt: it is parsed with libyaml's loader when
+    available, this version's entry (the fields of Helm's ``repo.ChartVersion``:
+    the Chart.yaml metadata, ``urls``, ``created``, ``digest``) is put first in its
+    chart's list (Helm's ``SortEntries``: newest first), and no other package is
+    read; earlier entries keep their ``created`` times. A run that publishes nothing
+    leaves the directory byte for byte as it was.
     """
 
     LOCK_NAME = ".faas-publish.lock"
@@ -227,7 +253,7 @@ class LocalRepoTarget:
         problem = f"{index}: not a Helm repository index"
         hint = "(expected entries: {CHART: [{version, digest, ...}]}; fix or remove the file, then publish again)"
         try:
-            data = yaml.safe_load(index.read_bytes().decode("utf-8")) or {}
+            data = yaml.load(index.read_bytes().decode("utf-8"), Loader=_Loader) or {}
         except UnicodeDecodeError:
             raise UserError(f"{problem}: not UTF-8 text {hint}") from None
         except yaml.YAMLError as exc:
@@ -257,9 +283,17 @@ class LocalRepoTarget:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    def _package_file(self, entry: dict, package: ChartPackage) -> Path:
+        """The file an index entry points at: its first relative URL, else ``<name>-<version>.tgz``."""
+        urls = entry.get("urls")
+        first = urls[0] if isinstance(urls, list) and urls and isinstance(urls[0], str) else ""
+        if first and "://" not in first and not first.startswith("/") and ".." not in Path(first).parts:
+            return self.directory / first
+        return self.directory / package.path.name
+
     def _publish(self, package: ChartPackage, *, config: str, dry_run: bool) -> PublishResult:
         index_data = self._index()
-        entries = (index_data.get("entries") or {}).get(package.name, [])
+        entries = (index_data.get("entries") or {}).get(package.name) or []
         digests = {str(e.get("version")): f"sha256:{e.get('digest')}" for e in entries}
         target = self.directory / package.path.name
         reference = str(target)
@@ -272,19 +306,66 @@ class LocalRepoTarget:
             published_digest=digests.get(package.version),
         )
         if action == "unchanged":
-            return PublishResult("unchanged", reference, package.digest)
+            entry = next(e for e in entries if str(e.get("version")) == package.version)
+            stored = self._package_file(entry, package)
+            if _file_digest(stored) == package.digest:
+                return PublishResult("unchanged", reference, package.digest)
+            # The index lists this version but its package file is gone or altered: this run's package has the
+            # recorded digest, so writing it again restores exactly what was published.
+            if dry_run:
+                return PublishResult("new", reference, package.digest)
+            _replace_atomically(package.path.read_bytes(), stored)
+            return PublishResult("pushed", reference, package.digest)
         if dry_run:
             return PublishResult("new", reference, package.digest)
-        index = self.directory / "index.yaml"
-        with tempfile.TemporaryDirectory(prefix=".faas-index-", dir=self.directory) as scratch:
-            shutil.copyfile(package.path, Path(scratch) / package.path.name)
-            try:
-                helm_python.repo_index_generate(scratch, merge=index if index.exists() else None)
-            except helm_python.HelmError as exc:
-                raise UserError(f"{index}: Helm could not index the package: {exc}") from None
-            _replace_atomically(package.path.read_bytes(), target)
-            _replace_atomically((Path(scratch) / "index.yaml").read_bytes(), index)
+        index_data = dict(index_data) if index_data else {"apiVersion": "v1"}
+        index_data.setdefault("apiVersion", "v1")
+        all_entries = dict(index_data.get("entries") or {})
+        all_entries[package.name] = _sorted_entries([_index_entry(package), *entries])
+        index_data["entries"] = all_entries
+        index_data["generated"] = _now()
+        _replace_atomically(package.path.read_bytes(), target)
+        text = yaml.dump(index_data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=2**31 - 1)
+        _replace_atomically(text.encode("utf-8"), self.directory / "index.yaml")
         return PublishResult("pushed", reference, package.digest)
+
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def _now() -> str:
+    """The current time as Helm writes ``created`` and ``generated`` (RFC 3339, UTC, nanoseconds)."""
+    now = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now // 1_000_000_000)) + f".{now % 1_000_000_000:09d}Z"
+
+
+def _index_entry(package: ChartPackage) -> dict:
+    """Helm's ``repo.ChartVersion`` for ``package``: the Chart.yaml metadata (empty fields left out, as Helm's
+    ``omitempty``), ``created``, ``digest`` (hex) and ``urls`` (the file name, relative to the index)."""
+    entry = {key: value for key, value in package.metadata.items() if value not in (None, "", [], {})}
+    entry.update({"created": _now(), "digest": package.digest.removeprefix("sha256:"), "urls": [package.path.name]})
+    return entry
+
+
+def _sorted_entries(entries: list[dict]) -> list[dict]:
+    """Newest version first (Helm's ``IndexFile.SortEntries``); versions that are not semver last, in order."""
+    def key(entry: dict) -> tuple[int, semver.Version | None]:
+        version = _semver(str(entry.get("version")))
+        return (0, version) if version is not None else (1, None)
+
+    valid = [e for e in entries if key(e)[0] == 0]
+    other = [e for e in entries if key(e)[0] == 1]
+    return sorted(valid, key=lambda e: key(e)[1], reverse=True) + other  # type: ignore[arg-type,return-value]
+
+
+def _file_digest(path: Path) -> str | None:
+    """``sha256:<hex>`` of the file at ``path``, ``None`` when it is not a readable file."""
+    try:
+        with open(path, "rb") as handle:
+            return "sha256:" + hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError:
+        return None
 
 
 def _replace_atomically(data: bytes, path: Path) -> None:
