@@ -15,6 +15,7 @@ from dagger import dag
 
 import dagger
 from faas_deployment import images, images_dagger
+from faas_deployment.credentials import RegistryCredentials
 from faas_deployment.errors import UserError
 from faas_deployment.images import BuildOptions
 from faas_deployment.secrets import SecretValue
@@ -86,8 +87,7 @@ def test_publish_pushes_labelled_image_that_skopeo_confirms(component_source, re
         repository=repository,
         tag=head[:12],
         options=BuildOptions(build_args=("GREETING=bonjour",)),
-        username=registry.username,
-        password=SecretValue(registry.password, "env:REGISTRY_PASSWORD"),
+        credentials=RegistryCredentials(registry.username, SecretValue(registry.password, "env:REGISTRY_PASSWORD")),
         plain_http=True,
     )
     out, err = capfd.readouterr()
@@ -119,9 +119,9 @@ def test_same_commit_builds_the_same_image_and_digest(component_source, registry
     repository = f"{registry.host}/faas/controller"
     secret = SecretValue(registry.password, "env:X")
     first = images.publish_image(component_source, repository=repository, tag="a1", revision="r",
-                                 username=registry.username, password=secret, plain_http=True)
+                                 credentials=RegistryCredentials(registry.username, secret), plain_http=True)
     second = images.publish_image(component_source, repository=repository, tag="a1", revision="r",
-                                  username=registry.username, password=secret, plain_http=True)
+                                  credentials=RegistryCredentials(registry.username, secret), plain_http=True)
     assert first.image_id == second.image_id
     assert first.digest == second.digest
 
@@ -134,8 +134,7 @@ def test_target_stage_and_explicit_labels(component_source, registry):
         options=BuildOptions(target="base"),
         revision="0123abc",
         source_url="https://git.example.org/faas-operator",
-        username=registry.username,
-        password=SecretValue(registry.password, "env:X"),
+        credentials=RegistryCredentials(registry.username, SecretValue(registry.password, "env:X")),
         plain_http=True,
     )
     info = skopeo_inspect(published.reference, registry)
@@ -149,7 +148,7 @@ def test_wrong_password_is_refused_without_echoing_it(component_source, registry
     wrong = "wrong-" + registry.password
     with pytest.raises(UserError) as caught:
         images.publish_image(component_source, repository=f"{registry.host}/faas/controller", tag="abc",
-                             username=registry.username, password=SecretValue(wrong, "env:X"), plain_http=True)
+                             credentials=RegistryCredentials(registry.username, SecretValue(wrong, "env:X")), plain_http=True)
     message = str(caught.value)
     assert f"pushing {registry.host}/faas/controller:abc failed" in message
     assert "unauthorized" in message.lower() or "authentication" in message.lower()
@@ -162,7 +161,7 @@ def test_tls_is_the_default(component_source, registry):
     # without --plain-http buildah speaks TLS to the plain-HTTP test registry and fails
     with pytest.raises(UserError, match="(?s)pushing .* failed.*server gave HTTP response to HTTPS client"):
         images.publish_image(component_source, repository=f"{registry.host}/faas/controller", tag="abc",
-                             username=registry.username, password=SecretValue(registry.password, "env:X"))
+                             credentials=RegistryCredentials(registry.username, SecretValue(registry.password, "env:X")))
 
 
 def test_build_only_writes_an_oci_archive(component_source, tmp_path):
