@@ -203,6 +203,9 @@ class _GuardedSession(requests.Session):
         self.deadline.check(f"registry {self.registry_host}")
         kwargs["timeout"] = self.deadline.request_timeout()
         kwargs.setdefault("allow_redirects", True)
+        if kwargs.get("verify") in (None, True):
+            # Explicitly: requests would otherwise prefer $REQUESTS_CA_BUNDLE over the session's --ca-file.
+            kwargs["verify"] = self.verify
         return super().request(method, url, *args, **kwargs)
 
     def rebuild_auth(self, prepared_request, response) -> None:  # type: ignore[override]
