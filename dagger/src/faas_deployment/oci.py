@@ -518,9 +518,9 @@ class ChartRegistry:
                         head: tuple[int, str | None] | None = None) -> str | None:
         """Digest of the manifest tagged ``version``, or ``None`` when the tag does not exist.
 
-        Cross-checked: the tag list (``tags``, from :meth:`tags`), ``HEAD`` (``head``, from
-        :meth:`head_manifest`, made here when not given) and, when they disagree or
-        ``HEAD`` gives no digest, ``GET`` by tag must tell one story.
+        Cross-checked: the tag list (``tags``, from :meth:`tags`) and ``HEAD`` (``head``, from
+        :meth:`head_manifest`, made here when not given) must agree; when they disagree or
+        ``HEAD`` gives no digest, ``GET`` by tag decides, and all three must tell one story.
 
         Raises:
             UserError: the answers disagree (nothing may be pushed on such a registry).
@@ -531,9 +531,9 @@ class ChartRegistry:
         status, head_digest = head or self.head_manifest(name, tag)
         if status == 200 and head_digest and listed:
             return head_digest
+        if status == 404 and not listed:
+            return None  # the tag list and HEAD agree: absent
         got = self.get_manifest(name, tag)
-        if status == 404 and got is None and not listed:
-            return None
         if got is not None and listed and (head_digest in (None, got[0])) and status == 200:
             return got[0]  # HEAD without Docker-Content-Digest (allowed), GET agrees with the list
         story = (
