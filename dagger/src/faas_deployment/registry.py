@@ -22,15 +22,13 @@ import json
 import os
 import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
 import semver
-import yaml
 
-from . import lease
+from . import helm_index, lease
 from .credentials import RegistryCredentials, check_ca_file
 from .deadline import DEFAULT_TIMEOUT, Deadline
 from .errors import UserError
@@ -226,12 +224,12 @@ class LocalRepoTarget:
     index are written under unique temporary names and renamed into place (atomic on
     POSIX), so a kill leaves either the old or the new file.
 
-    The index is updated, not rebuilt: it is parsed with libyaml's loader when
-    available, this version's entry (the fields of Helm's ``repo.ChartVersion``:
-    the Chart.yaml metadata, ``urls``, ``created``, ``digest``) is put first in its
-    chart's list (Helm's ``SortEntries``: newest first), and no other package is
-    read; earlier entries keep their ``created`` times. A run that publishes nothing
-    leaves the directory byte for byte as it was.
+    The index is updated, not rebuilt (:mod:`helm_index`): this version's entry (the
+    fields of Helm's ``repo.ChartVersion``: the Chart.yaml metadata, ``urls``,
+    ``created``, ``digest``) joins its chart's list, newest first (Helm's
+    ``SortEntries``); only that chart's lines are read and rewritten, no other
+    package is read, and earlier entries keep their ``created`` times. A run that
+    publishes nothing leaves the directory byte for byte as it was.
     """
 
     LOCK_NAME = ".faas-publish.lock"
@@ -240,34 +238,6 @@ class LocalRepoTarget:
     def __init__(self, directory: Path):
         self.directory = directory
         self._lock = threading.Lock()  # flock is per open file: threads of one process also take this
-
-    def _index(self) -> dict:
-        """The index as a mapping; ``{}`` when absent.
-
-        Raises:
-            UserError: not UTF-8 YAML, or not ``{entries: {name: [{version, digest}, ...]}}`` (Helm's ``repo.IndexFile``).
-        """
-        index = self.directory / "index.yaml"
-        if not index.exists():
-            return {}
-        problem = f"{index}: not a Helm repository index"
-        hint = "(expected entries: {CHART: [{version, digest, ...}]}; fix or remove the file, then publish again)"
-        try:
-            data = yaml.load(index.read_bytes().decode("utf-8"), Loader=_Loader) or {}
-        except UnicodeDecodeError:
-            raise UserError(f"{problem}: not UTF-8 text {hint}") from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
-            raise UserError(f"{problem}: not readable YAML{where} {hint}") from None
-        entries = data.get("entries", {}) if isinstance(data, dict) else None
-        if entries is None and isinstance(data, dict):
-            entries = {}
-        if not isinstance(entries, dict) or not all(
-            isinstance(versions, list) and all(isinstance(e, dict) for e in versions) for versions in entries.values()
-        ):
-            raise UserError(f"{problem}: entries is not a mapping of chart names to lists of versions {hint}")
-        return data
 
     def publish(self, package: ChartPackage, *, config: str, dry_run: bool = False) -> PublishResult:
         """Publish ``package`` under the rules (``dry_run``: only check them); :func:`decide` lists the errors."""
@@ -279,7 +249,7 @@ class LocalRepoTarget:
         with self._lock, open(lock, "a+b") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
-                return self._publish(package, config=config, dry_run=False)
+                return self._publish(package, config=config, dry_run=False, lock=lock)
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
@@ -291,9 +261,10 @@ class LocalRepoTarget:
             return self.directory / first
         return self.directory / package.path.name
 
-    def _publish(self, package: ChartPackage, *, config: str, dry_run: bool) -> PublishResult:
-        index_data = self._index()
-        entries = (index_data.get("entries") or {}).get(package.name) or []
+    def _publish(self, package: ChartPackage, *, config: str, dry_run: bool, lock: Path | None = None) -> PublishResult:
+        index_path = self.directory / "index.yaml"
+        index = helm_index.Index.load(index_path, helm_index.read_stamp(lock) if lock is not None else None)
+        entries = index.versions(package.name)
         digests = {str(e.get("version")): f"sha256:{e.get('digest')}" for e in entries}
         target = self.directory / package.path.name
         reference = str(target)
@@ -318,33 +289,18 @@ class LocalRepoTarget:
             return PublishResult("pushed", reference, package.digest)
         if dry_run:
             return PublishResult("new", reference, package.digest)
-        index_data = dict(index_data) if index_data else {"apiVersion": "v1"}
-        index_data.setdefault("apiVersion", "v1")
-        all_entries = dict(index_data.get("entries") or {})
-        all_entries[package.name] = _sorted_entries([_index_entry(package), *entries])
-        index_data["entries"] = all_entries
-        index_data["generated"] = _now()
         _replace_atomically(package.path.read_bytes(), target)
-        text = yaml.dump(index_data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=2**31 - 1)
-        _replace_atomically(text.encode("utf-8"), self.directory / "index.yaml")
+        _replace_atomically(index.with_versions(package.name, _sorted_entries([_index_entry(package), *entries])), index_path)
+        if lock is not None:
+            helm_index.write_stamp(lock, index_path)
         return PublishResult("pushed", reference, package.digest)
-
-
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-
-
-def _now() -> str:
-    """The current time as Helm writes ``created`` and ``generated`` (RFC 3339, UTC, nanoseconds)."""
-    now = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now // 1_000_000_000)) + f".{now % 1_000_000_000:09d}Z"
 
 
 def _index_entry(package: ChartPackage) -> dict:
     """Helm's ``repo.ChartVersion`` for ``package``: the Chart.yaml metadata (empty fields left out, as Helm's
     ``omitempty``), ``created``, ``digest`` (hex) and ``urls`` (the file name, relative to the index)."""
     entry = {key: value for key, value in package.metadata.items() if value not in (None, "", [], {})}
-    entry.update({"created": _now(), "digest": package.digest.removeprefix("sha256:"), "urls": [package.path.name]})
+    entry.update({"created": helm_index.now(), "digest": package.digest.removeprefix("sha256:"), "urls": [package.path.name]})
     return entry
 
 
