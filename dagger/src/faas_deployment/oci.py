@@ -135,13 +135,14 @@ def _retryable(exc: BaseException) -> bool:
 
 def _announce_retry(state: tenacity.RetryCallState) -> None:
     """``registry HOST: METHOD /path: <failure>; attempt N in S s`` on standard error (no secret: URLs hold none)."""
-    owner, args = state.args[0], state.args[1:]
+    owner, args = state.args[0], state.args[1:]  # the _Registry (do_request) or the _GuardedSession (ping)
+    host = owner.registry_host if isinstance(owner, _GuardedSession) else owner.session.registry_host
     url = str(args[0] if args else state.kwargs.get("url", ""))
     method = str(args[1] if len(args) > 1 else state.kwargs.get("method", "GET"))
     path = urllib.parse.urlsplit(url).path or "/"
     failure = state.outcome.exception() if state.outcome is not None else None
     delay = state.next_action.sleep if state.next_action is not None else 0.0
-    progress.retry(f"registry {owner.session.registry_host}: {method} {path}",
+    progress.retry(f"registry {host}: {method} {path}",
                    _describe(failure) if failure else "failed", delay, state.attempt_number)
 
 
@@ -191,7 +192,6 @@ class _GuardedSession(requests.Session):
         self.token_host: str | None = None
         self.deadline = deadline
         self.verify = verify
-        self.session = self  # the retry announcement reads ``owner.session``
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         target = urllib.parse.urlsplit(url).netloc.lower()
@@ -215,8 +215,8 @@ class _GuardedSession(requests.Session):
             prepared_request.headers.pop("Authorization", None)
 
     @_retrying
-    def ping(self, url: str, method: str = "GET") -> requests.Response:
-        response = self.request(method, url)
+    def ping(self, url: str) -> requests.Response:
+        response = self.get(url)
         if response.status_code >= 500:
             raise TransientRegistryError(f"HTTP {response.status_code} from the registry")
         return response
