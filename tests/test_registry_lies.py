@@ -54,7 +54,14 @@ def published(registry, tmp_path, capsys, monkeypatch):
     return source, name, version, digest
 
 
-@pytest.mark.parametrize(("lie", "told"), [("head-404", "the registry's answers disagree"), ("head-no-digest", "already published with other content"), ("tags-404", "HTTP 404 without the NAME_UNKNOWN error")])
+def bumped(source: Path) -> str:
+    """Raise the chart's version (a version not yet published is what needs the tag list); returns it."""
+    path = config_file(source, "dev", "operator")
+    set_scalar(path, "chart_version", "9.9.9")
+    return "9.9.9"
+
+
+@pytest.mark.parametrize(("lie", "told"), [("head-404", "the registry's answers disagree"), ("head-no-digest", "already published with other content"), ("tags-404", "already published with other content")])
 def test_a_lying_registry_is_refused_and_the_published_version_kept(registry, published, capsys, lie, told):
     source, name, version, digest = published
     with registry_proxy(registry.url) as (host, faults):
@@ -66,6 +73,18 @@ def test_a_lying_registry_is_refused_and_the_published_version_kept(registry, pu
     assert held_digest(registry, name, version) == digest
 
 
+def test_a_new_version_behind_a_tag_list_404_is_refused(registry, published, capsys):
+    """A published version is settled by HEAD alone; a new one needs the tag list, and its lie is caught."""
+    source, name, version, digest = published
+    new_version = bumped(source)
+    with registry_proxy(registry.url) as (host, faults):
+        faults.lie = "tags-404"
+        code, out, err = publish(capsys, source, host, registry)
+    assert code == 1 and out == "" and "Traceback" not in err
+    assert "HTTP 404 without the NAME_UNKNOWN error" in err and "nothing was pushed" in err, err
+    assert held_digest(registry, name, new_version) is None and held_digest(registry, name, version) == digest
+
+
 def test_a_lower_version_behind_a_tag_list_404_is_refused(registry, published, capsys):
     source, name, version, digest = published
     path = config_file(source, "dev", "operator")
@@ -75,13 +94,6 @@ def test_a_lower_version_behind_a_tag_list_404_is_refused(registry, published, c
         code, out, err = publish(capsys, source, host, registry)
     assert code == 1 and out == "" and "Traceback" not in err
     assert held_digest(registry, name, "0.0.1") is None
-
-
-def bumped(source: Path) -> str:
-    """Raise the chart's version (a version not yet published is what needs the tag list); returns it."""
-    path = config_file(source, "dev", "operator")
-    set_scalar(path, "chart_version", "9.9.9")
-    return "9.9.9"
 
 
 @pytest.mark.parametrize("lie", ["tags-not-json", "tags-json-list", "tags-non-string", "tags-link-loop"])
