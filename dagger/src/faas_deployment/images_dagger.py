@@ -11,7 +11,6 @@ from collections.abc import Mapping
 import dagger
 
 from .credentials import check_pair
-from .errors import UserError
 from .images import BuildOptions, check_image_repository, check_image_tag, parse_build_args
 
 
