@@ -22,6 +22,7 @@ repository under its lock: any other change to the file means a full read again.
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,19 @@ def stamp_of(path: Path) -> list[int] | None:
     except FileNotFoundError:
         return None
     return [status.st_size, status.st_mtime_ns, status.st_ino]
+
+
+_JSON_STRING = r'"(?:[^"\\\n]|\\.)*"'
+#: This module's layout, line by line (one regular expression: linear, in C).
+_LAYOUT = re.compile(
+    rf"apiVersion: v1\n(?:{_JSON_STRING}: [^\n]*\n)*entries:\n"
+    rf"(?:  {_JSON_STRING}:\n(?:  - \{{[^\n]*\}}\n)*)*generated: {_JSON_STRING}\n"
+)
+
+
+def _framed(text: str) -> bool:
+    """``text`` is in this module's layout (each entry line is then checked as JSON when its chart is read)."""
+    return _LAYOUT.fullmatch(text) is not None
 
 
 def _key(name: str) -> str:
@@ -82,7 +96,7 @@ class Index:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise UserError(f"{problem}: not UTF-8 text {_HINT}") from None
-        if stamp is not None and stamp == stamp_of(path) and text.startswith(_HEADER):
+        if stamp is not None and stamp == stamp_of(path) and _framed(text):
             return cls(path, text=text)
         try:
             data = yaml.load(text, Loader=_Loader) or {}
@@ -105,10 +119,13 @@ class Index:
             return list(self.data.get("entries", {}).get(name) or [])
         start, end = self._block(name)
         try:
-            return [json.loads(line[len(_ITEM):]) for line in self.text[start:end].splitlines()]
+            versions = [json.loads(line[len(_ITEM):]) for line in self.text[start:end].splitlines()]
         except ValueError:
+            versions = [None]
+        if not all(isinstance(v, dict) for v in versions):
             raise UserError(f"{self.path}: not a Helm repository index: an entry of {name} is not a JSON object "
-                            f"{_HINT}") from None
+                            f"{_HINT}")
+        return versions
 
     def _block(self, name: str) -> tuple[int, int]:
         """Offsets of chart ``name``'s entry lines in :attr:`text` (an empty span where they would go)."""
