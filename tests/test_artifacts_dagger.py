@@ -6,7 +6,7 @@ import pytest
 
 import daggermod
 
-REGISTRY = ("registry", "username", "password", "plain_http")
+REGISTRY = ("registry", "username", "password", "plain_http", "ca_file")
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,7 @@ EXPECTED = {
             "username": ("str", True, ""),
             "password": ("dagger.Secret | None", True, None),
             "plain_http": ("bool", True, False),
+            "ca_file": ("dagger.File | None", True, None),
             "timeout": ("float", True, 300.0),
         }),
         "plan": ("str", {
@@ -53,6 +54,7 @@ EXPECTED = {
             "username": ("str", True, ""),
             "password": ("dagger.Secret | None", True, None),
             "plain_http": ("bool", True, False),
+            "ca_file": ("dagger.File | None", True, None),
             "timeout": ("float", True, 300.0),
             "skip_image_check": ("bool", True, False),
         }),
@@ -67,6 +69,7 @@ EXPECTED = {
             "username": ("str", True, ""),
             "password": ("dagger.Secret | None", True, None),
             "plain_http": ("bool", True, False),
+            "ca_file": ("dagger.File | None", True, None),
             "prerelease": ("str", True, ""),
             "timeout": ("float", True, 300.0),
         }),

@@ -13,6 +13,7 @@ from faas_deployment.cli import main
 from faas_deployment.deadline import Deadline
 from faas_deployment.errors import UserError
 from faas_deployment.image_tags import RegistryAccess
+from faas_deployment.credentials import RegistryCredentials
 from faas_deployment.secrets import SecretValue
 from registry_process import start_registry, stop_registry
 from support.image_push import OCI_MANIFEST, push_image_manifest
@@ -20,7 +21,7 @@ from support.image_push import OCI_MANIFEST, push_image_manifest
 
 
 def access(registry) -> RegistryAccess:
-    return RegistryAccess(registry.host, registry.username, SecretValue(registry.password, "env:X"), plain_http=True)
+    return RegistryAccess(registry.host, RegistryCredentials(registry.username, SecretValue(registry.password, "env:X")), plain_http=True)
 
 
 def closed_port() -> int:
@@ -50,7 +51,7 @@ def test_decide_table(published, expected):
 
 
 def test_credentials_stay_with_their_host():
-    mine = RegistryAccess("registry.example.org", "ci", SecretValue("s3cret", "env:X"), plain_http=True)
+    mine = RegistryAccess("registry.example.org", RegistryCredentials("ci", SecretValue("s3cret", "env:X")), plain_http=True)
     assert mine.for_host("REGISTRY.example.org") is mine
     assert mine.for_host("other.example.org") == RegistryAccess("other.example.org")  # anonymous, TLS
     assert mine.for_host("registry.example.org:5000") == RegistryAccess("registry.example.org:5000")

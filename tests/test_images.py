@@ -15,6 +15,7 @@ from dagger import dag
 
 import dagger
 from faas_deployment import buildah, images, images_dagger
+from faas_deployment.credentials import RegistryCredentials
 from faas_deployment.errors import UserError
 from faas_deployment.images import BuildOptions
 from faas_deployment.secrets import SecretValue
@@ -86,8 +87,7 @@ def test_publish_pushes_labelled_image_that_skopeo_confirms(component_source, re
         repository=repository,
         tag=head[:12],
         options=BuildOptions(build_args=("GREETING=bonjour",)),
-        username=registry.username,
-        password=SecretValue(registry.password, "env:REGISTRY_PASSWORD"),
+        credentials=RegistryCredentials(registry.username, SecretValue(registry.password, "env:REGISTRY_PASSWORD")),
         plain_http=True,
     )
     out, err = capfd.readouterr()
@@ -119,9 +119,9 @@ def test_same_commit_builds_the_same_image_and_digest(component_source, registry
     repository = f"{registry.host}/faas/controller"
     secret = SecretValue(registry.password, "env:X")
     first = buildah.publish_image(component_source, repository=repository, tag="a1", revision="r",
-                                 username=registry.username, password=secret, plain_http=True)
+                                 credentials=RegistryCredentials(registry.username, secret), plain_http=True)
     second = buildah.publish_image(component_source, repository=repository, tag="a1", revision="r",
-                                  username=registry.username, password=secret, plain_http=True)
+                                  credentials=RegistryCredentials(registry.username, secret), plain_http=True)
     assert first.image_id == second.image_id
     assert first.digest == second.digest
     # The tag is immutable: the same content is found unchanged and nothing is uploaded again.
@@ -133,12 +133,12 @@ def test_a_published_tag_is_never_overwritten_with_other_content(component_sourc
     repository = f"{registry.host}/faas/controller"
     secret = SecretValue(registry.password, "env:X")
     first = buildah.publish_image(component_source, repository=repository, tag="1.4.2", revision="r",
-                                  username=registry.username, password=secret, plain_http=True)
+                                  credentials=RegistryCredentials(registry.username, secret), plain_http=True)
     (component_source / "version.txt").write_text("2\n")
     uploads = registry.blob_uploads()
     with pytest.raises(UserError) as caught:
         buildah.publish_image(component_source, repository=repository, tag="1.4.2", revision="r",
-                              username=registry.username, password=secret, plain_http=True)
+                              credentials=RegistryCredentials(registry.username, secret), plain_http=True)
     message = str(caught.value)
     assert message.startswith(f"{repository}:1.4.2 is already published with other content ({first.digest}, now sha256:")
     assert "publish under a new tag" in message
@@ -154,8 +154,7 @@ def test_target_stage_and_explicit_labels(component_source, registry):
         options=BuildOptions(target="base"),
         revision="0123abc",
         source_url="https://git.example.org/faas-operator",
-        username=registry.username,
-        password=SecretValue(registry.password, "env:X"),
+        credentials=RegistryCredentials(registry.username, SecretValue(registry.password, "env:X")),
         plain_http=True,
     )
     info = skopeo_inspect(published.reference, registry)
@@ -169,7 +168,7 @@ def test_wrong_password_is_refused_without_echoing_it(component_source, registry
     wrong = "wrong-" + registry.password
     with pytest.raises(UserError) as caught:
         buildah.publish_image(component_source, repository=f"{registry.host}/faas/controller", tag="abc",
-                             username=registry.username, password=SecretValue(wrong, "env:X"), plain_http=True)
+                             credentials=RegistryCredentials(registry.username, SecretValue(wrong, "env:X")), plain_http=True)
     message = str(caught.value)
     # The tag check reads the registry first: the refusal comes from there, before any push.
     assert message.startswith(f"registry {registry.host}: resolving {registry.host}/faas/controller:abc: HTTP 401")
@@ -181,9 +180,10 @@ def test_wrong_password_is_refused_without_echoing_it(component_source, registry
 
 def test_tls_is_the_default(component_source, registry):
     # without --plain-http the tag check speaks TLS to the plain-HTTP test registry and fails
-    with pytest.raises(UserError, match=f"registry {registry.host}: cannot reach the registry"):
+    with pytest.raises(UserError, match=f"registry {registry.host}: TLS handshake failed: .*wrong version number "
+                                        r"\(the registry speaks plain HTTP: pass --plain-http"):
         buildah.publish_image(component_source, repository=f"{registry.host}/faas/controller", tag="abc",
-                             username=registry.username, password=SecretValue(registry.password, "env:X"))
+                             credentials=RegistryCredentials(registry.username, SecretValue(registry.password, "env:X")))
 
 
 def test_build_only_writes_an_oci_archive(component_source, tmp_path):

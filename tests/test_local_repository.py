@@ -55,3 +55,113 @@ def test_two_components_may_not_share_a_chart_name(tmp_path, capsys, verb):
     assert "env/dev/operator/cookiecutter-config.yaml" in err and "env/dev/controller/cookiecutter-config.yaml" in err
     assert "chart_name" in err
     assert not (source / "dist" / "charts" / "index.yaml").exists()
+
+
+@pytest.mark.parametrize("damage", ["deleted", "altered"])
+def test_an_indexed_package_missing_or_altered_is_written_again(tmp_path, capsys, damage):
+    """The index alone is not the truth: a listed version whose file is gone or changed is not ``unchanged``."""
+    source = copy_repo(tmp_path / "src")
+    charts = source / "dist" / "charts"
+    argv = ["--source", str(source), "publish", "--env", "dev", "--component", "operator"]
+    code, out, err = run(capsys, *argv)
+    assert code == 0 and out.startswith("pushed "), err
+    package = Path(out.split()[1].rsplit("@", 1)[0])
+    original, index = package.read_bytes(), (charts / "index.yaml").read_bytes()
+    if damage == "deleted":
+        package.unlink()
+    else:
+        package.write_bytes(b"not the published package")
+    code, out, err = run(capsys, *argv)
+    assert code == 0 and out.startswith(f"pushed {package}@"), (out, err)
+    assert package.read_bytes() == original and (charts / "index.yaml").read_bytes() == index
+    code, out, err = run(capsys, *argv)
+    assert code == 0 and out.startswith(f"unchanged {package}@"), (out, err)
+
+
+def test_an_indexed_package_with_other_content_under_its_version_is_still_refused(tmp_path, capsys):
+    source = copy_repo(tmp_path / "src")
+    argv = ["--source", str(source), "publish", "--env", "dev", "--component", "operator"]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    package = Path(out.split()[1].rsplit("@", 1)[0])
+    package.unlink()
+    set_scalar(config_file(source, "dev", "operator"), "chart_description", "other content, same version")
+    code, out, err = run(capsys, *argv)
+    assert code == 1 and "already published with other content" in err and not package.exists(), err
+
+
+def test_the_index_update_keeps_every_entry_and_orders_versions_newest_first(tmp_path, capsys):
+    source = copy_repo(tmp_path / "src")
+    path = config_file(source, "dev", "operator")
+    name = get_scalar(path, "chart_name")
+    versions = ["1.0.0", "1.2.0", "1.10.0"]
+    for version in versions:
+        set_scalar(path, "chart_version", version)
+        code, out, err = run(capsys, "--source", str(source), "publish", "--env", "dev", "--component", "operator")
+        assert code == 0 and out.startswith("pushed "), err
+    index = yaml.safe_load((source / "dist" / "charts" / "index.yaml").read_text())
+    entries = index["entries"][name]
+    assert [e["version"] for e in entries] == ["1.10.0", "1.2.0", "1.0.0"]
+    for entry in entries:
+        assert entry["urls"] == [f"{name}-{entry['version']}.tgz"] and len(entry["digest"]) == 64
+        assert entry["name"] == name and entry["apiVersion"] and entry["created"].endswith("Z")
+    assert index["apiVersion"] == "v1" and index["generated"].endswith("Z")
+
+
+@pytest.fixture
+def served_charts(tmp_path):
+    """``src/dist/charts`` served over HTTP on 127.0.0.1, as a Helm repository host; yields (source, url)."""
+    import functools
+    import http.server
+    import threading
+
+    source = copy_repo(tmp_path / "src")
+    charts = source / "dist" / "charts"
+    charts.mkdir(parents=True)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(charts))
+    handler.log_message = lambda *a, **k: None  # type: ignore[assignment]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield source, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_helm_reads_the_index_through_incremental_updates_and_a_foreign_index(served_charts, capsys):
+    import helm_python
+
+    source, url = served_charts
+    charts = source / "dist" / "charts"
+    path = config_file(source, "dev", "operator")
+    name = get_scalar(path, "chart_name")
+    # A foreign index (as helm repo index writes it: block YAML) listing another chart.
+    (charts / "index.yaml").write_text(
+        "apiVersion: v1\nentries:\n  other:\n  - apiVersion: v2\n    name: other\n    version: 0.1.0\n"
+        "    digest: " + "0" * 64 + "\n    urls:\n    - other-0.1.0.tgz\n    created: \"2020-01-01T00:00:00Z\"\n"
+        "generated: \"2020-01-01T00:00:00Z\"\n")
+    for version in ["2.0.0", "2.0.1", "2.1.0"]:
+        set_scalar(path, "chart_version", version)
+        code, out, err = run(capsys, "--source", str(source), "publish", "--env", "dev", "--component", "operator")
+        assert code == 0 and out.startswith("pushed "), err
+    index = helm_python.repo_index(url)
+    assert [e["version"] for e in index["entries"][name]] == ["2.1.0", "2.0.1", "2.0.0"]
+    assert [e["version"] for e in index["entries"]["other"]] == ["0.1.0"]
+    pulled = charts.parent / "pulled"
+    pulled.mkdir()
+    helm_python.pull(name, repo_url=url, version="2.0.1", destination=str(pulled))
+    assert (pulled / f"{name}-2.0.1.tgz").read_bytes() == (charts / f"{name}-2.0.1.tgz").read_bytes()
+
+
+def test_a_hand_edit_of_an_index_this_project_wrote_is_read_in_full_again(tmp_path, capsys):
+    source = copy_repo(tmp_path / "src")
+    charts = source / "dist" / "charts"
+    argv = ["--source", str(source), "publish", "--env", "dev", "--component", "operator"]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    index = charts / "index.yaml"
+    index.write_text(index.read_text().replace('"entries":', "entries:").replace("entries:", "entries: [", 1))
+    set_scalar(config_file(source, "dev", "operator"), "chart_version", "5.0.0")
+    code, out, err = run(capsys, *argv)
+    assert code == 1 and "index.yaml: not a Helm repository index" in err and "Traceback" not in err, err

@@ -16,6 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from faas_deployment.cli import main
+from faas_deployment.credentials import RegistryCredentials
+from faas_deployment.secrets import SecretValue
 from repo_tree import config_file, copy_repo, get_scalar, set_scalar
 from support.registry_proxy import recording_server, registry_proxy
 
@@ -52,7 +54,14 @@ def published(registry, tmp_path, capsys, monkeypatch):
     return source, name, version, digest
 
 
-@pytest.mark.parametrize(("lie", "told"), [("head-404", "the registry's answers disagree"), ("head-no-digest", "already published with other content"), ("tags-404", "HTTP 404 without the NAME_UNKNOWN error")])
+def bumped(source: Path) -> str:
+    """Raise the chart's version (a version not yet published is what needs the tag list); returns it."""
+    path = config_file(source, "dev", "operator")
+    set_scalar(path, "chart_version", "9.9.9")
+    return "9.9.9"
+
+
+@pytest.mark.parametrize(("lie", "told"), [("head-404", "the registry's answers disagree"), ("head-no-digest", "already published with other content"), ("tags-404", "already published with other content")])
 def test_a_lying_registry_is_refused_and_the_published_version_kept(registry, published, capsys, lie, told):
     source, name, version, digest = published
     with registry_proxy(registry.url) as (host, faults):
@@ -62,6 +71,18 @@ def test_a_lying_registry_is_refused_and_the_published_version_kept(registry, pu
     assert "Traceback" not in err and registry.password not in err
     assert told in err, err
     assert held_digest(registry, name, version) == digest
+
+
+def test_a_new_version_behind_a_tag_list_404_is_refused(registry, published, capsys):
+    """A published version is settled by HEAD alone; a new one needs the tag list, and its lie is caught."""
+    source, name, version, digest = published
+    new_version = bumped(source)
+    with registry_proxy(registry.url) as (host, faults):
+        faults.lie = "tags-404"
+        code, out, err = publish(capsys, source, host, registry)
+    assert code == 1 and out == "" and "Traceback" not in err
+    assert "HTTP 404 without the NAME_UNKNOWN error" in err and "nothing was pushed" in err, err
+    assert held_digest(registry, name, new_version) is None and held_digest(registry, name, version) == digest
 
 
 def test_a_lower_version_behind_a_tag_list_404_is_refused(registry, published, capsys):
@@ -78,16 +99,19 @@ def test_a_lower_version_behind_a_tag_list_404_is_refused(registry, published, c
 @pytest.mark.parametrize("lie", ["tags-not-json", "tags-json-list", "tags-non-string", "tags-link-loop"])
 def test_a_malformed_tag_list_is_a_clear_error(registry, published, capsys, lie):
     source, name, version, digest = published
+    new_version = bumped(source)
     with registry_proxy(registry.url) as (host, faults):
         faults.lie = lie
         code, out, err = publish(capsys, source, host, registry)
     assert code == 1 and out == ""
     assert "Traceback" not in err and "listing tags" in err, err
     assert held_digest(registry, name, version) == digest
+    assert held_digest(registry, name, new_version) is None
 
 
 def test_credentials_never_follow_a_link_to_another_host(registry, published, capsys):
     source, *_ = published
+    bumped(source)
     with recording_server() as (foreign, recorder), registry_proxy(registry.url) as (host, faults):
         faults.lie, faults.foreign = "tags-link-foreign", foreign
         code, out, err = publish(capsys, source, host, registry)
@@ -132,8 +156,8 @@ def test_fuzzed_tag_list_answers_give_no_traceback(registry_for_fuzz, body, stat
 
     host, faults, reg = registry_for_fuzz
     faults.fixed = (status, body)
-    client = ChartRegistry(f"oci://{host}/charts", username=reg.username, plain_http=True,
-                           password=__import__("faas_deployment.secrets", fromlist=["SecretValue"]).SecretValue(reg.password, "test"))
+    client = ChartRegistry(f"oci://{host}/charts", plain_http=True,
+                           credentials=RegistryCredentials(reg.username, SecretValue(reg.password, "test")))
     try:
         tags = client.tags("faas-operator")
     except UserError as exc:

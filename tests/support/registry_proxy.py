@@ -17,6 +17,11 @@ broken registry or proxy would:
   concurrent publisher's push looks to a client that read just before it.
 
 ``fixed = (status, body)`` answers every tag-list request with that, for fuzzing.
+
+Every request is recorded in ``Faults.log`` as ``(method, path, status, authorization scheme)``
+(the scheme only, never the credentials), so tests and benchmarks count round trips.
+With ``tls=(cert, key)`` the proxy speaks HTTPS with that certificate (a registry
+behind a private CA).
 """
 
 from __future__ import annotations
@@ -25,11 +30,13 @@ import http.server
 import json
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
@@ -51,7 +58,18 @@ class Faults:
     fixed: tuple[int, bytes] | None = None
     injected: int = 0
     forwarded: int = 0
+    log: list[tuple[str, str, int, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, method: str, path: str, status: int, authorization: str | None) -> None:
+        with self.lock:
+            self.log.append((method, path, status, (authorization or "").split(" ", 1)[0]))
+
+    def count(self, method: str | None = None, status: int | None = None, path: str = "") -> int:
+        """How many recorded requests match ``method``, ``status`` and contain ``path``."""
+        with self.lock:
+            return sum(1 for m, p, s, _ in self.log
+                       if (method is None or m == method) and (status is None or s == status) and path in p)
 
     def next(self) -> str | None:
         with self.lock:
@@ -97,8 +115,8 @@ def _lie(faults: Faults, method: str, path: str, status: int, headers: dict[str,
 
 
 @contextmanager
-def registry_proxy(upstream_url: str) -> Iterator[tuple[str, Faults]]:
-    """Start the proxy; yields ``("127.0.0.1:PORT", faults)``; stops it on exit."""
+def registry_proxy(upstream_url: str, tls: tuple[Path, Path] | None = None) -> Iterator[tuple[str, Faults]]:
+    """Start the proxy (HTTPS with ``tls=(cert, key)``); yields ``("127.0.0.1:PORT", faults)``; stops it on exit."""
     faults = Faults()
     upstream = httpx.Client(base_url=upstream_url, timeout=30)
 
@@ -109,6 +127,7 @@ def registry_proxy(upstream_url: str) -> Iterator[tuple[str, Faults]]:
             pass
 
         def _send(self, status: int, headers: dict[str, str], payload: bytes, length: str | None = None) -> None:
+            faults.record(self.command, self.path, status, self.headers.get("Authorization"))
             self.send_response(status)
             for key, value in headers.items():
                 if key.lower() not in HOP_BY_HOP | {"content-encoding"}:
@@ -118,11 +137,26 @@ def registry_proxy(upstream_url: str) -> Iterator[tuple[str, Faults]]:
             if self.command != "HEAD":
                 self.wfile.write(payload)
 
-        def _handle(self):
+        def _body(self) -> bytes:
+            """The request body, by Content-Length or chunked transfer coding (RFC 9112, 7.1), as Go clients stream."""
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                chunks = []
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                    if size == 0:
+                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                            pass  # trailer fields
+                        return b"".join(chunks)
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()
             length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
+            return self.rfile.read(length) if length else b""
+
+        def _handle(self):
+            body = self._body()
             fault = faults.next()
             if fault == "reset":
+                faults.record(self.command, self.path, 0, self.headers.get("Authorization"))
                 self.close_connection = True
                 self.connection.shutdown(2)
                 return
@@ -130,6 +164,8 @@ def registry_proxy(upstream_url: str) -> Iterator[tuple[str, Faults]]:
                 self._send(503, {}, b"")
                 return
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+            if tls is not None:
+                headers["X-Forwarded-Proto"] = "https"  # distribution then writes https:// Location headers
             if faults.lie == "put-immutable" and self.command == "PUT" and _MANIFEST_BY_TAG.match(self.path):
                 if faults.hidden_tag and self.path.endswith("/manifests/" + faults.hidden_tag):
                     faults.revealed = True
@@ -148,6 +184,10 @@ def registry_proxy(upstream_url: str) -> Iterator[tuple[str, Faults]]:
         do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

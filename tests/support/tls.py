@@ -1,25 +1,27 @@
-"""A self-signed certificate for 127.0.0.1: a TLS server whose CA only the test trusts."""
+"""A self-signed TLS certificate for 127.0.0.1: a registry whose CA nobody trusts (unless given with --ca-file)."""
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:
-    """Write ``tls.crt`` and ``tls.key`` (PEM) into ``directory``: a certificate for 127.0.0.1, valid one day."""
+    """A self-signed certificate for 127.0.0.1 (a TLS registry whose CA nobody trusts)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)  # its own CA: --ca-file trusts it
         .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
         .sign(key, hashes.SHA256())
     )

@@ -41,7 +41,7 @@ from .oci import MANIFEST_MEDIA_TYPE, ChartRegistry, check_root, oci_tag
 from .packaging import reproducible_tar_gz
 from .registry import _semver, decide
 from .images import git_facts, strip_userinfo
-from .secrets import SecretValue
+from .credentials import RegistryCredentials
 
 FLUX_CONFIG_MEDIA_TYPE = "application/vnd.cncf.flux.config.v1+json"
 FLUX_CONTENT_MEDIA_TYPE = "application/vnd.cncf.flux.content.v1.tar+gzip"
@@ -232,13 +232,14 @@ class ArtifactRepository:
         UserError: a malformed URL (before any network), unreachable registry, refused credentials.
     """
 
-    def __init__(self, url: str, *, username: str | None = None, password: SecretValue | None = None, plain_http: bool = False):
+    def __init__(self, url: str, *, credentials: RegistryCredentials | None = None, plain_http: bool = False,
+                 ca_file: str | Path | None = None):
         self.url = check_root(url)
         parent, _, self.name = self.url.rpartition("/")
         if parent == "oci:/":
             raise UserError(f"--registry: expected oci://HOST[:PORT]/PATH with a repository path, got {url!r}")
         self.reference = self.url[len("oci://"):]
-        self._registry = ChartRegistry(parent, username=username, password=password, plain_http=plain_http)
+        self._registry = ChartRegistry(parent, credentials=credentials, plain_http=plain_http, ca_file=ca_file)
 
     def layer_digest(self, tag: str) -> tuple[bytes, str] | None:
         """``(manifest bytes, layer digest)`` at ``tag``; ``None`` when the tag is absent.

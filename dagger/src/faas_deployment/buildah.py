@@ -15,7 +15,6 @@ deleted after the push): never on a command line (visible in ``ps``) and never i
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
@@ -28,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from . import image_tags
+from . import image_tags, urls
+from .credentials import RegistryCredentials, check_ca_file
 from .deadline import DEFAULT_TIMEOUT, Deadline
 from .errors import UserError
 from .images import (BuildOptions, check_image_repository, check_image_tag, git_facts, image_labels, parse_build_args,
@@ -185,29 +185,35 @@ class BuildahStore:
         image_id: str,
         reference: str,
         *,
-        username: str | None = None,
-        password: SecretValue | None = None,
+        credentials: RegistryCredentials | None = None,
         plain_http: bool = False,
+        ca_file: Path | None = None,
     ) -> str:
         """Push ``image_id`` to ``reference`` (``host/path:tag``); return the manifest digest.
 
         Credentials, when given, go in a temporary auth file (mode 0600, removed
         after the push); without them buildah's usual auth files apply.
         ``plain_http`` turns TLS off (a plain-HTTP test or in-cluster registry).
+        ``ca_file`` (PEM) is trusted for the registry's TLS: buildah's ``--cert-dir``
+        takes every ``*.crt`` file of a directory as a CA (containers-certs.d(5)).
 
         Raises:
-            UserError: only one of username/password, a refused or failed push.
+            UserError: a refused or failed push.
         """
-        if (username is None) != (password is None):
-            raise UserError("--username and --password go together: pass both or neither")
         digestfile = self.root / "digest"
         args = ["push", "--quiet", "--format", "oci", "--digestfile", str(digestfile), "--retry", "1"]
         if plain_http:
             args.append("--tls-verify=false")
+        if ca_file is not None:
+            cert_dir = self.root / "certs"
+            cert_dir.mkdir(exist_ok=True)
+            shutil.copyfile(ca_file, cert_dir / "ca.crt")
+            args += ["--cert-dir", str(cert_dir)]
         authfile = self.root / "auth.json"
+        password = credentials.password if credentials is not None else None
         try:
-            if username is not None and password is not None:
-                token = base64.b64encode(f"{username}:{password.reveal()}".encode()).decode()
+            if credentials is not None:
+                token = credentials.basic()
                 host = reference.split("/", 1)[0]
                 fd = os.open(authfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 with os.fdopen(fd, "w") as handle:
@@ -283,12 +289,12 @@ def publish_image(
     repository: str,
     tag: str,
     options: BuildOptions = BuildOptions(),
-    username: str | None = None,
-    password: SecretValue | None = None,
+    credentials: RegistryCredentials | None = None,
     plain_http: bool = False,
     revision: str = "",
     source_url: str = "",
     timeout: float = DEFAULT_TIMEOUT,
+    ca_file: str | Path | None = None,
 ) -> PublishedImage:
     """Build ``context`` and push it to ``repository:tag``, all within ``timeout`` seconds.
 
@@ -309,14 +315,14 @@ def publish_image(
     """
     check_image_tag(tag)
     check_image_repository(repository)
-    if (username is None) != (password is None):
-        raise UserError("--username and --password go together: pass both or neither")
+    ca = check_ca_file(ca_file)
     limit = Deadline(timeout)
     reference = f"{repository}:{tag}"
     if plain_http:
         require_plain_http(registry_host(repository), limit)
+        urls.warn_plain_http("--plain-http", urls.host_of(registry_host(repository)), credentials=credentials is not None)
     labels = image_labels(tag, revision=revision, source_url=source_url, context=Path(context))
-    access = image_tags.RegistryAccess(registry_host(repository), username, password, plain_http)
+    access = image_tags.RegistryAccess(registry_host(repository), credentials, plain_http, ca)
     with BuildahStore() as store:
         store.deadline = limit
         with step(f"build image from {context}"):
@@ -327,7 +333,7 @@ def publish_image(
         if action == "unchanged":
             return PublishedImage(reference, digest, image_id, labels, "unchanged")
         with step(f"push {reference}"):
-            digest = store.push(image_id, reference, username=username, password=password, plain_http=plain_http)
+            digest = store.push(image_id, reference, credentials=credentials, plain_http=plain_http, ca_file=ca)
     return PublishedImage(reference, digest, image_id, labels)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from . import (admin_api, artifacts, bump, child_pipeline, deadline, deploy, flux, gitrefs, images, manifests, plan,
                promotion, rollout, settings)
+from .credentials import RegistryCredentials
 from .errors import UserError
 from .pipeline import Workspace, make_target
 from .secrets import resolve_secret
@@ -40,6 +41,7 @@ def _registry_flags(parser: argparse.ArgumentParser, *, timeout: bool = True) ->
     parser.add_argument("--username", help="registry user name")
     parser.add_argument("--password", metavar="env:NAME|file:PATH", help="registry password or token")
     parser.add_argument("--plain-http", action="store_true", help="HTTP instead of HTTPS (local test registries only)")
+    parser.add_argument("--ca-file", metavar="PATH", help="PEM certificate of a private CA to trust for the registry's TLS")
     if timeout:
         _timeout_flag(parser, "overall deadline of the registry work (connect, read and total), in seconds")
 
@@ -49,11 +51,13 @@ def _timeout_flag(parser: argparse.ArgumentParser, help: str) -> None:
                         help=f"{help} (default: %(default)g)")
 
 
-def _target(args: argparse.Namespace, ws: Workspace):
+def _credentials(args: argparse.Namespace) -> RegistryCredentials | None:
     password = resolve_secret(args.password, flag="--password") if args.password else None
-    if password is not None and not args.username:
-        raise UserError("--password given without --username")
-    return make_target(ws, args.registry, args.username, password, args.plain_http, args.timeout)
+    return RegistryCredentials.from_flags(args.username, password)
+
+
+def _target(args: argparse.Namespace, ws: Workspace):
+    return make_target(ws, args.registry, _credentials(args), args.plain_http, args.timeout, args.ca_file)
 
 
 def _check(args: argparse.Namespace) -> str:
@@ -135,10 +139,9 @@ def _deploy(args: argparse.Namespace) -> str:
     receiver_token = resolve_secret(args.receiver_token, flag="--receiver-token") if args.receiver_token else None
     upload_token = resolve_secret(args.upload_manifests, flag="--upload-manifests") if args.upload_manifests else None
     kubeconfig = resolve_secret(args.kubeconfig, flag="--kubeconfig") if args.kubeconfig else None
-    password = resolve_secret(args.password, flag="--password") if args.password else None
     # One deadline for the whole deploy: the publishing work is bounded by it too.
-    target = make_target(ws, args.registry or env_settings.chart_registry, args.username, password, args.plain_http,
-                         args.timeout or env_settings.deploy_timeout)
+    target = make_target(ws, args.registry if args.registry is not None else env_settings.chart_registry,
+                         _credentials(args), args.plain_http, args.timeout or env_settings.deploy_timeout, args.ca_file)
     client = rollout.make_client(kubeconfig, args.kube_context)
     result = deploy.deploy(ws, args.env, env_settings, target=target, receiver_token=receiver_token, client=client,
                            components=components, timeout=args.timeout, receiver_url=args.receiver_url,
@@ -200,13 +203,12 @@ def _build_image(args: argparse.Namespace) -> str:
 def _publish_image(args: argparse.Namespace) -> str:
     ws = _workspace(args)
     repository = images.component_repository(ws.source, args.env, args.component, ws.template)
-    password = resolve_secret(args.password, flag="--password") if args.password else None
     from . import buildah
 
     return str(buildah.publish_image(
         Path(args.context), repository=repository, tag=args.tag, options=_build_options(args),
-        username=args.username, password=password, plain_http=args.plain_http, timeout=args.timeout,
-        revision=args.revision, source_url=args.source_url,
+        credentials=_credentials(args), plain_http=args.plain_http, timeout=args.timeout,
+        revision=args.revision, source_url=args.source_url, ca_file=args.ca_file,
     ))
 
 
@@ -267,13 +269,11 @@ def _merge_request_flags(parser: argparse.ArgumentParser) -> None:
                         help="pipeline URL quoted as evidence (default: $CI_PIPELINE_URL)")
 def _artifact_repository(args: argparse.Namespace):
     """A factory of :class:`artifacts.ArtifactRepository` for the registry flags (the URL checked now)."""
-    password = resolve_secret(args.password, flag="--password") if args.password else None
-    if password is not None and not args.username:
-        raise UserError("--password given without --username")
+    credentials = _credentials(args)
     registry = settings.artifact_repository(_workspace(args).source, args.env, args.registry)
     artifacts.check_root(registry)
     return lambda: artifacts.ArtifactRepository(
-        registry, username=args.username, password=password, plain_http=args.plain_http)
+        registry, credentials=credentials, plain_http=args.plain_http, ca_file=args.ca_file)
 
 
 def _publish_artifact(args: argparse.Namespace) -> str:
@@ -307,6 +307,7 @@ def _artifact_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--username", help="registry user name")
     parser.add_argument("--password", metavar="env:NAME|file:PATH", help="registry password or token")
     parser.add_argument("--plain-http", action="store_true", help="HTTP instead of HTTPS (local test registries only)")
+    parser.add_argument("--ca-file", metavar="PATH", help="PEM certificate of a private CA to trust for the registry's TLS")
 
 
 def _plan(args: argparse.Namespace) -> str:
@@ -405,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     publish_image.add_argument("--password", metavar="env:NAME|file:PATH", help="registry password or token")
     publish_image.add_argument("--plain-http", action="store_true",
                                help="the registry speaks plain HTTP only (refused for a registry that answers over TLS)")
+    publish_image.add_argument("--ca-file", metavar="PATH", help="PEM certificate of a private CA to trust for the registry's TLS")
     _timeout_flag(publish_image, "overall deadline of the build and the push, in seconds")
     bump_verb = verb("bump", _bump, "set image_tag and raise chart_version in the component's config, in place",
                      component=True)

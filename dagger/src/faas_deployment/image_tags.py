@@ -27,14 +27,15 @@ import socket
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from . import names
 from .deadline import Deadline, run_all
 from .errors import Problem, UserError
 from .oci import ChartRegistry
+from .credentials import RegistryCredentials
 from .progress import note
-from .secrets import SecretValue
 
 #: What an image tag may point at: an image manifest or an index, OCI or Docker
 #: (OCI image-spec ``media-types.md``; Docker's ``manifest-v2-2.md``). A registry
@@ -58,15 +59,16 @@ class RegistryAccess:
     """How to talk to one registry host: credentials (both or neither) and plain HTTP.
 
     Attributes:
-        host: ``host[:port]`` the credentials and ``plain_http`` belong to.
-        username, password: for that host only; ``None`` for anonymous access.
+        host: ``host[:port]`` the credentials, ``plain_http`` and ``ca_file`` belong to.
+        credentials: for that host only; ``None`` for anonymous access.
         plain_http: that host speaks HTTP instead of HTTPS.
+        ca_file: PEM certificate of that host's private CA (``--ca-file``), or ``None``.
     """
 
     host: str
-    username: str | None = None
-    password: SecretValue | None = None
+    credentials: RegistryCredentials | None = None
     plain_http: bool = False
+    ca_file: Path | None = None
 
     def for_host(self, host: str) -> RegistryAccess:
         """This access when ``host`` is its host; else anonymous over TLS (credentials never leave their host)."""
@@ -78,8 +80,8 @@ def _client(repository: str, access: RegistryAccess, deadline: Deadline) -> tupl
     path = repository.split("/", 1)[1]
     parent, _, name = path.rpartition("/")
     root = f"oci://{names.registry_of(repository)}" + (f"/{parent}" if parent else "")
-    client = ChartRegistry(root, username=access.username, password=access.password,
-                           plain_http=access.plain_http, deadline=deadline)
+    client = ChartRegistry(root, credentials=access.credentials, plain_http=access.plain_http,
+                           ca_file=access.ca_file, deadline=deadline)
     return client, name
 
 
@@ -94,7 +96,7 @@ def published_digest(repository: str, tag: str, access: RegistryAccess, deadline
             another status, or answers that disagree.
     """
     client, name = _client(repository, access.for_host(names.registry_of(repository)), deadline)
-    head = client.head_manifest(name, tag, ACCEPT)
+    head = client.manifest_head_response(name, tag, ACCEPT)
     if head.status_code == 404:
         return None
     if head.status_code != 200:

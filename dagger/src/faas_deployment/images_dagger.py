@@ -15,7 +15,7 @@ import dagger
 
 from . import image_tags
 from .deadline import DEFAULT_TIMEOUT, Deadline
-from .errors import UserError
+from .credentials import RegistryCredentials, check_pair
 from .image_tags import RegistryAccess
 from .images import BuildOptions, check_image_repository, check_image_tag, parse_build_args, registry_host
 from .progress import note
@@ -68,8 +68,7 @@ def dagger_publish_chain(
     """
     check_image_tag(tag)
     check_image_repository(repository)
-    if bool(username) != (password is not None):
-        raise UserError("--username and --password go together: pass both or neither")
+    check_pair(username, password)
     address = f"{repository}:{tag}"
     if password is not None:
         container = container.with_registry_auth(address, username, password)
@@ -105,7 +104,7 @@ async def publish(
         UserError: the tag exists, or the registry's answer about it cannot be read.
     """
     repository, tag = address.rsplit(":", 1)
-    access = RegistryAccess(registry_host(repository), username or None, password)
+    access = RegistryAccess(registry_host(repository), RegistryCredentials.from_flags(username or None, password))
     deadline = Deadline(timeout)
 
     def check() -> None:

@@ -56,6 +56,7 @@ class Lease:
     tag: str
     nonce: str
     digest: str
+    config: dict | None = None
 
 
 def _read(registry: ChartRegistry, name: str, tag: str) -> dict[str, str] | None:
@@ -73,8 +74,13 @@ def _read(registry: ChartRegistry, name: str, tag: str) -> dict[str, str] | None
     return annotations
 
 
-def acquire(registry: ChartRegistry, name: str, version: str, digest: str, deadline: Deadline) -> Lease | None:
+def acquire(registry: ChartRegistry, name: str, version: str, digest: str, deadline: Deadline,
+            config: dict | None = None) -> Lease | None:
     """Hold the lease of ``name:version`` (module doc), waiting for other holders within ``deadline``.
+
+    ``config`` is the descriptor of a blob the caller has uploaded to the repository
+    (the chart's config): the lease manifest points at it, so taking the lease uploads
+    no blob of its own; without it, the empty JSON blob is uploaded.
 
     Returns:
         The lease; ``None`` when the registry refuses to store a lease on a free tag
@@ -101,7 +107,7 @@ def acquire(registry: ChartRegistry, name: str, version: str, digest: str, deadl
             _PREFIX + "expires": f"{time.time() + deadline.remaining() + 5:.3f}",
         }
         try:
-            lease_digest = registry.push_small_manifest(name, tag, annotations)
+            lease_digest = registry.push_small_manifest(name, tag, annotations, config)
         except ManifestRefused:
             if _read(registry, name, tag) is not None:
                 continue  # another publisher's lease on an immutable tag: wait for it to go
@@ -112,21 +118,24 @@ def acquire(registry: ChartRegistry, name: str, version: str, digest: str, deadl
         time.sleep(settle)
         holder = _read(registry, name, tag)
         if holder is not None and holder.get(_PREFIX + "nonce") == nonce:
-            return Lease(name, tag, nonce, lease_digest)
+            return Lease(name, tag, nonce, lease_digest, config)
 
 
 def release(registry: ChartRegistry, lease: Lease | None) -> None:
-    """Give the lease up: delete our lease manifest (and so its tag); where deletes are
-    forbidden, put a released marker on the tag. Failures are left to the lease's expiry."""
+    """Give the lease up: delete our lease manifest by its digest, which removes the lease tag only
+    while it names our manifest (the nonce makes the digest ours alone: a later holder's manifest,
+    and the chart's, have other digests); where deletes are forbidden, put a released marker on the
+    tag if it is still ours. Failures are left to the lease's expiry."""
     if lease is None:
         return
     try:
-        current = registry.get_manifest(lease.name, lease.tag)
-        if current is None or current[0] != lease.digest:
-            return  # not ours any more (expired and taken over)
         try:
             registry.delete_manifest(lease.name, lease.digest)
         except UserError:  # deletes forbidden: a released marker instead
-            registry.push_small_manifest(lease.name, lease.tag, {_PREFIX + "nonce": lease.nonce, _PREFIX + "expires": "0"})
+            current = registry.get_manifest(lease.name, lease.tag)
+            if current is None or current[0] != lease.digest:
+                return  # not ours any more (expired and taken over)
+            registry.push_small_manifest(lease.name, lease.tag, {_PREFIX + "nonce": lease.nonce, _PREFIX + "expires": "0"},
+                                         lease.config)
     except UserError:
         pass  # the lease expires on its own

@@ -39,6 +39,7 @@ from . import admin_api, artifacts, bump, child_pipeline, deploy, flux, gitrefs,
 from . import settings as settings_mod
 from ._dagger_errors import user_errors
 from .deadline import DEFAULT_TIMEOUT
+from .credentials import RegistryCredentials
 from .errors import UserError
 from .merge_request import GitLabProject
 from .pipeline import Workspace, make_target
@@ -77,6 +78,7 @@ RegistryOverrideArg = Annotated[str, Doc("override chart_registry of environment
 UsernameArg = Annotated[str, Doc("registry user name")]
 PasswordArg = Annotated[dagger.Secret | None, Doc("registry password or token")]
 PlainHttpArg = Annotated[bool, Doc("HTTP instead of HTTPS (local test registries only)")]
+CaFileArg = Annotated[dagger.File | None, Doc("PEM certificate of a private CA to trust for the registry's TLS")]
 
 
 async def _run(fn: Callable[[], T]) -> T:
@@ -132,11 +134,22 @@ async def _secret(secret: dagger.Secret | None, name: str) -> SecretValue | None
 
 
 async def _chart_target(
-    ws: Workspace, registry: str, username: str, password: dagger.Secret | None, plain_http: bool, timeout: float
+    ws: Workspace, registry: str, username: str, password: dagger.Secret | None, plain_http: bool, timeout: float,
+    ca_file: dagger.File | None = None,
 ):
-    """The publishing target for the registry flags (``make_target``), with the secret read from Dagger."""
-    secret = await _secret(password, "password")
-    return await _run(lambda: make_target(ws, registry, username or None, secret, plain_http, timeout))
+    """The publishing target for the registry flags (``make_target``), with the secret and CA file read from Dagger."""
+    secret, ca = await _secret(password, "password"), await _ca_path(ca_file)
+    return await _run(lambda: make_target(ws, registry or None, RegistryCredentials.from_flags(username, secret),
+                                          plain_http, timeout, ca))
+
+
+async def _ca_path(ca_file: dagger.File | None) -> Path | None:
+    """The ``ca_file`` exported under the working directory, or ``None``."""
+    if ca_file is None:
+        return None
+    path = _scratch() / "ca.crt"
+    await ca_file.export(str(path))
+    return path
 
 
 async def _proposal(merge_request: bool, gitlab_url: str, gitlab_project: str, token: dagger.Secret | None,
@@ -156,15 +169,16 @@ async def _proposal(merge_request: bool, gitlab_url: str, gitlab_project: str, t
 
 
 async def _artifact_repository(ws: Workspace, env: str, registry: str, username: str,
-                               password: dagger.Secret | None, plain_http: bool):
+                               password: dagger.Secret | None, plain_http: bool, ca_file: dagger.File | None = None):
     """A factory of :class:`artifacts.ArtifactRepository` for the registry flags (the URL checked now).
 
     ``registry`` empty: ``artifact_repository`` of ``env/<env>/environment.yaml``.
     """
-    secret = await _secret(password, "password")
+    secret, ca = await _secret(password, "password"), await _ca_path(ca_file)
+    credentials = await _run(lambda: RegistryCredentials.from_flags(username, secret))
     registry = await _run(lambda: settings_mod.artifact_repository(ws.source, env, registry or None))
     await _run(lambda: artifacts.check_root(registry))
-    return lambda: artifacts.ArtifactRepository(registry, username=username or None, password=secret, plain_http=plain_http)
+    return lambda: artifacts.ArtifactRepository(registry, credentials=credentials, plain_http=plain_http, ca_file=ca)
 
 
 async def _publish_artifacts(ws: Workspace, env: str, components: list[str] | None, repository, *,
@@ -184,17 +198,19 @@ def _rollout_result(lines: list[str], outcomes: list[rollout.Outcome]) -> str:
 
 
 async def _deploy(source, template, env, components, receiver_token, trigger_api, kubeconfig, kube_context, registry,
-                  username, password, plain_http, timeout, upload_token, prerelease="") -> str:
+                  username, password, plain_http, timeout, upload_token, prerelease="", ca_file=None) -> str:
     """``deploy`` for both Dagger objects: secrets read from Dagger, the core does the rest."""
     ws = await _workspace(source, template)
     tokens = [await _secret(receiver_token, "receiver_token"), await _secret(kubeconfig, "kubeconfig"),
               await _secret(password, "password"), await _secret(upload_token, "upload_manifests")]
+    ca = await _ca_path(ca_file)
 
     def run() -> str:
         if (tokens[0] is None) != trigger_api:
             raise UserError("deploy: give exactly one trigger, receiver-token (Flux Receiver) or trigger-api")
         env_settings = settings_mod.load(ws.source, env)
-        target = make_target(ws, registry or env_settings.chart_registry, username or None, tokens[2], plain_http)
+        target = make_target(ws, registry or env_settings.chart_registry, RegistryCredentials.from_flags(username, tokens[2]),
+                             plain_http, ca_file=ca)
         client = rollout.make_client(tokens[1], kube_context or None)
         result = deploy.deploy(ws, env, env_settings, target=target, receiver_token=tokens[0], client=client,
                                components=components, timeout=timeout or None, upload_token=tokens[3],
@@ -245,6 +261,7 @@ class Component:
         username: UsernameArg = "",
         password: PasswordArg = None,
         plain_http: PlainHttpArg = False,
+        ca_file: CaFileArg = None,
         prerelease: Annotated[str, Doc("publish chart_version as the pre-release <chart_version>-ID, e.g. mr.42.3")] = "",
         timeout: Annotated[float, Doc("overall deadline of the registry work, in seconds")] = DEFAULT_TIMEOUT,
     ) -> str:
@@ -255,7 +272,7 @@ class Component:
         than the highest published, is refused (bump chart_version).
         """
         ws = await _workspace(self.source, self.template)
-        target = await _chart_target(ws, registry, username, password, plain_http, timeout)
+        target = await _chart_target(ws, registry, username, password, plain_http, timeout, ca_file)
         [result] = await _run(lambda: ws.release(self.env, target, [self.name], prerelease=prerelease))
         return result.line
 
@@ -373,6 +390,7 @@ class Component:
         username: UsernameArg = "",
         password: PasswordArg = None,
         plain_http: PlainHttpArg = False,
+        ca_file: CaFileArg = None,
         manifests: Annotated[dagger.Directory | None, Doc("plain Kubernetes manifests to push instead of the rendered chart")] = None,
         revision: Annotated[str, Doc("org.opencontainers.image.revision, <branch>@sha1:<sha> (default: the source's git)")] = "",
         source_url: Annotated[str, Doc("org.opencontainers.image.source (default: the source's git origin)")] = "",
@@ -384,7 +402,7 @@ class Component:
         content changed). Line: ``pushed|unchanged <repo>:app-<c>-<v>; moved|unchanged <repo>:app-<c>@<digest>``.
         """
         ws = await _workspace(self.source, self.template)
-        repository = await _artifact_repository(ws, self.env, registry, username, password, plain_http)
+        repository = await _artifact_repository(ws, self.env, registry, username, password, plain_http, ca_file)
         return await _publish_artifacts(ws, self.env, [self.name], repository, manifests_dir=manifests,
                                         revision=revision, source_url=source_url)
 
@@ -395,6 +413,7 @@ class Component:
         username: UsernameArg = "",
         password: PasswordArg = None,
         plain_http: PlainHttpArg = False,
+        ca_file: CaFileArg = None,
     ) -> str:
         """Delete the tag ``app-<component>`` (the component was removed): Flux then uninstalls it.
 
@@ -402,7 +421,7 @@ class Component:
         ``retired <repo>:app-<c>@<digest>`` or ``absent <repo>:app-<c>``.
         """
         ws = await _workspace(self.source, self.template)
-        repository = await _artifact_repository(ws, self.env, registry, username, password, plain_http)
+        repository = await _artifact_repository(ws, self.env, registry, username, password, plain_http, ca_file)
         await _run(lambda: artifacts.check_component_name(self.name))
         return await _run(lambda: artifacts.retire(repository(), self.name))
 
@@ -417,6 +436,7 @@ class Component:
         username: UsernameArg = "",
         password: PasswordArg = None,
         plain_http: PlainHttpArg = False,
+        ca_file: CaFileArg = None,
         timeout: WaitTimeoutArg = 0,
         prerelease: Annotated[str, Doc("publish chart_version as the pre-release <chart_version>-ID, e.g. mr.42.3")] = "",
     ) -> str:
@@ -426,7 +446,8 @@ class Component:
         fails with the controller's message when the rollout failed, was superseded or timed out.
         """
         return await _deploy(self.source, self.template, self.env, [self.name], receiver_token, trigger_api, kubeconfig,
-                             kube_context, registry, username, password, plain_http, timeout, None, prerelease)
+                             kube_context, registry, username, password, plain_http, timeout, None, prerelease,
+                             ca_file=ca_file)
 
     @function(cache="never")
     async def wait(
@@ -502,6 +523,7 @@ class Environment:
         username: UsernameArg = "",
         password: PasswordArg = None,
         plain_http: PlainHttpArg = False,
+        ca_file: CaFileArg = None,
         timeout: Annotated[float, Doc("overall deadline of the registry work, in seconds")] = DEFAULT_TIMEOUT,
         skip_image_check: Annotated[bool, Doc("do not check that each chart's image exists (air-gapped registries)")] = False,
     ) -> str:
@@ -511,7 +533,7 @@ class Environment:
         registry when that registry can be reached: if any fails, nothing is published.
         """
         ws = await _workspace(self.source, self.template)
-        target = await _chart_target(ws, registry, username, password, plain_http, timeout)
+        target = await _chart_target(ws, registry, username, password, plain_http, timeout, ca_file)
         results = await _run(lambda: ws.release(self.name, target, check_images=not skip_image_check))
         return "\n".join(r.line for r in results)
 
@@ -576,6 +598,7 @@ class Environment:
         username: UsernameArg = "",
         password: PasswordArg = None,
         plain_http: PlainHttpArg = False,
+        ca_file: CaFileArg = None,
         revision: Annotated[str, Doc("org.opencontainers.image.revision, <branch>@sha1:<sha> (default: the source's git)")] = "",
         source_url: Annotated[str, Doc("org.opencontainers.image.source (default: the source's git origin)")] = "",
     ) -> str:
@@ -584,7 +607,7 @@ class Environment:
         Every component is rendered first: if any fails, nothing is pushed.
         """
         ws = await _workspace(self.source, self.template)
-        repository = await _artifact_repository(ws, self.name, registry, username, password, plain_http)
+        repository = await _artifact_repository(ws, self.name, registry, username, password, plain_http, ca_file)
         return await _publish_artifacts(ws, self.name, None, repository, manifests_dir=None,
                                         revision=revision, source_url=source_url)
 
@@ -631,6 +654,7 @@ class Environment:
         username: UsernameArg = "",
         password: PasswordArg = None,
         plain_http: PlainHttpArg = False,
+        ca_file: CaFileArg = None,
         timeout: WaitTimeoutArg = 0,
         upload_manifests: Annotated[dagger.Secret | None, Doc(
             "admin API token: once the operator runs the new chart, upload env/<env>/operator/dynamic/")] = None,
@@ -643,7 +667,7 @@ class Environment:
         """
         return await _deploy(self.source, self.template, self.name, None, receiver_token, trigger_api, kubeconfig,
                              kube_context,
-                             registry, username, password, plain_http, timeout, upload_manifests)
+                             registry, username, password, plain_http, timeout, upload_manifests, ca_file=ca_file)
 
 
 @object_type
@@ -674,6 +698,7 @@ class FaasDeployment:
         username: UsernameArg = "",
         password: PasswordArg = None,
         plain_http: PlainHttpArg = False,
+        ca_file: CaFileArg = None,
         timeout: Annotated[float, Doc("overall deadline of the registry work, in seconds")] = DEFAULT_TIMEOUT,
     ) -> str:
         """Validate every config, render, lint and package every chart; a report line per item.
@@ -684,7 +709,7 @@ class FaasDeployment:
         Fails listing every problem found (invalid config, lint error, manifest problem).
         """
         ws = await _workspace(self.source, self.template)
-        target = await _chart_target(ws, registry, username, password, plain_http, timeout) if registry else None
+        target = await _chart_target(ws, registry, username, password, plain_http, timeout, ca_file) if registry else None
         return await _run(
             lambda: ws.check(env or None, target=target)
         )

@@ -4,12 +4,16 @@ oras-py speaks the distribution protocol (auth challenges, blob uploads, tag
 lists); this module adds what the pipeline needs on top:
 
 - a retry policy of our own (tenacity): connection errors and 5xx are retried
-  with capped exponential backoff and jitter, a bounded number of times; 401 and
-  403 fail at once. oras-py's built-in retry (fixed sleeps of up to 83 s, on any
-  exception) is bypassed;
+  with capped exponential backoff and jitter, a bounded number of times, each
+  retry announced on standard error (:func:`progress.retry`); 401, 403 and TLS
+  failures (a certificate that does not verify, a server that does not speak TLS)
+  fail at once with their cause. oras-py's built-in retry (fixed sleeps of up to
+  83 s, on any exception) is bypassed;
 - credentials set in memory only (no ``~/.docker/config.json`` is written), and
   the auth scheme (``Basic`` or ``Bearer`` token service) read from the registry's
-  ``WWW-Authenticate`` challenge;
+  ``WWW-Authenticate`` challenge, once per client: with ``Basic``, every later
+  request carries the credentials, so no request is answered 401 again;
+- a private certificate authority (``--ca-file``) trusted for the registry's TLS;
 - Helm's OCI layout (HIP-0006: config ``application/vnd.cncf.helm.config.v1+json``,
   one layer ``application/vnd.cncf.helm.chart.content.v1.tar+gzip``) built as exact
   bytes, with no ``org.opencontainers.image.created`` annotation, so a reproducible
@@ -21,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import ssl
 import tempfile
 import urllib.parse
 from dataclasses import dataclass
@@ -33,11 +38,11 @@ import oras.provider
 import requests
 import tenacity
 
-from . import urls
+from . import names, progress, urls
+from .credentials import RegistryCredentials, check_ca_file
 from .deadline import DEFAULT_TIMEOUT, Deadline
 from .errors import UserError
 from .packaging import ChartPackage
-from .secrets import SecretValue
 
 #: Most tag-list pages followed (``Link: rel="next"``); a registry pointing further, or back to a page, is refused.
 MAX_TAG_PAGES = 1000
@@ -122,7 +127,23 @@ def oci_tag(version: str) -> str:
 
 
 def _retryable(exc: BaseException) -> bool:
+    # A TLS failure is a ConnectionError to requests, but no retry cures a certificate.
+    if isinstance(exc, requests.exceptions.SSLError):
+        return False
     return isinstance(exc, (TransientRegistryError, requests.ConnectionError, requests.Timeout))
+
+
+def _announce_retry(state: tenacity.RetryCallState) -> None:
+    """``registry HOST: METHOD /path: <failure>; attempt N in S s`` on standard error (no secret: URLs hold none)."""
+    owner, args = state.args[0], state.args[1:]  # the _Registry (do_request) or the _GuardedSession (ping)
+    host = owner.registry_host if isinstance(owner, _GuardedSession) else owner.session.registry_host
+    url = str(args[0] if args else state.kwargs.get("url", ""))
+    method = str(args[1] if len(args) > 1 else state.kwargs.get("method", "GET"))
+    path = urllib.parse.urlsplit(url).path or "/"
+    failure = state.outcome.exception() if state.outcome is not None else None
+    delay = state.next_action.sleep if state.next_action is not None else 0.0
+    progress.retry(f"registry {host}: {method} {path}",
+                   _describe(failure) if failure else "failed", delay, state.attempt_number)
 
 
 def _deadline_of(state: tenacity.RetryCallState) -> Deadline:
@@ -149,6 +170,7 @@ _retrying = tenacity.retry(
     retry=tenacity.retry_if_exception(_retryable),
     stop=tenacity.stop_after_attempt(RETRY_ATTEMPTS) | _DeadlineStop(),
     wait=_BoundedWait(tenacity.wait_exponential_jitter(multiplier=RETRY_INITIAL_SECONDS, max=RETRY_MAX_SECONDS)),
+    before_sleep=_announce_retry,
     reraise=True,
 )
 
@@ -164,11 +186,12 @@ class _GuardedSession(requests.Session):
       after it.
     """
 
-    def __init__(self, registry_host: str, deadline: Deadline):
+    def __init__(self, registry_host: str, deadline: Deadline, verify: bool | str = True):
         super().__init__()
         self.registry_host = registry_host
         self.token_host: str | None = None
         self.deadline = deadline
+        self.verify = verify
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         target = urllib.parse.urlsplit(url).netloc.lower()
@@ -180,6 +203,9 @@ class _GuardedSession(requests.Session):
         self.deadline.check(f"registry {self.registry_host}")
         kwargs["timeout"] = self.deadline.request_timeout()
         kwargs.setdefault("allow_redirects", True)
+        if kwargs.get("verify") in (None, True):
+            # Explicitly: requests would otherwise prefer $REQUESTS_CA_BUNDLE over the session's --ca-file.
+            kwargs["verify"] = self.verify
         return super().request(method, url, *args, **kwargs)
 
     def rebuild_auth(self, prepared_request, response) -> None:  # type: ignore[override]
@@ -216,17 +242,30 @@ class _TokenAuth(oras.auth.TokenAuth):
         return super().authenticate_request(original, headers, refresh=refresh or stale)
 
 
+class _BasicAuth(oras.auth.BasicAuth):
+    """oras-py's ``basic`` backend, declining a challenge when it holds no credentials.
+
+    oras-py's own reads an attribute it never set (``AttributeError: 'BasicAuth'
+    object has no attribute '_basic_auth'``); declining makes oras-py raise the
+    ``ValueError`` that :meth:`ChartRegistry._request` turns into "needs credentials".
+    """
+
+    def authenticate_request(self, original: requests.Response, headers: dict, refresh: bool = False):  # type: ignore[override]
+        if getattr(self, "_basic_auth", None) is None:
+            return dict(headers or {}), False
+        return super().authenticate_request(original, headers, refresh=refresh)
+
+
 class _Registry(oras.provider.Registry):
     """oras-py's registry client with the retry policy of this module (and :class:`_TokenAuth`)."""
 
     def __init__(self, *, hostname: str, insecure: bool, auth_backend: str, session: _GuardedSession):
-        super().__init__(hostname=hostname, insecure=insecure, auth_backend=auth_backend)
+        super().__init__(hostname=hostname, insecure=insecure, auth_backend=auth_backend, tls_verify=session.verify)
         self.session = session
         self.deadline = session.deadline
-        if auth_backend == "token":
-            auth = _TokenAuth()
-            auth.prefix, auth._tls_verify = self.auth.prefix, self.auth._tls_verify
-            self.auth = auth
+        auth = _TokenAuth() if auth_backend == "token" else _BasicAuth()
+        auth.prefix, auth._tls_verify = self.auth.prefix, self.auth._tls_verify
+        self.auth = auth
         self.auth.session = session
 
     @_retrying
@@ -241,53 +280,111 @@ class _Registry(oras.provider.Registry):
 def check_root(root: str) -> str:
     """``oci://HOST[:PORT]/PATH`` without a trailing slash; UserError for any other form.
 
-    A root with credentials (``oci://user:pass@host/...``) is refused without repeating it.
+    The host follows the reference grammar's ``domainAndPort`` and the path its
+    lowercase repository components (:mod:`names`): Helm and Flux refuse to pull
+    from an uppercase path, so it is refused before anything is pushed there. A
+    root with credentials (``oci://user:pass@host/...``) is refused without
+    repeating it.
     """
     urls.refuse_userinfo("--registry", root)
+    expected = "expected oci://HOST[:PORT]/PATH (Helm's form)"
     if not root.startswith("oci://") or not root[len("oci://"):].strip("/"):
-        raise UserError(f"--registry: expected oci://HOST[:PORT]/PATH, got {root!r}")
+        raise UserError(f"--registry: {expected}, got {root!r}")
+    host, _, path = root[len("oci://"):].rstrip("/").partition("/")
+    if not names.is_registry_host(host):
+        raise UserError(f"--registry: {host!r} is not a registry host; {expected}, got {root!r}")
+    if path and not names.is_repository_path(path):
+        raise UserError(
+            f"--registry: the repository path {path!r} is not valid: OCI repository paths are lowercase "
+            f"letters, digits and separators ('.', '_', '-') between '/' (Helm and Flux cannot pull from "
+            f"another form); got {root!r}"
+        )
     return root.rstrip("/")
 
 
 class ChartRegistry:
     """One OCI repository root, ``oci://host[:port]/path``, holding charts at ``<root>/<name>:<version>``.
 
+    One client is one requests session (kept-alive connections) and one reading of
+    the registry's auth scheme; :meth:`fork` gives a client sharing both with its
+    own bearer token (oras-py holds one token per client, and a token's scope is one
+    repository).
+
     Args:
         root: ``oci://host/path`` (the ``oci://`` scheme is required, as in Helm).
-        username, password: credentials, or both ``None`` for anonymous access.
+        credentials: the registry credentials, or ``None`` for anonymous access.
         plain_http: talk HTTP instead of HTTPS (TLS is the default).
+        ca_file: a PEM file of CA certificates to trust for the registry's TLS
+            (a private CA), instead of the system's.
 
     Raises:
-        UserError: malformed root, unreachable registry, refused credentials.
+        UserError: malformed root, unreachable registry, a TLS failure, a registry
+            that needs credentials when none were given, refused credentials.
     """
 
     def __init__(
         self,
         root: str,
         *,
-        username: str | None = None,
-        password: SecretValue | None = None,
+        credentials: RegistryCredentials | None = None,
         plain_http: bool = False,
+        ca_file: str | Path | None = None,
         deadline: Deadline | None = None,
+        _session: tuple[_GuardedSession, str] | None = None,
     ):
         self.root = check_root(root)
         self.host = self.root[len("oci://"):].split("/", 1)[0]
-        if plain_http:
-            urls.warn_plain_http("--plain-http", urls.host_of(self.host), credentials=password is not None)
-        scheme = "http" if plain_http else "https"
-        self._session = _GuardedSession(self.host, deadline or Deadline(DEFAULT_TIMEOUT))
-        backend = self._auth_scheme(f"{scheme}://{self.host}/v2/")
-        self._client = _Registry(hostname=self.host, insecure=plain_http, auth_backend=backend, session=self._session)
-        if username and password is not None:
-            self._client.auth.set_basic_auth(username, password.reveal())
+        self.credentials = credentials
+        self.plain_http = plain_http
+        if _session is None:
+            ca = check_ca_file(ca_file)
+            if plain_http:
+                urls.warn_plain_http("--plain-http", urls.host_of(self.host), credentials=credentials is not None)
+            session = _GuardedSession(self.host, deadline or Deadline(DEFAULT_TIMEOUT), str(ca) if ca else True)
+            self._session = session
+            backend = self._auth_scheme(f"{'http' if plain_http else 'https'}://{self.host}/v2/")
+        else:
+            session, backend = _session
+            self._session = session
+        self.backend = backend
+        self._client = _Registry(hostname=self.host, insecure=plain_http, auth_backend=backend, session=session)
+        if credentials is not None:
+            self._client.auth.set_basic_auth(credentials.username, credentials.password.reveal())
+            if backend == "basic":
+                # The scheme is known: send the credentials with every request, not after a 401 each time.
+                session.headers["Authorization"] = f"Basic {credentials.basic()}"
+
+    @property
+    def deadline(self) -> Deadline:
+        return self._session.deadline
+
+    def fork(self) -> ChartRegistry:
+        """A client on the same session and auth scheme (no new probe), with its own bearer token."""
+        if self.backend != "token":
+            return self
+        return ChartRegistry(self.root, credentials=self.credentials, plain_http=self.plain_http,
+                             _session=(self._session, self.backend))
 
     def _fail(self, what: str, exc: BaseException) -> UserError:
         # Never the exception's text: it may quote a URL or header; only its kind is safe to show.
+        if isinstance(exc, requests.exceptions.SSLError):
+            hint = ("the registry speaks plain HTTP: pass --plain-http for a local test registry"
+                    if "wrong version number" in _describe(exc) or "record layer" in _describe(exc) else
+                    "for a registry whose certificate comes from a private CA, pass --ca-file PATH (its PEM certificate)")
+            return UserError(f"registry {self.host}: {what}: {_describe(exc)} ({hint})")
         return UserError(f"registry {self.host}: {what}: {_describe(exc)}")
+
+    def _needs_credentials(self) -> UserError:
+        return RegistryAuthError(
+            f"registry {self.host}: the registry needs credentials: pass --username and --password "
+            f"(env:NAME or file:PATH)"
+        )
 
     def _auth_scheme(self, ping: str) -> str:
         try:
             answer = self._session.ping(ping)
+        except requests.exceptions.SSLError as exc:
+            raise self._fail("TLS handshake failed", exc) from None
         except (TransientRegistryError, requests.RequestException) as exc:
             raise self._fail("cannot reach the registry (check the address, and --plain-http for an HTTP registry)", exc) from None
         challenge = answer.headers.get("WWW-Authenticate", "")
@@ -295,6 +392,8 @@ class ChartRegistry:
             realm = oras.auth.utils.parse_auth_header(challenge).realm or ""
             self._session.token_host = urllib.parse.urlsplit(realm).netloc or None
             return "token"
+        if answer.status_code == 401 and self.credentials is None:
+            raise self._needs_credentials()
         return "basic"
 
     def reference(self, name: str, version: str | None = None) -> str:
@@ -308,13 +407,19 @@ class ChartRegistry:
     def _request(self, what: str, url: str, method: str, **kwargs: Any) -> requests.Response:
         try:
             response = self._client.do_request(url, method, **kwargs)
+        except requests.exceptions.SSLError as exc:
+            raise self._fail(what, exc) from None
         except (TransientRegistryError, requests.RequestException) as exc:
             raise self._fail(f"{what} failed after {RETRY_ATTEMPTS} attempts", exc) from None
         except ValueError:  # oras-py could not answer the challenge: the token service gave no token
+            if self.credentials is None:
+                raise self._needs_credentials() from None
             raise RegistryAuthError(
                 f"registry {self.host}: {what}: the registry's token service refused the credentials "
                 f"(check --username and --password)"
             ) from None
+        if response.status_code == 401 and self.credentials is None:
+            raise self._needs_credentials()
         if response.status_code in (401, 403):
             raise RegistryAuthError(
                 f"registry {self.host}: {what}: HTTP {response.status_code}: "
@@ -381,7 +486,7 @@ class ChartRegistry:
             headers={"Accept": accept},
         )
 
-    def head_manifest(self, name: str, tag: str, accept: str = MANIFEST_MEDIA_TYPE) -> requests.Response:
+    def manifest_head_response(self, name: str, tag: str, accept: str = MANIFEST_MEDIA_TYPE) -> requests.Response:
         """``HEAD`` the manifest tagged ``tag`` accepting the media types ``accept``; the answer as is.
 
         Raises:
@@ -406,11 +511,24 @@ class ChartRegistry:
             raise self.refuse(f"resolving {self.reference(name, tag)}", "the manifest's bytes do not match its Docker-Content-Digest")
         return digest, response.content
 
-    def manifest_digest(self, name: str, version: str, tags: list[str] | None) -> str | None:
+    def head_manifest(self, name: str, tag: str) -> tuple[int, str | None]:
+        """``(status, Docker-Content-Digest)`` of ``HEAD`` by tag: 200 or 404, the digest when the registry gives one.
+
+        Raises:
+            UserError: another status.
+        """
+        head = self._manifest(name, tag, "HEAD")
+        if head.status_code not in (200, 404):
+            raise UserError(f"registry {self.host}: resolving {self.reference(name, tag)}: HTTP {head.status_code}")
+        return head.status_code, head.headers.get("Docker-Content-Digest") if head.status_code == 200 else None
+
+    def manifest_digest(self, name: str, version: str, tags: list[str] | None,
+                        head: tuple[int, str | None] | None = None) -> str | None:
         """Digest of the manifest tagged ``version``, or ``None`` when the tag does not exist.
 
-        Cross-checked: the tag list (``tags``, from :meth:`tags`), ``HEAD`` and, when
-        they disagree or ``HEAD`` gives no digest, ``GET`` by tag must tell one story.
+        Cross-checked: the tag list (``tags``, from :meth:`tags`) and ``HEAD`` (``head``, from
+        :meth:`head_manifest`, made here when not given) must agree; when they disagree or
+        ``HEAD`` gives no digest, ``GET`` by tag decides, and all three must tell one story.
 
         Raises:
             UserError: the answers disagree (nothing may be pushed on such a registry).
@@ -418,20 +536,17 @@ class ChartRegistry:
         tag = oci_tag(version)
         what = f"resolving {self.reference(name, version)}"
         listed = tag in (tags or [])
-        head = self._manifest(name, tag, "HEAD")
-        if head.status_code not in (200, 404):
-            raise UserError(f"registry {self.host}: {what}: HTTP {head.status_code}")
-        head_digest = head.headers.get("Docker-Content-Digest") if head.status_code == 200 else None
-        if head.status_code == 200 and head_digest and listed:
+        status, head_digest = head or self.head_manifest(name, tag)
+        if status == 200 and head_digest and listed:
             return head_digest
+        if status == 404 and not listed:
+            return None  # the tag list and HEAD agree: absent
         got = self.get_manifest(name, tag)
-        if head.status_code == 404 and got is None and not listed:
-            return None
-        if got is not None and listed and (head_digest in (None, got[0])) and head.status_code == 200:
+        if got is not None and listed and (head_digest in (None, got[0])) and status == 200:
             return got[0]  # HEAD without Docker-Content-Digest (allowed), GET agrees with the list
         story = (
-            f"tag list {'holds' if listed else 'lacks'} {tag}, HEAD answers {head.status_code}"
-            f"{'' if head.status_code != 200 else (' with ' + head_digest if head_digest else ' without Docker-Content-Digest')}, "
+            f"tag list {'holds' if listed else 'lacks'} {tag}, HEAD answers {status}"
+            f"{'' if status != 200 else (' with ' + head_digest if head_digest else ' without Docker-Content-Digest')}, "
             f"GET answers {'404' if got is None else got[0]}"
         )
         raise self.refuse(what, f"the registry's answers disagree ({story})")
@@ -443,7 +558,9 @@ class ChartRegistry:
                 path = Path(scratch) / f"blob-{index}"
                 path.write_bytes(data)
                 try:
-                    response = self._client.upload_blob(str(path), container, descriptor)
+                    # POST and PUT, without oras-py's HEAD first: a blob is content-addressed, so
+                    # uploading one the registry holds is harmless, and on a first push none is there.
+                    response = self._client.put_upload(str(path), container, descriptor)
                 except (TransientRegistryError, requests.RequestException) as exc:
                     raise self._fail(f"uploading blob {descriptor['digest']}", exc) from None
                 except ValueError:  # oras-py: no token, or the registry started no upload (401/403 to the POST)
@@ -484,7 +601,7 @@ class ChartRegistry:
             raise UserError(f"registry {self.host}: deleting {self.reference(name)}@{digest}: HTTP {response.status_code}")
 
     def push_manifest(self, name: str, tag: str, blobs: list[tuple[bytes, dict]], manifest: bytes) -> str:
-        """Upload ``blobs`` (``(bytes, descriptor)``; oras-py skips those present), then PUT ``manifest`` at ``tag``.
+        """Upload ``blobs`` (``(bytes, descriptor)``), then PUT ``manifest`` at ``tag``.
 
         Returns:
             The manifest's digest.
@@ -507,24 +624,30 @@ class ChartRegistry:
         return None if got is None else got[1]
 
     def push_blobs(self, artifact: HelmArtifact) -> None:
-        """Upload the artifact's config and chart layer (oras-py skips blobs already present)."""
+        """Upload the artifact's config and chart layer (two requests each: POST, PUT)."""
         package = artifact.package
         config = {"digest": _sha256(artifact.config), "size": len(artifact.config), "mediaType": HELM_CONFIG_MEDIA_TYPE}
         self._upload_blobs(package.name, [(artifact.config, config), (package.path.read_bytes(), json.loads(artifact.manifest)["layers"][0])])
 
-    def push_small_manifest(self, name: str, tag: str, annotations: dict[str, str]) -> str:
-        """Push an OCI manifest with an empty config and no layers, carrying ``annotations``; returns its digest.
+    def push_small_manifest(self, name: str, tag: str, annotations: dict[str, str], config: dict | None = None) -> str:
+        """Push an OCI manifest with no layers, carrying ``annotations``; returns its digest.
+
+        Its config is ``config`` (the descriptor of a blob already in the repository, uploaded
+        by the caller), else the empty JSON blob ``{}``, uploaded first.
 
         Raises:
             UserError: the registry refused it.
         """
-        empty = b"{}"
-        descriptor = {"mediaType": EMPTY_MEDIA_TYPE, "digest": _sha256(empty), "size": len(empty)}
+        blobs: list[tuple[bytes, dict]] = []
+        if config is None:
+            empty = b"{}"
+            config = {"mediaType": EMPTY_MEDIA_TYPE, "digest": _sha256(empty), "size": len(empty)}
+            blobs.append((empty, config))
         manifest = json.dumps(
-            {"schemaVersion": 2, "mediaType": MANIFEST_MEDIA_TYPE, "config": descriptor, "layers": [], "annotations": annotations},
+            {"schemaVersion": 2, "mediaType": MANIFEST_MEDIA_TYPE, "config": config, "layers": [], "annotations": annotations},
             separators=(",", ":"), sort_keys=True,
         ).encode()
-        return self.push_manifest(name, tag, [(empty, descriptor)], manifest)
+        return self.push_manifest(name, tag, blobs, manifest)
 
 
 class ManifestRefused(UserError):
@@ -550,8 +673,28 @@ def _describe(exc: BaseException) -> str:
     """A transport failure's kind, without its text (which may quote URLs and headers)."""
     if isinstance(exc, TransientRegistryError):
         return str(exc)  # our own text: "HTTP <status> from the registry"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS failed: " + _tls_cause(exc)
     if isinstance(exc, requests.Timeout):
         return "timed out"
     if isinstance(exc, requests.ConnectionError):
         return "connection failed (refused, reset or name not resolved)"
     return type(exc).__name__
+
+
+def _tls_cause(exc: BaseException) -> str:
+    """The ``ssl`` module's reason inside a requests TLS failure (``certificate verify failed: self-signed
+    certificate``, ``wrong version number``), never the URL around it."""
+    seen: set[int] = set()
+    todo: list[object] = [exc]
+    while todo:
+        item = todo.pop(0)
+        if id(item) in seen or not isinstance(item, BaseException):
+            continue
+        seen.add(id(item))
+        if isinstance(item, ssl.SSLCertVerificationError):
+            return f"certificate verify failed: {item.verify_message}"
+        if isinstance(item, ssl.SSLError) and item.reason:
+            return str(item.reason).lower().replace("_", " ")
+        todo += [*item.args, getattr(item, "reason", None), item.__cause__, item.__context__]
+    return "the TLS handshake failed"

@@ -27,6 +27,7 @@ from .errors import Problem, UserError, ValidationError
 from .packaging import ChartPackage, package_chart
 from .plan import scheme_problem
 from .progress import step
+from .credentials import RegistryCredentials
 from .registry import LocalRepoTarget, OciTarget, PublishResult, Target
 
 #: Where ``publish``/``release`` write without ``--registry`` (relative to the source tree).
@@ -393,17 +394,24 @@ def _run_all(fn: Callable[[str], T], names: list[str], limit: Deadline | None) -
 def make_target(
     workspace: Workspace,
     registry: str | None,
-    username: str | None,
-    password: Any,
+    credentials: RegistryCredentials | None,
     plain_http: bool,
     timeout: float = DEFAULT_TIMEOUT,
+    ca_file: str | Path | None = None,
 ) -> Target:
-    """``OciTarget`` for ``--registry oci://...`` (all its work within ``timeout`` seconds), else ``dist/charts/``.
+    """``OciTarget`` for ``--registry oci://...`` (all its work within ``timeout`` seconds); ``None``: the local repository.
 
     Raises:
-        UserError: a malformed root or ``timeout``.
+        UserError: a malformed root (an empty one included) or ``timeout``; credentials or
+            ``--ca-file`` without a registry (they would be ignored).
     """
     limit = Deadline(timeout)
-    if not registry:
+    if registry is None:
+        if credentials is not None or ca_file:
+            raise UserError("--username/--password and --ca-file are for a registry: give --registry oci://HOST/PATH, "
+                            "or leave them out to publish into the local repository")
         return workspace.local_target()
-    return OciTarget(registry, username=username, password=password, plain_http=plain_http, deadline=limit)
+    if not registry.strip():
+        raise UserError("--registry: empty; give oci://HOST[:PORT]/PATH, or leave the flag out to publish into "
+                        "the local repository")
+    return OciTarget(registry, credentials=credentials, plain_http=plain_http, ca_file=ca_file, deadline=limit)

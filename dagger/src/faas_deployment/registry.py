@@ -17,26 +17,24 @@ directory with ``index.yaml``; the digest is the package's sha256, as the index 
 from __future__ import annotations
 
 import fcntl
-import functools
+import hashlib
+import json
 import os
-import shutil
 import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-import helm_python
 import semver
-import yaml
 
-from . import lease
+from . import helm_index, lease
+from .credentials import RegistryCredentials, check_ca_file
 from .deadline import DEFAULT_TIMEOUT, Deadline
 from .errors import UserError
 from .image_tags import RegistryAccess
 from .oci import ChartRegistry, check_root, helm_artifact, oci_tag
 from .packaging import ChartPackage
-from .secrets import SecretValue
 
 Outcome = Literal["pushed", "unchanged", "new"]
 
@@ -123,34 +121,46 @@ class OciTarget:
     overwrite a tag (tag immutability) is taken at its word: the version is read
     back and reported as ``unchanged`` or refused.
 
-    Each ``publish`` opens its own :class:`ChartRegistry` client: oras-py holds one
-    bearer token per client, so concurrent publishes of different charts (whose
-    token scopes differ) must not share one.
+    A version already published is settled by one ``HEAD``: the digest it names
+    decides (``unchanged`` for ours, refused for another) without the tag list,
+    which the rules need only for a version not yet published.
+
+    One target makes one :class:`ChartRegistry` client (one session, one probe of
+    the auth scheme) on first use; each ``publish`` works on a :meth:`ChartRegistry.fork`
+    of it (its own bearer token on a token-service registry, whose token scopes
+    differ per chart).
 
     Raises:
-        UserError: a malformed root (checked here, before any packaging or network).
+        UserError: a malformed root or ``ca_file`` (checked here, before any packaging or network).
     """
 
     def __init__(
         self,
         root: str,
         *,
-        username: str | None = None,
-        password: SecretValue | None = None,
+        credentials: RegistryCredentials | None = None,
         plain_http: bool = False,
+        ca_file: str | Path | None = None,
         deadline: Deadline | None = None,
     ):
         self.root = check_root(root)
         self.deadline = deadline or Deadline(DEFAULT_TIMEOUT)
+        self._options = {"credentials": credentials, "plain_http": plain_http, "ca_file": check_ca_file(ca_file)}
         #: Who may read this registry's host: a release's image check reuses it there only (image_tags).
-        self.access = RegistryAccess(self.root[len("oci://"):].split("/", 1)[0], username, password, plain_http)
-        self._connect = functools.partial(
-            ChartRegistry, self.root, username=username, password=password, plain_http=plain_http, deadline=self.deadline
-        )
+        self.access = RegistryAccess(self.root[len("oci://"):].split("/", 1)[0], **self._options)
+        self._client: ChartRegistry | None = None
+        self._client_lock = threading.Lock()
 
-    def _state(self, registry: ChartRegistry, package: ChartPackage) -> tuple[list[str], str | None]:
+    def _connect(self) -> ChartRegistry:
+        with self._client_lock:
+            if self._client is None:
+                self._client = ChartRegistry(self.root, deadline=self.deadline, **self._options)  # type: ignore[arg-type]
+            return self._client.fork()
+
+    def _state(self, registry: ChartRegistry, package: ChartPackage,
+               head: tuple[int, str | None] | None = None) -> tuple[list[str], str | None]:
         tags = registry.tags(package.name)
-        return tags or [], registry.manifest_digest(package.name, package.version, tags)
+        return tags or [], registry.manifest_digest(package.name, package.version, tags, head)
 
     def publish(self, package: ChartPackage, *, config: str, dry_run: bool = False) -> PublishResult:
         """Publish ``package`` under the rules (``dry_run``: only check them); :func:`decide` lists the errors."""
@@ -162,12 +172,18 @@ class OciTarget:
             return decide(config=config, name=package.name, version=package.version, digest=artifact.digest,
                           published_versions=state[0], published_digest=state[1])
 
-        if rules(self._state(registry, package)) == "unchanged":
+        head = registry.head_manifest(package.name, oci_tag(package.version))
+        if head[0] == 200 and head[1]:
+            # Published: its digest alone decides (decide needs no tag list for a present version).
+            rules(([], head[1]))  # raises for other content
+            return PublishResult("unchanged", reference, artifact.digest)
+        if rules(self._state(registry, package, head)) == "unchanged":
             return PublishResult("unchanged", reference, artifact.digest)
         if dry_run:
             return PublishResult("new", reference, artifact.digest)
         registry.push_blobs(artifact)
-        held = lease.acquire(registry, package.name, package.version, artifact.digest, self.deadline)
+        config_blob = json.loads(artifact.manifest)["config"]
+        held = lease.acquire(registry, package.name, package.version, artifact.digest, self.deadline, config_blob)
         try:
             tags, digest = self._state(registry, package)
             if held is not None and held.tag not in tags:
@@ -202,14 +218,22 @@ class LocalRepoTarget:
 
     ``index.yaml`` is the record of what is published: a ``.tgz`` it does not list
     (left by a killed run, or copied in by hand) is not published and never gets
-    indexed. Each publish holds an exclusive lock on ``.<directory>.faas-publish.lock``
-    beside the directory (outside it, so exports of the repository stay clean) (``fcntl.flock``: released by the kernel when a process dies, so a
-    kill leaves no stale lock) from reading the index to writing it, so concurrent
-    runs and processes publish one at a time. The package and the index are
-    written under unique temporary names and renamed into place (atomic on POSIX),
-    so a kill leaves either the old or the new file. The index entry is made by
-    Helm's own indexer over a scratch directory holding only this package, merged
-    into the old index (earlier entries keep their ``created`` times); a run that
+    indexed. A version the index lists is published only if its package file is
+    there with the digest the index records: a missing or altered file is written
+    again when this run's package has exactly the recorded digest (``pushed``), and
+    other content is refused as usual. Each publish holds an exclusive lock on
+    ``.<directory>.faas-publish.lock`` beside the directory (outside it, so exports
+    of the repository stay clean) (``fcntl.flock``: released by the kernel when a
+    process dies, so a kill leaves no stale lock) from reading the index to writing
+    it, so concurrent runs and processes publish one at a time. The package and the
+    index are written under unique temporary names and renamed into place (atomic on
+    POSIX), so a kill leaves either the old or the new file.
+
+    The index is updated, not rebuilt (:mod:`helm_index`): this version's entry (the
+    fields of Helm's ``repo.ChartVersion``: the Chart.yaml metadata, ``urls``,
+    ``created``, ``digest``) joins its chart's list, newest first (Helm's
+    ``SortEntries``); only that chart's lines are read and rewritten, no other
+    package is read, and earlier entries keep their ``created`` times. A run that
     publishes nothing leaves the directory byte for byte as it was.
     """
 
@@ -221,34 +245,6 @@ class LocalRepoTarget:
         self.directory = directory
         self._lock = threading.Lock()  # flock is per open file: threads of one process also take this
 
-    def _index(self) -> dict:
-        """The index as a mapping; ``{}`` when absent.
-
-        Raises:
-            UserError: not UTF-8 YAML, or not ``{entries: {name: [{version, digest}, ...]}}`` (Helm's ``repo.IndexFile``).
-        """
-        index = self.directory / "index.yaml"
-        if not index.exists():
-            return {}
-        problem = f"{index}: not a Helm repository index"
-        hint = "(expected entries: {CHART: [{version, digest, ...}]}; fix or remove the file, then publish again)"
-        try:
-            data = yaml.safe_load(index.read_bytes().decode("utf-8")) or {}
-        except UnicodeDecodeError:
-            raise UserError(f"{problem}: not UTF-8 text {hint}") from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
-            raise UserError(f"{problem}: not readable YAML{where} {hint}") from None
-        entries = data.get("entries", {}) if isinstance(data, dict) else None
-        if entries is None and isinstance(data, dict):
-            entries = {}
-        if not isinstance(entries, dict) or not all(
-            isinstance(versions, list) and all(isinstance(e, dict) for e in versions) for versions in entries.values()
-        ):
-            raise UserError(f"{problem}: entries is not a mapping of chart names to lists of versions {hint}")
-        return data
-
     def publish(self, package: ChartPackage, *, config: str, dry_run: bool = False) -> PublishResult:
         """Publish ``package`` under the rules (``dry_run``: only check them); :func:`decide` lists the errors."""
         if dry_run:
@@ -259,13 +255,22 @@ class LocalRepoTarget:
         with self._lock, open(lock, "a+b") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
-                return self._publish(package, config=config, dry_run=False)
+                return self._publish(package, config=config, dry_run=False, lock=lock)
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def _publish(self, package: ChartPackage, *, config: str, dry_run: bool) -> PublishResult:
-        index_data = self._index()
-        entries = (index_data.get("entries") or {}).get(package.name, [])
+    def _package_file(self, entry: dict, package: ChartPackage) -> Path:
+        """The file an index entry points at: its first relative URL, else ``<name>-<version>.tgz``."""
+        urls = entry.get("urls")
+        first = urls[0] if isinstance(urls, list) and urls and isinstance(urls[0], str) else ""
+        if first and "://" not in first and not first.startswith("/") and ".." not in Path(first).parts:
+            return self.directory / first
+        return self.directory / package.path.name
+
+    def _publish(self, package: ChartPackage, *, config: str, dry_run: bool, lock: Path | None = None) -> PublishResult:
+        index_path = self.directory / "index.yaml"
+        index = helm_index.Index.load(index_path, helm_index.read_stamp(lock) if lock is not None else None)
+        entries = index.versions(package.name)
         digests = {str(e.get("version")): f"sha256:{e.get('digest')}" for e in entries}
         target = self.directory / package.path.name
         reference = str(target)
@@ -278,19 +283,51 @@ class LocalRepoTarget:
             published_digest=digests.get(package.version),
         )
         if action == "unchanged":
-            return PublishResult("unchanged", reference, package.digest)
+            entry = next(e for e in entries if str(e.get("version")) == package.version)
+            stored = self._package_file(entry, package)
+            if _file_digest(stored) == package.digest:
+                return PublishResult("unchanged", reference, package.digest)
+            # The index lists this version but its package file is gone or altered: this run's package has the
+            # recorded digest, so writing it again restores exactly what was published.
+            if dry_run:
+                return PublishResult("new", reference, package.digest)
+            _replace_atomically(package.path.read_bytes(), stored)
+            return PublishResult("pushed", reference, package.digest)
         if dry_run:
             return PublishResult("new", reference, package.digest)
-        index = self.directory / "index.yaml"
-        with tempfile.TemporaryDirectory(prefix=".faas-index-", dir=self.directory) as scratch:
-            shutil.copyfile(package.path, Path(scratch) / package.path.name)
-            try:
-                helm_python.repo_index_generate(scratch, merge=index if index.exists() else None)
-            except helm_python.HelmError as exc:
-                raise UserError(f"{index}: Helm could not index the package: {exc}") from None
-            _replace_atomically(package.path.read_bytes(), target)
-            _replace_atomically((Path(scratch) / "index.yaml").read_bytes(), index)
+        _replace_atomically(package.path.read_bytes(), target)
+        _replace_atomically(index.with_versions(package.name, _sorted_entries([_index_entry(package), *entries])), index_path)
+        if lock is not None:
+            helm_index.write_stamp(lock, index_path)
         return PublishResult("pushed", reference, package.digest)
+
+
+def _index_entry(package: ChartPackage) -> dict:
+    """Helm's ``repo.ChartVersion`` for ``package``: the Chart.yaml metadata (empty fields left out, as Helm's
+    ``omitempty``), ``created``, ``digest`` (hex) and ``urls`` (the file name, relative to the index)."""
+    entry = {key: value for key, value in package.metadata.items() if value not in (None, "", [], {})}
+    entry.update({"created": helm_index.now(), "digest": package.digest.removeprefix("sha256:"), "urls": [package.path.name]})
+    return entry
+
+
+def _sorted_entries(entries: list[dict]) -> list[dict]:
+    """Newest version first (Helm's ``IndexFile.SortEntries``); versions that are not semver last, in order."""
+    def key(entry: dict) -> tuple[int, semver.Version | None]:
+        version = _semver(str(entry.get("version")))
+        return (0, version) if version is not None else (1, None)
+
+    valid = [e for e in entries if key(e)[0] == 0]
+    other = [e for e in entries if key(e)[0] == 1]
+    return sorted(valid, key=lambda e: key(e)[1], reverse=True) + other  # type: ignore[arg-type,return-value]
+
+
+def _file_digest(path: Path) -> str | None:
+    """``sha256:<hex>`` of the file at ``path``, ``None`` when it is not a readable file."""
+    try:
+        with open(path, "rb") as handle:
+            return "sha256:" + hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError:
+        return None
 
 
 def _replace_atomically(data: bytes, path: Path) -> None:
