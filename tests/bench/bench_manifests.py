@@ -8,9 +8,13 @@ Run from the repository root:
 1. Bundling ``--files`` manifest templates totalling ``--total-mb`` MB in 100
    directories: ``faas_deployment.manifests.write_bundle`` in a child process
    (start-up and import included) against ``zip -X -r -q`` on the same tree, in
-   the same run, alternating, ``--runs`` times each (medians). The child reports
-   its own peak resident memory and that of its worker processes
-   (``resource.getrusage``). Goal: at most 1.2x zip, peak RSS at most 150 MB.
+   the same run, alternating, ``--runs`` times each (medians of wall and CPU
+   seconds, CPU from ``resource.getrusage``). The child reports its own peak
+   resident memory and that of its worker processes. Goal: at most 1.2x zip,
+   peak RSS at most 150 MB. A third process, the same ``write_bundle`` with
+   :func:`~faas_deployment.manifests.check_content` answering "no problem" and
+   no worker processes, shows the floor of the design: reading, deflating and
+   writing the zip alone, what any check adds to.
 2. Readiness to upload: ``--trials`` loopback admin APIs (``tests/admin_api_server.py``)
    served concurrently, each answering 503 on ``/healthz`` for a random 5-75 s,
    each with one :func:`faas_deployment.admin_api.upload_manifests` client using
@@ -26,6 +30,7 @@ import argparse
 import bisect
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -100,15 +105,30 @@ workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 print(bundle.sha256, f"{own:.1f}", f"{workers:.1f}")
 """
 
+FLOOR_CHILD = """
+import sys
+from pathlib import Path
+from faas_deployment import manifests
+manifests.check_content = lambda shown, data: []  # the floor: every file taken as valid, unread by YAML
+manifests.PARALLEL_MIN_BYTES = float("inf")  # and no worker processes to hand bytes to
+print(manifests.write_bundle(Path(sys.argv[1]), Path(sys.argv[2]), log=None).sha256)
+"""
 
-def timed(argv: list[str]) -> tuple[float, str]:
-    """``(wall seconds, standard output)`` of one process."""
-    started = time.perf_counter()
+
+def cpu_of_children() -> float:
+    """User plus system CPU seconds of the waited-for child processes so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(argv: list[str]) -> tuple[float, float, str]:
+    """``(wall seconds, CPU seconds, standard output)`` of one process (with its own children)."""
+    started, cpu = time.perf_counter(), cpu_of_children()
     done = subprocess.run(argv, capture_output=True, text=True)
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{argv[:3]} failed: {done.stderr}")
-    return wall, done.stdout.strip()
+    return wall, cpu_of_children() - cpu, done.stdout.strip()
 
 
 def bench_bundle(files: int, total_mb: int, runs: int) -> bool:
@@ -117,24 +137,38 @@ def bench_bundle(files: int, total_mb: int, runs: int) -> bool:
         tree = work / "dynamic"
         written = make_tree(tree, files, total_mb * 1_000_000)
         print(f"== bundle {files} files, {written / 1e6:.1f} MB in 100 directories ({runs} runs each, medians) ==")
-        zip_walls, our_walls, own_rss, worker_rss, digests = [], [], [], [], set()
+        zip_walls, our_walls, floor_walls, own_rss, worker_rss, digests = [], [], [], [], [], set()
+        zip_cpus, our_cpus, floor_cpus = [], [], []
         for run in range(runs):
             (work / "zip.zip").unlink(missing_ok=True)
-            wall, _ = timed(["/bin/sh", "-c", f"cd {tree} && exec zip -X -r -q {work / 'zip.zip'} ."])
+            wall, cpu, _ = timed(["/bin/sh", "-c", f"cd {tree} && exec zip -X -r -q {work / 'zip.zip'} ."])
             zip_walls.append(wall)
-            wall, out = timed([sys.executable, "-c", CHILD, str(tree), str(work / f"ours-{run}.zip")])
+            zip_cpus.append(cpu)
+            wall, cpu, out = timed([sys.executable, "-c", CHILD, str(tree), str(work / f"ours-{run}.zip")])
             our_walls.append(wall)
+            our_cpus.append(cpu)
             digest, own, workers = out.split()
             digests.add(digest)
             own_rss.append(float(own))
             worker_rss.append(float(workers))
+            wall, cpu, out = timed([sys.executable, "-c", FLOOR_CHILD, str(tree), str(work / "floor.zip")])
+            floor_walls.append(wall)
+            floor_cpus.append(cpu)
+            digests.add(out)
         zip_wall, our_wall = statistics.median(zip_walls), statistics.median(our_walls)
+        floor_wall = statistics.median(floor_walls)
+        zip_cpu, our_cpu, floor_cpu = map(statistics.median, (zip_cpus, our_cpus, floor_cpus))
         ratio = our_wall / zip_wall
         peak = max(max(own_rss), max(worker_rss))
         print(f"zip -X -r:     {zip_wall:6.2f} s  (runs: {', '.join(f'{w:.2f}' for w in zip_walls)})")
         print(f"write_bundle:  {our_wall:6.2f} s  (runs: {', '.join(f'{w:.2f}' for w in our_walls)}; "
               "a whole process: start-up, import, validation and zip)")
         print(f"write_bundle / zip -X -r = {our_wall:.2f} / {zip_wall:.2f} = {ratio:.2f}x (goal <= {BUNDLE_GOAL}x)")
+        print(f"CPU: write_bundle {our_cpu:.2f} s (workers included), zip {zip_cpu:.2f} s: "
+              f"{our_cpu / zip_cpu:.2f}x")
+        print(f"floor, write_bundle without content checks: {floor_wall:.2f} s, {floor_wall / zip_wall:.2f}x zip "
+              f"(CPU {floor_cpu:.2f} s, {floor_cpu / zip_cpu:.2f}x); the checks add "
+              f"{our_cpu - floor_cpu:.2f} CPU s, {(our_cpu - floor_cpu) / zip_cpu:.2f}x zip's CPU")
         print(f"peak RSS: {max(own_rss):.1f} MiB bundling process, {max(worker_rss):.1f} MiB largest worker "
               f"(goal <= {RSS_GOAL_MB} MB; tree {written / 2**20:.0f} MiB)")
         print(f"sizes: ours {(work / 'ours-0.zip').stat().st_size / 1e6:.1f} MB, zip "
