@@ -63,7 +63,7 @@ def test_every_config_renders_a_chart(rendered) -> None:
 def test_chart_is_strict_lint_clean(rendered, env: str, component: str) -> None:
     _, chart_dir = rendered[(env, component)]
     lines = chart.require_lint_clean(chart_dir, KUBE_VERSION)
-    assert not [line for line in lines if chart.is_failure(line)]
+    assert not [f for f in chart.lint_findings(chart_dir, KUBE_VERSION) if f.failing]
     assert lines == chart.lint_chart(chart_dir, KUBE_VERSION)
 
 
@@ -198,19 +198,42 @@ def test_user_template_hook_runs(tmp_path: Path) -> None:
     assert docs["rel-team"]["data"] == {"team": "functions", "tier": "backend"}
 
 
-def test_failing_hook_names_the_template(tmp_path: Path) -> None:
+def test_failing_hook_is_a_clear_error_naming_the_hook(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     template = make_user_template(tmp_path, with_hook=False)
     (template / "hooks").mkdir()
-    (template / "hooks" / "pre_gen_project.py").write_text("import sys\nsys.exit(3)\n")
-    with pytest.raises(UserError, match=rf"{template}: a hook of the template failed"):
+    (template / "hooks" / "pre_gen_project.py").write_text("import sys\nprint('checking', flush=True)\nsys.exit(3)\n")
+    with pytest.raises(UserError) as caught:
         chart.render_chart({"chart_name": "x"}, template, tmp_path / "out")
+    assert str(caught.value) == (f"{template}/hooks/pre_gen_project.py: the template hook pre_gen_project failed "
+                                 "with exit status 3; nothing was generated")
+    assert "Traceback" not in str(caught.value)
     assert [p.name for p in (tmp_path / "out").iterdir()] == []
+    out, err = capfd.readouterr()
+    assert out == "" and "checking" in err
+
+
+def test_template_hook_output_goes_to_standard_error(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    template = make_user_template(tmp_path)
+    (template / "hooks" / "pre_gen_project.py").write_text("print('pre hook says {{ cookiecutter.team }}')\n")
+    chart.render_chart({"chart_name": "demo", "chart_version": "1.0.0", "team": "t1"}, template, tmp_path / "out")
+    out, err = capfd.readouterr()
+    assert out == ""
+    assert "pre hook says t1" in err
+
+
+def test_template_hook_output_without_a_file_descriptor(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    template = make_user_template(tmp_path)
+    (template / "hooks" / "pre_gen_project.py").write_text("print('pre hook says hello')\n")
+    chart.render_chart({"chart_name": "demo", "chart_version": "1.0.0"}, template, tmp_path / "out")
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "pre_gen_project.py: pre hook says hello" in err
 
 
 def test_template_errors_are_user_errors(tmp_path: Path) -> None:
     template = make_user_template(tmp_path, with_hook=False)
     (template / "{{cookiecutter.chart_name}}" / "values.yaml").write_text("x: {{ cookiecutter.nope }}\n")
-    with pytest.raises(UserError, match=rf"{template}: cookiecutter failed: .*nope"):
+    with pytest.raises(UserError, match=r"values.yaml: cannot be rendered: UndefinedError: .*nope"):
         chart.render_chart({}, template, tmp_path / "out")
     with pytest.raises(UserError, match="not a cookiecutter template"):
         chart.render_chart({}, tmp_path, tmp_path / "out")
@@ -221,12 +244,14 @@ def test_lint_errors_are_reported(tmp_path: Path) -> None:
     project = template / "{{cookiecutter.chart_name}}"
     (project / "templates" / "broken.yaml").write_text("data: {{ .Values.missing.deeper }}\n")
     chart_dir = chart.render_chart({"chart_version": "1.0.0"}, template, tmp_path / "out")
-    lines = chart.lint_chart(chart_dir, KUBE_VERSION)
-    failing = [line for line in lines if chart.is_failure(line)]
+    failing = [str(f) for f in chart.lint_findings(chart_dir, KUBE_VERSION) if f.failing]
     assert failing and failing[0].startswith("[ERROR] templates/: ") and "missing" in failing[0]
     with pytest.raises(ValidationError) as caught:
-        chart.require_lint_clean(chart_dir, KUBE_VERSION)
-    assert caught.value.problems[0].path == str(chart_dir)
+        chart.require_lint_clean(chart_dir, KUBE_VERSION, shown="dev/operator")
+    # Named by env/component and the chart file, not by the (temporary) directory it was rendered in.
+    assert caught.value.problems[0].path == "dev/operator"
+    assert caught.value.problems[0].key == "demo/templates"
+    assert str(tmp_path) not in str(caught.value)
     assert "helm lint error" in str(caught.value)
 
     # A bad version is a warning, which a strict lint counts as failing.
@@ -237,7 +262,12 @@ def test_lint_errors_are_reported(tmp_path: Path) -> None:
         chart.require_lint_clean(chart_dir, KUBE_VERSION)
     missing = tmp_path / "no-chart"
     missing.mkdir()
-    assert any(chart.is_failure(line) for line in chart.lint_chart(missing))
+    assert any(f.failing for f in chart.lint_findings(missing))
+
+
+@pytest.mark.parametrize(("severity", "failing"), [(0, True), (1, False), (2, True), (3, True), (4, True)])
+def test_the_lint_failure_rule(severity: int, failing: bool) -> None:
+    assert chart.LintFinding(severity, "Chart.yaml", "x").failing is failing
 
 
 def test_render_manifests_errors(rendered) -> None:

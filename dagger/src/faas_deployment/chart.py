@@ -9,7 +9,6 @@ contacted.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -18,10 +17,8 @@ from typing import Any
 
 import helm_python
 import yaml
-from cookiecutter.exceptions import CookiecutterException, FailedHookException
-from cookiecutter.generate import generate_files
-from jinja2 import TemplateError
 
+from . import generate
 from .config import template_variables
 from .defaults import DefaultError, resolve
 from .errors import Problem, UserError, ValidationError
@@ -33,17 +30,20 @@ DEFAULT_KUBE_VERSION = "1.30.0"
 SEVERITY_NAMES = {0: "UNKNOWN", 1: "INFO", 2: "WARNING", 3: "ERROR"}
 ERROR = 3
 WARNING = 2
+INFO = 1
 
 
 def render_chart(context: dict[str, Any], template: Path, out_dir: Path) -> Path:
-    """Run the cookiecutter ``template`` with ``context`` and return the chart directory.
+    """Generate the chart of ``context`` from the cookiecutter ``template``; returns the chart directory.
 
     Args:
         context: the resolved context (``config.load_context``); a public
             variable it lacks takes the template's default (rendered in the
             sandbox of ``defaults``).
         template: a cookiecutter template directory (``cookiecutter.json`` plus a
-            templated project directory; its hooks run as cookiecutter runs them).
+            templated project directory, and optional hooks), generated as
+            cookiecutter does (:mod:`faas_deployment.generate`); read and compiled
+            once per process.
         out_dir: where the generated project directory goes (created if needed).
             A previous rendering of the same project is replaced whole, so no
             stale file survives.
@@ -54,13 +54,12 @@ def render_chart(context: dict[str, Any], template: Path, out_dir: Path) -> Path
 
     Nothing is written outside ``out_dir`` (no replay file, no clone). The
     context's values are data: they fill the template's files but are never
-    rendered as Jinja themselves (cookiecutter's prompt step, which would, is
-    skipped; its pre/post generation hooks run). The same template and context give the
-    same files, byte for byte.
+    rendered as Jinja themselves. The same template and context give the same
+    files, byte for byte. The output of the template's hooks goes to standard error.
 
     Raises:
         UserError: the template is missing or fails (Jinja error, failing hook),
-            naming the template and the cause; or it generates no ``Chart.yaml``.
+            naming the template file or hook and the cause; or it generates no ``Chart.yaml``.
     """
     template = Path(template).resolve()
     out_dir = Path(out_dir)
@@ -68,37 +67,23 @@ def render_chart(context: dict[str, Any], template: Path, out_dir: Path) -> Path
     if not (template / "cookiecutter.json").is_file():
         raise UserError(f"{template}: not a cookiecutter template (no cookiecutter.json)")
     variables = template_variables(template)
-    staging = Path(tempfile.mkdtemp(prefix=".render-", dir=out_dir))
-    try:
-        project = {k: v for k, v in variables.items() if k.startswith("_")}
+    project = {k: v for k, v in variables.items() if k.startswith("_")}
+    public = [k for k in variables if not k.startswith("_")]
+    if all(k in context for k in public):
+        project.update({k: context[k] for k in public})  # resolved already: once per chart
+    else:
         try:
             project.update(resolve(variables, {k: v for k, v in context.items() if k in variables}))
         except DefaultError as err:
             raise UserError(f"{template}: {err}") from err
-        project.update(context)
-        project.update(_template=str(template), _output_dir=str(staging), _repo_dir=str(template), _checkout=None)
-        try:
-            # generate_files, not cookiecutter(): its prompt step would render the
-            # context's values as Jinja (config values are data, see ``defaults``).
-            generated = Path(
-                generate_files(
-                    repo_dir=str(template),
-                    context={"cookiecutter": project, "_cookiecutter": dict(context)},
-                    output_dir=str(staging),
-                    overwrite_if_exists=True,
-                    accept_hooks=True,
-                )
-            )
-        except FailedHookException as err:
-            raise UserError(f"{template}: a hook of the template failed: {err}") from err
-        except (CookiecutterException, TemplateError, ValueError, OSError) as err:
-            text = str(err).split(". Context: ", 1)[0]  # cookiecutter appends the whole context
-            text = text if len(text) <= 500 else text[:497] + "..."
-            raise UserError(f"{template}: cookiecutter failed: {type(err).__name__}: {text}") from err
+    project.update(context)
+    project.update(_template=str(template), _output_dir=str(out_dir), _repo_dir=str(template), _checkout=None)
+    generator = generate.load(template, variables)
+    staging = Path(tempfile.mkdtemp(prefix=".render-", dir=out_dir))
+    try:
+        generated = generator.generate(project, staging)
         target = out_dir / generated.name
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(generated, target)
+        generate.replace_dir(generated, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     chart_dir = _find_chart(target)
@@ -124,8 +109,14 @@ class LintFinding:
 
     @property
     def failing(self) -> bool:
-        """True for an error, or a warning (``helm lint --strict`` fails on both)."""
-        return self.severity >= WARNING
+        """Whether this finding fails the lint: the one rule deciding a Helm lint result.
+
+        Everything but an informational message fails: an error or a warning, as
+        ``helm lint --strict`` does (Helm's ``pkg/lint/support`` severities; strict
+        mode fails on warnings), and a message of unknown severity, rather than
+        passing unread.
+        """
+        return self.severity != INFO
 
     def __str__(self) -> str:
         level = SEVERITY_NAMES.get(self.severity, str(self.severity))
@@ -159,30 +150,31 @@ def lint_findings(chart_dir: Path, kube_version: str = DEFAULT_KUBE_VERSION) -> 
 def lint_chart(chart_dir: Path, kube_version: str = DEFAULT_KUBE_VERSION) -> list[str]:
     """Strict Helm lint of ``chart_dir``: one line per finding, ``[LEVEL] path: message``.
 
-    ``LEVEL`` is INFO, WARNING or ERROR; :func:`is_failure` tells which lines
-    make a strict lint fail (warnings and errors).
+    ``LEVEL`` is INFO, WARNING or ERROR; :attr:`LintFinding.failing` tells which
+    findings fail (see :func:`lint_findings`).
     """
     return [str(f) for f in lint_findings(chart_dir, kube_version)]
 
 
-def is_failure(line: str) -> bool:
-    """Whether a :func:`lint_chart` line fails a strict lint (an error or a warning)."""
-    return line.startswith(("[ERROR]", "[WARNING]", "[UNKNOWN]"))
-
-
-def require_lint_clean(chart_dir: Path, kube_version: str = DEFAULT_KUBE_VERSION) -> list[str]:
+def require_lint_clean(chart_dir: Path, kube_version: str = DEFAULT_KUBE_VERSION, *, shown: str = "") -> list[str]:
     """Strict-lint ``chart_dir``; return the remaining (informational) lines.
 
+    Args:
+        shown: how problems name the chart's origin, e.g. ``dev/operator`` (the
+            chart directory is usually a temporary one, gone when the error is read);
+            default: the chart directory.
+
     Raises:
-        ValidationError: one problem per error or warning, naming the chart
-            directory and the file Helm points at.
+        ValidationError: one problem per failing finding (:attr:`LintFinding.failing`),
+            naming ``shown`` and the chart file Helm points at (``<chart>/templates/x.yaml``).
     """
     findings = lint_findings(chart_dir, kube_version)
-    failing = [f for f in findings if f.failing or f.severity == 0]
+    failing = [f for f in findings if f.failing]
     if failing:
         raise ValidationError(
             [
-                Problem(str(chart_dir), f.path, f"helm lint {SEVERITY_NAMES.get(f.severity, '?').lower()}: "
+                Problem(shown or str(chart_dir), f"{chart_dir.name}/{f.path}".rstrip("/"),
+                        f"helm lint {SEVERITY_NAMES.get(f.severity, '?').lower()}: "
                         f"{' '.join(f.message.split())}", "fix the template or the values it was rendered from")
                 for f in failing
             ]

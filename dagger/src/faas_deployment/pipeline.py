@@ -94,7 +94,7 @@ class Workspace:
         with step(f"render {self._label(env, component)}"):
             chart_dir = chart.render_chart(context, self.template_dir, out_dir)
         with step(f"lint {self._label(env, component)}"):
-            chart.require_lint_clean(chart_dir)
+            chart.require_lint_clean(chart_dir, shown=self._label(env, component))
         return chart_dir
 
     def package(self, env: str, component: str, out_dir: Path, prerelease: str = "") -> ChartPackage:
@@ -112,7 +112,7 @@ class Workspace:
         except ValidationError as exc:
             problems.extend(exc.problems)
         except UserError as exc:
-            problems.append(Problem(self.display(env, component), "", str(exc)))
+            problems.append(_problem_of(self.display(env, component), exc))
         return None
 
     def chart_name_problems(self, env: str, known: dict[str, str]) -> list[Problem]:
@@ -341,6 +341,12 @@ class Workspace:
             else:
                 lines.append(result.line)
         return lines
+
+
+def _problem_of(shown: str, exc: UserError) -> Problem:
+    """``exc`` as a problem of the file ``shown``, its text not repeating that name."""
+    text = str(exc)
+    return Problem(shown, "", text.removeprefix(f"{shown}: "))
 
 
 def _outcome(call: Callable[[], T]) -> tuple[T | None, BaseException | None]:

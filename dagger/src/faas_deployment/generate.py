@@ -1,0 +1,275 @@
+"""Generate a chart from a cookiecutter template: its files rendered once per context, its hooks run.
+
+This follows cookiecutter 2.x's file generation (``cookiecutter/generate.py``,
+``find.py``, ``hooks.py``) for a local template directory with a resolved context:
+
+- the project directory is the first entry of the template directory whose name
+  holds ``cookiecutter``, ``{{`` and ``}}`` (``find.find_template``);
+- every directory and file name is rendered with Jinja; a name that renders empty
+  is skipped;
+- a file whose path (relative to the project directory, as written in the
+  template) matches a pattern of ``_copy_without_render`` (``fnmatch``) is copied
+  as it is, like a file that is not UTF-8 text or holds a NUL byte (cookiecutter
+  asks ``binaryornot``); every other file is rendered with ``{"cookiecutter":
+  context}``, keeping its line endings (the first one found) and its mode;
+- hooks ``hooks/pre_gen_project.*`` (before the files are written, in the project
+  directory) and ``hooks/post_gen_project.*`` (after) are rendered with Jinja and
+  run: ``.py`` with this Python, anything else executed directly. Their output goes
+  to standard error (standard output carries results only) and a failing hook is a
+  :class:`UserError` naming it (:func:`faas_deployment.hooks.run_script`).
+
+The Jinja environment is cookiecutter's: undefined variables are errors, trailing
+newlines kept, and cookiecutter's extensions (``jsonify``, ``slugify``,
+``random_ascii_string``, ``now``, ``uuid4``) plus the template's ``_extensions``
+when its text uses any of them; a template that uses none gets the plain Jinja
+environment, without loading cookiecutter.
+
+Speed: a template is read and compiled once per process (:func:`load`, keyed by
+its path and the size and modification time of every file); generating a chart
+only renders the compiled templates, so each chart costs a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from . import hooks
+from .errors import UserError
+
+#: The hooks cookiecutter runs during generation, in order.
+HOOK_NAMES = ("pre_gen_project", "post_gen_project")
+#: Words whose presence in a template makes it need cookiecutter's Jinja extensions.
+_EXTENSION_WORDS = ("jsonify", "slugify", "random_ascii_string", "now", "uuid4")
+
+
+@dataclass(frozen=True)
+class _File:
+    """A template file: its unrendered relative name, then either a compiled template or raw bytes."""
+
+    name: jinja2.Template
+    shown: str
+    template: jinja2.Template | None
+    data: bytes
+    newline: str | None
+    mode: int
+
+
+@dataclass(frozen=True)
+class Template:
+    """A cookiecutter template read and compiled once.
+
+    Attributes:
+        root: the template directory (holds ``cookiecutter.json``).
+        project: the name of its project directory, unrendered.
+        files: the project's files and directories, in walk order.
+        hooks: ``hook name -> script path``.
+    """
+
+    root: Path
+    project: jinja2.Template
+    project_shown: str
+    dirs: tuple[tuple[jinja2.Template, str], ...]
+    files: tuple[_File, ...]
+    hook_scripts: dict[str, Path] = field(default_factory=dict)
+    env: jinja2.Environment | None = field(default=None, repr=False, compare=False)
+
+    def generate(self, context: dict[str, Any], out_dir: Path) -> Path:
+        """Write the project for ``context`` (the cookiecutter variables) under ``out_dir``; returns its directory.
+
+        Raises:
+            UserError: a name or a file does not render (the file named), a name
+                renders to a path outside the project, or a hook fails.
+        """
+        assert self.env is not None
+        variables = {"cookiecutter": context}
+        name = self._render(self.project, variables, self.project_shown)
+        if not name or "/" in name or name in (".", ".."):
+            raise UserError(f"{self.root}/{self.project_shown}: the project directory name renders to {name!r}")
+        project = Path(out_dir) / name
+        project.mkdir(parents=True, exist_ok=True)
+        self._hook("pre_gen_project", variables, project)
+        for template, shown in self.dirs:
+            relative = self._render(template, variables, shown)
+            if relative:
+                _inside(project, relative, shown, self.root).mkdir(parents=True, exist_ok=True)
+        for item in self.files:
+            relative = self._render(item.name, variables, item.shown)
+            if not relative or relative.endswith("/"):
+                continue
+            target = _inside(project, relative, item.shown, self.root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if item.template is None:
+                target.write_bytes(item.data)
+            else:
+                text = self._render(item.template, variables, item.shown)
+                with open(target, "w", encoding="utf-8", newline=item.newline) as handle:
+                    handle.write(text)
+            os.chmod(target, item.mode)
+        self._hook("post_gen_project", variables, project)
+        return project
+
+    def _render(self, template: jinja2.Template, variables: dict[str, Any], shown: str) -> str:
+        try:
+            return template.render(**variables)
+        except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as err:
+            raise UserError(f"{self.root}/{self.project_shown}/{shown}: cannot be rendered: "
+                            f"{type(err).__name__}: {err}") from err
+
+    def _hook(self, name: str, variables: dict[str, Any], cwd: Path) -> None:
+        script = self.hook_scripts.get(name)
+        if script is None:
+            return
+        assert self.env is not None
+        shown = f"{self.root}/hooks/{script.name}"
+        try:
+            text = self.env.from_string(script.read_text(encoding="utf-8")).render(**variables)
+        except (jinja2.TemplateError, OSError, UnicodeDecodeError, TypeError, ValueError) as err:
+            raise UserError(f"{shown}: the template hook cannot be rendered: {type(err).__name__}: {err}") from err
+        with tempfile.TemporaryDirectory(prefix="faas-hook-") as scratch:
+            path = Path(scratch) / script.name
+            path.write_text(text, encoding="utf-8")
+            path.chmod(0o700)
+            command = [hooks.python(), str(path)] if script.suffix == ".py" else [str(path)]
+            code = hooks.run_script(command, cwd=cwd, shown=shown, env=dict(os.environ))
+        if code != 0:
+            raise UserError(f"{shown}: the template hook {name} failed with exit status {code}; "
+                            "nothing was generated")
+
+
+def _inside(project: Path, relative: str, shown: str, root: Path) -> Path:
+    target = (project / relative)
+    if ".." in Path(relative).parts or Path(relative).is_absolute():
+        raise UserError(f"{root}/{shown}: renders to {relative!r}, a path outside the project directory")
+    return target
+
+
+def _text(data: bytes) -> str | None:
+    """``data`` as UTF-8 text, or ``None`` for a binary file (not UTF-8, or a NUL byte)."""
+    if b"\0" in data:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _newline(data: bytes) -> str | None:
+    """The first line ending of ``data`` (``\\n``, ``\\r\\n`` or ``\\r``), ``None`` when it has none."""
+    match = re.search(rb"\r\n|\n|\r", data)
+    return match.group().decode() if match else None
+
+
+def _environment(root: Path, texts: list[str], extensions: list[str]) -> jinja2.Environment:
+    """cookiecutter's StrictEnvironment when the template needs its extensions, else plain strict Jinja."""
+    if extensions or any(word in text for text in texts for word in _EXTENSION_WORDS):
+        from cookiecutter.environment import StrictEnvironment  # late: it loads arrow and slugify
+        from cookiecutter.exceptions import UnknownExtension
+
+        try:
+            return StrictEnvironment(context={"cookiecutter": {"_extensions": extensions}}, keep_trailing_newline=True)
+        except UnknownExtension as err:
+            raise UserError(f"{root}/cookiecutter.json: _extensions: {err}") from err
+    return jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+
+
+def _project_dir(root: Path) -> str:
+    for entry in sorted(os.listdir(root)):
+        if "cookiecutter" in entry and "{{" in entry and "}}" in entry and (root / entry).is_dir():
+            return entry
+    raise UserError(f"{root}: no project directory (a directory named like {{{{cookiecutter.chart_name}}}})")
+
+
+def _read(root: Path, variables: dict[str, Any]) -> Template:
+    project = _project_dir(root)
+    base = root / project
+    copy_only = [str(p) for p in variables.get("_copy_without_render", []) or []]
+    extensions = [str(e) for e in variables.get("_extensions", []) or []]
+    dirs: list[str] = []
+    raw: list[tuple[str, bytes, int, bool]] = []
+    for current, subdirs, names in os.walk(base):
+        subdirs.sort()
+        relative_dir = Path(current).relative_to(base)
+        for sub in subdirs:
+            dirs.append((relative_dir / sub).as_posix())
+        for name in sorted(names):
+            path = Path(current) / name
+            shown = (relative_dir / name).as_posix()
+            data = path.read_bytes()
+            copied = any(fnmatch.fnmatch(shown, pattern) for pattern in copy_only)
+            raw.append((shown, data, path.stat().st_mode & 0o7777, copied))
+    hook_dir = root / "hooks"
+    hook_scripts: dict[str, Path] = {}
+    if hook_dir.is_dir():
+        for entry in sorted(os.listdir(hook_dir)):
+            stem = os.path.splitext(entry)[0]
+            if stem in HOOK_NAMES and not entry.endswith("~") and stem not in hook_scripts:
+                hook_scripts[stem] = hook_dir / entry
+    texts = [project, *dirs, *(shown for shown, *_ in raw)]
+    texts += [t for _, data, _, copied in raw if not copied and (t := _text(data)) is not None]
+    texts += [p.read_text(encoding="utf-8", errors="replace") for p in hook_scripts.values()]
+    env = _environment(root, texts, extensions)
+
+    def compile_(source: str, shown: str) -> jinja2.Template:
+        try:
+            return env.from_string(source)
+        except jinja2.TemplateSyntaxError as err:
+            raise UserError(f"{root}/{project}/{shown}: Jinja syntax error at line {err.lineno}: {err.message}") from err
+
+    files = []
+    for shown, data, mode, copied in raw:
+        text = None if copied else _text(data)
+        files.append(_File(compile_(shown, shown), shown, None if text is None else compile_(text, shown),
+                           data if text is None else b"", _newline(data), mode))
+    return Template(root, compile_(project, project), project, tuple((compile_(d, d), d) for d in dirs),
+                    tuple(files), hook_scripts, env)
+
+
+def _signature(root: Path) -> tuple[tuple[str, int, int], ...]:
+    """Every file's path, size and modification time (ns) under ``root``: a changed template reads again."""
+    found = []
+    for current, subdirs, names in os.walk(root):
+        subdirs.sort()
+        for name in sorted(names):
+            stat = os.stat(os.path.join(current, name))
+            found.append((os.path.join(current, name), stat.st_size, stat.st_mtime_ns))
+    return tuple(found)
+
+
+_CACHE: dict[Path, tuple[tuple[tuple[str, int, int], ...], Template]] = {}
+_LOCK = threading.Lock()
+
+
+def load(root: Path, variables: dict[str, Any]) -> Template:
+    """The template at ``root`` (``variables``: its ``cookiecutter.json``), read and compiled once per process.
+
+    Raises:
+        UserError: no project directory, a file that is not valid Jinja (file and
+            line named), or an unknown extension in ``_extensions``.
+    """
+    root = Path(root).resolve()
+    signature = _signature(root)
+    with _LOCK:
+        cached = _CACHE.get(root)
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+    template = _read(root, variables)
+    with _LOCK:
+        _CACHE[root] = (signature, template)
+    return template
+
+
+def replace_dir(source: Path, target: Path) -> None:
+    """Move ``source`` to ``target``, replacing whatever was there (no stale file survives)."""
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(source, target)
