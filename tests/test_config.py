@@ -106,7 +106,9 @@ def test_unknown_env_and_component_list_the_known_ones(tmp_path: Path) -> None:
 
 def test_context_is_resolved_from_template_defaults(tmp_path: Path) -> None:
     write_config(tmp_path, {"default_context": {"chart_name": "faas-mini", "chart_version": "2.0.0-rc.1+build.7",
-                                                "replica_count": 2, "environment_variables": {"RETRIES": 3}}})
+                                                "image_repository": "registry.example.org/team/faas-mini",
+                                                "image_tag": "2.0.0", "replica_count": 2,
+                                                "environment_variables": {"RETRIES": 3}}})
     context = config.load_context(tmp_path, "dev", "operator")
     template_keys = [k for k in json.loads((config.EMBEDDED_TEMPLATE / "cookiecutter.json").read_text())
                      if not k.startswith("_")]
@@ -116,7 +118,7 @@ def test_context_is_resolved_from_template_defaults(tmp_path: Path) -> None:
     assert context["service_type"] == "ClusterIP"
     assert context["include_persistent_volume_claim"] == "no"
     assert context["chart_description"].endswith("faas-mini component of the FaaS platform")  # Jinja default
-    assert context["image_repository"] == "registry.example.org/eo4eu-faas/faas-mini"
+    assert context["image_repository"] == "registry.example.org/team/faas-mini"
     assert context["replica_count"] == 2 and context["container_port"] == 8080  # numbers stay numbers
     assert context["environment_variables"] == {"RETRIES": "3"}  # nested scalars are text, as cookiecutter gives
     assert context["external_admin_secret_data"] == {"data": []}
@@ -296,7 +298,8 @@ def test_unknown_top_level_key_and_duplicates(tmp_path: Path) -> None:
                            'abbreviations: {}\n')
     problems = problems_of(tmp_path)
     by_key = {p.key: str(p) for p in problems}
-    assert set(by_key) == {"default_contxt", "chart_name"}
+    assert set(by_key) == {"default_contxt", "chart_name", *(f"default_context.{k}" for k in
+                                                             ("chart_version", "image_repository", "image_tag"))}
     assert "unknown top-level key (did you mean default_context?)" in by_key["default_contxt"]
     assert "duplicate key at line 4, column 3" in by_key["chart_name"]
 
@@ -351,7 +354,7 @@ def test_user_template_validates_by_its_own_keys(tmp_path: Path) -> None:
                                                 "replica_count": -2, "teem": "x"}})
     problems = {p.key: str(p) for p in problems_of(tmp_path, template=template)}
     assert set(problems) == {f"default_context.{k}" for k in ("chart_version", "image_tag", "tier",
-                                                              "replica_count", "teem")}
+                                                              "replica_count", "teem", "chart_name")}
     assert "semantic version" in problems["default_context.chart_version"]
     assert "unknown key (the template declares: chart_name, chart_version, team, tier, replica_count)" in \
         problems["default_context.image_tag"]

@@ -69,8 +69,11 @@ def test_a_wide_alias_value_is_shown_short(source: Path) -> None:
     assert "..." in err and len(err) < 5000
 
 
-@pytest.mark.parametrize("text", ["default_context:\n  chart_name: a\n  chart_name: b\n",
-                                  "default_context:\n  chart_name: !custom a\n"])
+_IDENTITY = '  chart_version: "1.0.0"\n  image_repository: "registry.example.org/a"\n  image_tag: "1"\n'
+
+
+@pytest.mark.parametrize("text", ["default_context:\n  chart_name: a\n  chart_name: b\n" + _IDENTITY,
+                                  "default_context:\n  chart_name: !custom a\n" + _IDENTITY])
 def test_bump_refuses_what_check_refuses_with_the_same_message(source: Path, text: str) -> None:
     _config(source, text)
     from_check = _refused(source, *VERB)

@@ -9,6 +9,8 @@ contacted.
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -89,7 +91,26 @@ def render_chart(context: dict[str, Any], template: Path, out_dir: Path) -> Path
     chart_dir = _find_chart(target)
     if chart_dir is None:
         raise UserError(f"{template}: the template generated no Chart.yaml (in {target})")
+    if "chart_version" not in variables and "chart_version" in context:
+        set_chart_version(chart_dir / "Chart.yaml", str(context["chart_version"]))
     return chart_dir
+
+
+_VERSION_LINE = re.compile(r"^version:.*$", re.MULTILINE)
+
+
+def set_chart_version(chart_yaml: Path, version: str) -> None:
+    """Write ``version`` as the ``version:`` of ``chart_yaml`` (added when it has none).
+
+    For a template that does not declare ``chart_version``: the config's
+    ``chart_version`` (a key of the pipeline's own, :data:`config.PIPELINE_KEYS`)
+    is still the version published, as Helm reads it from Chart.yaml. Only that
+    line changes.
+    """
+    text = chart_yaml.read_text(encoding="utf-8")
+    line = f"version: {json.dumps(version)}"
+    new, count = _VERSION_LINE.subn(line, text, count=1)
+    chart_yaml.write_text(new if count else text.rstrip("\n") + f"\n{line}\n", encoding="utf-8")
 
 
 def _find_chart(project: Path) -> Path | None:

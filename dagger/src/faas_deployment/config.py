@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 
 import semver
 import yaml
-from . import defaults
+from . import defaults, names
 from .errors import Problem, UserError, ValidationError
 from .yaml_limits import limit_problem
 
@@ -137,33 +137,12 @@ class Finding(NamedTuple):
 
 Check = Callable[[Any], Iterator[Finding]]
 
-# Helm chart names: lowercase letters, digits and dashes (Helm best practices,
-# "Chart Names"); 63 characters at most because the name ends up in labels.
-_CHART_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-# DNS-1123 subdomain: names of PVCs, PVs, StorageClasses, Secrets, SecretStores
-# (Kubernetes "Object Names and IDs").
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-# Image repository per the distribution reference grammar: optional
-# host[:port]/, then lowercase path components separated by "/".
-_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_IMAGE_REPOSITORY = re.compile(
-    rf"^(?:(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
-    rf"(?::[0-9]+)?/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$"
-)
-# Image tag per the distribution reference grammar.
-IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-"""An image tag, as the OCI distribution spec defines it (also used by ``images``)."""
+#: Compatibility name for ``images`` (an OCI tag); the rule itself is :func:`names.is_tag`.
+IMAGE_TAG = names._TAG
 # Environment variable names: C identifiers (POSIX portable names).
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Secret data keys (Kubernetes: "consist of alphanumeric characters, '-', '_' or '.'").
 _SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
-# Kubernetes resource quantity (apimachinery resource.Quantity): a decimal number
-# with a binary-SI, decimal-SI or exponent suffix.
-_QUANTITY = re.compile(
-    r"^\+?(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?$"
-)
-# Go duration as used by ExternalSecret.spec.refreshInterval ("1h", "15m", "1h30m", "0").
-_DURATION = re.compile(r"^(?:0|(?:[0-9]+(?:\.[0-9]+)?(?:ns|us|µs|ms|s|m|h))+)$")
 
 
 _REPR = reprlib.Repr()
@@ -183,12 +162,13 @@ def _string(value: Any, expected: str) -> Iterator[Finding]:
                       "quote the value in YAML")
 
 
-def _matching(pattern: re.Pattern[str], expected: str, max_len: int | None = None) -> Check:
+def _matching(rule: Callable[[str], bool], expected: str) -> Check:
+    """A check that ``rule`` (a grammar of :mod:`faas_deployment.names`, or a pattern's match) accepts the string."""
     def check(value: Any) -> Iterator[Finding]:
         problems = list(_string(value, expected))
         if problems:
             yield from problems
-        elif not pattern.match(value) or (max_len is not None and len(value) > max_len):
+        elif not rule(value):
             yield Finding("", f"expected {expected}, got {_shown(value)}")
 
     return check
@@ -203,10 +183,6 @@ def _chart_version(value: Any) -> Iterator[Finding]:
                           f"got {_shown(value)}", hint)
 
 
-#: Longest image repository, host included (the OCI distribution spec: "many
-#: clients impose a limit of 255 characters on the length of the concatenation of
-#: the registry hostname (and optional port), /, and <name> value").
-MAX_IMAGE_REPOSITORY = 255
 #: Longest chart description, in characters (a one-line summary in Chart.yaml).
 MAX_DESCRIPTION = 1024
 
@@ -280,8 +256,21 @@ def _quantity(value: Any) -> Iterator[Finding]:
     problems = list(_string(value, expected))
     if problems:
         yield from problems
-    elif not (match := _QUANTITY.match(value)) or float(match["number"]) <= 0:
+    elif not names.is_quantity(value):
         yield Finding("", f"expected {expected} (a positive size), got {_shown(value)}")
+
+
+def _as_written(value: Any, sub: str = "") -> Iterator[Finding]:
+    """Numbers in ``value`` that YAML reads as something else than their text (``0755`` -> 493)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _as_written(item, f"{sub}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _as_written(item, f"{sub}[{index}]")
+    elif isinstance(value, (WrittenInt, WrittenFloat)):
+        yield Finding(sub, f"YAML reads {value.written} as the number {value!r}, which becomes the string "
+                           f"{str(value)!r}, not what was written", f"quote it: \"{value.written}\"")
 
 
 def _environment_variables(value: Any) -> Iterator[Finding]:
@@ -295,6 +284,11 @@ def _environment_variables(value: Any) -> Iterator[Finding]:
         if item is None or isinstance(item, (dict, list)):
             yield Finding(f".{name}", f"expected a single value (string or number), got {_shown(item)}",
                           "write \"\" for an empty value")
+        elif isinstance(item, bool):
+            yield Finding(f".{name}", f"YAML reads this unquoted value as the boolean {str(item).lower()}; the "
+                                      f"container would get {str(item)!r}, not what was written",
+                          "quote the value, e.g. \"yes\" or \"true\": unquoted yes/no/true/false/on/off are "
+                          "booleans in YAML")
 
 
 _SECRET_ITEM_KEYS = ("secret_key", "vault_secret_key", "vault_secret_property")
@@ -337,24 +331,27 @@ def _secret_data(value: Any) -> Iterator[Finding]:
                 seen[secret_key] = index
 
 
-_DNS_NAME = _matching(_DNS_SUBDOMAIN, "a DNS-1123 name (lowercase letters, digits, '-' and '.')", 253)
+_DNS_NAME = _matching(names.is_dns_subdomain, "a DNS-1123 name (lowercase letters, digits, '-' and '.', "
+                                               f"at most {names.DNS_SUBDOMAIN_MAX} characters)")
 
 #: Typed rules, key -> check. They apply to the keys a template declares and a
 #: config sets (and to the keys a flag requires, see :data:`GROUPS`).
 RULES: dict[str, Check] = {
-    "chart_name": _matching(_CHART_NAME, "a Helm chart name (lowercase letters, digits and '-')", 63),
+    "chart_name": _matching(names.is_chart_name, "a Helm chart name (lowercase letters, digits and '-', "
+                                                 f"at most {names.DNS_LABEL_MAX} characters)"),
     "chart_version": _chart_version,
-    "image_repository": _matching(_IMAGE_REPOSITORY, "an image repository such as registry.example.org/team/app",
-                                  MAX_IMAGE_REPOSITORY),
+    "image_repository": _matching(names.is_image_repository, "an image repository HOST/PATH such as "
+                                  "registry.example.org/team/app (lowercase path, at most "
+                                  f"{names.REPOSITORY_MAX} characters)"),
     "chart_description": _description,
-    "image_tag": _matching(IMAGE_TAG, "an image tag ([A-Za-z0-9_][A-Za-z0-9_.-], at most 128 characters)"),
+    "image_tag": _matching(names.is_tag, "an image tag ([A-Za-z0-9_][A-Za-z0-9_.-], at most 128 characters)"),
     "image_pull_policy": _one_of("IfNotPresent", "Always", "Never"),
     "image_pull_secret": _optional(_DNS_NAME),
     "replica_count": _integer(0, None, "an integer >= 0"),
     "container_port": _integer(1, 65535, "a port number, an integer from 1 to 65535"),
     "service_type": _one_of("ClusterIP", "NodePort", "LoadBalancer"),
     "service_port": _integer(1, 65535, "a port number, an integer from 1 to 65535"),
-    "health_path": _matching(re.compile(r"^/\S*$"), "an HTTP path starting with '/', e.g. /healthz"),
+    "health_path": _matching(re.compile(r"^/\S*$").match, "an HTTP path starting with '/', e.g. /healthz"),
     "environment_variables": _environment_variables,
     "include_persistent_volume_claim": _flag,
     "pvc_persistent_volume_claim_name": _DNS_NAME,
@@ -365,7 +362,7 @@ RULES: dict[str, Check] = {
     "include_external_admin_secret": _flag,
     "external_secret_store_name": _DNS_NAME,
     "external_secret_store_kind": _one_of("ClusterSecretStore", "SecretStore"),
-    "external_secret_refresh_interval": _matching(_DURATION, "a duration such as 1h, 15m or 1h30m"),
+    "external_secret_refresh_interval": _matching(names.is_duration, "a duration such as 1h, 15m or 1h30m"),
     "external_admin_secret_data": _secret_data,
 }
 
@@ -399,8 +396,54 @@ _GROUP_MEMBERS = {key for members in GROUPS.values() for key in members}
 # --------------------------------------------------------------------------- reading
 
 
+class WrittenInt(int):
+    """An integer YAML read from text that does not write it back (``0755`` is 493): ``written`` is that text."""
+
+    written: str
+
+
+class WrittenFloat(float):
+    """A float YAML read from text that does not write it back (``0.10`` is 0.1): ``written`` is that text."""
+
+    written: str
+
+
+def _written(number: Any, text: str) -> Any:
+    """``number``, or a :class:`WrittenInt`/:class:`WrittenFloat` remembering ``text`` when ``str(number)`` differs."""
+    if str(number) == text or isinstance(number, bool):
+        return number
+    kept = (WrittenInt if isinstance(number, int) else WrittenFloat)(number)
+    kept.written = text
+    return kept
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with :class:`WrittenInt`/:class:`WrittenFloat` turned back into ``int``/``float`` (for dumping)."""
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, WrittenInt):
+        return int(value)
+    if isinstance(value, WrittenFloat):
+        return float(value)
+    return value
+
+
 class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader (as cookiecutter reads user configs) noting duplicate keys."""
+    """PyYAML's safe loader (as cookiecutter reads user configs) noting duplicate keys and how numbers were written.
+
+    A number whose text is not what ``str()`` gives back (``0755``, ``0.10``,
+    ``1e3``, ``0x1F``) is kept as :class:`WrittenInt`/:class:`WrittenFloat`, so a
+    value that becomes a string (environment variables, nested values of dict
+    variables) can be refused instead of silently changed.
+    """
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> Any:
+        return _written(super().construct_yaml_int(node), node.value)
+
+    def construct_yaml_float(self, node: yaml.ScalarNode) -> Any:
+        return _written(super().construct_yaml_float(node), node.value)
 
     def __init__(self, stream: str):
         super().__init__(stream)
@@ -420,6 +463,10 @@ class _Loader(yaml.SafeLoader):
                 self.duplicates.append((key, key_node.start_mark))
             seen.add(key)
         return super().construct_mapping(node, deep)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+_Loader.add_constructor("tag:yaml.org,2002:float", _Loader.construct_yaml_float)
 
 
 def _read_yaml(path: Path, shown: str) -> tuple[Any, list[Problem]]:
@@ -464,14 +511,63 @@ def _did_you_mean(key: str, known: Any) -> str:
 # --------------------------------------------------------------------------- validation
 
 
+#: Keys the pipeline itself reads from every config (the version it publishes and
+#: compares), accepted and checked whatever the template declares. A template that
+#: does not declare ``chart_version`` gets it written into its Chart.yaml
+#: (:func:`faas_deployment.chart.render_chart`).
+PIPELINE_KEYS = ("chart_version",)
+
+#: The keys that identify what is deployed, with what they identify. A config must
+#: set each one itself: a template default never stands in for them.
+IDENTITY_KEYS = {
+    "chart_name": "the chart's name, under which it is published and deployed",
+    "chart_version": "the chart version published and deployed",
+    "image_repository": "the image the chart deploys",
+    "image_tag": "the image the chart deploys",
+}
+
+#: The ``cookiecutter.json`` setting in which a template lists its own identity keys.
+IDENTITY_SETTING = "_identity_keys"
+
+
+def identity_keys(variables: dict[str, Any], where: str = "cookiecutter.json") -> tuple[str, ...]:
+    """The keys every config of this template must set (see :data:`IDENTITY_KEYS`).
+
+    A template lists them in ``cookiecutter.json`` as ``"_identity_keys": ["chart_name",
+    ...]`` (a private variable: cookiecutter ignores it). Without that list, the keys of
+    :data:`IDENTITY_KEYS` the template declares. :data:`PIPELINE_KEYS` are always
+    included.
+
+    Raises:
+        UserError: ``_identity_keys`` is not a list of the template's variable names.
+    """
+    declared = variables.get(IDENTITY_SETTING)
+    if declared is None:
+        keys = [k for k in IDENTITY_KEYS if k in variables]
+    elif not isinstance(declared, list) or not all(isinstance(k, str) for k in declared):
+        raise UserError(f"{where}: {IDENTITY_SETTING}: expected a list of variable names, got {_shown(declared)}")
+    else:
+        unknown = [k for k in declared if k.startswith("_") or (k not in variables and k not in PIPELINE_KEYS)]
+        if unknown:
+            raise UserError(f"{where}: {IDENTITY_SETTING}: {', '.join(unknown)} is not a public variable of the "
+                            "template; list the variables that identify what is deployed")
+        keys = list(declared)
+    return tuple(dict.fromkeys([*keys, *PIPELINE_KEYS]))
+
+
 def _choice_default(default: Any) -> Any:
     return default[0] if isinstance(default, list) and default else default
 
 
-def _check_context(shown: str, context: dict[Any, Any], variables: dict[str, Any]) -> list[Problem]:
-    """Problems of a ``default_context`` mapping against the template's variables."""
+def _check_context(shown: str, context: dict[Any, Any], variables: dict[str, Any],
+                   required: tuple[str, ...] = ()) -> list[Problem]:
+    """Problems of a ``default_context`` mapping against the template's variables.
+
+    ``required``: the identity keys (:func:`identity_keys`) the mapping must set.
+    """
     problems: list[Problem] = []
     public = [k for k in variables if not k.startswith("_")]
+    accepted = [*public, *(k for k in PIPELINE_KEYS if k not in variables)]
     flagged: set[str] = set()
 
     def report(key: str, finding: Finding) -> None:
@@ -486,17 +582,25 @@ def _check_context(shown: str, context: dict[Any, Any], variables: dict[str, Any
             report(key, Finding("", "private template setting; it cannot be set from a config",
                                 "remove it from default_context"))
             continue
-        if key not in variables:
-            close = difflib.get_close_matches(key, public, n=1, cutoff=0.6)
+        if key not in accepted:
+            close = difflib.get_close_matches(key, accepted, n=1, cutoff=0.6)
             hint = f"did you mean {close[0]}?" if close else f"the template declares: {', '.join(public)}"
             report(key, Finding("", "unknown key", hint))
             continue
         if key in _GROUP_MEMBERS and not _filled(value):
             continue  # left empty: only required when its flag is "yes" (checked below)
         findings = list(RULES[key](value)) if key in RULES else []
-        findings = findings or list(_check_template_type(value, variables[key]))
+        if key in variables:
+            findings = findings or list(_check_template_type(value, variables[key]))
+            if isinstance(variables[key], dict):  # nested values become strings: they must read as written
+                findings += list(_as_written(value))
         for finding in findings:
             report(key, finding)
+    for key in required:
+        if key not in context:
+            what = IDENTITY_KEYS.get(key, "an identity key of the template")
+            report(key, Finding("", f"missing; it identifies what is deployed ({what}), so the template's "
+                                    "default is not used", f"set {key} in this file"))
 
     resolved = {k: context.get(k, _choice_default(variables[k])) for k in public}
     for flag, members in GROUPS.items():
@@ -575,10 +679,12 @@ def read_problems(path: Path, shown: str | None = None) -> list[Problem]:
 def _resolve(shown: str, template: Path, variables: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
     """The config's values as data, the template's other defaults rendered in a sandbox (``defaults``)."""
     try:
-        return defaults.resolve(variables, context)
+        resolved = defaults.resolve(variables, context)
     except defaults.DefaultError as err:
         raise ValidationError([Problem(shown, "default_context",
                                        f"cannot be resolved with template {template}: {err}")]) from err
+    resolved.update({k: context[k] for k in PIPELINE_KEYS if k in context and k not in variables})
+    return resolved
 
 
 def validate_config(path: Path, template: Path | None = None, *, shown: str | None = None) -> dict[str, Any]:
@@ -606,13 +712,14 @@ def validate_config(path: Path, template: Path | None = None, *, shown: str | No
     template = Path(template) if template is not None else EMBEDDED_TEMPLATE
     shown = shown or str(path)
     variables = template_variables(template)
+    required = identity_keys(variables, str(template / "cookiecutter.json"))
     context, problems = _read_config(Path(path), shown)
     if context is not None:
-        problems += _check_context(shown, context, variables)
+        problems += _check_context(shown, context, variables, required)
     if problems:
         raise ValidationError(problems)
     assert context is not None
-    return _resolve(shown, template, variables, context)
+    return _resolve(shown, template, variables, _plain(context))
 
 
 def load_context(source: Path, env: str, component: str, template: Path | None = None) -> dict[str, Any]:
