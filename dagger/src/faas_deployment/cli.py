@@ -63,7 +63,7 @@ def _target(args: argparse.Namespace, ws: Workspace):
 def _check(args: argparse.Namespace) -> str:
     ws = _workspace(args)
     target = _target(args, ws) if args.registry else None
-    return ws.check(args.env, target=target)
+    return ws.check(args.env, target=target, base=args.base)
 
 
 def _config(args: argparse.Namespace) -> str:
@@ -352,15 +352,15 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=run)
         return sub
 
-    _registry_flags(
-        verb(
-            "check",
-            _check,
-            "validate configs, lint and package every chart, check dynamic/ manifests; "
-            "with --registry also refuse a changed chart whose version was not bumped",
-            env_required=False,
-        )
+    check_verb = verb(
+        "check",
+        _check,
+        "validate configs, lint and package every chart, check dynamic/ manifests; "
+        "refuse a changed chart whose version was not bumped (against --registry, else the local repository)",
+        env_required=False,
     )
+    _registry_flags(check_verb)
+    check_verb.add_argument("--base", help="also refuse a chart changed since this git ref without a higher chart_version")
     verb("config", _config, "print the validated, resolved context as YAML", component=True)
     verb("chart", _chart, "render the chart into --out", component=True).add_argument("--out", required=True)
     verb("package", _package, "package the chart reproducibly into --out", component=True).add_argument(

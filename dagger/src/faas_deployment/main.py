@@ -119,6 +119,21 @@ def _file(path: Path) -> dagger.File:
     return dag.current_module().workdir_file(_workdir_path(path))
 
 
+async def _base_tree(repository: dagger.Directory, base: str, default_branch: str) -> tuple[Path, str]:
+    """The base tree of ``plan`` and ``check --base``, read by the engine from ``repository``'s ``.git``; (root, ref)."""
+    ref = gitrefs.dagger_base_ref(base, default_branch)
+    git = repository.as_git()
+    found = git.commit(ref) if gitrefs.is_sha(ref) else git.ref(ref) if ref.startswith("refs/") else git.branch(ref)
+    base_root = _scratch().resolve() / "base"
+    try:
+        await found.tree().export(str(base_root))
+    except dagger.QueryError as exc:
+        with user_errors():
+            raise UserError(f"cannot read the base {ref!r} from the repository's .git "
+                            f"(a shallow clone? set GIT_DEPTH: 0): {exc}") from None
+    return base_root, ref
+
+
 async def _workspace(source: dagger.Directory, template: dagger.Directory | None) -> Workspace:
     root = _scratch().resolve()
     await source.export(str(root / "source"))
@@ -693,6 +708,7 @@ class FaasDeployment:
     @function(cache="never")
     async def check(
         self,
+        repository: PlanRepository,
         env: Annotated[str, Doc("only this environment (default: all)")] = "",
         registry: Annotated[str, Doc("also check the publishing rules against oci://HOST[:PORT]/PATH")] = "",
         username: UsernameArg = "",
@@ -700,6 +716,8 @@ class FaasDeployment:
         plain_http: PlainHttpArg = False,
         ca_file: CaFileArg = None,
         timeout: Annotated[float, Doc("overall deadline of the registry work, in seconds")] = DEFAULT_TIMEOUT,
+        base: Annotated[str, Doc("also refuse a chart changed since this commit SHA or branch without a higher "
+                                 "chart_version (read from repository's .git)")] = "",
     ) -> str:
         """Validate every config, render, lint and package every chart; a report line per item.
 
@@ -710,8 +728,9 @@ class FaasDeployment:
         """
         ws = await _workspace(self.source, self.template)
         target = await _chart_target(ws, registry, username, password, plain_http, timeout, ca_file) if registry else None
+        base_root = (await _base_tree(repository, base, "main"))[0] if base else None
         return await _run(
-            lambda: ws.check(env or None, target=target)
+            lambda: ws.check(env or None, target=target, base=base_root)
         )
 
     @function(cache="never")
@@ -778,17 +797,7 @@ class FaasDeployment:
     async def _plan(self, repository: dagger.Directory, base: str, default_branch: str) -> tuple[Workspace, plan.Plan]:
         """The plan of ``repository`` against ``base``, whose tree the engine reads from ``repository``'s ``.git``."""
         ws = await _workspace(repository, self.template)
-        ref = gitrefs.dagger_base_ref(base, default_branch)
-        git = repository.as_git()
-        found = git.commit(ref) if gitrefs.is_sha(ref) else git.ref(ref) if ref.startswith("refs/") else git.branch(ref)
-        tree = found.tree()
-        base_root = _scratch().resolve() / "base"
-        try:
-            await tree.export(str(base_root))
-        except dagger.QueryError as exc:
-            with user_errors():
-                raise UserError(f"plan: cannot read the base {ref!r} from the repository's .git "
-                                f"(a shallow clone? set GIT_DEPTH: 0): {exc}") from None
+        base_root, ref = await _base_tree(repository, base, default_branch)
         result = await _run(lambda: plan.make_plan(plan.side(base_root, ws.template), plan.side(ws.source, ws.template),
                                                    base_name=ref, head_name="source"))
         return ws, result

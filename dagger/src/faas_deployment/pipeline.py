@@ -25,7 +25,7 @@ from . import artifacts, chart, config, deadline, hooks, image_tags, manifests
 from .deadline import DEFAULT_TIMEOUT, Deadline
 from .errors import Problem, UserError, ValidationError
 from .packaging import ChartPackage, package_chart
-from .plan import scheme_problem
+from .plan import make_plan, scheme_problem, side
 from .progress import step
 from .credentials import RegistryCredentials
 from .registry import LocalRepoTarget, OciTarget, PublishResult, Target
@@ -213,14 +213,27 @@ class Workspace:
         self,
         env: str | None = None,
         target: Target | None = None,
+        base: str | Path | None = None,
     ) -> str:
         """Validate, render, lint and package every component (of ``env`` or of all envs).
 
         Each environment's operator ``dynamic/`` manifests are validated too
-        (:func:`manifests.check_env`). With a ``target``, each package is also checked
-        against the publishing rules without pushing, so a chart whose content
-        changed without a ``chart_version`` bump is refused. Returns a report, a
-        line per checked item.
+        (:func:`manifests.check_env`). Each package is checked against the
+        publishing rules without pushing, against ``target`` (a registry) or, without
+        one, against the local repository (:meth:`local_target`): a chart whose
+        content changed without a ``chart_version`` bump, or whose version is lower
+        than the highest published, is refused.
+
+        ``base``: also compare with that tree, as ``ct lint --check-version-increment``
+        does: a chart whose packaged digest differs from the base's without a higher
+        ``chart_version`` is refused (decided as :func:`faas_deployment.plan.make_plan`
+        decides it; no registry needed). A string is a git ref of the source tree's
+        repository (read with git); a path is the base tree already on disk.
+
+        Returns:
+            A report, a line per checked item: ``ok <env>/<component>: <chart> <version>
+            (<digest>)``, the publishing decision of each chart, ``ok <env>: dynamic
+            manifests``, and with ``base`` ``ok <env>: chart versions increase over <base>``.
 
         Raises:
             ValidationError: every problem found, across all environments.
@@ -228,6 +241,7 @@ class Workspace:
         envs = [env] if env else config.envs(self.source)
         if not envs:
             raise UserError(f"{self.source}: no env/<env>/<component>/cookiecutter-config.yaml found")
+        rules = target if target is not None else self.local_target()
         lines: list[str] = []
         problems: list[Problem] = []
         with tempfile.TemporaryDirectory(prefix="faas-check-") as scratch:
@@ -245,15 +259,39 @@ class Workspace:
                     packages[component] = package
                     lines.append(f"ok {name}/{component}: {package.name} {package.version} ({package.digest})")
                 problems.extend(self.chart_name_problems(name, {c: p.name for c, p in packages.items()}))
-                if target is not None:
-                    lines.extend(self._dry_run(name, packages, target, problems))
+                lines.extend(self._dry_run(name, packages, rules, problems))
                 found = manifests.check_env(self.source, name)
                 problems.extend(found)
                 if not found:
                     lines.append(f"ok {name}: dynamic manifests")
+        if base is not None:
+            lines.extend(self._increment_lines(base, envs, problems))
         if problems:
             raise ValidationError(problems)
         return "\n".join(lines)
+
+    def _increment_lines(self, base: str | Path, envs: list[str], problems: list[Problem]) -> list[str]:
+        """``check --base``: refused plan items of ``envs`` become problems; a report line per clean env."""
+        from . import gitrefs  # late: only ``check --base`` reads git
+
+        with tempfile.TemporaryDirectory(prefix="faas-check-base-") as scratch:
+            if isinstance(base, str):
+                root, name = gitrefs.export_tree(self.source, base, Path(scratch) / "base"), base
+            else:
+                root, name = Path(base), str(base)
+            with step(f"compare with {name}"):
+                result = make_plan(side(root, self.template), side(self.source, self.template),
+                                   base_name=name, head_name="working tree")
+        failed: set[str] = set()
+        for item in result.refused:
+            shown = f"env/{item.env}/{item.component}/{config.CONFIG_NAME}"
+            if item.env not in envs or scheme_problem(item.version, shown):
+                continue  # another environment, or a version the check above already refuses
+            failed.add(item.env)
+            problems.append(Problem(shown, "default_context.chart_version",
+                                    f"compared with {name}: {item.reason.removeprefix(shown + ': ')}",
+                                    "raise chart_version above the base's, as Flux deploys only a newer version"))
+        return [f"ok {env}: chart versions increase over {name}" for env in envs if env not in failed]
 
     def artifact_files(self, env: str, component: str, manifests_dir: Path | None = None) -> tuple[dict[str, bytes], str]:
         """The files of ``component``'s Flux artifact and its ``chart_version``.

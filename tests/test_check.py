@@ -1,0 +1,104 @@
+"""``check``: its success report, the publishing rules against the local repository, ``--base`` (version increments)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from faas_deployment.cli import main
+from faas_deployment.errors import ValidationError
+from faas_deployment.pipeline import Workspace
+from plan_repo import PlanRepo
+from repo_tree import config_file, copy_repo, get_scalar, set_scalar
+
+DIGEST = r"sha256:[0-9a-f]{64}"
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    return copy_repo(tmp_path / "src")
+
+
+def test_the_success_report_names_every_chart_rule_and_manifest_set(source: Path) -> None:
+    report = Workspace(source).check().splitlines()
+    versions = {(e, c): get_scalar(config_file(source, e, c), "chart_version")
+                for e in ("dev", "prod") for c in ("controller", "operator")}
+    expected = []
+    for env in ("dev", "prod"):
+        expected += [rf"ok {env}/{c}: faas-{c} {re.escape(versions[env, c])} \({DIGEST}\)" for c in
+                     ("controller", "operator")]
+        # The publishing decision against the (empty) local repository: nothing there yet.
+        expected += [rf"(new|would push) \S*faas-{c}-{re.escape(versions[env, c])}\.tgz@{DIGEST}" for c in
+                     ("controller", "operator")]
+        expected += [rf"ok {env}: dynamic manifests"]
+    assert len(report) == len(expected), report
+    for line, pattern in zip(report, expected):
+        assert re.fullmatch(pattern, line), (line, pattern)
+    assert not (source / "dist").exists()  # a check writes nothing
+
+
+def test_check_applies_the_publishing_rules_to_the_local_repository(source: Path, capsys) -> None:
+    code, out, err = run(capsys, "--source", str(source), "release", "--env", "dev")
+    assert code == 0, err
+    code, out, err = run(capsys, "--source", str(source), "check", "--env", "dev")
+    assert code == 0, err
+    assert re.search(r"^unchanged \S*faas-operator-", out, re.MULTILINE), out
+
+    # The chart changes, its version does not: refused without any registry.
+    set_scalar(config_file(source, "dev", "operator"), "replica_count", "2")
+    code, out, err = run(capsys, "--source", str(source), "check", "--env", "dev")
+    assert code == 1
+    assert "env/dev/operator/cookiecutter-config.yaml" in err and "chart_version" in err, err
+    assert "Traceback" not in err
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> PlanRepo:
+    return PlanRepo(tmp_path / "repo")
+
+
+def test_base_refuses_a_changed_chart_without_a_higher_version(repo: PlanRepo, capsys) -> None:
+    base = repo.git("rev-parse", "HEAD")
+    operator = config_file(repo.work, "dev", "operator")
+    set_scalar(operator, "replica_count", "2")
+    code, out, err = run(capsys, "--source", str(repo.work), "check", "--env", "dev", "--base", base)
+    assert code == 1
+    assert ("env/dev/operator/cookiecutter-config.yaml: default_context.chart_version: compared with "
+            f"{base}: ") in err
+    assert "without a chart_version bump" in err and "raise chart_version above the base's" in err
+    problems = [line for line in err.splitlines() if line.startswith("  - ")]
+    assert len(problems) == 1 and "env/dev/operator/" in problems[0]  # the untouched controller is not refused
+
+    # A version lower than the base's is refused too.
+    old = get_scalar(operator, "chart_version")
+    major, minor, patch = map(int, old.split("."))
+    set_scalar(operator, "chart_version", f"{major}.{minor}.{patch - 1}" if patch else f"{major}.{minor - 1}.0")
+    with pytest.raises(ValidationError, match="lower than"):
+        Workspace(repo.work).check("dev", base=base)
+
+    # Bumped: the check passes and says against what.
+    set_scalar(operator, "chart_version", f"{major}.{minor}.{patch + 1}")
+    code, out, err = run(capsys, "--source", str(repo.work), "check", "--env", "dev", "--base", base)
+    assert code == 0, err
+    assert out.splitlines()[-1] == f"ok dev: chart versions increase over {base}"
+
+
+def test_base_accepts_a_change_that_does_not_reach_the_chart(repo: PlanRepo) -> None:
+    operator = config_file(repo.work, "dev", "operator")
+    operator.write_text(operator.read_text() + "# a comment changes no chart\n")
+    report = Workspace(repo.work).check("dev", base="HEAD")
+    assert report.splitlines()[-1] == "ok dev: chart versions increase over HEAD"
+
+
+def test_base_that_names_no_commit_is_a_clear_error(repo: PlanRepo, capsys) -> None:
+    code, out, err = run(capsys, "--source", str(repo.work), "check", "--base", "no-such-ref")
+    assert code == 1
+    assert "'no-such-ref': no such commit" in err and "Traceback" not in err
