@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,14 +78,7 @@ def render_chart(context: dict[str, Any], template: Path, out_dir: Path) -> Path
             raise UserError(f"{template}: {err}") from err
     project.update(context)
     project.update(_template=str(template), _output_dir=str(out_dir), _repo_dir=str(template), _checkout=None)
-    generator = generate.load(template, variables)
-    staging = Path(tempfile.mkdtemp(prefix=".render-", dir=out_dir))
-    try:
-        generated = generator.generate(project, staging)
-        target = out_dir / generated.name
-        generate.replace_dir(generated, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    target = generate.load(template, variables).generate_into(project, out_dir)
     chart_dir = _find_chart(target)
     if chart_dir is None:
         raise UserError(f"{template}: the template generated no Chart.yaml (in {target})")

@@ -84,10 +84,11 @@ def config_path(source: Path, env: str, component: str) -> Path:
         UserError: the environment or the component has no config file; the
             message lists the known ones.
     """
-    known = components(source, env)
-    if component not in known:
+    path = Path(source) / "env" / env / component / CONFIG_NAME
+    if "/" in env or "/" in component or env in ("", ".", "..") or component in ("", ".", "..") or not path.is_file():
+        known = components(source, env)  # discovery only to say what is known
         raise UserError(_unknown(f"component in environment {env!r}", component, known, source))
-    return Path(source) / "env" / env / component / CONFIG_NAME
+    return path
 
 
 def _unknown(what: str, name: str, known: list[str], source: Path) -> str:
@@ -430,8 +431,8 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader (as cookiecutter reads user configs) noting duplicate keys and how numbers were written.
+class _Noting:
+    """What a config loader adds to PyYAML's safe loader: it notes duplicate keys and how numbers were written.
 
     A number whose text is not what ``str()`` gives back (``0755``, ``0.10``,
     ``1e3``, ``0x1F``) is kept as :class:`WrittenInt`/:class:`WrittenFloat`, so a
@@ -465,8 +466,28 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
-_Loader.add_constructor("tag:yaml.org,2002:float", _Loader.construct_yaml_float)
+class _Loader(_Noting, yaml.SafeLoader):  # type: ignore[misc]
+    """PyYAML's pure-Python safe loader (as cookiecutter reads user configs), see :class:`_Noting`."""
+
+
+class _FastLoader(_Noting, getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The same on libyaml's parser when PyYAML has it (several times faster); errors are read again by :class:`_Loader`."""
+
+
+for _class in (_Loader, _FastLoader):
+    _class.add_constructor("tag:yaml.org,2002:int", _class.construct_yaml_int)
+    _class.add_constructor("tag:yaml.org,2002:float", _class.construct_yaml_float)
+
+
+def _load_fast(text: str) -> tuple[Any, list[tuple[Any, yaml.Mark]]] | None:
+    """``text`` read by :class:`_FastLoader` with its duplicates; ``None`` when it fails (then read it again slowly)."""
+    loader = _FastLoader(text)
+    try:
+        return loader.get_single_data(), loader.duplicates
+    except (yaml.YAMLError, RecursionError):
+        return None
+    finally:
+        loader.dispose()
 
 
 def _read_yaml(path: Path, shown: str) -> tuple[Any, list[Problem]]:
@@ -476,9 +497,12 @@ def _read_yaml(path: Path, shown: str) -> tuple[Any, list[Problem]]:
         return None, [Problem(shown, "", "file not found")]
     except (OSError, UnicodeDecodeError) as err:
         return None, [Problem(shown, "", f"cannot be read as UTF-8 text: {err}")]
-    too_big = limit_problem(text)
+    too_big = limit_problem(text, _FAST_PARSER)
     if too_big:
         return None, [Problem(shown, "", too_big)]
+    fast = _load_fast(text)
+    if fast is not None:
+        return fast[0], _duplicate_problems(shown, fast[1])
     loader = None
     try:
         loader = _Loader(text)
@@ -495,12 +519,19 @@ def _read_yaml(path: Path, shown: str) -> tuple[Any, list[Problem]]:
     finally:
         if loader is not None:
             loader.dispose()
-    problems = [
+    return data, _duplicate_problems(shown, loader.duplicates)
+
+
+#: libyaml's safe loader for parsing events when PyYAML was built with it (bounds are checked on events).
+_FAST_PARSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _duplicate_problems(shown: str, duplicates: list[tuple[Any, yaml.Mark]]) -> list[Problem]:
+    return [
         Problem(shown, str(key), f"duplicate key at line {mark.line + 1}, column {mark.column + 1}",
                 "keep one: YAML readers silently use the last one")
-        for key, mark in loader.duplicates
+        for key, mark in duplicates
     ]
-    return data, problems
 
 
 def _did_you_mean(key: str, known: Any) -> str:

@@ -118,6 +118,34 @@ class Template:
         self._hook("post_gen_project", variables, project)
         return project
 
+    def generate_into(self, context: dict[str, Any], out_dir: Path) -> Path:
+        """:meth:`generate` into ``out_dir``, replacing a previous project of that name whole; its directory.
+
+        A project that does not exist yet is written in place (removed again if
+        generation fails); one that exists is generated beside it in a staging
+        directory and then swapped in, so no stale file survives and a failure
+        leaves the old one as it was.
+        """
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        name = self._render(self.project, {"cookiecutter": context}, self.project_shown)
+        if name and "/" not in name and name not in (".", "..") and not (out_dir / name).exists():
+            try:
+                return self.generate(context, out_dir)
+            except BaseException:
+                shutil.rmtree(out_dir / name, ignore_errors=True)
+                raise
+        staging = Path(tempfile.mkdtemp(prefix=".render-", dir=out_dir))
+        try:
+            generated = self.generate(context, staging)
+            target = out_dir / generated.name
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(generated, target)
+            return target
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
     def _render(self, template: jinja2.Template, variables: dict[str, Any], shown: str) -> str:
         try:
             return template.render(**variables)
@@ -266,10 +294,3 @@ def load(root: Path, variables: dict[str, Any]) -> Template:
     with _LOCK:
         _CACHE[root] = (signature, template)
     return template
-
-
-def replace_dir(source: Path, target: Path) -> None:
-    """Move ``source`` to ``target``, replacing whatever was there (no stale file survives)."""
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(source, target)

@@ -88,8 +88,8 @@ def _normalise(info: tarfile.TarInfo, mtime: int) -> tarfile.TarInfo:
     return info
 
 
-def rewrite_reproducibly(source: Path, target: Path, mtime: int | None = None) -> None:
-    """Copy the tar.gz ``source`` to ``target`` with normalised, sorted entries (see module doc)."""
+def rewrite_reproducibly(source: Path, target: Path, mtime: int | None = None) -> bytes:
+    """Copy the tar.gz ``source`` to ``target`` with normalised, sorted entries (see module doc); the bytes written."""
     mtime = fixed_mtime() if mtime is None else mtime
     with tarfile.open(source, "r:gz") as tar_in:
         members = sorted(tar_in.getmembers(), key=lambda m: m.name)
@@ -100,7 +100,9 @@ def rewrite_reproducibly(source: Path, target: Path, mtime: int | None = None) -
                     raise UserError(f"{source}: {member.name}: charts may hold only files and directories")
                 data = tar_in.extractfile(member) if member.isfile() else None
                 tar_out.addfile(_normalise(member, mtime), data)
-    target.write_bytes(_gzip(buffer.getvalue(), mtime))
+    written = _gzip(buffer.getvalue(), mtime)
+    target.write_bytes(written)
+    return written
 
 
 def _gzip(data: bytes, mtime: int) -> bytes:
@@ -150,10 +152,9 @@ def package_chart(chart_dir: Path, out_dir: Path) -> ChartPackage:
             raise UserError(f"{chart_dir}: Helm cannot package this chart: {exc}") from None
         target = out_dir / produced.name
         partial = target.with_name(target.name + ".partial")
-        rewrite_reproducibly(produced, partial)
+        data = rewrite_reproducibly(produced, partial)
         partial.replace(target)
-    metadata = read_chart_metadata(target)
-    data = target.read_bytes()
+    metadata = chart_metadata(data, target)
     return ChartPackage(
         path=target,
         name=str(metadata["name"]),
@@ -164,13 +165,22 @@ def package_chart(chart_dir: Path, out_dir: Path) -> ChartPackage:
     )
 
 
-def read_chart_metadata(archive: Path) -> dict[str, Any]:
-    """Chart.yaml of a packaged chart, as a mapping (the ``<name>/Chart.yaml`` entry)."""
-    with tarfile.open(archive, "r:gz") as tar:
+#: libyaml's safe loader when PyYAML has it (Chart.yaml is read once per package).
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def chart_metadata(archive: bytes, shown: Path) -> dict[str, Any]:
+    """Chart.yaml of a packaged chart's bytes, as a mapping (the ``<name>/Chart.yaml`` entry).
+
+    Raises:
+        UserError: no ``<name>/Chart.yaml`` entry (``shown`` names the package).
+    """
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
         for member in tar.getmembers():
             parts = member.name.split("/")
             if len(parts) == 2 and parts[1] == "Chart.yaml" and member.isfile():
                 handle = tar.extractfile(member)
                 assert handle is not None
-                return yaml.safe_load(handle.read())
-    raise UserError(f"{archive}: not a chart package (no <name>/Chart.yaml entry)")
+                return yaml.load(handle.read(), Loader=_LOADER)  # noqa: S506 (a safe loader)
+    raise UserError(f"{shown}: not a chart package (no <name>/Chart.yaml entry)")
+

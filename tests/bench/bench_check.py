@@ -1,0 +1,88 @@
+"""Benchmark of ``check`` of the 4 real charts in a cold process (issue 12). A script, not a test: it prints figures.
+
+Run from the repository root:
+
+    dagger/.venv/bin/python tests/bench/bench_check.py [--trials 7]
+
+Measure: the wall time of a fresh ``faas-deploy --source REPO check`` process on a
+copy of the repository (4 charts: validate, render, strict lint, package, the
+publishing rules against the empty local repository, the dynamic manifests).
+
+Baseline, in the same run: the Helm floor, a fresh process that imports the Helm
+engine (``helm_python``) and does Helm's own part of the same work on the same 4
+charts (strict lint and render of the chart directories ``check`` generates),
+nothing else. Both are medians of ``--trials`` runs, alternated.
+
+Goals: measure <= 3x the floor, and <= 0.4 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+PYTHON = Path(sys.executable)
+
+FLOOR = """
+import sys
+import helm_python
+for chart in sys.argv[1:]:
+    helm_python.lint(chart, strict=True, kube_version="1.30.0")
+    helm_python.Chart.load(chart).render({}, name="bench", namespace="default")
+"""
+
+
+def prepare(scratch: Path) -> tuple[Path, list[str]]:
+    """A copy of the repository's configs, and the 4 chart directories check generates for them."""
+    source = scratch / "source"
+    shutil.copytree(ROOT / "env", source / "env")
+    sys.path.insert(0, str(ROOT / "dagger" / "src"))
+    from faas_deployment import config
+    from faas_deployment.pipeline import Workspace
+
+    ws = Workspace(source)
+    charts = [str(ws.render(env, component, scratch / "charts" / env)) for env, component in config.discover(source)]
+    return source, charts
+
+
+def timed(command: list[str]) -> float:
+    started = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(command[:4])}... failed:\n{proc.stderr}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=7)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
+        source, charts = prepare(Path(tmp))
+        check = [str(PYTHON), "-c", "import sys; from faas_deployment.cli import main; sys.exit(main(sys.argv[1:]))",
+                 "--source", str(source), "check"]
+        floor = [str(PYTHON), "-c", FLOOR, *charts]
+        timed(check), timed(floor)  # warm the file cache
+        measures, baselines = [], []
+        for _ in range(args.trials):
+            measures.append(timed(check))
+            baselines.append(timed(floor))
+    measure, baseline = statistics.median(measures), statistics.median(baselines)
+    print(f"check of {len(charts)} charts, cold process: {measure:.3f} s (median of {args.trials})")
+    print(f"Helm floor (lint + render of the same charts), cold process: {baseline:.3f} s")
+    print(f"check / floor = {measure:.3f} / {baseline:.3f} = {measure / baseline:.2f}x "
+          f"(goal <= 3x: {'met' if measure <= 3 * baseline else 'NOT met'}; "
+          f"goal <= 0.4 s: {'met' if measure <= 0.4 else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()
