@@ -30,6 +30,8 @@ EXPECTED = {
             "plain_http": ("bool", True, False),
             "ca_file": ("dagger.File | None", True, None),
             "timeout": ("float", True, 300.0),
+            "base": ("str", True, ""),
+            "repository": ("dagger.Directory", True, None),
         }),
         "plan": ("str", {
             "repository": ("dagger.Directory", True, None),
