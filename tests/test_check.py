@@ -102,3 +102,14 @@ def test_base_that_names_no_commit_is_a_clear_error(repo: PlanRepo, capsys) -> N
     code, out, err = run(capsys, "--source", str(repo.work), "check", "--base", "no-such-ref")
     assert code == 1
     assert "'no-such-ref': no such commit" in err and "Traceback" not in err
+
+
+def test_a_problem_names_its_file_once(source: Path) -> None:
+    set_scalar(config_file(source, "dev", "operator"), "chart_version", "1.0.3-rc.1")
+    ws = Workspace(source)
+    with pytest.raises(ValidationError) as caught:
+        ws.release("dev", ws.local_target(), prerelease="mr.4.2")
+    shown = "env/dev/operator/cookiecutter-config.yaml"
+    lines = [line for line in str(caught.value).splitlines() if shown in line]
+    assert len(lines) == 1 and lines[0].count(shown) == 1, lines
+    assert "pre-release versions (-rc.1) are published only by merge request pipelines" in lines[0]
