@@ -188,3 +188,15 @@ def test_chart_yaml_without_a_version_line_gets_one(tmp_path: Path) -> None:
     chart_yaml.write_text("apiVersion: v2\nname: x\n")
     chart.set_chart_version(chart_yaml, "1.2.3")
     assert yaml.safe_load(chart_yaml.read_text()) == {"apiVersion": "v2", "name": "x", "version": "1.2.3"}
+
+
+def test_a_user_templates_text_variable_gets_what_was_written(tmp_path: Path) -> None:
+    template = make_user_template(tmp_path, with_hook=False)
+    write_config(tmp_path, 'default_context:\n  chart_name: "a"\n  chart_version: "1.0.0"\n  team: yes\n')
+    problems = problems_of(tmp_path, template=template)
+    assert [p.key for p in problems] == ["default_context.team"]
+    assert "the boolean true; the template would get 'True'" in problems[0].message
+    write_config(tmp_path, 'default_context:\n  chart_name: "a"\n  chart_version: "1.0.0"\n  team: 0755\n')
+    assert "YAML reads 0755 as the number 493" in problems_of(tmp_path, template=template)[0].message
+    write_config(tmp_path, 'default_context:\n  chart_name: "a"\n  chart_version: "1.0.0"\n  team: 42\n')
+    assert config.load_context(tmp_path, "dev", "operator", template)["team"] == 42  # written as read

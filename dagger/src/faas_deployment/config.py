@@ -435,7 +435,7 @@ class _Noting:
     """What a config loader adds to PyYAML's safe loader: it notes duplicate keys and how numbers were written.
 
     A number whose text is not what ``str()`` gives back (``0755``, ``0.10``,
-    ``1e3``, ``0x1F``) is kept as :class:`WrittenInt`/:class:`WrittenFloat`, so a
+    ``+12``, ``0x1F``) is kept as :class:`WrittenInt`/:class:`WrittenFloat`, so a
     value that becomes a string (environment variables, nested values of dict
     variables) can be refused instead of silently changed.
     """
@@ -470,7 +470,11 @@ class _Loader(_Noting, yaml.SafeLoader):  # type: ignore[misc]
     """PyYAML's pure-Python safe loader (as cookiecutter reads user configs), see :class:`_Noting`."""
 
 
-class _FastLoader(_Noting, getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+#: libyaml's safe loader when PyYAML was built with it, else the pure-Python one.
+_FAST_PARSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _FastLoader(_Noting, _FAST_PARSER):  # type: ignore[misc]
     """The same on libyaml's parser when PyYAML has it (several times faster); errors are read again by :class:`_Loader`."""
 
 
@@ -520,10 +524,6 @@ def _read_yaml(path: Path, shown: str) -> tuple[Any, list[Problem]]:
         if loader is not None:
             loader.dispose()
     return data, _duplicate_problems(shown, loader.duplicates)
-
-
-#: libyaml's safe loader for parsing events when PyYAML was built with it (bounds are checked on events).
-_FAST_PARSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _duplicate_problems(shown: str, duplicates: list[tuple[Any, yaml.Mark]]) -> list[Problem]:
@@ -670,6 +670,11 @@ def _check_template_type(value: Any, default: Any) -> Iterator[Finding]:
         yield Finding("", "no value given", "write \"\" for an empty string")
     elif isinstance(value, (dict, list)):
         yield Finding("", f"expected a single value (string or number), got {type(value).__name__}")
+    elif isinstance(default, str) and isinstance(value, bool):
+        yield Finding("", f"YAML reads this unquoted value as the boolean {str(value).lower()}; the template "
+                          f"would get {str(value)!r}, not what was written", "quote the value")
+    elif isinstance(default, str):
+        yield from _as_written(value)
 
 
 def _read_config(path: Path, shown: str) -> tuple[dict[Any, Any] | None, list[Problem]]:
