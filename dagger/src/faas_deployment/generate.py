@@ -35,6 +35,7 @@ import fnmatch
 import os
 import re
 import shutil
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -70,9 +71,11 @@ class Template:
 
     Attributes:
         root: the template directory (holds ``cookiecutter.json``).
-        project: the name of its project directory, unrendered.
-        files: the project's files and directories, in walk order.
-        hooks: ``hook name -> script path``.
+        project, project_shown: the name of its project directory, compiled and as written.
+        dirs: the project's directories (compiled name, name as written), in walk order.
+        files: the project's files, in walk order.
+        hook_scripts: ``hook name -> script path`` (:data:`HOOK_NAMES`).
+        env: the Jinja environment everything was compiled in.
     """
 
     root: Path
@@ -167,7 +170,7 @@ class Template:
             path = Path(scratch) / script.name
             path.write_text(text, encoding="utf-8")
             path.chmod(0o700)
-            command = [hooks.python(), str(path)] if script.suffix == ".py" else [str(path)]
+            command = [sys.executable, str(path)]  # as cookiecutter runs a .py hook if script.suffix == ".py" else [str(path)]
             code = hooks.run_script(command, cwd=cwd, shown=shown, env=dict(os.environ))
         if code != 0:
             raise UserError(f"{shown}: the template hook {name} failed with exit status {code}; "

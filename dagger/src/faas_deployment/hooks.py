@@ -30,11 +30,6 @@ from .plan import HOOKS_DIR
 TIMEOUT = 600.0
 
 
-def python() -> str:
-    """The Python interpreter running the pipeline (what a ``.py`` template hook runs with, as cookiecutter does)."""
-    return sys.executable
-
-
 def _stderr_fd() -> int | None:
     try:
         return sys.stderr.fileno()
