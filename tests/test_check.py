@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,23 @@ def test_a_problem_names_its_file_once(source: Path) -> None:
     lines = [line for line in str(caught.value).splitlines() if shown in line]
     assert len(lines) == 1 and lines[0].count(shown) == 1, lines
     assert "pre-release versions (-rc.1) are published only by merge request pipelines" in lines[0]
+
+
+def test_dagger_check_base_reads_the_base_from_the_repository(tmp_path: Path) -> None:
+    """The Dagger front end: the engine exports the base tree from the repository's .git (no git binary there)."""
+    from support.dagger_engine import Engine, EngineRefusal
+    from test_dagger_engine import _git, _git_clone_with_origin
+
+    work = tmp_path / "checkout"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "env", work / "env")
+    shutil.copy(Path(__file__).resolve().parent.parent / "dagger.json", work / "dagger.json")
+    (work / ".git").mkdir()
+    _, before = _git_clone_with_origin(work)  # the second commit bumps dev's operator over `before`
+    with Engine(work) as engine:
+        out = engine.call(f"dagger call check --env dev --base {before}")
+        assert out.splitlines()[-1] == f"ok dev: chart versions increase over {before}"
+        head = _git(work, "rev-parse", "HEAD")
+        set_scalar(config_file(work, "dev", "controller"), "replica_count", "3")
+        with pytest.raises(EngineRefusal, match=rf"env/dev/controller/cookiecutter-config.yaml: "
+                                                rf"default_context.chart_version: compared with {head}: "):
+            engine.call(f"dagger call check --env dev --base {head}")

@@ -728,9 +728,9 @@ class FaasDeployment:
         """
         ws = await _workspace(self.source, self.template)
         target = await _chart_target(ws, registry, username, password, plain_http, timeout, ca_file) if registry else None
-        base_root = (await _base_tree(repository, base, "main"))[0] if base else None
+        base_root, base_ref = await _base_tree(repository, base, "main") if base else (None, "")
         return await _run(
-            lambda: ws.check(env or None, target=target, base=base_root)
+            lambda: ws.check(env or None, target=target, base=base_root, base_name=base_ref)
         )
 
     @function(cache="never")

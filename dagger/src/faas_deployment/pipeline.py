@@ -214,6 +214,7 @@ class Workspace:
         env: str | None = None,
         target: Target | None = None,
         base: str | Path | None = None,
+        base_name: str = "",
     ) -> str:
         """Validate, render, lint and package every component (of ``env`` or of all envs).
 
@@ -228,7 +229,8 @@ class Workspace:
         does: a chart whose packaged digest differs from the base's without a higher
         ``chart_version`` is refused (decided as :func:`faas_deployment.plan.make_plan`
         decides it; no registry needed). A string is a git ref of the source tree's
-        repository (read with git); a path is the base tree already on disk.
+        repository (read with git); a path is the base tree already on disk, named
+        ``base_name`` in messages (the ref it was read from).
 
         Returns:
             A report, a line per checked item: ``ok <env>/<component>: <chart> <version>
@@ -265,12 +267,12 @@ class Workspace:
                 if not found:
                     lines.append(f"ok {name}: dynamic manifests")
         if base is not None:
-            lines.extend(self._increment_lines(base, envs, problems))
+            lines.extend(self._increment_lines(base, base_name, envs, problems))
         if problems:
             raise ValidationError(problems)
         return "\n".join(lines)
 
-    def _increment_lines(self, base: str | Path, envs: list[str], problems: list[Problem]) -> list[str]:
+    def _increment_lines(self, base: str | Path, base_name: str, envs: list[str], problems: list[Problem]) -> list[str]:
         """``check --base``: refused plan items of ``envs`` become problems; a report line per clean env."""
         from . import gitrefs  # late: only ``check --base`` reads git
 
@@ -278,7 +280,7 @@ class Workspace:
             if isinstance(base, str):
                 root, name = gitrefs.export_tree(self.source, base, Path(scratch) / "base"), base
             else:
-                root, name = Path(base), str(base)
+                root, name = Path(base), base_name or str(base)
             with step(f"compare with {name}"):
                 result = make_plan(side(root, self.template), side(self.source, self.template),
                                    base_name=name, head_name="working tree")
