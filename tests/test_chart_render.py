@@ -221,6 +221,17 @@ def test_template_hook_output_goes_to_standard_error(tmp_path: Path, capfd: pyte
     assert "pre hook says t1" in err
 
 
+def test_a_shell_hook_runs_as_an_executable(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    template = make_user_template(tmp_path, with_hook=False)
+    (template / "hooks").mkdir()
+    (template / "hooks" / "post_gen_project.sh").write_text(
+        "#!/bin/sh\necho \"shell hook for {{ cookiecutter.chart_name }}\"\ntouch made-by-shell\n")
+    chart_dir = chart.render_chart({"chart_name": "demo", "chart_version": "1.0.0"}, template, tmp_path / "out")
+    assert (chart_dir / "made-by-shell").is_file()
+    out, err = capfd.readouterr()
+    assert out == "" and "shell hook for demo" in err
+
+
 def test_template_hook_output_without_a_file_descriptor(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     template = make_user_template(tmp_path)
     (template / "hooks" / "pre_gen_project.py").write_text("print('pre hook says hello')\n")

@@ -170,7 +170,8 @@ class Template:
             path = Path(scratch) / script.name
             path.write_text(text, encoding="utf-8")
             path.chmod(0o700)
-            command = [sys.executable, str(path)]  # as cookiecutter runs a .py hook if script.suffix == ".py" else [str(path)]
+            # As cookiecutter runs hooks: Python with this interpreter, anything else executed directly.
+            command = [sys.executable, str(path)] if script.suffix == ".py" else [str(path)]
             code = hooks.run_script(command, cwd=cwd, shown=shown, env=dict(os.environ))
         if code != 0:
             raise UserError(f"{shown}: the template hook {name} failed with exit status {code}; "
