@@ -138,8 +138,6 @@ class Finding(NamedTuple):
 
 Check = Callable[[Any], Iterator[Finding]]
 
-#: Compatibility name for ``images`` (an OCI tag); the rule itself is :func:`names.is_tag`.
-IMAGE_TAG = names._TAG
 # Environment variable names: C identifiers (POSIX portable names).
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Secret data keys (Kubernetes: "consist of alphanumeric characters, '-', '_' or '.'").
