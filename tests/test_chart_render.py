@@ -15,6 +15,7 @@ import yaml
 
 from faas_deployment import chart, config
 from faas_deployment.errors import UserError, ValidationError
+from repo_tree import copy_repo
 from test_config import make_user_template, seed_context, write_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -299,3 +300,37 @@ def test_wheel_ships_the_template(tmp_path: Path) -> None:
         if source.is_file():
             assert f"faas_deployment/template/{source.relative_to(config.EMBEDDED_TEMPLATE).as_posix()}" in names
     assert json.loads(zipfile.ZipFile(wheel).read("faas_deployment/template/cookiecutter.json"))["chart_name"]
+
+
+def _tree(root: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mode & 0o777)
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("with_user_template", [False, True], ids=["embedded", "user-template"])
+def test_generation_matches_cookiecutters_own_generate_files(tmp_path, with_user_template):
+    """The one-pass generator writes, byte for byte and mode for mode, what cookiecutter's generate_files writes."""
+    from cookiecutter.generate import generate_files
+
+    from faas_deployment.pipeline import Workspace
+
+    template = make_user_template(tmp_path) if with_user_template else None
+    source = copy_repo(tmp_path / "repo")
+    if template is not None:
+        for config_file in source.glob("env/*/*/cookiecutter-config.yaml"):
+            config_file.write_text('default_context:\n  chart_name: "demo"\n  chart_version: "0.1.0"\n'
+                                   '  team: "platform"\n')
+    ws = Workspace(source, template)
+    compared = 0
+    for env, component in [("dev", "operator"), ("prod", "controller")]:
+        context = ws.context(env, component)
+        ours = chart.render_chart(context, ws.template_dir, tmp_path / "ours" / env / component)
+        theirs_root = tmp_path / "theirs" / env / component
+        from faas_deployment.config import template_variables
+        variables = template_variables(ws.template_dir.resolve())
+        full = {**{k: v for k, v in variables.items() if k.startswith("_")}, **context}
+        theirs = Path(generate_files(repo_dir=str(ws.template_dir.resolve()), context={"cookiecutter": full},
+                                     output_dir=str(theirs_root)))
+        assert _tree(ours) == _tree(theirs), f"{env}/{component}"
+        compared += len(_tree(ours))
+    assert compared >= 6
