@@ -10,14 +10,14 @@ import pytest
 import semver
 import yaml
 
-from faas_deployment import bump, config
+from faas_deployment import bump, config, layout
 from faas_deployment.errors import UserError, ValidationError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def real_configs() -> list[tuple[str, str]]:
-    found = config.discover(REPO_ROOT)
+    found = layout.discover(REPO_ROOT)
     assert found, "no env/*/*/cookiecutter-config.yaml in the repository"
     return found
 
@@ -43,7 +43,7 @@ def changed_lines(before: str, after: str) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(("env", "component"), real_configs())
 def test_real_configs_round_trip_with_only_two_values_changed(source, env, component):
-    path = config.config_path(source, env, component)
+    path = layout.config_path(source, env, component)
     before = path.read_text()
     old = yaml.safe_load(before)["default_context"]
     result = bump.bump_config(source, env, component, image_tag="3f2c9e1ab", part="patch")
@@ -99,7 +99,7 @@ def test_a_plain_tag_is_quoted_when_it_would_not_read_back_as_text(tag, written)
 
 
 def test_missing_image_tag_is_added_after_the_repository(source):
-    path = config.config_path(source, "dev", "controller")
+    path = layout.config_path(source, "dev", "controller")
     lines = path.read_text().splitlines(keepends=True)
     without = [line for line in lines if not line.startswith("  image_tag:")]
     assert len(without) == len(lines) - 1
@@ -142,7 +142,7 @@ def test_a_number_as_version_is_refused():
 
 @pytest.mark.parametrize("tag", ["", "a:b", "-x", "has space", "x" * 129, "sha256:abc"])
 def test_invalid_tags_are_refused_and_the_file_is_untouched(source, tag):
-    path = config.config_path(source, "prod", "operator")
+    path = layout.config_path(source, "prod", "operator")
     before = path.read_text()
     with pytest.raises(UserError, match=r"^--image-tag: .* is not a valid image tag"):
         bump.bump_config(source, "prod", "operator", image_tag=tag)
@@ -172,7 +172,7 @@ def test_malformed_configs_are_explained(text, match):
 
 
 def test_a_result_that_does_not_validate_leaves_the_file_unchanged(source):
-    path = config.config_path(source, "dev", "operator")
+    path = layout.config_path(source, "dev", "operator")
     broken = path.read_text().replace("  replica_count: ", "  replica_cuont: ", 1)
     assert "replica_cuont" in broken
     path.write_text(broken)
@@ -191,7 +191,7 @@ def test_unknown_component_lists_the_known_ones(source):
 def test_cli_bump_edits_in_place_and_reports_errors(source, capsys):
     from faas_deployment.cli import main
 
-    path = config.config_path(source, "prod", "controller")
+    path = layout.config_path(source, "prod", "controller")
     before = path.read_text()
     old = yaml.safe_load(before)["default_context"]
     assert main(["--source", str(source), "bump", "--env", "prod", "--component", "controller",

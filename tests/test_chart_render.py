@@ -13,14 +13,14 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from faas_deployment import chart, config
+from faas_deployment import chart, config, layout
 from faas_deployment.errors import UserError, ValidationError
 from repo_tree import copy_repo
 from test_config import make_user_template, seed_context, write_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KUBE_VERSION = "1.30.0"
-PAIRS = config.discover(REPO_ROOT)
+PAIRS = layout.discover(REPO_ROOT)
 
 
 def tree(root: Path) -> dict[str, bytes]:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from faas_deployment import config
+from faas_deployment import config, layout
 from faas_deployment.errors import UserError, ValidationError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -19,7 +19,7 @@ REL = "env/dev/operator/cookiecutter-config.yaml"
 
 
 def write_config(source: Path, data: Any, env: str = "dev", component: str = "operator") -> Path:
-    path = source / "env" / env / component / config.CONFIG_NAME
+    path = source / "env" / env / component / layout.CONFIG_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
@@ -40,10 +40,10 @@ def problems_of(source: Path, env: str = "dev", component: str = "operator", tem
 
 
 def test_real_configs_are_discovered_and_validate() -> None:
-    pairs = config.discover(REPO_ROOT)
+    pairs = layout.discover(REPO_ROOT)
     assert {("dev", "operator"), ("dev", "controller"), ("prod", "operator"), ("prod", "controller")} <= set(pairs)
     assert pairs == sorted(pairs)
-    assert config.envs(REPO_ROOT) == sorted({env for env, _ in pairs})
+    assert layout.envs(REPO_ROOT) == sorted({env for env, _ in pairs})
     for env, component in pairs:
         context = config.load_context(REPO_ROOT, env, component)
         assert context["chart_name"] == f"faas-{component}"
@@ -84,21 +84,21 @@ def test_discovery_follows_the_files_present(tmp_path: Path) -> None:
     for env, component in [("qa", "gateway"), ("dev", "operator"), ("qa", "operator")]:
         write_config(tmp_path, base, env, component)
     (tmp_path / "env" / "prod" / "stray").mkdir(parents=True)  # a directory without a config
-    assert config.discover(tmp_path) == [("dev", "operator"), ("qa", "gateway"), ("qa", "operator")]
-    assert config.envs(tmp_path) == ["dev", "qa"]
-    assert config.components(tmp_path, "qa") == ["gateway", "operator"]
-    assert config.config_path(tmp_path, "qa", "gateway") == tmp_path / "env/qa/gateway/cookiecutter-config.yaml"
+    assert layout.discover(tmp_path) == [("dev", "operator"), ("qa", "gateway"), ("qa", "operator")]
+    assert layout.envs(tmp_path) == ["dev", "qa"]
+    assert layout.components(tmp_path, "qa") == ["gateway", "operator"]
+    assert layout.config_path(tmp_path, "qa", "gateway") == tmp_path / "env/qa/gateway/cookiecutter-config.yaml"
 
 
 def test_unknown_env_and_component_list_the_known_ones(tmp_path: Path) -> None:
     write_config(tmp_path, {"default_context": {}}, "dev", "operator")
     write_config(tmp_path, {"default_context": {}}, "prod", "operator")
     with pytest.raises(UserError, match=r"unknown environment: 'staging'; known: dev, prod"):
-        config.config_path(tmp_path, "staging", "operator")
+        layout.config_path(tmp_path, "staging", "operator")
     with pytest.raises(UserError, match=r"unknown component in environment 'dev': 'gateway'; known: operator"):
         config.load_context(tmp_path, "dev", "gateway")
     with pytest.raises(UserError, match=r"known: none"):
-        config.config_path(tmp_path / "nowhere", "dev", "operator")
+        layout.config_path(tmp_path / "nowhere", "dev", "operator")
 
 
 # ------------------------------------------------------------------ resolution

@@ -176,7 +176,7 @@ def test_absolute_workdir_paths_are_refused(checkout, monkeypatch):
 
     monkeypatch.setattr(main, "_workdir_path", lambda path: str(Path(path).resolve()))
     with Engine(checkout) as engine, pytest.raises(EngineRefusal, match="escapes workdir"):
-        engine.call("dagger call env --name dev local-repository export --path dist/charts")
+        engine.call("dagger call env --name dev local-repository export --path dist/charts/dev")
 
 
 def test_a_user_error_is_the_core_message_without_a_traceback(checkout, caplog, capfd):
@@ -188,7 +188,7 @@ def test_a_user_error_is_the_core_message_without_a_traceback(checkout, caplog, 
     from faas_deployment.pipeline import Workspace
 
     with pytest.raises(UserError) as core:
-        Workspace(checkout).config_yaml("dev", "operator")
+        Workspace(checkout).config("dev", "operator")
     # The user sees the core's message, word for word, and nothing else.
     assert str(caught.value) == str(core.value)
     assert "env/dev/operator/cookiecutter-config.yaml: default_context.chart_version:" in str(caught.value)
@@ -328,7 +328,7 @@ def test_every_readme_line_runs(registry, checkout, tmp_path):
     assert flux_objects and all(name.endswith(".yaml") for name in flux_objects), flux_objects
     assert sorted(p.name for p in (checkout / "build" / "flux").iterdir()) == [
         "receiver.yaml", "resourceset.yaml", "resourcesetinputprovider.yaml"]
-    assert sorted(p.name for p in (checkout / "dist" / "charts").iterdir()) == [
+    assert sorted(p.name for p in (checkout / "dist" / "charts" / "dev").iterdir()) == [
         "faas-controller-0.4.1.tgz", "faas-operator-1.0.3.tgz", "index.yaml"]
     assert 'image_tag: "0f3c2d1"' in (checkout / "env" / "dev" / "controller" / "cookiecutter-config.yaml").read_text()
     # Only the image build and push need an engine; everything else ran.

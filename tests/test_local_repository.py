@@ -1,4 +1,4 @@
-"""The local Helm repository (dist/charts/): strict index reading, strays never indexed; chart-name collisions."""
+"""The local Helm repository (dist/charts/<env>/): strict index reading, strays never indexed; chart-name collisions."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 @pytest.mark.parametrize("content", [b"entries: []\n", b"\x00\xff\xfe binary", b"entries: {faas-operator: 3}\n", b"[1, 2]\n", b"a: [\n"])
 def test_a_broken_index_is_a_clear_error(tmp_path, capsys, content):
     source = copy_repo(tmp_path / "src")
-    charts = source / "dist" / "charts"
+    charts = source / "dist" / "charts" / "dev"
     charts.mkdir(parents=True)
     (charts / "index.yaml").write_bytes(content)
     for verb in (["publish", "--env", "dev", "--component", "operator"], ["release", "--env", "dev"]):
@@ -32,7 +32,7 @@ def test_a_broken_index_is_a_clear_error(tmp_path, capsys, content):
 
 def test_a_stray_package_is_never_indexed(tmp_path, capsys):
     source = copy_repo(tmp_path / "src")
-    charts = source / "dist" / "charts"
+    charts = source / "dist" / "charts" / "dev"
     charts.mkdir(parents=True)
     name = get_scalar(config_file(source, "dev", "operator"), "chart_name")
     (charts / f"{name}-9.9.9.tgz").write_bytes(b"left by a killed run")
@@ -54,14 +54,14 @@ def test_two_components_may_not_share_a_chart_name(tmp_path, capsys, verb):
     assert code == 1 and "Traceback" not in err
     assert "env/dev/operator/cookiecutter-config.yaml" in err and "env/dev/controller/cookiecutter-config.yaml" in err
     assert "chart_name" in err
-    assert not (source / "dist" / "charts" / "index.yaml").exists()
+    assert not (source / "dist" / "charts" / "dev" / "index.yaml").exists()
 
 
 @pytest.mark.parametrize("damage", ["deleted", "altered"])
 def test_an_indexed_package_missing_or_altered_is_written_again(tmp_path, capsys, damage):
     """The index alone is not the truth: a listed version whose file is gone or changed is not ``unchanged``."""
     source = copy_repo(tmp_path / "src")
-    charts = source / "dist" / "charts"
+    charts = source / "dist" / "charts" / "dev"
     argv = ["--source", str(source), "publish", "--env", "dev", "--component", "operator"]
     code, out, err = run(capsys, *argv)
     assert code == 0 and out.startswith("pushed "), err
@@ -99,7 +99,7 @@ def test_the_index_update_keeps_every_entry_and_orders_versions_newest_first(tmp
         set_scalar(path, "chart_version", version)
         code, out, err = run(capsys, "--source", str(source), "publish", "--env", "dev", "--component", "operator")
         assert code == 0 and out.startswith("pushed "), err
-    index = yaml.safe_load((source / "dist" / "charts" / "index.yaml").read_text())
+    index = yaml.safe_load((source / "dist" / "charts" / "dev" / "index.yaml").read_text())
     entries = index["entries"][name]
     assert [e["version"] for e in entries] == ["1.10.0", "1.2.0", "1.0.0"]
     for entry in entries:
@@ -110,13 +110,13 @@ def test_the_index_update_keeps_every_entry_and_orders_versions_newest_first(tmp
 
 @pytest.fixture
 def served_charts(tmp_path):
-    """``src/dist/charts`` served over HTTP on 127.0.0.1, as a Helm repository host; yields (source, url)."""
+    """``src/dist/charts/dev`` served over HTTP on 127.0.0.1, as a Helm repository host; yields (source, url)."""
     import functools
     import http.server
     import threading
 
     source = copy_repo(tmp_path / "src")
-    charts = source / "dist" / "charts"
+    charts = source / "dist" / "charts" / "dev"
     charts.mkdir(parents=True)
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(charts))
     handler.log_message = lambda *a, **k: None  # type: ignore[assignment]
@@ -133,7 +133,7 @@ def test_helm_reads_the_index_through_incremental_updates_and_a_foreign_index(se
     import helm_python
 
     source, url = served_charts
-    charts = source / "dist" / "charts"
+    charts = source / "dist" / "charts" / "dev"
     path = config_file(source, "dev", "operator")
     name = get_scalar(path, "chart_name")
     # A foreign index (as helm repo index writes it: block YAML) listing another chart.
@@ -156,7 +156,7 @@ def test_helm_reads_the_index_through_incremental_updates_and_a_foreign_index(se
 
 def test_a_hand_edit_of_an_index_this_project_wrote_is_read_in_full_again(tmp_path, capsys):
     source = copy_repo(tmp_path / "src")
-    charts = source / "dist" / "charts"
+    charts = source / "dist" / "charts" / "dev"
     argv = ["--source", str(source), "publish", "--env", "dev", "--component", "operator"]
     code, out, err = run(capsys, *argv)
     assert code == 0, err

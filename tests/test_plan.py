@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 import ci_calls
-from faas_deployment import child_pipeline, cli, config, gitrefs, plan, settings
+from faas_deployment import child_pipeline, cli, config, gitrefs, layout, plan, settings
 from faas_deployment.child_pipeline import Context
 from plan_repo import DEFAULT_BRANCH, PlanRepo
 from test_gitlab_ci import check_schema
@@ -368,8 +368,8 @@ def test_mutant_wrong_path_in_the_diff_fails_the_table(results, monkeypatch, tmp
 
 
 def test_mutant_missing_environment_fails_the_table(monkeypatch, tmp_path):
-    real = config.discover
-    monkeypatch.setattr(config, "discover", lambda source: [p for p in real(source) if p[0] != "staging"])
+    real = layout.discover
+    monkeypatch.setattr(layout, "discover", lambda source: [p for p in real(source) if p[0] != "staging"])
     case = next(c for c in CASES if c.id == "new-environment")
     mutant = run_case(case, tmp_path / "mutant")
     assert actions_of(mutant.plan) != case.actions
@@ -449,19 +449,19 @@ def test_failing_pre_deploy_hook_publishes_nothing_and_post_hook_sees_the_digest
         hook.chmod(hook.stat().st_mode | stat.S_IXUSR)
     ws = Workspace(repo.work)
     with pytest.raises(plan.UserError, match=r"hooks/pre-deploy: hook failed with exit status 3; nothing was published"):
-        ws.release("dev", ws.local_target(), ["operator"])
+        ws.publish_charts("dev", ws.local_target("dev"), ["operator"])
     assert not (repo.work / "dist/charts").exists()
     captured = capfd.readouterr()
     assert "checking dev/operator" in captured.err and "checking" not in captured.out
     (hooks / "pre-deploy").write_text("#!/bin/sh\nexit 0\n")
-    [result] = ws.release("dev", ws.local_target(), ["operator"], prerelease="mr.7.31")
+    [result] = ws.publish_charts("dev", ws.local_target("dev"), ["operator"], prerelease="mr.7.31")
     assert result.outcome == "pushed" and "1.0.3-mr.7.31" in result.reference
     facts = dict(line.split("=", 1) for line in record.read_text().splitlines())
     assert facts == {"FAAS_ACTION": "publish", "FAAS_ENVIRONMENT": "dev", "FAAS_COMPONENT": "operator",
                      "FAAS_CHART_VERSION": "1.0.3-mr.7.31", "FAAS_CHART_DIGEST": result.digest}
     (hooks / "pre-deploy").chmod(0o644)
     with pytest.raises(plan.UserError, match="not executable"):
-        ws.release("dev", ws.local_target(), ["operator"])
+        ws.publish_charts("dev", ws.local_target("dev"), ["operator"])
 
 
 def test_prerelease_flag_is_checked():

@@ -167,7 +167,7 @@ def snapshot(directory: Path) -> dict[str, bytes]:
 
 
 def test_embedded_default_local_helm_repository(source, capsys, http_root, tmp_path):
-    charts = source / "dist" / "charts"
+    charts = source / "dist" / "charts" / "dev"
     code, out, err = run(capsys, "--source", str(source), "release", "--env", "dev")
     assert code == 0, err
     assert [line.split()[0] for line in out.splitlines()] == ["pushed", "pushed"]

@@ -64,5 +64,5 @@ def test_a_release_failing_half_way_names_what_was_published_before_the_failure(
     refused, published = message.split("\npublished before the failure:\n")
     assert "env/dev/controller/cookiecutter-config.yaml: chart_version:" in refused and "already published" in refused
     new_version = get_scalar(operator, "chart_version")
-    package = source / "dist" / "charts" / f"{get_scalar(operator, 'chart_name')}-{new_version}.tgz"
+    package = source / "dist" / "charts" / "dev" / f"{get_scalar(operator, 'chart_name')}-{new_version}.tgz"
     assert published.splitlines() == [f"pushed {package}@{'sha256:' + __import__('hashlib').sha256(package.read_bytes()).hexdigest()}"]

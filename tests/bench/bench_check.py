@@ -50,11 +50,11 @@ def prepare(scratch: Path) -> tuple[Path, list[str]]:
     source = scratch / "source"
     shutil.copytree(ROOT / "env", source / "env")
     sys.path.insert(0, str(ROOT / "dagger" / "src"))
-    from faas_deployment import config
+    from faas_deployment import layout
     from faas_deployment.pipeline import Workspace
 
     ws = Workspace(source)
-    charts = [str(ws.render(env, component, scratch / "charts" / env)) for env, component in config.discover(source)]
+    charts = [str(ws.render_chart(env, component, scratch / "charts" / env)) for env, component in layout.discover(source)]
     return source, charts
 
 

@@ -78,8 +78,8 @@ def local_trial(root: Path, *, same: bool = False) -> Trial:
     shared = root / "charts"
     shared.mkdir()
     for source in sources:
-        (source / "dist").mkdir()
-        (source / "dist" / "charts").symlink_to(shared)
+        (source / "dist" / "charts").mkdir(parents=True)
+        (source / "dist" / "charts" / "dev").symlink_to(shared)  # dev's local repository
     outcomes = _run_together(sources, [], dict(os.environ))
     cfg = config_file(sources[0], "dev", "operator")
     name, version = get_scalar(cfg, "chart_name"), get_scalar(cfg, "chart_version")

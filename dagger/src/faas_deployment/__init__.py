@@ -6,10 +6,10 @@ The Dagger main object is ``faas_deployment.main:FaasDeployment`` (the
 load the Dagger SDK.
 """
 
-from typing import Any
+from __future__ import annotations
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name == "FaasDeployment":
         from .main import FaasDeployment
 

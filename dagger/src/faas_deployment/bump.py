@@ -30,7 +30,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.nodes import MappingNode, ScalarNode
 
-from . import config
+from . import config, layout
 from .errors import UserError, ValidationError
 from .images import check_image_tag
 
@@ -139,7 +139,7 @@ def _single_line_scalar(node: Any, shown: str, key: str) -> ScalarNode:
     return node
 
 
-def bump_text(text: str, *, image_tag: str, part: str = "patch", shown: str = config.CONFIG_NAME) -> BumpResult:
+def bump_text(text: str, *, image_tag: str, part: str = "patch", shown: str = layout.CONFIG_NAME) -> BumpResult:
     """Set ``default_context.image_tag`` and raise ``default_context.chart_version`` in ``text``.
 
     A missing ``image_tag`` is added on the line after ``image_repository`` (or
@@ -182,7 +182,7 @@ def _old_value(context: MappingNode, key: str, shown: str) -> str | None:
     return None if found is None else _single_line_scalar(found[1], shown, key).value
 
 
-def edit_context(text: str, values: dict[str, str], *, shown: str = config.CONFIG_NAME) -> str:
+def edit_context(text: str, values: dict[str, str], *, shown: str = layout.CONFIG_NAME) -> str:
     """``text`` with ``default_context.<key>`` set to each YAML scalar text of ``values``.
 
     ``values`` maps a key to its new value *as written in YAML* (``'"1.0.4"'``,
@@ -294,12 +294,12 @@ def bump_config(
         UserError: unknown env or component (known ones listed), see :func:`bump_file`.
         ValidationError: the bumped config does not validate (file unchanged).
     """
-    path = config.config_path(Path(source), env, component)
+    path = layout.config_path(Path(source), env, component)
     return bump_file(path, image_tag=image_tag, part=part, template=template,
                      shown=path.relative_to(source).as_posix())
 
 
-def scalar_source(text: str, key: str, *, shown: str = config.CONFIG_NAME) -> str | None:
+def scalar_source(text: str, key: str, *, shown: str = layout.CONFIG_NAME) -> str | None:
     """``default_context.<key>``'s one-line scalar exactly as written in ``text`` (quotes included).
 
     None when the key is absent. What :func:`edit_context` takes, so a value can be

@@ -1,10 +1,11 @@
-"""Component configuration: discover, load and validate ``cookiecutter-config.yaml``.
+"""Component configuration: load and validate ``cookiecutter-config.yaml`` (rules and validation only).
 
 Each deployable component has one file per environment,
 ``env/<env>/<component>/cookiecutter-config.yaml``. It is a cookiecutter *user
 config*: a top-level ``default_context`` mapping holds the values of the chart
 template's variables (``chart_name``, ``chart_version``, the image, the PVC and
-the Vault secret settings, ...). Environments and components are discovered from
+the Vault secret settings, ...). Where the files are and which environments and
+components exist is :mod:`faas_deployment.layout`'s concern; they are discovered from
 the files present; nothing here names them.
 
 Validation reports every problem of a file in one :class:`ValidationError`, each
@@ -34,15 +35,12 @@ import semver
 import yaml
 from . import defaults, names
 from .errors import Problem, UserError, ValidationError
+from .layout import config_path
 from .yaml_limits import limit_problem
 
 #: The chart template shipped inside the package (a cookiecutter template whose
 #: project directory is ``{{cookiecutter.chart_name}}/``).
 EMBEDDED_TEMPLATE: Path = Path(str(resources.files(__package__).joinpath("template")))
-
-#: Name of a component's configuration file, and where it is looked for.
-CONFIG_NAME = "cookiecutter-config.yaml"
-CONFIG_GLOB = f"env/*/*/{CONFIG_NAME}"
 
 #: Top-level keys of a cookiecutter user config. Only ``default_context`` is
 #: used; the others are accepted (cookiecutter knows them) and ignored.
@@ -50,51 +48,6 @@ USER_CONFIG_KEYS = ("default_context", "abbreviations", "cookiecutters_dir", "re
 
 #: The values a yes/no flag takes (the seed's convention, quoted in YAML).
 FLAG_VALUES = ("yes", "no")
-
-# --------------------------------------------------------------------------- discovery
-
-
-def discover(source: Path) -> list[tuple[str, str]]:
-    """Every ``(env, component)`` pair with a config file under ``source``, sorted.
-
-    Looks for ``<source>/env/*/*/cookiecutter-config.yaml``; an empty list when
-    there is none.
-    """
-    found = {(p.parent.parent.name, p.parent.name) for p in Path(source).glob(CONFIG_GLOB) if p.is_file()}
-    return sorted(found)
-
-
-def envs(source: Path) -> list[str]:
-    """The environments (``dev``, ``prod``, ...) that have at least one component, sorted."""
-    return sorted({env for env, _ in discover(source)})
-
-
-def components(source: Path, env: str) -> list[str]:
-    """The components configured in ``env``, sorted; raises :class:`UserError` for an unknown env."""
-    known = envs(source)
-    if env not in known:
-        raise UserError(_unknown("environment", env, known, source))
-    return [c for e, c in discover(source) if e == env]
-
-
-def config_path(source: Path, env: str, component: str) -> Path:
-    """Path of ``env/<env>/<component>/cookiecutter-config.yaml`` under ``source``.
-
-    Raises:
-        UserError: the environment or the component has no config file; the
-            message lists the known ones.
-    """
-    path = Path(source) / "env" / env / component / CONFIG_NAME
-    if "/" in env or "/" in component or env in ("", ".", "..") or component in ("", ".", "..") or not path.is_file():
-        known = components(source, env)  # discovery only to say what is known
-        raise UserError(_unknown(f"component in environment {env!r}", component, known, source))
-    return path
-
-
-def _unknown(what: str, name: str, known: list[str], source: Path) -> str:
-    listed = ", ".join(known) if known else f"none (no {CONFIG_GLOB} under {source})"
-    return f"unknown {what}: {name!r}; known: {listed}"
-
 
 # --------------------------------------------------------------------------- template
 

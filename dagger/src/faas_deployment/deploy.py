@@ -46,7 +46,7 @@ class DeployResult:
 def expected_for(ws: Workspace, env: str, component: str) -> rollout.Expected:
     """What ``publish`` pushes for ``component``: chart name, version and manifest digest (packaged locally)."""
     with tempfile.TemporaryDirectory(prefix="faas-wait-") as scratch:
-        package = ws.package(env, component, Path(scratch))
+        package = ws.package_chart(env, component, Path(scratch))
         return rollout.Expected(package.name, package.version, helm_artifact(package).digest)
 
 
@@ -104,7 +104,7 @@ def deploy(ws: Workspace, env: str, settings: settings_mod.Settings, *, target: 
     chart as ``<chart_version>-<prerelease>`` (docs/plan.md, "Versions") and waits for that.
 
     Raises:
-        ValidationError / UserError: as ``Workspace.release``; the Receiver refused
+        ValidationError / UserError: as ``Workspace.publish_charts``; the Receiver refused
             or never answered 200 (:func:`flux.notify`); the Kubernetes API refused.
     """
     names = components or ws.components(env)
@@ -115,7 +115,7 @@ def deploy(ws: Workspace, env: str, settings: settings_mod.Settings, *, target: 
         bundle_path = Path(tempfile.mkdtemp(prefix="faas-bundle-")) / f"{env}.zip"
         bundle = manifests.write_bundle(manifests.dynamic_dir(ws.source, env), bundle_path)
     result = DeployResult()
-    published = ws.release(env, target, names, prerelease=prerelease)
+    published = ws.publish_charts(env, target, names, prerelease=prerelease)
     result.lines += [r.line for r in published]
     expected = {}
     for name, r in zip(names, published):

@@ -3,7 +3,7 @@
 Chain: ``FaasDeployment`` (the repository) -> ``env --name E`` (an
 :class:`Environment`) -> ``component --name C`` (one chart). The functions are
 thin: they export the source directory into the module runtime, run the core
-(``pipeline``, ``manifests``, ...) in a worker thread, and return strings, Files or
+(every verb through the one door, :class:`pipeline.Workspace`) in a worker thread, and return strings, Files or
 Directories. A problem the user can fix surfaces as a Dagger function error with
 the core's message and no Python traceback.
 
@@ -35,14 +35,11 @@ import anyio
 import dagger
 from dagger import DefaultPath, Doc, Ignore, dag, function, object_type
 
-from . import admin_api, artifacts, bump, child_pipeline, deploy, flux, gitrefs, images, images_dagger, manifests, plan, promotion, rollout
-from . import settings as settings_mod
+from . import images_dagger
+from . import pipeline as door
 from ._dagger_errors import user_errors
-from .deadline import DEFAULT_TIMEOUT
-from .credentials import RegistryCredentials
 from .errors import UserError
-from .merge_request import GitLabProject
-from .pipeline import Workspace, make_target
+from .pipeline import Registry, Workspace
 from .secrets import SecretValue
 
 T = TypeVar("T")
@@ -58,7 +55,7 @@ REPOSITORY_IGNORE = [*SOURCE_IGNORE, "!.git"]
 #: What ``plan`` and ``pipeline`` upload: ``env/``, ``.git`` (the base tree is read
 #: from it), ``.gitlab-ci.yml`` (the child pipeline copies its ``.dagger`` template)
 #: and the chart template (a change to it plans every chart).
-PLAN_IGNORE = [*REPOSITORY_IGNORE, "!.gitlab-ci.yml", f"!{plan.TEMPLATE_IN_REPOSITORY.as_posix()}"]
+PLAN_IGNORE = [*REPOSITORY_IGNORE, "!.gitlab-ci.yml", f"!{door.TEMPLATE_IN_REPOSITORY.as_posix()}"]
 #: Parameters shared by ``plan`` and ``pipeline``.
 PlanRepository = Annotated[
     dagger.Directory, DefaultPath("/"), Ignore(PLAN_IGNORE),
@@ -121,9 +118,9 @@ def _file(path: Path) -> dagger.File:
 
 async def _base_tree(repository: dagger.Directory, base: str, default_branch: str) -> tuple[Path, str]:
     """The base tree of ``plan`` and ``check --base``, read by the engine from ``repository``'s ``.git``; (root, ref)."""
-    ref = gitrefs.dagger_base_ref(base, default_branch)
+    ref = Workspace.dagger_base_ref(base, default_branch)
     git = repository.as_git()
-    found = git.commit(ref) if gitrefs.is_sha(ref) else git.ref(ref) if ref.startswith("refs/") else git.branch(ref)
+    found = git.commit(ref) if Workspace.is_sha(ref) else git.ref(ref) if ref.startswith("refs/") else git.branch(ref)
     base_root = _scratch().resolve() / "base"
     try:
         await found.tree().export(str(base_root))
@@ -148,14 +145,11 @@ async def _secret(secret: dagger.Secret | None, name: str) -> SecretValue | None
     return None if secret is None else SecretValue(await secret.plaintext(), f"dagger secret {name}")
 
 
-async def _chart_target(
-    ws: Workspace, registry: str, username: str, password: dagger.Secret | None, plain_http: bool, timeout: float,
-    ca_file: dagger.File | None = None,
-):
-    """The publishing target for the registry flags (``make_target``), with the secret and CA file read from Dagger."""
-    secret, ca = await _secret(password, "password"), await _ca_path(ca_file)
-    return await _run(lambda: make_target(ws, registry or None, RegistryCredentials.from_flags(username, secret),
-                                          plain_http, timeout, ca))
+async def _registry(registry: str, username: str, password: dagger.Secret | None, plain_http: bool,
+                    timeout: float | None = None, ca_file: dagger.File | None = None) -> Registry:
+    """The registry parameters as the door takes them (the secret and the CA file read from Dagger)."""
+    return Registry(registry or None, username or None, await _secret(password, "password"), plain_http, timeout,
+                    await _ca_path(ca_file))
 
 
 async def _ca_path(ca_file: dagger.File | None) -> Path | None:
@@ -167,72 +161,44 @@ async def _ca_path(ca_file: dagger.File | None) -> Path | None:
     return path
 
 
-async def _proposal(merge_request: bool, gitlab_url: str, gitlab_project: str, token: dagger.Secret | None,
-                    target_branch: str, remote: str, labels: list[str], author: str,
-                    pipeline_url: str) -> promotion.Proposal | None:
-    """The merge request settings of ``promote`` / ``bump-merge-request``; None without ``merge_request``."""
+async def _merge_request(merge_request: bool, gitlab_url: str, gitlab_project: str, token: dagger.Secret | None,
+                         target_branch: str, remote: str, labels: list[str], author: str,
+                         pipeline_url: str) -> door.MergeRequestOptions | None:
+    """The merge request parameters of ``promote`` / ``bump-merge-request``; None without ``merge_request``."""
     if not merge_request:
         return None
-    with user_errors():
-        if token is None:
-            raise UserError("--merge-request needs --gitlab-token env:NAME (a token with the api scope)")
-        if not gitlab_url or not gitlab_project:
-            raise UserError("--merge-request needs --gitlab-url and --gitlab-project (CI: $CI_SERVER_URL, $CI_PROJECT_ID)")
-    secret = await _secret(token, "gitlab-token")
-    return promotion.Proposal(GitLabProject(gitlab_url, gitlab_project, secret), target_branch=target_branch or "main",
-                              remote=remote, labels=tuple(labels), author=author, pipeline_url=pipeline_url)
+    return door.MergeRequestOptions(gitlab_url, gitlab_project, await _secret(token, "gitlab-token"),
+                                    target_branch=target_branch, remote=remote, labels=tuple(labels), author=author,
+                                    pipeline_url=pipeline_url)
 
 
-async def _artifact_repository(ws: Workspace, env: str, registry: str, username: str,
-                               password: dagger.Secret | None, plain_http: bool, ca_file: dagger.File | None = None):
-    """A factory of :class:`artifacts.ArtifactRepository` for the registry flags (the URL checked now).
-
-    ``registry`` empty: ``artifact_repository`` of ``env/<env>/environment.yaml``.
-    """
-    secret, ca = await _secret(password, "password"), await _ca_path(ca_file)
-    credentials = await _run(lambda: RegistryCredentials.from_flags(username, secret))
-    registry = await _run(lambda: settings_mod.artifact_repository(ws.source, env, registry or None))
-    await _run(lambda: artifacts.check_root(registry))
-    return lambda: artifacts.ArtifactRepository(registry, credentials=credentials, plain_http=plain_http, ca_file=ca)
+def _text(result: door.Result) -> str:
+    """The result's lines, or a function error carrying them when a rollout did not end deployed."""
+    if result.exit_code:
+        raise UserError(result.text)
+    return result.text
 
 
-async def _publish_artifacts(ws: Workspace, env: str, components: list[str] | None, repository, *,
-                             manifests_dir: dagger.Directory | None, revision: str, source_url: str) -> str:
-    local = None
-    if manifests_dir is not None:
-        local = Path(tempfile.mkdtemp(prefix="faas-manifests-"))
-        await manifests_dir.export(str(local))
-    results = await _run(lambda: ws.publish_artifacts(env, repository, components, manifests_dir=local,
-                                                      revision=revision, source_url=source_url))
-    return "\n".join(r.line for r in results)
-def _rollout_result(lines: list[str], outcomes: list[rollout.Outcome]) -> str:
-    """The lines, or a UserError carrying them when a rollout did not end deployed."""
-    if rollout.exit_code(outcomes):
-        raise UserError("\n".join(lines))
-    return "\n".join(lines)
+async def _manifests_dir(manifests_dir: dagger.Directory | None) -> Path | None:
+    if manifests_dir is None:
+        return None
+    local = _scratch().resolve() / "manifests"
+    await manifests_dir.export(str(local))
+    return local
 
 
-async def _deploy(source, template, env, components, receiver_token, trigger_api, kubeconfig, kube_context, registry,
+async def _deploy(source, template, env, component, receiver_token, trigger_api, kubeconfig, kube_context, registry,
                   username, password, plain_http, timeout, upload_token, prerelease="", ca_file=None) -> str:
-    """``deploy`` for both Dagger objects: secrets read from Dagger, the core does the rest."""
+    """``deploy`` for both Dagger objects: secrets read from Dagger, the door does the rest."""
     ws = await _workspace(source, template)
+    registry_args = await _registry(registry, username, password, plain_http, ca_file=ca_file)
     tokens = [await _secret(receiver_token, "receiver_token"), await _secret(kubeconfig, "kubeconfig"),
-              await _secret(password, "password"), await _secret(upload_token, "upload_manifests")]
-    ca = await _ca_path(ca_file)
-
-    def run() -> str:
-        if (tokens[0] is None) != trigger_api:
-            raise UserError("deploy: give exactly one trigger, receiver-token (Flux Receiver) or trigger-api")
-        env_settings = settings_mod.load(ws.source, env)
-        target = make_target(ws, registry or env_settings.chart_registry, RegistryCredentials.from_flags(username, tokens[2]),
-                             plain_http, ca_file=ca)
-        client = rollout.make_client(tokens[1], kube_context or None)
-        result = deploy.deploy(ws, env, env_settings, target=target, receiver_token=tokens[0], client=client,
-                               components=components, timeout=timeout or None, upload_token=tokens[3],
-                               prerelease=prerelease,
-                               request_token=rollout.request_token(dict(os.environ)) if trigger_api else None)
-        return _rollout_result(result.lines, result.outcomes)
-    return await _run(run)
+              await _secret(upload_token, "upload_manifests")]
+    result = await _run(lambda: ws.deploy(env, component=component, registry=registry_args, receiver_token=tokens[0],
+                                          trigger_api=trigger_api, kubeconfig=tokens[1], kube_context=kube_context,
+                                          timeout=timeout or None, upload_token=tokens[2], prerelease=prerelease))
+    with user_errors():
+        return _text(result)
 
 
 @object_type
@@ -251,23 +217,32 @@ class Component:
         Fails with every problem found (file, key, what was expected) when the config is invalid.
         """
         ws = await _workspace(self.source, self.template)
-        return await _run(lambda: ws.config_yaml(self.env, self.name))
+        return (await _run(lambda: ws.config(self.env, self.name))).text
+
+    @function
+    async def objects(self) -> str:
+        """The chart's Kubernetes objects as ``helm template`` renders them (release chart_name, namespace default).
+
+        One YAML stream, each document preceded by ``# Source: <template path>``.
+        """
+        ws = await _workspace(self.source, self.template)
+        return (await _run(lambda: ws.rendered_objects(self.env, self.name))).text
 
     @function
     async def chart(self) -> dagger.Directory:
         """The rendered chart directory (validated, rendered by cookiecutter, linted by Helm)."""
         ws = await _workspace(self.source, self.template)
         out = _scratch()
-        chart_dir = await _run(lambda: ws.render(self.env, self.name, out))
-        return _dir(chart_dir)
+        result = await _run(lambda: ws.chart(self.env, self.name, out))
+        return _dir(result.path)
 
     @function
     async def package(self) -> dagger.File:
         """The reproducible chart package ``<chart_name>-<chart_version>.tgz``."""
         ws = await _workspace(self.source, self.template)
         out = _scratch()
-        package = await _run(lambda: ws.package(self.env, self.name, out))
-        return _file(package.path)
+        result = await _run(lambda: ws.package(self.env, self.name, out))
+        return _file(result.path)
 
     @function(cache="never")
     async def publish(
@@ -278,7 +253,7 @@ class Component:
         plain_http: PlainHttpArg = False,
         ca_file: CaFileArg = None,
         prerelease: Annotated[str, Doc("publish chart_version as the pre-release <chart_version>-ID, e.g. mr.42.3")] = "",
-        timeout: Annotated[float, Doc("overall deadline of the registry work, in seconds")] = DEFAULT_TIMEOUT,
+        timeout: Annotated[float, Doc("overall deadline of the registry work, in seconds")] = door.REGISTRY_TIMEOUT,
     ) -> str:
         """Publish this chart: one line, ``pushed <ref>@<digest>`` or ``unchanged <ref>@<digest>``.
 
@@ -287,19 +262,18 @@ class Component:
         than the highest published, is refused (bump chart_version).
         """
         ws = await _workspace(self.source, self.template)
-        target = await _chart_target(ws, registry, username, password, plain_http, timeout, ca_file)
-        [result] = await _run(lambda: ws.release(self.env, target, [self.name], prerelease=prerelease))
-        return result.line
+        registry_args = await _registry(registry, username, password, plain_http, timeout, ca_file)
+        return (await _run(lambda: ws.publish(self.env, self.name, registry_args, prerelease=prerelease))).text
 
     @function
     def build_image(
         self,
         context: Annotated[dagger.Directory, Doc("the component's source directory (a path or a git URL)")],
-        dockerfile: Annotated[str, Doc("Dockerfile path inside the context")] = "Dockerfile",
+        dockerfile: Annotated[str, Doc("Dockerfile path inside the context")] = door.DOCKERFILE,
         build_args: Annotated[list[str], Doc("build arguments NAME=VALUE (not for secrets)")] = (),
         target: Annotated[str, Doc("build stage to stop at (default: the last)")] = "",
         platform: Annotated[str, Doc("target platform os/arch (default: linux/amd64, what the clusters run)")] = (
-            images.DEFAULT_PLATFORM
+            door.DEFAULT_PLATFORM
         ),
         revision: Annotated[str, Doc("org.opencontainers.image.revision label, e.g. the commit SHA")] = "",
         source_url: Annotated[str, Doc("org.opencontainers.image.source label, the code's URL")] = "",
@@ -308,10 +282,10 @@ class Component:
 
         Carries the OCI labels ``org.opencontainers.image.revision`` and ``.source`` when given.
         """
-        options = images.BuildOptions(dockerfile, tuple(build_args), target, platform)
         with user_errors():
-            return images_dagger.dagger_build(context, options, labels=images.image_labels("", revision=revision,
-                                                                                   source_url=source_url))
+            options = Workspace.build_options(dockerfile, build_args, target, platform)
+            labels = Workspace.image_labels("", revision=revision, source_url=source_url)
+            return images_dagger.dagger_build(context, options, labels=labels)
 
     @function(cache="never")
     async def publish_image(
@@ -320,11 +294,11 @@ class Component:
         tag: Annotated[str, Doc("image tag, typically the commit SHA")],
         username: UsernameArg = "",
         password: PasswordArg = None,
-        dockerfile: Annotated[str, Doc("Dockerfile path inside the context")] = "Dockerfile",
+        dockerfile: Annotated[str, Doc("Dockerfile path inside the context")] = door.DOCKERFILE,
         build_args: Annotated[list[str], Doc("build arguments NAME=VALUE (not for secrets)")] = (),
         target: Annotated[str, Doc("build stage to stop at (default: the last)")] = "",
         platform: Annotated[str, Doc("target platform os/arch (default: linux/amd64, what the clusters run)")] = (
-            images.DEFAULT_PLATFORM
+            door.DEFAULT_PLATFORM
         ),
         revision: Annotated[str, Doc("org.opencontainers.image.revision label (default: the tag)")] = "",
         source_url: Annotated[str, Doc("org.opencontainers.image.source label, the code's URL")] = "",
@@ -336,10 +310,10 @@ class Component:
         Credentials go through Dagger's registry auth, never a URL.
         """
         ws = await _workspace(self.source, self.template)
-        repository = await _run(lambda: images.component_repository(ws.source, self.env, self.name, ws.template))
-        options = images.BuildOptions(dockerfile, tuple(build_args), target, platform)
+        repository = await _run(lambda: ws.image_repository(self.env, self.name))
         with user_errors():
-            labels = images.image_labels(images.check_image_tag(tag), revision=revision, source_url=source_url)
+            options = Workspace.build_options(dockerfile, build_args, target, platform)
+            labels = Workspace.image_labels(tag, revision=revision, source_url=source_url)
             container, address = images_dagger.dagger_publish_chain(
                 images_dagger.dagger_build(context, options, labels=labels),
                 repository=repository, tag=tag, username=username, password=password,
@@ -352,7 +326,7 @@ class Component:
     async def bump(
         self,
         image_tag: Annotated[str, Doc("the new image tag, typically the commit SHA")],
-        part: Annotated[str, Doc("semver part of chart_version to raise: patch, minor or major")] = "patch",
+        part: Annotated[str, Doc("semver part of chart_version to raise: patch, minor or major")] = door.BUMP_PART,
     ) -> dagger.File:
         """The component's ``cookiecutter-config.yaml`` with ``image_tag`` set and ``chart_version`` raised.
 
@@ -361,10 +335,8 @@ class Component:
         publishes one new chart version.
         """
         ws = await _workspace(self.source, self.template)
-        result = await _run(
-            lambda: bump.bump_config(ws.source, self.env, self.name, image_tag=image_tag, part=part, template=ws.template)
-        )
-        return dag.file("cookiecutter-config.yaml", result.text)
+        result = await _run(lambda: ws.bump(self.env, self.name, image_tag=image_tag, part=part))
+        return dag.file("cookiecutter-config.yaml", result.data["text"])
 
     @function(cache="never")
     async def bump_merge_request(
@@ -379,11 +351,11 @@ class Component:
             Ignore(REPOSITORY_IGNORE),
             Doc("the git checkout (env/ and .git; default: this repository) the change is committed in"),
         ],
-        part: Annotated[str, Doc("semver part of chart_version to raise: patch, minor or major")] = "patch",
-        target_branch: Annotated[str, Doc("the merge request's target branch")] = "main",
-        remote: Annotated[str, Doc("git remote name or URL to push to")] = "origin",
-        labels: Annotated[list[str], Doc("merge request labels")] = ("bump",),
-        author: Annotated[str, Doc("commit author 'Name <email>'")] = promotion.DEFAULT_AUTHOR,
+        part: Annotated[str, Doc("semver part of chart_version to raise: patch, minor or major")] = door.BUMP_PART,
+        target_branch: Annotated[str, Doc("the merge request's target branch")] = door.DEFAULT_BRANCH,
+        remote: Annotated[str, Doc("git remote name or URL to push to")] = door.REMOTE,
+        labels: Annotated[list[str], Doc("merge request labels")] = door.BUMP_LABELS,
+        author: Annotated[str, Doc("commit author 'Name <email>'")] = door.COMMIT_AUTHOR,
         pipeline_url: Annotated[str, Doc("pipeline URL quoted in the description, e.g. $CI_PIPELINE_URL")] = "",
     ) -> str:
         """``bump`` as a merge request: the bumped config committed on ``bump/<env>/<component>-<version>``.
@@ -393,10 +365,10 @@ class Component:
         ``merge request !N opened|updated|adopted: URL``.
         """
         ws = await _workspace(repository, self.template)
-        proposal = await _proposal(True, gitlab_url, gitlab_project, gitlab_token, target_branch, remote, labels,
-                                   author, pipeline_url)
-        return await _run(lambda: promotion.bump_proposal(ws.source, self.env, self.name, image_tag=image_tag,
-                                                          part=part, template=ws.template, proposal=proposal))
+        options = await _merge_request(True, gitlab_url, gitlab_project, gitlab_token, target_branch, remote, labels,
+                                       author, pipeline_url)
+        return (await _run(lambda: ws.bump(self.env, self.name, image_tag=image_tag, part=part,
+                                           merge_request=options))).text
 
     @function(cache="never")
     async def publish_artifact(
@@ -417,9 +389,10 @@ class Component:
         content changed). Line: ``pushed|unchanged <repo>:app-<c>-<v>; moved|unchanged <repo>:app-<c>@<digest>``.
         """
         ws = await _workspace(self.source, self.template)
-        repository = await _artifact_repository(ws, self.env, registry, username, password, plain_http, ca_file)
-        return await _publish_artifacts(ws, self.env, [self.name], repository, manifests_dir=manifests,
-                                        revision=revision, source_url=source_url)
+        registry_args = await _registry(registry, username, password, plain_http, ca_file=ca_file)
+        local = await _manifests_dir(manifests)
+        return (await _run(lambda: ws.publish_artifact(self.env, registry_args, self.name, manifests_dir=local,
+                                                       revision=revision, source_url=source_url))).text
 
     @function(cache="never")
     async def retire_artifact(
@@ -436,9 +409,8 @@ class Component:
         ``retired <repo>:app-<c>@<digest>`` or ``absent <repo>:app-<c>``.
         """
         ws = await _workspace(self.source, self.template)
-        repository = await _artifact_repository(ws, self.env, registry, username, password, plain_http, ca_file)
-        await _run(lambda: artifacts.check_component_name(self.name))
-        return await _run(lambda: artifacts.retire(repository(), self.name))
+        registry_args = await _registry(registry, username, password, plain_http, ca_file=ca_file)
+        return (await _run(lambda: ws.retire_artifact(self.env, self.name, registry_args))).text
 
     @function(cache="never")
     async def deploy(
@@ -460,7 +432,7 @@ class Component:
         Returns the lines (publish, notify, ``deployed <chart>@<version> to <ns>/<name> in N s``);
         fails with the controller's message when the rollout failed, was superseded or timed out.
         """
-        return await _deploy(self.source, self.template, self.env, [self.name], receiver_token, trigger_api, kubeconfig,
+        return await _deploy(self.source, self.template, self.env, self.name, receiver_token, trigger_api, kubeconfig,
                              kube_context, registry, username, password, plain_http, timeout, None, prerelease,
                              ca_file=ca_file)
 
@@ -478,21 +450,17 @@ class Component:
         """
         ws = await _workspace(self.source, self.template)
         config = await _secret(kubeconfig, "kubeconfig")
-
-        def run() -> str:
-            env_settings = settings_mod.load(ws.source, self.env)
-            expected = {self.name: deploy.expected_for(ws, self.env, self.name)}
-            client = rollout.make_client(config, kube_context or None)
-            outcomes = deploy.wait_all(client, env_settings, expected, timeout=timeout or env_settings.deploy_timeout)
-            return _rollout_result([o.line for o in outcomes], outcomes)
-        return await _run(run)
+        result = await _run(lambda: ws.wait(self.env, component=self.name, kubeconfig=config, kube_context=kube_context,
+                                            timeout=timeout or None))
+        with user_errors():
+            return _text(result)
 
     @function(cache="never")
     async def wait_artifact(
         self,
         digest: Annotated[str, Doc("the Flux OCI artifact's manifest digest publish-artifact pushed, sha256:<hex>")],
         kubeconfig: KubeconfigArg,
-        namespace: Annotated[str, Doc("namespace of the Kustomization app-<component>")] = "flux-system",
+        namespace: Annotated[str, Doc("namespace of the Kustomization app-<component>")] = door.FLUX_NAMESPACE,
         kube_context: KubeContextArg = "",
         timeout: WaitTimeoutArg = 0,
     ) -> str:
@@ -503,14 +471,10 @@ class Component:
         """
         ws = await _workspace(self.source, self.template)
         config = await _secret(kubeconfig, "kubeconfig")
-
-        def run() -> str:
-            ws.components(self.env)
-            client = rollout.make_client(config, kube_context or None)
-            outcome = deploy.wait_artifact(client, namespace=namespace, component=self.name, digest=digest,
-                                           timeout=timeout or settings_mod.load(ws.source, self.env).deploy_timeout)
-            return _rollout_result([outcome.line], [outcome])
-        return await _run(run)
+        result = await _run(lambda: ws.wait(self.env, component=self.name, kubeconfig=config, kube_context=kube_context,
+                                            timeout=timeout or None, artifact=digest, artifact_namespace=namespace))
+        with user_errors():
+            return _text(result)
 
 
 @object_type
@@ -539,7 +503,7 @@ class Environment:
         password: PasswordArg = None,
         plain_http: PlainHttpArg = False,
         ca_file: CaFileArg = None,
-        timeout: Annotated[float, Doc("overall deadline of the registry work, in seconds")] = DEFAULT_TIMEOUT,
+        timeout: Annotated[float, Doc("overall deadline of the registry work, in seconds")] = door.REGISTRY_TIMEOUT,
         skip_image_check: Annotated[bool, Doc("do not check that each chart's image exists (air-gapped registries)")] = False,
     ) -> str:
         """Publish every component's chart of this environment concurrently; a line per component.
@@ -548,21 +512,22 @@ class Environment:
         registry when that registry can be reached: if any fails, nothing is published.
         """
         ws = await _workspace(self.source, self.template)
-        target = await _chart_target(ws, registry, username, password, plain_http, timeout, ca_file)
-        results = await _run(lambda: ws.release(self.name, target, check_images=not skip_image_check))
-        return "\n".join(r.line for r in results)
+        registry_args = await _registry(registry, username, password, plain_http, timeout, ca_file)
+        return (await _run(lambda: ws.release(self.name, registry_args, check_images=not skip_image_check))).text
 
     @function
     async def local_repository(self) -> dagger.Directory:
-        """The classic Helm repository ``dist/charts/`` with this environment's charts published into it.
+        """This environment's classic Helm repository ``dist/charts/<env>/`` with its charts published into it.
 
-        The embedded default of ``release`` without a registry (same rules), built from
-        the ``dist/charts/`` of ``source`` (empty with the default source, which
-        uploads ``env/`` only); export it with ``export --path dist/charts``.
+        The embedded default of ``release`` without a registry (same rules; one
+        repository per environment, so one environment's versions never constrain
+        another's), built from the ``dist/charts/<env>/`` of ``source`` (empty with the
+        default source, which uploads ``env/`` only); export it with
+        ``export --path dist/charts/<env>``.
         """
         ws = await _workspace(self.source, self.template)
-        await _run(lambda: ws.release(self.name, ws.local_target()))
-        return _dir(ws.local_target().directory)
+        result = await _run(lambda: ws.local_repository(self.name))
+        return _dir(result.path)
 
     @function
     async def manifests(self) -> dagger.File:
@@ -574,37 +539,33 @@ class Environment:
         """
         ws = await _workspace(self.source, self.template)
         out = _scratch() / f"{self.name}.zip"
-        bundle = await _run(lambda: manifests.write_bundle(manifests.dynamic_dir(ws.source, self.name), out, log=None))
-        return _file(bundle.path)
+        result = await _run(lambda: ws.bundle(self.name, out, quiet=True))
+        return _file(result.path)
 
     @function(cache="never")
     async def upload_manifests(
         self,
         token: Annotated[dagger.Secret, Doc("admin API bearer token")],
         admin_url: Annotated[str, Doc("operator admin API base URL (default: admin_url of environment.yaml)")] = "",
-        ready_path: Annotated[str, Doc("readiness path: GET, any 2xx means ready")] = admin_api.DEFAULT_READY_PATH,
-        upload_path: Annotated[str, Doc("upload path: POST multipart field file")] = admin_api.DEFAULT_UPLOAD_PATH,
+        ready_path: Annotated[str, Doc("readiness path: GET, any 2xx means ready")] = door.READY_PATH,
+        upload_path: Annotated[str, Doc("upload path: POST multipart field file")] = door.UPLOAD_PATH,
         timeout: Annotated[float, Doc("overall deadline for readiness plus upload, in seconds")] = (
-            admin_api.DEFAULT_TIMEOUT
+            door.UPLOAD_TIMEOUT
         ),
     ) -> str:
         """Bundle ``dynamic/``, wait for the operator admin API to be ready, upload the bundle once.
 
         Returns one line: ``uploaded <sha256> (<bytes> bytes, <n> files) to <url>: HTTP <status> <answer>``.
-        Readiness is polled once a second (at most 60 probes a minute); 5xx, 429 and
+        Readiness polls with capped exponential backoff and jitter; 5xx, 429 and
         broken connections are retried until the deadline; 401/403 and other 4xx
         fail at once. Keep the bundle as an artifact with ``manifests``.
         """
         ws = await _workspace(self.source, self.template)
         out = _scratch() / f"{self.name}.zip"
-        bundle = await _run(lambda: manifests.write_bundle(manifests.dynamic_dir(ws.source, self.name), out))
         secret = await _secret(token, "token")
-        url = admin_url or (await _run(lambda: settings_mod.load(ws.source, self.name))).admin_url
-        return await _run(
-            lambda: admin_api.upload_manifests(
-                url, bundle, secret, ready_path=ready_path, upload_path=upload_path, timeout=timeout
-            )
-        )
+        return (await _run(lambda: ws.upload_manifests(self.name, secret, admin_url=admin_url or None,
+                                                       ready_path=ready_path, upload_path=upload_path,
+                                                       timeout=timeout, out=out))).text
 
     @function(cache="never")
     async def publish_artifacts(
@@ -622,29 +583,28 @@ class Environment:
         Every component is rendered first: if any fails, nothing is pushed.
         """
         ws = await _workspace(self.source, self.template)
-        repository = await _artifact_repository(ws, self.name, registry, username, password, plain_http, ca_file)
-        return await _publish_artifacts(ws, self.name, None, repository, manifests_dir=None,
-                                        revision=revision, source_url=source_url)
+        registry_args = await _registry(registry, username, password, plain_http, ca_file=ca_file)
+        return (await _run(lambda: ws.publish_artifact(self.name, registry_args, revision=revision,
+                                                       source_url=source_url))).text
 
     @function
     async def artifact_objects(
         self,
         repository: Annotated[str, Doc("the artifact repository the objects watch, oci://HOST[:PORT]/PATH")],
         name: Annotated[str, Doc("the objects' name (default: faas-<env>)")] = "",
-        namespace: Annotated[str, Doc("namespace of the Flux objects")] = "flux-system",
-        target_namespace: Annotated[str, Doc("namespace the manifests are applied in")] = "default",
+        namespace: Annotated[str, Doc("namespace of the Flux objects")] = door.FLUX_NAMESPACE,
+        target_namespace: Annotated[str, Doc("namespace the manifests are applied in")] = door.TARGET_NAMESPACE,
         registry_secret: Annotated[str, Doc("docker-config Secret for the registry (empty: anonymous)")] = "",
-        receiver_secret: Annotated[str, Doc("Secret holding the Receiver token")] = "faas-receiver-token",
+        receiver_secret: Annotated[str, Doc("Secret holding the Receiver token")] = door.RECEIVER_SECRET,
         plain_http: Annotated[bool, Doc("insecure: true (a plain HTTP registry; tests only)")] = False,
     ) -> dagger.Directory:
         """The Flux Operator objects watching the artifacts: ResourceSetInputProvider, ResourceSet, Receiver (YAML files)."""
-        settings = artifacts.FluxObjectSettings(
-            url=repository, name=name or f"faas-{self.name}", namespace=namespace, target_namespace=target_namespace,
-            registry_secret=registry_secret, receiver_secret=receiver_secret, insecure=plain_http,
-        )
+        ws = await _workspace(self.source, self.template)
         out = _scratch()
-        await _run(lambda: artifacts.write_flux_objects(settings, out))
-        return dag.current_module().workdir(str(out))
+        result = await _run(lambda: ws.artifact_objects(
+            self.name, repository, out, name=name, namespace=namespace, target_namespace=target_namespace,
+            registry_secret=registry_secret, receiver_secret=receiver_secret, plain_http=plain_http))
+        return _dir(result.path)
 
     @function
     async def flux(self) -> dagger.Directory:
@@ -655,8 +615,8 @@ class Environment:
         """
         ws = await _workspace(self.source, self.template)
         out = _scratch()
-        await _run(lambda: flux.write_objects(settings_mod.load(ws.source, self.name), deploy.charts(ws, self.name), out))
-        return _dir(out)
+        result = await _run(lambda: ws.flux(self.name, out))
+        return _dir(result.path)
 
     @function(cache="never")
     async def deploy(
@@ -681,8 +641,8 @@ class Environment:
         controller's message when a rollout failed, was superseded or timed out.
         """
         return await _deploy(self.source, self.template, self.name, None, receiver_token, trigger_api, kubeconfig,
-                             kube_context,
-                             registry, username, password, plain_http, timeout, upload_manifests, ca_file=ca_file)
+                             kube_context, registry, username, password, plain_http, timeout, upload_manifests,
+                             ca_file=ca_file)
 
 
 @object_type
@@ -715,7 +675,7 @@ class FaasDeployment:
         password: PasswordArg = None,
         plain_http: PlainHttpArg = False,
         ca_file: CaFileArg = None,
-        timeout: Annotated[float, Doc("overall deadline of the registry work, in seconds")] = DEFAULT_TIMEOUT,
+        timeout: Annotated[float, Doc("overall deadline of the registry work, in seconds")] = door.REGISTRY_TIMEOUT,
         base: Annotated[str, Doc("also refuse a chart changed since this commit SHA or branch without a higher "
                                  "chart_version (read from repository's .git)")] = "",
     ) -> str:
@@ -727,11 +687,9 @@ class FaasDeployment:
         Fails listing every problem found (invalid config, lint error, manifest problem).
         """
         ws = await _workspace(self.source, self.template)
-        target = await _chart_target(ws, registry, username, password, plain_http, timeout, ca_file) if registry else None
-        base_root, base_ref = await _base_tree(repository, base, "main") if base else (None, "")
-        return await _run(
-            lambda: ws.check(env or None, target=target, base=base_root, base_name=base_ref)
-        )
+        registry_args = await _registry(registry, username, password, plain_http, timeout, ca_file)
+        base_root, base_ref = await _base_tree(repository, base, door.DEFAULT_BRANCH) if base else (None, "")
+        return (await _run(lambda: ws.check(env or None, registry_args, base=base_root, base_name=base_ref))).text
 
     @function(cache="never")
     async def promote(
@@ -754,10 +712,10 @@ class FaasDeployment:
         gitlab_url: Annotated[str, Doc("GitLab base URL, e.g. $CI_SERVER_URL")] = "",
         gitlab_project: Annotated[str, Doc("project id or group/name path, e.g. $CI_PROJECT_ID")] = "",
         gitlab_token: Annotated[dagger.Secret | None, Doc("GitLab token (api and write_repository scopes)")] = None,
-        target_branch: Annotated[str, Doc("the merge request's target branch")] = "main",
-        remote: Annotated[str, Doc("git remote name or URL to push to")] = "origin",
-        labels: Annotated[list[str], Doc("merge request labels")] = promotion.DEFAULT_LABELS,
-        author: Annotated[str, Doc("commit author 'Name <email>'")] = promotion.DEFAULT_AUTHOR,
+        target_branch: Annotated[str, Doc("the merge request's target branch")] = door.DEFAULT_BRANCH,
+        remote: Annotated[str, Doc("git remote name or URL to push to")] = door.REMOTE,
+        labels: Annotated[list[str], Doc("merge request labels")] = door.PROMOTION_LABELS,
+        author: Annotated[str, Doc("commit author 'Name <email>'")] = door.COMMIT_AUTHOR,
         pipeline_url: Annotated[str, Doc("pipeline URL quoted as evidence, e.g. $CI_PIPELINE_URL")] = "",
         kubeconfig: Annotated[dagger.Secret | None, Doc(
             "read the source's HelmRelease from the cluster (kubeconfig YAML); else source-status or the config")] = None,
@@ -771,35 +729,22 @@ class FaasDeployment:
         unhealthy source, nothing to promote, a target ahead.
         """
         ws = await _workspace(repository, self.template)
-        status = None
+        status_path = None
         if source_status is not None:
             status_path = _scratch() / "source-status.json"
             await source_status.export(str(status_path))
-            status = promotion.HelmReleaseStatusFile(status_path)
         cluster_config = await _secret(kubeconfig, "kubeconfig")
-        proposal = await _proposal(merge_request, gitlab_url, gitlab_project, gitlab_token, target_branch, remote,
-                                   labels, author, pipeline_url)
-        with user_errors():
-            if bool(component) == bool(all_):
-                raise UserError("promote: give --component C or --all (one of them)")
-            if status is not None and cluster_config is not None:
-                raise UserError("promote: give source-status or kubeconfig (the live HelmRelease), not both")
+        options = await _merge_request(merge_request, gitlab_url, gitlab_project, gitlab_token, target_branch, remote,
+                                       labels, author, pipeline_url)
+        return (await _run(lambda: ws.promote(from_, to, component=component, all_components=all_,
+                                              source_status=status_path, kubeconfig=cluster_config,
+                                              kube_context=kube_context, merge_request=options, write=False))).text
 
-        def run() -> list[str]:
-            state = status
-            if cluster_config is not None:
-                state = promotion.ClusterState(ws.source, rollout.make_client(cluster_config, kube_context or None))
-            return promotion.promote(ws.source, from_, to, None if all_ else [component], state=state,
-                                     template=ws.template, proposal=proposal, write=False)
-        lines = await _run(run)
-        return "\n".join(lines)
-
-    async def _plan(self, repository: dagger.Directory, base: str, default_branch: str) -> tuple[Workspace, plan.Plan]:
-        """The plan of ``repository`` against ``base``, whose tree the engine reads from ``repository``'s ``.git``."""
+    async def _plan(self, repository: dagger.Directory, base: str, default_branch: str):
+        """The workspace and plan of ``repository`` against ``base``, whose tree the engine reads from ``.git``."""
         ws = await _workspace(repository, self.template)
         base_root, ref = await _base_tree(repository, base, default_branch)
-        result = await _run(lambda: plan.make_plan(plan.side(base_root, ws.template), plan.side(ws.source, ws.template),
-                                                   base_name=ref, head_name="source"))
+        result = await _run(lambda: ws.plan_trees(base_root, ref))
         return ws, result
 
     @function
@@ -807,7 +752,7 @@ class FaasDeployment:
         self,
         repository: PlanRepository,
         base: PlanBase = "",
-        default_branch: DefaultBranch = "main",
+        default_branch: DefaultBranch = door.DEFAULT_BRANCH,
         output: Annotated[str, Doc("table or json")] = "table",
     ) -> str:
         """What the change does to every environment x component: install, upgrade, refused, retire, upload, unchanged.
@@ -817,19 +762,19 @@ class FaasDeployment:
         target is refused. Never writes to a registry.
         """
         _, result = await self._plan(repository, base, default_branch)
-        return await _run(lambda: plan.outcome(result, output))
+        return (await _run(lambda: Workspace.plan_result(result, output))).text
 
     @function
     async def pipeline(
         self,
         repository: PlanRepository,
         base: PlanBase = "",
-        default_branch: DefaultBranch = "main",
+        default_branch: DefaultBranch = door.DEFAULT_BRANCH,
         ref: Annotated[str, Doc("the pipeline's branch (CI_COMMIT_REF_NAME)")] = "",
         merge_request: Annotated[str, Doc("merge request IID (CI_MERGE_REQUEST_IID), empty outside one")] = "",
         pipeline_iid: Annotated[str, Doc("pipeline IID (CI_PIPELINE_IID): numbers merge request pre-releases")] = "",
         branch_envs: Annotated[list[str], Doc("environments merge request pipelines deploy to")] = (
-            child_pipeline.BRANCH_ENVIRONMENTS
+            door.BRANCH_ENVIRONMENTS
         ),
     ) -> dagger.File:
         """The GitLab child pipeline of the plan (``child-pipeline.yml``): one ``dagger call`` job per action.
@@ -838,11 +783,6 @@ class FaasDeployment:
         merge request pipelines publish pre-release versions. Fails when a target is refused.
         """
         ws, result = await self._plan(repository, base, default_branch)
-        context = child_pipeline.Context(ref, default_branch, merge_request, pipeline_iid, tuple(branch_envs))
+        context = Workspace.pipeline_context(ref, default_branch, merge_request, pipeline_iid, branch_envs)
         out = _scratch() / "child-pipeline.yml"
-
-        def write() -> Path:
-            plan.outcome(result, "table")
-            return child_pipeline.write(result, context, ws.source, out)
-
-        return _file(await _run(write))
+        return _file((await _run(lambda: ws.child_pipeline(result, context, out))).path)

@@ -65,7 +65,7 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from . import progress
+from . import layout, progress
 from .errors import Problem, UserError, ValidationError
 from .yaml_limits import MAX_DEPTH, MAX_NODES, limit_problem
 
@@ -90,7 +90,7 @@ ZIP_CREATE_SYSTEM = 3
 ZIP_COMPRESSLEVEL = 6
 """zlib deflate level (zlib's and ``zip``'s default)."""
 
-DEFAULT_BUNDLE_DIR = Path("dist/manifests")
+DEFAULT_BUNDLE_DIR = layout.BUNDLE_DIR
 """Where the CLI keeps a bundle without ``--out`` (relative to the source tree)."""
 
 PLACEHOLDER = "PLACEHOLDER"
@@ -708,7 +708,7 @@ def _discard(tmp: Path | None, made: list[Path]) -> None:
 
 def dynamic_dir(source: Path, env: str) -> Path:
     """``<source>/env/<env>/operator/dynamic``: where an environment's templates live (``docs/design.md``)."""
-    return Path(source) / "env" / env / "operator" / "dynamic"
+    return layout.dynamic_dir(source, env)
 
 
 def check_env(source: Path, env: str, *, log: Callable[[str], None] | None = progress.note) -> list[Problem]:

@@ -1,39 +1,201 @@
-"""The pipeline's verbs over one repository checkout; both front ends call only this.
+"""The one door: every verb of both front ends (``faas-deploy`` and the Dagger module) goes through here.
 
 A :class:`Workspace` is a source tree (the repository root, holding
 ``env/<env>/<component>/cookiecutter-config.yaml``) plus the cookiecutter template
-to render charts with (the embedded one unless the user gives another). Every
-verb validates before it writes anything: ``publish`` and ``release`` package every
-chart they are about to publish first, so a problem in one component means nothing
-is pushed for any.
+to render charts with (the embedded one unless the user gives another). Each verb
+is one method returning a :class:`Result` (text lines for people, JSON-able data
+for ``--output json``, a path for verbs that write a file or directory, an exit
+code). The front ends only translate arguments (flags, Dagger parameters, secrets)
+into these calls: every rule and default lives behind this door.
+
+Every verb validates before it writes anything: ``publish`` and ``release``
+package every chart they are about to publish first, so a problem in one
+component means nothing is pushed for any. An unknown environment or component
+gets one message (:func:`faas_deployment.layout.unknown`) whichever verb asked.
+
+Start-up: this module imports only the standard library and light project modules
+(:mod:`layout`, :mod:`errors`, :mod:`progress`); each verb imports what it needs
+when it runs, so ``faas-deploy --help`` loads neither the Helm engine nor an HTTP
+client. The core's defaults the front ends show (:data:`DEFAULTS`) are read the
+same lazy way, through the module's ``__getattr__``.
 """
 
 from __future__ import annotations
 
 import functools
-import tempfile
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import semver
-import yaml
-
-from . import artifacts, chart, config, deadline, hooks, image_tags, manifests
-from .deadline import DEFAULT_TIMEOUT, Deadline
+from . import layout
 from .errors import Problem, UserError, ValidationError
-from .packaging import ChartPackage, package_chart
-from .plan import make_plan, scheme_problem, side
-from .progress import step
-from .credentials import RegistryCredentials
-from .registry import LocalRepoTarget, OciTarget, PublishResult, Target
+from .progress import note, step
 
-#: Where ``publish``/``release`` write without ``--registry`` (relative to the source tree).
-LOCAL_REPOSITORY = Path("dist/charts")
+if TYPE_CHECKING:
+    from .deadline import Deadline
+    from .packaging import ChartPackage
+    from .registry import LocalRepoTarget, PublishResult, Target
+    from .secrets import SecretValue
 
 T = TypeVar("T")
+
+#: The core's defaults that front ends show in their help, by name: ``(module, attribute)``.
+#: Read lazily (``pipeline.DEFAULT_PLATFORM`` imports :mod:`images` on first use).
+DEFAULTS: dict[str, tuple[str, str]] = {
+    "REGISTRY_TIMEOUT": ("deadline", "DEFAULT_TIMEOUT"),
+    "DEFAULT_PLATFORM": ("images", "DEFAULT_PLATFORM"),
+    "READY_PATH": ("admin_api", "DEFAULT_READY_PATH"),
+    "UPLOAD_PATH": ("admin_api", "DEFAULT_UPLOAD_PATH"),
+    "UPLOAD_TIMEOUT": ("admin_api", "DEFAULT_TIMEOUT"),
+    "PROMOTION_LABELS": ("promotion", "DEFAULT_LABELS"),
+    "COMMIT_AUTHOR": ("promotion", "DEFAULT_AUTHOR"),
+    "BRANCH_ENVIRONMENTS": ("child_pipeline", "BRANCH_ENVIRONMENTS"),
+    "TEMPLATE_IN_REPOSITORY": ("plan", "TEMPLATE_IN_REPOSITORY"),
+    "BUMP_PARTS": ("bump", "PARTS"),
+}
+#: The tag ``build-image`` gives an image when none is asked for.
+BUILD_TAG = "latest"
+#: The Dockerfile of a build context, relative to it.
+DOCKERFILE = "Dockerfile"
+#: The semver part ``bump`` raises unless told.
+BUMP_PART = "patch"
+#: The default branch (merge requests' target, the plan's base when none is known).
+DEFAULT_BRANCH = "main"
+#: The git remote merge request branches are pushed to.
+REMOTE = "origin"
+#: Labels a ``bump`` merge request gets unless others are given.
+BUMP_LABELS = ("bump",)
+#: Namespace of the Flux objects ``artifact-objects`` writes, and of the Kustomizations ``wait`` watches.
+FLUX_NAMESPACE = "flux-system"
+#: Namespace the artifacts' manifests are applied in.
+TARGET_NAMESPACE = "default"
+#: Secret holding the Receiver token of the artifact objects.
+RECEIVER_SECRET = "faas-receiver-token"
+#: ``--output`` forms of results.
+OUTPUTS = ("text", "table", "json")
+
+
+def check_output(output: str) -> str:
+    """``output`` if it is a form of :data:`OUTPUTS`; else UserError (before the verb runs)."""
+    if output not in OUTPUTS:
+        raise UserError(f"--output {output!r}: expected one of {', '.join(OUTPUTS)}")
+    return output
+
+
+def __getattr__(name: str) -> Any:
+    if name in DEFAULTS:
+        module, attribute = DEFAULTS[name]
+        return getattr(importlib.import_module(f"{__package__}.{module}"), attribute)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# --------------------------------------------------------------------------- results
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as JSON-able data: dataclasses as objects (with ``line`` when they have one), paths as strings."""
+    if is_dataclass(value) and not isinstance(value, type):
+        data = {f.name: jsonable(getattr(value, f.name)) for f in fields(value) if not f.name.startswith("_")}
+        if hasattr(type(value), "line"):
+            data["line"] = value.line
+        return data
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a verb gives back.
+
+    Attributes:
+        lines: the result for people, one line each (standard output).
+        data: the same as JSON-able data (``--output json``).
+        path: the file or directory the verb wrote, if any (the Dagger front end returns it).
+        exit_code: 0, or a rollout's code (``rollout.EXIT_CODES``: 3 failed, 4 superseded, 5 timeout).
+    """
+
+    lines: tuple[str, ...] = ()
+    data: Any = None
+    path: Path | None = None
+    exit_code: int = 0
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def render(self, output: str = "text") -> str:
+        """The result as ``output``: ``text`` (or ``table``) the lines, ``json`` the data."""
+        if output == "json":
+            import json
+
+            return json.dumps(self.data, indent=2, sort_keys=False)
+        return self.text
+
+
+def reveal(secret: Any) -> SecretValue | None:
+    """A secret argument read now: front ends may pass a :class:`SecretValue` or a callable giving one.
+
+    A callable (the CLI's ``env:NAME``/``file:PATH`` reference) is read only when the
+    verb needs the value, after the argument rules: a bad command line is reported
+    as such, not as a missing variable.
+    """
+    return secret() if callable(secret) else secret
+
+
+def _result(lines: Sequence[str] | str, data: Any = None, *, path: Path | None = None, exit_code: int = 0) -> Result:
+    lines = tuple(lines.splitlines()) if isinstance(lines, str) else tuple(lines)
+    return Result(lines, jsonable(data) if data is not None else {"lines": list(lines)}, path, exit_code)
+
+
+def _lines(items: Sequence[Any]) -> Result:
+    """A result of objects that each have a ``line`` (publish results, artifact results)."""
+    return _result([i.line for i in items], list(items))
+
+
+@dataclass(frozen=True)
+class MergeRequestOptions:
+    """The merge request settings of ``bump`` and ``promote`` as the user gave them (token already read)."""
+
+    gitlab_url: str
+    gitlab_project: str
+    token: SecretValue | None
+    target_branch: str = DEFAULT_BRANCH
+    remote: str = REMOTE
+    labels: tuple[str, ...] = ()
+    author: str = ""
+    pipeline_url: str = ""
+
+
+@dataclass(frozen=True)
+class Registry:
+    """The registry flags of a verb, as given: ``registry`` (``oci://...`` or empty), credentials, transport."""
+
+    registry: str | None = None
+    username: str | None = None
+    password: SecretValue | Callable[[], SecretValue] | None = None
+    plain_http: bool = False
+    timeout: float | None = None
+    ca_file: str | Path | None = None
+
+    def credentials(self):
+        """The :class:`credentials.RegistryCredentials` of the user name and password (read now), or ``None``.
+
+        Raises:
+            UserError: only one of them is given (:func:`credentials.check_pair`).
+        """
+        from .credentials import RegistryCredentials, check_pair
+
+        check_pair(self.username, self.password)  # before reading the password: a bad command line says so
+        return RegistryCredentials.from_flags(self.username, reveal(self.password))
 
 
 @dataclass(frozen=True)
@@ -48,28 +210,60 @@ class Workspace:
     source: Path
     template: Path | None = None
 
+    @classmethod
+    def open(cls, source: str | Path, template: str | Path | None = None) -> Workspace:
+        """The workspace of a checkout given on a command line (``--source``, ``--template``).
+
+        Raises:
+            UserError: ``source`` has no ``env/``; ``template`` has no ``cookiecutter.json``.
+        """
+        root = Path(source).resolve()
+        chosen = Path(template).resolve() if template else None
+        if not (root / "env").is_dir():
+            raise UserError(f"--source {root}: no env/ directory here (run from the repository root or pass --source)")
+        if chosen is not None and not (chosen / "cookiecutter.json").is_file():
+            raise UserError(f"--template {chosen}: no cookiecutter.json (expected a cookiecutter template directory)")
+        return cls(root, chosen)
+
+    # ----------------------------------------------------------------------- names and paths
+
     @property
     def template_dir(self) -> Path:
-        return self.template or config.EMBEDDED_TEMPLATE
+        from .config import EMBEDDED_TEMPLATE
 
-    def _label(self, env: str, component: str) -> str:
-        return f"{env}/{component}"
+        return self.template or EMBEDDED_TEMPLATE
 
     def config_file(self, env: str, component: str) -> Path:
         """``env/<env>/<component>/cookiecutter-config.yaml``; UserError when unknown."""
-        return config.config_path(self.source, env, component)
+        return layout.config_path(self.source, env, component)
 
     def display(self, env: str, component: str) -> str:
         """The config file's path relative to the source root, as messages name it."""
-        return str(self.config_file(env, component).relative_to(self.source))
+        return layout.shown(self.source, self.config_file(env, component))
 
     def components(self, env: str) -> list[str]:
-        """Components of ``env``, sorted, as discovered on disk."""
-        found = [c for e, c in config.discover(self.source) if e == env]
-        if not found:
-            known = ", ".join(config.envs(self.source)) or "none"
-            raise UserError(f"{self.source / 'env'}: no environment {env!r} with components (known: {known})")
-        return found
+        """Components of ``env``, sorted, as discovered on disk; UserError for an unknown env."""
+        return layout.components(self.source, env)
+
+    def resolve(self, env: str, component: str | None = None) -> list[str]:
+        """The components a verb works on: ``[component]`` checked to exist, else every one of ``env``.
+
+        Raises:
+            UserError: unknown environment or component (one message, :func:`layout.unknown`).
+        """
+        if component:
+            self.config_file(env, component)
+            return [component]
+        return self.components(env)
+
+    def settings(self, env: str):
+        """``env/<env>/environment.yaml``, validated (:func:`faas_deployment.settings.load`)."""
+        from . import settings
+
+        self.components(env)
+        return settings.load(self.source, env)
+
+    # ----------------------------------------------------------------------- charts (building blocks)
 
     def context(self, env: str, component: str, prerelease: str = "") -> dict[str, Any]:
         """The validated, resolved cookiecutter context (raises ValidationError).
@@ -77,38 +271,41 @@ class Workspace:
         ``prerelease`` (e.g. ``mr.42.3``) publishes ``chart_version`` as the pre-release
         ``<chart_version>-<prerelease>`` (docs/plan.md, "Versions").
         """
-        with step(f"validate {self._label(env, component)}"):
+        from . import config
+
+        self.config_file(env, component)
+        with step(f"validate {env}/{component}"):
             context = config.load_context(self.source, env, component, self.template)
         if prerelease:
             context["chart_version"] = prerelease_version(self.display(env, component), context["chart_version"],
                                                           prerelease)
         return context
 
-    def config_yaml(self, env: str, component: str) -> str:
-        """The resolved context as a YAML document (``default_context: {...}``)."""
-        return yaml.safe_dump({"default_context": self.context(env, component)}, sort_keys=False)
-
-    def render(self, env: str, component: str, out_dir: Path, prerelease: str = "") -> Path:
+    def render_chart(self, env: str, component: str, out_dir: Path, prerelease: str = "") -> Path:
         """Validate, render with cookiecutter and lint with Helm; returns the chart directory."""
+        from . import chart
+
         context = self.context(env, component, prerelease)
-        with step(f"render {self._label(env, component)}"):
+        with step(f"render {env}/{component}"):
             chart_dir = chart.render_chart(context, self.template_dir, out_dir)
-        with step(f"lint {self._label(env, component)}"):
-            chart.require_lint_clean(chart_dir, shown=self._label(env, component))
+        with step(f"lint {env}/{component}"):
+            chart.require_lint_clean(chart_dir, shown=f"{env}/{component}")
         return chart_dir
 
-    def package(self, env: str, component: str, out_dir: Path, prerelease: str = "") -> ChartPackage:
+    def package_chart(self, env: str, component: str, out_dir: Path, prerelease: str = "") -> ChartPackage:
         """Validate, render, lint and package reproducibly into ``out_dir``."""
-        with tempfile.TemporaryDirectory(prefix="faas-render-") as scratch:
-            chart_dir = self.render(env, component, Path(scratch), prerelease)
-            with step(f"package {self._label(env, component)}"):
+        from .packaging import package_chart
+
+        with _tempdir(prefix="faas-render-") as scratch:
+            chart_dir = self.render_chart(env, component, Path(scratch), prerelease)
+            with step(f"package {env}/{component}"):
                 return package_chart(chart_dir, out_dir)
 
     def _package_or_note(self, env: str, component: str, out_dir: Path, problems: list[Problem],
                          prerelease: str = "") -> ChartPackage | None:
-        """:meth:`package`, or ``None`` with the reasons appended to ``problems``."""
+        """:meth:`package_chart`, or ``None`` with the reasons appended to ``problems``."""
         try:
-            return self.package(env, component, out_dir, prerelease)
+            return self.package_chart(env, component, out_dir, prerelease)
         except ValidationError as exc:
             problems.extend(exc.problems)
         except UserError as exc:
@@ -126,6 +323,8 @@ class Workspace:
         Returns:
             One problem per clash, naming both config files.
         """
+        from . import config
+
         names = dict(known)
         for component in self.components(env):
             if component not in names:
@@ -148,11 +347,38 @@ class Workspace:
                 owner[name] = component
         return problems
 
-    def local_target(self) -> LocalRepoTarget:
-        return LocalRepoTarget(self.source / LOCAL_REPOSITORY)
+    def local_target(self, env: str) -> LocalRepoTarget:
+        """``env``'s local Helm repository ``dist/charts/<env>/`` (:func:`layout.local_repository`)."""
+        from .registry import LocalRepoTarget
 
-    def release(self, env: str, target: Target, components: list[str] | None = None,
-                prerelease: str = "", check_images: bool = False) -> list[PublishResult]:
+        return LocalRepoTarget(layout.local_repository(self.source, env))
+
+    def target(self, env: str, registry: Registry) -> Target:
+        """Where ``env``'s charts go: ``OciTarget`` for ``oci://...`` (within ``timeout`` s); no registry
+        (``None``): the environment's local repository.
+
+        Raises:
+            UserError: a malformed root (an empty one included) or ``timeout``; only one of user
+                name and password; credentials or ``--ca-file`` without a registry (they would be ignored).
+        """
+        from .deadline import DEFAULT_TIMEOUT, Deadline
+        from .registry import OciTarget
+
+        limit = Deadline(DEFAULT_TIMEOUT if registry.timeout is None else registry.timeout)
+        credentials = registry.credentials()
+        if registry.registry is None:
+            if credentials is not None or registry.ca_file:
+                raise UserError("--username/--password and --ca-file are for a registry: give --registry "
+                                "oci://HOST/PATH, or leave them out to publish into the local repository")
+            return self.local_target(env)
+        if not registry.registry.strip():
+            raise UserError("--registry: empty; give oci://HOST[:PORT]/PATH, or leave the flag out to publish into "
+                            "the local repository")
+        return OciTarget(registry.registry, credentials=credentials, plain_http=registry.plain_http,
+                         ca_file=registry.ca_file, deadline=limit)
+
+    def publish_charts(self, env: str, target: Target, components: list[str] | None = None,
+                       prerelease: str = "", check_images: bool = False) -> list[PublishResult]:
         """Package every component of ``env`` (or those given), then publish them concurrently.
 
         Around each publish run the component's ``pre-deploy`` and ``post-deploy``
@@ -170,8 +396,10 @@ class Workspace:
             UserError: a publishing rule or the registry refused a chart; other
                 components may have been published (each one is independent).
         """
+        from . import hooks
+
         names = components or self.components(env)
-        with tempfile.TemporaryDirectory(prefix="faas-release-") as scratch:
+        with _tempdir(prefix="faas-release-") as scratch:
             problems: list[Problem] = []
             packages = {name: self._package_or_note(env, name, Path(scratch) / name, problems, prerelease)
                         for name in names}
@@ -185,7 +413,7 @@ class Workspace:
                 package = packages[name]
                 facts = {"action": "publish", "version": package.version, "digest": package.digest}
                 hooks.run_hook(self.source, env, name, "pre-deploy", **facts)
-                with step(f"publish {self._label(env, name)}"):
+                with step(f"publish {env}/{name}"):
                     result = target.publish(package, config=self.display(env, name))
                 hooks.run_hook(self.source, env, name, "post-deploy", **facts)
                 return result
@@ -198,6 +426,9 @@ class Workspace:
         A config without both keys (a user template may have neither) is skipped; the
         chart registry's credentials are reused only for images on its host.
         """
+        from . import config, image_tags
+        from .deadline import Deadline
+
         references = {}
         for name in components:
             context = config.load_context(self.source, env, name, self.template)
@@ -209,21 +440,78 @@ class Workspace:
         with step(f"check images of {env}"):
             return image_tags.check_images(references, target.access, limit)
 
-    def check(
-        self,
-        env: str | None = None,
-        target: Target | None = None,
-        base: str | Path | None = None,
-        base_name: str = "",
-    ) -> str:
-        """Validate, render, lint and package every component (of ``env`` or of all envs).
+    # ----------------------------------------------------------------------- chart verbs
+
+    def config(self, env: str, component: str) -> Result:
+        """``config``: the validated, resolved context as YAML (``default_context: {...}``); data: the context."""
+        import yaml
+
+        context = self.context(env, component)
+        return _result(yaml.safe_dump({"default_context": context}, sort_keys=False).rstrip("\n"), context)
+
+    def chart(self, env: str, component: str, out_dir: Path) -> Result:
+        """``chart``: the rendered, linted chart directory under ``out_dir``."""
+        path = self.render_chart(env, component, Path(out_dir))
+        return _result([str(path)], {"path": path}, path=path)
+
+    def rendered_objects(self, env: str, component: str) -> Result:
+        """``objects``: the chart's Kubernetes objects as ``helm template`` renders them (release ``chart_name``,
+        namespace ``default``), one YAML stream; data: ``{file: text}``."""
+        files = self._rendered(env, component)[0]
+        text = "".join(f"---\n# Source: {name}\n{body.strip()}\n" for name, body in sorted(files.items()))
+        return _result(text.rstrip("\n"), files)
+
+    def _rendered(self, env: str, component: str) -> tuple[dict[str, str], str]:
+        """The chart's rendered objects ``{path: text}`` and its version."""
+        import yaml
+
+        from . import chart
+
+        with _tempdir(prefix="faas-template-") as scratch:
+            chart_dir = self.render_chart(env, component, Path(scratch))
+            meta = yaml.safe_load((chart_dir / "Chart.yaml").read_text())
+            with step(f"template {env}/{component}"):
+                rendered = chart.render_manifests(chart_dir, str(meta["name"]), TARGET_NAMESPACE)
+            return rendered, str(meta["version"])
+
+    def package(self, env: str, component: str, out_dir: Path) -> Result:
+        """``package``: the reproducible ``<chart_name>-<chart_version>.tgz`` in ``out_dir``."""
+        package = self.package_chart(env, component, Path(out_dir))
+        return _result([str(package.path)], {"path": package.path, "name": package.name, "version": package.version,
+                                             "digest": package.digest}, path=package.path)
+
+    def publish(self, env: str, component: str, registry: Registry, prerelease: str = "") -> Result:
+        """``publish``: one component's chart, ``pushed|unchanged <ref>@<digest>``."""
+        self.resolve(env, component)  # unknown env/component: say so before connecting
+        return _lines(self.publish_charts(env, self.target(env, registry), [component], prerelease=prerelease))
+
+    def release(self, env: str, registry: Registry, components: list[str] | None = None,
+                prerelease: str = "", check_images: bool = True) -> Result:
+        """``release``: every component's chart of ``env`` (or those given), a line each.
+
+        ``check_images``: refuse a chart whose image its registry does not have
+        (:meth:`image_problems`); off for air-gapped registries.
+        """
+        names = components or self.components(env)
+        return _lines(self.publish_charts(env, self.target(env, registry), names, prerelease=prerelease,
+                                          check_images=check_images))
+
+    def local_repository(self, env: str) -> Result:
+        """``env``'s charts released into its local repository ``dist/charts/<env>/``; path: that directory."""
+        target = self.local_target(env)
+        results = self.publish_charts(env, target)
+        return _result([r.line for r in results], results, path=target.directory)
+
+    def check(self, env: str | None = None, registry: Registry | None = None, base: str | Path | None = None,
+              base_name: str = "") -> Result:
+        """``check``: validate, render, lint and package every component (of ``env`` or of all envs).
 
         Each environment's operator ``dynamic/`` manifests are validated too
         (:func:`manifests.check_env`). Each package is checked against the
-        publishing rules without pushing, against ``target`` (a registry) or, without
-        one, against the local repository (:meth:`local_target`): a chart whose
-        content changed without a ``chart_version`` bump, or whose version is lower
-        than the highest published, is refused.
+        publishing rules without pushing, against ``registry`` (``oci://...``) or, without
+        one, against the environment's local repository (:meth:`local_target`): a chart
+        whose content changed without a ``chart_version`` bump, or whose version is
+        lower than the highest published, is refused.
 
         ``base``: also compare with that tree, as ``ct lint --check-version-increment``
         does: a chart whose packaged digest differs from the base's without a higher
@@ -233,21 +521,25 @@ class Workspace:
         ``base_name`` in messages (the ref it was read from).
 
         Returns:
-            A report, a line per checked item: ``ok <env>/<component>: <chart> <version>
+            A line per checked item: ``ok <env>/<component>: <chart> <version>
             (<digest>)``, the publishing decision of each chart, ``ok <env>: dynamic
             manifests``, and with ``base`` ``ok <env>: chart versions increase over <base>``.
 
         Raises:
             ValidationError: every problem found, across all environments.
         """
-        envs = [env] if env else config.envs(self.source)
+        from . import manifests
+        from .plan import scheme_problem
+
+        envs = [env] if env else layout.envs(self.source)
         if not envs:
-            raise UserError(f"{self.source}: no env/<env>/<component>/cookiecutter-config.yaml found")
-        rules = target if target is not None else self.local_target()
+            raise UserError(f"{self.source}: no {layout.CONFIG_GLOB} found")
         lines: list[str] = []
         problems: list[Problem] = []
-        with tempfile.TemporaryDirectory(prefix="faas-check-") as scratch:
+        with _tempdir(prefix="faas-check-") as scratch:
             for name in envs:
+                rules = self.target(name, registry) if registry is not None and registry.registry is not None \
+                    else self.local_target(name)
                 packages: dict[str, ChartPackage] = {}
                 for component in self.components(name):
                     package = self._package_or_note(name, component, Path(scratch) / name / component, problems)
@@ -270,13 +562,14 @@ class Workspace:
             lines.extend(self._increment_lines(base, base_name, envs, problems))
         if problems:
             raise ValidationError(problems)
-        return "\n".join(lines)
+        return _result(lines)
 
     def _increment_lines(self, base: str | Path, base_name: str, envs: list[str], problems: list[Problem]) -> list[str]:
         """``check --base``: refused plan items of ``envs`` become problems; a report line per clean env."""
-        from . import gitrefs  # late: only ``check --base`` reads git
+        from . import gitrefs  # only ``check --base`` reads git
+        from .plan import make_plan, scheme_problem, side
 
-        with tempfile.TemporaryDirectory(prefix="faas-check-base-") as scratch:
+        with _tempdir(prefix="faas-check-base-") as scratch:
             if isinstance(base, str):
                 root, name = gitrefs.export_tree(self.source, base, Path(scratch) / "base"), base
             else:
@@ -286,7 +579,7 @@ class Workspace:
                                    base_name=name, head_name="working tree")
         failed: set[str] = set()
         for item in result.refused:
-            shown = f"env/{item.env}/{item.component}/{config.CONFIG_NAME}"
+            shown = f"env/{item.env}/{item.component}/{layout.CONFIG_NAME}"
             if item.env not in envs or scheme_problem(item.version, shown):
                 continue  # another environment, or a version the check above already refuses
             failed.add(item.env)
@@ -295,76 +588,10 @@ class Workspace:
                                     "raise chart_version above the base's, as Flux deploys only a newer version"))
         return [f"ok {env}: chart versions increase over {name}" for env in envs if env not in failed]
 
-    def artifact_files(self, env: str, component: str, manifests_dir: Path | None = None) -> tuple[dict[str, bytes], str]:
-        """The files of ``component``'s Flux artifact and its ``chart_version``.
-
-        The files are ``manifests_dir``'s manifests, else the chart rendered with its
-        values as ``helm template`` would (release ``chart_name``, namespace ``default``;
-        the Kustomization sets the target namespace).
-        """
-        artifacts.check_component_name(component)
-        if manifests_dir is not None:
-            version = str(self.context(env, component)["chart_version"])
-            return artifacts.directory_files(manifests_dir), version
-        with tempfile.TemporaryDirectory(prefix="faas-artifact-") as scratch:
-            chart_dir = self.render(env, component, Path(scratch))
-            meta = yaml.safe_load((chart_dir / "Chart.yaml").read_text())
-            with step(f"template {self._label(env, component)}"):
-                rendered = chart.render_manifests(chart_dir, str(meta["name"]), "default")
-            return artifacts.rendered_files(rendered), str(meta["version"])
-
-    def publish_artifacts(
-        self,
-        env: str,
-        repository: Callable[[], artifacts.ArtifactRepository],
-        components: list[str] | None = None,
-        *,
-        manifests_dir: Path | None = None,
-        revision: str = "",
-        source_url: str = "",
-    ) -> list[artifacts.ArtifactResult]:
-        """Build every component's Flux artifact (all first: nothing is pushed if one fails), then publish them.
-
-        Args:
-            repository: opens the artifact repository (called once per component, in its thread).
-            manifests_dir: a plain manifests directory replacing the rendered chart (one component only).
-            revision, source_url: the annotations; default from the source tree's git
-                (:func:`artifacts.git_revision`).
-
-        Raises:
-            ValidationError: a component failed validation or rendering (all listed).
-            UserError: a tag rule or the registry refused (see :func:`artifacts.publish`).
-        """
-        names = components or self.components(env)
-        if manifests_dir is not None and len(names) != 1:
-            raise UserError("--manifests replaces one component's chart: give --component too")
-        git_rev, git_url = artifacts.git_revision(self.source)
-        revision, source_url = revision or git_rev, source_url or git_url
-        created = artifacts.now_rfc3339()
-        problems: list[Problem] = []
-        built: dict[str, tuple[artifacts.FluxArtifact, str]] = {}
-        for name in names:
-            try:
-                files, version = self.artifact_files(env, name, manifests_dir)
-                built[name] = artifacts.flux_artifact(files, source=source_url, revision=revision, created=created), version
-            except ValidationError as exc:
-                problems.extend(exc.problems)
-            except UserError as exc:
-                problems.append(Problem(self.display(env, name), "", str(exc)))
-        if problems:
-            raise ValidationError(problems)
-
-        def publish(name: str) -> artifacts.ArtifactResult:
-            artifact, version = built[name]
-            with step(f"publish-artifact {self._label(env, name)}"):
-                return artifacts.publish(repository(), artifact, component=name, version=version,
-                                         config=self.display(env, name))
-
-        return _run_all(publish, names, None)
-
-
     def _dry_run(self, env: str, packages: dict[str, ChartPackage], target: Target, problems: list[Problem]) -> list[str]:
         """Check each package against ``target``'s rules, within its deadline; report lines, problems appended."""
+        from . import deadline
+
         def dry(component: str) -> PublishResult:
             return target.publish(packages[component], config=self.display(env, component), dry_run=True)
 
@@ -382,11 +609,433 @@ class Workspace:
                 lines.append(result.line)
         return lines
 
+    # ----------------------------------------------------------------------- operator manifests
+
+    def _write_bundle(self, env: str, out: Path | None, quiet: bool):
+        from . import manifests
+
+        self.components(env)
+        target = Path(out) if out else layout.default_bundle(self.source, env)
+        return manifests.write_bundle(layout.dynamic_dir(self.source, env), target, **({"log": None} if quiet else {}))
+
+    def bundle(self, env: str, out: Path | None = None, *, quiet: bool = False) -> Result:
+        """``manifests``: validate ``env/<env>/operator/dynamic/`` and write its reproducible zip.
+
+        ``out`` defaults to ``dist/manifests/<env>.zip`` (:func:`layout.default_bundle`);
+        ``quiet`` leaves out the progress lines about files left out.
+        """
+        from .manifests import bundle_line
+
+        bundle = self._write_bundle(env, out, quiet)
+        return _result([bundle_line(bundle)], bundle, path=bundle.path)
+
+    def upload_manifests(self, env: str, token: SecretValue, *, admin_url: str | None = None,
+                         ready_path: str | None = None, upload_path: str | None = None,
+                         timeout: float | None = None, out: Path | None = None) -> Result:
+        """``upload-manifests``: bundle ``dynamic/`` (kept at ``out``), wait for the admin API, upload once.
+
+        Defaults: ``admin_url`` of ``environment.yaml``; the admin API contract's paths
+        and deadline (:mod:`faas_deployment.admin_api`).
+        """
+        from . import admin_api
+        from .manifests import bundle_line
+
+        bundle = self._write_bundle(env, out, False)  # first, and kept: a CI job keeps it even if the upload fails
+        note(bundle_line(bundle))
+        url = admin_url or self.settings(env).admin_url
+        line = admin_api.upload_manifests(
+            url, bundle, reveal(token), ready_path=ready_path or admin_api.DEFAULT_READY_PATH,
+            upload_path=upload_path or admin_api.DEFAULT_UPLOAD_PATH, timeout=timeout or admin_api.DEFAULT_TIMEOUT,
+        )
+        return _result([line], {"bundle": jsonable(bundle), "upload": line}, path=bundle.path)
+
+    # ----------------------------------------------------------------------- images
+
+    @staticmethod
+    def image_labels(tag: str, *, revision: str = "", source_url: str = "", context: Path | None = None) -> dict[str, str]:
+        """The OCI labels of a component image (the one rule: :func:`images.image_labels`)."""
+        from . import images
+
+        return images.image_labels(tag, revision=revision, source_url=source_url, context=context)
+
+    def image_repository(self, env: str, component: str) -> str:
+        """The component's ``image_repository``, checked (:func:`images.component_repository`)."""
+        from . import images
+
+        self.config_file(env, component)
+        return images.component_repository(self.source, env, component, self.template)
+
+    @staticmethod
+    def build_options(dockerfile: str = DOCKERFILE, build_args: Sequence[str] = (), target: str = "",
+                      platform: str = ""):
+        """The build options of ``build-image``/``publish-image`` (platform default: what the clusters run)."""
+        from . import images
+
+        return images.BuildOptions(dockerfile or DOCKERFILE, tuple(build_args), target, platform or images.DEFAULT_PLATFORM)
+
+    def build_image(self, env: str, component: str, context: Path, *, options: Any, tag: str = BUILD_TAG,
+                    revision: str = "", source_url: str = "", out: Path | None = None) -> Result:
+        """``build-image``: build ``context`` with buildah (optionally written as an OCI archive to ``out``)."""
+        from . import buildah
+
+        self.config_file(env, component)  # unknown env/component: say so before building
+        built = buildah.build_image(Path(context), options, tag=tag or BUILD_TAG, revision=revision,
+                                   source_url=source_url, out=Path(out) if out else None)
+        return _result([str(built)], built, path=built.archive)
+
+    def publish_image(self, env: str, component: str, context: Path, *, tag: str, options: Any,
+                      username: str | None = None, password: SecretValue | None = None, plain_http: bool = False,
+                      timeout: float | None = None, revision: str = "", source_url: str = "",
+                      ca_file: str | Path | None = None) -> Result:
+        """``publish-image``: build and push to the component's ``image_repository:tag`` (an existing tag
+        is refused, never overwritten); ``pushed ref@digest``."""
+        from . import buildah
+        from .deadline import DEFAULT_TIMEOUT
+
+        repository = self.image_repository(env, component)
+        published = buildah.publish_image(
+            Path(context), repository=repository, tag=tag, options=options,
+            credentials=Registry(username=username, password=password).credentials(), plain_http=plain_http,
+            timeout=timeout or DEFAULT_TIMEOUT, revision=revision, source_url=source_url, ca_file=ca_file)
+        return _result([str(published)], published)
+
+    def bump(self, env: str, component: str, *, image_tag: str, part: str = BUMP_PART,
+             merge_request: MergeRequestOptions | None = None) -> Result:
+        """``bump``: set ``image_tag`` and raise ``chart_version`` (in place, or as a merge request).
+
+        The result's data holds the new file ``text``.
+        """
+        from . import bump, promotion
+
+        self.config_file(env, component)
+        if merge_request is not None:
+            line = promotion.bump_proposal(self.source, env, component, image_tag=image_tag, part=part,
+                                           template=self.template,
+                                           proposal=self.proposal(merge_request, BUMP_LABELS))
+            return _result(line)
+        result = bump.bump_config(self.source, env, component, image_tag=image_tag, part=part, template=self.template)
+        return _result([result.line], result)
+
+    # ----------------------------------------------------------------------- promotion
+
+    @staticmethod
+    def proposal(options: MergeRequestOptions, default_labels: Sequence[str]):
+        """The :class:`promotion.Proposal` of a merge request verb.
+
+        Raises:
+            UserError: no token, no GitLab URL or project.
+        """
+        from . import promotion
+        from .merge_request import GitLabProject
+
+        if options.token is None:
+            raise UserError("--merge-request needs --gitlab-token env:NAME|file:PATH (a token with the api scope)")
+        if not options.gitlab_url or not options.gitlab_project:
+            raise UserError("--merge-request needs --gitlab-url and --gitlab-project (CI: $CI_SERVER_URL, $CI_PROJECT_ID)")
+        return promotion.Proposal(GitLabProject(options.gitlab_url, options.gitlab_project, reveal(options.token)),
+                                  target_branch=options.target_branch or DEFAULT_BRANCH, remote=options.remote or REMOTE,
+                                  labels=tuple(options.labels) or tuple(default_labels),
+                                  author=options.author or promotion.DEFAULT_AUTHOR,
+                                  pipeline_url=options.pipeline_url)
+
+    def promote(self, from_env: str, to_env: str, *, component: str | None = None, all_components: bool = False,
+                source_status: Path | None = None, kubeconfig: SecretValue | None = None, kube_context: str | None = None,
+                merge_request: MergeRequestOptions | None = None, write: bool = True) -> Result:
+        """``promote``: carry what runs in ``from_env`` to ``to_env``'s config (see :func:`promotion.promote`).
+
+        The source state: ``source_status`` (a HelmRelease as JSON), else the live
+        HelmRelease read with ``kubeconfig``, else the source config.
+
+        Raises:
+            UserError: neither or both of ``component`` and ``all_components``; both
+                ``source_status`` and ``kubeconfig``; see :func:`promotion.promote`.
+        """
+        from . import promotion
+
+        if bool(component) == bool(all_components):
+            raise UserError("promote: give --component C or --all (one of them)")
+        if source_status is not None and kubeconfig is not None:
+            raise UserError("promote: give --source-status FILE or --kubeconfig (the live HelmRelease), not both")
+        state = promotion.HelmReleaseStatusFile(Path(source_status)) if source_status is not None else None
+        if kubeconfig is not None:
+            from . import rollout
+
+            state = promotion.ClusterState(self.source, rollout.make_client(reveal(kubeconfig), kube_context or None))
+        proposal = self.proposal(merge_request, promotion.DEFAULT_LABELS) if merge_request is not None else None
+        lines = promotion.promote(self.source, from_env, to_env, None if all_components else [component],
+                                  state=state, template=self.template, proposal=proposal, write=write)
+        return _result(lines)
+
+    # ----------------------------------------------------------------------- plan and child pipeline
+
+    def plan(self, *, base: str | None = None, head: str | None = None, output: str = "table",
+             environ: Mapping[str, str] | None = None, pipeline: Path | None = None,
+             context: Any = None) -> Result:
+        """``plan``: what the change from ``base`` to ``head`` (default: the working tree) does.
+
+        With ``pipeline``, also writes the GitLab child pipeline there (``context``:
+        :meth:`pipeline_context`) unless a target is refused.
+
+        Raises:
+            UserError: a target is refused (the plan in the message); bad refs.
+        """
+        import os
+
+        from . import gitrefs
+
+        result = gitrefs.plan_repository(self.source, base, head, self.template,
+                                         os.environ if environ is None else environ)
+        if pipeline is not None and not result.refused:
+            from . import child_pipeline
+
+            child_pipeline.write(result, context or self.pipeline_context(), self.source, Path(pipeline))
+        return self.plan_result(result, output)
+
+    @staticmethod
+    def plan_result(plan_: Any, output: str = "table") -> Result:
+        """A plan as a result (UserError carrying the plan when a target is refused)."""
+        import json
+
+        from . import plan
+
+        text = plan.outcome(plan_, "json" if output == "json" else "table")
+        return _result(text, json.loads(plan_.render("json")))
+
+    def plan_trees(self, base_root: Path, base_name: str):
+        """The plan between the tree at ``base_root`` (exported by the caller) and this workspace."""
+        from . import plan
+
+        return plan.make_plan(plan.side(base_root, self.template), plan.side(self.source, self.template),
+                              base_name=base_name, head_name="source")
+
+    @staticmethod
+    def pipeline_context(ref: str = "", default_branch: str = DEFAULT_BRANCH, merge_request: str = "", pipeline_iid: str = "",
+                         branch_envs: Sequence[str] = ()):
+        """The child pipeline's :class:`child_pipeline.Context` (branch environments default: ``dev``)."""
+        from . import child_pipeline
+
+        return child_pipeline.Context(ref, default_branch or DEFAULT_BRANCH, merge_request, pipeline_iid,
+                                      tuple(branch_envs) or tuple(child_pipeline.BRANCH_ENVIRONMENTS))
+
+    def child_pipeline(self, plan_: Any, context: Any, out: Path) -> Result:
+        """``pipeline``: the GitLab child pipeline of ``plan_`` written to ``out`` (refused targets: UserError)."""
+        from . import child_pipeline, plan
+
+        plan.outcome(plan_, "table")
+        path = child_pipeline.write(plan_, context, self.source, Path(out))
+        return _result([str(path)], {"path": path}, path=path)
+
+    @staticmethod
+    def dagger_base_ref(base: str, default_branch: str) -> str:
+        """The base ref as the engine reads it from ``.git`` (:func:`gitrefs.dagger_base_ref`)."""
+        from . import gitrefs
+
+        return gitrefs.dagger_base_ref(base, default_branch)
+
+    @staticmethod
+    def is_sha(ref: str) -> bool:
+        from . import gitrefs
+
+        return gitrefs.is_sha(ref)
+
+    # ----------------------------------------------------------------------- Flux (Helm charts)
+
+    def flux(self, env: str, out: Path) -> Result:
+        """``flux``: the environment's Flux objects (OCIRepository, HelmRelease, Receiver) written into ``out``."""
+        from . import deploy, flux
+
+        paths = flux.write_objects(self.settings(env), deploy.charts(self, env), Path(out))
+        return _result([str(p) for p in paths], {"files": paths}, path=Path(out))
+
+    def deploy(self, env: str, *, component: str | None = None, registry: Registry = Registry(),
+               receiver_token: SecretValue | None = None, trigger_api: bool = False,
+               kubeconfig: SecretValue | None = None, kube_context: str | None = None, timeout: float | None = None,
+               receiver_url: str | None = None, upload_token: SecretValue | None = None, admin_url: str | None = None,
+               prerelease: str = "", environ: Mapping[str, str] | None = None) -> Result:
+        """``deploy``: publish, trigger Flux (Receiver or Kubernetes API), wait for each HelmRelease.
+
+        One deadline (``timeout``, default ``deploy_timeout`` of ``environment.yaml``)
+        bounds the whole deploy, the publishing included. The result's exit code is
+        the rollouts' (:func:`rollout.exit_code`).
+
+        Raises:
+            UserError: not exactly one trigger; see :func:`deploy.deploy`.
+        """
+        import os
+
+        from . import deploy, rollout
+
+        components = self.resolve(env, component) if component else None
+        if (receiver_token is None) == (not trigger_api):
+            raise UserError("deploy: give exactly one trigger, --receiver-token (Flux Receiver) or --trigger-api")
+        env_settings = self.settings(env)
+        chosen = registry.registry if registry.registry is not None else env_settings.chart_registry
+        target = self.target(env, Registry(chosen, registry.username, registry.password, registry.plain_http,
+                                           timeout or env_settings.deploy_timeout, registry.ca_file))
+        receiver_token, upload_token = reveal(receiver_token), reveal(upload_token)
+        client = rollout.make_client(reveal(kubeconfig), kube_context or None)
+        token = rollout.request_token(dict(os.environ if environ is None else environ)) if trigger_api else None
+        result = deploy.deploy(self, env, env_settings, target=target, receiver_token=receiver_token, client=client,
+                               components=components, timeout=timeout, receiver_url=receiver_url,
+                               upload_token=upload_token, admin_url=admin_url, prerelease=prerelease,
+                               request_token=token)
+        return self._rollout(result.lines, result.outcomes)
+
+    def wait(self, env: str, *, component: str | None = None, kubeconfig: SecretValue | None = None,
+             kube_context: str | None = None, timeout: float | None = None, artifact: str | None = None,
+             artifact_namespace: str = FLUX_NAMESPACE) -> Result:
+        """``wait``: until each HelmRelease runs the version its config describes, or with ``artifact``
+        until Kustomization ``app-<component>`` applied that digest."""
+        from . import deploy, rollout
+
+        if artifact:
+            if not component:
+                raise UserError("wait --artifact: give --component C (its Kustomization app-<C>)")
+            self.resolve(env, component)
+            client = rollout.make_client(reveal(kubeconfig), kube_context or None)
+            outcome = deploy.wait_artifact(client, namespace=artifact_namespace or FLUX_NAMESPACE, component=component,
+                                           digest=artifact, timeout=timeout or self.settings(env).deploy_timeout)
+            return self._rollout([outcome.line], [outcome])
+        names = self.resolve(env, component)
+        env_settings = self.settings(env)
+        expected = {n: deploy.expected_for(self, env, n) for n in names}
+        client = rollout.make_client(reveal(kubeconfig), kube_context or None)
+        outcomes = deploy.wait_all(client, env_settings, expected, timeout=timeout or env_settings.deploy_timeout)
+        return self._rollout([o.line for o in outcomes], outcomes)
+
+    @staticmethod
+    def _rollout(lines: list[str], outcomes: list[Any]) -> Result:
+        import json
+
+        from . import rollout
+
+        return _result(lines, json.loads(rollout.report_json(outcomes)), exit_code=rollout.exit_code(outcomes))
+
+    # ----------------------------------------------------------------------- Flux OCI artifacts
+
+    def artifact_repository(self, env: str, registry: Registry) -> Callable[[], Any]:
+        """A factory of :class:`artifacts.ArtifactRepository` for the registry flags (the URL checked now).
+
+        ``registry.registry`` empty: ``artifact_repository`` of ``env/<env>/environment.yaml``.
+        """
+        from . import artifacts, settings
+
+        credentials = registry.credentials()
+        self.components(env)
+        url = settings.artifact_repository(self.source, env, registry.registry)
+        artifacts.check_root(url)
+        return lambda: artifacts.ArtifactRepository(url, credentials=credentials, plain_http=registry.plain_http,
+                                                    ca_file=registry.ca_file)
+
+    def artifact_files(self, env: str, component: str, manifests_dir: Path | None = None) -> tuple[dict[str, bytes], str]:
+        """The files of ``component``'s Flux artifact and its ``chart_version``.
+
+        The files are ``manifests_dir``'s manifests, else the chart rendered with its
+        values as ``helm template`` would (release ``chart_name``, namespace ``default``;
+        the Kustomization sets the target namespace).
+        """
+        from . import artifacts
+
+        artifacts.check_component_name(component)
+        if manifests_dir is not None:
+            version = str(self.context(env, component)["chart_version"])
+            return artifacts.directory_files(manifests_dir), version
+        rendered, version = self._rendered(env, component)
+        return artifacts.rendered_files(rendered), version
+
+    def publish_artifact(self, env: str, registry: Registry, component: str | None = None, *,
+                         manifests_dir: Path | None = None, revision: str = "", source_url: str = "") -> Result:
+        """``publish-artifact``: every component's (or one's) Flux artifact; see :meth:`publish_artifacts`."""
+        names = self.resolve(env, component)
+        repository = self.artifact_repository(env, registry)
+        return _lines(self.publish_artifacts(env, repository, names, manifests_dir=manifests_dir, revision=revision,
+                                             source_url=source_url))
+
+    def publish_artifacts(
+        self,
+        env: str,
+        repository: Callable[[], Any],
+        components: list[str] | None = None,
+        *,
+        manifests_dir: Path | None = None,
+        revision: str = "",
+        source_url: str = "",
+    ) -> list[Any]:
+        """Build every component's Flux artifact (all first: nothing is pushed if one fails), then publish them.
+
+        Args:
+            repository: opens the artifact repository (called once per component, in its thread).
+            manifests_dir: a plain manifests directory replacing the rendered chart (one component only).
+            revision, source_url: the annotations; default from the source tree's git
+                (:func:`artifacts.git_revision`).
+
+        Raises:
+            ValidationError: a component failed validation or rendering (all listed).
+            UserError: a tag rule or the registry refused (see :func:`artifacts.publish`).
+        """
+        from . import artifacts
+
+        names = components or self.components(env)
+        if manifests_dir is not None and len(names) != 1:
+            raise UserError("--manifests replaces one component's chart: give --component too")
+        git_rev, git_url = artifacts.git_revision(self.source)
+        revision, source_url = revision or git_rev, source_url or git_url
+        created = artifacts.now_rfc3339()
+        problems: list[Problem] = []
+        built: dict[str, tuple[Any, str]] = {}
+        for name in names:
+            try:
+                files, version = self.artifact_files(env, name, manifests_dir)
+                built[name] = artifacts.flux_artifact(files, source=source_url, revision=revision, created=created), version
+            except ValidationError as exc:
+                problems.extend(exc.problems)
+            except UserError as exc:
+                problems.append(Problem(self.display(env, name), "", str(exc)))
+        if problems:
+            raise ValidationError(problems)
+
+        def publish(name: str) -> Any:
+            artifact, version = built[name]
+            with step(f"publish-artifact {env}/{name}"):
+                return artifacts.publish(repository(), artifact, component=name, version=version,
+                                         config=self.display(env, name))
+
+        return _run_all(publish, names, None)
+
+    def retire_artifact(self, env: str, component: str, registry: Registry) -> Result:
+        """``retire-artifact``: delete ``app-<component>`` so Flux uninstalls the removed component."""
+        from . import artifacts
+
+        artifacts.check_component_name(component)
+        return _result([artifacts.retire(self.artifact_repository(env, registry)(), component)])
+
+    def artifact_objects(self, env: str, repository: str, out: Path, *, name: str = "",
+                         namespace: str = FLUX_NAMESPACE, target_namespace: str = TARGET_NAMESPACE,
+                         registry_secret: str = "", receiver_secret: str = RECEIVER_SECRET,
+                         plain_http: bool = False) -> Result:
+        """``artifact-objects``: the Flux Operator objects watching the artifacts, written into ``out``."""
+        from . import artifacts
+
+        self.components(env)
+        settings = artifacts.FluxObjectSettings(
+            url=repository, name=name or f"faas-{env}", namespace=namespace or FLUX_NAMESPACE,
+            target_namespace=target_namespace or TARGET_NAMESPACE, registry_secret=registry_secret,
+            receiver_secret=receiver_secret or RECEIVER_SECRET, insecure=plain_http,
+        )
+        paths = artifacts.write_flux_objects(settings, Path(out))
+        return _result([str(p) for p in paths], {"files": paths}, path=Path(out))
+
 
 def _problem_of(shown: str, exc: UserError) -> Problem:
     """``exc`` as a problem of the file ``shown``, its text not repeating that name."""
-    text = str(exc)
-    return Problem(shown, "", text.removeprefix(f"{shown}: "))
+    return Problem(shown, "", str(exc).removeprefix(f"{shown}: "))
+
+
+def _tempdir(prefix: str):
+    """A temporary directory (``tempfile`` imported when first needed: start-up stays light)."""
+    import tempfile
+
+    return tempfile.TemporaryDirectory(prefix=prefix)
 
 
 def _outcome(call: Callable[[], T]) -> tuple[T | None, BaseException | None]:
@@ -404,6 +1053,10 @@ def prerelease_version(shown: str, version: str, prerelease: str) -> str:
             config, see :func:`faas_deployment.plan.scheme_problem`) or ``prerelease`` is
             not dot-separated ``[0-9A-Za-z-]`` identifiers.
     """
+    import semver
+
+    from .plan import scheme_problem
+
     problem = scheme_problem(version, shown)
     if problem:
         raise UserError(problem)
@@ -418,6 +1071,10 @@ def prerelease_version(shown: str, version: str, prerelease: str) -> str:
 
 def _run_all(fn: Callable[[str], T], names: list[str], limit: Deadline | None) -> list[T]:
     """Run ``fn`` for every name concurrently (within ``limit``); re-raise the first failure after all finish."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from . import deadline
+
     calls = [functools.partial(fn, name) for name in names]
     if limit is None:
         with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
@@ -435,29 +1092,3 @@ def _run_all(fn: Callable[[str], T], names: list[str], limit: Deadline | None) -
             raise UserError(message)
         raise errors[0]  # a bug: keep its traceback
     return [result for result, _ in outcomes]
-
-
-def make_target(
-    workspace: Workspace,
-    registry: str | None,
-    credentials: RegistryCredentials | None,
-    plain_http: bool,
-    timeout: float = DEFAULT_TIMEOUT,
-    ca_file: str | Path | None = None,
-) -> Target:
-    """``OciTarget`` for ``--registry oci://...`` (all its work within ``timeout`` seconds); ``None``: the local repository.
-
-    Raises:
-        UserError: a malformed root (an empty one included) or ``timeout``; credentials or
-            ``--ca-file`` without a registry (they would be ignored).
-    """
-    limit = Deadline(timeout)
-    if registry is None:
-        if credentials is not None or ca_file:
-            raise UserError("--username/--password and --ca-file are for a registry: give --registry oci://HOST/PATH, "
-                            "or leave them out to publish into the local repository")
-        return workspace.local_target()
-    if not registry.strip():
-        raise UserError("--registry: empty; give oci://HOST[:PORT]/PATH, or leave the flag out to publish into "
-                        "the local repository")
-    return OciTarget(registry, credentials=credentials, plain_http=plain_http, ca_file=ca_file, deadline=limit)

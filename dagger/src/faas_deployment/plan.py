@@ -41,7 +41,7 @@ from typing import Literal
 import semver
 import yaml
 
-from . import config
+from . import config, layout
 from .errors import UserError
 
 Action = Literal["install", "upgrade", "refused", "retire", "upload", "unchanged"]
@@ -164,7 +164,7 @@ def hooks_of(source: Path, env: str, component: str, names: tuple[str, ...]) -> 
 def _version(source: Path, env: str, component: str) -> str:
     """``chart_version`` as written in the config (``""`` if unreadable: validation reports it)."""
     try:
-        text = (Path(source) / "env" / env / component / config.CONFIG_NAME).read_text()
+        text = (Path(source) / "env" / env / component / layout.CONFIG_NAME).read_text()
         data = yaml.load(text, Loader=_LOADER)  # noqa: S506 (a safe loader)
         value = data["default_context"]["chart_version"]
     except (OSError, yaml.YAMLError, TypeError, KeyError):
@@ -207,7 +207,7 @@ class Side:
     template: Path
 
     def config(self, env: str, component: str) -> Path:
-        return self.root / "env" / env / component / config.CONFIG_NAME
+        return self.root / "env" / env / component / layout.CONFIG_NAME
 
 
 def side(root: Path, template: Path | None) -> Side:
@@ -219,9 +219,9 @@ def side(root: Path, template: Path | None) -> Side:
 
 
 def _package_digest(s: Side, env: str, component: str, scratch: Path) -> str:
-    from .pipeline import Workspace  # late: pipeline imports the Helm engine
+    from .pipeline import Workspace  # late: pipeline imports plan
 
-    return Workspace(s.root, s.template).package(env, component, scratch).digest
+    return Workspace(s.root, s.template).package_chart(env, component, scratch).digest
 
 
 def outcome(plan: Plan, output: str) -> str:
@@ -240,10 +240,10 @@ def make_plan(base: Side | None, head: Side, *, base_name: str = "", head_name: 
     Raises:
         UserError: ``head`` holds no ``env/<env>/<component>/cookiecutter-config.yaml``.
     """
-    head_pairs = set(config.discover(head.root))
+    head_pairs = set(layout.discover(head.root))
     if not head_pairs:
-        raise UserError(f"{head.root}: no {config.CONFIG_GLOB} found: nothing to plan")
-    base_pairs = set(config.discover(base.root)) if base is not None else set()
+        raise UserError(f"{head.root}: no {layout.CONFIG_GLOB} found: nothing to plan")
+    base_pairs = set(layout.discover(base.root)) if base is not None else set()
     template_changed = base is not None and tree_digest(base.template) != tree_digest(head.template)
     items: list[Item] = []
     with tempfile.TemporaryDirectory(prefix="faas-plan-") as scratch:
@@ -258,7 +258,7 @@ def _target_items(
     base: Side | None, head: Side, env: str, component: str,
     base_pairs: set[tuple[str, str]], template_changed: bool, scratch: Path,
 ) -> Iterator[Item]:
-    shown = f"env/{env}/{component}/{config.CONFIG_NAME}"
+    shown = f"env/{env}/{component}/{layout.CONFIG_NAME}"
     in_base, in_head = (env, component) in base_pairs, head.config(env, component).is_file()
     version = _version(head.root, env, component) if in_head else ""
     same_config = in_base and in_head and base is not None and _digest_file(base.config(env, component)) == (

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import semver
 from ruamel.yaml import YAML
 
-from . import bump, config
+from . import bump, layout
 from .errors import UserError
 
 if TYPE_CHECKING:  # python-gitlab and dulwich are imported by the functions that use them (CLI start-up)
@@ -100,7 +100,7 @@ class ConfigState:
     source: Path
 
     def __call__(self, env: str, component: str) -> SourceState:
-        path = config.config_path(self.source, env, component)
+        path = layout.config_path(self.source, env, component)
         shown = path.relative_to(self.source).as_posix()
         context = _context(path.read_text(encoding="utf-8"), shown)
         return SourceState(str(context.get(bump.VERSION_KEY)), _str(context.get(bump.TAG_KEY)), None, True,
@@ -256,8 +256,8 @@ def plan(source: Path, from_env: str, to_env: str, component: str, state: Source
     """
     if from_env == to_env:
         raise UserError(f"--from and --to are both {from_env!r}: promote from one environment to another")
-    source_file = config.config_path(source, from_env, component)
-    target_file = config.config_path(source, to_env, component)
+    source_file = layout.config_path(source, from_env, component)
+    target_file = layout.config_path(source, to_env, component)
     source_shown, target_shown = (p.relative_to(source).as_posix() for p in (source_file, target_file))
     source_text = source_file.read_text(encoding="utf-8")
     target_text = target_file.read_text(encoding="utf-8")
@@ -460,11 +460,7 @@ def promote(source: Path, from_env: str, to_env: str, components: list[str] | No
 
 
 def _components(source: Path, env: str) -> list[str]:
-    found = [c for e, c in config.discover(source) if e == env]
-    if not found:
-        raise UserError(f"{source / 'env'}: no environment {env!r} with components (known: "
-                        f"{', '.join(config.envs(source)) or 'none'})")
-    return found
+    return layout.components(source, env)
 
 
 def bump_proposal(source: Path, env: str, component: str, *, image_tag: str, part: str = "patch",
@@ -477,7 +473,7 @@ def bump_proposal(source: Path, env: str, component: str, *, image_tag: str, par
     Raises:
         UserError / ValidationError: see :func:`bump.bump_text`, :func:`propose`.
     """
-    path = config.config_path(source, env, component)
+    path = layout.config_path(source, env, component)
     shown = path.relative_to(source).as_posix()
     result = bump.bump_text(path.read_text(encoding="utf-8"), image_tag=image_tag, part=part, shown=shown)
     bump.write_validated(path, result.text, template=template, shown=shown, replace=False)

@@ -42,10 +42,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import config
+from . import config, layout
 from .errors import Problem, UserError, ValidationError
 
-FILE_NAME = "environment.yaml"
+FILE_NAME = layout.SETTINGS_NAME
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _PREFIX = re.compile(r"^([a-z0-9][-a-z0-9]{0,30})?$")
@@ -117,7 +117,7 @@ _HINTS = {
 
 def settings_path(source: Path, env: str) -> Path:
     """``env/<env>/environment.yaml`` under the repository root."""
-    return source / "env" / env / FILE_NAME
+    return layout.settings_path(source, env)
 
 
 def validate(data: Any, shown: str, env: str) -> Settings:
@@ -156,8 +156,8 @@ def load(source: Path, env: str) -> Settings:
         ValidationError: unreadable file, YAML error, unknown, missing or invalid keys (all at once).
     """
     if not (source / "env" / env).is_dir():
-        known = ", ".join(config.envs(source)) or "none"
-        raise UserError(f"{source / 'env'}: no environment {env!r} (known: {known})")
+        known = layout.envs(source)
+        raise UserError(layout.unknown("environment", env, known, source))
     path = settings_path(source, env)
     shown = str(path.relative_to(source))
     data, problems = config._read_yaml(path, shown)

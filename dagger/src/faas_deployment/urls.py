@@ -10,10 +10,10 @@ warning.
 from __future__ import annotations
 
 import ipaddress
-import sys
 import urllib.parse
 
 from .errors import UserError
+from .progress import note
 
 
 def refuse_userinfo(flag: str, url: str) -> None:
@@ -57,9 +57,5 @@ def warn_plain_http(flag: str, host: str, *, credentials: bool) -> None:
     if is_loopback(host):
         return
     what = "credentials are sent in clear text and can be read on the way" if credentials else "answers can be altered on the way"
-    print(
-        f"[faas-deploy] WARNING: {flag}: plain HTTP to {host}, which is not a loopback address: {what}; "
-        f"use HTTPS for any registry that is not on this machine",
-        file=sys.stderr,
-        flush=True,
-    )
+    note(f"WARNING: {flag}: plain HTTP to {host}, which is not a loopback address: {what}; "
+         f"use HTTPS for any registry that is not on this machine")

@@ -1,0 +1,238 @@
+"""The one door: both front ends import only it; the layout; the CLI's global flags, --version, --output json, Ctrl-C."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from faas_deployment import cli, layout
+from repo_tree import config_file, copy_repo, get_scalar, set_scalar
+
+PACKAGE = Path(cli.__file__).resolve().parent
+FAAS_DEPLOY = Path(sys.executable).with_name("faas-deploy")
+
+#: What each front end may import from the project (the door, errors, secrets; the Dagger-only image chains).
+ALLOWED = {
+    "cli.py": {"pipeline", "errors", "secrets"},
+    "main.py": {"pipeline", "errors", "secrets", "images_dagger", "_dagger_errors"},
+}
+#: What the door and the CLI load at start-up (module level): light modules only.
+LIGHT = {"cli.py": set(), "pipeline.py": {"layout", "errors", "progress"}, "layout.py": {"errors"}}
+#: Modules a verb needs but ``--help`` must not load.
+HEAVY = ("helm_python", "httpx", "yaml", "ruamel", "cookiecutter", "oras", "semver", "requests", "lightkube",
+         "jinja2", "faas_deployment.config", "faas_deployment.chart", "faas_deployment.registry")
+
+
+def project_imports(path: Path, *, module_level_only: bool = False) -> set[str]:
+    """The project modules ``path`` imports (``from . import x``, ``from .x import y``), anywhere or at module level."""
+    tree = ast.parse(path.read_text(), str(path))
+    nodes = tree.body if module_level_only else list(ast.walk(tree))
+    found: set[str] = set()
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom) and node.level:
+            if node.module:
+                found.add(node.module.split(".")[0])
+            else:
+                found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("faas_deployment"):
+            rest = node.module.split(".")[1:]
+            found.update(rest[:1] or [alias.name for alias in node.names])
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("faas_deployment."))
+    return found
+
+
+@pytest.mark.parametrize("front_end", sorted(ALLOWED))
+def test_front_ends_import_only_the_door(front_end):
+    imported = project_imports(PACKAGE / front_end)
+    assert "pipeline" in imported
+    assert imported <= ALLOWED[front_end], f"{front_end} imports {sorted(imported - ALLOWED[front_end])}"
+
+
+def test_the_import_check_sees_every_form(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text("from . import a, b\nfrom .c import d\nimport faas_deployment.e\n"
+                     "from faas_deployment import f\nfrom faas_deployment.g import h\ndef x():\n    from . import i\n")
+    assert project_imports(probe) == set("abcefgi")
+    assert project_imports(probe, module_level_only=True) == set("abcefg")
+
+
+@pytest.mark.parametrize("module", sorted(LIGHT))
+def test_the_door_loads_only_light_modules_at_import(module):
+    tree = ast.parse((PACKAGE / module).read_text())
+    module_level = {n for n in tree.body if not isinstance(n, ast.If)}  # `if TYPE_CHECKING:` imports are not run
+    found = set()
+    for node in module_level:
+        if isinstance(node, ast.ImportFrom) and node.level:
+            found |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+    assert found <= LIGHT[module], sorted(found - LIGHT[module])
+
+
+def test_help_loads_no_verb_dependency():
+    code = ("import sys\nfrom faas_deployment import cli\ntry:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(' '.join(sorted(m for m in sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = set(out.splitlines()[-1].split())
+    assert "faas_deployment.cli" in loaded and "argparse" in loaded
+    assert not [m for m in loaded if m.split(".")[0] in HEAVY or m in HEAVY]
+    # --help needs only the CLI: not even the door, whose defaults a verb's own flags show.
+    assert {m for m in loaded if m.startswith("faas_deployment")} == {"faas_deployment", "faas_deployment.cli"}
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def test_one_local_repository_per_environment(tmp_path, capsys):
+    """Releasing dev then prod: prod's versions are not compared with dev's (they share chart names)."""
+    source = copy_repo(tmp_path / "src")
+    dev, prod = config_file(source, "dev", "operator"), config_file(source, "prod", "operator")
+    set_scalar(prod, "chart_name", get_scalar(dev, "chart_name"))
+    set_scalar(dev, "chart_version", "2.0.0")
+    set_scalar(prod, "chart_version", "1.0.0")
+    assert cli.main(["--source", str(source), "release", "--env", "dev"]) == 0
+    code = cli.main(["--source", str(source), "release", "--env", "prod"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert out.count("pushed ") == 4
+    for env, version in (("dev", "2.0.0"), ("prod", "1.0.0")):
+        index = yaml.safe_load((layout.local_repository(source, env) / "index.yaml").read_text())
+        assert [e["version"] for e in index["entries"][get_scalar(dev, "chart_name")]] == [version]
+    assert not (source / "dist" / "charts" / "index.yaml").exists()
+
+
+def test_layout_paths():
+    root = Path("/r")
+    assert layout.local_repository(root, "dev") == Path("/r/dist/charts/dev")
+    assert layout.default_bundle(root, "prod") == Path("/r/dist/manifests/prod.zip")
+    assert layout.dynamic_dir(root, "dev") == Path("/r/env/dev/operator/dynamic")
+    assert layout.settings_path(root, "dev") == Path("/r/env/dev/environment.yaml")
+
+
+UNKNOWN_ENV = "unknown environment: 'nope'; known: dev, prod"
+
+
+@pytest.mark.parametrize("verb", [
+    ["config", "--component", "operator"], ["chart", "--component", "operator", "--out", "x"],
+    ["objects", "--component", "operator"], ["package", "--component", "operator", "--out", "x"],
+    ["publish", "--component", "operator"], ["release"], ["check"], ["manifests", "--out", "x.zip"],
+    ["flux", "--out", "x"], ["artifact-objects", "--repository", "oci://127.0.0.1:1/x", "--out", "x"],
+    ["bump", "--component", "operator", "--image-tag", "abc"],
+    ["build-image", "--component", "operator", "--context", "."],
+    ["publish-artifact", "--registry", "oci://127.0.0.1:1/x"],
+    ["upload-manifests", "--token", "env:NOPE"], ["wait"],
+])
+def test_an_unknown_environment_is_one_message_in_every_verb(tmp_path, capsys, verb):
+    code = cli.main(["--source", str(Path(__file__).resolve().parent.parent), verb[0], "--env", "nope", *verb[1:]])
+    out, err = capsys.readouterr()
+    assert code == 1 and out == ""
+    assert err == f"faas-deploy: error: {UNKNOWN_ENV}\n"
+    assert not (tmp_path / "x").exists()
+
+
+def test_an_unknown_component_is_one_message(capsys):
+    root = str(Path(__file__).resolve().parent.parent)
+    for verb in (["config"], ["publish"], ["bump", "--image-tag", "abc"], ["wait"], ["objects"]):
+        assert cli.main(["--source", root, verb[0], "--env", "dev", "--component", "gateway", *verb[1:]]) == 1
+        assert capsys.readouterr().err == (
+            "faas-deploy: error: unknown component in environment 'dev': 'gateway'; known: controller, operator\n")
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_global_flags_before_or_after_the_verb(tmp_path, capsys):
+    source = copy_repo(tmp_path / "src")
+    assert cli.main(["--source", str(source), "config", "--env", "dev", "--component", "operator"]) == 0
+    before = capsys.readouterr().out
+    assert cli.main(["config", "--env", "dev", "--component", "operator", "--source", str(source)]) == 0
+    assert capsys.readouterr().out == before
+    assert cli.main(["--source", "/nowhere", "config", "--env", "dev", "--component", "operator",
+                     "--source", str(source), "--output", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["chart_version"] == get_scalar(config_file(source, "dev", "operator"),
+                                                                           "chart_version")
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("faas-deploy ") and out.split()[1][0].isdigit()
+
+
+def test_output_json_for_results(tmp_path, capsys):
+    source = copy_repo(tmp_path / "src")
+    assert cli.main(["--source", str(source), "--output", "json", "release", "--env", "dev"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [r["outcome"] for r in results] == ["pushed", "pushed"]
+    assert all(r["digest"].startswith("sha256:") and r["line"].startswith("pushed ") for r in results)
+    assert cli.main(["--source", str(source), "release", "--env", "dev", "--output", "json"]) == 0
+    assert [r["outcome"] for r in json.loads(capsys.readouterr().out)] == ["unchanged", "unchanged"]
+    out = tmp_path / "dev.zip"
+    assert cli.main(["--source", str(source), "--output", "json", "manifests", "--env", "dev", "--out", str(out)]) == 0
+    bundle = json.loads(capsys.readouterr().out)
+    assert bundle["path"] == str(out) and bundle["size"] == out.stat().st_size
+    assert cli.main(["--source", str(source), "--output", "json", "check", "--env", "dev"]) == 0
+    assert any(line.startswith("ok dev/operator: ") for line in json.loads(capsys.readouterr().out)["lines"])
+
+
+def test_objects_prints_the_rendered_objects(capsys):
+    root = str(Path(__file__).resolve().parent.parent)
+    assert cli.main(["--source", root, "objects", "--env", "dev", "--component", "operator"]) == 0
+    documents = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d]
+    assert {"Deployment", "Service"} <= {d["kind"] for d in documents}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_exits_130_with_one_line(tmp_path, sig):
+    """Ctrl-C (or a cancelled CI job) while waiting for the admin API: exit 130, one line, no traceback."""
+    source = copy_repo(tmp_path / "src")
+    proc = subprocess.Popen(
+        [str(FAAS_DEPLOY), "--source", str(source), "upload-manifests", "--env", "dev", "--token", "env:TOKEN",
+         "--admin-url", f"http://127.0.0.1:{_free_port()}", "--timeout", "60", "--out", str(tmp_path / "b.zip")],
+        env={**os.environ, "TOKEN": "t0ken"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "b.zip").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and out == ""
+    assert err.endswith("faas-deploy: interrupted\n") and err.count("interrupted") == 1
+
+
+@pytest.mark.parametrize("verb", sorted(cli.VERBS))
+def test_every_verb_has_its_help(verb, capsys):
+    """Each verb's flags are built when it is named (their defaults read through the door)."""
+    with pytest.raises(SystemExit) as done:
+        cli.main([verb, "--help"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0 and out.startswith(f"usage: faas-deploy {verb} ")
+    assert "--source" in out and "--output" in out
+
+
+def test_an_unknown_output_form_is_refused_before_the_verb_runs(tmp_path, capsys):
+    source = copy_repo(tmp_path / "src")
+    assert cli.main(["--source", str(source), "--output", "yaml", "release", "--env", "dev"]) == 1
+    assert capsys.readouterr().err == "faas-deploy: error: --output 'yaml': expected one of text, table, json\n"
+    assert not (source / "dist").exists()
