@@ -29,7 +29,7 @@ def source(tmp_path: Path) -> Path:
 
 
 def test_the_success_report_names_every_chart_rule_and_manifest_set(source: Path) -> None:
-    report = Workspace(source).check().splitlines()
+    report = Workspace(source).check().text.splitlines()
     versions = {(e, c): get_scalar(config_file(source, e, c), "chart_version")
                 for e in ("dev", "prod") for c in ("controller", "operator")}
     expected = []
@@ -95,7 +95,7 @@ def test_base_refuses_a_changed_chart_without_a_higher_version(repo: PlanRepo, c
 def test_base_accepts_a_change_that_does_not_reach_the_chart(repo: PlanRepo) -> None:
     operator = config_file(repo.work, "dev", "operator")
     operator.write_text(operator.read_text() + "# a comment changes no chart\n")
-    report = Workspace(repo.work).check("dev", base="HEAD")
+    report = Workspace(repo.work).check("dev", base="HEAD").text
     assert report.splitlines()[-1] == "ok dev: chart versions increase over HEAD"
 
 
@@ -109,7 +109,7 @@ def test_a_problem_names_its_file_once(source: Path) -> None:
     set_scalar(config_file(source, "dev", "operator"), "chart_version", "1.0.3-rc.1")
     ws = Workspace(source)
     with pytest.raises(ValidationError) as caught:
-        ws.release("dev", ws.local_target(), prerelease="mr.4.2")
+        ws.publish_charts("dev", ws.local_target("dev"), prerelease="mr.4.2")
     shown = "env/dev/operator/cookiecutter-config.yaml"
     lines = [line for line in str(caught.value).splitlines() if shown in line]
     assert len(lines) == 1 and lines[0].count(shown) == 1, lines

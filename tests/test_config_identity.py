@@ -116,10 +116,10 @@ def test_what_the_user_wrote_is_what_the_container_gets(tmp_path: Path) -> None:
     expected = {name: value.strip('"') for name, value in written.items()}
 
     ws = Workspace(tmp_path)
-    shown = yaml.safe_load(ws.config_yaml("prod", "operator"))["default_context"]["environment_variables"]
+    shown = yaml.safe_load(ws.config("prod", "operator").text)["default_context"]["environment_variables"]
     assert {k: shown[k] for k in expected} == expected  # `config` shows the form the chart gets
 
-    chart_dir = ws.render("prod", "operator", tmp_path / "out")
+    chart_dir = ws.render_chart("prod", "operator", tmp_path / "out")
     manifests = chart.render_manifests(chart_dir, "faas-operator", "ns")
     deployment = next(yaml.safe_load(t) for t in manifests.values() if "kind: Deployment" in t)
     env = {e["name"]: e["value"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
@@ -164,7 +164,7 @@ def test_chart_version_is_accepted_whatever_the_template_declares(tmp_path: Path
     context = config.load_context(tmp_path, "dev", "operator", template)
     assert context["chart_version"] == "2.3.0"
     ws = Workspace(tmp_path, template)
-    package = ws.package("dev", "operator", tmp_path / "dist")
+    package = ws.package_chart("dev", "operator", tmp_path / "dist")
     assert (package.name, package.version) == ("team-chart", "2.3.0")  # the version published is the config's
 
     # The typed rule applies to it as to any template's.
@@ -179,7 +179,7 @@ def test_bump_works_with_a_template_without_chart_version(tmp_path: Path) -> Non
                            '  image_tag: "1.0.0"\n')
     result = bump.bump_config(tmp_path, "dev", "operator", image_tag="1.1.0", template=template)
     assert (result.old_version, result.new_version) == ("2.3.0", "2.3.1")
-    package = Workspace(tmp_path, template).package("dev", "operator", tmp_path / "dist")
+    package = Workspace(tmp_path, template).package_chart("dev", "operator", tmp_path / "dist")
     assert package.version == "2.3.1"
 
 

@@ -89,7 +89,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-local-repo-") as scratch:
         root = Path(scratch)
         ws = Workspace(copy_repo(root / "src"), None)
-        package = ws.package("dev", "operator", root / "package")
+        package = ws.package_chart("dev", "operator", root / "package")
         sample_repo = root / "sample"
         LocalRepoTarget(sample_repo).publish(package, config="bench")
         populate(root / "full", args.packages, sample_repo / package.path.name)
