@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from admin_api_server import AdminApiServer, Answer, EchoAuth, Reset, Slow
 
-from faas_deployment import admin_api, manifests
+from faas_deployment import admin_api, dynamic_manifests
 from faas_deployment.errors import UserError
 from faas_deployment.secrets import SecretValue
 
@@ -31,18 +31,18 @@ def secret() -> SecretValue:
 
 
 @pytest.fixture()
-def bundle(tmp_path) -> manifests.Bundle:
-    return manifests.write_bundle(REPO / "env" / "dev" / "operator" / "dynamic", tmp_path / "dev.zip", log=None)
+def bundle(tmp_path) -> dynamic_manifests.Bundle:
+    return dynamic_manifests.write_bundle(REPO / "env" / "dev" / "operator" / "dynamic", tmp_path / "dev.zip", log=None)
 
 
 @pytest.fixture()
-def big_bundle(tmp_path) -> manifests.Bundle:
+def big_bundle(tmp_path) -> dynamic_manifests.Bundle:
     """~3 MB that deflate cannot shrink, so a reset really lands mid-upload."""
     d = tmp_path / "dynamic"
     d.mkdir()
     blob = base64.b64encode(os.urandom(3 * 1024 * 1024)).decode()
     (d / "big.yaml").write_text(f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: big}}\ndata:\n  blob: {blob}\n")
-    return manifests.write_bundle(d, tmp_path / "big.zip", log=None)
+    return dynamic_manifests.write_bundle(d, tmp_path / "big.zip", log=None)
 
 
 def assert_no_token(*texts: str) -> None:

@@ -30,7 +30,7 @@ ALLOWED = {
 LIGHT = {"cli.py": set(), "pipeline.py": {"layout", "errors", "progress"}, "layout.py": {"errors"}}
 #: Modules a verb needs but ``--help`` must not load.
 HEAVY = ("helm_python", "httpx", "yaml", "ruamel", "cookiecutter", "oras", "semver", "requests", "lightkube",
-         "jinja2", "faas_deployment.config", "faas_deployment.chart", "faas_deployment.registry")
+         "jinja2", "faas_deployment.config", "faas_deployment.chart", "faas_deployment.publishing")
 
 
 def project_imports(path: Path, *, module_level_only: bool = False) -> set[str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from faas_deployment import oci
+from faas_deployment import registry_client
 from faas_deployment.cli import main
 from repo_tree import copy_repo
 from support.registry_proxy import Faults, registry_proxy
@@ -25,8 +25,8 @@ def fast_retries(monkeypatch):
     """Shorter waits for the test; the policy (what is retried, how often) stays the same."""
     import tenacity
 
-    monkeypatch.setattr(oci._Registry.do_request.retry, "wait", tenacity.wait_exponential_jitter(multiplier=0.05, max=0.2))
-    monkeypatch.setattr(oci._GuardedSession.ping.retry, "wait", tenacity.wait_exponential_jitter(multiplier=0.05, max=0.2))
+    monkeypatch.setattr(registry_client._Registry.do_request.retry, "wait", tenacity.wait_exponential_jitter(multiplier=0.05, max=0.2))
+    monkeypatch.setattr(registry_client._GuardedSession.ping.retry, "wait", tenacity.wait_exponential_jitter(multiplier=0.05, max=0.2))
 
 
 def release(tmp_path: Path, host: str, registry, capsys) -> tuple[int, str, str]:
@@ -64,5 +64,5 @@ def test_a_registry_that_stays_down_fails_after_the_bounded_attempts(registry, f
     assert code == 1 and out == ""
     assert "503" in err and "Traceback" not in err and registry.password not in err
     # Each chart's publish pings the registry on its own client, retried, then given up.
-    assert faults.injected == 2 * oci.RETRY_ATTEMPTS
+    assert faults.injected == 2 * registry_client.RETRY_ATTEMPTS
     assert faults.forwarded == 0

@@ -152,7 +152,7 @@ def registry_for_fuzz(registry):
 ), status=st.sampled_from([200, 404, 400]))
 def test_fuzzed_tag_list_answers_give_no_traceback(registry_for_fuzz, body, status):
     from faas_deployment.errors import UserError
-    from faas_deployment.oci import ChartRegistry
+    from faas_deployment.registry_client import ChartRegistry
 
     host, faults, reg = registry_for_fuzz
     faults.fixed = (status, body)

@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE.parent))  # tests/, for repo_tree
 from repo_tree import copy_repo, set_scalar  # noqa: E402
 
 from faas_deployment.pipeline import Workspace  # noqa: E402
-from faas_deployment.registry import LocalRepoTarget  # noqa: E402
+from faas_deployment.publishing import LocalRepoTarget  # noqa: E402
 
 
 def populate(directory: Path, packages: int, sample: Path) -> None:

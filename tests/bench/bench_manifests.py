@@ -6,13 +6,13 @@ Run from the repository root:
         [--trials 40] [--skip-bundle] [--skip-readiness]
 
 1. Bundling ``--files`` manifest templates totalling ``--total-mb`` MB in 100
-   directories: ``faas_deployment.manifests.write_bundle`` in a child process
+   directories: ``faas_deployment.dynamic_manifests.write_bundle`` in a child process
    (start-up and import included) against ``zip -X -r -q`` on the same tree, in
    the same run, alternating, ``--runs`` times each (medians of wall and CPU
    seconds, CPU from ``resource.getrusage``). The child reports its own peak
    resident memory and that of its worker processes. Goal: at most 1.2x zip,
    peak RSS at most 150 MB. A third process, the same ``write_bundle`` with
-   :func:`~faas_deployment.manifests.check_content` answering "no problem" and
+   :func:`~faas_deployment.dynamic_manifests.check_content` answering "no problem" and
    no worker processes, shows the floor of the design: reading, deflating and
    writing the zip alone, what any check adds to.
 2. Readiness to upload: ``--trials`` loopback admin APIs (``tests/admin_api_server.py``)
@@ -45,7 +45,7 @@ sys.path.insert(0, str(HERE.parent))  # tests/, for admin_api_server
 
 from admin_api_server import AdminApiServer  # noqa: E402
 
-from faas_deployment import admin_api, manifests  # noqa: E402
+from faas_deployment import admin_api, dynamic_manifests  # noqa: E402
 
 REPO = HERE.parent.parent
 TOKEN = "bench-token"
@@ -98,8 +98,8 @@ def make_tree(root: Path, files: int, total_bytes: int) -> int:
 CHILD = """
 import resource, sys
 from pathlib import Path
-from faas_deployment import manifests
-bundle = manifests.write_bundle(Path(sys.argv[1]), Path(sys.argv[2]), log=None)
+from faas_deployment import dynamic_manifests
+bundle = dynamic_manifests.write_bundle(Path(sys.argv[1]), Path(sys.argv[2]), log=None)
 own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 print(bundle.sha256, f"{own:.1f}", f"{workers:.1f}")
@@ -108,10 +108,10 @@ print(bundle.sha256, f"{own:.1f}", f"{workers:.1f}")
 FLOOR_CHILD = """
 import sys
 from pathlib import Path
-from faas_deployment import manifests
-manifests.check_content = lambda shown, data: []  # the floor: every file taken as valid, unread by YAML
-manifests.PARALLEL_MIN_BYTES = float("inf")  # and no worker processes to hand bytes to
-print(manifests.write_bundle(Path(sys.argv[1]), Path(sys.argv[2]), log=None).sha256)
+from faas_deployment import dynamic_manifests
+dynamic_manifests.check_content = lambda shown, data: []  # the floor: every file taken as valid, unread by YAML
+dynamic_manifests.PARALLEL_MIN_BYTES = float("inf")  # and no worker processes to hand bytes to
+print(dynamic_manifests.write_bundle(Path(sys.argv[1]), Path(sys.argv[2]), log=None).sha256)
 """
 
 
@@ -188,7 +188,7 @@ def most_in_a_minute(times: list[float]) -> int:
 
 def bench_readiness(trials: int) -> bool:
     bundle_dir = Path(tempfile.mkdtemp(prefix="bench-bundle-"))
-    bundle = manifests.write_bundle(REPO / "env/dev/operator/dynamic", bundle_dir / "dev.zip", log=None)
+    bundle = dynamic_manifests.write_bundle(REPO / "env/dev/operator/dynamic", bundle_dir / "dev.zip", log=None)
     rng = random.Random(3)
     results: list[tuple[AdminApiServer, float]] = []
     failures: list[str] = []

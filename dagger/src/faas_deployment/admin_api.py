@@ -73,7 +73,7 @@ import tenacity
 
 from . import progress
 from .errors import UserError
-from .manifests import Bundle, sha256_file
+from .dynamic_manifests import Bundle, sha256_file
 from .secrets import SecretValue, redact
 
 DEFAULT_READY_PATH = "/healthz"
@@ -532,7 +532,7 @@ def upload_bundle(
 
     Args:
         admin_url: the operator admin API's base URL.
-        bundle: the :class:`~faas_deployment.manifests.Bundle` (or a zip's path).
+        bundle: the :class:`~faas_deployment.dynamic_manifests.Bundle` (or a zip's path).
         token: the bearer token; revealed only into the ``Authorization`` header.
         upload_path: the upload path.
         timeout: overall deadline in seconds (ignored when ``deadline`` is given).

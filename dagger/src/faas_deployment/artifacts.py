@@ -9,7 +9,7 @@ push them, under two tags:
   layer digest) changed, so a commit that changes nothing in the manifests does not
   redeploy even though the ``revision``/``created`` annotations differ;
 - ``app-<component>-<chart_version>``: immutable, under the chart publishing rules
-  of :mod:`registry` (same layer -> ``unchanged``; other layer -> refused, bump
+  of :mod:`publishing` (same layer -> ``unchanged``; other layer -> refused, bump
   ``chart_version``; lower than the highest published -> refused).
 
 The artifact format is Flux's (fluxcd/pkg ``oci/push.go`` ``Client.Push``,
@@ -37,9 +37,9 @@ from pathlib import Path
 import yaml
 
 from .errors import Problem, UserError, ValidationError
-from .oci import MANIFEST_MEDIA_TYPE, ChartRegistry, check_root, oci_tag
+from .registry_client import MANIFEST_MEDIA_TYPE, ChartRegistry, check_root, oci_tag
 from .packaging import reproducible_tar_gz
-from .registry import _semver, decide
+from .publishing import _semver, decide
 from .images import git_facts, strip_userinfo
 from .credentials import RegistryCredentials
 
@@ -225,7 +225,7 @@ def git_revision(source: Path) -> tuple[str, str]:
 class ArtifactRepository:
     """The one OCI repository ``oci://HOST[:PORT]/PATH`` holding every component's ``app-*`` tags.
 
-    It reuses :class:`oci.ChartRegistry` (transport, retries, auth): the repository
+    It reuses :class:`registry_client.ChartRegistry` (transport, retries, auth): the repository
     is ``<parent>/<last path segment>``.
 
     Raises:
@@ -308,7 +308,7 @@ def publish(repository: ArtifactRepository, artifact: FluxArtifact, *, component
 
     Raises:
         UserError: the immutable tag holds another layer, or ``version`` is lower than
-            the highest ``app-<c>-<version>`` published (see :func:`registry.decide`).
+            the highest ``app-<c>-<version>`` published (see :func:`publishing.decide`).
     """
     fixed, moving = version_tag(component, version), moving_tag(component)
     prefix = f"{fixed[: -len(oci_tag(version))]}"

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import admin_api, flux, manifests, rollout, settings as settings_mod
+from . import admin_api, flux, dynamic_manifests, rollout, settings as settings_mod
 from .artifacts import moving_tag
 from .errors import UserError
-from .oci import helm_artifact
+from .registry_client import helm_artifact
 from .pipeline import Workspace
 from .progress import step
-from .registry import Target
+from .publishing import Target
 from .secrets import SecretValue
 
 OPERATOR = "operator"
@@ -113,7 +113,7 @@ def deploy(ws: Workspace, env: str, settings: settings_mod.Settings, *, target: 
         if OPERATOR not in names:
             raise UserError(f"--upload-manifests: the deploy must include the {OPERATOR} component")
         bundle_path = Path(tempfile.mkdtemp(prefix="faas-bundle-")) / f"{env}.zip"
-        bundle = manifests.write_bundle(manifests.dynamic_dir(ws.source, env), bundle_path)
+        bundle = dynamic_manifests.write_bundle(dynamic_manifests.dynamic_dir(ws.source, env), bundle_path)
     result = DeployResult()
     published = ws.publish_charts(env, target, names, prerelease=prerelease)
     result.lines += [r.line for r in published]

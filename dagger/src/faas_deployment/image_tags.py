@@ -33,7 +33,7 @@ from typing import Literal
 from . import names
 from .deadline import Deadline, run_all
 from .errors import Problem, UserError
-from .oci import ChartRegistry
+from .registry_client import ChartRegistry
 from .credentials import RegistryCredentials
 from .progress import note
 
@@ -92,7 +92,7 @@ def published_digest(repository: str, tag: str, access: RegistryAccess, deadline
     spec), ``GET`` and hash the bytes.
 
     Raises:
-        UserError: unreachable, credentials refused (``oci.RegistryAuthError``),
+        UserError: unreachable, credentials refused (``registry_client.RegistryAuthError``),
             another status, or answers that disagree.
     """
     client, name = _client(repository, access.for_host(names.registry_of(repository)), deadline)

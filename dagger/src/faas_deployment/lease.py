@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 from .deadline import Deadline
 from .errors import UserError
-from .oci import ChartRegistry, ManifestRefused, oci_tag
+from .registry_client import ChartRegistry, ManifestRefused, oci_tag
 
 #: Minimum wait between writing a lease and reading it back, seconds.
 SETTLE_SECONDS = 1.0

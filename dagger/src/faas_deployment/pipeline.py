@@ -36,7 +36,7 @@ from .progress import note, step
 if TYPE_CHECKING:
     from .deadline import Deadline
     from .packaging import ChartPackage
-    from .registry import LocalRepoTarget, PublishResult, Target
+    from .publishing import LocalRepoTarget, PublishResult, Target
     from .secrets import SecretValue
 
 T = TypeVar("T")
@@ -349,7 +349,7 @@ class Workspace:
 
     def local_target(self, env: str) -> LocalRepoTarget:
         """``env``'s local Helm repository ``dist/charts/<env>/`` (:func:`layout.local_repository`)."""
-        from .registry import LocalRepoTarget
+        from .publishing import LocalRepoTarget
 
         return LocalRepoTarget(layout.local_repository(self.source, env))
 
@@ -362,7 +362,7 @@ class Workspace:
                 name and password; credentials or ``--ca-file`` without a registry (they would be ignored).
         """
         from .deadline import DEFAULT_TIMEOUT, Deadline
-        from .registry import OciTarget
+        from .publishing import OciTarget
 
         limit = Deadline(DEFAULT_TIMEOUT if registry.timeout is None else registry.timeout)
         credentials = registry.credentials()
@@ -507,7 +507,7 @@ class Workspace:
         """``check``: validate, render, lint and package every component (of ``env`` or of all envs).
 
         Each environment's operator ``dynamic/`` manifests are validated too
-        (:func:`manifests.check_env`). Each package is checked against the
+        (:func:`dynamic_manifests.check_env`). Each package is checked against the
         publishing rules without pushing, against ``registry`` (``oci://...``) or, without
         one, against the environment's local repository (:meth:`local_target`): a chart
         whose content changed without a ``chart_version`` bump, or whose version is
@@ -528,7 +528,7 @@ class Workspace:
         Raises:
             ValidationError: every problem found, across all environments.
         """
-        from . import manifests
+        from . import dynamic_manifests
         from .plan import scheme_problem
 
         envs = [env] if env else layout.envs(self.source)
@@ -554,7 +554,7 @@ class Workspace:
                     lines.append(f"ok {name}/{component}: {package.name} {package.version} ({package.digest})")
                 problems.extend(self.chart_name_problems(name, {c: p.name for c, p in packages.items()}))
                 lines.extend(self._dry_run(name, packages, rules, problems))
-                found = manifests.check_env(self.source, name)
+                found = dynamic_manifests.check_env(self.source, name)
                 problems.extend(found)
                 if not found:
                     lines.append(f"ok {name}: dynamic manifests")
@@ -612,11 +612,11 @@ class Workspace:
     # ----------------------------------------------------------------------- operator manifests
 
     def _write_bundle(self, env: str, out: Path | None, quiet: bool):
-        from . import manifests
+        from . import dynamic_manifests
 
         self.components(env)
         target = Path(out) if out else layout.default_bundle(self.source, env)
-        return manifests.write_bundle(layout.dynamic_dir(self.source, env), target, **({"log": None} if quiet else {}))
+        return dynamic_manifests.write_bundle(layout.dynamic_dir(self.source, env), target, **({"log": None} if quiet else {}))
 
     def bundle(self, env: str, out: Path | None = None, *, quiet: bool = False) -> Result:
         """``manifests``: validate ``env/<env>/operator/dynamic/`` and write its reproducible zip.
@@ -624,7 +624,7 @@ class Workspace:
         ``out`` defaults to ``dist/manifests/<env>.zip`` (:func:`layout.default_bundle`);
         ``quiet`` leaves out the progress lines about files left out.
         """
-        from .manifests import bundle_line
+        from .dynamic_manifests import bundle_line
 
         bundle = self._write_bundle(env, out, quiet)
         return _result([bundle_line(bundle)], bundle, path=bundle.path)
@@ -638,7 +638,7 @@ class Workspace:
         and deadline (:mod:`faas_deployment.admin_api`).
         """
         from . import admin_api
-        from .manifests import bundle_line
+        from .dynamic_manifests import bundle_line
 
         bundle = self._write_bundle(env, out, False)  # first, and kept: a CI job keeps it even if the upload fails
         note(bundle_line(bundle))

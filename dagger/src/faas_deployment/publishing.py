@@ -33,7 +33,7 @@ from .credentials import RegistryCredentials, check_ca_file
 from .deadline import DEFAULT_TIMEOUT, Deadline
 from .errors import UserError
 from .image_tags import RegistryAccess
-from .oci import ChartRegistry, check_root, helm_artifact, oci_tag
+from .registry_client import ChartRegistry, check_root, helm_artifact, oci_tag
 from .packaging import ChartPackage
 
 Outcome = Literal["pushed", "unchanged", "new"]
