@@ -69,10 +69,10 @@ def test_chart_is_strict_lint_clean(rendered, env: str, component: str) -> None:
 
 
 @pytest.mark.parametrize(("env", "component"), PAIRS)
-def test_manifests_match_the_config(rendered, env: str, component: str) -> None:
+def test_rendered_objects_match_the_config(rendered, env: str, component: str) -> None:
     context, chart_dir = rendered[(env, component)]
-    release, namespace = context["chart_name"], f"faas-{env}"
-    docs = documents(chart.render_manifests(chart_dir, release, namespace))
+    release_name, namespace = context["chart_name"], f"faas-{env}"
+    docs = documents(chart.render_objects(chart_dir, release_name, namespace))
     for doc in docs:
         if doc["apiVersion"].startswith("external-secrets.io/"):
             continue
@@ -166,7 +166,7 @@ def test_flags_off_and_awkward_values(tmp_path: Path) -> None:
     chart_dir = chart.render_chart(resolved, config.EMBEDDED_TEMPLATE, tmp_path / "out")
     chart.require_lint_clean(chart_dir, KUBE_VERSION)
     assert yaml.safe_load((chart_dir / "Chart.yaml").read_text())["description"] == context["chart_description"]
-    docs = documents(chart.render_manifests(chart_dir, "demo", "default"))
+    docs = documents(chart.render_objects(chart_dir, "demo", "default"))
     assert sorted(d["kind"] for d in docs) == ["Deployment", "Service"]
     for doc in docs:
         kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
@@ -194,7 +194,7 @@ def test_user_template_hook_runs(tmp_path: Path) -> None:
     assert chart_dir == tmp_path / "out" / "team-chart"
     assert (chart_dir / "templates" / "hooked.yaml").is_file()  # written by post_gen_project.py
     chart.require_lint_clean(chart_dir, KUBE_VERSION)
-    docs = {d["metadata"]["name"]: d for d in documents(chart.render_manifests(chart_dir, "rel", "ns"))}
+    docs = {d["metadata"]["name"]: d for d in documents(chart.render_objects(chart_dir, "rel", "ns"))}
     assert docs["hooked"]["data"] == {"made-by": "post_gen_project", "team": "functions"}
     assert docs["rel-team"]["data"] == {"team": "functions", "tier": "backend"}
 
@@ -282,12 +282,12 @@ def test_the_lint_failure_rule(severity: int, failing: bool) -> None:
     assert chart.LintFinding(severity, "Chart.yaml", "x").failing is failing
 
 
-def test_render_manifests_errors(rendered) -> None:
+def test_render_objects_errors(rendered) -> None:
     _, chart_dir = rendered[PAIRS[0]]
     with pytest.raises(UserError, match="release name 'Bad_Release'"):
-        chart.render_manifests(chart_dir, "Bad_Release", "ns")
+        chart.render_objects(chart_dir, "Bad_Release", "ns")
     with pytest.raises(UserError, match="Helm cannot render the chart"):
-        chart.render_manifests(chart_dir.parent / "nothing-here", "rel", "ns")
+        chart.render_objects(chart_dir.parent / "nothing-here", "rel", "ns")
 
 
 @pytest.mark.skipif(shutil.which("uv") is None, reason="uv is not installed")

@@ -120,7 +120,7 @@ def test_what_the_user_wrote_is_what_the_container_gets(tmp_path: Path) -> None:
     assert {k: shown[k] for k in expected} == expected  # `config` shows the form the chart gets
 
     chart_dir = ws.render_chart("prod", "operator", tmp_path / "out")
-    manifests = chart.render_manifests(chart_dir, "faas-operator", "ns")
+    manifests = chart.render_objects(chart_dir, "faas-operator", "ns")
     deployment = next(yaml.safe_load(t) for t in manifests.values() if "kind: Deployment" in t)
     env = {e["name"]: e["value"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert {k: env[k] for k in expected} == expected

@@ -1,6 +1,6 @@
 """A component's manifests as a Flux OCI artifact, one tag per component, for Flux Operator ResourceSets.
 
-Delivery mode beside Helm charts: every component's rendered manifests go to ONE
+Delivery mode beside Helm charts: every component's rendered objects go to ONE
 OCI repository (``--registry oci://HOST/PATH``), as ``flux push artifact`` would
 push them, under two tags:
 
@@ -72,7 +72,7 @@ def version_tag(component: str, version: str) -> str:
 
 
 def rendered_files(rendered: dict[str, str]) -> dict[str, bytes]:
-    """``{template path: manifest}`` from :func:`chart.render_manifests` as archive files.
+    """``{template path: manifest}`` from :func:`chart.render_objects` as archive files.
 
     The chart-name prefix is dropped (``faas-operator/templates/deployment.yaml`` ->
     ``templates/deployment.yaml``), as ``helm template --output-dir`` lays out files

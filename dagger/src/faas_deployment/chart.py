@@ -194,14 +194,14 @@ def require_lint_clean(chart_dir: Path, kube_version: str = DEFAULT_KUBE_VERSION
     return [str(f) for f in findings]
 
 
-def render_manifests(
-    chart_dir_or_tgz: Path, release: str, namespace: str, values: dict[str, Any] | None = None
+def render_objects(
+    chart_dir_or_tgz: Path, release_name: str, namespace: str, values: dict[str, Any] | None = None
 ) -> dict[str, str]:
-    """Render a chart (directory or packaged ``.tgz``) offline with the Helm engine.
+    """The Kubernetes objects a chart (directory or packaged ``.tgz``) renders to, offline with the Helm engine.
 
     Args:
         chart_dir_or_tgz: a chart directory or a ``<name>-<version>.tgz``.
-        release: the release name (``helm install RELEASE``).
+        release_name: Helm's release name (``helm install RELEASE_NAME``).
         namespace: the release namespace.
         values: values overriding the chart's ``values.yaml``.
 
@@ -215,12 +215,12 @@ def render_manifests(
             the chart cannot be loaded or a template fails to render.
     """
     try:
-        helm_python.validate_release_name(release)
+        helm_python.validate_release_name(release_name)
     except helm_python.HelmError as err:
-        raise UserError(f"release name {release!r}: {err}") from err
+        raise UserError(f"release name {release_name!r}: {err}") from err
     try:
         chart = helm_python.Chart.load(str(chart_dir_or_tgz))
-        rendered = chart.render(values or {}, name=release, namespace=namespace)
+        rendered = chart.render(values or {}, name=release_name, namespace=namespace)
     except helm_python.HelmError as err:
         raise UserError(f"{chart_dir_or_tgz}: Helm cannot render the chart: {err}") from err
     return {

@@ -372,7 +372,7 @@ VERBS: dict[str, Verb] = {
                                              kubeconfig=_secret(a.kubeconfig, "--kubeconfig"),
                                              kube_context=a.kube_context, merge_request=_merge_request(a)),
                     _promote_flags, env=False),
-    "publish-artifact": Verb("push each component's rendered manifests (or --manifests) as a Flux OCI artifact "
+    "publish-artifact": Verb("push each component's rendered objects (or --manifests) as a Flux OCI artifact "
                              "tagged app-<component> and app-<component>-<chart_version>",
                              lambda ws, a: ws.publish_artifact(a.env, _registry(a), a.component,
                                                                manifests_dir=_path(a.manifests) and _path(a.manifests).resolve(),

@@ -382,7 +382,7 @@ class Component:
         revision: Annotated[str, Doc("org.opencontainers.image.revision, <branch>@sha1:<sha> (default: the source's git)")] = "",
         source_url: Annotated[str, Doc("org.opencontainers.image.source (default: the source's git origin)")] = "",
     ) -> str:
-        """Push this component's rendered manifests as a Flux OCI artifact; one line.
+        """Push this component's rendered objects as a Flux OCI artifact; one line.
 
         Tags ``app-<component>-<chart_version>`` (immutable: same content unchanged,
         other content refused) and ``app-<component>`` (re-pointed only when the
@@ -578,7 +578,7 @@ class Environment:
         revision: Annotated[str, Doc("org.opencontainers.image.revision, <branch>@sha1:<sha> (default: the source's git)")] = "",
         source_url: Annotated[str, Doc("org.opencontainers.image.source (default: the source's git origin)")] = "",
     ) -> str:
-        """Push every component's rendered manifests as Flux OCI artifacts; a line per component.
+        """Push every component's rendered objects as Flux OCI artifacts; a line per component.
 
         Every component is rendered first: if any fails, nothing is pushed.
         """

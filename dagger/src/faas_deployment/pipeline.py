@@ -471,7 +471,7 @@ class Workspace:
             chart_dir = self.render_chart(env, component, Path(scratch))
             meta = yaml.safe_load((chart_dir / "Chart.yaml").read_text())
             with step(f"template {env}/{component}"):
-                rendered = chart.render_manifests(chart_dir, str(meta["name"]), TARGET_NAMESPACE)
+                rendered = chart.render_objects(chart_dir, str(meta["name"]), TARGET_NAMESPACE)
             return rendered, str(meta["version"])
 
     def package(self, env: str, component: str, out_dir: Path) -> Result:

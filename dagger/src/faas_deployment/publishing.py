@@ -36,14 +36,14 @@ from .image_tags import RegistryAccess
 from .registry_client import ChartRegistry, check_root, helm_artifact, oci_tag
 from .packaging import ChartPackage
 
-Outcome = Literal["pushed", "unchanged", "new"]
+Outcome = Literal["pushed", "unchanged", "would push"]
 
 
 @dataclass(frozen=True)
 class PublishResult:
     """What happened to one chart: ``line`` is ``pushed <ref>@<digest>`` or ``unchanged <ref>@<digest>``.
 
-    ``new`` is the dry-run answer for a version that would be pushed.
+    ``would push`` is the dry-run answer (``check``) for a version that is not published yet.
     """
 
     outcome: Outcome
@@ -180,7 +180,7 @@ class OciTarget:
         if rules(self._state(registry, package, head)) == "unchanged":
             return PublishResult("unchanged", reference, artifact.digest)
         if dry_run:
-            return PublishResult("new", reference, artifact.digest)
+            return PublishResult("would push", reference, artifact.digest)
         registry.push_blobs(artifact)
         config_blob = json.loads(artifact.manifest)["config"]
         held = lease.acquire(registry, package.name, package.version, artifact.digest, self.deadline, config_blob)
@@ -290,11 +290,11 @@ class LocalRepoTarget:
             # The index lists this version but its package file is gone or altered: this run's package has the
             # recorded digest, so writing it again restores exactly what was published.
             if dry_run:
-                return PublishResult("new", reference, package.digest)
+                return PublishResult("would push", reference, package.digest)
             _replace_atomically(package.path.read_bytes(), stored)
             return PublishResult("pushed", reference, package.digest)
         if dry_run:
-            return PublishResult("new", reference, package.digest)
+            return PublishResult("would push", reference, package.digest)
         _replace_atomically(package.path.read_bytes(), target)
         _replace_atomically(index.with_versions(package.name, _sorted_entries([_index_entry(package), *entries])), index_path)
         if lock is not None:
