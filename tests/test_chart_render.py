@@ -79,7 +79,7 @@ def test_rendered_objects_match_the_config(rendered, env: str, component: str) -
         kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
         labels = doc["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == context["chart_name"]
-        assert labels["app.kubernetes.io/instance"] == release
+        assert labels["app.kubernetes.io/instance"] == release_name
         assert labels["app.kubernetes.io/version"] == context["image_tag"]
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
 
