@@ -29,13 +29,13 @@ import datetime
 import gzip
 import hashlib
 import json
-import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from . import names
 from .errors import Problem, UserError, ValidationError
 from .registry_client import MANIFEST_MEDIA_TYPE, ChartRegistry, check_root, oci_tag
 from .packaging import reproducible_tar_gz
@@ -470,11 +470,8 @@ def write_flux_objects(settings: FluxObjectSettings, out: Path) -> list[Path]:
     return written
 
 
-_TAG_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-
-
 def check_component_name(component: str) -> None:
     """The tag ``app-<component>`` names Flux objects: the component must be a DNS-1123 label part."""
-    if not _TAG_NAME.fullmatch(component) or len(moving_tag(component)) > 63:
+    if not names.is_dns_label(component) or len(moving_tag(component)) > names.DNS_LABEL_MAX:
         raise UserError(f"component {component!r}: app-<component> names Kubernetes objects; "
                         f"use lowercase letters, digits and '-' (at most {63 - len(TAG_PREFIX)} characters)")

@@ -10,7 +10,6 @@ operator's rollout did not end ``deployed``.
 
 from __future__ import annotations
 
-import re
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import admin_api, flux, dynamic_manifests, rollout, settings as settings_mod
+from . import admin_api, dynamic_manifests, flux, names, rollout, settings as settings_mod
 from .artifacts import moving_tag
 from .errors import UserError
 from .registry_client import helm_artifact
@@ -28,7 +27,6 @@ from .publishing import Target
 from .secrets import SecretValue
 
 OPERATOR = "operator"
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 @dataclass
@@ -79,7 +77,7 @@ def wait_artifact(client: Any, *, namespace: str, component: str, digest: str,
     Raises:
         UserError: ``digest`` malformed; the API refuses or cannot be reached.
     """
-    if not _DIGEST.match(digest or ""):
+    if not names.is_digest(digest):
         raise UserError(f"--artifact {digest!r}: expected the pushed manifest digest sha256:<64 hex digits> "
                         f"(the @sha256:... publish-artifact printed)")
     name = moving_tag(component)

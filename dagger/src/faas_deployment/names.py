@@ -119,3 +119,23 @@ def is_quantity(value: object) -> bool:
 def is_duration(value: object) -> bool:
     """A Go duration (``0``, ``90s``, ``1h30m``)."""
     return _full(_DURATION, value)
+
+
+def split_oci_url(value: str) -> tuple[str, str] | None:
+    """``(host, path)`` of ``oci://HOST[:PORT][/PATH]`` (Helm's form), or ``None`` for another form.
+
+    The host follows :func:`is_registry_host`, the path (possibly empty) :func:`is_repository_path`;
+    a trailing '/' is allowed.
+    """
+    if not isinstance(value, str) or not value.startswith("oci://"):
+        return None
+    host, _, path = value[len("oci://"):].rstrip("/").partition("/")
+    if not is_registry_host(host) or (path and not is_repository_path(path)):
+        return None
+    return host, path
+
+
+def is_oci_repository_url(value: object) -> bool:
+    """``oci://HOST[:PORT]/PATH`` with a non-empty lowercase repository path (a chart or artifact repository)."""
+    parts = split_oci_url(value) if isinstance(value, str) else None
+    return parts is not None and bool(parts[1]) and not value.endswith("/")  # type: ignore[union-attr]

@@ -291,6 +291,8 @@ def check_root(root: str) -> str:
     if not root.startswith("oci://") or not root[len("oci://"):].strip("/"):
         raise UserError(f"--registry: {expected}, got {root!r}")
     host, _, path = root[len("oci://"):].rstrip("/").partition("/")
+    if names.split_oci_url(root) is not None:
+        return root.rstrip("/")
     if not names.is_registry_host(host):
         raise UserError(f"--registry: {host!r} is not a registry host; {expected}, got {root!r}")
     if path and not names.is_repository_path(path):

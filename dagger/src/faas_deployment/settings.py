@@ -42,14 +42,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import config, layout
+from . import config, layout, names
 from .errors import Problem, UserError, ValidationError
 
 FILE_NAME = layout.SETTINGS_NAME
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _PREFIX = re.compile(r"^([a-z0-9][-a-z0-9]{0,30})?$")
-_OCI = re.compile(r"^oci://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)+$")
 _HTTP = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s?#]*)?$")
 _AGENT = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+:[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _SEMVER_RANGE = re.compile(r"^[0-9A-Za-z.*xX^~<>=!|, +-]{1,100}$")
@@ -80,9 +78,12 @@ class Settings:
 Check = Callable[[Any], Iterator[str]]
 
 
-def _text(pattern: re.Pattern[str], expected: str) -> Check:
+def _text(rule: re.Pattern[str] | Callable[[str], bool], expected: str) -> Check:
+    """A check of a string against a pattern or a predicate (one of :mod:`names`)."""
+    accepts = rule.match if isinstance(rule, re.Pattern) else rule
+
     def check(value: Any) -> Iterator[str]:
-        if not isinstance(value, str) or not pattern.match(value):
+        if not isinstance(value, str) or not accepts(value):
             yield f"expected {expected}, got {config._shown(value)}"
     return check
 
@@ -94,17 +95,17 @@ def _seconds(value: Any) -> Iterator[str]:
 
 _DNS = "a DNS-1123 label (lowercase letters, digits, '-', at most 63)"
 KEYS: dict[str, tuple[Check, Any]] = {
-    "chart_registry": (_text(_OCI, "oci://HOST[:PORT]/PATH (lowercase path)"), None),
-    "namespace": (_text(_DNS_LABEL, _DNS), None),
+    "chart_registry": (_text(names.is_oci_repository_url, "oci://HOST[:PORT]/PATH (lowercase path)"), None),
+    "namespace": (_text(names.is_dns_label, _DNS), None),
     "flux_name_prefix": (_text(_PREFIX, "'' or a DNS-1123 prefix of at most 31 characters"), ""),
     "chart_semver": (_text(_SEMVER_RANGE, "a semver range such as '>=0.0.0-0' or '1.x'"), ">=0.0.0-0"),
-    "receiver_name": (_text(_DNS_LABEL, _DNS), None),
+    "receiver_name": (_text(names.is_dns_label, _DNS), None),
     "receiver_url": (_text(_HTTP, "an http(s)://HOST[:PORT][/PATH] URL without query"), None),
     "admin_url": (_text(_HTTP, "an http(s)://HOST[:PORT][/PATH] URL without query"), None),
     "deploy_timeout": (_seconds, 600),
     "upload_timeout": (_seconds, 300),
     "gitlab_agent": (_text(_AGENT, "<group>/<project>:<agent name>"), None),
-    "artifact_repository": (_text(_OCI, "oci://HOST[:PORT]/PATH (lowercase path)"), ""),
+    "artifact_repository": (_text(names.is_oci_repository_url, "oci://HOST[:PORT]/PATH (lowercase path)"), ""),
 }
 _HINTS = {
     "chart_registry": "the OCI repository root this environment publishes to",

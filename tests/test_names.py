@@ -1,0 +1,60 @@
+"""The name grammars of names.py, as tables: each row is a value and whether the rule accepts it."""
+
+from __future__ import annotations
+
+import pytest
+
+from faas_deployment import names
+
+CASES = [
+    (names.is_registry_host, "registry.example.org", True),
+    (names.is_registry_host, "127.0.0.1:5000", True),
+    (names.is_registry_host, "[::1]:5000", True),
+    (names.is_registry_host, "-bad.example.org", False),
+    (names.is_registry_host, "host:port", False),
+    (names.is_repository_path, "eo4eu-faas/charts", True),
+    (names.is_repository_path, "a__b/c.d/e--f", True),
+    (names.is_repository_path, "Eo4eu/charts", False),
+    (names.is_repository_path, "charts/", False),
+    (names.is_repository_path, "a//b", False),
+    (names.is_image_repository, "registry.example.org/eo4eu-faas/faas-controller", True),
+    (names.is_image_repository, "localhost/x", True),
+    (names.is_image_repository, "eo4eu-faas/faas-controller", False),  # no registry host (Docker's rule)
+    (names.is_image_repository, "registry.example.org/Faas", False),
+    (names.is_image_repository, "registry.example.org/faas:1.0", False),
+    (names.is_tag, "1.4.2", True),
+    (names.is_tag, "3f2c9e1", True),
+    (names.is_tag, "-x", False),
+    (names.is_tag, "x" * 129, False),
+    (names.is_digest, "sha256:" + "0" * 64, True),
+    (names.is_digest, "sha256:" + "A" * 64, False),
+    (names.is_chart_name, "faas-operator", True),
+    (names.is_chart_name, "Faas", False),
+    (names.is_chart_name, "a" * 64, False),
+    (names.is_dns_label, "faas-dev", True),
+    (names.is_dns_label, "faas.dev", False),
+    (names.is_dns_subdomain, "faas.dev", True),
+    (names.is_dns_subdomain, "faas..dev", False),
+    (names.is_quantity, "500m", True),
+    (names.is_quantity, "1Gi", True),
+    (names.is_quantity, "0", False),
+    (names.is_quantity, "1 Gi", False),
+    (names.is_duration, "1h30m", True),
+    (names.is_duration, "0", True),
+    (names.is_duration, "1d", False),
+    (names.is_oci_repository_url, "oci://127.0.0.1:5000/charts", True),
+    (names.is_oci_repository_url, "oci://registry.example.org/eo4eu-faas/charts", True),
+    (names.is_oci_repository_url, "oci://registry.example.org", False),
+    (names.is_oci_repository_url, "oci://registry.example.org/Charts", False),
+    (names.is_oci_repository_url, "https://registry.example.org/charts", False),
+]
+
+
+@pytest.mark.parametrize(("rule", "value", "accepted"), CASES, ids=[f"{r.__name__}:{v[:30]}" for r, v, _ in CASES])
+def test_each_rule_accepts_exactly_its_grammar(rule, value, accepted):
+    assert rule(value) is accepted
+
+
+@pytest.mark.parametrize("rule", sorted({r for r, _, _ in CASES}, key=lambda r: r.__name__))
+def test_non_strings_are_refused(rule):
+    assert rule(None) is False and rule(5) is False
