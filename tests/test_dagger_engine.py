@@ -31,15 +31,207 @@ from support.flux_doubles import HR, OCI, KubeApi, Receiver, play, scenario
 
 REPO = dagger_engine.REPO
 
-#: (object, function) that reach a registry, a cluster or an API: never cached.
-SIDE_EFFECTS = {
-    ("FaasDeployment", "check"),
-    ("Environment", "release"),
-    ("Environment", "upload_manifests"),
-    ("Component", "publish"),
-    ("Component", "publish_image"),
-    ("Component", "bump_merge_request"),
-    ("FaasDeployment", "promote"),
+#: The Dagger contract, one row per function: (object, function) -> (return type, cache policy,
+#: arguments in order as "name: type", '?' marking an optional type). NEVER: the function reaches a
+#: registry, a cluster or an API, so the engine must not cache its result (the default policy caches
+#: it for up to seven days); CACHED: a pure function of its inputs. A change to the module's surface
+#: changes this table, in the same commit.
+NEVER, CACHED = "never", "cached"
+CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
+    ("Component", "build_image"): ("Container", CACHED, (
+        'context: Directory',
+        'dockerfile: string = "Dockerfile"',
+        'build_args: list = []',
+        'target: string = ""',
+        'platform: string = "linux/amd64"',
+        'revision: string = ""',
+        'source_url: string = ""',
+    )),
+    ("Component", "bump"): ("File", CACHED, (
+        'image_tag: string',
+        'part: string = "patch"',
+    )),
+    ("Component", "bump_merge_request"): ("string", NEVER, (
+        'image_tag: string',
+        'gitlab_url: string',
+        'gitlab_project: string',
+        'gitlab_token: Secret',
+        'repository: Directory (default path /)',
+        'part: string = "patch"',
+        'target_branch: string = "main"',
+        'remote: string = "origin"',
+        'labels: list = ["bump"]',
+        'author: string = "faas-deployment <faas-deployment@noreply.invalid>"',
+        'pipeline_url: string = ""',
+    )),
+    ("Component", "chart"): ("Directory", CACHED, ()),
+    ("Component", "config"): ("string", CACHED, ()),
+    ("Component", "deploy"): ("string", NEVER, (
+        'kubeconfig: Secret',
+        'receiver_token: Secret? = null',
+        'trigger_api: boolean = false',
+        'kube_context: string = ""',
+        'registry: string = ""',
+        'username: string = ""',
+        'password: Secret? = null',
+        'plain_http: boolean = false',
+        'ca_file: File? = null',
+        'timeout: float = 0',
+        'prerelease: string = ""',
+    )),
+    ("Component", "objects"): ("string", CACHED, ()),
+    ("Component", "package"): ("File", CACHED, ()),
+    ("Component", "publish"): ("string", NEVER, (
+        'registry: string',
+        'username: string = ""',
+        'password: Secret? = null',
+        'plain_http: boolean = false',
+        'ca_file: File? = null',
+        'prerelease: string = ""',
+        'timeout: float = 300.0',
+    )),
+    ("Component", "publish_artifact"): ("string", NEVER, (
+        'registry: string = ""',
+        'username: string = ""',
+        'password: Secret? = null',
+        'plain_http: boolean = false',
+        'ca_file: File? = null',
+        'manifests: Directory? = null',
+        'revision: string = ""',
+        'source_url: string = ""',
+    )),
+    ("Component", "publish_image"): ("string", NEVER, (
+        'context: Directory',
+        'tag: string',
+        'username: string = ""',
+        'password: Secret? = null',
+        'dockerfile: string = "Dockerfile"',
+        'build_args: list = []',
+        'target: string = ""',
+        'platform: string = "linux/amd64"',
+        'revision: string = ""',
+        'source_url: string = ""',
+    )),
+    ("Component", "retire_artifact"): ("string", NEVER, (
+        'registry: string = ""',
+        'username: string = ""',
+        'password: Secret? = null',
+        'plain_http: boolean = false',
+        'ca_file: File? = null',
+    )),
+    ("Component", "wait"): ("string", NEVER, (
+        'kubeconfig: Secret',
+        'kube_context: string = ""',
+        'timeout: float = 0',
+    )),
+    ("Component", "wait_artifact"): ("string", NEVER, (
+        'digest: string',
+        'kubeconfig: Secret',
+        'namespace: string = "flux-system"',
+        'kube_context: string = ""',
+        'timeout: float = 0',
+    )),
+    ("Environment", "artifact_objects"): ("Directory", CACHED, (
+        'repository: string',
+        'name: string = ""',
+        'namespace: string = "flux-system"',
+        'target_namespace: string = "default"',
+        'registry_secret: string = ""',
+        'receiver_secret: string = "faas-receiver-token"',
+        'plain_http: boolean = false',
+    )),
+    ("Environment", "component"): ("Component", CACHED, (
+        'name: string',
+    )),
+    ("Environment", "deploy"): ("string", NEVER, (
+        'kubeconfig: Secret',
+        'receiver_token: Secret? = null',
+        'trigger_api: boolean = false',
+        'kube_context: string = ""',
+        'registry: string = ""',
+        'username: string = ""',
+        'password: Secret? = null',
+        'plain_http: boolean = false',
+        'ca_file: File? = null',
+        'timeout: float = 0',
+        'upload_manifests: Secret? = null',
+    )),
+    ("Environment", "flux"): ("Directory", CACHED, ()),
+    ("Environment", "local_repository"): ("Directory", CACHED, ()),
+    ("Environment", "manifests"): ("File", CACHED, ()),
+    ("Environment", "publish_artifacts"): ("string", NEVER, (
+        'registry: string = ""',
+        'username: string = ""',
+        'password: Secret? = null',
+        'plain_http: boolean = false',
+        'ca_file: File? = null',
+        'revision: string = ""',
+        'source_url: string = ""',
+    )),
+    ("Environment", "release"): ("string", NEVER, (
+        'registry: string',
+        'username: string = ""',
+        'password: Secret? = null',
+        'plain_http: boolean = false',
+        'ca_file: File? = null',
+        'timeout: float = 300.0',
+        'skip_image_check: boolean = false',
+    )),
+    ("Environment", "upload_manifests"): ("string", NEVER, (
+        'token: Secret',
+        'admin_url: string = ""',
+        'ready_path: string = "/healthz"',
+        'upload_path: string = "/admin/manifests"',
+        'timeout: float = 300.0',
+    )),
+    ("FaasDeployment", "check"): ("string", NEVER, (
+        'repository: Directory (default path /)',
+        'env: string = ""',
+        'registry: string = ""',
+        'username: string = ""',
+        'password: Secret? = null',
+        'plain_http: boolean = false',
+        'ca_file: File? = null',
+        'timeout: float = 300.0',
+        'base: string = ""',
+    )),
+    ("FaasDeployment", "env"): ("Environment", CACHED, (
+        'name: string',
+    )),
+    ("FaasDeployment", "pipeline"): ("File", CACHED, (
+        'repository: Directory (default path /)',
+        'base: string = ""',
+        'default_branch: string = "main"',
+        'ref: string = ""',
+        'merge_request: string = ""',
+        'pipeline_iid: string = ""',
+        'branch_envs: list = ["dev"]',
+    )),
+    ("FaasDeployment", "plan"): ("string", CACHED, (
+        'repository: Directory (default path /)',
+        'base: string = ""',
+        'default_branch: string = "main"',
+        'output: string = "table"',
+    )),
+    ("FaasDeployment", "promote"): ("string", NEVER, (
+        'from: string',
+        'to: string',
+        'repository: Directory (default path /)',
+        'component: string = ""',
+        'all: boolean = false',
+        'source_status: File? = null',
+        'merge_request: boolean = false',
+        'gitlab_url: string = ""',
+        'gitlab_project: string = ""',
+        'gitlab_token: Secret? = null',
+        'target_branch: string = "main"',
+        'remote: string = "origin"',
+        'labels: list = ["promotion"]',
+        'author: string = "faas-deployment <faas-deployment@noreply.invalid>"',
+        'pipeline_url: string = ""',
+        'kubeconfig: Secret? = null',
+        'kube_context: string = ""',
+    )),
 }
 
 
@@ -82,15 +274,35 @@ def test_every_function_and_argument_is_documented(registered):
                 assert arg.doc, f"{obj.name}.{fn.name or 'constructor'}({arg.name}) needs a Doc()"
 
 
-def test_side_effecting_functions_are_never_cached_and_pure_ones_are(registered):
-    for obj in registered.values():
-        for name, fn in obj.functions.items():
-            talks = any(a.type.name == "Secret" or a.name in ("registry", "admin_url") for a in fn.args.values())
-            if (obj.name, name) in SIDE_EFFECTS or talks:
-                assert fn.cache_policy == "Never", f"{obj.name}.{name} talks to the outside: cache='never'"
-            else:
-                assert fn.cache_policy is None, f"{obj.name}.{name} is pure: keep the default cache policy"
-    assert all(registered[o].functions[f].cache_policy == "Never" for o, f in SIDE_EFFECTS)
+def _type(ref: dagger_engine.TypeRef) -> str:
+    return (ref.name or ref.kind.removesuffix("_KIND").lower()) + ("?" if ref.optional else "")
+
+
+def _arg(arg: dagger_engine.ArgDef) -> str:
+    shown = f"{arg.name}: {_type(arg.type)}"
+    if arg.has_default:
+        shown += f" = {json.dumps(arg.default)}"
+    return shown + (f" (default path {arg.default_path})" if arg.default_path else "")
+
+
+def test_the_module_is_exactly_the_contract_table(registered):
+    actual = {
+        (obj.name, name): (_type(fn.returns), NEVER if fn.cache_policy == "Never" else CACHED,
+                           tuple(_arg(a) for a in fn.args.values()))
+        for obj in registered.values() for name, fn in obj.functions.items()
+    }
+    assert sorted(actual) == sorted(CONTRACT)
+    for key, row in CONTRACT.items():
+        assert actual[key] == row, key
+
+
+def test_functions_that_talk_to_the_outside_are_never_cached(registered):
+    """The rule behind the table's cache column: a Secret, a registry or an admin URL means it talks."""
+    for (obj, name), (_, cache, args) in CONTRACT.items():
+        talks = any("Secret" in a or a.startswith(("registry:", "admin_url:")) for a in args)
+        if talks:
+            assert cache == NEVER, f"{obj}.{name} talks to the outside: cache='never'"
+        assert registered[obj].functions[name].cache_policy in (None, "Never")
 
 
 def test_default_source_uploads_only_env(registered, checkout, tmp_path):
