@@ -59,15 +59,18 @@ import threading
 import zipfile
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import yaml
 
 from . import layout, progress
 from .errors import Problem, UserError, ValidationError
 from .yaml_limits import MAX_DEPTH, MAX_NODES, limit_problem
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ProcessPoolExecutor
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 """Extensions a manifest template may have."""
@@ -517,7 +520,8 @@ def _pool(total_bytes: int) -> ProcessPoolExecutor | None:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if total_bytes < PARALLEL_MIN_BYTES or cpus < 2:
         return None
-    import multiprocessing
+    import multiprocessing  # a small tree (``check``'s dynamic/) starts no workers: no pool machinery imported
+    from concurrent.futures import ProcessPoolExecutor
 
     method = "fork" if threading.active_count() == 1 else "forkserver"
     if method not in multiprocessing.get_all_start_methods():

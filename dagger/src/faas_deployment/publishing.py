@@ -24,17 +24,19 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import semver
 
-from . import helm_index, lease
-from .credentials import RegistryCredentials, check_ca_file
-from .deadline import DEFAULT_TIMEOUT, Deadline
+from . import helm_index
 from .errors import UserError
-from .image_tags import RegistryAccess
-from .registry_client import ChartRegistry, check_root, helm_artifact, oci_tag
-from .packaging import ChartPackage
+
+if TYPE_CHECKING:
+    from .credentials import RegistryCredentials
+    from .deadline import Deadline
+    from .image_tags import RegistryAccess
+    from .packaging import ChartPackage
+    from .registry_client import ChartRegistry
 
 Outcome = Literal["pushed", "unchanged", "would push"]
 
@@ -143,6 +145,12 @@ class OciTarget:
         ca_file: str | Path | None = None,
         deadline: Deadline | None = None,
     ):
+        # Imported here: a local repository (``check`` without --registry) needs no HTTP client.
+        from .credentials import check_ca_file
+        from .deadline import DEFAULT_TIMEOUT, Deadline
+        from .image_tags import RegistryAccess
+        from .registry_client import check_root
+
         self.root = check_root(root)
         self.deadline = deadline or Deadline(DEFAULT_TIMEOUT)
         self._options = {"credentials": credentials, "plain_http": plain_http, "ca_file": check_ca_file(ca_file)}
@@ -154,6 +162,8 @@ class OciTarget:
     def _connect(self) -> ChartRegistry:
         with self._client_lock:
             if self._client is None:
+                from .registry_client import ChartRegistry
+
                 self._client = ChartRegistry(self.root, deadline=self.deadline, **self._options)  # type: ignore[arg-type]
             return self._client.fork()
 
@@ -164,6 +174,8 @@ class OciTarget:
 
     def publish(self, package: ChartPackage, *, config: str, dry_run: bool = False) -> PublishResult:
         """Publish ``package`` under the rules (``dry_run``: only check them); :func:`decide` lists the errors."""
+        from .registry_client import helm_artifact, oci_tag
+
         registry = self._connect()
         artifact = helm_artifact(package)
         reference = registry.reference(package.name, package.version)
@@ -183,6 +195,8 @@ class OciTarget:
             return PublishResult("would push", reference, artifact.digest)
         registry.push_blobs(artifact)
         config_blob = json.loads(artifact.manifest)["config"]
+        from . import lease  # only a push takes the lease
+
         held = lease.acquire(registry, package.name, package.version, artifact.digest, self.deadline, config_blob)
         try:
             tags, digest = self._state(registry, package)
