@@ -16,8 +16,9 @@ CPU time (user + system of the process and its threads: on a shared machine the
 wall time also measures the neighbours' load).
 
 Goals: measure <= 3x the floor, and <= 0.4 s. The script also prints the start-up
-share (a cold process that only imports the CLI), the part the front ends' lazy
-imports remove.
+share: a cold process that imports the modules ``check`` loads (the CLI, the door,
+the chart, packaging, publishing and manifest modules, the Helm engine) and does
+nothing else; the Helm engine's own import is part of the floor too.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ for chart in sys.argv[1:]:
     helm_python.lint(chart, strict=True, kube_version="1.30.0")
     helm_python.Chart.load(chart).render({}, name="bench", namespace="default")
 """
+
+#: The modules ``check`` without --registry loads (tests/test_check_imports.py: nothing more).
+STARTUP = ("import faas_deployment.cli, faas_deployment.pipeline, faas_deployment.chart, faas_deployment.packaging, "
+           "faas_deployment.registry, faas_deployment.manifests, faas_deployment.plan, faas_deployment.deadline")
 
 
 def prepare(scratch: Path) -> tuple[Path, list[str]]:
@@ -79,7 +84,7 @@ def main() -> None:
         check = [str(PYTHON), "-c", "import sys; from faas_deployment.cli import main; sys.exit(main(sys.argv[1:]))",
                  "--source", str(source), "check"]
         floor = [str(PYTHON), "-c", FLOOR, *charts]
-        startup = [str(PYTHON), "-c", "import faas_deployment.cli"]
+        startup = [str(PYTHON), "-c", STARTUP]
         timed(check), timed(floor), timed(startup)  # warm the file cache
         measures, baselines, startups = [], [], []
         for _ in range(args.trials):
@@ -95,7 +100,7 @@ def main() -> None:
         print(f"  check / floor = {measure:.3f} / {baseline:.3f} = {measure / baseline:.2f}x "
               f"(goal <= 3x: {'met' if measure <= 3 * baseline else 'NOT met'}; "
               f"goal <= 0.4 s: {'met' if measure <= 0.4 else 'NOT met'})")
-        print(f"  of which start-up (a cold process importing the CLI): {started:.3f} s; "
+        print(f"  of which start-up (a cold process importing the modules check loads): {started:.3f} s; "
               f"check beyond start-up / floor = {measure - started:.3f} / {baseline:.3f} = "
               f"{(measure - started) / baseline:.2f}x")
 

@@ -24,11 +24,12 @@ their first item, dict variables keep their structure with scalars as strings
 
 from __future__ import annotations
 
+import functools
 import json
 import operator
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 #: Largest string, list or number of digits a default may build with ``*`` or ``**``.
@@ -59,6 +60,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         return operator.mul(left, right)
 
 
+@functools.cache  # one sandbox per process: it holds no state between renders
 def _environment() -> _Sandbox:
     env = _Sandbox(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
     # cookiecutter's jsonify filter (cookiecutter.extensions.JsonifyExtension), the one
@@ -78,12 +80,18 @@ def _render(env: _Sandbox, raw: Any, context: dict[str, Any]) -> Any:
     if not isinstance(raw, str):
         raw = str(raw)
     try:
-        out = env.from_string(raw).render(cookiecutter=context)
+        out = _compiled(env, raw).render(cookiecutter=context)
     except (TemplateError, ArithmeticError, DefaultError, TypeError, ValueError, RecursionError) as err:
         raise DefaultError(f"default {raw[:80]!r} cannot be rendered: {type(err).__name__}: {err}") from err
     if len(out) > MAX_RENDERED:
         raise DefaultError(f"default {raw[:80]!r} renders to more than {MAX_RENDERED} characters")
     return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(env: _Sandbox, raw: str) -> Template:
+    """``raw`` compiled once per process: every chart of a template renders the same defaults."""
+    return env.from_string(raw)
 
 
 def _as_data(value: Any) -> Any:
