@@ -18,7 +18,7 @@ from repo_tree import copy_repo
 #: The clients ``check`` never needs: Kubernetes (lightkube), git (dulwich), GitLab, and httpx.
 NEVER = ("httpx", "lightkube", "dulwich", "gitlab")
 #: The OCI client and its HTTP stack: needed only with ``--registry``.
-OCI_CLIENT = ("oras", "requests", "urllib3", "jsonschema", "tenacity", "faas_deployment.oci")
+OCI_CLIENT = ("oras", "requests", "urllib3", "jsonschema", "tenacity", "faas_deployment.registry_client")
 
 PROBE = """
 import atexit, sys
@@ -45,8 +45,8 @@ def loaded(modules: set[str], names: tuple[str, ...]) -> list[str]:
 def test_check_against_the_local_repository_loads_no_network_client(tmp_path):
     source = copy_repo(tmp_path / "src")
     modules, out = check_modules(source)
-    assert "new " in out and "ok dev: dynamic manifests" in out  # the rules and the manifests were checked
-    assert {"helm_python", "faas_deployment.registry", "faas_deployment.manifests"} <= modules
+    assert "would push " in out and "ok dev: dynamic manifests" in out  # the rules and the manifests were checked
+    assert {"helm_python", "faas_deployment.publishing", "faas_deployment.dynamic_manifests"} <= modules
     assert loaded(modules, NEVER + OCI_CLIENT) == []
     assert "faas_deployment.lease" not in modules and "multiprocessing" not in modules
 
@@ -56,7 +56,7 @@ def test_check_against_a_registry_loads_only_the_oci_client(tmp_path, registry):
     modules, out = check_modules(source, "--env", "dev", "--registry", f"oci://{registry.host}/charts",
                                  "--username", registry.username, "--password", "env:TEST_REGISTRY_PASSWORD",
                                  "--plain-http", env={"TEST_REGISTRY_PASSWORD": registry.password})
-    assert f"new {registry.host}/charts/" in out  # each chart was checked against the registry
-    assert {"oras", "requests", "faas_deployment.oci"} <= modules
+    assert f"would push {registry.host}/charts/" in out  # each chart was checked against the registry
+    assert {"oras", "requests", "faas_deployment.registry_client"} <= modules
     assert loaded(modules, NEVER) == []
     assert "faas_deployment.lease" not in modules  # a dry run takes no lease
