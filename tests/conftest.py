@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from registry_process import Registry, start_registry, stop_registry
+from support.registry_process import Registry, start_registry, stop_registry
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,7 +12,7 @@ from email.utils import formatdate
 from pathlib import Path
 
 import pytest
-from admin_api_server import AdminApiServer, Answer, EchoAuth, Reset, Slow
+from support.admin_api_server import AdminApiServer, Answer, EchoAuth, Reset, Slow
 
 from faas_deployment import admin_api, dynamic_manifests
 from faas_deployment.errors import UserError

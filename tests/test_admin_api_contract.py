@@ -1,6 +1,6 @@
 """The admin API contract of docs/admin-api.md: exactly-once upload, one deadline, safe URLs.
 
-Against the loopback double (``admin_api_server.py``), which stores uploads and
+Against the loopback double (``support/admin_api_server.py``), which stores uploads and
 then fails the ways a real server can (reset or 5xx after storing).
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from admin_api_server import AdminApiServer, Answer, Drip, Reset, StoreThen
+from support.admin_api_server import AdminApiServer, Answer, Drip, Reset, StoreThen
 
 from faas_deployment import admin_api
 from faas_deployment.errors import UserError

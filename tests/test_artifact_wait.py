@@ -13,7 +13,7 @@ import time
 import pytest
 
 from faas_deployment import cli, rollout
-from repo_tree import REPO_ROOT
+from support.repo_tree import REPO_ROOT
 from support.flux_doubles import KS, KubeApi, kustomization_status
 
 KUBE_TOKEN = "kube-token-" + "3" * 16
@@ -22,7 +22,7 @@ OURS = "sha256:" + "1" * 64
 OLD = "sha256:" + "0" * 64
 
 
-def _seed(api: KubeApi, generation: int = 1) -> None:
+def _store_kustomization(api: KubeApi, generation: int = 1) -> None:
     api.put(KS, NS, NAME, {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
                            "metadata": {"generation": generation},
                            "spec": {"sourceRef": {"kind": "OCIRepository", "name": NAME}, "path": "./"},
@@ -66,8 +66,8 @@ CASES = {
 def test_wait_artifact_outcomes(case, tmp_path, capsys):
     steps, code, text = CASES[case]
     with KubeApi(KUBE_TOKEN) as api:
-        _seed(api, generation=2 if case == "generation-not-observed" else 1)
-        if case == "generation-not-observed":  # the seed's status observed generation 1 of 2
+        _store_kustomization(api, generation=2 if case == "generation-not-observed" else 1)
+        if case == "generation-not-observed":  # the stored status observed generation 1 of 2
             api.set_status(KS, NS, NAME, kustomization_status("ready", applied=f"latest@{OLD}",
                                                               attempted=f"latest@{OLD}", generation=1))
         (tmp_path / "kubeconfig").write_text(api.kubeconfig())
@@ -91,7 +91,7 @@ def test_the_verdict_follows_the_event_that_makes_it(tmp_path, capsys):
     """The watch, not a poll: deployed is reported within a second or two of the Ready event."""
     marks: dict[str, float] = {}
     with KubeApi(KUBE_TOKEN) as api:
-        _seed(api)
+        _store_kustomization(api)
         (tmp_path / "kubeconfig").write_text(api.kubeconfig())
         ready = kustomization_status("ready", applied=f"latest@{OURS}", attempted=f"latest@{OURS}")
 
@@ -128,7 +128,7 @@ def test_artifact_needs_a_component(capsys):
 
 def test_refused_credentials_and_a_missing_kustomization_are_clear_errors(tmp_path, capsys):
     with KubeApi("another-token") as api:
-        _seed(api)
+        _store_kustomization(api)
         (tmp_path / "kubeconfig").write_text(api.kubeconfig().replace("another-token", KUBE_TOKEN))
         assert _wait(tmp_path, "--artifact", OURS) == 1
     out = capsys.readouterr()

@@ -16,7 +16,7 @@ import requests
 import yaml
 
 from faas_deployment import artifacts
-from repo_tree import REPO_ROOT, config_file, get_scalar, set_scalar
+from support.repo_tree import REPO_ROOT, config_file, get_scalar, set_scalar
 from test_publish import run, source  # noqa: F401 (source is a fixture)
 
 REVISION_A = "main@sha1:" + "a" * 40

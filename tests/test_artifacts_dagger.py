@@ -1,10 +1,10 @@
-"""The Dagger front end of the Flux OCI artifact verbs, introspected offline (see daggermod)."""
+"""The Dagger front end of the Flux OCI artifact verbs, introspected offline (see support/daggermod.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-import daggermod
+from support import daggermod
 
 REGISTRY = ("registry", "username", "password", "plain_http", "ca_file")
 

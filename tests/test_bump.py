@@ -213,7 +213,7 @@ def test_cli_bump_edits_in_place_and_reports_errors(source, capsys):
 
 
 def test_dagger_bump_signature():
-    import daggermod
+    from support import daggermod
 
     fn = daggermod.objects()["Component"]["bump"]
     assert fn.return_type == "dagger.File"

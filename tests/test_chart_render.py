@@ -15,8 +15,8 @@ import yaml
 
 from faas_deployment import chart, config, layout
 from faas_deployment.errors import UserError, ValidationError
-from repo_tree import copy_repo
-from test_config import make_user_template, seed_context, write_config
+from support.repo_tree import copy_repo
+from support.example_config import example_context, make_user_template, write_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KUBE_VERSION = "1.30.0"
@@ -156,7 +156,7 @@ def test_rendering_is_deterministic_and_replaces_old_output(tmp_path: Path) -> N
 
 
 def test_flags_off_and_awkward_values(tmp_path: Path) -> None:
-    context = seed_context()
+    context = example_context()
     awkward = "a: b # not a comment, 'single' \"double\" \\ back ünïcode <&>"
     context.update(include_persistent_volume_claim="no", include_external_admin_secret="no", image_pull_secret="",
                    service_type="NodePort", chart_description="yes: it's \"quoted\" # really",

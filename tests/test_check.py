@@ -11,8 +11,8 @@ import pytest
 from faas_deployment.cli import main
 from faas_deployment.errors import ValidationError
 from faas_deployment.pipeline import Workspace
-from plan_repo import PlanRepo
-from repo_tree import config_file, copy_repo, get_scalar, set_scalar
+from support.plan_repo import PlanRepo
+from support.repo_tree import config_file, copy_repo, get_scalar, set_scalar
 
 DIGEST = r"sha256:[0-9a-f]{64}"
 

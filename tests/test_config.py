@@ -8,32 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from faas_deployment import config, layout
 from faas_deployment.errors import UserError, ValidationError
+from support.example_config import example_context, make_user_template, problems_of, write_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-PROD_OPERATOR = REPO_ROOT / "env" / "prod" / "operator" / "cookiecutter-config.yaml"
 REL = "env/dev/operator/cookiecutter-config.yaml"
-
-
-def write_config(source: Path, data: Any, env: str = "dev", component: str = "operator") -> Path:
-    path = source / "env" / env / component / layout.CONFIG_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return path
-
-
-def seed_context() -> dict[str, Any]:
-    """The real prod operator config (PVC and secret enabled), as a fresh mutable copy."""
-    return yaml.safe_load(PROD_OPERATOR.read_text(encoding="utf-8"))["default_context"]
-
-
-def problems_of(source: Path, env: str = "dev", component: str = "operator", template: Path | None = None):
-    with pytest.raises(ValidationError) as caught:
-        config.load_context(source, env, component, template)
-    return caught.value.problems
 
 
 # ------------------------------------------------------------------ the real configs
@@ -54,7 +35,7 @@ def test_real_configs_are_discovered_and_validate() -> None:
         assert paths == {f"eo4eu-cicd/mixed_credentials/eo4eu-faas/faas-deployment-{env}"}
 
 
-def test_prod_operator_carries_the_seed_volume() -> None:
+def test_prod_operator_carries_its_volume() -> None:
     context = config.load_context(REPO_ROOT, "prod", "operator")
     assert {k: context[k] for k in context if k.startswith("pvc_")} == {
         "pvc_persistent_volume_claim_name": "operator-pvc",
@@ -212,7 +193,7 @@ BROKEN: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
 
 @pytest.mark.parametrize(("change", "key", "expected"), [b[1:] for b in BROKEN], ids=[b[0] for b in BROKEN])
 def test_each_rule_names_file_and_key(tmp_path: Path, change, key: str, expected: str) -> None:
-    context = seed_context()
+    context = example_context()
     change(context)
     write_config(tmp_path, {"default_context": context})
     problems = problems_of(tmp_path)
@@ -226,7 +207,7 @@ def test_each_rule_names_file_and_key(tmp_path: Path, change, key: str, expected
 
 
 def test_flags_off_need_no_group(tmp_path: Path) -> None:
-    context = seed_context()
+    context = example_context()
     context.update(include_persistent_volume_claim="no", include_external_admin_secret="no",
                    pvc_persistent_volume_name="", pvc_storage="", external_admin_secret_data={"data": []})
     write_config(tmp_path, {"default_context": context})
@@ -236,7 +217,7 @@ def test_flags_off_need_no_group(tmp_path: Path) -> None:
 
 
 def test_numeric_strings_and_integer_quantities_are_accepted(tmp_path: Path) -> None:
-    context = seed_context()
+    context = example_context()
     context.update(container_port="9090", replica_count=0, pvc_storage=5368709120,
                    external_secret_refresh_interval="1h30m", image_tag="sha-4f2a9c1")
     write_config(tmp_path, {"default_context": context})
@@ -245,7 +226,7 @@ def test_numeric_strings_and_integer_quantities_are_accepted(tmp_path: Path) -> 
 
 
 def test_every_problem_is_reported_in_one_run(tmp_path: Path) -> None:
-    context = seed_context()
+    context = example_context()
     context.update(chart_version="1.0", image_tag="bad tag", container_port=0, chart_verison="1.0.4",
                    include_persistent_volume_claim="yes", pvc_storage="lots")
     del context["pvc_persistent_volume_claim_mount_path"]
@@ -305,39 +286,6 @@ def test_unknown_top_level_key_and_duplicates(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------ templates
-
-
-def make_user_template(root: Path, with_hook: bool = True) -> Path:
-    """A small cookiecutter template with its own variables and a post-generation hook."""
-    template = root / "user-template"
-    project = template / "{{cookiecutter.chart_name}}"
-    (project / "templates").mkdir(parents=True)
-    (template / "cookiecutter.json").write_text(json.dumps({
-        "chart_name": "demo",
-        "chart_version": "0.1.0",
-        "team": "platform",
-        "tier": ["backend", "frontend"],
-        "replica_count": 1,
-        "_copy_without_render": ["templates/*"],
-    }), encoding="utf-8")
-    (project / "Chart.yaml").write_text(
-        "apiVersion: v2\nname: {{ cookiecutter.chart_name }}\nversion: {{ cookiecutter.chart_version }}\n"
-        "description: demo chart of team {{ cookiecutter.team }}\n", encoding="utf-8")
-    (project / "values.yaml").write_text(
-        "team: {{ cookiecutter.team | tojson }}\ntier: {{ cookiecutter.tier | tojson }}\n"
-        "replicas: {{ cookiecutter.replica_count | int }}\n", encoding="utf-8")
-    (project / "templates" / "configmap.yaml").write_text(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-team\n"
-        "data:\n  team: {{ .Values.team | quote }}\n  tier: {{ .Values.tier | quote }}\n", encoding="utf-8")
-    if with_hook:
-        (template / "hooks").mkdir()
-        (template / "hooks" / "post_gen_project.py").write_text(
-            "from pathlib import Path\n"
-            "Path('templates/hooked.yaml').write_text(\n"
-            "    'apiVersion: v1\\nkind: ConfigMap\\nmetadata:\\n  name: hooked\\n'\n"
-            "    'data:\\n  made-by: post_gen_project\\n  team: {{ cookiecutter.team }}\\n')\n",
-            encoding="utf-8")
-    return template
 
 
 def test_user_template_validates_by_its_own_keys(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import yaml
 from faas_deployment import bump, chart, config
 from faas_deployment.errors import UserError, ValidationError
 from faas_deployment.pipeline import Workspace
-from test_config import make_user_template, problems_of, seed_context, write_config
+from support.example_config import example_context, make_user_template, problems_of, write_config
 
 IDENTITY = ("chart_name", "chart_version", "image_repository", "image_tag")
 
@@ -23,7 +23,7 @@ IDENTITY = ("chart_name", "chart_version", "image_repository", "image_tag")
 
 @pytest.mark.parametrize("key", IDENTITY)
 def test_an_identity_key_left_to_the_template_is_refused(tmp_path: Path, key: str) -> None:
-    context = seed_context()
+    context = example_context()
     del context[key]
     write_config(tmp_path, {"default_context": context}, env="prod")
     problems = problems_of(tmp_path, env="prod")
@@ -34,7 +34,7 @@ def test_an_identity_key_left_to_the_template_is_refused(tmp_path: Path, key: st
 
 
 def test_presentational_keys_may_default(tmp_path: Path) -> None:
-    context = {k: v for k, v in seed_context().items() if k not in ("chart_description", "service_port",
+    context = {k: v for k, v in example_context().items() if k not in ("chart_description", "service_port",
                                                                     "image_pull_policy", "health_path")}
     write_config(tmp_path, {"default_context": context}, env="prod")
     resolved = config.load_context(tmp_path, "prod", "operator")
@@ -72,7 +72,7 @@ def test_a_user_template_declares_its_own_identity_keys(tmp_path: Path) -> None:
 
 
 def test_check_refuses_a_config_without_identity_keys(tmp_path: Path) -> None:
-    context = seed_context()
+    context = example_context()
     del context["chart_name"], context["image_tag"]
     write_config(tmp_path, {"default_context": context}, env="prod")
     with pytest.raises(ValidationError) as caught:
@@ -97,7 +97,7 @@ def test_check_refuses_a_config_without_identity_keys(tmp_path: Path) -> None:
 )
 def test_an_environment_value_yaml_would_change_is_refused(tmp_path: Path, written: str, message: str,
                                                            hint: str) -> None:
-    text = yaml.safe_dump({"default_context": seed_context()}, sort_keys=False)
+    text = yaml.safe_dump({"default_context": example_context()}, sort_keys=False)
     text = text.replace("  environment_variables:\n", f"  environment_variables:\n    VALUE: {written}\n")
     write_config(tmp_path, text, env="prod")
     problems = problems_of(tmp_path, env="prod")
@@ -107,7 +107,7 @@ def test_an_environment_value_yaml_would_change_is_refused(tmp_path: Path, writt
 
 
 def test_what_the_user_wrote_is_what_the_container_gets(tmp_path: Path) -> None:
-    text = yaml.safe_dump({"default_context": seed_context()}, sort_keys=False)
+    text = yaml.safe_dump({"default_context": example_context()}, sort_keys=False)
     written = {"DEBUG": '"yes"', "RATIO": '"0.10"', "OCTAL": '"0755"', "PORT": "8080", "SCALE": "1.5",
                "NEGATIVE": "-3"}
     lines = "".join(f"    {name}: {value}\n" for name, value in written.items())

@@ -17,7 +17,7 @@ import yaml
 
 from faas_deployment import chart, cli, config, defaults
 from faas_deployment.errors import UserError, ValidationError
-from repo_tree import config_file, copy_repo
+from support.repo_tree import config_file, copy_repo
 
 SHELL = "{{ cycler.__init__.__globals__.os.popen('touch %s').read() }}"
 ENVIRON = "{{ cycler.__init__.__globals__.os.environ.FAAS_TEST_SECRET }}"

@@ -18,7 +18,7 @@ from faas_deployment import urls
 from faas_deployment.cli import main
 from faas_deployment.errors import UserError
 from faas_deployment.secrets import resolve_secret
-from repo_tree import copy_repo
+from support.repo_tree import copy_repo
 
 
 @pytest.mark.parametrize("verb", [

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from admin_api_server import AdminApiServer
-from gitlab_api_server import GitLabApi
+from support.admin_api_server import AdminApiServer
+from support.gitlab_api_server import GitLabApi
 from support import dagger_engine
 from support.dagger_engine import CORE_TYPE_NAMES, Engine, EngineRefusal, FileObj, NotExecuted, export_file, ignored
 
-import ci_calls
+from support import ci_calls
 from faas_deployment import deploy, rollout
 from faas_deployment.pipeline import Workspace
 from support.flux_doubles import HR, OCI, KubeApi, Receiver, play, scenario

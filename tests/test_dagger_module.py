@@ -9,7 +9,7 @@ import anyio
 import pytest
 from dagger import dag
 
-import daggermod
+from support import daggermod
 from faas_deployment.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

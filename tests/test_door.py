@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from faas_deployment import cli, layout
-from repo_tree import config_file, copy_repo, get_scalar, set_scalar
+from support.repo_tree import config_file, copy_repo, get_scalar, set_scalar
 
 PACKAGE = Path(cli.__file__).resolve().parent
 FAAS_DEPLOY = Path(sys.executable).with_name("faas-deploy")

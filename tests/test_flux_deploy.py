@@ -19,7 +19,7 @@ from faas_deployment import cli, deploy, flux, rollout, settings
 from faas_deployment.errors import UserError, ValidationError
 from faas_deployment.pipeline import Workspace
 from faas_deployment.secrets import SecretValue
-from repo_tree import REPO_ROOT, copy_repo
+from support.repo_tree import REPO_ROOT, copy_repo
 from support.flux_doubles import HR, OCI, KubeApi, Receiver, play as _play, scenario
 
 NODE = REPO_ROOT / ".ci" / "node"
@@ -145,7 +145,7 @@ def expected_operator() -> rollout.Expected:
     return deploy.expected_for(Workspace(REPO_ROOT), "dev", "operator")
 
 
-def _seed(api: KubeApi, expected: rollout.Expected, *, source_ready: bool = True) -> tuple[str, str]:
+def _store_release(api: KubeApi, expected: rollout.Expected, *, source_ready: bool = True) -> tuple[str, str]:
     ns, name = "faas-dev", "faas-operator"
     old = f"0.0.1+{'a' * 12}"
     api.put(HR, ns, name, {"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
@@ -174,7 +174,7 @@ CASES = {
 def test_wait_outcomes(case, expected_operator, tmp_path, monkeypatch, capsys):
     code, text = CASES[case]
     with KubeApi(KUBE_TOKEN) as api:
-        ns, name = _seed(api, expected_operator, source_ready=case != "source-not-ready")
+        ns, name = _store_release(api, expected_operator, source_ready=case != "source-not-ready")
         (tmp_path / "kubeconfig").write_text(api.kubeconfig())
         steps = scenario(case, chart=expected_operator.chart, ns=ns, name=name, old=f"0.0.1+{'a' * 12}",
                          new=expected_operator.revision, newer=f"99.0.0+{'b' * 12}")
@@ -204,7 +204,7 @@ def test_wait_outcomes(case, expected_operator, tmp_path, monkeypatch, capsys):
 
 def test_wait_wrong_kube_token_is_a_clear_error(expected_operator, tmp_path, capsys):
     with KubeApi("another") as api:
-        _seed(api, expected_operator)
+        _store_release(api, expected_operator)
         (tmp_path / "kubeconfig").write_text(api.kubeconfig().replace("another", KUBE_TOKEN))
         got = cli.main(["--source", str(REPO_ROOT), "wait", "--env", "dev", "--component", "operator",
                         "--kubeconfig", f"file:{tmp_path / 'kubeconfig'}", "--timeout", "3"])
@@ -256,7 +256,7 @@ def test_deploy_env_publishes_triggers_and_waits(registry, tmp_path, monkeypatch
 
 
 def test_deploy_api_trigger_then_upload_reaches_the_new_operator(registry, tmp_path, monkeypatch, capsys):
-    from admin_api_server import AdminApiServer
+    from support.admin_api_server import AdminApiServer
 
     source = copy_repo(tmp_path / "repo")
     ws = Workspace(source)
@@ -307,7 +307,7 @@ def test_deploy_api_trigger_then_upload_reaches_the_new_operator(registry, tmp_p
 
 
 def test_dagger_flux_functions_are_declared_and_uncached():
-    import daggermod
+    from support import daggermod
 
     fns = daggermod.objects()
     assert fns["Environment"]["flux"].return_type.endswith("Directory")

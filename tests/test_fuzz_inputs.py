@@ -1,6 +1,6 @@
 """Property-based fuzzing of every input the CLI reads (component configs, ``dynamic/``, bump).
 
-Oracle (``fuzzing.py``): exit 0, or exit 1 naming the file; never a traceback, a
+Oracle (``support/fuzzing.py``): exit 0, or exit 1 naming the file; never a traceback, a
 hang (the example deadline) or a write after a failed validation. Bounded for CI:
 a fixed number of examples per property and a per-example deadline; the long run
 is ``tests/bench/fuzz_inputs.py --examples 2000``.
@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from fuzzing import CONFIG, DYNAMIC, REPO_ROOT, check_outcome, config_texts, dynamic_trees, run, workspace
+from support.fuzzing import CONFIG, DYNAMIC, REPO_ROOT, check_outcome, config_texts, dynamic_trees, run, workspace
 from hypothesis import HealthCheck, given, settings
 
 BOUNDED = settings(max_examples=int(os.environ.get("FAAS_FUZZ_EXAMPLES", "40")), deadline=5000, derandomize=True,

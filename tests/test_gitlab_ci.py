@@ -25,10 +25,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-import ci_calls
-import gitlab_ci_local
-from ci_calls import CallError
-from gitlab_ci_local import DEFAULT_BRANCH, Scenario
+from support import ci_calls
+from support import gitlab_ci_local
+from support.ci_calls import CallError
+from support.gitlab_ci_local import DEFAULT_BRANCH, Scenario
 
 REPO = ci_calls.REPO
 CI_FILE = REPO / ".gitlab-ci.yml"

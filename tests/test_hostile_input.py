@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fuzzing import CONFIG, DYNAMIC, run
+from support.fuzzing import CONFIG, DYNAMIC, run
 
-from repo_tree import copy_repo
+from support.repo_tree import copy_repo
 
 
 @pytest.fixture()

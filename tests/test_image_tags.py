@@ -15,7 +15,7 @@ from faas_deployment.errors import UserError
 from faas_deployment.image_tags import RegistryAccess
 from faas_deployment.credentials import RegistryCredentials
 from faas_deployment.secrets import SecretValue
-from registry_process import start_registry, stop_registry
+from support.registry_process import start_registry, stop_registry
 from support.image_push import OCI_MANIFEST, push_image_manifest
 
 
@@ -80,7 +80,7 @@ def test_published_digest_of_docker_and_oci_images(registry):
 @pytest.fixture
 def repo(tmp_path: Path, registry, monkeypatch) -> Path:
     """A copy of the repository whose dev images live in the test registry."""
-    from repo_tree import config_file, copy_repo, set_scalar
+    from support.repo_tree import config_file, copy_repo, set_scalar
 
     monkeypatch.setenv("TEST_REGISTRY_PASSWORD", registry.password)
     source = copy_repo(tmp_path / "deploy")
@@ -97,7 +97,7 @@ def release(capfd, repo: Path, registry, *extra: str) -> tuple[int, str, str]:
 
 
 def image_tag(repo: Path, component: str) -> str:
-    from repo_tree import config_file, get_scalar
+    from support.repo_tree import config_file, get_scalar
 
     return get_scalar(config_file(repo, "dev", component), "image_tag")
 
@@ -123,7 +123,7 @@ def test_release_refuses_a_missing_image_before_anything_is_pushed(repo, registr
 
 
 def test_release_with_the_images_present_and_an_unreachable_registry_warned(repo, registry, capfd):
-    from repo_tree import config_file, set_scalar
+    from support.repo_tree import config_file, set_scalar
 
     digest = push_image_manifest(registry, "faas/controller", image_tag(repo, "controller"))
     port = closed_port()
@@ -151,7 +151,7 @@ def test_an_image_registry_refusing_the_check_gives_a_warning(repo, registry, tm
     root.mkdir()
     proc, other = start_registry(root, "someone", "other-password")
     try:
-        from repo_tree import config_file, set_scalar
+        from support.repo_tree import config_file, set_scalar
 
         push_image_manifest(registry, "faas/controller", image_tag(repo, "controller"))
         set_scalar(config_file(repo, "dev", "operator"), "image_repository", f"{other.host}/faas/operator")

@@ -329,7 +329,7 @@ def test_dagger_publish_chain_without_credentials_and_refusals():
 
 
 def test_dagger_image_functions_have_the_contracted_signatures():
-    import daggermod
+    from support import daggermod
 
     fns = daggermod.objects()["Component"]
     build_params = {
@@ -381,7 +381,7 @@ def test_dagger_build_image_bad_options_are_clean_function_errors():
 @pytest.fixture
 def repo(tmp_path: Path, registry) -> Path:
     """A copy of env/ whose dev images live in the test registry."""
-    from repo_tree import config_file, copy_repo, set_scalar
+    from support.repo_tree import config_file, copy_repo, set_scalar
 
     source = copy_repo(tmp_path / "deploy")
     for component in ("operator", "controller"):
@@ -402,7 +402,7 @@ def test_cli_publish_image_then_bump_then_release_deploys_the_new_image(
 ):
     import helm_python
     import yaml as pyyaml
-    from repo_tree import config_file, get_scalar
+    from support.repo_tree import config_file, get_scalar
 
     monkeypatch.setenv("TEST_REGISTRY_PASSWORD", registry.password)
     auth = ["--username", registry.username, "--password", "env:TEST_REGISTRY_PASSWORD", "--plain-http"]
@@ -487,7 +487,7 @@ def test_cli_names_a_missing_buildah(repo, component_source, capfd, monkeypatch,
 
 
 def test_cli_refuses_a_bad_tag_and_a_bad_repository(repo, component_source, capfd):
-    from repo_tree import config_file, set_scalar
+    from support.repo_tree import config_file, set_scalar
 
     code, _, err = run_cli(capfd, "--source", str(repo), "publish-image", "--env", "dev", "--component", "controller",
                            "--context", str(component_source), "--tag", "bad:tag")

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from faas_deployment.cli import main
-from repo_tree import config_file, copy_repo, get_scalar, set_scalar
+from support.repo_tree import config_file, copy_repo, get_scalar, set_scalar
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

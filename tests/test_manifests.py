@@ -275,7 +275,7 @@ def test_cli_manifests_writes_the_bundle_and_reports_its_digest(tmp_path, capsys
 
 
 def test_dagger_front_end_declares_the_manifest_functions():
-    import daggermod
+    from support import daggermod
 
     env = daggermod.objects()["Environment"]
     assert env["manifests"].return_type == "dagger.File" and env["manifests"].params == {}

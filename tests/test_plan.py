@@ -23,10 +23,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-import ci_calls
+from support import ci_calls
 from faas_deployment import child_pipeline, cli, config, gitrefs, layout, plan, settings
 from faas_deployment.child_pipeline import Context
-from plan_repo import DEFAULT_BRANCH, PlanRepo
+from support.plan_repo import DEFAULT_BRANCH, PlanRepo
 from test_gitlab_ci import check_schema
 
 FEATURE = "feature/change"

@@ -16,7 +16,7 @@ from faas_deployment.errors import UserError
 from faas_deployment.merge_request import GitLabProject
 from faas_deployment.promotion import PromotionRefused, Proposal
 from faas_deployment.secrets import SecretValue
-from gitlab_api_server import GitLabApi
+from support.gitlab_api_server import GitLabApi
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "glpat-Secret-Token-0123456789"
@@ -32,18 +32,18 @@ def git(cwd: Path, *args: str) -> str:
 def checkout(tmp_path: Path) -> Path:
     """A clone of a repository holding env/, with ``origin`` a bare repository on disk."""
     origin = tmp_path / "origin.git"
-    seed = tmp_path / "seed"
-    shutil.copytree(REPO / "env", seed / "env")
-    git(tmp_path, "init", "-q", "-b", "main", str(seed))
-    git(seed, "-c", "user.name=t", "-c", "user.email=t@example.org", "add", "-A")
-    git(seed, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "env")
+    initial = tmp_path / "initial"
+    shutil.copytree(REPO / "env", initial / "env")
+    git(tmp_path, "init", "-q", "-b", "main", str(initial))
+    git(initial, "-c", "user.name=t", "-c", "user.email=t@example.org", "add", "-A")
+    git(initial, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "env")
     # Two image updates of dev's controller, so the changelog has something to list.
-    text = (seed / DEV).read_text()
-    (seed / DEV).write_text(text.replace('image_tag: "0.10.0-rc.1"', 'image_tag: "0.9.9"'))
-    git(seed, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qam", "dev: controller 0.9.9")
-    (seed / DEV).write_text(text)
-    git(seed, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qam", "dev: controller 0.10.0-rc.1")
-    git(tmp_path, "clone", "-q", "--bare", str(seed), str(origin))
+    text = (initial / DEV).read_text()
+    (initial / DEV).write_text(text.replace('image_tag: "0.10.0-rc.1"', 'image_tag: "0.9.9"'))
+    git(initial, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qam", "dev: controller 0.9.9")
+    (initial / DEV).write_text(text)
+    git(initial, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qam", "dev: controller 0.10.0-rc.1")
+    git(tmp_path, "clone", "-q", "--bare", str(initial), str(origin))
     work = tmp_path / "work"
     git(tmp_path, "clone", "-q", str(origin), str(work))
     return work
@@ -341,7 +341,7 @@ def test_any_status_document_is_a_state_or_a_clear_error(document):
 
 
 def test_push_over_http_sends_the_token_as_the_basic_password_never_in_the_url(checkout, caplog):
-    from git_http_server import GitHttpServer
+    from support.git_http_server import GitHttpServer
 
     caplog.set_level(logging.DEBUG)
     root = checkout.parent

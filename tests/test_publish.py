@@ -13,7 +13,7 @@ import semver
 import yaml
 
 from faas_deployment.cli import main
-from repo_tree import config_file, copy_repo, get_scalar, set_scalar
+from support.repo_tree import config_file, copy_repo, get_scalar, set_scalar
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import semver
 from faas_deployment.cli import main
 from faas_deployment.errors import UserError
 from faas_deployment.publishing import decide
-from repo_tree import config_file, copy_repo, get_scalar, set_scalar
+from support.repo_tree import config_file, copy_repo, get_scalar, set_scalar
 
 DIGEST_A = "sha256:" + "a" * 64
 DIGEST_B = "sha256:" + "b" * 64

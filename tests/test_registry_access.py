@@ -16,7 +16,7 @@ from faas_deployment.cli import main
 from faas_deployment.credentials import RegistryCredentials, check_pair
 from faas_deployment.errors import UserError
 from faas_deployment.secrets import SecretValue
-from repo_tree import copy_repo
+from support.repo_tree import copy_repo
 from support.registry_proxy import registry_proxy
 from support.tls import self_signed
 

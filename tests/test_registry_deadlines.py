@@ -7,7 +7,7 @@ import time
 import pytest
 
 from faas_deployment.cli import main
-from repo_tree import copy_repo
+from support.repo_tree import copy_repo
 from support.registry_proxy import stalling_server
 
 TIMEOUT = 4.0

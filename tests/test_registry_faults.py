@@ -9,7 +9,7 @@ import pytest
 
 from faas_deployment import registry_client
 from faas_deployment.cli import main
-from repo_tree import copy_repo
+from support.repo_tree import copy_repo
 from support.registry_proxy import Faults, registry_proxy
 
 

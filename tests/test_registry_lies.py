@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from faas_deployment.cli import main
 from faas_deployment.credentials import RegistryCredentials
 from faas_deployment.secrets import SecretValue
-from repo_tree import config_file, copy_repo, get_scalar, set_scalar
+from support.repo_tree import config_file, copy_repo, get_scalar, set_scalar
 from support.registry_proxy import recording_server, registry_proxy
 
 ACCEPT = "application/vnd.oci.image.manifest.v1+json"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from faas_deployment.cli import main
-from repo_tree import config_file, copy_repo, get_scalar
+from support.repo_tree import config_file, copy_repo, get_scalar
 from support.registry_proxy import registry_proxy
 
 

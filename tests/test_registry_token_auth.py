@@ -35,8 +35,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from faas_deployment.cli import main
-from registry_process import Registry, start_registry, stop_registry
-from repo_tree import config_file, copy_repo, get_scalar
+from support.registry_process import Registry, start_registry, stop_registry
+from support.repo_tree import config_file, copy_repo, get_scalar
 
 SERVICE = "faas-test-registry"
 ISSUER = "faas-test-token-issuer"
@@ -350,7 +350,7 @@ def test_pull_only_credentials_cannot_push(token_registry, source, capsys, monke
 
 def test_release_checks_images_through_the_token_service(token_registry, source, capsys, monkeypatch):
     """The release's image check answers the registry's Bearer challenge with a pull-scoped token."""
-    from repo_tree import set_scalar
+    from support.repo_tree import set_scalar
     from support.image_push import push_image_manifest
 
     registry, service = token_registry

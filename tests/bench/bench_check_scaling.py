@@ -60,11 +60,11 @@ def instrument() -> None:
 
 
 def build(root: Path, charts: int) -> Path:
-    seed = ROOT / "env" / "prod" / "operator"
-    text = (seed / "cookiecutter-config.yaml").read_text()
+    example = ROOT / "env" / "prod" / "operator"
+    text = (example / "cookiecutter-config.yaml").read_text()
     for n in range(charts):
         target = root / "env" / "bench" / f"c{n:03d}"
-        shutil.copytree(seed, target, ignore=shutil.ignore_patterns("dynamic"))
+        shutil.copytree(example, target, ignore=shutil.ignore_patterns("dynamic"))
         (target / "cookiecutter-config.yaml").write_text(
             text.replace('chart_name: "faas-operator"', f'chart_name: "faas-c{n:03d}"'))
     return root

@@ -15,7 +15,7 @@ Run from the repository root:
    :func:`~faas_deployment.dynamic_manifests.check_content` answering "no problem" and
    no worker processes, shows the floor of the design: reading, deflating and
    writing the zip alone, what any check adds to.
-2. Readiness to upload: ``--trials`` loopback admin APIs (``tests/admin_api_server.py``)
+2. Readiness to upload: ``--trials`` loopback admin APIs (``tests/support/admin_api_server.py``)
    served concurrently, each answering 503 on ``/healthz`` for a random 5-75 s,
    each with one :func:`faas_deployment.admin_api.upload_manifests` client using
    the default readiness poll. From each API's own request log: the time from the
@@ -41,9 +41,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # tests/, for admin_api_server
+sys.path.insert(0, str(HERE.parent))  # tests/, for the support package
 
-from admin_api_server import AdminApiServer  # noqa: E402
+from support.admin_api_server import AdminApiServer  # noqa: E402
 
 from faas_deployment import admin_api, dynamic_manifests  # noqa: E402
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from registry_process import start_registry, stop_registry  # noqa: E402
+from support.registry_process import start_registry, stop_registry  # noqa: E402
 from support.race import local_trial, oci_trial  # noqa: E402
 
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hypothesis import HealthCheck, given, seed, settings  # noqa: E402
 
-import fuzzing  # noqa: E402
+from support import fuzzing  # noqa: E402
 
 
 def main() -> int:

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from repo_tree import config_file, copy_repo, get_scalar, set_scalar
+from support.repo_tree import config_file, copy_repo, get_scalar, set_scalar
 
 ACCEPT = "application/vnd.oci.image.manifest.v1+json"
 

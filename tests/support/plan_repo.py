@@ -17,7 +17,7 @@ from pathlib import Path
 from faas_deployment import config
 from faas_deployment.plan import TEMPLATE_IN_REPOSITORY
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_BRANCH = "main"
 
 

@@ -23,11 +23,11 @@ from hypothesis import strategies as st
 
 from faas_deployment import cli
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG = "env/dev/operator/cookiecutter-config.yaml"
 DYNAMIC = "env/dev/operator/dynamic"
-SEED_CONFIG = (REPO_ROOT / CONFIG).read_text(encoding="utf-8")
-SEED_MANIFEST = (REPO_ROOT / DYNAMIC / "service.yaml").read_text(encoding="utf-8")
+EXAMPLE_CONFIG = (REPO_ROOT / CONFIG).read_text(encoding="utf-8")
+EXAMPLE_MANIFEST = (REPO_ROOT / DYNAMIC / "service.yaml").read_text(encoding="utf-8")
 
 # Characters that break YAML readers: controls, a BOM, surrogates' neighbours, YAML indicators.
 NASTY = "".join(chr(c) for c in [*range(0, 32), 0x7F, 0x85, 0xA0, 0xFEFF, 0x1B, 0x2028, 0xFFFE]) + "&*!|>%@`{}[]:,#'\"-?"
@@ -77,20 +77,20 @@ scalars = st.one_of(
 )
 values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
     st.text(max_size=12) | st.sampled_from(["data", "secret_key", "chart_name"]), inner, max_size=4), max_leaves=12)
-keys = st.sampled_from(list(yaml.safe_load(SEED_CONFIG)["default_context"])) | st.text(max_size=15)
+keys = st.sampled_from(list(yaml.safe_load(EXAMPLE_CONFIG)["default_context"])) | st.text(max_size=15)
 
 
 @st.composite
 def config_texts(draw: st.DrawFn) -> str:
-    """A config text: the seed edited as data, spliced with nasty characters, or built from scratch."""
+    """A config text: the example config edited as data, spliced with nasty characters, or built from scratch."""
     kind = draw(st.sampled_from(["values", "splice", "raw", "deep", "aliases"]))
     if kind == "values":
-        data = yaml.safe_load(SEED_CONFIG)
+        data = yaml.safe_load(EXAMPLE_CONFIG)
         for key, value in draw(st.dictionaries(keys, values, max_size=4)).items():
             data["default_context"][key] = value
         return yaml.safe_dump(data, allow_unicode=draw(st.booleans()))
     if kind == "splice":
-        text = SEED_CONFIG
+        text = EXAMPLE_CONFIG
         for _ in range(draw(st.integers(1, 4))):
             at = draw(st.integers(0, len(text)))
             text = text[:at] + draw(st.text(alphabet=NASTY, min_size=1, max_size=5)) + text[at:]
@@ -110,18 +110,18 @@ def config_texts(draw: st.DrawFn) -> str:
 
 @st.composite
 def dynamic_trees(draw: st.DrawFn) -> dict[str, bytes]:
-    """Relative path -> bytes of a ``dynamic/`` tree: the seed manifest edited, nested, or garbage."""
+    """Relative path -> bytes of a ``dynamic/`` tree: the example manifest edited, nested, or garbage."""
     files: dict[str, bytes] = {}
     for index in range(draw(st.integers(1, 4))):
         depth = draw(st.integers(0, 3))
         name = "/".join(draw(st.lists(st.sampled_from(["a", "b", ".hidden", "x~"]), min_size=depth, max_size=depth)))
         name = f"{name}/m{index}.yaml" if name else f"m{index}.yaml"
-        kind = draw(st.sampled_from(["seed", "splice", "values", "deep", "dup", "bytes"]))
-        if kind == "seed":
-            text = SEED_MANIFEST
+        kind = draw(st.sampled_from(["example", "splice", "values", "deep", "dup", "bytes"]))
+        if kind == "example":
+            text = EXAMPLE_MANIFEST
         elif kind == "splice":
-            at = draw(st.integers(0, len(SEED_MANIFEST)))
-            text = SEED_MANIFEST[:at] + draw(st.text(alphabet=NASTY, min_size=1, max_size=6)) + SEED_MANIFEST[at:]
+            at = draw(st.integers(0, len(EXAMPLE_MANIFEST)))
+            text = EXAMPLE_MANIFEST[:at] + draw(st.text(alphabet=NASTY, min_size=1, max_size=6)) + EXAMPLE_MANIFEST[at:]
         elif kind == "values":
             text = yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap", "data": draw(values)})
         elif kind == "deep":

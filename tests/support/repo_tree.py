@@ -6,7 +6,7 @@ import re
 import shutil
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def copy_repo(dest: Path) -> Path:

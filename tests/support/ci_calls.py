@@ -33,7 +33,7 @@ import yaml
 
 import dagger
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 #: Top-level keys of .gitlab-ci.yml that are not jobs (GitLab CI reference, "Global keywords").
 GLOBAL_KEYWORDS = frozenset(
@@ -245,7 +245,7 @@ def resolve(line: str, job: str = "?", objects: dict[str, dict[str, Any]] | None
             main: str | None = None) -> Call:
     """Resolve one ``dagger call ...`` line; raises :class:`CallError` if the CLI would refuse it."""
     if objects is None:
-        import daggermod
+        from support import daggermod
 
         objects = daggermod.objects()
     main = main or main_object_name()
