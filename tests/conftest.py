@@ -1,16 +1,122 @@
-"""Shared fixtures: real parts started on 127.0.0.1 and stopped by the test session."""
+"""Shared fixtures and the test layer of every test file.
+
+Fixtures (real parts started on 127.0.0.1 and stopped by the test):
+
+- ``repo_copy``: a throwaway copy of the repository's ``env/`` tree (the ``--source`` of a workspace).
+- ``run_cli``: ``run_cli(*argv) -> (exit code, stdout, stderr)``, ``faas_deployment.cli.main`` run
+  in-process with ``argv``, its output captured.
+- ``registry``: the real ``docker-registry`` with HTTP Basic auth (user ``ci``, random password).
+- ``token_registry``: ``(registry, token service)``, the real registry delegating auth to a Docker
+  token service (``Bearer`` challenges).
+- ``secret``, ``bundle``: the token and the dev operator's manifest bundle for admin API uploads.
+- ``admin_api_server``: the loopback double of the operator admin API (token ``support.admin_api_client.TOKEN``),
+  healthy at once, storing every upload. (Not ``admin_api``: tests import the client module by that name.)
+
+Layers (``pytest -m unit`` / ``integration`` / ``e2e``; ``MARKERS`` says what each holds):
+``LAYERS`` names the marker of every test file; a test file missing from it fails collection.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from faas_deployment import dynamic_manifests
+from faas_deployment.cli import main
+from faas_deployment.secrets import SecretValue
+from support.admin_api_client import TOKEN
+from support.admin_api_server import AdminApiServer
 from support.registry_process import Registry, start_registry, stop_registry
+from support.repo_tree import copy_repo
+from support.token_service import TokenService, token_registry as start_token_registry
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+
+MARKERS = {
+    "unit": "fast, in-process, no external tool, server or Helm engine: configs, parsers, rules, the Dagger "
+            "module introspected offline (our own CLI may run as a subprocess, as in fuzzing)",
+    "integration": "real parts: the registry, the Helm engine, HTTP servers on loopback (doubles of the admin API, "
+                   "Kubernetes, GitLab), git, buildah, skopeo, unzip, node tools",
+    "e2e": "end-to-end stories through a front end: the Dagger engine harness, gitlab-ci-local",
+}
+LAYERS: dict[str, str] = {
+    "test_admin_api.py": "integration",
+    "test_admin_api_contract.py": "integration",
+    "test_artifact_wait.py": "integration",
+    "test_artifacts.py": "integration",
+    "test_artifacts_dagger.py": "unit",
+    "test_bump.py": "unit",
+    "test_chart_render.py": "integration",
+    "test_check.py": "integration",
+    "test_config.py": "unit",
+    "test_config_identity.py": "integration",
+    "test_config_is_data.py": "integration",
+    "test_credentials_and_cleanup.py": "integration",
+    "test_dagger_engine.py": "e2e",
+    "test_dagger_module.py": "unit",
+    "test_door.py": "integration",
+    "test_flux_deploy.py": "integration",
+    "test_fuzz_inputs.py": "unit",
+    "test_gitlab_ci.py": "e2e",
+    "test_helm_index.py": "unit",
+    "test_hostile_input.py": "unit",
+    "test_image_tags.py": "integration",
+    "test_images.py": "integration",
+    "test_local_repository.py": "integration",
+    "test_manifests.py": "integration",
+    "test_plan.py": "integration",
+    "test_promotion.py": "integration",
+    "test_publish.py": "integration",
+    "test_publish_races.py": "integration",
+    "test_publish_rules.py": "integration",
+    "test_registry_access.py": "integration",
+    "test_registry_deadlines.py": "integration",
+    "test_registry_faults.py": "integration",
+    "test_registry_lies.py": "integration",
+    "test_registry_round_trips.py": "integration",
+    "test_registry_token_auth.py": "integration",
+    "test_secrets.py": "unit",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the layers here, not in an ini file: ``pytest tests`` from the repository root reads none."""
+    for name, meaning in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {meaning}")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test with its file's layer; a test file not in ``LAYERS`` is a collection error."""
+    missing = sorted({item.path.name for item in items if item.path.parent == TESTS} - set(LAYERS))
+    if missing:
+        raise pytest.UsageError(f"tests/conftest.py: LAYERS has no layer for {', '.join(missing)}: "
+                                "add each as unit, integration or e2e")
+    for item in items:
+        layer = LAYERS.get(item.path.name) if item.path.parent == TESTS else None
+        if layer:
+            item.add_marker(getattr(pytest.mark, layer))
+
+
+@pytest.fixture
+def repo_copy(tmp_path: Path) -> Path:
+    """A copy of the repository's ``env/`` tree under ``tmp_path / "src"``, to pass as ``--source``."""
+    return copy_repo(tmp_path / "src")
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """``run_cli(*argv)``: ``faas-deploy argv`` in-process; returns (exit code, stdout, stderr) of that run."""
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
 
 
 @pytest.fixture
@@ -23,3 +129,29 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
         yield reg
     finally:
         stop_registry(proc)
+
+
+@pytest.fixture
+def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Registry, TokenService]]:
+    """A token service and a registry trusting it, both on 127.0.0.1; user ``ci``, random password."""
+    with start_token_registry(tmp_path_factory.mktemp("token-registry")) as started:
+        yield started
+
+
+@pytest.fixture
+def admin_api_server() -> Iterator[AdminApiServer]:
+    """The admin API double on 127.0.0.1, healthy at once, storing every upload; stopped after the test."""
+    with AdminApiServer(TOKEN) as server:
+        yield server
+
+
+@pytest.fixture
+def secret() -> SecretValue:
+    """The admin API double's token as the CLI would read it from ``env:ADMIN_TOKEN``."""
+    return SecretValue(TOKEN, "env:ADMIN_TOKEN")
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> dynamic_manifests.Bundle:
+    """The bundle of ``env/dev/operator/dynamic``, written to ``tmp_path / "dev.zip"``."""
+    return dynamic_manifests.write_bundle(REPO_ROOT / "env" / "dev" / "operator" / "dynamic", tmp_path / "dev.zip", log=None)

@@ -13,26 +13,13 @@ from pathlib import Path
 
 import pytest
 from support.admin_api_server import AdminApiServer, Answer, EchoAuth, Reset, Slow
+from support.admin_api_client import FAAS_DEPLOY, FAST, FAST_POLL, TOKEN
 
 from faas_deployment import admin_api, dynamic_manifests
 from faas_deployment.errors import UserError
 from faas_deployment.secrets import SecretValue
 
 REPO = Path(__file__).resolve().parent.parent
-FAAS_DEPLOY = REPO / "dagger" / ".venv" / "bin" / "faas-deploy"
-TOKEN = "tok-5ecret-Zq9x7"
-FAST = admin_api.Backoff(initial=0.05, cap=0.2, jitter=0.05)
-FAST_POLL = admin_api.Poll(interval=0.05, jitter=0.01)
-
-
-@pytest.fixture()
-def secret() -> SecretValue:
-    return SecretValue(TOKEN, "env:ADMIN_TOKEN")
-
-
-@pytest.fixture()
-def bundle(tmp_path) -> dynamic_manifests.Bundle:
-    return dynamic_manifests.write_bundle(REPO / "env" / "dev" / "operator" / "dynamic", tmp_path / "dev.zip", log=None)
 
 
 @pytest.fixture()
@@ -263,7 +250,7 @@ def test_upload_manifests_waits_then_uploads_once_under_one_deadline(bundle, sec
 # -- the CLI, end to end --------------------------------------------------------
 
 
-def run_cli(*args: str, token: str = TOKEN) -> subprocess.CompletedProcess:
+def run_installed_cli(*args: str, token: str = TOKEN) -> subprocess.CompletedProcess:
     env = {**os.environ, "ADMIN_TOKEN": token}
     return subprocess.run([str(FAAS_DEPLOY), "--source", str(REPO), *args], env=env, capture_output=True,
                           text=True, timeout=120)
@@ -273,7 +260,7 @@ def test_cli_upload_manifests_against_an_api_that_becomes_ready_later(tmp_path):
     out = tmp_path / "artifacts" / "dev.zip"
     with AdminApiServer(TOKEN, listen_after=1.0, unready_for=2.0, upload_plan=[503]) as server:
         started = time.monotonic()
-        done = run_cli("upload-manifests", "--env", "dev", "--admin-url", server.url, "--token", "env:ADMIN_TOKEN",
+        done = run_installed_cli("upload-manifests", "--env", "dev", "--admin-url", server.url, "--token", "env:ADMIN_TOKEN",
                        "--timeout", "30", "--out", str(out))
         took = time.monotonic() - started
         accepted = list(server.accepted)
@@ -291,7 +278,7 @@ def test_cli_upload_manifests_against_an_api_that_becomes_ready_later(tmp_path):
 def test_cli_keeps_the_bundle_when_the_upload_is_refused(tmp_path):
     out = tmp_path / "dev.zip"
     with AdminApiServer("another-token") as server:
-        done = run_cli("upload-manifests", "--env", "dev", "--admin-url", server.url, "--token", "env:ADMIN_TOKEN",
+        done = run_installed_cli("upload-manifests", "--env", "dev", "--admin-url", server.url, "--token", "env:ADMIN_TOKEN",
                        "--timeout", "10", "--out", str(out))
         assert not server.accepted
     assert done.returncode == 1

@@ -19,7 +19,8 @@ from support.admin_api_server import AdminApiServer, Answer, Drip, Reset, StoreT
 from faas_deployment import admin_api
 from faas_deployment.errors import UserError
 
-from test_admin_api import FAAS_DEPLOY, FAST, FAST_POLL, REPO, TOKEN, bundle, secret  # noqa: F401 - fixtures
+from support.admin_api_client import FAAS_DEPLOY, FAST, FAST_POLL, TOKEN
+from support.repo_tree import REPO_ROOT as REPO
 
 UPLOAD = "/admin/manifests"
 
@@ -52,25 +53,23 @@ def test_one_stored_bundle_under_every_fault(fault, bundle, secret):
         assert len(server.attempts(UPLOAD, "POST")) == posts and len(server.accepted) == 1
 
 
-def test_a_repeated_post_gets_the_same_answer_and_stores_nothing(bundle):
-    with AdminApiServer(TOKEN) as server:
-        headers = {"Authorization": f"Bearer {TOKEN}", admin_api.SHA256_HEADER: bundle.sha256,
-                   admin_api.IDEMPOTENCY_HEADER: bundle.sha256}
-        answers = []
-        for _ in range(3):
-            with bundle.path.open("rb") as handle:
-                r = httpx.post(server.url + UPLOAD, headers=headers, files={"file": ("dev.zip", handle, "application/zip")})
-            answers.append((r.status_code, r.text))
-        current = httpx.get(server.url + UPLOAD, headers={"Authorization": f"Bearer {TOKEN}"})
-        assert len(server.accepted) == 1
+def test_a_repeated_post_gets_the_same_answer_and_stores_nothing(admin_api_server, bundle):
+    headers = {"Authorization": f"Bearer {TOKEN}", admin_api.SHA256_HEADER: bundle.sha256,
+               admin_api.IDEMPOTENCY_HEADER: bundle.sha256}
+    answers = []
+    for _ in range(3):
+        with bundle.path.open("rb") as handle:
+            r = httpx.post(admin_api_server.url + UPLOAD, headers=headers, files={"file": ("dev.zip", handle, "application/zip")})
+        answers.append((r.status_code, r.text))
+    current = httpx.get(admin_api_server.url + UPLOAD, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert len(admin_api_server.accepted) == 1
     assert answers[0][0] == 201 and answers == [answers[0]] * 3
     assert current.json() == {"sha256": bundle.sha256}
 
 
-def test_the_client_sends_the_idempotency_key(bundle, secret):
-    with AdminApiServer(TOKEN) as server:
-        admin_api.upload_bundle(server.url, bundle, secret, timeout=10, backoff=FAST, quiet=True)
-        assert server.answers.keys() == {bundle.sha256}
+def test_the_client_sends_the_idempotency_key(admin_api_server, bundle, secret):
+    admin_api.upload_bundle(admin_api_server.url, bundle, secret, timeout=10, backoff=FAST, quiet=True)
+    assert admin_api_server.answers.keys() == {bundle.sha256}
 
 
 def test_a_get_answer_outside_the_contract_is_refused(bundle, secret):

@@ -17,7 +17,6 @@ import yaml
 
 from faas_deployment import artifacts
 from support.repo_tree import REPO_ROOT, config_file, get_scalar, set_scalar
-from test_publish import run, source  # noqa: F401 (source is a fixture)
 
 REVISION_A = "main@sha1:" + "a" * 40
 REVISION_B = "main@sha1:" + "b" * 40
@@ -61,16 +60,16 @@ def writes(registry) -> int:
     return len(re.findall(r'"(?:POST|PUT|PATCH|DELETE) /v2/', registry.log_text()))
 
 
-def publish(capsys, source, registry, *extra: str, revision: str = REVISION_A) -> tuple[int, str, str]:
-    return run(capsys, "--source", str(source), "publish-artifact", "--env", "dev", *flags(registry),
+def publish(run_cli, repo_copy, registry, *extra: str, revision: str = REVISION_A) -> tuple[int, str, str]:
+    return run_cli("--source", str(repo_copy), "publish-artifact", "--env", "dev", *flags(registry),
                "--revision", revision, "--source-url", SOURCE_URL, *extra)
 
 
-def test_flux_format_read_back_with_skopeo(registry, source, capsys, monkeypatch, tmp_path):
+def test_flux_format_read_back_with_skopeo(registry, repo_copy, run_cli, monkeypatch, tmp_path):
     monkeypatch.setenv("TEST_REGISTRY_PASSWORD", registry.password)
-    code, out, err = publish(capsys, source, registry)
+    code, out, err = publish(run_cli, repo_copy, registry)
     assert code == 0, err
-    versions = {c: get_scalar(config_file(source, "dev", c), "chart_version") for c in ("operator", "controller")}
+    versions = {c: get_scalar(config_file(repo_copy, "dev", c), "chart_version") for c in ("operator", "controller")}
     assert tags(registry) == {t for c, v in versions.items() for t in (f"app-{c}", f"app-{c}-{v}")}
     for component in versions:
         assert f"pushed {registry.host}/faas/manifests:app-{component}-{versions[component]}; moved" in out
@@ -102,31 +101,31 @@ def test_flux_format_read_back_with_skopeo(registry, source, capsys, monkeypatch
     assert config["rootfs"]["diff_ids"] == [artifacts._sha256(gzip.decompress(blob))]
 
 
-def test_rerun_uploads_nothing_and_a_change_moves_only_its_tag(registry, source, capsys, monkeypatch):
+def test_rerun_uploads_nothing_and_a_change_moves_only_its_tag(registry, repo_copy, run_cli, monkeypatch):
     monkeypatch.setenv("TEST_REGISTRY_PASSWORD", registry.password)
-    assert publish(capsys, source, registry)[0] == 0
+    assert publish(run_cli, repo_copy, registry)[0] == 0
     before = {t: manifest_digest(registry, t) for t in tags(registry)}
     count = writes(registry)
     assert count >= 8  # two components, each: two blobs uploaded and two manifest PUTs
 
     # Another commit, same content: nothing is written, although revision and created differ.
-    code, out, err = publish(capsys, source, registry, revision=REVISION_B)
+    code, out, err = publish(run_cli, repo_copy, registry, revision=REVISION_B)
     assert code == 0, err
     assert out.count("unchanged") == 4 and "pushed" not in out and "moved" not in out
     assert writes(registry) == count
     assert {t: manifest_digest(registry, t) for t in tags(registry)} == before
 
     # Content changed without a chart_version bump: refused, nothing written.
-    operator = config_file(source, "dev", "operator")
+    operator = config_file(repo_copy, "dev", "operator")
     set_scalar(operator, "health_path", "/livez")
-    code, out, err = publish(capsys, source, registry, revision=REVISION_B)
+    code, out, err = publish(run_cli, repo_copy, registry, revision=REVISION_B)
     assert code == 1 and "bump chart_version" in err and "Traceback" not in err
     assert writes(registry) == count
 
     # Bumped: the operator's tags move, the controller's stay.
     old = get_scalar(operator, "chart_version")
     set_scalar(operator, "chart_version", "9.0.0")
-    code, out, err = publish(capsys, source, registry, revision=REVISION_B)
+    code, out, err = publish(run_cli, repo_copy, registry, revision=REVISION_B)
     assert code == 0, err
     after = {t: manifest_digest(registry, t) for t in tags(registry)}
     assert set(after) == set(before) | {"app-operator-9.0.0"}
@@ -139,46 +138,46 @@ def test_rerun_uploads_nothing_and_a_change_moves_only_its_tag(registry, source,
     health = get_scalar(config_file(REPO_ROOT, "dev", "operator"), "health_path")
     set_scalar(operator, "health_path", health)
     set_scalar(operator, "chart_version", old)
-    code, out, err = publish(capsys, source, registry, "--component", "operator", revision=REVISION_B)
+    code, out, err = publish(run_cli, repo_copy, registry, "--component", "operator", revision=REVISION_B)
     assert code == 0, err
     assert f"unchanged {registry.host}/faas/manifests:app-operator-{old}; moved" in out
     assert manifest_digest(registry, "app-operator") == before["app-operator"]
 
     # A new version lower than the highest published: refused, as for charts.
     set_scalar(operator, "chart_version", "0.0.1")
-    code, out, err = publish(capsys, source, registry, "--component", "operator")
+    code, out, err = publish(run_cli, repo_copy, registry, "--component", "operator")
     assert code == 1 and "lower than the highest published" in err
 
 
-def test_retire_deletes_only_the_moving_tag(registry, source, capsys, monkeypatch):
+def test_retire_deletes_only_the_moving_tag(registry, repo_copy, monkeypatch, run_cli):
     monkeypatch.setenv("TEST_REGISTRY_PASSWORD", registry.password)
-    assert publish(capsys, source, registry)[0] == 0
-    version = get_scalar(config_file(source, "dev", "operator"), "chart_version")
+    assert publish(run_cli, repo_copy, registry)[0] == 0
+    version = get_scalar(config_file(repo_copy, "dev", "operator"), "chart_version")
     kept = manifest_digest(registry, f"app-operator-{version}")
-    retire = ["--source", str(source), "retire-artifact", "--env", "dev", "--component", "operator", *flags(registry)]
-    code, out, err = run(capsys, *retire)
+    retire = ["--source", str(repo_copy), "retire-artifact", "--env", "dev", "--component", "operator", *flags(registry)]
+    code, out, err = run_cli(*retire)
     assert code == 0, err
     assert out.startswith(f"retired {registry.host}/faas/manifests:app-operator@")
     assert "app-operator" not in tags(registry) and "app-controller" in tags(registry)
     assert manifest_digest(registry, f"app-operator-{version}") == kept
-    assert run(capsys, *retire)[1].startswith("absent ")
+    assert run_cli(*retire)[1].startswith("absent ")
 
 
-def test_plain_manifests_directory(registry, source, capsys, monkeypatch, tmp_path):
+def test_plain_manifests_directory(registry, repo_copy, run_cli, monkeypatch, tmp_path):
     monkeypatch.setenv("TEST_REGISTRY_PASSWORD", registry.password)
     plain = tmp_path / "plain"
     plain.mkdir()
     (plain / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
     (plain / "bad.yaml").write_text("- just\n- a list\n")
-    code, out, err = publish(capsys, source, registry, "--component", "operator", "--manifests", str(plain))
+    code, out, err = publish(run_cli, repo_copy, registry, "--component", "operator", "--manifests", str(plain))
     assert code == 1 and "bad.yaml" in err and "apiVersion and kind" in err
     assert writes(registry) == 0
     (plain / "bad.yaml").unlink()
     (plain / ".hidden.yaml").write_text(": not yaml")
-    code, out, err = publish(capsys, source, registry, "--component", "operator", "--manifests", str(plain))
+    code, out, err = publish(run_cli, repo_copy, registry, "--component", "operator", "--manifests", str(plain))
     assert code == 0, err
-    assert tags(registry) == {"app-operator", "app-operator-" + get_scalar(config_file(source, "dev", "operator"), "chart_version")}
-    code, out, err = publish(capsys, source, registry, "--manifests", str(plain))
+    assert tags(registry) == {"app-operator", "app-operator-" + get_scalar(config_file(repo_copy, "dev", "operator"), "chart_version")}
+    code, out, err = publish(run_cli, repo_copy, registry, "--manifests", str(plain))
     assert code == 1 and "--component" in err
 
 
@@ -194,10 +193,10 @@ def test_layer_is_reproducible_and_independent_of_revision():
         artifacts.flux_artifact({"../x": b""}, source="", revision="", created="2026-01-01T00:00:00Z")
 
 
-def test_malformed_registry_and_component_names(source, capsys):
-    code, _, err = run(capsys, "--source", str(source), "publish-artifact", "--env", "dev", "--registry", "oci://host-only")
+def test_malformed_registry_and_component_names(repo_copy, run_cli):
+    code, _, err = run_cli("--source", str(repo_copy), "publish-artifact", "--env", "dev", "--registry", "oci://host-only")
     assert code == 1 and "repository path" in err
-    code, _, err = run(capsys, "--source", str(source), "retire-artifact", "--env", "dev", "--component", "Bad_Name",
+    code, _, err = run_cli("--source", str(repo_copy), "retire-artifact", "--env", "dev", "--component", "Bad_Name",
                        "--registry", "oci://h/p")
     assert code == 1 and "lowercase" in err
 
@@ -221,15 +220,15 @@ RESOURCESET_SPEC = {"commonMetadata", "inputStrategy", "inputs", "inputsFrom", "
 PROVIDER_REF = {"apiVersion", "kind", "name", "selector"}
 
 
-def objects(source: Path, capsys, out: Path, *extra: str) -> dict[str, dict]:
-    code, stdout, err = run(capsys, "--source", str(source), "artifact-objects", "--env", "dev",
+def objects(repo_copy: Path, run_cli, out: Path, *extra: str) -> dict[str, dict]:
+    code, stdout, err = run_cli("--source", str(repo_copy), "artifact-objects", "--env", "dev",
                             "--repository", "oci://registry.example.org/faas/manifests", "--out", str(out), *extra)
     assert code == 0, err
     return {Path(line).name: yaml.safe_load(Path(line).read_text()) for line in stdout.split()}
 
 
-def test_flux_operator_objects_field_by_field(source, capsys, tmp_path):
-    found = objects(source, capsys, tmp_path / "flux", "--registry-secret", "regcred")
+def test_flux_operator_objects_field_by_field(repo_copy, run_cli, tmp_path):
+    found = objects(repo_copy, run_cli, tmp_path / "flux", "--registry-secret", "regcred")
     provider, rset = found["resourcesetinputprovider.yaml"], found["resourceset.yaml"]
     assert provider["apiVersion"] == rset["apiVersion"] == "fluxcd.controlplane.io/v1"
     assert set(provider["spec"]) <= PROVIDER_SPEC and provider["spec"]["type"] in PROVIDER_TYPES
@@ -278,8 +277,8 @@ def flux_cd_validate(objs: list[dict]) -> list[str]:
     return json.loads(done.stdout)
 
 
-def test_flux_objects_against_the_flux_crd_schemas(source, capsys, tmp_path):
-    found = objects(source, capsys, tmp_path / "flux", "--plain-http")
+def test_flux_objects_against_the_flux_crd_schemas(repo_copy, run_cli, tmp_path):
+    found = objects(repo_copy, run_cli, tmp_path / "flux", "--plain-http")
     # The ResourceSet's resources as the Flux Operator renders them for one input.
     text = json.dumps(found["resourceset.yaml"]["spec"]["resources"])
     text = text.replace("<< inputs.digest >>", "sha256:" + "0" * 64).replace("<< inputs.tag >>", "app-operator")
@@ -313,10 +312,10 @@ def test_revision_from_git(tmp_path):
     assert artifacts.git_revision(tmp_path / "nowhere") == ("", "")
 
 
-def test_wrong_credentials_fail_cleanly_without_the_password(registry, source, capsys, monkeypatch):
+def test_wrong_credentials_fail_cleanly_without_the_password(registry, repo_copy, run_cli, monkeypatch):
     wrong = "wrong-" + registry.password[::-1]
     monkeypatch.setenv("TEST_REGISTRY_PASSWORD", wrong)
-    code, out, err = publish(capsys, source, registry)
+    code, out, err = publish(run_cli, repo_copy, registry)
     assert code == 1 and "credentials" in err and "Traceback" not in err
     assert wrong not in out + err and registry.password not in out + err
     assert writes(registry) == 0
@@ -325,8 +324,8 @@ def test_wrong_credentials_fail_cleanly_without_the_password(registry, source, c
 # --------------------------------------------------------------------------- the registry from environment.yaml
 
 
-def _set_artifact_repository(source: Path, value: str | None) -> None:
-    path = source / "env" / "dev" / "environment.yaml"
+def _set_artifact_repository(repo_copy: Path, value: str | None) -> None:
+    path = repo_copy / "env" / "dev" / "environment.yaml"
     lines = [line for line in path.read_text().splitlines() if not line.startswith("artifact_repository:")]
     if value is not None:
         lines.append(f"artifact_repository: {value}")
@@ -337,38 +336,38 @@ def _without_registry_flag(registry) -> list[str]:
     return flags(registry)[2:]
 
 
-def test_the_registry_defaults_to_the_environment_settings(registry, source, capsys, monkeypatch):
+def test_the_registry_defaults_to_the_environment_settings(registry, repo_copy, run_cli, monkeypatch):
     monkeypatch.setenv("TEST_REGISTRY_PASSWORD", registry.password)
-    _set_artifact_repository(source, f"oci://{registry.host}/faas/manifests")
-    code, out, err = run(capsys, "--source", str(source), "publish-artifact", "--env", "dev", "--component", "operator",
+    _set_artifact_repository(repo_copy, f"oci://{registry.host}/faas/manifests")
+    code, out, err = run_cli("--source", str(repo_copy), "publish-artifact", "--env", "dev", "--component", "operator",
                          *_without_registry_flag(registry), "--revision", REVISION_A, "--source-url", SOURCE_URL)
     assert code == 0, err
     assert f"pushed {registry.host}/faas/manifests:app-operator-" in out
     assert "app-operator" in tags(registry)
 
 
-def test_the_registry_flag_overrides_the_settings(registry, source, capsys, monkeypatch):
+def test_the_registry_flag_overrides_the_settings(registry, repo_copy, run_cli, monkeypatch):
     monkeypatch.setenv("TEST_REGISTRY_PASSWORD", registry.password)
-    _set_artifact_repository(source, "oci://127.0.0.1:9/nowhere/manifests")
-    code, out, err = run(capsys, "--source", str(source), "publish-artifact", "--env", "dev", "--component", "operator",
+    _set_artifact_repository(repo_copy, "oci://127.0.0.1:9/nowhere/manifests")
+    code, out, err = run_cli("--source", str(repo_copy), "publish-artifact", "--env", "dev", "--component", "operator",
                          *flags(registry), "--revision", REVISION_A, "--source-url", SOURCE_URL)
     assert code == 0, err
     assert f"{registry.host}/faas/manifests:app-operator" in out and "nowhere" not in out + err
 
 
-def test_no_registry_anywhere_is_a_clear_error_and_nothing_is_pushed(registry, source, capsys, monkeypatch):
+def test_no_registry_anywhere_is_a_clear_error_and_nothing_is_pushed(registry, repo_copy, run_cli, monkeypatch):
     monkeypatch.setenv("TEST_REGISTRY_PASSWORD", registry.password)
-    _set_artifact_repository(source, None)
+    _set_artifact_repository(repo_copy, None)
     count = writes(registry)
     for verb in (["publish-artifact", "--env", "dev"], ["retire-artifact", "--env", "dev", "--component", "operator"]):
-        code, out, err = run(capsys, "--source", str(source), *verb, *_without_registry_flag(registry))
+        code, out, err = run_cli("--source", str(repo_copy), *verb, *_without_registry_flag(registry))
         assert code == 1 and "Traceback" not in err
         assert "env/dev/environment.yaml: artifact_repository: not set and no --registry given" in err
     assert writes(registry) == count
 
 
-def test_an_invalid_artifact_repository_names_file_key_and_hint(source, capsys):
-    _set_artifact_repository(source, "https://registry.example.org/Manifests")
-    code, out, err = run(capsys, "--source", str(source), "publish-artifact", "--env", "dev")
+def test_an_invalid_artifact_repository_names_file_key_and_hint(repo_copy, run_cli):
+    _set_artifact_repository(repo_copy, "https://registry.example.org/Manifests")
+    code, out, err = run_cli("--source", str(repo_copy), "publish-artifact", "--env", "dev")
     assert code == 1 and "env/dev/environment.yaml" in err and "artifact_repository" in err
     assert "oci://HOST[:PORT]/PATH" in err and "Flux OCI artifacts" in err

@@ -17,20 +17,9 @@ from support.repo_tree import config_file, copy_repo, get_scalar, set_scalar
 DIGEST = r"sha256:[0-9a-f]{64}"
 
 
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-@pytest.fixture
-def source(tmp_path: Path) -> Path:
-    return copy_repo(tmp_path / "src")
-
-
-def test_the_success_report_names_every_chart_rule_and_manifest_set(source: Path) -> None:
-    report = Workspace(source).check().text.splitlines()
-    versions = {(e, c): get_scalar(config_file(source, e, c), "chart_version")
+def test_the_success_report_names_every_chart_rule_and_manifest_set(repo_copy: Path) -> None:
+    report = Workspace(repo_copy).check().text.splitlines()
+    versions = {(e, c): get_scalar(config_file(repo_copy, e, c), "chart_version")
                 for e in ("dev", "prod") for c in ("controller", "operator")}
     expected = []
     for env in ("dev", "prod"):
@@ -43,19 +32,19 @@ def test_the_success_report_names_every_chart_rule_and_manifest_set(source: Path
     assert len(report) == len(expected), report
     for line, pattern in zip(report, expected):
         assert re.fullmatch(pattern, line), (line, pattern)
-    assert not (source / "dist").exists()  # a check writes nothing
+    assert not (repo_copy / "dist").exists()  # a check writes nothing
 
 
-def test_check_applies_the_publishing_rules_to_the_local_repository(source: Path, capsys) -> None:
-    code, out, err = run(capsys, "--source", str(source), "release", "--env", "dev")
+def test_check_applies_the_publishing_rules_to_the_local_repository(repo_copy: Path, run_cli) -> None:
+    code, out, err = run_cli("--source", str(repo_copy), "release", "--env", "dev")
     assert code == 0, err
-    code, out, err = run(capsys, "--source", str(source), "check", "--env", "dev")
+    code, out, err = run_cli("--source", str(repo_copy), "check", "--env", "dev")
     assert code == 0, err
     assert re.search(r"^unchanged \S*faas-operator-", out, re.MULTILINE), out
 
     # The chart changes, its version does not: refused without any registry.
-    set_scalar(config_file(source, "dev", "operator"), "replica_count", "2")
-    code, out, err = run(capsys, "--source", str(source), "check", "--env", "dev")
+    set_scalar(config_file(repo_copy, "dev", "operator"), "replica_count", "2")
+    code, out, err = run_cli("--source", str(repo_copy), "check", "--env", "dev")
     assert code == 1
     assert "env/dev/operator/cookiecutter-config.yaml" in err and "chart_version" in err, err
     assert "Traceback" not in err
@@ -66,11 +55,11 @@ def repo(tmp_path: Path) -> PlanRepo:
     return PlanRepo(tmp_path / "repo")
 
 
-def test_base_refuses_a_changed_chart_without_a_higher_version(repo: PlanRepo, capsys) -> None:
+def test_base_refuses_a_changed_chart_without_a_higher_version(repo: PlanRepo, run_cli) -> None:
     base = repo.git("rev-parse", "HEAD")
     operator = config_file(repo.work, "dev", "operator")
     set_scalar(operator, "replica_count", "2")
-    code, out, err = run(capsys, "--source", str(repo.work), "check", "--env", "dev", "--base", base)
+    code, out, err = run_cli("--source", str(repo.work), "check", "--env", "dev", "--base", base)
     assert code == 1
     assert ("env/dev/operator/cookiecutter-config.yaml: default_context.chart_version: compared with "
             f"{base}: ") in err
@@ -87,7 +76,7 @@ def test_base_refuses_a_changed_chart_without_a_higher_version(repo: PlanRepo, c
 
     # Bumped: the check passes and says against what.
     set_scalar(operator, "chart_version", f"{major}.{minor}.{patch + 1}")
-    code, out, err = run(capsys, "--source", str(repo.work), "check", "--env", "dev", "--base", base)
+    code, out, err = run_cli("--source", str(repo.work), "check", "--env", "dev", "--base", base)
     assert code == 0, err
     assert out.splitlines()[-1] == f"ok dev: chart versions increase over {base}"
 
@@ -99,15 +88,15 @@ def test_base_accepts_a_change_that_does_not_reach_the_chart(repo: PlanRepo) -> 
     assert report.splitlines()[-1] == "ok dev: chart versions increase over HEAD"
 
 
-def test_base_that_names_no_commit_is_a_clear_error(repo: PlanRepo, capsys) -> None:
-    code, out, err = run(capsys, "--source", str(repo.work), "check", "--base", "no-such-ref")
+def test_base_that_names_no_commit_is_a_clear_error(repo: PlanRepo, run_cli) -> None:
+    code, out, err = run_cli("--source", str(repo.work), "check", "--base", "no-such-ref")
     assert code == 1
     assert "'no-such-ref': no such commit" in err and "Traceback" not in err
 
 
-def test_a_problem_names_its_file_once(source: Path) -> None:
-    set_scalar(config_file(source, "dev", "operator"), "chart_version", "1.0.3-rc.1")
-    ws = Workspace(source)
+def test_a_problem_names_its_file_once(repo_copy: Path) -> None:
+    set_scalar(config_file(repo_copy, "dev", "operator"), "chart_version", "1.0.3-rc.1")
+    ws = Workspace(repo_copy)
     with pytest.raises(ValidationError) as caught:
         ws.publish_charts("dev", ws.local_target("dev"), prerelease="mr.4.2")
     shown = "env/dev/operator/cookiecutter-config.yaml"

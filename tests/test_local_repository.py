@@ -11,32 +11,26 @@ from faas_deployment.cli import main
 from support.repo_tree import config_file, copy_repo, get_scalar, set_scalar
 
 
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.mark.parametrize("content", [b"entries: []\n", b"\x00\xff\xfe binary", b"entries: {faas-operator: 3}\n", b"[1, 2]\n", b"a: [\n"])
-def test_a_broken_index_is_a_clear_error(tmp_path, capsys, content):
+def test_a_broken_index_is_a_clear_error(tmp_path, run_cli, content):
     source = copy_repo(tmp_path / "src")
     charts = source / "dist" / "charts" / "dev"
     charts.mkdir(parents=True)
     (charts / "index.yaml").write_bytes(content)
     for verb in (["publish", "--env", "dev", "--component", "operator"], ["release", "--env", "dev"]):
-        code, out, err = run(capsys, "--source", str(source), *verb)
+        code, out, err = run_cli("--source", str(source), *verb)
         assert code == 1 and "Traceback" not in err and "index.yaml: not a Helm repository index" in err, err
     assert (charts / "index.yaml").read_bytes() == content
     assert sorted(p.name for p in charts.iterdir() if not p.name.startswith(".")) == ["index.yaml"]
 
 
-def test_a_stray_package_is_never_indexed(tmp_path, capsys):
+def test_a_stray_package_is_never_indexed(tmp_path, run_cli):
     source = copy_repo(tmp_path / "src")
     charts = source / "dist" / "charts" / "dev"
     charts.mkdir(parents=True)
     name = get_scalar(config_file(source, "dev", "operator"), "chart_name")
     (charts / f"{name}-9.9.9.tgz").write_bytes(b"left by a killed run")
-    code, out, err = run(capsys, "--source", str(source), "publish", "--env", "dev", "--component", "operator")
+    code, out, err = run_cli("--source", str(source), "publish", "--env", "dev", "--component", "operator")
     assert code == 0 and out.startswith("pushed "), err
     index = yaml.safe_load((charts / "index.yaml").read_text())
     assert [e["version"] for e in index["entries"][name]] == [get_scalar(config_file(source, "dev", "operator"), "chart_version")]
@@ -46,11 +40,11 @@ def test_a_stray_package_is_never_indexed(tmp_path, capsys):
 @pytest.mark.parametrize("verb", [
     ["check", "--env", "dev"], ["release", "--env", "dev"], ["publish", "--env", "dev", "--component", "operator"],
 ])
-def test_two_components_may_not_share_a_chart_name(tmp_path, capsys, verb):
+def test_two_components_may_not_share_a_chart_name(tmp_path, run_cli, verb):
     source = copy_repo(tmp_path / "src")
     controller = get_scalar(config_file(source, "dev", "controller"), "chart_name")
     set_scalar(config_file(source, "dev", "operator"), "chart_name", controller)
-    code, out, err = run(capsys, "--source", str(source), *verb)
+    code, out, err = run_cli("--source", str(source), *verb)
     assert code == 1 and "Traceback" not in err
     assert "env/dev/operator/cookiecutter-config.yaml" in err and "env/dev/controller/cookiecutter-config.yaml" in err
     assert "chart_name" in err
@@ -58,12 +52,12 @@ def test_two_components_may_not_share_a_chart_name(tmp_path, capsys, verb):
 
 
 @pytest.mark.parametrize("damage", ["deleted", "altered"])
-def test_an_indexed_package_missing_or_altered_is_written_again(tmp_path, capsys, damage):
+def test_an_indexed_package_missing_or_altered_is_written_again(tmp_path, run_cli, damage):
     """The index alone is not the truth: a listed version whose file is gone or changed is not ``unchanged``."""
     source = copy_repo(tmp_path / "src")
     charts = source / "dist" / "charts" / "dev"
     argv = ["--source", str(source), "publish", "--env", "dev", "--component", "operator"]
-    code, out, err = run(capsys, *argv)
+    code, out, err = run_cli(*argv)
     assert code == 0 and out.startswith("pushed "), err
     package = Path(out.split()[1].rsplit("@", 1)[0])
     original, index = package.read_bytes(), (charts / "index.yaml").read_bytes()
@@ -71,33 +65,33 @@ def test_an_indexed_package_missing_or_altered_is_written_again(tmp_path, capsys
         package.unlink()
     else:
         package.write_bytes(b"not the published package")
-    code, out, err = run(capsys, *argv)
+    code, out, err = run_cli(*argv)
     assert code == 0 and out.startswith(f"pushed {package}@"), (out, err)
     assert package.read_bytes() == original and (charts / "index.yaml").read_bytes() == index
-    code, out, err = run(capsys, *argv)
+    code, out, err = run_cli(*argv)
     assert code == 0 and out.startswith(f"unchanged {package}@"), (out, err)
 
 
-def test_an_indexed_package_with_other_content_under_its_version_is_still_refused(tmp_path, capsys):
+def test_an_indexed_package_with_other_content_under_its_version_is_still_refused(tmp_path, run_cli):
     source = copy_repo(tmp_path / "src")
     argv = ["--source", str(source), "publish", "--env", "dev", "--component", "operator"]
-    code, out, err = run(capsys, *argv)
+    code, out, err = run_cli(*argv)
     assert code == 0, err
     package = Path(out.split()[1].rsplit("@", 1)[0])
     package.unlink()
     set_scalar(config_file(source, "dev", "operator"), "chart_description", "other content, same version")
-    code, out, err = run(capsys, *argv)
+    code, out, err = run_cli(*argv)
     assert code == 1 and "already published with other content" in err and not package.exists(), err
 
 
-def test_the_index_update_keeps_every_entry_and_orders_versions_newest_first(tmp_path, capsys):
+def test_the_index_update_keeps_every_entry_and_orders_versions_newest_first(tmp_path, run_cli):
     source = copy_repo(tmp_path / "src")
     path = config_file(source, "dev", "operator")
     name = get_scalar(path, "chart_name")
     versions = ["1.0.0", "1.2.0", "1.10.0"]
     for version in versions:
         set_scalar(path, "chart_version", version)
-        code, out, err = run(capsys, "--source", str(source), "publish", "--env", "dev", "--component", "operator")
+        code, out, err = run_cli("--source", str(source), "publish", "--env", "dev", "--component", "operator")
         assert code == 0 and out.startswith("pushed "), err
     index = yaml.safe_load((source / "dist" / "charts" / "dev" / "index.yaml").read_text())
     entries = index["entries"][name]
@@ -129,7 +123,7 @@ def served_charts(tmp_path):
         server.server_close()
 
 
-def test_helm_reads_the_index_through_incremental_updates_and_a_foreign_index(served_charts, capsys):
+def test_helm_reads_the_index_through_incremental_updates_and_a_foreign_index(served_charts, run_cli):
     import helm_python
 
     source, url = served_charts
@@ -143,7 +137,7 @@ def test_helm_reads_the_index_through_incremental_updates_and_a_foreign_index(se
         "generated: \"2020-01-01T00:00:00Z\"\n")
     for version in ["2.0.0", "2.0.1", "2.1.0"]:
         set_scalar(path, "chart_version", version)
-        code, out, err = run(capsys, "--source", str(source), "publish", "--env", "dev", "--component", "operator")
+        code, out, err = run_cli("--source", str(source), "publish", "--env", "dev", "--component", "operator")
         assert code == 0 and out.startswith("pushed "), err
     index = helm_python.repo_index(url)
     assert [e["version"] for e in index["entries"][name]] == ["2.1.0", "2.0.1", "2.0.0"]
@@ -154,14 +148,14 @@ def test_helm_reads_the_index_through_incremental_updates_and_a_foreign_index(se
     assert (pulled / f"{name}-2.0.1.tgz").read_bytes() == (charts / f"{name}-2.0.1.tgz").read_bytes()
 
 
-def test_a_hand_edit_of_an_index_this_project_wrote_is_read_in_full_again(tmp_path, capsys):
+def test_a_hand_edit_of_an_index_this_project_wrote_is_read_in_full_again(tmp_path, run_cli):
     source = copy_repo(tmp_path / "src")
     charts = source / "dist" / "charts" / "dev"
     argv = ["--source", str(source), "publish", "--env", "dev", "--component", "operator"]
-    code, out, err = run(capsys, *argv)
+    code, out, err = run_cli(*argv)
     assert code == 0, err
     index = charts / "index.yaml"
     index.write_text(index.read_text().replace('"entries":', "entries:").replace("entries:", "entries: [", 1))
     set_scalar(config_file(source, "dev", "operator"), "chart_version", "5.0.0")
-    code, out, err = run(capsys, *argv)
+    code, out, err = run_cli(*argv)
     assert code == 1 and "index.yaml: not a Helm repository index" in err and "Traceback" not in err, err

@@ -16,17 +16,6 @@ from faas_deployment.cli import main
 from support.repo_tree import config_file, copy_repo, get_scalar, set_scalar
 
 
-@pytest.fixture
-def source(tmp_path: Path) -> Path:
-    return copy_repo(tmp_path / "src")
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def oci_flags(registry) -> list[str]:
     return [
         "--registry", f"oci://{registry.host}/charts",
@@ -44,23 +33,23 @@ def helm_client(registry, tmp_path):
     return client
 
 
-def chart_names(source: Path, env: str) -> dict[str, str]:
+def chart_names(repo_copy: Path, env: str) -> dict[str, str]:
     return {
-        c: get_scalar(config_file(source, env, c), "chart_name")
+        c: get_scalar(config_file(repo_copy, env, c), "chart_name")
         for c in ("operator", "controller")
     }
 
 
-def test_release_push_unchanged_bump_and_refusals(registry, helm_client, source, capsys, monkeypatch, tmp_path):
+def test_release_push_unchanged_bump_and_refusals(registry, helm_client, repo_copy, run_cli, monkeypatch, tmp_path):
     monkeypatch.setenv("TEST_REGISTRY_PASSWORD", registry.password)
-    names = chart_names(source, "dev")
+    names = chart_names(repo_copy, "dev")
 
-    code, out, err = run(capsys, "--source", str(source), "release", "--env", "dev", *oci_flags(registry))
+    code, out, err = run_cli("--source", str(repo_copy), "release", "--env", "dev", *oci_flags(registry))
     assert code == 0, err
     lines = out.splitlines()
     assert len(lines) == 2 and all(line.startswith("pushed ") for line in lines)
     for component, name in names.items():
-        version = get_scalar(config_file(source, "dev", component), "chart_version")
+        version = get_scalar(config_file(repo_copy, "dev", component), "chart_version")
         ref = f"oci://{registry.host}/charts/{name}"
         assert helm_client.tags(ref) == [version]
         digest = helm_client.resolve(f"{ref}:{version}")["digest"]
@@ -76,72 +65,72 @@ def test_release_push_unchanged_bump_and_refusals(registry, helm_client, source,
 
     # Re-running without a bump changes nothing and uploads no blob.
     uploads = registry.blob_uploads()
-    code, out, err = run(capsys, "--source", str(source), "release", "--env", "dev", *oci_flags(registry))
+    code, out, err = run_cli("--source", str(repo_copy), "release", "--env", "dev", *oci_flags(registry))
     assert code == 0, err
     assert [line.split()[0] for line in out.splitlines()] == ["unchanged", "unchanged"]
     assert registry.blob_uploads() == uploads
 
     # Bumping one chart_version publishes exactly one new version.
-    operator_cfg = config_file(source, "dev", "operator")
+    operator_cfg = config_file(repo_copy, "dev", "operator")
     old = get_scalar(operator_cfg, "chart_version")
     new = str(semver.Version.parse(old).bump_patch())
     set_scalar(operator_cfg, "chart_version", new)
-    code, out, err = run(capsys, "--source", str(source), "release", "--env", "dev", *oci_flags(registry))
+    code, out, err = run_cli("--source", str(repo_copy), "release", "--env", "dev", *oci_flags(registry))
     assert code == 0, err
     outcomes = sorted(line.split()[0] for line in out.splitlines())
     assert outcomes == ["pushed", "unchanged"]
     assert helm_client.tags(f"oci://{registry.host}/charts/{names['operator']}") == [new, old]
     assert helm_client.tags(f"oci://{registry.host}/charts/{names['controller']}") == [
-        get_scalar(config_file(source, "dev", "controller"), "chart_version")
+        get_scalar(config_file(repo_copy, "dev", "controller"), "chart_version")
     ]
 
     # Changed content under a published version is refused, naming the file and the key.
     set_scalar(operator_cfg, "image_tag", "changed-without-bump")
     uploads = registry.blob_uploads()
-    code, out, err = run(capsys, "--source", str(source), "publish", "--env", "dev", "--component", "operator", *oci_flags(registry))
+    code, out, err = run_cli("--source", str(repo_copy), "publish", "--env", "dev", "--component", "operator", *oci_flags(registry))
     assert code == 1 and out == ""
     assert "env/dev/operator/cookiecutter-config.yaml: chart_version" in err and "bump" in err
     assert "Traceback" not in err
     assert registry.blob_uploads() == uploads
 
     # check --registry refuses the same change without pushing.
-    code, out, err = run(capsys, "--source", str(source), "check", "--env", "dev", *oci_flags(registry))
+    code, out, err = run_cli("--source", str(repo_copy), "check", "--env", "dev", *oci_flags(registry))
     assert code == 1 and "bump chart_version" in err
 
     # A version lower than the highest published is refused.
     set_scalar(operator_cfg, "chart_version", "0.0.1")
-    code, out, err = run(capsys, "--source", str(source), "publish", "--env", "dev", "--component", "operator", *oci_flags(registry))
+    code, out, err = run_cli("--source", str(repo_copy), "publish", "--env", "dev", "--component", "operator", *oci_flags(registry))
     assert code == 1 and "lower than the highest published version" in err
     assert helm_client.tags(f"oci://{registry.host}/charts/{names['operator']}") == [new, old]
     assert registry.password not in out + err
 
 
-def test_wrong_credentials_fail_cleanly_without_the_password(registry, source, capsys, monkeypatch):
+def test_wrong_credentials_fail_cleanly_without_the_password(registry, repo_copy, run_cli, monkeypatch):
     wrong = "wrong-" + registry.password[::-1]
     monkeypatch.setenv("TEST_REGISTRY_PASSWORD", wrong)
-    code, out, err = run(capsys, "--source", str(source), "release", "--env", "dev", *oci_flags(registry))
+    code, out, err = run_cli("--source", str(repo_copy), "release", "--env", "dev", *oci_flags(registry))
     assert code == 1 and out == ""
     assert "401" in err and "credentials" in err
     assert wrong not in err and registry.password not in err
     assert "Traceback" not in err
 
 
-def test_invalid_config_pushes_nothing(registry, helm_client, source, capsys, monkeypatch):
+def test_invalid_config_pushes_nothing(registry, helm_client, repo_copy, run_cli, monkeypatch):
     monkeypatch.setenv("TEST_REGISTRY_PASSWORD", registry.password)
-    set_scalar(config_file(source, "dev", "controller"), "chart_version", "not-a-version")
-    code, out, err = run(capsys, "--source", str(source), "release", "--env", "dev", *oci_flags(registry))
+    set_scalar(config_file(repo_copy, "dev", "controller"), "chart_version", "not-a-version")
+    code, out, err = run_cli("--source", str(repo_copy), "release", "--env", "dev", *oci_flags(registry))
     assert code == 1 and out == ""
     assert "env/dev/controller/cookiecutter-config.yaml: default_context.chart_version" in err
     assert registry.blob_uploads() == 0
-    name = get_scalar(config_file(source, "dev", "operator"), "chart_name")
+    name = get_scalar(config_file(repo_copy, "dev", "operator"), "chart_name")
     with pytest.raises(helm_python.HelmRegistryError):
         helm_client.tags(f"oci://{registry.host}/charts/{name}")
 
 
-def test_unknown_env_and_component_are_named(source, capsys):
-    code, _, err = run(capsys, "--source", str(source), "release", "--env", "staging")
+def test_unknown_env_and_component_are_named(repo_copy, run_cli):
+    code, _, err = run_cli("--source", str(repo_copy), "release", "--env", "staging")
     assert code == 1 and "staging" in err and "dev" in err and "prod" in err
-    code, _, err = run(capsys, "--source", str(source), "publish", "--env", "dev", "--component", "gateway")
+    code, _, err = run_cli("--source", str(repo_copy), "publish", "--env", "dev", "--component", "gateway")
     assert code == 1 and "gateway" in err and "operator" in err
 
 
@@ -166,13 +155,13 @@ def snapshot(directory: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
 
 
-def test_embedded_default_local_helm_repository(source, capsys, http_root, tmp_path):
-    charts = source / "dist" / "charts" / "dev"
-    code, out, err = run(capsys, "--source", str(source), "release", "--env", "dev")
+def test_embedded_default_local_helm_repository(repo_copy, run_cli, http_root, tmp_path):
+    charts = repo_copy / "dist" / "charts" / "dev"
+    code, out, err = run_cli("--source", str(repo_copy), "release", "--env", "dev")
     assert code == 0, err
     assert [line.split()[0] for line in out.splitlines()] == ["pushed", "pushed"]
-    names = chart_names(source, "dev")
-    versions = {c: get_scalar(config_file(source, "dev", c), "chart_version") for c in names}
+    names = chart_names(repo_copy, "dev")
+    versions = {c: get_scalar(config_file(repo_copy, "dev", c), "chart_version") for c in names}
     assert sorted(p.name for p in charts.glob("*.tgz")) == sorted(f"{names[c]}-{versions[c]}.tgz" for c in names)
     before = snapshot(charts)
 
@@ -190,15 +179,15 @@ def test_embedded_default_local_helm_repository(source, capsys, http_root, tmp_p
     ]
 
     # Again: unchanged, and the directory is byte for byte the same (index.yaml included).
-    code, out, err = run(capsys, "--source", str(source), "release", "--env", "dev")
+    code, out, err = run_cli("--source", str(repo_copy), "release", "--env", "dev")
     assert code == 0 and [line.split()[0] for line in out.splitlines()] == ["unchanged", "unchanged"]
     assert snapshot(charts) == before
 
     # One bump: exactly one new package and index entry, earlier entries kept.
-    cfg = config_file(source, "dev", "controller")
+    cfg = config_file(repo_copy, "dev", "controller")
     bumped = str(semver.Version.parse(versions["controller"]).bump_minor())
     set_scalar(cfg, "chart_version", bumped)
-    code, out, err = run(capsys, "--source", str(source), "release", "--env", "dev")
+    code, out, err = run_cli("--source", str(repo_copy), "release", "--env", "dev")
     assert code == 0 and sorted(line.split()[0] for line in out.splitlines()) == ["pushed", "unchanged"]
     assert len(list(charts.glob("*.tgz"))) == 3
     entries = yaml.safe_load((charts / "index.yaml").read_text())["entries"]
@@ -207,14 +196,14 @@ def test_embedded_default_local_helm_repository(source, capsys, http_root, tmp_p
 
     # Content change without a bump is refused here too.
     set_scalar(cfg, "image_tag", "other")
-    code, out, err = run(capsys, "--source", str(source), "publish", "--env", "dev", "--component", "controller")
+    code, out, err = run_cli("--source", str(repo_copy), "publish", "--env", "dev", "--component", "controller")
     assert code == 1 and "bump chart_version" in err
 
 
-def test_package_is_byte_identical_and_helm_renders_it(source, capsys, tmp_path, monkeypatch):
+def test_package_is_byte_identical_and_helm_renders_it(repo_copy, run_cli, tmp_path, monkeypatch):
     outs = []
     for i in range(2):
-        code, out, err = run(capsys, "--source", str(source), "package", "--env", "prod", "--component", "operator", "--out", str(tmp_path / f"o{i}"))
+        code, out, err = run_cli("--source", str(repo_copy), "package", "--env", "prod", "--component", "operator", "--out", str(tmp_path / f"o{i}"))
         assert code == 0, err
         outs.append(Path(out.strip()))
     assert outs[0].name == outs[1].name and outs[0].read_bytes() == outs[1].read_bytes()
@@ -222,5 +211,5 @@ def test_package_is_byte_identical_and_helm_renders_it(source, capsys, tmp_path,
     assert any("PersistentVolumeClaim" in text for text in rendered.values())
     # The fixed mtime is what makes it reproducible: another SOURCE_DATE_EPOCH gives other bytes.
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
-    code, out, _ = run(capsys, "--source", str(source), "package", "--env", "prod", "--component", "operator", "--out", str(tmp_path / "o3"))
+    code, out, _ = run_cli("--source", str(repo_copy), "package", "--env", "prod", "--component", "operator", "--out", str(tmp_path / "o3"))
     assert code == 0 and Path(out.strip()).read_bytes() != outs[0].read_bytes()

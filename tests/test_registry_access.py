@@ -21,20 +21,14 @@ from support.registry_proxy import registry_proxy
 from support.tls import self_signed
 
 
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.fixture
 def source(tmp_path, registry, monkeypatch):
     monkeypatch.setenv("TEST_REGISTRY_PASSWORD", registry.password)
     return copy_repo(tmp_path / "src")
 
 
-def publish(capsys, source, root: str, *extra: str) -> tuple[int, str, str]:
-    return run(capsys, "--source", str(source), "publish", "--env", "dev", "--component", "operator",
+def publish(run_cli, source, root: str, *extra: str) -> tuple[int, str, str]:
+    return run_cli("--source", str(source), "publish", "--env", "dev", "--component", "operator",
                "--registry", root, *extra)
 
 
@@ -44,8 +38,8 @@ def publish(capsys, source, root: str, *extra: str) -> tuple[int, str, str]:
 @pytest.mark.parametrize("flags", [
     [],                                          # no credentials at all
 ], ids=["no-credentials"])
-def test_a_registry_that_needs_credentials_says_so(registry, source, capsys, flags):
-    code, out, err = publish(capsys, source, f"oci://{registry.host}/charts", "--plain-http", *flags)
+def test_a_registry_that_needs_credentials_says_so(registry, source, run_cli, flags):
+    code, out, err = publish(run_cli, source, f"oci://{registry.host}/charts", "--plain-http", *flags)
     assert code == 1 and out == ""
     assert "Traceback" not in err and "_basic_auth" not in err, err
     assert f"registry {registry.host}: the registry needs credentials: pass --username and --password" in err, err
@@ -55,8 +49,8 @@ def test_a_registry_that_needs_credentials_says_so(registry, source, capsys, fla
     (["--username", "ci"], "--username given without --password"),
     (["--password", "env:TEST_REGISTRY_PASSWORD"], "--password given without --username"),
 ])
-def test_username_and_password_go_together(registry, source, capsys, flags, message):
-    code, out, err = publish(capsys, source, f"oci://{registry.host}/charts", "--plain-http", *flags)
+def test_username_and_password_go_together(registry, source, run_cli, flags, message):
+    code, out, err = publish(run_cli, source, f"oci://{registry.host}/charts", "--plain-http", *flags)
     assert code == 1 and out == "" and "Traceback" not in err
     assert f"--username and --password go together: {message}" in err, err
     assert registry.password not in err
@@ -92,16 +86,16 @@ def test_image_publishing_takes_the_same_credentials_value(tmp_path):
 # ------------------------------------------------------------------ --registry forms
 
 
-def test_an_empty_registry_is_refused_not_the_local_repository(source, capsys):
-    code, out, err = run(capsys, "--source", str(source), "release", "--env", "dev", "--registry", "",
+def test_an_empty_registry_is_refused_not_the_local_repository(source, run_cli):
+    code, out, err = run_cli("--source", str(source), "release", "--env", "dev", "--registry", "",
                          "--username", "ci", "--password", "env:TEST_REGISTRY_PASSWORD")
     assert code == 1 and out == "" and "Traceback" not in err
     assert "--registry: empty" in err, err
     assert not (source / "dist").exists()
 
 
-def test_credentials_without_a_registry_are_refused(source, capsys):
-    code, out, err = run(capsys, "--source", str(source), "release", "--env", "dev",
+def test_credentials_without_a_registry_are_refused(source, run_cli):
+    code, out, err = run_cli("--source", str(source), "release", "--env", "dev",
                          "--username", "ci", "--password", "env:TEST_REGISTRY_PASSWORD")
     assert code == 1 and out == "" and "are for a registry" in err, err
     assert not (source / "dist").exists()
@@ -109,8 +103,8 @@ def test_credentials_without_a_registry_are_refused(source, capsys):
 
 @pytest.mark.parametrize("root", ["oci://{host}/Charts", "oci://{host}/charts/Faas", "oci://{host}/charts//x",
                                   "oci://{host}/-charts", "oci://bad host/charts"])
-def test_a_repository_path_helm_cannot_pull_is_refused_before_any_push(registry, source, capsys, root):
-    code, out, err = publish(capsys, source, root.format(host=registry.host), "--plain-http",
+def test_a_repository_path_helm_cannot_pull_is_refused_before_any_push(registry, source, run_cli, root):
+    code, out, err = publish(run_cli, source, root.format(host=registry.host), "--plain-http",
                              "--username", "ci", "--password", "env:TEST_REGISTRY_PASSWORD")
     assert code == 1 and out == "" and "Traceback" not in err
     assert "--registry:" in err, err
@@ -128,10 +122,10 @@ def tls_registry(registry, tmp_path):
         yield host, faults, cert
 
 
-def test_an_untrusted_certificate_fails_at_once_with_its_cause(tls_registry, source, capsys):
+def test_an_untrusted_certificate_fails_at_once_with_its_cause(tls_registry, source, run_cli):
     host, faults, _ = tls_registry
     started = time.monotonic()
-    code, out, err = publish(capsys, source, f"oci://{host}/charts",
+    code, out, err = publish(run_cli, source, f"oci://{host}/charts",
                              "--username", "ci", "--password", "env:TEST_REGISTRY_PASSWORD")
     elapsed = time.monotonic() - started
     assert code == 1 and out == "" and "Traceback" not in err
@@ -140,30 +134,30 @@ def test_an_untrusted_certificate_fails_at_once_with_its_cause(tls_registry, sou
     assert elapsed < 2.5  # no retries (they took about 9 s)
 
 
-def test_a_plain_http_registry_reached_over_tls_says_so(registry, source, capsys):
-    code, out, err = publish(capsys, source, f"oci://{registry.host}/charts",
+def test_a_plain_http_registry_reached_over_tls_says_so(registry, source, run_cli):
+    code, out, err = publish(run_cli, source, f"oci://{registry.host}/charts",
                              "--username", "ci", "--password", "env:TEST_REGISTRY_PASSWORD")
     assert code == 1 and "Traceback" not in err
     assert "TLS failed" in err and "--plain-http" in err and "attempt 2" not in err, err
 
 
-def test_ca_file_lets_charts_and_artifacts_through_a_private_ca(tls_registry, source, capsys, registry):
+def test_ca_file_lets_charts_and_artifacts_through_a_private_ca(tls_registry, source, registry, run_cli):
     host, faults, cert = tls_registry
-    code, out, err = publish(capsys, source, f"oci://{host}/charts", "--ca-file", str(cert),
+    code, out, err = publish(run_cli, source, f"oci://{host}/charts", "--ca-file", str(cert),
                              "--username", "ci", "--password", "env:TEST_REGISTRY_PASSWORD")
     assert code == 0 and out.startswith(f"pushed {host}/charts/"), err
-    code, out, err = run(capsys, "--source", str(source), "publish-artifact", "--env", "dev", "--component", "operator",
+    code, out, err = run_cli("--source", str(source), "publish-artifact", "--env", "dev", "--component", "operator",
                          "--registry", f"oci://{host}/faas/apps", "--ca-file", str(cert),
                          "--username", "ci", "--password", "env:TEST_REGISTRY_PASSWORD")
     assert code == 0 and "app-operator" in out, err
 
 
 @pytest.mark.parametrize("content", [None, b"not a certificate\n"])
-def test_a_bad_ca_file_is_a_clear_error(registry, source, capsys, tmp_path, content):
+def test_a_bad_ca_file_is_a_clear_error(registry, source, run_cli, tmp_path, content):
     path = tmp_path / "ca.pem"
     if content is not None:
         path.write_bytes(content)
-    code, out, err = publish(capsys, source, f"oci://{registry.host}/charts", "--ca-file", str(path),
+    code, out, err = publish(run_cli, source, f"oci://{registry.host}/charts", "--ca-file", str(path),
                              "--username", "ci", "--password", "env:TEST_REGISTRY_PASSWORD")
     assert code == 1 and "Traceback" not in err and f"--ca-file {path}:" in err, err
 
@@ -192,10 +186,10 @@ def test_ca_file_lets_buildah_push_an_image_through_a_private_ca(tls_registry, r
 # ------------------------------------------------------------------ retries
 
 
-def test_each_retry_is_announced(registry, source, capsys):
+def test_each_retry_is_announced(registry, source, run_cli):
     with registry_proxy(registry.url) as (host, faults):
         faults.plan = ["503", "503"]
-        code, out, err = publish(capsys, source, f"oci://{host}/charts", "--plain-http",
+        code, out, err = publish(run_cli, source, f"oci://{host}/charts", "--plain-http",
                                  "--username", "ci", "--password", "env:TEST_REGISTRY_PASSWORD")
     assert code == 0, err
     lines = [line for line in err.splitlines() if "; attempt " in line]

@@ -1,6 +1,6 @@
 """Publishing charts to a registry that delegates auth to a token service (``Bearer`` challenges).
 
-The registry is the real Debian ``docker-registry`` (distribution 2.8) configured with
+The registry (fixture ``token_registry``, from ``support/token_service.py``) is the real Debian ``docker-registry`` (distribution 2.8) configured with
 ``auth.token``; the token service is a real HTTP server on 127.0.0.1 speaking the Docker
 token protocol (https://distribution.github.io/distribution/spec/auth/token/ and
 ``jwt.md`` beside it): ``GET realm?service=S&scope=repository:NAME:pull,push`` with HTTP
@@ -10,194 +10,23 @@ certificate chain against its ``rootcertbundle``.
 
 from __future__ import annotations
 
-import base64
-import datetime
-import http.server
-import json
 import os
 import subprocess
 import sys
-import threading
-import time
-import urllib.parse
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import helm_python
 import httpx
-import jwt
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from faas_deployment.cli import main
-from support.registry_process import Registry, start_registry, stop_registry
+from support.registry_process import Registry
 from support.repo_tree import config_file, copy_repo, get_scalar
 
-SERVICE = "faas-test-registry"
-ISSUER = "faas-test-token-issuer"
-TOKEN_SECONDS = 300
 
-
-@dataclass(frozen=True)
-class TokenRequest:
-    """One request the token service received, as it arrived."""
-
-    target: str  # request target: path and query string
-    username: str | None  # from HTTP Basic credentials, None when absent
-    scopes: tuple[str, ...]
-    status: int
-
-
-@dataclass
-class TokenService:
-    """A Docker token service on 127.0.0.1: ``username`` gets every action asked, ``readers`` only ``pull``."""
-
-    realm: str
-    username: str
-    password: str
-    key: ec.EllipticCurvePrivateKey
-    certificate: x509.Certificate
-    readers: dict[str, str] = field(default_factory=dict)  # username -> password
-    requests: list[TokenRequest] = field(default_factory=list)
-
-    def issue(self, username: str, scopes: list[str]) -> str:
-        """A JWT (ES256, ``x5c`` header) granting ``scopes`` (``type:name:action,action``) to ``username``.
-
-        As the spec allows, a token service grants the part of a scope the user may have:
-        readers get ``pull`` only.
-        """
-        access = []
-        for scope in scopes:
-            kind, rest = scope.split(":", 1)
-            name, actions = rest.rsplit(":", 1)
-            allowed = [a for a in actions.split(",") if a and (username == self.username or a == "pull")]
-            access.append({"type": kind, "name": name, "actions": allowed})
-        now = int(time.time())
-        claims = {
-            "iss": ISSUER,
-            "sub": username,
-            "aud": SERVICE,
-            "exp": now + TOKEN_SECONDS,
-            "nbf": now - 5,
-            "iat": now,
-            "jti": uuid.uuid4().hex,
-            "access": access,
-        }
-        der = self.certificate.public_bytes(serialization.Encoding.DER)
-        return jwt.encode(claims, self.key, algorithm="ES256", headers={"x5c": [base64.b64encode(der).decode()]})
-
-    def token(self, scope: str) -> str:
-        """Fetch a token over HTTP as any client would (independent of the code under test)."""
-        answer = httpx.get(
-            self.realm, params={"service": SERVICE, "scope": scope}, auth=(self.username, self.password), timeout=5
-        )
-        answer.raise_for_status()
-        return answer.json()["token"]
-
-
-def _self_signed(key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ISSUER)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-
-
-def _handler(service: TokenService) -> type[http.server.BaseHTTPRequestHandler]:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:  # quiet: the test keeps its own log
-            pass
-
-        def _credentials(self) -> tuple[str | None, str | None]:
-            header = self.headers.get("Authorization", "")
-            if not header.lower().startswith("basic "):
-                return None, None
-            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
-            return user, password
-
-        def _answer(self, status: int, body: dict, user: str | None, scopes: list[str]) -> None:
-            service.requests.append(TokenRequest(self.path, user, tuple(scopes), status))
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            if status == 401:
-                self.send_header("WWW-Authenticate", 'Basic realm="faas-test-token"')
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            url = urllib.parse.urlsplit(self.path)
-            query = urllib.parse.parse_qs(url.query)
-            scopes = query.get("scope", [])
-            user, password = self._credentials()
-            if url.path != "/token" or query.get("service") != [SERVICE]:
-                self._answer(400, {"errors": [{"code": "UNSUPPORTED", "message": "unknown path or service"}]}, user, scopes)
-            elif (user, password) != (service.username, service.password) and (
-                user not in service.readers or service.readers[user] != password
-            ):
-                self._answer(401, {"errors": [{"code": "UNAUTHORIZED", "message": "bad credentials"}]}, user, scopes)
-            else:
-                token = service.issue(user, scopes)
-                self._answer(200, {"token": token, "access_token": token, "expires_in": TOKEN_SECONDS}, user, scopes)
-
-        def do_POST(self) -> None:  # noqa: N802
-            # OAuth2 password grant (Helm tries it first): not offered. 404 is the spec's
-            # signal to fall back to GET; a 5xx would make Go clients retry for seconds.
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self._answer(404, {"errors": [{"code": "UNSUPPORTED", "message": "use GET"}]}, None, [])
-
-    return Handler
-
-
-@pytest.fixture
-def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Registry, TokenService]]:
-    """A token service and a registry trusting it, both on 127.0.0.1; user ``ci``, random password."""
-    root = tmp_path_factory.mktemp("token-registry")
-    key = ec.generate_private_key(ec.SECP256R1())
-    certificate = _self_signed(key)
-    bundle = root / "token-issuer.pem"
-    bundle.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-
-    password = "pw-" + os.urandom(9).hex()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
-    service = TokenService(f"http://127.0.0.1:{server.server_address[1]}/token", "ci", password, key, certificate)
-    server.RequestHandlerClass = _handler(service)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        auth = {"token": {"realm": service.realm, "service": SERVICE, "issuer": ISSUER, "rootcertbundle": str(bundle)}}
-        proc, registry = start_registry(root, "ci", password, auth=auth)
-        try:
-            yield registry, service
-        finally:
-            stop_registry(proc)
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-@pytest.fixture
-def source(tmp_path: Path) -> Path:
-    return copy_repo(tmp_path / "src")
-
-
-def release(capsys: pytest.CaptureFixture[str], source: Path, registry: Registry) -> tuple[int, str, str]:
+def release(capsys: pytest.CaptureFixture[str], repo_copy: Path, registry: Registry) -> tuple[int, str, str]:
     code = main([
-        "--source", str(source), "release", "--env", "dev",
+        "--source", str(repo_copy), "release", "--env", "dev",
         "--registry", f"oci://{registry.host}/charts",
         "--username", registry.username,
         "--password", "env:TEST_REGISTRY_PASSWORD",
@@ -217,15 +46,15 @@ def test_registry_answers_with_a_bearer_challenge(token_registry):
     assert httpx.get(f"{registry.url}/v2/", headers={"Authorization": f"Bearer {token}"}, timeout=5).status_code == 200
 
 
-def test_release_through_a_token_service(token_registry, source, capsys, monkeypatch):
+def test_release_through_a_token_service(token_registry, repo_copy, capsys, monkeypatch):
     registry, service = token_registry
     monkeypatch.setenv("TEST_REGISTRY_PASSWORD", registry.password)
     charts = {
-        c: (get_scalar(config_file(source, "dev", c), "chart_name"), get_scalar(config_file(source, "dev", c), "chart_version"))
+        c: (get_scalar(config_file(repo_copy, "dev", c), "chart_name"), get_scalar(config_file(repo_copy, "dev", c), "chart_version"))
         for c in ("operator", "controller")
     }
 
-    code, out, err = release(capsys, source, registry)
+    code, out, err = release(capsys, repo_copy, registry)
     assert code == 0, err
     lines = out.splitlines()
     assert sorted(line.split("@")[0] for line in lines) == sorted(
@@ -264,14 +93,14 @@ def test_release_through_a_token_service(token_registry, source, capsys, monkeyp
         assert manifest.headers["Docker-Content-Digest"] == digest
 
     # Helm, with its own token client, pulls what was pushed.
-    helm = helm_python.RegistryClient(plain_http=True, credentials_file=str(source / "helm-credentials.json"))
+    helm = helm_python.RegistryClient(plain_http=True, credentials_file=str(repo_copy / "helm-credentials.json"))
     helm.login(registry.host, registry.username, registry.password, plain_http=True)
     for name, version in charts.values():
         assert helm.tags(f"oci://{registry.host}/charts/{name}") == [version]
 
     # Again: nothing to push, and no blob upload started.
     uploads = registry.blob_uploads()
-    code, out, err = release(capsys, source, registry)
+    code, out, err = release(capsys, repo_copy, registry)
     assert code == 0, err
     assert [line.split()[0] for line in out.splitlines()] == ["unchanged", "unchanged"]
     assert registry.blob_uploads() == uploads
@@ -280,12 +109,12 @@ def test_release_through_a_token_service(token_registry, source, capsys, monkeyp
     assert service.requests and all(registry.password not in r.target for r in service.requests)
 
 
-def run_cli(source: Path, registry: Registry, username: str, password: str) -> subprocess.CompletedProcess[str]:
+def run_installed_cli(repo_copy: Path, registry: Registry, username: str, password: str) -> subprocess.CompletedProcess[str]:
     """The installed ``faas-deploy`` as a user runs it: its real stdout and stderr."""
     env = {**os.environ, "TEST_REGISTRY_PASSWORD": password}
     return subprocess.run(
         [
-            sys.executable, "-m", "faas_deployment.cli", "--source", str(source), "release", "--env", "dev",
+            sys.executable, "-m", "faas_deployment.cli", "--source", str(repo_copy), "release", "--env", "dev",
             "--registry", f"oci://{registry.host}/charts", "--username", username,
             "--password", "env:TEST_REGISTRY_PASSWORD", "--plain-http",
         ],
@@ -298,10 +127,10 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line and not line.startswith("[faas-deploy]")]
 
 
-def test_wrong_password_is_refused_by_the_token_service(token_registry, source):
+def test_wrong_password_is_refused_by_the_token_service(token_registry, repo_copy):
     registry, service = token_registry
     wrong = "wrong-" + registry.password[::-1]
-    result = run_cli(source, registry, registry.username, wrong)
+    result = run_installed_cli(repo_copy, registry, registry.username, wrong)
     assert result.returncode == 1 and result.stdout == ""
     errors = error_lines(result.stderr)
     # One line per chart, each naming the registry, what was being done and what to check;
@@ -319,12 +148,12 @@ def test_wrong_password_is_refused_by_the_token_service(token_registry, source):
     assert registry.blob_uploads() == 0
 
 
-def test_pull_only_credentials_cannot_push(token_registry, source, capsys, monkeypatch):
+def test_pull_only_credentials_cannot_push(token_registry, repo_copy, capsys, monkeypatch):
     registry, service = token_registry
     service.readers["reader"] = reader_password = "ro-" + os.urandom(9).hex()
     monkeypatch.setenv("TEST_REGISTRY_PASSWORD", reader_password)
     code = main([
-        "--source", str(source), "release", "--env", "dev",
+        "--source", str(repo_copy), "release", "--env", "dev",
         "--registry", f"oci://{registry.host}/charts",
         "--username", "reader",
         "--password", "env:TEST_REGISTRY_PASSWORD",
@@ -348,7 +177,7 @@ def test_pull_only_credentials_cannot_push(token_registry, source, capsys, monke
     assert listing.status_code == 404
 
 
-def test_release_checks_images_through_the_token_service(token_registry, source, capsys, monkeypatch):
+def test_release_checks_images_through_the_token_service(token_registry, repo_copy, capsys, monkeypatch):
     """The release's image check answers the registry's Bearer challenge with a pull-scoped token."""
     from support.repo_tree import set_scalar
     from support.image_push import push_image_manifest
@@ -357,12 +186,12 @@ def test_release_checks_images_through_the_token_service(token_registry, source,
     monkeypatch.setenv("TEST_REGISTRY_PASSWORD", registry.password)
     tags = {}
     for component in ("operator", "controller"):
-        set_scalar(config_file(source, "dev", component), "image_repository", f"{registry.host}/faas/{component}")
-        tags[component] = get_scalar(config_file(source, "dev", component), "image_tag")
+        set_scalar(config_file(repo_copy, "dev", component), "image_repository", f"{registry.host}/faas/{component}")
+        tags[component] = get_scalar(config_file(repo_copy, "dev", component), "image_tag")
     token = service.token("repository:faas/controller:pull,push")
     digest = push_image_manifest(registry, "faas/controller", tags["controller"], token=token)
 
-    code, out, err = release(capsys, source, registry)
+    code, out, err = release(capsys, repo_copy, registry)
     assert code == 1 and out == ""
     assert f"the image {registry.host}/faas/operator:{tags['operator']} does not exist" in err
     assert f"image {registry.host}/faas/controller:{tags['controller']}: present ({digest})" in err
