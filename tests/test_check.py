@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from faas_deployment.cli import main
 from faas_deployment.errors import ValidationError
 from faas_deployment.pipeline import Workspace
 from support.plan_repo import PlanRepo
-from support.repo_tree import config_file, copy_repo, get_scalar, set_scalar
+from support.repo_tree import config_file, get_scalar, set_scalar
 
 DIGEST = r"sha256:[0-9a-f]{64}"
 
@@ -108,17 +107,17 @@ def test_a_problem_names_its_file_once(repo_copy: Path) -> None:
 def test_dagger_check_base_reads_the_base_from_the_repository(tmp_path: Path) -> None:
     """The Dagger front end: the engine exports the base tree from the repository's .git (no git binary there)."""
     from support.dagger_engine import Engine, EngineRefusal
-    from test_dagger_engine import _git, _git_clone_with_origin
+    from support.ci_checkout import clone_with_origin, git
 
     work = tmp_path / "checkout"
     shutil.copytree(Path(__file__).resolve().parent.parent / "env", work / "env")
     shutil.copy(Path(__file__).resolve().parent.parent / "dagger.json", work / "dagger.json")
     (work / ".git").mkdir()
-    _, before = _git_clone_with_origin(work)  # the second commit bumps dev's operator over `before`
+    _, before = clone_with_origin(work)  # the second commit bumps dev's operator over `before`
     with Engine(work) as engine:
         out = engine.call(f"dagger call check --env dev --base {before}")
         assert out.splitlines()[-1] == f"ok dev: chart versions increase over {before}"
-        head = _git(work, "rev-parse", "HEAD")
+        head = git(work, "rev-parse", "HEAD")
         set_scalar(config_file(work, "dev", "controller"), "replica_count", "3")
         with pytest.raises(EngineRefusal, match=rf"env/dev/controller/cookiecutter-config.yaml: "
                                                 rf"default_context.chart_version: compared with {head}: "):

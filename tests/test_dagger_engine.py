@@ -27,6 +27,7 @@ from support.dagger_engine import CORE_TYPE_NAMES, Engine, EngineRefusal, FileOb
 from support import ci_calls
 from faas_deployment import deploy, rollout
 from faas_deployment.pipeline import Workspace
+from support.ci_checkout import clone_with_origin
 from support.flux_doubles import HR, OCI, KubeApi, Receiver, play, scenario
 
 REPO = dagger_engine.REPO
@@ -562,36 +563,6 @@ CI_SECRETS = {
 }
 
 
-def _git(checkout: Path, *args: str, cwd: Path | None = None) -> str:
-    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args], cwd=cwd or checkout,
-                          check=True, capture_output=True, text=True).stdout.strip()
-
-
-def _git_clone_with_origin(checkout: Path) -> tuple[Path, str]:
-    """Make ``checkout`` what a CI job has: a git clone of the project (``origin`` a bare repository).
-
-    Two commits on ``main``: the project, then a change (dev's operator bumped, a dev
-    ``dynamic/`` file edited). Returns the bare origin and the first commit (the
-    push's "before" SHA).
-    """
-    shutil.rmtree(checkout / ".git")  # the clutter the default-source test plants
-    shutil.copy(REPO / ".gitlab-ci.yml", checkout / ".gitlab-ci.yml")
-    _git(checkout, "init", "-q", "-b", "main")
-    _git(checkout, "add", "env", "dagger.json", ".gitlab-ci.yml")
-    _git(checkout, "commit", "-qm", "project")
-    before = _git(checkout, "rev-parse", "HEAD")
-    config = checkout / "env" / "dev" / "operator" / "cookiecutter-config.yaml"
-    config.write_text(config.read_text().replace('chart_version: "1.0.3"', 'chart_version: "1.0.4"'))
-    with (checkout / "env" / "dev" / "operator" / "dynamic" / "configmap.yaml").open("a") as fh:
-        fh.write("# tuned\n")
-    _git(checkout, "commit", "-qam", "dev operator 1.0.4, dev manifests")
-    origin = checkout.parent / "origin.git"
-    _git(checkout, "clone", "-q", "--bare", str(checkout), str(origin), cwd=checkout.parent)
-    _git(checkout, "remote", "add", "origin", str(origin))
-    _git(checkout, "fetch", "-q", "origin")
-    return origin, before
-
-
 def _run_job(name: str, job: dict, checkout: Path, variables: dict[str, str], outcomes: dict[str, str]) -> None:
     with Engine(checkout, env=variables) as engine:
         for line in job.get("script", []):
@@ -639,7 +610,7 @@ def test_every_gitlab_ci_line_runs(registry, checkout):
     with KubeApi(KUBE_TOKEN) as api, Receiver(RECEIVER_TOKEN, "faas-dev", "faas-dev", on_hook=on_hook) as receiver, \
             AdminApiServer("tok-dev-0123") as dev_api, AdminApiServer("tok-prod-4567") as prod_api:
         _dev_cluster(checkout, registry, api, receiver)
-        origin, before = _git_clone_with_origin(checkout)
+        origin, before = clone_with_origin(checkout)
         expected["operator"] = deploy.expected_for(Workspace(checkout), "dev", "operator")
         with GitLabApi(CI_SECRETS["GITLAB_TOKEN"], project_id=42, remote=origin) as gitlab:
             _run_all_jobs(ci, jobs, checkout, registry, before, dev_api, prod_api, gitlab, receiver, api, expected)

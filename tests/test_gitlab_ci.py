@@ -18,9 +18,6 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -28,6 +25,7 @@ import yaml
 from support import ci_calls
 from support import gitlab_ci_local
 from support.ci_calls import CallError
+from support.gitlab_ci_schema import check_schema
 from support.gitlab_ci_local import DEFAULT_BRANCH, Scenario
 
 REPO = ci_calls.REPO
@@ -109,14 +107,6 @@ def outcomes(tmp_path_factory) -> dict[str, gitlab_ci_local.Outcome]:
 
 
 # --------------------------------------------------------------------------- 1. schema
-
-
-def check_schema(path: Path) -> subprocess.CompletedProcess[str]:
-    tool = Path(sys.executable).parent / "check-jsonschema"
-    return subprocess.run(
-        [str(tool), "--builtin-schema", "vendor.gitlab-ci", "--data-transform", "gitlab-ci", str(path)],
-        capture_output=True, text=True, timeout=120,
-    )
 
 
 def test_file_validates_against_gitlab_ci_schema():

@@ -10,7 +10,6 @@ import pytest
 import yaml
 from support.fuzzing import CONFIG, DYNAMIC, run
 
-from support.repo_tree import copy_repo
 
 
 def _refused(repo_copy: Path, *args: str, names: str = CONFIG) -> str:

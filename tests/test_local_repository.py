@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from faas_deployment.cli import main
 from support.repo_tree import config_file, copy_repo, get_scalar, set_scalar
 
 

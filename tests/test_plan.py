@@ -27,7 +27,7 @@ from support import ci_calls
 from faas_deployment import child_pipeline, cli, config, gitrefs, layout, plan, settings
 from faas_deployment.child_pipeline import Context
 from support.plan_repo import DEFAULT_BRANCH, PlanRepo
-from test_gitlab_ci import check_schema
+from support.gitlab_ci_schema import check_schema
 
 FEATURE = "feature/change"
 ZEROS = "0" * 40

@@ -21,7 +21,7 @@ import pytest
 
 from faas_deployment.cli import main
 from support.registry_process import Registry
-from support.repo_tree import config_file, copy_repo, get_scalar
+from support.repo_tree import config_file, get_scalar
 
 
 def release(capsys: pytest.CaptureFixture[str], repo_copy: Path, registry: Registry) -> tuple[int, str, str]:
