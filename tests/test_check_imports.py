@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from repo_tree import copy_repo
+from support.repo_tree import copy_repo
 
 #: The clients ``check`` never needs: Kubernetes (lightkube), git (dulwich), GitLab, and httpx.
 NEVER = ("httpx", "lightkube", "dulwich", "gitlab")
