@@ -1,4 +1,4 @@
-"""Benchmark of ``check`` of the 4 real charts in a cold process (issue 12). A script, not a test: it prints figures.
+"""Benchmark of ``check`` of the 4 real charts in a cold process (goal in the README, "Performance"). A script, not a test: it prints figures.
 
 Run from the repository root:
 

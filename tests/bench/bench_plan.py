@@ -1,4 +1,4 @@
-"""Benchmark of ``plan`` over many environments (issue 14, part 6). A script, not a test: it prints figures.
+"""Benchmark of ``plan`` over many environments (figure in docs/plan.md). A script, not a test: it prints figures.
 
 Run from the repository root:
 

@@ -1,4 +1,4 @@
-"""Registry round trips of ``release`` and ``publish`` (issue 12). A script, not a test: it prints figures.
+"""Registry round trips of ``release`` and ``publish`` (goal in the README, "Performance"). A script, not a test: it prints figures.
 
 Run from the repository root:
 

@@ -46,7 +46,7 @@ EMBEDDED_TEMPLATE: Path = Path(str(resources.files(__package__).joinpath("templa
 #: used; the others are accepted (cookiecutter knows them) and ignored.
 USER_CONFIG_KEYS = ("default_context", "abbreviations", "cookiecutters_dir", "replay_dir")
 
-#: The values a yes/no flag takes (the seed's convention, quoted in YAML).
+#: The values a yes/no flag takes (the example configs' convention, quoted in YAML).
 FLAG_VALUES = ("yes", "no")
 
 # --------------------------------------------------------------------------- template
