@@ -130,8 +130,20 @@ def test_a_form_without_its_name_says_so(reference, what):
     _refused(reference, f"^--password: {reference} names no {what} \\(expected env:NAME or file:PATH\\)$")
 
 
+def test_an_empty_flag_is_refused_as_empty():
+    _refused("", "^--password: empty; expected env:NAME or file:PATH \\(or leave the flag out\\)$")
+
+
+def test_an_empty_cli_flag_is_refused_not_ignored(capsys):
+    from faas_deployment.cli import main
+
+    code = main(["publish", "--env", "dev", "--component", "operator", "--registry", "oci://127.0.0.1:1/charts",
+                 "--username", "u", "--password", ""])
+    assert code == 1 and "--password: empty" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("reference", [
-    "", SECRET, f"vault:{SECRET}", f"ENV:{SECRET}", f" env:{SECRET}", f"{SECRET}:x",
+    SECRET, f"vault:{SECRET}", f"ENV:{SECRET}", f" env:{SECRET}", f"{SECRET}:x",
 ])
 def test_other_forms_are_refused_without_echoing_them(reference):
     text = _refused(reference, "expected env:NAME or file:PATH")

@@ -49,7 +49,8 @@ def _secret(value: str | None, flag: str):
     """``env:NAME``/``file:PATH``, read when the door needs the value (:func:`pipeline.reveal`)."""
     from .secrets import resolve_secret
 
-    return functools.partial(resolve_secret, value, flag=flag) if value else None
+    # An empty flag (``--password ""``) is given, not absent: resolve_secret refuses it by name.
+    return functools.partial(resolve_secret, value, flag=flag) if value is not None else None
 
 
 def _registry(args: argparse.Namespace) -> pipeline.Registry:

@@ -58,6 +58,8 @@ def resolve_secret(reference: str, *, flag: str) -> SecretValue:
             blank or not UTF-8.
     """
     kind, sep, name = reference.partition(":")
+    if not reference:
+        raise UserError(f"{flag}: empty; expected {_FORMS} (or leave the flag out)")
     if sep and kind in ("env", "file") and not name:
         what = "variable" if kind == "env" else "file"
         raise UserError(f"{flag}: {kind}: names no {what} (expected {_FORMS})")
