@@ -120,11 +120,15 @@ def test_receiver_accepts_signed_call_and_refuses_wrong_token():
         assert rx.hits == 1
 
 
-def test_receiver_bad_signature_fails_at_once_and_503_is_retried():
+def test_receiver_bad_signature_fails_at_once_and_503_is_retried(capsys):
     with Receiver(RECEIVER_TOKEN, "faas-dev", "faas-dev", answers=[503, 503]) as rx:
         s = _settings(rx.url)
         assert "HTTP 200" in flux.notify(s, SecretValue(RECEIVER_TOKEN, "env:T"), {}, deadline=time.monotonic() + 5,
                                          backoff=(0.05, 0.1))
+        # each retry is announced: what failed and when the next attempt comes
+        retries = [line for line in capsys.readouterr().err.splitlines() if "attempt" in line]
+        assert retries == [f"[faas-deploy] receiver faas-dev/faas-dev at {rx.url}: HTTP 503; attempt 2 in 0.1 s",
+                           f"[faas-deploy] receiver faas-dev/faas-dev at {rx.url}: HTTP 503; attempt 3 in 0.1 s"]
         # the right path but a body signed with another key: 400, at once
         original = flux.signature
         try:

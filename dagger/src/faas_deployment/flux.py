@@ -36,6 +36,7 @@ from typing import Any
 import httpx
 import yaml
 
+from . import progress
 from .errors import UserError
 from .secrets import SecretValue, redact
 from .settings import Settings
@@ -205,6 +206,7 @@ def notify(
             if time.monotonic() + wait > deadline:
                 raise UserError(f"{where}: no HTTP 200 before the deadline (answers: {', '.join(seen)}); "
                                 "check that the Receiver exists and is Ready (404: unknown hook, 503: not ready)")
+            progress.retry(where, f"HTTP {status}" if status else text, wait, len(seen))
             time.sleep(wait)
             wait = min(wait * 2, backoff[1])
     finally:
