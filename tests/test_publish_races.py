@@ -32,3 +32,25 @@ def test_concurrent_publishers_to_a_local_repository_get_the_truth(tmp_path):
         trial = local_trial(tmp_path / str(index))
         assert trial.wrong == [], trial
         assert sorted(code for code, _, _ in trial.outcomes) == [0, 1], trial
+
+
+def test_a_publisher_waiting_for_the_lease_says_so_once(registry, capsys):
+    """Another publisher's live lease: the wait is announced in one line, then the deadline ends it."""
+    from faas_deployment import lease
+    from faas_deployment.credentials import RegistryCredentials
+    from faas_deployment.deadline import Deadline, DeadlineExceeded
+    from faas_deployment.registry_client import ChartRegistry
+    from faas_deployment.secrets import SecretValue
+
+    client = ChartRegistry(f"oci://{registry.host}/charts", plain_http=True,
+                           credentials=RegistryCredentials(registry.username, SecretValue(registry.password, "env:X")))
+    held = lease.acquire(client, "demo", "1.0.0", "sha256:" + "1" * 64, Deadline(30))
+    assert held is not None
+    try:
+        with pytest.raises(DeadlineExceeded):
+            lease.acquire(client, "demo", "1.0.0", "sha256:" + "2" * 64, Deadline(1.5))
+    finally:
+        lease.release(client, held)
+    waits = [line for line in capsys.readouterr().err.splitlines() if "another publisher holds it" in line]
+    assert waits == [f"[faas-deploy] waiting for the publish lease {registry.host}/charts/demo:1.0.0.lease: "
+                     f"another publisher holds it; polling every {lease.POLL_SECONDS:g} s"]

@@ -33,6 +33,7 @@ import os
 import time
 from dataclasses import dataclass
 
+from . import progress
 from .deadline import Deadline
 from .errors import UserError
 from .registry_client import ChartRegistry, ManifestRefused, oci_tag
@@ -94,11 +95,15 @@ def acquire(registry: ChartRegistry, name: str, version: str, digest: str, deadl
     tag = lease_tag(version)
     nonce = os.urandom(16).hex()
     what = f"waiting for the publish lease {registry.reference(name)}:{tag}"
+    announced = False
     while True:
         deadline.check(what)
         started = time.monotonic()
         holder = _read(registry, name, tag)
         if holder is not None and holder.get(_PREFIX + "nonce") != nonce:
+            if not announced:  # one line, not one per poll
+                progress.note(f"{what}: another publisher holds it; polling every {POLL_SECONDS:g} s")
+                announced = True
             time.sleep(min(POLL_SECONDS, deadline.remaining()))
             continue
         annotations = {
