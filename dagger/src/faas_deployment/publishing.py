@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 import semver
 
-from . import helm_index
+from . import helm_index, names
 from .errors import UserError
 
 if TYPE_CHECKING:
@@ -155,7 +155,7 @@ class OciTarget:
         self.deadline = deadline or Deadline(DEFAULT_TIMEOUT)
         self._options = {"credentials": credentials, "plain_http": plain_http, "ca_file": check_ca_file(ca_file)}
         #: Who may read this registry's host: a release's image check reuses it there only (image_tags).
-        self.access = RegistryAccess(self.root[len("oci://"):].split("/", 1)[0], **self._options)
+        self.access = RegistryAccess(names.registry_of(self.root.removeprefix("oci://")), **self._options)
         self._client: ChartRegistry | None = None
         self._client_lock = threading.Lock()
 

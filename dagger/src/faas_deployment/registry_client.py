@@ -291,8 +291,6 @@ def check_root(root: str) -> str:
     if not root.startswith("oci://") or not root[len("oci://"):].strip("/"):
         raise UserError(f"--registry: {expected}, got {root!r}")
     host, _, path = root[len("oci://"):].rstrip("/").partition("/")
-    if names.split_oci_url(root) is not None:
-        return root.rstrip("/")
     if not names.is_registry_host(host):
         raise UserError(f"--registry: {host!r} is not a registry host; {expected}, got {root!r}")
     if path and not names.is_repository_path(path):
@@ -335,7 +333,7 @@ class ChartRegistry:
         _session: tuple[_GuardedSession, str] | None = None,
     ):
         self.root = check_root(root)
-        self.host = self.root[len("oci://"):].split("/", 1)[0]
+        self.host = names.registry_of(self.root.removeprefix("oci://"))
         self.credentials = credentials
         self.plain_http = plain_http
         if _session is None:
