@@ -281,31 +281,43 @@ class Workspace:
                                                           prerelease)
         return context
 
-    def render_chart(self, env: str, component: str, out_dir: Path, prerelease: str = "") -> Path:
-        """Validate, render with cookiecutter and lint with Helm; returns the chart directory."""
+    def render_chart(self, env: str, component: str, out_dir: Path, prerelease: str = "",
+                     context: dict[str, Any] | None = None) -> Path:
+        """Validate, render with cookiecutter and lint with Helm; returns the chart directory.
+
+        ``context``: the component's context when the caller has resolved it already (:meth:`context`).
+        """
         from . import chart
 
-        context = self.context(env, component, prerelease)
+        if context is None:
+            context = self.context(env, component, prerelease)
         with step(f"render {env}/{component}"):
             chart_dir = chart.render_chart(context, self.template_dir, out_dir)
         with step(f"lint {env}/{component}"):
             chart.require_lint_clean(chart_dir, shown=f"{env}/{component}")
         return chart_dir
 
-    def package_chart(self, env: str, component: str, out_dir: Path, prerelease: str = "") -> ChartPackage:
-        """Validate, render, lint and package reproducibly into ``out_dir``."""
+    def package_chart(self, env: str, component: str, out_dir: Path, prerelease: str = "",
+                      context: dict[str, Any] | None = None) -> ChartPackage:
+        """Validate, render, lint and package reproducibly into ``out_dir`` (``context``: see :meth:`render_chart`)."""
         from .packaging import package_chart
 
         with _tempdir(prefix="faas-render-") as scratch:
-            chart_dir = self.render_chart(env, component, Path(scratch), prerelease)
+            chart_dir = self.render_chart(env, component, Path(scratch), prerelease, context)
             with step(f"package {env}/{component}"):
                 return package_chart(chart_dir, out_dir)
 
     def _package_or_note(self, env: str, component: str, out_dir: Path, problems: list[Problem],
-                         prerelease: str = "") -> ChartPackage | None:
-        """:meth:`package_chart`, or ``None`` with the reasons appended to ``problems``."""
+                         prerelease: str = "", contexts: dict[str, dict[str, Any]] | None = None) -> ChartPackage | None:
+        """:meth:`package_chart`, or ``None`` with the reasons appended to ``problems``.
+
+        ``contexts``, when given, receives the component's resolved context (resolved once, used again by the caller).
+        """
         try:
-            return self.package_chart(env, component, out_dir, prerelease)
+            context = self.context(env, component, prerelease)
+            if contexts is not None:
+                contexts[component] = context
+            return self.package_chart(env, component, out_dir, prerelease, context)
         except ValidationError as exc:
             problems.extend(exc.problems)
         except UserError as exc:
@@ -401,11 +413,12 @@ class Workspace:
         names = components or self.components(env)
         with _tempdir(prefix="faas-release-") as scratch:
             problems: list[Problem] = []
-            packages = {name: self._package_or_note(env, name, Path(scratch) / name, problems, prerelease)
+            contexts: dict[str, dict[str, Any]] = {}
+            packages = {name: self._package_or_note(env, name, Path(scratch) / name, problems, prerelease, contexts)
                         for name in names}
             problems.extend(self.chart_name_problems(env, {n: p.name for n, p in packages.items() if p is not None}))
             if not problems and check_images:
-                problems.extend(self.image_problems(env, names, target))
+                problems.extend(self.image_problems(env, contexts, target))
             if problems:
                 raise ValidationError(problems)
 
@@ -420,18 +433,18 @@ class Workspace:
 
             return _run_all(publish, names, target.deadline)
 
-    def image_problems(self, env: str, components: list[str], target: Target) -> list[Problem]:
-        """The images of ``components`` (``image_repository:image_tag``) that their registry says do not exist.
+    def image_problems(self, env: str, contexts: dict[str, dict[str, Any]], target: Target) -> list[Problem]:
+        """The images (``image_repository:image_tag``) of the resolved ``contexts`` (component -> context)
+        that their registry says do not exist.
 
         A config without both keys (a user template may have neither) is skipped; the
         chart registry's credentials are reused only for images on its host.
         """
-        from . import config, image_tags
+        from . import image_tags
         from .deadline import Deadline
 
         references = {}
-        for name in components:
-            context = config.load_context(self.source, env, name, self.template)
+        for name, context in contexts.items():
             repository, tag = context.get("image_repository"), context.get("image_tag")
             if isinstance(repository, str) and isinstance(tag, str) and repository and tag:
                 references[self.display(env, name)] = f"{repository}:{tag}"
