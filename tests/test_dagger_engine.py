@@ -29,6 +29,7 @@ from faas_deployment import deploy, rollout
 from faas_deployment.pipeline import Workspace
 from support.ci_checkout import clone_with_origin
 from support.flux_doubles import HR, OCI, KubeApi, Receiver, play, scenario
+from support.registry_proxy import registry_proxy
 
 REPO = dagger_engine.REPO
 
@@ -77,6 +78,7 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
         'password: Secret? = null',
         'plain_http: boolean = false',
         'ca_file: File? = null',
+        'immutable_tags: boolean = false',
         'timeout: float = 0',
         'prerelease: string = ""',
     )),
@@ -88,6 +90,7 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
         'password: Secret? = null',
         'plain_http: boolean = false',
         'ca_file: File? = null',
+        'immutable_tags: boolean = false',
         'prerelease: string = ""',
         'timeout: float = 300.0',
     )),
@@ -154,6 +157,7 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
         'password: Secret? = null',
         'plain_http: boolean = false',
         'ca_file: File? = null',
+        'immutable_tags: boolean = false',
         'timeout: float = 0',
         'upload_manifests: Secret? = null',
     )),
@@ -175,6 +179,7 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
         'password: Secret? = null',
         'plain_http: boolean = false',
         'ca_file: File? = null',
+        'immutable_tags: boolean = false',
         'timeout: float = 300.0',
         'skip_image_check: boolean = false',
     )),
@@ -406,6 +411,22 @@ def test_a_user_error_is_the_core_message_without_a_traceback(checkout, caplog, 
     assert str(caught.value) == str(core.value)
     assert "env/dev/operator/cookiecutter-config.yaml: default_context.chart_version:" in str(caught.value)
     assert "Traceback" not in caplog.text + capfd.readouterr().err
+
+
+def test_immutable_tags_reach_the_door_through_the_engine(registry, checkout):
+    """``publish --immutable-tags`` through the engine, against a registry refusing overwrites:
+    the first push makes the 8 requests of a registry-arbitrated push (no lease), then a rerun is
+    ``unchanged``."""
+    line = ("dagger call env --name dev component --name operator publish --registry oci://{host}/charts "
+            f"--username {registry.username} --password env:CHART_REGISTRY_PASSWORD --plain-http --immutable-tags")
+    with registry_proxy(registry.url) as (host, faults), \
+            Engine(checkout, env={"CHART_REGISTRY_PASSWORD": registry.password}) as engine:
+        faults.lie = "put-immutable"
+        first = engine.call(line.format(host=host))
+        made = len(faults.log)
+        again = engine.call(line.format(host=host))
+    assert first.startswith("pushed ") and again.startswith("unchanged "), (first, again)
+    assert made == 8 and faults.count(path=".lease") == 0, faults.log
 
 
 def test_functions_chain_object_state_as_the_engine_does(checkout):

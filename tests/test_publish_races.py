@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from support.race import local_trial, oci_trial
+from support.registry_proxy import registry_proxy
 
 TRIALS = 3
 
@@ -25,6 +26,22 @@ def test_concurrent_publishers_to_the_registry_get_the_truth(registry, tmp_path,
             assert codes == [0, 1], trial  # one wins, the other is told the version holds other content
             [(_, _, err)] = [o for o in trial.outcomes if o[0] == 1]
             assert "other content" in err
+
+
+@pytest.mark.parametrize("same", [False, True], ids=["other-content", "same-content"])
+def test_on_a_registry_refusing_overwrites_the_registry_arbitrates(registry, tmp_path, same):
+    """``--immutable-tags``: no lease; of the two manifest PUTs the registry lets one land, and the
+    other publisher reads the version back: ``unchanged`` for the same content, refused for other."""
+    with registry_proxy(registry.url) as (host, faults):
+        faults.lie = "put-immutable"
+        for index in range(TRIALS if not same else 1):
+            trial = oci_trial(tmp_path / str(index), registry, same=same, host=host, flags=("--immutable-tags",))
+            assert trial.wrong == [], trial
+            assert trial.held is not None
+            assert sorted(code for code, _, _ in trial.outcomes) == ([0, 0] if same else [0, 1]), trial
+            assert [out.split()[0] for code, out, _ in trial.outcomes if code == 0] in (
+                (["pushed", "unchanged"], ["unchanged", "pushed"]) if same else (["pushed"],)), trial
+        assert faults.count(path=".lease") == 0  # the registry arbitrates: no lease taken
 
 
 def test_concurrent_publishers_to_a_local_repository_get_the_truth(tmp_path):

@@ -94,9 +94,10 @@ def test_an_empty_registry_is_refused_not_the_local_repository(source, run_cli):
     assert not (source / "dist").exists()
 
 
-def test_credentials_without_a_registry_are_refused(source, run_cli):
-    code, out, err = run_cli("--source", str(source), "release", "--env", "dev",
-                         "--username", "ci", "--password", "env:TEST_REGISTRY_PASSWORD")
+@pytest.mark.parametrize("flags", [("--username", "ci", "--password", "env:TEST_REGISTRY_PASSWORD"),
+                                   ("--immutable-tags",)], ids=["credentials", "immutable-tags"])
+def test_registry_flags_without_a_registry_are_refused(source, run_cli, flags):
+    code, out, err = run_cli("--source", str(source), "release", "--env", "dev", *flags)
     assert code == 1 and out == "" and "are for a registry" in err, err
     assert not (source / "dist").exists()
 

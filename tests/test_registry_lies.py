@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,7 +20,6 @@ from faas_deployment.secrets import SecretValue
 from support.repo_tree import config_file, copy_repo, get_scalar, set_scalar
 from support.registry_proxy import recording_server, registry_proxy
 
-ACCEPT = "application/vnd.oci.image.manifest.v1+json"
 
 
 def publish(capsys, source: Path, host: str, registry, *extra: str) -> tuple[int, str, str]:
@@ -35,9 +33,7 @@ def publish(capsys, source: Path, host: str, registry, *extra: str) -> tuple[int
 
 
 def held_digest(registry, name: str, version: str) -> str | None:
-    answer = httpx.head(f"{registry.url}/v2/charts/{name}/manifests/{version}", headers={"Accept": ACCEPT},
-                        auth=(registry.username, registry.password))
-    return answer.headers.get("Docker-Content-Digest") if answer.status_code == 200 else None
+    return registry.held_digest(f"charts/{name}", version)
 
 
 @pytest.fixture

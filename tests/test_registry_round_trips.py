@@ -3,7 +3,8 @@
 - a no-op ``release`` of N charts: one probe (the only 401, the auth challenge), then one
   manifest ``HEAD`` per chart carrying the credentials; no tag list, no blob upload;
 - the first push of a chart: the requests the publishing protocol needs (docs/publishing.md,
-  "Round trips"), each named here so a new one is a conscious change.
+  "Round trips"), each named here so a new one is a conscious change; 8 on a registry that
+  refuses to overwrite a tag (``--immutable-tags``), where the registry arbitrates.
 """
 
 from __future__ import annotations
@@ -71,3 +72,28 @@ def test_a_first_push_makes_the_requests_of_the_protocol_and_no_more(registry, s
         assert (method, status) == (want_method, want_status) and want_path.format(v=version) in path, made
     assert all(scheme == "Basic" for *_, status, scheme in faults.log if status != 401)
     assert registry.blob_uploads() == 2
+
+
+#: The first push on a registry that refuses overwrites (``--immutable-tags``): no lease, no read-back.
+FIRST_PUSH_IMMUTABLE = [
+    ("GET", "/v2/", 401),                                  # the auth scheme (the one challenge)
+    ("HEAD", "manifests/{v}", 404),                      # the version: absent
+    ("GET", "tags/list", 404),                             # the tag list: no higher version
+    ("POST", "blobs/uploads/", 202), ("PUT", "blobs/uploads/", 201),  # the chart's config blob
+    ("POST", "blobs/uploads/", 202), ("PUT", "blobs/uploads/", 201),  # the chart's layer
+    ("PUT", "manifests/{v}", 201),                       # the version: accepted on a free tag, for good
+]
+
+
+def test_a_first_push_on_a_registry_refusing_overwrites_makes_eight_requests(registry, source, capsys):
+    with registry_proxy(registry.url) as (host, faults):
+        faults.lie = "put-immutable"
+        code, out, err = release(capsys, source, host, "publish", "--component", "operator", "--immutable-tags")
+    assert code == 0 and out.startswith("pushed "), err
+    version = get_scalar(config_file(source, "dev", "operator"), "chart_version")
+    made = [(method, path, status) for method, path, status, _ in faults.log]
+    assert len(made) == len(FIRST_PUSH_IMMUTABLE) == 8, made
+    for (method, path, status), (want_method, want_path, want_status) in zip(made, FIRST_PUSH_IMMUTABLE):
+        assert (method, status) == (want_method, want_status) and want_path.format(v=version) in path, made
+    name = get_scalar(config_file(source, "dev", "operator"), "chart_name")
+    assert registry.held_digest(f"charts/{name}", version) == out.strip().rsplit("@", 1)[1]

@@ -11,7 +11,9 @@ holds N components of ``dev`` (copies of the operator, each its own chart name).
 - no-op ``release`` of N charts (all published before): requests counted by the proxy,
   beside the goal N + 1; the 401 answers after the first challenge (goal 0) and the
   blob uploads (goal 0);
-- first push of one chart: requests, beside the goal 8.
+- first push of one chart: requests, beside the goal 8: with the publish lease (a registry
+  that lets a tag be overwritten), and with ``--immutable-tags`` through the proxy refusing
+  overwrites as Harbor, ECR and Artifact Registry do (the registry arbitrates, no lease).
 """
 
 from __future__ import annotations
@@ -71,6 +73,10 @@ def main_bench() -> None:
                 source = repository(root / f"n{charts}", charts)
                 with registry_proxy(registry.url) as (host, first):
                     run(source, host, "publish", "--component", "operator")
+                with registry_proxy(registry.url) as (host, immutable):
+                    immutable.lie = "put-immutable"
+                    if charts > 1:  # another chart, not pushed yet
+                        run(source, host, "publish", "--component", "operator1", "--immutable-tags")
                 run(source, registry.host, "release")  # every chart published
                 with registry_proxy(registry.url) as (host, noop_faults):
                     run(source, host, "release")
@@ -82,7 +88,12 @@ def main_bench() -> None:
                       f"{noop_faults.count('POST', path='/blobs/uploads/')} (goal 0)")
                 if charts == args.charts[0]:
                     pushed = len(first.log)
-                    print(f"first push of a chart: {pushed} requests / 8 = {pushed / 8:.2f} (goal <= 1.00)")
+                    print(f"first push of a chart, publish lease: {pushed} requests / 8 = {pushed / 8:.2f} "
+                          f"(goal <= 1.00)")
+                    if charts > 1:
+                        pushed = len(immutable.log)
+                        print(f"first push of a chart, --immutable-tags (registry refusing overwrites): {pushed} "
+                              f"requests / 8 = {pushed / 8:.2f} (goal <= 1.00)")
         finally:
             stop_registry(proc)
 

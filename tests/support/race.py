@@ -16,12 +16,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import yaml
 
 from support.repo_tree import config_file, copy_repo, get_scalar, set_scalar
 
-ACCEPT = "application/vnd.oci.image.manifest.v1+json"
 
 
 @dataclass
@@ -56,19 +54,18 @@ def _judge(outcomes: list[tuple[int, str, str]], held: str | None) -> list[str]:
     return wrong
 
 
-def oci_trial(root: Path, registry, *, same: bool = False) -> Trial:
-    """One trial against ``registry`` (the test registry), under ``oci://host/<root name>``."""
+def oci_trial(root: Path, registry, *, same: bool = False, host: str | None = None, flags: tuple[str, ...] = ()) -> Trial:
+    """One trial against ``registry`` (the test registry), under ``oci://host/<root name>``; the
+    publishers reach it through ``host`` when given (a proxy in front of it), with ``flags`` added."""
     path = f"race{os.urandom(4).hex()}"
     sources = _sources(root, same)
     env = {**os.environ, "TEST_REGISTRY_PASSWORD": registry.password}
-    argv = ["--registry", f"oci://{registry.host}/{path}", "--username", registry.username,
-            "--password", "env:TEST_REGISTRY_PASSWORD", "--plain-http", "--timeout", "120"]
+    argv = ["--registry", f"oci://{host or registry.host}/{path}", "--username", registry.username,
+            "--password", "env:TEST_REGISTRY_PASSWORD", "--plain-http", "--timeout", "120", *flags]
     outcomes = _run_together(sources, argv, env)
     cfg = config_file(sources[0], "dev", "operator")
     name, version = get_scalar(cfg, "chart_name"), get_scalar(cfg, "chart_version")
-    answer = httpx.head(f"{registry.url}/v2/{path}/{name}/manifests/{version}", headers={"Accept": ACCEPT},
-                        auth=(registry.username, registry.password), timeout=30)
-    held = answer.headers.get("Docker-Content-Digest") if answer.status_code == 200 else None
+    held = registry.held_digest(f"{path}/{name}", version)
     return Trial(outcomes, held, _judge(outcomes, held))
 
 

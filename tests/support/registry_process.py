@@ -38,6 +38,12 @@ class Registry:
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def held_digest(self, repository: str, tag: str) -> str | None:
+        """The digest ``repository:tag`` names now (the registry's own ``HEAD``, htpasswd auth), or ``None``."""
+        answer = httpx.head(f"{self.url}/v2/{repository}/manifests/{tag}", auth=(self.username, self.password),
+                            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}, timeout=30)
+        return answer.headers.get("Docker-Content-Digest") if answer.status_code == 200 else None
+
     def blob_uploads(self) -> int:
         """Count of blob uploads the registry has started (``POST /v2/.../blobs/uploads/``)."""
         return len(re.findall(r'"POST /v2/[^ ]*/blobs/uploads/', self.log_text()))

@@ -14,7 +14,9 @@ broken registry or proxy would:
   as registries with tag immutability do (ECR ``ImageTagAlreadyExistsException``,
   Harbor ``412``/GAR ``400``: one representative status here); and ``hidden_tag``
   stays invisible (tag list, HEAD, GET) until the first ``PUT`` to it, as a
-  concurrent publisher's push looks to a client that read just before it.
+  concurrent publisher's push looks to a client that read just before it. The
+  check and the ``PUT`` it guards are one step (a lock), as in a registry that
+  enforces immutability: of concurrent ``PUT``s to a free tag, one lands.
 
 ``fixed = (status, body)`` answers every tag-list request with that, for fuzzing.
 
@@ -119,6 +121,7 @@ def registry_proxy(upstream_url: str, tls: tuple[Path, Path] | None = None) -> I
     """Start the proxy (HTTPS with ``tls=(cert, key)``); yields ``("127.0.0.1:PORT", faults)``; stops it on exit."""
     faults = Faults()
     upstream = httpx.Client(base_url=upstream_url, timeout=30)
+    immutable_put = threading.Lock()  # put-immutable: the existence check and the PUT as one step
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -169,12 +172,15 @@ def registry_proxy(upstream_url: str, tls: tuple[Path, Path] | None = None) -> I
             if faults.lie == "put-immutable" and self.command == "PUT" and _MANIFEST_BY_TAG.match(self.path):
                 if faults.hidden_tag and self.path.endswith("/manifests/" + faults.hidden_tag):
                     faults.revealed = True
-                probe = upstream.head(self.path, headers={**headers, "Accept": "application/vnd.oci.image.manifest.v1+json"})
-                if probe.status_code == 200:
-                    error = {"errors": [{"code": "TAG_INVALID", "message": "tag is immutable"}]}
-                    self._send(400, {"Content-Type": "application/json"}, json.dumps(error).encode())
-                    return
-            answer = upstream.request(self.command, self.path, headers=headers, content=body)
+                with immutable_put:
+                    probe = upstream.head(self.path, headers={**headers, "Accept": "application/vnd.oci.image.manifest.v1+json"})
+                    if probe.status_code == 200:
+                        error = {"errors": [{"code": "TAG_INVALID", "message": "tag is immutable"}]}
+                        self._send(400, {"Content-Type": "application/json"}, json.dumps(error).encode())
+                        return
+                    answer = upstream.request(self.command, self.path, headers=headers, content=body)
+            else:
+                answer = upstream.request(self.command, self.path, headers=headers, content=body)
             status, out_headers, payload = _lie(
                 faults, self.command, self.path, answer.status_code, dict(answer.headers), answer.content
             )

@@ -56,7 +56,7 @@ def _secret(value: str | None, flag: str):
 def _registry(args: argparse.Namespace) -> pipeline.Registry:
     return pipeline.Registry(getattr(args, "registry", None), args.username or None,
                              _secret(args.password, "--password"), args.plain_http, getattr(args, "timeout", None),
-                             args.ca_file)
+                             args.ca_file, getattr(args, "immutable_tags", False))
 
 
 def _merge_request(args: argparse.Namespace) -> pipeline.MergeRequestOptions | None:
@@ -95,6 +95,12 @@ def _credential_flags(parser: argparse.ArgumentParser) -> None:
 
 def _ca_file_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ca-file", metavar="PATH", help="PEM certificate of a private CA to trust for the registry's TLS")
+
+
+def _immutable_tags_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--immutable-tags", action="store_true",
+                        help="the registry refuses to overwrite a tag (Harbor tag immutability, ECR IMMUTABLE): "
+                             "publish without the publish lease, 8 requests per new chart (docs/publishing.md)")
 
 
 def _timeout_flag(parser: argparse.ArgumentParser, help: str) -> None:
@@ -178,12 +184,14 @@ def _check_flags(parser: argparse.ArgumentParser) -> None:
 
 def _publish_flags(parser: argparse.ArgumentParser) -> None:
     _registry_flags(parser)
+    _immutable_tags_flag(parser)
     parser.add_argument("--prerelease", default="", metavar="ID",
                         help="publish chart_version as the pre-release <chart_version>-ID, e.g. mr.42.3 (docs/plan.md)")
 
 
 def _release_flags(parser: argparse.ArgumentParser) -> None:
     _registry_flags(parser)
+    _immutable_tags_flag(parser)
     parser.add_argument("--skip-image-check", action="store_true",
                         help="do not check that each chart's image_repository:image_tag exists (air-gapped registries)")
 
@@ -286,6 +294,7 @@ def _plan_flags(parser: argparse.ArgumentParser) -> None:
 def _deploy_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--registry", help="override chart_registry of environment.yaml")
     _credential_flags(parser)
+    _immutable_tags_flag(parser)
     _rollout_flags(parser)
     parser.add_argument("--receiver-token", metavar="env:NAME|file:PATH",
                         help="trigger through the Receiver: its token (key token of its Secret)")

@@ -76,6 +76,8 @@ UsernameArg = Annotated[str, Doc("registry user name")]
 PasswordArg = Annotated[dagger.Secret | None, Doc("registry password or token")]
 PlainHttpArg = Annotated[bool, Doc("HTTP instead of HTTPS (local test registries only)")]
 CaFileArg = Annotated[dagger.File | None, Doc("PEM certificate of a private CA to trust for the registry's TLS")]
+ImmutableTagsArg = Annotated[bool, Doc("the registry refuses to overwrite a tag (Harbor tag immutability, ECR "
+                                      "IMMUTABLE): publish without the publish lease")]
 
 
 async def _run(fn: Callable[[], T]) -> T:
@@ -146,10 +148,11 @@ async def _secret(secret: dagger.Secret | None, name: str) -> SecretValue | None
 
 
 async def _registry(registry: str, username: str, password: dagger.Secret | None, plain_http: bool,
-                    timeout: float | None = None, ca_file: dagger.File | None = None) -> Registry:
+                    timeout: float | None = None, ca_file: dagger.File | None = None,
+                    immutable_tags: bool = False) -> Registry:
     """The registry parameters as the door takes them (the secret and the CA file read from Dagger)."""
     return Registry(registry or None, username or None, await _secret(password, "password"), plain_http, timeout,
-                    await _ca_path(ca_file))
+                    await _ca_path(ca_file), immutable_tags)
 
 
 async def _ca_path(ca_file: dagger.File | None) -> Path | None:
@@ -188,10 +191,12 @@ async def _manifests_dir(manifests_dir: dagger.Directory | None) -> Path | None:
 
 
 async def _deploy(source, template, env, component, receiver_token, trigger_api, kubeconfig, kube_context, registry,
-                  username, password, plain_http, timeout, upload_token, prerelease="", ca_file=None) -> str:
+                  username, password, plain_http, timeout, upload_token, prerelease="", ca_file=None,
+                  immutable_tags=False) -> str:
     """``deploy`` for both Dagger objects: secrets read from Dagger, the door does the rest."""
     ws = await _workspace(source, template)
-    registry_args = await _registry(registry, username, password, plain_http, ca_file=ca_file)
+    registry_args = await _registry(registry, username, password, plain_http, ca_file=ca_file,
+                                    immutable_tags=immutable_tags)
     tokens = [await _secret(receiver_token, "receiver_token"), await _secret(kubeconfig, "kubeconfig"),
               await _secret(upload_token, "upload_manifests")]
     result = await _run(lambda: ws.deploy(env, component=component, registry=registry_args, receiver_token=tokens[0],
@@ -252,6 +257,7 @@ class Component:
         password: PasswordArg = None,
         plain_http: PlainHttpArg = False,
         ca_file: CaFileArg = None,
+        immutable_tags: ImmutableTagsArg = False,
         prerelease: Annotated[str, Doc("publish chart_version as the pre-release <chart_version>-ID, e.g. mr.42.3")] = "",
         timeout: Annotated[float, Doc("overall deadline of the registry work, in seconds")] = door.REGISTRY_TIMEOUT,
     ) -> str:
@@ -262,7 +268,7 @@ class Component:
         than the highest published, is refused (bump chart_version).
         """
         ws = await _workspace(self.source, self.template)
-        registry_args = await _registry(registry, username, password, plain_http, timeout, ca_file)
+        registry_args = await _registry(registry, username, password, plain_http, timeout, ca_file, immutable_tags)
         return (await _run(lambda: ws.publish(self.env, self.name, registry_args, prerelease=prerelease))).text
 
     @function
@@ -424,6 +430,7 @@ class Component:
         password: PasswordArg = None,
         plain_http: PlainHttpArg = False,
         ca_file: CaFileArg = None,
+        immutable_tags: ImmutableTagsArg = False,
         timeout: WaitTimeoutArg = 0,
         prerelease: Annotated[str, Doc("publish chart_version as the pre-release <chart_version>-ID, e.g. mr.42.3")] = "",
     ) -> str:
@@ -434,7 +441,7 @@ class Component:
         """
         return await _deploy(self.source, self.template, self.env, self.name, receiver_token, trigger_api, kubeconfig,
                              kube_context, registry, username, password, plain_http, timeout, None, prerelease,
-                             ca_file=ca_file)
+                             ca_file=ca_file, immutable_tags=immutable_tags)
 
     @function(cache="never")
     async def wait(
@@ -503,6 +510,7 @@ class Environment:
         password: PasswordArg = None,
         plain_http: PlainHttpArg = False,
         ca_file: CaFileArg = None,
+        immutable_tags: ImmutableTagsArg = False,
         timeout: Annotated[float, Doc("overall deadline of the registry work, in seconds")] = door.REGISTRY_TIMEOUT,
         skip_image_check: Annotated[bool, Doc("do not check that each chart's image exists (air-gapped registries)")] = False,
     ) -> str:
@@ -512,7 +520,7 @@ class Environment:
         registry when that registry can be reached: if any fails, nothing is published.
         """
         ws = await _workspace(self.source, self.template)
-        registry_args = await _registry(registry, username, password, plain_http, timeout, ca_file)
+        registry_args = await _registry(registry, username, password, plain_http, timeout, ca_file, immutable_tags)
         return (await _run(lambda: ws.release(self.name, registry_args, check_images=not skip_image_check))).text
 
     @function
@@ -630,6 +638,7 @@ class Environment:
         password: PasswordArg = None,
         plain_http: PlainHttpArg = False,
         ca_file: CaFileArg = None,
+        immutable_tags: ImmutableTagsArg = False,
         timeout: WaitTimeoutArg = 0,
         upload_manifests: Annotated[dagger.Secret | None, Doc(
             "admin API token: once the operator runs the new chart, upload env/<env>/operator/dynamic/")] = None,
@@ -642,7 +651,7 @@ class Environment:
         """
         return await _deploy(self.source, self.template, self.name, None, receiver_token, trigger_api, kubeconfig,
                              kube_context, registry, username, password, plain_http, timeout, upload_manifests,
-                             ca_file=ca_file)
+                             ca_file=ca_file, immutable_tags=immutable_tags)
 
 
 @object_type

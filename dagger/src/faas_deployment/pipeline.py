@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import importlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -177,7 +177,8 @@ class MergeRequestOptions:
 
 @dataclass(frozen=True)
 class Registry:
-    """The registry flags of a verb, as given: ``registry`` (``oci://...`` or empty), credentials, transport."""
+    """The registry flags of a verb, as given: ``registry`` (``oci://...`` or empty), credentials, transport;
+    ``immutable_tags``: the registry refuses to overwrite a tag (:class:`publishing.OciTarget`)."""
 
     registry: str | None = None
     username: str | None = None
@@ -185,6 +186,7 @@ class Registry:
     plain_http: bool = False
     timeout: float | None = None
     ca_file: str | Path | None = None
+    immutable_tags: bool = False
 
     def credentials(self):
         """The :class:`credentials.RegistryCredentials` of the user name and password (read now), or ``None``.
@@ -379,15 +381,15 @@ class Workspace:
         limit = Deadline(DEFAULT_TIMEOUT if registry.timeout is None else registry.timeout)
         credentials = registry.credentials()
         if registry.registry is None:
-            if credentials is not None or registry.ca_file:
-                raise UserError("--username/--password and --ca-file are for a registry: give --registry "
-                                "oci://HOST/PATH, or leave them out to publish into the local repository")
+            if credentials is not None or registry.ca_file or registry.immutable_tags:
+                raise UserError("--username/--password, --ca-file and --immutable-tags are for a registry: give "
+                                "--registry oci://HOST/PATH, or leave them out to publish into the local repository")
             return self.local_target(env)
         if not registry.registry.strip():
             raise UserError("--registry: empty; give oci://HOST[:PORT]/PATH, or leave the flag out to publish into "
                             "the local repository")
         return OciTarget(registry.registry, credentials=credentials, plain_http=registry.plain_http,
-                         ca_file=registry.ca_file, deadline=limit)
+                         ca_file=registry.ca_file, deadline=limit, immutable_tags=registry.immutable_tags)
 
     def publish_charts(self, env: str, target: Target, components: list[str] | None = None,
                        prerelease: str = "", check_images: bool = False) -> list[PublishResult]:
@@ -883,8 +885,8 @@ class Workspace:
             raise UserError("deploy: give exactly one trigger, --receiver-token (Flux Receiver) or --trigger-api")
         env_settings = self.settings(env)
         chosen = registry.registry if registry.registry is not None else env_settings.chart_registry
-        target = self.target(env, Registry(chosen, registry.username, registry.password, registry.plain_http,
-                                           timeout or env_settings.deploy_timeout, registry.ca_file))
+        target = self.target(env, replace(registry, registry=chosen,
+                                          timeout=timeout or env_settings.deploy_timeout))
         receiver_token, upload_token = reveal(receiver_token), reveal(upload_token)
         client = rollout.make_client(reveal(kubeconfig), kube_context or None)
         token = rollout.request_token(dict(os.environ if environ is None else environ)) if trigger_api else None
