@@ -185,6 +185,44 @@ def test_nothing_is_written_to_home(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert list(home.iterdir()) == []
 
 
+def test_compiled_templates_are_cached_by_their_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Jinja's bytecode cache spares a later process the compilation; a changed text compiles again,
+    and the chart is byte for byte the one compiled without the cache."""
+    import jinja2
+
+    from faas_deployment import generate
+
+    template = tmp_path / "template"
+    shutil.copytree(config.EMBEDDED_TEMPLATE, template)
+    values = template / "{{cookiecutter.chart_name}}" / "values.yaml"
+    values.write_text(values.read_text() + f"# run {tmp_path.name}\n")  # a text no earlier run compiled
+    compiled: list[str] = []
+    real = jinja2.Environment.compile
+
+    def counting(self, source, *args, **kwargs):
+        compiled.append(source)
+        return real(self, source, *args, **kwargs)
+
+    monkeypatch.setattr(jinja2.Environment, "compile", counting)
+    context = config.load_context(REPO_ROOT, "dev", "operator", template)
+
+    def render(out: str) -> dict[str, bytes]:
+        generate._CACHE.clear()  # as a new process: only the on-disk cache is left
+        return tree(chart.render_chart(context, template, tmp_path / out))
+
+    first = render("first")
+    assert any(f"# run {tmp_path.name}" in source for source in compiled)
+    compiled.clear()
+    assert render("second") == first and compiled == []  # every compiled template from the cache
+    values.write_text(values.read_text() + "# changed\n")
+    changed = render("changed")
+    assert [source.endswith("# changed\n") for source in compiled] == [True]  # that text alone, again
+    assert changed["values.yaml"].endswith(b"# changed\n")
+    monkeypatch.setenv("FAAS_DEPLOY_NO_TEMPLATE_CACHE", "1")
+    compiled.clear()
+    assert render("uncached") == changed and compiled  # compiled anew, the same chart
+
+
 def test_user_template_hook_runs(tmp_path: Path) -> None:
     template = make_user_template(tmp_path)
     write_config(tmp_path, {"default_context": {"chart_name": "team-chart", "chart_version": "3.1.4",

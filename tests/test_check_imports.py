@@ -60,3 +60,11 @@ def test_check_against_a_registry_loads_only_the_oci_client(tmp_path, registry):
     assert {"oras", "requests", "faas_deployment.registry_client"} <= modules
     assert loaded(modules, NEVER) == []
     assert "faas_deployment.lease" not in modules  # a dry run takes no lease
+
+
+def test_image_and_artifact_modules_do_not_load_the_helm_engine():
+    """Only chart work loads Helm's Go library (``chart``, ``packaging`` import it when they call it)."""
+    probe = ("import sys; import faas_deployment.buildah, faas_deployment.artifacts, faas_deployment.registry_client, "
+             "faas_deployment.packaging, faas_deployment.chart; print('helm_python' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "False", proc.stderr

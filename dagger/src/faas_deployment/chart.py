@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import helm_python
 import yaml
 
 from . import generate
@@ -146,6 +145,8 @@ def lint_findings(chart_dir: Path, kube_version: str = DEFAULT_KUBE_VERSION) -> 
     Raises:
         UserError: Helm cannot lint the path at all (bad argument, I/O error).
     """
+    import helm_python  # its Go library is loaded when a verb first needs Helm
+
     try:
         result = helm_python.lint(str(chart_dir), strict=True, kube_version=kube_version)
     except helm_python.HelmError as err:
@@ -214,6 +215,8 @@ def render_objects(
         UserError: the release name is invalid (DNS-1123, 53 characters at most),
             the chart cannot be loaded or a template fails to render.
     """
+    import helm_python
+
     try:
         helm_python.validate_release_name(release_name)
     except helm_python.HelmError as err:

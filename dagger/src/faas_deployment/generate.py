@@ -214,6 +214,45 @@ def _environment(root: Path, texts: list[str], extensions: list[str]) -> jinja2.
     return jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
 
 
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """Jinja's own on-disk cache of compiled templates (``FileSystemBytecodeCache``), or ``None``.
+
+    Compiling the embedded template costs about 20 ms per process; a cached entry is
+    found by the template text's checksum (a changed text compiles again) and Jinja's
+    bytecode version, in Jinja's default directory (``<tmp>/_jinja2-cache-<uid>``,
+    made ``0700`` and checked to be the user's own). The key also holds what else
+    changes the compiled code (:func:`_flavour`).
+    ``FAAS_DEPLOY_NO_TEMPLATE_CACHE=1`` turns it off; so does a directory that cannot be
+    made (a read-only file system): then each process compiles, as without a cache.
+    """
+    if os.environ.get("FAAS_DEPLOY_NO_TEMPLATE_CACHE"):
+        return None
+    from jinja2.bccache import FileSystemBytecodeCache
+
+    try:
+        return FileSystemBytecodeCache(pattern="__faas_deployment_%s.cache")
+    except (OSError, RuntimeError):  # the default directory cannot be made, or belongs to another user
+        return None
+
+
+def _flavour(env: jinja2.Environment) -> str:
+    """What, besides a text, decides its compiled code: the Jinja version, the environment's
+    class, extensions and syntax settings (a cache key part: another set compiles apart)."""
+    settings = (jinja2.__version__, type(env).__module__, type(env).__qualname__, sorted(env.extensions),
+                env.block_start_string, env.block_end_string, env.variable_start_string, env.variable_end_string,
+                env.comment_start_string, env.comment_end_string, env.line_statement_prefix, env.line_comment_prefix,
+                env.trim_blocks, env.lstrip_blocks, env.newline_sequence, env.keep_trailing_newline, env.optimized,
+                env.autoescape if isinstance(env.autoescape, bool) else repr(env.autoescape))
+    return repr(settings) + "|"
+
+
+def _store(cache: jinja2.BytecodeCache, bucket: jinja2.bccache.Bucket) -> None:
+    try:
+        cache.set_bucket(bucket)
+    except OSError:
+        pass  # a full or read-only disk: the next process compiles again
+
+
 def _project_dir(root: Path) -> str:
     for entry in sorted(os.listdir(root)):
         if "cookiecutter" in entry and "{{" in entry and "}}" in entry and (root / entry).is_dir():
@@ -250,17 +289,27 @@ def _read(root: Path, variables: dict[str, Any]) -> Template:
     texts += [t for _, data, _, copied in raw if not copied and (t := _text(data)) is not None]
     texts += [p.read_text(encoding="utf-8", errors="replace") for p in hook_scripts.values()]
     env = _environment(root, texts, extensions)
+    cache = _bytecode_cache()
+    flavour = _flavour(env)
 
-    def compile_(source: str, shown: str) -> jinja2.Template:
+    def compile_(source: str, shown: str, part: str = "name") -> jinja2.Template:
+        """``source`` compiled: ``part`` of file ``shown``, its ``name`` or its ``text``."""
         try:
-            return env.from_string(source)
+            bucket = cache.get_bucket(env, f"{flavour}{part}|{shown}", None, source) if cache else None
+            code = bucket.code if bucket else None
+            if code is None:
+                code = env.compile(source)
+                if bucket:
+                    bucket.code = code
+                    _store(cache, bucket)
+            return env.template_class.from_code(env, code, env.make_globals(None))
         except jinja2.TemplateSyntaxError as err:
             raise UserError(f"{root}/{project}/{shown}: Jinja syntax error at line {err.lineno}: {err.message}") from err
 
     files = []
     for shown, data, mode, copied in raw:
         text = None if copied else _text(data)
-        files.append(_File(compile_(shown, shown), shown, None if text is None else compile_(text, shown),
+        files.append(_File(compile_(shown, shown), shown, None if text is None else compile_(text, shown, "text"),
                            data if text is None else b"", _newline(data), mode))
     return Template(root, compile_(project, project), project, tuple((compile_(d, d), d) for d in dirs),
                     tuple(files), hook_scripts, env)

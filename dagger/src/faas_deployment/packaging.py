@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import helm_python
 import yaml
 
 from .errors import UserError
@@ -144,6 +143,8 @@ def package_chart(chart_dir: Path, out_dir: Path) -> ChartPackage:
     Raises:
         UserError: Helm refuses to package the chart (e.g. invalid Chart.yaml).
     """
+    import helm_python  # its Go library is loaded when a verb first needs Helm
+
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="faas-package-") as scratch:
         try:
