@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 
 from faas_deployment import cli, deploy, flux, rollout, settings
 from faas_deployment.errors import UserError, ValidationError
-from faas_deployment.pipeline import Workspace
+from faas_deployment.pipeline import Registry, Workspace
 from faas_deployment.secrets import SecretValue
 from support.repo_tree import REPO_ROOT, copy_repo
 from support.flux_doubles import HR, OCI, KubeApi, Receiver, play as _play, scenario
@@ -50,6 +50,36 @@ def test_settings_report_every_problem_with_key_and_hint(tmp_path):
             "gitlab_agent", "deploy_timeout"} <= keys
     assert "did you mean receiver_name?" in str(err.value)
     assert all(p.path == "env/dev/environment.yaml" for p in err.value.problems)
+
+
+@pytest.mark.parametrize("value", ["yes", "1", '"true"', "[]"])
+def test_chart_registry_immutable_tags_is_true_or_false(tmp_path, value):
+    source = copy_repo(tmp_path / "src")
+    path = source / "env" / "dev" / "environment.yaml"
+    path.write_text(path.read_text() + f"chart_registry_immutable_tags: {value}\n")
+    if value == "yes":  # YAML 1.1 reads it as true, as Helm and Flux would
+        assert settings.load(source, "dev").chart_registry_immutable_tags is True
+        return
+    with pytest.raises(ValidationError) as err:
+        settings.load(source, "dev")
+    assert [(p.key, p.message.split(",")[0]) for p in err.value.problems] == [
+        ("chart_registry_immutable_tags", "expected true or false")]
+
+
+def test_deploy_publishes_as_the_environment_declares_its_chart_registry(tmp_path):
+    """``chart_registry_immutable_tags`` applies to the environment's own ``chart_registry``, not to
+    a ``--registry`` given instead (another registry, whose tags it does not describe)."""
+    source = copy_repo(tmp_path / "src")
+    path = source / "env" / "dev" / "environment.yaml"
+    path.write_text(path.read_text() + "chart_registry_immutable_tags: true\n")
+    declared = settings.load(source, "dev")
+    own = Workspace.deploy_registry(declared, Registry())
+    assert (own.registry, own.immutable_tags, own.timeout) == (declared.chart_registry, True, declared.deploy_timeout)
+    other = Workspace.deploy_registry(declared, Registry("oci://other.example.org/charts"), 30)
+    assert (other.registry, other.immutable_tags, other.timeout) == ("oci://other.example.org/charts", False, 30)
+    flagged = Workspace.deploy_registry(declared, Registry("oci://other.example.org/charts", immutable_tags=True))
+    assert flagged.immutable_tags is True
+    assert Workspace.deploy_registry(settings.load(REPO_ROOT, "dev"), Registry()).immutable_tags is False
 
 
 @hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -46,7 +46,7 @@ for chart in sys.argv[1:]:
 """
 
 #: The modules ``check`` without --registry loads (tests/test_check_imports.py: nothing more).
-STARTUP = ("import faas_deployment.cli, faas_deployment.pipeline, faas_deployment.chart, faas_deployment.packaging, "
+STARTUP = ("import helm_python, faas_deployment.cli, faas_deployment.pipeline, faas_deployment.chart, faas_deployment.packaging, "
            "faas_deployment.publishing, faas_deployment.dynamic_manifests, faas_deployment.plan, faas_deployment.deadline")
 
 

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from .packaging import ChartPackage
     from .publishing import LocalRepoTarget, PublishResult, Target
     from .secrets import SecretValue
+    from .settings import Settings
 
 T = TypeVar("T")
 
@@ -862,6 +863,16 @@ class Workspace:
         paths = flux.write_objects(self.settings(env), deploy.charts(self, env), Path(out))
         return _result([str(p) for p in paths], {"files": paths}, path=Path(out))
 
+    @staticmethod
+    def deploy_registry(env_settings: Settings, registry: Registry, timeout: float | None = None) -> Registry:
+        """The registry ``deploy`` publishes to: ``registry.registry`` when given, else the environment's
+        ``chart_registry``, with its ``chart_registry_immutable_tags``; within ``timeout`` s (default:
+        ``deploy_timeout``)."""
+        if registry.registry is not None:
+            return replace(registry, timeout=timeout or env_settings.deploy_timeout)
+        return replace(registry, registry=env_settings.chart_registry, timeout=timeout or env_settings.deploy_timeout,
+                       immutable_tags=registry.immutable_tags or env_settings.chart_registry_immutable_tags)
+
     def deploy(self, env: str, *, component: str | None = None, registry: Registry = Registry(),
                receiver_token: SecretValue | None = None, trigger_api: bool = False,
                kubeconfig: SecretValue | None = None, kube_context: str | None = None, timeout: float | None = None,
@@ -884,9 +895,7 @@ class Workspace:
         if (receiver_token is None) == (not trigger_api):
             raise UserError("deploy: give exactly one trigger, --receiver-token (Flux Receiver) or --trigger-api")
         env_settings = self.settings(env)
-        chosen = registry.registry if registry.registry is not None else env_settings.chart_registry
-        target = self.target(env, replace(registry, registry=chosen,
-                                          timeout=timeout or env_settings.deploy_timeout))
+        target = self.target(env, self.deploy_registry(env_settings, registry, timeout))
         receiver_token, upload_token = reveal(receiver_token), reveal(upload_token)
         client = rollout.make_client(reveal(kubeconfig), kube_context or None)
         token = rollout.request_token(dict(os.environ if environ is None else environ)) if trigger_api else None

@@ -31,6 +31,10 @@ Keys (all required unless a default is shown):
 ``artifact_repository`` ``oci://HOST[:PORT]/PATH`` holding the Flux OCI artifacts
                        ``app-<component>`` (optional: ``publish-artifact``'s and
                        ``retire-artifact``'s default ``--registry``)
+``chart_registry_immutable_tags``
+                       ``true`` when ``chart_registry`` refuses to overwrite a tag
+                       (Harbor tag immutability, ECR ``IMMUTABLE``): ``deploy``
+                       to it publishes as ``--immutable-tags`` does (default ``false``)
 =====================  ==========================================================
 """
 
@@ -69,6 +73,7 @@ class Settings:
     upload_timeout: float
     gitlab_agent: str
     artifact_repository: str = ""
+    chart_registry_immutable_tags: bool = False
 
     def object_name(self, component: str) -> str:
         """Name of component ``component``'s OCIRepository and HelmRelease: ``<flux_name_prefix><component>``."""
@@ -93,6 +98,11 @@ def _seconds(value: Any) -> Iterator[str]:
         yield f"expected a number of seconds between 1 and 86400, got {config._shown(value)}"
 
 
+def _flag(value: Any) -> Iterator[str]:
+    if not isinstance(value, bool):
+        yield f"expected true or false, got {config._shown(value)}"
+
+
 _DNS = "a DNS-1123 label (lowercase letters, digits, '-', at most 63)"
 KEYS: dict[str, tuple[Check, Any]] = {
     "chart_registry": (_text(names.is_oci_repository_url, "oci://HOST[:PORT]/PATH (lowercase path)"), None),
@@ -106,6 +116,7 @@ KEYS: dict[str, tuple[Check, Any]] = {
     "upload_timeout": (_seconds, 300),
     "gitlab_agent": (_text(_AGENT, "<group>/<project>:<agent name>"), None),
     "artifact_repository": (_text(names.is_oci_repository_url, "oci://HOST[:PORT]/PATH (lowercase path)"), ""),
+    "chart_registry_immutable_tags": (_flag, False),
 }
 _HINTS = {
     "chart_registry": "the OCI repository root this environment publishes to",
@@ -113,6 +124,7 @@ _HINTS = {
     "admin_url": "the operator admin API base URL of this environment",
     "gitlab_agent": "the agent's configuration project path and the agent's name",
     "artifact_repository": "the OCI repository of this environment's Flux OCI artifacts (app-<component> tags)",
+    "chart_registry_immutable_tags": "true only when the registry itself refuses to overwrite a tag",
 }
 
 
