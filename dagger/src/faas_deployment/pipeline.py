@@ -868,9 +868,10 @@ class Workspace:
         """The registry ``deploy`` publishes to: ``registry.registry`` when given, else the environment's
         ``chart_registry``, with its ``chart_registry_immutable_tags``; within ``timeout`` s (default:
         ``deploy_timeout``)."""
+        registry = replace(registry, timeout=timeout or env_settings.deploy_timeout)
         if registry.registry is not None:
-            return replace(registry, timeout=timeout or env_settings.deploy_timeout)
-        return replace(registry, registry=env_settings.chart_registry, timeout=timeout or env_settings.deploy_timeout,
+            return registry
+        return replace(registry, registry=env_settings.chart_registry,
                        immutable_tags=registry.immutable_tags or env_settings.chart_registry_immutable_tags)
 
     def deploy(self, env: str, *, component: str | None = None, registry: Registry = Registry(),
