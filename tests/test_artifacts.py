@@ -12,7 +12,6 @@ import tarfile
 from pathlib import Path
 
 import pytest
-import requests
 import yaml
 
 from faas_deployment import artifacts
@@ -48,11 +47,9 @@ def raw_manifest(registry, tag: str) -> dict:
 
 def manifest_digest(registry, tag: str) -> str:
     """The digest the registry reports for ``tag`` (raw HTTP, not our client)."""
-    response = requests.head(f"{registry.url}/v2/faas/manifests/manifests/{tag}",
-                             auth=(registry.username, registry.password),
-                             headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}, timeout=10)
-    assert response.status_code == 200, (tag, response.status_code)
-    return response.headers["Docker-Content-Digest"]
+    digest = registry.held_digest("faas/manifests", tag)
+    assert digest is not None, tag
+    return digest
 
 
 def writes(registry) -> int:
