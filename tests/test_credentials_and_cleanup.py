@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from faas_deployment import urls
 from faas_deployment.cli import main
 from faas_deployment.errors import UserError
 from faas_deployment.secrets import resolve_secret
-from support.repo_tree import copy_repo
+from support.repo_tree import config_file, copy_repo, set_scalar
 
 
 @pytest.mark.parametrize("verb", [
@@ -77,8 +78,36 @@ def test_fuzzed_secret_references_resolve_or_fail_clearly(tmp_path_factory, monk
             assert value.reveal() and repr(value) == f"SecretValue({ref}, ***)" and f"{value}" == repr(value)
 
 
+def test_an_interrupt_that_loses_a_temporary_directory_still_leaves_nothing(tmp_path, monkeypatch, capsys):
+    """The window no ``with`` block covers: a directory made, its name not yet held, when the
+    interrupt lands. The run's own temporary directory holds it, and goes at the end."""
+    import tempfile
+
+    from faas_deployment import pipeline
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    made = []
+
+    def interrupted(self, env, component):
+        made.append(Path(tempfile.mkdtemp(prefix="faas-lost-")))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline.Workspace, "config", interrupted)
+    source = copy_repo(tmp_path / "src")
+    assert main(["--source", str(source), "config", "--env", "dev", "--component", "operator"]) == 130
+    assert made and made[0].parent.parent == scratch  # it was made under the run's directory
+    assert list(scratch.iterdir()) == [] and tempfile.tempdir == str(scratch)
+    assert "interrupted" in capsys.readouterr().err
+
+
 def test_a_terminated_release_leaves_no_temporary_directory(tmp_path):
     source = copy_repo(tmp_path / "src")
+    dev = source / "env" / "dev"
+    for n in range(1, 30):  # enough charts that the release is still packaging when the signal lands
+        shutil.copytree(dev / "operator", dev / f"operator{n}")
+        set_scalar(config_file(source, "dev", f"operator{n}"), "chart_name", f"faas-operator{n}")
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     proc = subprocess.Popen(
@@ -86,9 +115,9 @@ def test_a_terminated_release_leaves_no_temporary_directory(tmp_path):
         env={**os.environ, "TMPDIR": str(scratch)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 60
-    while not list(scratch.glob("faas-release-*")) and time.monotonic() < deadline and proc.poll() is None:
+    while not list(scratch.glob("faas-run-*/faas-release-*")) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)
-    assert list(scratch.glob("faas-release-*")), "the release never made its temporary directory"
+    assert list(scratch.glob("faas-run-*/faas-release-*")), "the release never made its temporary directory"
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=60)
     assert proc.returncode == 130

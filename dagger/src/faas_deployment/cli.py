@@ -485,7 +485,8 @@ def _main(argv: list[str]) -> int:
     try:
         pipeline.check_output(args.output)
         ws = pipeline.Workspace.open(args.source, args.template)
-        result = args.verb_spec.run(ws, args)
+        with pipeline.run_tempdir():
+            result = args.verb_spec.run(ws, args)
     except UserError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr, flush=True)
         return 1
