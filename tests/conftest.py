@@ -50,6 +50,7 @@ LAYERS: dict[str, str] = {
     "test_artifacts.py": "integration",
     "test_artifacts_dagger.py": "unit",
     "test_bump.py": "unit",
+    "test_chart_identity.py": "integration",
     "test_chart_render.py": "integration",
     "test_check.py": "integration",
     "test_check_imports.py": "integration",

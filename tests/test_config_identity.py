@@ -186,7 +186,7 @@ def test_bump_works_with_a_template_without_chart_version(tmp_path: Path) -> Non
 def test_chart_yaml_without_a_version_line_gets_one(tmp_path: Path) -> None:
     chart_yaml = tmp_path / "Chart.yaml"
     chart_yaml.write_text("apiVersion: v2\nname: x\n")
-    chart.set_chart_version(chart_yaml, "1.2.3")
+    chart.set_chart_identity(chart_yaml, version="1.2.3")
     assert yaml.safe_load(chart_yaml.read_text()) == {"apiVersion": "v2", "name": "x", "version": "1.2.3"}
 
 

@@ -21,6 +21,10 @@ from . import generate
 from .config import template_variables
 from .defaults import DefaultError, resolve
 from .errors import Problem, UserError, ValidationError
+from .yaml_limits import limit_problem
+
+#: libyaml's safe loader when PyYAML has it.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 #: Kubernetes version the chart is linted against by default.
 DEFAULT_KUBE_VERSION = "1.30.0"
@@ -81,26 +85,75 @@ def render_chart(context: dict[str, Any], template: Path, out_dir: Path) -> Path
     chart_dir = _find_chart(target)
     if chart_dir is None:
         raise UserError(f"{template}: the template generated no Chart.yaml (in {target})")
-    if "chart_version" not in variables and "chart_version" in context:
-        set_chart_version(chart_dir / "Chart.yaml", str(context["chart_version"]))
+    set_chart_identity(chart_dir / "Chart.yaml", name=context.get("chart_name"), version=context.get("chart_version"),
+                       shown=f"{template}: generated Chart.yaml")
     return chart_dir
 
 
-_VERSION_LINE = re.compile(r"^version:.*$", re.MULTILINE)
+#: The Chart.yaml fields the pipeline owns, with the config key each one comes from.
+IDENTITY_FIELDS = {"name": "chart_name", "version": "chart_version"}
+_TOP_LINE = {field: re.compile(rf"^{field}:.*$", re.MULTILINE) for field in IDENTITY_FIELDS}
 
 
-def set_chart_version(chart_yaml: Path, version: str) -> None:
-    """Write ``version`` as the ``version:`` of ``chart_yaml`` (added when it has none).
+def set_chart_identity(chart_yaml: Path, *, name: Any = None, version: Any = None, shown: str = "") -> None:
+    """Make ``chart_yaml``'s ``name`` and ``version`` exactly ``name`` and ``version`` (``None``: left as is).
 
-    For a template that does not declare ``chart_version``: the config's
-    ``chart_version`` (a key of the pipeline's own, :data:`config.PIPELINE_KEYS`)
-    is still the version published, as Helm reads it from Chart.yaml. Only that
-    line changes.
+    The rule: what is published and deployed is the config's ``chart_name`` and
+    ``chart_version`` (with a pre-release suffix where one applies), whatever the
+    template writes: a hard-coded ``version: 0.1.0``, a name derived from another
+    variable, a version keyed ``version``. As ``helm package --version`` does
+    (Helm ``pkg/cmd/package.go`` sets ``Metadata.Version`` before saving), the
+    pipeline sets them; it also sets the name, which Helm has no flag for. A field
+    already equal (a string) is left untouched, so a template that writes them
+    right gets its bytes unchanged; another gets its top-level ``name:`` /
+    ``version:`` line replaced (added when missing) by a JSON-quoted value.
+
+    Raises:
+        UserError: ``shown`` (the generated file) is not a YAML mapping within the
+            bounds of :mod:`faas_deployment.yaml_limits`, or writes the field in a
+            form whose line cannot be replaced (flow style, a repeated key), named
+            with the field and what to do.
     """
+    wanted = {field: value for field, value in (("name", name), ("version", version)) if value is not None}
     text = chart_yaml.read_text(encoding="utf-8")
-    line = f"version: {json.dumps(version)}"
-    new, count = _VERSION_LINE.subn(line, text, count=1)
-    chart_yaml.write_text(new if count else text.rstrip("\n") + f"\n{line}\n", encoding="utf-8")
+    shown = shown or str(chart_yaml)
+    fields = _chart_fields(text, shown)
+    changed = text
+    for field, value in wanted.items():
+        if fields.get(field) == str(value):
+            continue
+        line = f"{field}: {json.dumps(str(value))}"
+        changed, count = _TOP_LINE[field].subn(line, changed, count=1)
+        if not count:
+            changed = changed.rstrip("\n") + f"\n{line}\n"
+    if changed == text:
+        return
+    try:
+        written = _chart_fields(changed, shown)
+    except UserError:  # e.g. a line added after a flow-style mapping
+        written = {}
+    for field, value in wanted.items():
+        if written.get(field) != str(value):
+            raise UserError(f"{shown}: {field}: the pipeline sets it to the config's {IDENTITY_FIELDS[field]} "
+                            f"{str(value)!r} but cannot edit how the template writes it; write {field} once, "
+                            f"as a top-level '{field}:' line")
+    chart_yaml.write_text(changed, encoding="utf-8")
+
+
+def _chart_fields(text: str, shown: str) -> dict[str, Any]:
+    """Chart.yaml ``text`` as a mapping, read within the bounds of :mod:`faas_deployment.yaml_limits`."""
+    too_big = limit_problem(text, _LOADER)
+    if too_big:
+        raise UserError(f"{shown}: {too_big}")
+    try:
+        data = yaml.load(text, Loader=_LOADER)  # noqa: S506 (a safe loader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise UserError(f"{shown}: not valid YAML{where}; fix the template's Chart.yaml") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{shown}: expected a mapping of chart metadata, got {type(data).__name__}")
+    return data
 
 
 def _find_chart(project: Path) -> Path | None:

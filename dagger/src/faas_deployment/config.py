@@ -493,11 +493,11 @@ def _did_you_mean(key: str, known: Any) -> str:
 # --------------------------------------------------------------------------- validation
 
 
-#: Keys the pipeline itself reads from every config (the version it publishes and
-#: compares), accepted and checked whatever the template declares. A template that
-#: does not declare ``chart_version`` gets it written into its Chart.yaml
-#: (:func:`faas_deployment.chart.render_chart`).
-PIPELINE_KEYS = ("chart_version",)
+#: Keys the pipeline itself reads from every config (the name and version it
+#: publishes, compares and points Flux at), accepted, required and checked whatever
+#: the template declares. They are what the packaged chart's ``Chart.yaml`` says,
+#: whatever the template writes there (:func:`faas_deployment.chart.set_chart_identity`).
+PIPELINE_KEYS = ("chart_name", "chart_version")
 
 #: The keys that identify what is deployed, with what they identify. A config must
 #: set each one itself: a template default never stands in for them.
