@@ -17,7 +17,6 @@ from pathlib import Path
 import helm_python
 import pytest
 import yaml
-
 from faas_deployment import chart
 from faas_deployment.errors import UserError
 from support.repo_tree import copy_repo
@@ -31,8 +30,8 @@ CHART_YAML = {
     # Names its chart after a variable of its own.
     "own-name": (
         {"chart_name": "app", "chart_version": "0.1.0", "project_slug": "app", "team": "platform"},
-        "apiVersion: v2\nname: {{ cookiecutter.project_slug }}\nversion: \"{{ cookiecutter.chart_version }}\"\n"
-        "description: demo\n",
+        ("apiVersion: v2\nname: {{ cookiecutter.project_slug }}\nversion: \"{{ cookiecutter.chart_version }}\"\n"
+         "description: demo\n"),
     ),
     # Keys the version as version, the name as name, and says which keys identify a deployment.
     "version-key": (

@@ -146,7 +146,7 @@ def _chart_fields(text: str, shown: str) -> dict[str, Any]:
     if too_big:
         raise UserError(f"{shown}: {too_big}")
     try:
-        data = yaml.load(text, Loader=_LOADER)  # noqa: S506 (a safe loader)
+        data = yaml.load(text, Loader=_LOADER)  # a safe loader
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
