@@ -65,6 +65,7 @@ LAYERS: dict[str, str] = {
     "test_fuzz_inputs.py": "unit",
     "test_gitlab_ci.py": "e2e",
     "test_helm_index.py": "unit",
+    "test_hooks.py": "integration",
     "test_hostile_input.py": "unit",
     "test_image_tags.py": "integration",
     "test_images.py": "integration",

@@ -172,7 +172,7 @@ class Template:
             path.chmod(0o700)
             # As cookiecutter runs hooks: Python with this interpreter, anything else executed directly.
             command = [sys.executable, str(path)] if script.suffix == ".py" else [str(path)]
-            code = hooks.run_script(command, cwd=cwd, shown=shown, env=dict(os.environ))
+            code = hooks.run_script(command, cwd=cwd, shown=shown, env=hooks.environment(hooks.declared(text, shown)))
         if code != 0:
             raise UserError(f"{shown}: the template hook {name} failed with exit status {code}; "
                             "nothing was generated")

@@ -429,10 +429,10 @@ class Workspace:
             def publish(name: str) -> PublishResult:
                 package = packages[name]
                 facts = {"action": "publish", "version": package.version, "digest": package.digest}
-                hooks.run_hook(self.source, env, name, "pre-deploy", **facts)
+                hooks.run_hook(self.source, env, name, "pre-deploy", deadline=target.deadline, **facts)
                 with step(f"publish {env}/{name}"):
                     result = target.publish(package, config=self.display(env, name))
-                hooks.run_hook(self.source, env, name, "post-deploy", **facts)
+                hooks.run_hook(self.source, env, name, "post-deploy", deadline=target.deadline, **facts)
                 return result
 
             return _run_all(publish, names, target.deadline)

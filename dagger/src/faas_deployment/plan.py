@@ -54,7 +54,6 @@ DYNAMIC = "dynamic"
 #: Hook scripts a component may carry (``env/<env>/<component>/hooks/<name>``), executable.
 HOOKS_DIR = "hooks"
 DEPLOY_HOOKS = ("pre-deploy", "post-deploy")
-RETIRE_HOOKS = ("pre-retire",)
 #: Where the embedded chart template lives in the repository (a change there plans every chart).
 TEMPLATE_IN_REPOSITORY = Path("dagger/src/faas_deployment/template")
 
@@ -156,9 +155,15 @@ def tree_digest(directory: Path) -> str | None:
 
 
 def hooks_of(source: Path, env: str, component: str, names: tuple[str, ...]) -> tuple[str, ...]:
-    """The executable hook scripts among ``names`` in ``env/<env>/<component>/hooks/``."""
-    folder = Path(source) / "env" / env / component / HOOKS_DIR
-    return tuple(n for n in names if (folder / n).is_file() and os.access(folder / n, os.X_OK))
+    """The executable hook scripts among ``names`` in ``env/<env>/<component>/hooks/``.
+
+    Raises:
+        UserError: a hook path that is not a regular file inside the repository (:func:`repofiles.locate`).
+    """
+    from . import repofiles
+
+    found = {n: repofiles.locate(Path(source), Path("env", env, component, HOOKS_DIR, n)) for n in names}
+    return tuple(n for n, path in found.items() if path is not None and os.access(path, os.X_OK))
 
 
 def _version(source: Path, env: str, component: str) -> str:
@@ -267,7 +272,7 @@ def _target_items(
     if not in_head:
         assert base is not None
         yield Item(env, component, "retire", f"{shown} deleted: its Flux objects are removed; published charts stay",
-                   "", old, hooks_of(base.root, env, component, RETIRE_HOOKS))
+                   "", old)
         return
     hooks = hooks_of(head.root, env, component, DEPLOY_HOOKS)
     problem = scheme_problem(version, shown)

@@ -19,6 +19,12 @@ _FORMS = "env:NAME or file:PATH"
 MAX_FILE_BYTES = 1024 * 1024
 
 
+#: Values of at least this many characters are redacted wherever text from elsewhere is shown
+#: (:func:`redact_known`); a shorter one would mask ordinary words (GitLab masks 8 characters and more).
+MIN_KNOWN_CHARS = 4
+_KNOWN: set[str] = set()
+
+
 class SecretValue:
     """A secret string that never prints itself."""
 
@@ -27,6 +33,8 @@ class SecretValue:
     def __init__(self, value: str, source: str):
         self._value = value
         self.source = source  # the reference it came from, e.g. "env:REGISTRY_PASSWORD"
+        if len(value) >= MIN_KNOWN_CHARS:
+            _KNOWN.add(value)
 
     def reveal(self) -> str:
         """The plain value, for the one call that needs it."""
@@ -105,3 +113,17 @@ def redact(text: str, *secrets: SecretValue | str | None) -> str:
     for value in sorted(filter(None, values), key=len, reverse=True):
         text = text.replace(value, "***")
     return text
+
+
+def known() -> tuple[str, ...]:
+    """Every secret value resolved in this process (each :class:`SecretValue` made), longest first."""
+    return tuple(sorted(set(_KNOWN), key=len, reverse=True))
+
+
+def redact_known(text: str, *secrets: SecretValue | str | None) -> str:
+    """:func:`redact` with every value this process holds as a secret (:func:`known`) and ``secrets``.
+
+    For output that does not come from us (a hook's, a server's message): it may
+    echo any secret the verb was given, not only the one it was sent.
+    """
+    return redact(text, *known(), *secrets)

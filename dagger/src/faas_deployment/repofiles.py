@@ -1,0 +1,171 @@
+"""The one reader of files from the repository: regular files inside it, and nothing else.
+
+A repository is hostile input: a file in it may be a symbolic link to
+``/dev/zero`` (endless), to a kubeconfig outside the checkout (its content would be
+read and echoed), a FIFO (a read that never ends) or a device. So every file the
+pipeline reads from the repository (``environment.yaml``, component configs,
+``dynamic/`` templates, hooks, template files) is reached through this module:
+
+- the path, relative to the repository root, holds no ``..`` and is not absolute;
+- every component below the root is a real directory (no symbolic link, even one
+  pointing back inside: a link is how a path leaves the tree);
+- the last component is a regular file, checked on the opened descriptor
+  (``open`` with ``O_NOFOLLOW | O_NONBLOCK``, then ``fstat``: a FIFO opens without
+  blocking and is refused, a link swapped in after the check is not followed);
+- at most ``limit`` bytes are read.
+
+Errors name the path relative to the root (never the content).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path, PurePosixPath
+
+from .errors import UserError, printable
+
+#: Largest repository file read by default (bytes): a config or a manifest template is kilobytes.
+MAX_BYTES = 4 * 1024 * 1024
+
+
+def _relative(root: Path, path: Path | str) -> PurePosixPath:
+    path = Path(path)
+    if path.is_absolute():
+        try:
+            path = path.relative_to(root)
+        except ValueError:
+            try:
+                path = path.relative_to(root.resolve())
+            except ValueError:
+                raise UserError(f"{printable(str(path))}: outside the repository {root}") from None
+    relative = PurePosixPath(path.as_posix())
+    if ".." in relative.parts:
+        raise UserError(f"{printable(str(relative))}: the path holds '..'; only files inside the repository are read")
+    return relative
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    return "not a regular file"
+
+
+def locate(root: Path, path: Path | str) -> Path | None:
+    """``root / path`` when it is a regular file inside ``root``; ``None`` when it does not exist.
+
+    ``path``: relative to ``root``, or absolute under it.
+
+    Raises:
+        UserError: ``..`` in the path, a component that is a symbolic link or not a
+            directory, or a last component that is not a regular file (what it is named).
+    """
+    root = Path(root)
+    relative = _relative(root, path)
+    current = root
+    for index, part in enumerate(relative.parts):
+        current = current / part
+        shown = printable(PurePosixPath(*relative.parts[: index + 1]).as_posix())
+        try:
+            mode = os.lstat(current).st_mode
+        except FileNotFoundError:
+            return None
+        except NotADirectoryError:
+            return None
+        except OSError as exc:
+            raise UserError(f"{shown}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+        last = index == len(relative.parts) - 1
+        if stat.S_ISLNK(mode):
+            raise UserError(f"{shown}: a symbolic link; only regular files inside the repository are read "
+                            f"(replace the link with the file itself)")
+        if last and not stat.S_ISREG(mode):
+            raise UserError(f"{shown}: {_kind(mode)}; only regular files inside the repository are read")
+        if not last and not stat.S_ISDIR(mode):
+            raise UserError(f"{shown}: {_kind(mode)} where a directory was expected")
+    return current
+
+
+def directory(root: Path, path: Path | str) -> Path | None:
+    """``root / path`` when it is a real directory inside ``root`` (no symbolic link on the way); ``None`` if absent.
+
+    Raises:
+        UserError: ``..`` in the path, a component that is a symbolic link or not a directory.
+    """
+    root = Path(root)
+    relative = _relative(root, path)
+    current = root
+    for index, part in enumerate(relative.parts):
+        current = current / part
+        shown = printable(PurePosixPath(*relative.parts[: index + 1]).as_posix())
+        try:
+            mode = os.lstat(current).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise UserError(f"{shown}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+        if stat.S_ISLNK(mode):
+            raise UserError(f"{shown}: a symbolic link; only directories inside the repository are read")
+        if not stat.S_ISDIR(mode):
+            raise UserError(f"{shown}: {_kind(mode)} where a directory was expected")
+    return current
+
+
+def read_bytes(root: Path, path: Path | str, *, limit: int = MAX_BYTES) -> bytes:
+    """The bytes of regular file ``path`` inside ``root`` (see :func:`locate`), at most ``limit`` of them.
+
+    Raises:
+        UserError: the file is missing, not a regular file inside the repository,
+            unreadable, or larger than ``limit`` bytes.
+    """
+    root = Path(root)
+    found = locate(root, path)
+    shown = printable(_relative(root, path).as_posix())
+    if found is None:
+        raise UserError(f"{shown}: no such file")
+    try:
+        fd = os.open(found, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UserError(f"{shown}: a symbolic link; only regular files inside the repository are read") from None
+        raise UserError(f"{shown}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise UserError(f"{shown}: {_kind(mode)}; only regular files inside the repository are read")
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise UserError(f"{shown}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    finally:
+        os.close(fd)
+    if size > limit:
+        raise UserError(f"{shown}: larger than {limit} bytes; is it the right file?")
+    return b"".join(chunks)
+
+
+def read_text(root: Path, path: Path | str, *, limit: int = MAX_BYTES) -> str:
+    """:func:`read_bytes` decoded as UTF-8.
+
+    Raises:
+        UserError: as :func:`read_bytes`; the bytes are not UTF-8 (the position named).
+    """
+    data = read_bytes(root, path, limit=limit)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        shown = printable(_relative(Path(root), path).as_posix())
+        raise UserError(f"{shown}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
