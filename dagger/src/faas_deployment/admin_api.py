@@ -72,9 +72,9 @@ import httpx
 import tenacity
 
 from . import progress
-from .errors import UserError
+from .errors import UserError, printable
 from .dynamic_manifests import Bundle, sha256_file
-from .secrets import SecretValue, redact
+from .secrets import SecretValue, sanitize
 
 DEFAULT_READY_PATH = "/healthz"
 DEFAULT_UPLOAD_PATH = "/admin/manifests"
@@ -313,8 +313,15 @@ def endpoint(admin_url: str, path: str, *, flag: str = "--admin-url", path_flag:
 
 
 def _excerpt(text: str, *secrets: SecretValue | str | None) -> str:
-    """One line of at most :data:`EXCERPT_CHARS` characters, secrets redacted."""
-    flat = " ".join(redact(text, *secrets).split())
+    """A bounded, sanitized summary of a server's answer: one line of at most :data:`EXCERPT_CHARS` characters.
+
+    Never the raw body: every secret the run holds and every word sharing a part
+    of one is replaced (:func:`secrets.sanitize`: a server that echoes the token
+    minus its last characters must not print the rest), and control characters
+    are escaped (:func:`errors.printable`). Only the first 64 KiB are read.
+    """
+    flat = " ".join(sanitize(text[:65536], *secrets).split())
+    flat = printable(flat if len(flat) <= EXCERPT_CHARS else flat[: EXCERPT_CHARS - 3] + "...")
     return flat if len(flat) <= EXCERPT_CHARS else flat[: EXCERPT_CHARS - 3] + "..."
 
 

@@ -45,12 +45,26 @@ class _Door:
 pipeline = _Door()  # noqa: F811 (type checkers see the module itself)
 
 
-def _secret(value: str | None, flag: str):
-    """``env:NAME``/``file:PATH``, read when the door needs the value (:func:`pipeline.reveal`)."""
-    from .secrets import resolve_secret
+#: The command line's other flag values (flag -> value), set once parsed: a secret found inside one is refused.
+_given: dict[str, object] = {}
 
+
+def _resolve(value: str, flag: str):
+    from .secrets import refuse_inside, resolve_secret
+
+    secret = resolve_secret(value, flag=flag)
+    refuse_inside(secret, flag, {k: v for k, v in _given.items() if k != flag and v != value})
+    return secret
+
+
+def _secret(value: str | None, flag: str):
+    """``env:NAME``/``file:PATH``, read when the door needs the value (:func:`pipeline.reveal`).
+
+    Once read, the value must not appear inside any other flag's value
+    (:func:`secrets.refuse_inside`).
+    """
     # An empty flag (``--password ""``) is given, not absent: resolve_secret refuses it by name.
-    return functools.partial(resolve_secret, value, flag=flag) if value is not None else None
+    return functools.partial(_resolve, value, flag) if value is not None else None
 
 
 def _registry(args: argparse.Namespace) -> pipeline.Registry:
@@ -480,6 +494,8 @@ def _main(argv: list[str]) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt_on_term)
     args = build_parser([token for token in argv if token in VERBS]).parse_args(argv)
+    _given.clear()
+    _given.update({"--" + k.replace("_", "-"): v for k, v in vars(args).items() if isinstance(v, (str, list))})
     from .errors import UserError
 
     try:

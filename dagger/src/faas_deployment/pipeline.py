@@ -657,11 +657,16 @@ class Workspace:
         from . import admin_api
         from .dynamic_manifests import bundle_line
 
+        from .secrets import refuse_inside
+
+        token = reveal(token)
+        refuse_inside(token, "--token", {"--admin-url": admin_url, "--ready-path": ready_path,
+                                         "--upload-path": upload_path})
         bundle = self._write_bundle(env, out, False)  # first, and kept: a CI job keeps it even if the upload fails
         note(bundle_line(bundle))
         url = admin_url or self.settings(env).admin_url
         line = admin_api.upload_manifests(
-            url, bundle, reveal(token), ready_path=ready_path or admin_api.DEFAULT_READY_PATH,
+            url, bundle, token, ready_path=ready_path or admin_api.DEFAULT_READY_PATH,
             upload_path=upload_path or admin_api.DEFAULT_UPLOAD_PATH, timeout=timeout or admin_api.DEFAULT_TIMEOUT,
         )
         return _result([line], {"bundle": jsonable(bundle), "upload": line}, path=bundle.path)

@@ -9,7 +9,10 @@ the point of use (an HTTP header, a registry login), never into a message or a U
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from .errors import UserError
 
@@ -127,3 +130,57 @@ def redact_known(text: str, *secrets: SecretValue | str | None) -> str:
     echo any secret the verb was given, not only the one it was sent.
     """
     return redact(text, *known(), *secrets)
+
+
+#: Characters shared in a row with a secret that make a word of server text count as (part of) it.
+SHARED_CHARS = 8
+_WORD = re.compile(r"[^\s\"'`<>()\[\]{},;]+")
+
+
+def sanitize(text: str, *secrets: SecretValue | str | None) -> str:
+    """``text`` with every secret (``secrets`` and :func:`known`) and every *part* of one replaced by ``***``.
+
+    For text a server wrote back (an error page, a JSON message): a server that
+    echoes a token minus its last characters, or cut in two, defeats :func:`redact`.
+    So beyond exact values, every word (a run of characters without blanks, quotes
+    or brackets) that shares :data:`SHARED_CHARS` characters in a row with a secret
+    (or holds a whole secret shorter than that) is replaced too.
+    """
+    values = [v for v in {s.reveal() if isinstance(s, SecretValue) else s for s in (*known(), *secrets)} if v]
+    text = redact(text, *values)
+    grams: set[str] = set()
+    short = [v for v in values if len(v) < SHARED_CHARS]
+    for value in values:
+        if len(value) >= SHARED_CHARS:
+            grams.update(value[i:i + SHARED_CHARS] for i in range(min(len(value), 65536) - SHARED_CHARS + 1))
+
+    def word(match: re.Match[str]) -> str:
+        w = match.group(0)
+        if any(w[i:i + SHARED_CHARS] in grams for i in range(len(w) - SHARED_CHARS + 1)):
+            return "***"
+        if any(v in w for v in short):
+            return "***"
+        return w
+
+    return _WORD.sub(word, text)
+
+
+def refuse_inside(secret: SecretValue | None, flag: str, others: Mapping[str, Any]) -> None:
+    """Refuse a secret whose value also appears inside another flag's value (``others``: flag -> value).
+
+    A secret goes only where its own flag sends it; inside ``--ready-path`` or a
+    URL it would land in a request line, a log or a server's access log. Values that
+    are strings, or lists of strings, are searched; the message names both flags
+    and repeats neither value.
+
+    Raises:
+        UserError: ``secret`` (at least :data:`MIN_KNOWN_CHARS` characters) is inside one of ``others``.
+    """
+    if secret is None or len(secret.reveal()) < MIN_KNOWN_CHARS:
+        return
+    value = secret.reveal()
+    for other, given in others.items():
+        texts = given if isinstance(given, (list, tuple)) else [given]
+        if any(isinstance(t, str) and value in t for t in texts):
+            raise UserError(f"{flag}: its secret value also appears inside {other} (neither is repeated here); "
+                            f"a secret travels only in its own flag: remove it from {other}")
