@@ -85,6 +85,8 @@ LAYERS: dict[str, str] = {
     "test_registry_token_auth.py": "integration",
     "test_secret_output.py": "integration",
     "test_secrets.py": "unit",
+    "test_version_tags.py": "integration",
+    "test_versions.py": "unit",
 }
 
 

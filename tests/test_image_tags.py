@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from faas_deployment import image_tags, images_dagger
+from faas_deployment import image_tags, images_dagger, versions
 from faas_deployment.cli import main
 from faas_deployment.deadline import Deadline
 from faas_deployment.errors import UserError
@@ -42,12 +42,12 @@ def test_decide_table(published, expected):
     mine = "sha256:" + "a" * 64
     if expected == "refused":
         with pytest.raises(UserError) as caught:
-            image_tags.decide("r.example.org/x:1", mine, published)
+            versions.decide_image("r.example.org/x:1", mine, published)
         assert str(caught.value).startswith(
             f"r.example.org/x:1 is already published with other content ({published}, now {mine}); "
             "an image tag never changes once published")
     else:
-        assert image_tags.decide("r.example.org/x:1", mine, published) == expected
+        assert versions.decide_image("r.example.org/x:1", mine, published) == expected
 
 
 def test_credentials_stay_with_their_host():

@@ -465,7 +465,7 @@ def test_failing_pre_deploy_hook_publishes_nothing_and_post_hook_sees_the_digest
 
 
 def test_prerelease_flag_is_checked():
-    from faas_deployment.pipeline import prerelease_version
+    from faas_deployment.versions import prerelease_version
 
     assert prerelease_version("c.yaml", "1.4.0", "mr.42.3") == "1.4.0-mr.42.3"
     with pytest.raises(plan.UserError, match="--prerelease"):

@@ -1,4 +1,4 @@
-"""The publishing decision as a table (registry.decide), and the report of a release that fails half-way."""
+"""The publishing decision as a table (versions.decide), and the report of a release that fails half-way."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import semver
 
 from faas_deployment.cli import main
 from faas_deployment.errors import UserError
-from faas_deployment.publishing import decide
+from faas_deployment.versions import decide
 from support.repo_tree import config_file, copy_repo, get_scalar, set_scalar
 
 DIGEST_A = "sha256:" + "a" * 64

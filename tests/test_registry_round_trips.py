@@ -50,9 +50,9 @@ FIRST_PUSH = [
     ("GET", "tags/list", 404),                             # the tag list (NAME_UNKNOWN): no higher version
     ("POST", "blobs/uploads/", 202), ("PUT", "blobs/uploads/", 201),  # the chart's config blob
     ("POST", "blobs/uploads/", 202), ("PUT", "blobs/uploads/", 201),  # the chart's layer
-    ("GET", "manifests/{v}.lease", 404),                 # the lease: free
-    ("PUT", "manifests/{v}.lease", 201),                 # the lease: ours written
-    ("GET", "manifests/{v}.lease", 200),                 # the lease: still ours after the settle time
+    ("GET", "manifests/lease-{v}", 404),                 # the lease: free
+    ("PUT", "manifests/lease-{v}", 201),                 # the lease: ours written
+    ("GET", "manifests/lease-{v}", 200),                 # the lease: still ours after the settle time
     ("GET", "tags/list", 200),                             # the state again, under the lease
     ("HEAD", "manifests/{v}", 404),
     ("PUT", "manifests/{v}", 201),                       # the version

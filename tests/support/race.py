@@ -54,18 +54,21 @@ def _judge(outcomes: list[tuple[int, str, str]], held: str | None) -> list[str]:
     return wrong
 
 
-def oci_trial(root: Path, registry, *, same: bool = False, host: str | None = None, flags: tuple[str, ...] = ()) -> Trial:
+def oci_trial(root: Path, registry, *, same: bool = False, host: str | None = None, flags: tuple[str, ...] = (),
+              prerelease: str = "") -> Trial:
     """One trial against ``registry`` (the test registry), under ``oci://host/<root name>``; the
-    publishers reach it through ``host`` when given (a proxy in front of it), with ``flags`` added."""
+    publishers reach it through ``host`` when given (a proxy in front of it), with ``flags`` added;
+    ``prerelease`` publishes ``<chart_version>-<prerelease>`` (``--prerelease``)."""
     path = f"race{os.urandom(4).hex()}"
     sources = _sources(root, same)
     env = {**os.environ, "TEST_REGISTRY_PASSWORD": registry.password}
     argv = ["--registry", f"oci://{host or registry.host}/{path}", "--username", registry.username,
-            "--password", "env:TEST_REGISTRY_PASSWORD", "--plain-http", "--timeout", "120", *flags]
+            "--password", "env:TEST_REGISTRY_PASSWORD", "--plain-http", "--timeout", "120", *flags,
+            *(("--prerelease", prerelease) if prerelease else ())]
     outcomes = _run_together(sources, argv, env)
     cfg = config_file(sources[0], "dev", "operator")
     name, version = get_scalar(cfg, "chart_name"), get_scalar(cfg, "chart_version")
-    held = registry.held_digest(f"{path}/{name}", version)
+    held = registry.held_digest(f"{path}/{name}", f"{version}-{prerelease}" if prerelease else version)
     return Trial(outcomes, held, _judge(outcomes, held))
 
 

@@ -44,6 +44,14 @@ class Registry:
                             headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}, timeout=30)
         return answer.headers.get("Docker-Content-Digest") if answer.status_code == 200 else None
 
+    def tags(self, repository: str) -> list[str]:
+        """The tags of ``repository`` as the registry lists them (``GET /v2/<name>/tags/list``); ``[]`` when absent."""
+        answer = httpx.get(f"{self.url}/v2/{repository}/tags/list", auth=(self.username, self.password), timeout=30)
+        if answer.status_code == 404:
+            return []
+        answer.raise_for_status()
+        return sorted(answer.json().get("tags") or [])
+
     def blob_uploads(self) -> int:
         """Count of blob uploads the registry has started (``POST /v2/.../blobs/uploads/``)."""
         return len(re.findall(r'"POST /v2/[^ ]*/blobs/uploads/', self.log_text()))

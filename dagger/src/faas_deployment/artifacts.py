@@ -39,7 +39,7 @@ from . import names
 from .errors import Problem, UserError, ValidationError
 from .registry_client import MANIFEST_MEDIA_TYPE, ChartRegistry, check_root, oci_tag
 from .packaging import reproducible_tar_gz
-from .publishing import _semver, decide
+from .versions import decide, version_of_tag
 from .images import git_facts, strip_userinfo
 from .credentials import RegistryCredentials
 
@@ -308,11 +308,11 @@ def publish(repository: ArtifactRepository, artifact: FluxArtifact, *, component
 
     Raises:
         UserError: the immutable tag holds another layer, or ``version`` is lower than
-            the highest ``app-<c>-<version>`` published (see :func:`publishing.decide`).
+            the highest ``app-<c>-<version>`` published (see :func:`versions.decide`).
     """
     fixed, moving = version_tag(component, version), moving_tag(component)
     prefix = f"{fixed[: -len(oci_tag(version))]}"
-    published = [t[len(prefix):] for t in repository.tags() if t.startswith(prefix) and _semver(t[len(prefix):])]
+    published = [t[len(prefix):] for t in repository.tags() if t.startswith(prefix) and version_of_tag(t[len(prefix):])]
     at_fixed = repository.layer_digest(fixed)
     action = decide(
         config=config, name=f"{repository.reference}:{TAG_PREFIX}{component}", version=version,

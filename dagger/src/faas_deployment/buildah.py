@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from . import image_tags, urls
+from . import image_tags, urls, versions
 from .credentials import RegistryCredentials, check_ca_file
 from .deadline import DEFAULT_TIMEOUT, Deadline
 from .errors import UserError
@@ -303,7 +303,7 @@ def publish_image(
     HTTP only (:func:`require_plain_http`): buildah's switch for it also turns off
     certificate checks, so it is refused for a registry that answers over TLS.
 
-    The tag is immutable (:func:`.image_tags.decide`): after the build, the image's
+    The tag is immutable (:func:`.versions.decide_image`): after the build, the image's
     manifest digest is computed locally (:meth:`BuildahStore.manifest_digest`) and
     the registry's tag is read (``HEAD``); an absent tag is pushed, the same digest is
     ``unchanged`` (nothing pushed), another digest is refused.
@@ -329,7 +329,7 @@ def publish_image(
             image_id = store.build(Path(context), options, labels)
         with step(f"check {reference}"):
             digest = store.manifest_digest(image_id)
-            action = image_tags.decide(reference, digest, image_tags.published_digest(repository, tag, access, limit))
+            action = versions.decide_image(reference, digest, image_tags.published_digest(repository, tag, access, limit))
         if action == "unchanged":
             return PublishedImage(reference, digest, image_id, labels, "unchanged")
         with step(f"push {reference}"):

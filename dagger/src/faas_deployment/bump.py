@@ -24,18 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import semver
 import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.nodes import MappingNode, ScalarNode
 
-from . import config, layout
+from . import config, layout, versions
 from .errors import UserError, ValidationError
 from .images import check_image_tag
 
 #: Parts of a semantic version :func:`next_chart_version` raises.
-PARTS = ("patch", "minor", "major")
+PARTS = versions.PARTS
 
 CONTEXT_KEY = "default_context"
 VERSION_KEY = "chart_version"
@@ -81,12 +80,12 @@ def next_chart_version(version: str, part: str = "patch", *, where: str = f"{CON
     """
     if part not in PARTS:
         raise UserError(f"--part: expected one of {', '.join(PARTS)}, got {part!r}")
-    if not isinstance(version, str) or not semver.Version.is_valid(version):
+    if not versions.is_valid(version):
         raise UserError(
             f"{where}: {version!r} is not a semantic version MAJOR.MINOR.PATCH[-pre][+build] (semver.org); "
             f"fix it by hand (e.g. \"1.0.3\"), then bump"
         )
-    return str(semver.Version.parse(version).next_version(part))
+    return versions.next_version(version, part)
 
 
 def _scalar_text(value: str, style: str | None) -> str:

@@ -43,6 +43,7 @@ from typing import Any
 import yaml
 
 from . import settings as settings_mod
+from . import versions
 from .errors import UserError
 from .plan import Item, Plan
 
@@ -82,10 +83,11 @@ class Context:
         """
         if not self.merge_request:
             return ""
-        if not (self.merge_request.isdigit() and self.pipeline_iid.isdigit()):
+        prerelease = versions.merge_request_prerelease(self.merge_request, self.pipeline_iid)
+        if prerelease is None:
             raise UserError(f"--merge-request {self.merge_request!r} --pipeline-iid {self.pipeline_iid!r}: "
                             "expected two numbers (CI_MERGE_REQUEST_IID, CI_PIPELINE_IID)")
-        return f"mr.{self.merge_request}.{self.pipeline_iid}"
+        return prerelease
 
     def deploys(self, env: str) -> bool:
         """Whether this pipeline deploys to ``env`` (module doc)."""

@@ -31,9 +31,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import semver
 import yaml
-from . import defaults, names
+from . import defaults, names, versions
 from .errors import Problem, UserError, ValidationError
 from .layout import config_path
 from .yaml_limits import limit_problem
@@ -130,7 +129,7 @@ def _chart_version(value: Any) -> Iterator[Finding]:
     hint = "use semantic versioning MAJOR.MINOR.PATCH, e.g. \"1.0.3\", quoted"
     if not isinstance(value, str):
         yield Finding("", f"expected a semantic version string, got {type(value).__name__} {_shown(value)}", hint)
-    elif not semver.Version.is_valid(value):
+    elif not versions.is_valid(value):
         yield Finding("", f"expected a semantic version MAJOR.MINOR.PATCH[-pre][+build] (semver.org), "
                           f"got {_shown(value)}", hint)
 

@@ -6,7 +6,7 @@ chart that names the tag would otherwise deploy something else on its next pull.
 
 - ``publish-image``: the tag absent -> push; present with the same manifest digest ->
   ``unchanged`` (nothing pushed); present with another digest -> refused
-  (:func:`decide`). The Dagger engine gives an image's digest only by publishing
+  (:func:`faas_deployment.versions.decide_image`). The Dagger engine gives an image's digest only by publishing
   it, so the Dagger path refuses any existing tag (:func:`refuse_existing`).
 - ``release``: each chart's ``image_repository:image_tag`` must exist in its
   registry (:func:`check_images`); a registry that cannot be reached or that will not
@@ -28,7 +28,6 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from . import names
 from .deadline import Deadline, run_all
@@ -108,27 +107,6 @@ def published_digest(repository: str, tag: str, access: RegistryAccess, deadline
     if got is None:
         raise client.refuse(f"resolving {repository}:{tag}", "HEAD answers 200 but GET answers 404")
     return got[0]
-
-
-def decide(reference: str, digest: str, published: str | None) -> Literal["push", "unchanged"]:
-    """The rule of an image tag: absent -> ``push``; same digest -> ``unchanged``; else refused.
-
-    Args:
-        reference: ``repository:tag``; ``digest``: the manifest digest about to be pushed;
-        published: the digest the registry holds under the tag (``None``: absent).
-
-    Raises:
-        UserError: the tag holds other content.
-    """
-    if published is None:
-        return "push"
-    if published == digest:
-        return "unchanged"
-    raise UserError(
-        f"{reference} is already published with other content ({published}, now {digest}); an image tag "
-        f"never changes once published (a chart naming it would deploy something else): publish under a new "
-        f"tag, e.g. the commit SHA, then bump image_tag"
-    )
 
 
 def refuse_existing(reference: str, published: str | None) -> None:

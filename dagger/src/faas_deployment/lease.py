@@ -6,7 +6,7 @@ whatever the tag held (``registry/handlers/manifests.go``, ``PutManifest`` then
 ``Tags().Tag``). The one thing every publisher can read back is which manifest a
 tag names *now*. So the lease is Fischer's timed mutual exclusion over a tag:
 
-1. read the lease tag ``<version>.lease``; if it names a live lease of another
+1. read the lease tag ``lease-<version>`` (:func:`versions.lease_tag`); if it names a live lease of another
    publisher (not released, not expired), wait for it;
 2. write our own lease manifest (a unique nonce in its annotations) to that tag;
 3. wait ``settle`` seconds, longer than any publisher takes from step 1 to the end
@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from . import progress
 from .deadline import Deadline
 from .errors import UserError
-from .registry_client import ChartRegistry, ManifestRefused, oci_tag
+from .registry_client import ChartRegistry, ManifestRefused
+from .versions import lease_tag
 
 #: Minimum wait between writing a lease and reading it back, seconds.
 SETTLE_SECONDS = 1.0
@@ -44,11 +45,6 @@ SETTLE_SECONDS = 1.0
 POLL_SECONDS = 0.25
 
 _PREFIX = "io.faas-deployment.lease."
-
-
-def lease_tag(version: str) -> str:
-    """``<tag>.lease``: not semver, so Helm, Flux and the version rules ignore it."""
-    return f"{oci_tag(version)}.lease"
 
 
 @dataclass(frozen=True)

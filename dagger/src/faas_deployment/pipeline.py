@@ -275,14 +275,14 @@ class Workspace:
         ``prerelease`` (e.g. ``mr.42.3``) publishes ``chart_version`` as the pre-release
         ``<chart_version>-<prerelease>`` (docs/plan.md, "Versions").
         """
-        from . import config
+        from . import config, versions
 
         self.config_file(env, component)
         with step(f"validate {env}/{component}"):
             context = config.load_context(self.source, env, component, self.template)
         if prerelease:
-            context["chart_version"] = prerelease_version(self.display(env, component), context["chart_version"],
-                                                          prerelease)
+            context["chart_version"] = versions.prerelease_version(self.display(env, component),
+                                                                   context["chart_version"], prerelease)
         return context
 
     def render_chart(self, env: str, component: str, out_dir: Path, prerelease: str = "",
@@ -545,8 +545,7 @@ class Workspace:
         Raises:
             ValidationError: every problem found, across all environments.
         """
-        from . import dynamic_manifests
-        from .plan import scheme_problem
+        from . import dynamic_manifests, versions
 
         envs = [env] if env else layout.envs(self.source)
         if not envs:
@@ -562,7 +561,7 @@ class Workspace:
                     package = self._package_or_note(name, component, Path(scratch) / name / component, problems)
                     if package is None:
                         continue
-                    problem = scheme_problem(package.version, self.display(name, component))
+                    problem = versions.scheme_problem(package.version, self.display(name, component))
                     if problem:
                         problems.append(Problem(self.display(name, component), "default_context.chart_version",
                                                 problem.split(": ", 1)[1]))
@@ -583,8 +582,8 @@ class Workspace:
 
     def _increment_lines(self, base: str | Path, base_name: str, envs: list[str], problems: list[Problem]) -> list[str]:
         """``check --base``: refused plan items of ``envs`` become problems; a report line per clean env."""
-        from . import gitrefs  # only ``check --base`` reads git
-        from .plan import make_plan, scheme_problem, side
+        from . import gitrefs, versions  # only ``check --base`` reads git
+        from .plan import make_plan, side
 
         with _tempdir(prefix="faas-check-base-") as scratch:
             if isinstance(base, str):
@@ -597,7 +596,7 @@ class Workspace:
         failed: set[str] = set()
         for item in result.refused:
             shown = f"env/{item.env}/{item.component}/{layout.CONFIG_NAME}"
-            if item.env not in envs or scheme_problem(item.version, shown):
+            if item.env not in envs or versions.scheme_problem(item.version, shown):
                 continue  # another environment, or a version the check above already refuses
             failed.add(item.env)
             problems.append(Problem(shown, "default_context.chart_version",
@@ -1099,30 +1098,6 @@ def _outcome(call: Callable[[], T]) -> tuple[T | None, BaseException | None]:
         return call(), None
     except Exception as exc:
         return None, exc
-
-
-def prerelease_version(shown: str, version: str, prerelease: str) -> str:
-    """``<version>-<prerelease>``, checked by semver rules (semver.org, item 9).
-
-    Raises:
-        UserError: ``version`` already has a pre-release part (the scheme forbids it in a
-            config, see :func:`faas_deployment.plan.scheme_problem`) or ``prerelease`` is
-            not dot-separated ``[0-9A-Za-z-]`` identifiers.
-    """
-    import semver
-
-    from .plan import scheme_problem
-
-    problem = scheme_problem(version, shown)
-    if problem:
-        raise UserError(problem)
-    combined = f"{version.split('+')[0]}-{prerelease}"
-    try:
-        semver.Version.parse(combined)
-    except ValueError:
-        raise UserError(f"--prerelease {prerelease!r}: expected dot-separated identifiers of [0-9A-Za-z-], "
-                        "e.g. mr.42.3") from None
-    return combined
 
 
 def _run_all(fn: Callable[[str], T], names: list[str], limit: Deadline | None) -> list[T]:

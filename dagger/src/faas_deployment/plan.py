@@ -38,10 +38,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import semver
 import yaml
 
-from . import config, layout
+from . import config, layout, versions
 from .errors import UserError
 
 Action = Literal["install", "upgrade", "refused", "retire", "upload", "unchanged"]
@@ -56,9 +55,6 @@ HOOKS_DIR = "hooks"
 DEPLOY_HOOKS = ("pre-deploy", "post-deploy")
 #: Where the embedded chart template lives in the repository (a change there plans every chart).
 TEMPLATE_IN_REPOSITORY = Path("dagger/src/faas_deployment/template")
-
-#: Pre-release identifiers that only the pipeline writes (``1.4.0-mr.42.3``): a config may not use them.
-PIPELINE_PRERELEASE = "mr"
 
 
 @dataclass(frozen=True)
@@ -181,29 +177,6 @@ def _version(source: Path, env: str, component: str) -> str:
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _parse(version: str) -> semver.Version | None:
-    try:
-        return semver.Version.parse(version)
-    except (ValueError, TypeError):
-        return None
-
-
-def scheme_problem(version: str, shown: str) -> str | None:
-    """Why ``version`` breaks the versioning scheme (docs/plan.md), or ``None``.
-
-    A config holds a release version ``MAJOR.MINOR.PATCH`` (build metadata allowed);
-    pre-release versions are what the pipeline itself publishes from merge requests
-    (``<version>-mr.<iid>.<pipeline>``), so a config may not carry a pre-release part.
-    """
-    parsed = _parse(version)
-    if parsed is None:
-        return f"{shown}: chart_version {version!r} is not a semantic version"
-    if parsed.prerelease:
-        return (f"{shown}: chart_version {version}: a config holds a release version MAJOR.MINOR.PATCH; "
-                f"pre-release versions (-{parsed.prerelease}) are published only by merge request pipelines")
-    return None
-
-
 @dataclass(frozen=True)
 class Side:
     """One tree of the comparison: its root and the chart template to render it with."""
@@ -275,7 +248,7 @@ def _target_items(
                    "", old)
         return
     hooks = hooks_of(head.root, env, component, DEPLOY_HOOKS)
-    problem = scheme_problem(version, shown)
+    problem = versions.scheme_problem(version, shown)
     dynamic_changed = base is None or tree_digest(base.root / "env" / env / component / DYNAMIC) != tree_digest(
         head.root / "env" / env / component / DYNAMIC)
     if (head.root / "env" / env / component / DYNAMIC).is_dir() and dynamic_changed:
@@ -304,7 +277,7 @@ def _target_items(
     if problem:
         yield Item(env, component, "refused", problem, version, old, hooks)
         return
-    new, previous = _parse(version), _parse(old)
+    new, previous = versions.parse(version), versions.parse(old)
     if previous is not None and new is not None and new > previous:
         yield Item(env, component, "upgrade", f"{inputs} changed, chart_version {old} -> {version}", version, old,
                    hooks)

@@ -31,10 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import semver
 from ruamel.yaml import YAML
 
-from . import bump, layout
+from . import bump, layout, versions
 from .errors import UserError
 
 if TYPE_CHECKING:  # python-gitlab and dulwich are imported by the functions that use them (CLI start-up)
@@ -221,12 +220,6 @@ class Promotion:
                 f"{bump.VERSION_KEY} {self.old_version} -> {self.new_version}, {values}")
 
 
-def _semver(value: Any) -> semver.Version | None:
-    text = str(value)
-    text = text[1:] if text[:1] in ("v", "V") else text
-    return semver.Version.parse(text) if semver.Version.is_valid(text) else None
-
-
 def promoted_version(target: str, source: str, *, shown: str) -> str:
     """The target's new ``chart_version``: the greater of its next patch and the source's version.
 
@@ -237,8 +230,8 @@ def promoted_version(target: str, source: str, *, shown: str) -> str:
     Raises:
         UserError: a version is not semver.
     """
-    following = semver.Version.parse(bump.next_chart_version(target, "patch", where=f"{shown}: chart_version"))
-    parsed = _semver(source)
+    following = versions.Version.parse(bump.next_chart_version(target, "patch", where=f"{shown}: chart_version"))
+    parsed = versions.parse(source)
     if parsed is None:
         raise UserError(f"source chart_version {source!r} is not a semantic version")
     return str(max(following, parsed.replace(build=None)))
@@ -279,11 +272,12 @@ def plan(source: Path, from_env: str, to_env: str, component: str, state: Source
         raise PromotionRefused(f"{label}: nothing to promote: {', '.join(k for k in PROMOTED_KEYS if k in source_ctx)} "
                                f"already equal in {target_shown}")
     old_version = str(target_ctx.get(bump.VERSION_KEY))
-    source_v, target_v = _semver(configured), _semver(old_version)
+    source_v, target_v = versions.parse(configured), versions.parse(old_version)
     if source_v is not None and target_v is not None and target_v > source_v:
         raise PromotionRefused(f"{label}: refused, the target is ahead: {target_shown} chart_version {old_version} "
                                f"> {source_shown} {configured}")
-    old_tag, new_tag = _semver(target_ctx.get(bump.TAG_KEY)), _semver(source_ctx.get(bump.TAG_KEY))
+    old_tag, new_tag = versions.parse_image_tag(target_ctx.get(bump.TAG_KEY)), versions.parse_image_tag(
+        source_ctx.get(bump.TAG_KEY))
     if old_tag is not None and new_tag is not None and old_tag > new_tag:
         raise PromotionRefused(f"{label}: refused, the target is ahead: {target_shown} image_tag "
                                f"{target_ctx.get(bump.TAG_KEY)} > {source_ctx.get(bump.TAG_KEY)}")

@@ -12,6 +12,7 @@ without a ``chart_version`` bump must change nothing. For chart ``<name>:<versio
 Two targets follow these rules: :class:`OciTarget` (``oci://host/path``; the digest is
 the OCI manifest digest) and :class:`LocalRepoTarget` (a classic Helm repository
 directory with ``index.yaml``; the digest is the package's sha256, as the index records it).
+The rules themselves live in :mod:`versions` (:func:`versions.decide`).
 """
 
 from __future__ import annotations
@@ -26,10 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
-import semver
-
-from . import helm_index, names
+from . import helm_index, names, versions
 from .errors import UserError
+from .versions import decide
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -57,52 +57,6 @@ class PublishResult:
     @property
     def line(self) -> str:
         return f"{self.outcome} {self.reference}@{self.digest}"
-
-
-def _semver(text: str) -> semver.Version | None:
-    try:
-        return semver.Version.parse(text.replace("_", "+"))
-    except ValueError:
-        return None
-
-
-def decide(
-    *,
-    config: str,
-    name: str,
-    version: str,
-    digest: str,
-    published_versions: list[str],
-    published_digest: str | None,
-) -> Outcome | Literal["push"]:
-    """Apply the publishing rules (module doc) and say what to do.
-
-    Args:
-        config: the cookiecutter-config.yaml the version comes from (named in errors).
-        published_versions: tags already in the target; non-semver tags are ignored.
-        published_digest: digest of ``version`` in the target, ``None`` if absent.
-
-    Returns:
-        ``"unchanged"`` or ``"push"``.
-
-    Raises:
-        UserError: content changed without a bump, or a version lower than the highest.
-    """
-    if published_digest is not None:
-        if published_digest == digest:
-            return "unchanged"
-        raise UserError(
-            f"{config}: chart_version: {name} {version} is already published with other content "
-            f"({published_digest}, now {digest}); a published version never changes: bump chart_version"
-        )
-    mine = semver.Version.parse(version)
-    versions = [v for v in (_semver(t) for t in published_versions) if v is not None]
-    if versions and mine < max(versions):
-        raise UserError(
-            f"{config}: chart_version: {name} {version} is lower than the highest published version "
-            f"{max(versions)}; Flux deploys only a newer version: set chart_version above {max(versions)}"
-        )
-    return "push"
 
 
 class Target(Protocol):
@@ -357,8 +311,8 @@ def _index_entry(package: ChartPackage) -> dict:
 
 def _sorted_entries(entries: list[dict]) -> list[dict]:
     """Newest version first (Helm's ``IndexFile.SortEntries``); versions that are not semver last, in order."""
-    def key(entry: dict) -> tuple[int, semver.Version | None]:
-        version = _semver(str(entry.get("version")))
+    def key(entry: dict) -> tuple[int, versions.Version | None]:
+        version = versions.parse(str(entry.get("version")))
         return (0, version) if version is not None else (1, None)
 
     valid = [e for e in entries if key(e)[0] == 0]

@@ -38,7 +38,7 @@ import oras.provider
 import requests
 import tenacity
 
-from . import names, progress, urls
+from . import names, progress, urls, versions
 from .credentials import RegistryCredentials, check_ca_file
 from .deadline import DEFAULT_TIMEOUT, Deadline
 from .errors import UserError
@@ -121,9 +121,8 @@ def helm_artifact(package: ChartPackage) -> HelmArtifact:
     return HelmArtifact(package, config, manifest_bytes, _sha256(manifest_bytes))
 
 
-def oci_tag(version: str) -> str:
-    """The tag Helm uses for a chart version: ``+`` is not allowed in OCI tags, so it becomes ``_``."""
-    return version.replace("+", "_")
+#: The tag Helm uses for a chart version (``+`` becomes ``_``): :func:`faas_deployment.versions.tag`.
+oci_tag = versions.tag
 
 
 def _retryable(exc: BaseException) -> bool:

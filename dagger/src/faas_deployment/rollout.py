@@ -35,13 +35,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import semver
 import yaml
 from lightkube import Client, KubeConfig
 from lightkube.core.exceptions import ApiError
 from lightkube.types import PatchType
 from lightkube.generic_resource import create_namespaced_resource
 
+from . import versions
 from .errors import UserError
 from .secrets import SecretValue, redact
 
@@ -116,10 +116,7 @@ def _is(conds: dict[str, dict[str, Any]], kind: str, status: str) -> bool:
 
 
 def _newer(attempted: str, ours: str) -> bool:
-    try:
-        return semver.Version.parse(attempted.split("+")[0]) > semver.Version.parse(ours.split("+")[0])
-    except ValueError:
-        return False
+    return versions.newer(attempted, ours)
 
 
 def evaluate(release: dict[str, Any], expected: Expected, *, source_ours: bool,
