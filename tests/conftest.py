@@ -54,6 +54,7 @@ LAYERS: dict[str, str] = {
     "test_chart_render.py": "integration",
     "test_check.py": "integration",
     "test_check_imports.py": "integration",
+    "test_ci_is_data.py": "integration",
     "test_config.py": "unit",
     "test_config_identity.py": "integration",
     "test_config_is_data.py": "integration",

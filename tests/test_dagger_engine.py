@@ -674,9 +674,9 @@ def _run_all_jobs(ci, jobs, checkout, registry, before, dev_api, prod_api, gitla
     _run_job("plan", jobs["plan"], checkout, variables, outcomes)
     child = ci_calls.load(checkout / "child-pipeline.yml")
     child_jobs = ci_calls.jobs(child)
-    assert set(child_jobs) == {"upgrade dev/operator", "upload dev/operator"}
-    assert child_jobs["upload dev/operator"]["needs"] == ["upgrade dev/operator"]
-    for name in ("upgrade dev/operator", "upload dev/operator"):  # the order needs: imposes
+    assert set(child_jobs) == {"operator_deploy_dev", "operator_upload_manifests_dev"}
+    assert child_jobs["operator_upload_manifests_dev"]["needs"] == ["operator_deploy_dev"]
+    for name in ("operator_deploy_dev", "operator_upload_manifests_dev"):  # the order needs: imposes
         _run_job(name, child_jobs[name], checkout, variables, outcomes)
     ready = api.ready_times["faas-operator"]
     assert len(dev_api.accepted) == 1 and dev_api.accepted[0].at > ready  # the new operator got the bundle
@@ -687,12 +687,12 @@ def _run_all_jobs(ci, jobs, checkout, registry, before, dev_api, prod_api, gitla
     for name, out in outcomes.items():
         for secret in (registry.password, RECEIVER_TOKEN, KUBE_TOKEN, *[v for v in CI_SECRETS.values() if v]):
             assert secret not in out, name
-    deployed = outcomes["upgrade dev/operator"]
+    deployed = outcomes["operator_deploy_dev"]
     exp = expected["operator"]
     assert deployed.startswith("pushed ") and f":{exp.version}@{exp.digest}" in deployed and exp.version == "1.0.4"
     assert receiver.hits == 1
     assert f"deployed {exp.chart}@1.0.4 to faas-dev/faas-operator in " in deployed
-    assert outcomes["upload dev/operator"].startswith("uploaded ")
+    assert outcomes["operator_upload_manifests_dev"].startswith("uploaded ")
     assert "ok dev/operator" in outcomes["check"]
     assert outcomes["build_image"] == "not executed: Container sync"
     assert outcomes["publish_image"] == "not executed: Container.publish"

@@ -27,7 +27,7 @@ ALLOWED = {
     "main.py": {"pipeline", "errors", "secrets", "images_dagger", "_dagger_errors"},
 }
 #: What the door and the CLI load at start-up (module level): light modules only.
-LIGHT = {"cli.py": set(), "pipeline.py": {"layout", "errors", "progress"}, "layout.py": {"errors"}}
+LIGHT = {"cli.py": set(), "pipeline.py": {"layout", "errors", "progress"}, "layout.py": {"errors", "names"}}
 #: Modules a verb needs but ``--help`` must not load.
 HEAVY = ("helm_python", "httpx", "yaml", "ruamel", "cookiecutter", "oras", "semver", "requests", "lightkube",
          "jinja2", "faas_deployment.config", "faas_deployment.chart", "faas_deployment.publishing")

@@ -160,23 +160,23 @@ def _hooks(repo: PlanRepo) -> dict[str, str]:
 
 CASES = [
     Case("readme-only", _readme, {}, {child_pipeline.NOOP_JOB}),
-    Case("one-config-bumped", _bumped, {"dev/operator": "upgrade"}, {"upgrade dev/operator"}),
+    Case("one-config-bumped", _bumped, {"dev/operator": "upgrade"}, {"operator_deploy_dev"}),
     Case("changed-without-bump", _no_bump, {"prod/operator": "refused"}, set(), refused=True),
     Case("comment-only", _comment_only, {}, {child_pipeline.NOOP_JOB}),
-    Case("new-component", _new_component, {"dev/gateway": "install"}, {"install dev/gateway"}),
-    Case("deleted-component", _deleted_component, {"prod/controller": "retire"}, {"retire prod/controller"}),
+    Case("new-component", _new_component, {"dev/gateway": "install"}, {"gateway_deploy_dev"}),
+    Case("deleted-component", _deleted_component, {"prod/controller": "retire"}, {"controller_retire_prod"}),
     Case("new-environment", _new_environment, {"staging/operator": "install", "staging/controller": "install",
                                                "staging/operator#upload": "upload"},
-         {"install staging/operator", "install staging/controller", "upload staging/operator"}),
-    Case("dynamic-only", _dynamic_only, {"dev/operator#upload": "upload"}, {"upload dev/operator"}),
+         {"operator_deploy_staging", "controller_deploy_staging", "operator_upload_manifests_staging"}),
+    Case("dynamic-only", _dynamic_only, {"dev/operator#upload": "upload"}, {"operator_upload_manifests_dev"}),
     Case("template-change", _template_change, {t: "refused" for t in TARGETS}, set(), refused=True),
     Case("template-change-bumped", _template_change_bumped, {t: "upgrade" for t in TARGETS},
-         {f"upgrade {t}" for t in TARGETS}),
+         {f"{t.split('/')[1]}_deploy_{t.split('/')[0]}" for t in TARGETS}),
     Case("first-push-of-a-branch", _first_push, {"dev/operator": "upgrade"}, set(), context=BRANCH, branch=FEATURE),
     Case("merge-request", _merge_request, {"dev/operator": "upgrade", "prod/controller": "upgrade"},
-         {"upgrade dev/operator"}, context=MERGE_REQUEST, branch=FEATURE),
+         {"operator_deploy_dev"}, context=MERGE_REQUEST, branch=FEATURE),
     Case("pre-release-in-config", _prerelease_in_config, {"dev/operator": "refused"}, set(), refused=True),
-    Case("hooks", _hooks, {"dev/operator": "upgrade"}, {"upgrade dev/operator"}),
+    Case("hooks", _hooks, {"dev/operator": "upgrade"}, {"operator_deploy_dev"}),
 ]
 
 
@@ -240,7 +240,9 @@ def test_scenario_plan_and_child_jobs(results, case, tmp_path):
     for name, job in jobs.items():
         if name == child_pipeline.NOOP_JOB:
             continue
-        action, target = name.split(" ", 1)
+        component, action, env = name.split("_", 1)[0], name.split("_", 1)[1].rsplit("_", 1)[0], name.rsplit("_", 1)[1]
+        target = f"{env}/{component}"
+        assert action in ("deploy", "upload_manifests", "retire")
         assert job["resource_group"] == target
         if action == "retire":
             assert job["environment"] == {"name": target, "action": "stop"}
@@ -286,9 +288,9 @@ def test_merge_request_deploys_dev_as_a_pre_release_and_never_prod(results):
     assert call.arg("env", "name") == "dev"
     on_main = generate(result, MAIN)
     calls = {c.job: c for c in ci_calls.dagger_calls(on_main)}
-    assert set(calls) == {"upgrade dev/operator", "upgrade prod/controller"}
-    assert calls["upgrade prod/controller"].arg("deploy", "prerelease") is None
-    assert calls["upgrade prod/controller"].arg("deploy", "password") == "env:CHART_REGISTRY_PASSWORD_PROD"
+    assert set(calls) == {"operator_deploy_dev", "controller_deploy_prod"}
+    assert calls["controller_deploy_prod"].arg("deploy", "prerelease") is None
+    assert calls["controller_deploy_prod"].arg("deploy", "password") == "env:CHART_REGISTRY_PASSWORD_PROD"
 
 
 def test_generated_pipelines_pass_the_schema_and_resolve_against_the_module(results, tmp_path):
@@ -319,13 +321,13 @@ def test_staging_needs_no_ci_edit(results):
     assert result.repo.git("diff", "--name-only", "origin/main", "HEAD", "--", ".gitlab-ci.yml") == ""
     generated = generate(result, MAIN)
     calls = {c.job: c for c in ci_calls.dagger_calls(generated)}
-    install = calls["install staging/operator"]
+    install = calls["operator_deploy_staging"]
     assert install.arg("env", "name") == "staging"
     assert install.arg("deploy", "registry") is None  # chart_registry of env/staging/environment.yaml
     assert install.arg("deploy", "password") == "env:CHART_REGISTRY_PASSWORD_STAGING"
     assert install.arg("deploy", "receiver-token") == "env:FLUX_RECEIVER_TOKEN_STAGING"
     assert install.arg("deploy", "kubeconfig") == "file:$KUBECONFIG_STAGING"
-    assert calls["upload staging/operator"].arg("upload-manifests", "token") == "env:OPERATOR_ADMIN_TOKEN_STAGING"
+    assert calls["operator_upload_manifests_staging"].arg("upload-manifests", "token") == "env:OPERATOR_ADMIN_TOKEN_STAGING"
     # staging is not a branch environment: a merge request pipeline leaves it alone.
     assert set(ci_calls.jobs(generate(result, MERGE_REQUEST, template={}))) == {child_pipeline.NOOP_JOB}
 
@@ -333,16 +335,16 @@ def test_staging_needs_no_ci_edit(results):
 def test_deploy_jobs_use_deploy_and_upload_needs_the_operator_deploy(results):
     generated = generate(results["new-environment"], MAIN)
     calls = {c.job: c for c in ci_calls.dagger_calls(generated)}
-    install = calls["install staging/controller"]
+    install = calls["controller_deploy_staging"]
     assert install.arg("component", "name") == "controller" and install.arg("deploy", "kubeconfig")
-    assert generated["upload staging/operator"]["needs"] == ["install staging/operator"]
-    assert "needs" not in generate(results["dynamic-only"], MAIN)["upload dev/operator"]  # no operator deploy
+    assert generated["operator_upload_manifests_staging"]["needs"] == ["operator_deploy_staging"]
+    assert "needs" not in generate(results["dynamic-only"], MAIN)["operator_upload_manifests_dev"]  # no operator deploy
 
 
 def test_retire_job_regenerates_the_flux_objects_without_the_component(results):
     generated = generate(results["deleted-component"], MAIN)
-    job = generated["retire prod/controller"]
-    [call] = ci_calls.dagger_calls({"retire prod/controller": job})
+    job = generated["controller_retire_prod"]
+    [call] = ci_calls.dagger_calls({"controller_retire_prod": job})
     assert call.arg("env", "name") == "prod" and call.arg("export", "path") == "flux/prod"
     assert job["artifacts"]["paths"] == ["flux/prod"] and job["stage"] == "retire"
     assert job["environment"] == {"name": "prod/controller", "action": "stop"}
@@ -421,7 +423,7 @@ def test_cli_plan_json_table_pipeline_and_refusal(tmp_path):
     assert table.returncode == 0, table.stderr
     assert table.stdout.splitlines()[0].split() == ["TARGET", "ACTION", "VERSION", "HOOKS", "REASON"]
     assert "dev/operator     upgrade    1.0.3 -> 1.0.4" in table.stdout
-    assert set(yaml.safe_load(pipeline.read_text())) == {"stages", ".dagger", "upgrade dev/operator"}
+    assert set(yaml.safe_load(pipeline.read_text())) == {"stages", ".dagger", "operator_deploy_dev"}
     _no_bump(repo)
     repo.commit("no bump")
     pipeline.unlink()

@@ -27,6 +27,18 @@ Who deploys where (docs/plan.md, "Versions"):
   no release number is consumed;
 - other branch pipelines: no deploy job (plan and check only).
 
+Job names follow the platform's runbooks: ``<component>_<action>_<env>`` with the
+action ``deploy`` (install and upgrade), ``upload_manifests`` or ``retire``
+(:func:`job_name`), e.g. ``operator_upload_manifests_dev``.
+
+Generated CI is data, never code (:func:`command`): every value written into a job
+(environment and component names, the pre-release id, paths) is checked against a
+strict grammar and quoted for the shell (``shlex.quote``); a CI/CD variable is
+referenced only by a name of ``[A-Z0-9_]``. Names are DNS-1123 labels
+(:func:`layout.check_names`, checked again here), merge request and pipeline IIDs
+ASCII digits, and each job's name and GitLab environment follow GitLab's rules
+(:func:`check_gitlab_names`). A value that breaks a rule refuses the whole pipeline.
+
 An empty plan gives a valid pipeline with one no-op job (GitLab refuses a pipeline
 without jobs).
 """
@@ -35,6 +47,7 @@ from __future__ import annotations
 
 import functools
 import re
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +55,7 @@ from typing import Any
 
 import yaml
 
+from . import layout
 from . import settings as settings_mod
 from . import versions
 from .errors import UserError
@@ -96,33 +110,68 @@ class Context:
         return bool(self.merge_request) and env in self.branch_envs
 
 
+#: A CI/CD variable name this module writes as ``$NAME`` (GitLab: letters, digits and ``_``).
+_VARIABLE = re.compile(r"[A-Z_][A-Z0-9_]*")
+#: GitLab's ``environment:name``: letters, digits, spaces and ``- _ / $ { } .``, not starting or ending
+#: with ``/``, at most 255 characters (GitLab docs, CI/CD YAML syntax reference, ``environment:name``).
+_GITLAB_ENVIRONMENT = re.compile(r"(?!/)[A-Za-z0-9 _/${}.-]{1,255}(?<!/)")
+#: Longest job name GitLab accepts (``Ci::Build`` validates ``name`` to 255 characters).
+JOB_NAME_MAX = 255
+#: The job-name action of each planned action (the platform's runbooks' names).
+JOB_ACTIONS = {"install": "deploy", "upgrade": "deploy", "upload": "upload_manifests", "retire": "retire"}
+
+
 def variable_suffix(env: str) -> str:
     """``dev`` -> ``DEV``, ``eu-west`` -> ``EU_WEST``: the CI/CD variable suffix of an environment."""
     return re.sub(r"[^A-Za-z0-9]", "_", env).upper()
 
 
+def _variable(name: str) -> str:
+    """``$NAME`` for the shell to expand, after checking the name is a plain variable name."""
+    if not _VARIABLE.fullmatch(name):
+        raise UserError(f"CI/CD variable name {name!r}: expected [A-Z0-9_] (an environment name outside the grammar?)")
+    return f"${name}"
+
+
+def _checked_names(item: Item) -> tuple[str, str]:
+    """``item``'s environment and component, refused unless DNS-1123 labels (:func:`layout.check_names`)."""
+    layout.check_names([(item.env, item.component)])
+    return item.env, item.component
+
+
 def command(item: Item, context: Context) -> str | None:
     """The ``dagger call`` line for ``item``, or ``None`` when no job acts on it (refused, unchanged).
 
-    The one mapping from a planned action to a command. Secrets come from CI/CD
+    The one mapping from a planned action to a command. Every literal value is
+    shell-quoted (``shlex.quote``) after its grammar check; secrets come from CI/CD
     variables named after the environment (:func:`variable_suffix`): the Receiver
-    token as ``env:`` (a variable's value), the kubeconfig as ``file:`` (a GitLab
-    *file* variable holds the path of a file with the value; the Dagger CLI's
-    ``file:PATH`` reads that file on the caller's side).
+    token as ``env:`` (a variable's value, read by Dagger itself), the kubeconfig as
+    ``file:`` (a GitLab *file* variable holds the path of a file with the value; the
+    Dagger CLI's ``file:PATH`` reads that file on the caller's side).
+
+    Raises:
+        ValidationError: a name is not a DNS-1123 label.
+        UserError: a merge request or pipeline IID is not ASCII digits.
     """
-    env, component, suffix = item.env, item.component, variable_suffix(item.env)
+    if item.action not in JOB_ACTIONS:
+        return None
+    env, component = _checked_names(item)
+    suffix, q = variable_suffix(env), shlex.quote
     if item.action in ("install", "upgrade"):
-        line = (f'dagger call env --name {env} component --name {component} deploy '
-                f'--kubeconfig "file:$KUBECONFIG_{suffix}" --receiver-token env:FLUX_RECEIVER_TOKEN_{suffix} '
-                f'--username "$CHART_REGISTRY_USER_{suffix}" --password env:CHART_REGISTRY_PASSWORD_{suffix}')
+        words = ["dagger", "call", "env", "--name", q(env), "component", "--name", q(component), "deploy",
+                 "--kubeconfig", f'"file:{_variable("KUBECONFIG_" + suffix)}"',
+                 "--receiver-token", f"env:{_variable('FLUX_RECEIVER_TOKEN_' + suffix)[1:]}",
+                 "--username", f'"{_variable("CHART_REGISTRY_USER_" + suffix)}"',
+                 "--password", f"env:{_variable('CHART_REGISTRY_PASSWORD_' + suffix)[1:]}"]
         prerelease = context.prerelease()
-        return f"{line} --prerelease {prerelease}" if prerelease else line
+        if prerelease:
+            words += ["--prerelease", q(prerelease)]
+        return " ".join(words)
     if item.action == "upload":
-        return (f'dagger call env --name {env} upload-manifests --admin-url "$OPERATOR_ADMIN_URL_{suffix}" '
-                f'--token env:OPERATOR_ADMIN_TOKEN_{suffix}')
-    if item.action == "retire":
-        return f"dagger call env --name {env} flux export --path {retired_objects(env)}"
-    return None
+        return " ".join(["dagger", "call", "env", "--name", q(env), "upload-manifests",
+                         "--admin-url", f'"{_variable("OPERATOR_ADMIN_URL_" + suffix)}"',
+                         "--token", f"env:{_variable('OPERATOR_ADMIN_TOKEN_' + suffix)[1:]}"])
+    return " ".join(["dagger", "call", "env", "--name", q(env), "flux", "export", "--path", q(retired_objects(env))])
 
 
 def retired_objects(env: str) -> str:
@@ -143,7 +192,31 @@ def job_environment(item: Item, settings: settings_mod.Settings) -> dict[str, An
 
 
 def job_name(item: Item) -> str:
-    return f"{item.action} {item.target}"
+    """``<component>_<action>_<env>`` (:data:`JOB_ACTIONS`), e.g. ``operator_upload_manifests_dev``.
+
+    Unambiguous: names are DNS-1123 labels, which hold no ``_``.
+    """
+    return _job_name(item.env, item.component, item.action)
+
+
+def _job_name(env: str, component: str, action: str) -> str:
+    return f"{component}_{JOB_ACTIONS[action]}_{env}"
+
+
+def check_gitlab_names(name: str, job: dict[str, Any]) -> None:
+    """Refuse a job whose name or GitLab environment breaks GitLab's rules (:data:`JOB_NAME_MAX`,
+    :data:`_GITLAB_ENVIRONMENT`); the resource group follows the environment's rule.
+
+    Raises:
+        UserError: naming the job and the value.
+    """
+    if not 1 <= len(name) <= JOB_NAME_MAX:
+        raise UserError(f"child pipeline job {name[:80]!r}...: a GitLab job name has at most {JOB_NAME_MAX} characters")
+    environment = job.get("environment", {}).get("name", "")
+    for key, value in (("environment:name", environment), ("resource_group", job.get("resource_group", ""))):
+        if value and not _GITLAB_ENVIRONMENT.fullmatch(value):
+            raise UserError(f"child pipeline job {name!r}: {key} {value!r} breaks GitLab's rule (letters, digits, "
+                            "spaces and - _ / $ { } ., at most 255, no leading or trailing /)")
 
 
 def dagger_template(source: Path) -> dict[str, Any]:
@@ -175,8 +248,10 @@ def generate(plan: Plan, context: Context, template: dict[str, Any],
     environment gets no job (there is no environment left to regenerate).
 
     Raises:
-        ValidationError / UserError: from ``settings_of``.
+        ValidationError: a name is not a DNS-1123 label (:func:`layout.check_names`).
+        UserError: a value breaks GitLab's rules (:func:`check_gitlab_names`); from ``settings_of``.
     """
+    layout.check_names((i.env, i.component) for i in plan.items)
     jobs: dict[str, Any] = {}
     items = [i for i in plan.items if context.deploys(i.env) and command(i, context) is not None]
     deployed = {job_name(i) for i in items if i.action in ("install", "upgrade")}
@@ -187,11 +262,12 @@ def generate(plan: Plan, context: Context, template: dict[str, Any],
         job: dict[str, Any] = {"extends": ".dagger", "stage": _stage(item),
                                **job_environment(item, settings_of(item.env)),
                                "script": [command(item, context)]}
-        operator_deploy = {f"{action} {item.target}" for action in ("install", "upgrade")} & deployed
+        operator_deploy = {_job_name(item.env, item.component, "upgrade")} & deployed
         if item.action == "upload" and operator_deploy:
             job["needs"] = sorted(operator_deploy)
         if item.action == "retire":
             job["artifacts"] = {"name": f"flux-{item.env}", "paths": [retired_objects(item.env)]}
+        check_gitlab_names(job_name(item), job)
         jobs[job_name(item)] = job
     if not jobs:
         jobs[NOOP_JOB] = {

@@ -17,14 +17,27 @@ Environments and components are whatever directories hold a config file
 (:func:`discover`); nothing here names them. An unknown environment or component
 gets one message (:func:`unknown`), whichever verb asked.
 
-Only the standard library is imported here: the CLI reads this module at start-up.
+Their names are directory names, hence hostile until checked: they end up in
+generated CI jobs, CI/CD variable names (``KUBECONFIG_<ENV>``), GitLab environments
+and Kubernetes objects. Discovery accepts only DNS-1123 labels
+(:func:`names.is_dns_label`) and refuses names that collide once case and ``-``/``_``
+are folded (:func:`names.folded`: ``prod``/``Prod`` would share ``KUBECONFIG_PROD``
+and slip past path rules such as CODEOWNERS ``/env/prod/``), each problem naming
+the directory (:func:`check_names`). Every verb discovers first, so every verb
+refuses a bad name.
+
+Only the standard library and :mod:`names` are imported here: the CLI reads this
+module at start-up.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import UserError
+from . import names
+from .errors import Problem, UserError, ValidationError
 
 #: Name of a component's configuration file, and where it is looked for.
 CONFIG_NAME = "cookiecutter-config.yaml"
@@ -40,9 +53,59 @@ BUNDLE_DIR = Path("dist/manifests")
 
 
 def discover(source: Path) -> list[tuple[str, str]]:
-    """Every ``(env, component)`` pair with a config file under ``source``, sorted; ``[]`` when none."""
+    """Every ``(env, component)`` pair with a config file under ``source``, sorted; ``[]`` when none.
+
+    Raises:
+        ValidationError: a name is not a DNS-1123 label, or two names collide (:func:`check_names`).
+    """
     found = {(p.parent.parent.name, p.parent.name) for p in Path(source).glob(CONFIG_GLOB) if p.is_file()}
+    check_names(found)
     return sorted(found)
+
+
+_NAME_HINT = "rename the directory: lowercase letters, digits and '-', starting and ending with a letter or digit"
+
+
+def check_names(pairs: Iterable[tuple[str, str]]) -> None:
+    """Refuse environment and component names that are not DNS-1123 labels or that collide.
+
+    A name must be a DNS-1123 label (Kubernetes "Object Names and IDs": at most 63 of
+    ``[a-z0-9-]``, alphanumeric at both ends), so it is inert in a shell line, a YAML
+    value, a CI/CD variable suffix and a GitLab environment name. Two environments (or
+    two components of one environment) whose :func:`names.folded` forms are equal are
+    refused even when one of them is valid.
+
+    Raises:
+        ValidationError: every bad name, by directory (``env/<env>/`` or ``env/<env>/<component>/``).
+    """
+    problems: list[Problem] = []
+    pairs = sorted(set(pairs))
+    envs = sorted({env for env, _ in pairs})
+    for env in envs:
+        if not names.is_dns_label(env):
+            problems.append(Problem(f"env/{env}/", "", f"environment name {env!r} is not a DNS-1123 label", _NAME_HINT))
+    for env, component in pairs:
+        if names.is_dns_label(env) and not names.is_dns_label(component):
+            problems.append(Problem(f"env/{env}/{component}/", "",
+                                    f"component name {component!r} is not a DNS-1123 label", _NAME_HINT))
+    problems.extend(_collisions("environment", envs, lambda name: f"env/{name}/"))
+    by_env: dict[str, list[str]] = defaultdict(list)
+    for env, component in pairs:
+        by_env[env].append(component)
+    for env, components_ in sorted(by_env.items()):
+        problems.extend(_collisions("component", components_, lambda name, env=env: f"env/{env}/{name}/"))
+    if problems:
+        raise ValidationError(problems)
+
+
+def _collisions(what: str, found: list[str], directory) -> list[Problem]:
+    groups: dict[str, list[str]] = defaultdict(list)
+    for name in found:
+        groups[names.folded(name)].append(name)
+    return [Problem(directory(same[0]), "", f"{what} names {', '.join(map(repr, same))} are the same name once case "
+                    "and '-'/'_' are folded: they would share CI/CD variables and path rules",
+                    "keep one directory")
+            for same in (sorted(group) for group in groups.values()) if len(same) > 1]
 
 
 def envs(source: Path) -> list[str]:
@@ -72,12 +135,14 @@ def config_path(source: Path, env: str, component: str) -> Path:
     """``<source>/env/<env>/<component>/cookiecutter-config.yaml``.
 
     Raises:
+        ValidationError: ``env`` or ``component`` is not a valid name (:func:`check_names`).
         UserError: the environment or the component has no config file (:func:`unknown`).
     """
     path = Path(source) / "env" / env / component / CONFIG_NAME
     if "/" in env or "/" in component or env in ("", ".", "..") or component in ("", ".", "..") or not path.is_file():
         known = components(source, env)  # discovery only to say what is known
         raise UserError(unknown(f"component in environment {env!r}", component, known, source))
+    check_names([(env, component)])  # a directory that exists under a bad name
     return path
 
 

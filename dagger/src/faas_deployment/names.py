@@ -103,6 +103,12 @@ def is_dns_label(value: object) -> bool:
     return _full(_DNS_LABEL, value, DNS_LABEL_MAX)
 
 
+def folded(name: str) -> str:
+    """``name`` with case and ``-``/``_`` folded (``Eu_West`` -> ``eu-west``): equal folded names are one name
+    to CI/CD variables (``KUBECONFIG_EU_WEST``) and case-insensitive path rules."""
+    return name.lower().replace("_", "-")
+
+
 def is_dns_subdomain(value: object) -> bool:
     """A DNS-1123 subdomain: labels joined by '.', at most 253 characters."""
     return _full(_DNS_SUBDOMAIN, value, DNS_SUBDOMAIN_MAX)
