@@ -167,7 +167,7 @@ def test_plain_manifests_directory(registry, repo_copy, run_cli, monkeypatch, tm
     (plain / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
     (plain / "bad.yaml").write_text("- just\n- a list\n")
     code, out, err = publish(run_cli, repo_copy, registry, "--component", "operator", "--manifests", str(plain))
-    assert code == 1 and "bad.yaml" in err and "apiVersion and kind" in err
+    assert code == 1 and "bad.yaml" in err and "expected a Kubernetes object" in err
     assert writes(registry) == 0
     (plain / "bad.yaml").unlink()
     (plain / ".hidden.yaml").write_text(": not yaml")

@@ -36,7 +36,8 @@ from pathlib import Path
 import yaml
 
 from . import names
-from .errors import Problem, UserError, ValidationError
+from .dynamic_manifests import read_objects
+from .errors import UserError
 from .registry_client import MANIFEST_MEDIA_TYPE, ChartRegistry, check_root, oci_tag
 from .packaging import reproducible_tar_gz
 from .versions import decide, version_of_tag
@@ -51,7 +52,6 @@ ANNOTATION_REVISION = "org.opencontainers.image.revision"
 #: Set on the manifest copy :func:`retire` deletes, so the immutable tags keep theirs.
 ANNOTATION_RETIRED = "io.faas-deployment.retired"
 TAG_PREFIX = "app-"
-MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def _sha256(data: bytes) -> str:
@@ -82,43 +82,18 @@ def rendered_files(rendered: dict[str, str]) -> dict[str, bytes]:
 
 
 def directory_files(directory: Path) -> dict[str, bytes]:
-    """Every ``*.yaml``/``*.yml``/``*.json`` file under ``directory`` (hidden paths skipped), validated as YAML.
+    """The manifests of ``directory`` (``--manifests``), validated: :func:`dynamic_manifests.read_objects`.
 
     Returns:
         ``{relative POSIX path: bytes}``.
 
     Raises:
-        UserError: ``directory`` is not a directory or holds no manifest.
-        ValidationError: a file does not parse as YAML or holds a document that is
-            not a mapping with ``apiVersion`` and ``kind`` (every problem listed).
+        ValidationError: a link, a special file, a file that is not a bounded YAML
+            file of Kubernetes objects (``apiVersion``, ``kind``, ``metadata.name``),
+            an unrendered ``{{`` placeholder, an object twice (every problem listed,
+            never with the files' text).
     """
-    if not directory.is_dir():
-        raise UserError(f"--manifests {directory}: not a directory (expected a directory of Kubernetes YAML manifests)")
-    files: dict[str, bytes] = {}
-    problems: list[Problem] = []
-    for path in sorted(directory.rglob("*")):
-        relative = path.relative_to(directory).as_posix()
-        if any(part.startswith(".") for part in relative.split("/")) or not path.is_file():
-            continue
-        if path.suffix not in MANIFEST_SUFFIXES:
-            continue
-        data = path.read_bytes()
-        try:
-            docs = [d for d in yaml.safe_load_all(data) if d is not None]
-        except yaml.YAMLError as exc:
-            problems.append(Problem(str(path), "", f"not valid YAML: {' '.join(str(exc).split())}", "fix the YAML syntax"))
-            continue
-        for index, doc in enumerate(docs):
-            if not (isinstance(doc, dict) and doc.get("apiVersion") and doc.get("kind")):
-                problems.append(Problem(str(path), f"document {index + 1}",
-                                        "expected a Kubernetes object (a mapping with apiVersion and kind)",
-                                        "remove or fix this document"))
-        files[relative] = data
-    if problems:
-        raise ValidationError(problems)
-    if not files:
-        raise UserError(f"--manifests {directory}: no *.yaml, *.yml or *.json file found")
-    return files
+    return read_objects(directory)
 
 
 # --------------------------------------------------------------------------- artifact bytes

@@ -37,6 +37,11 @@ Unix permissions ``-rw-r--r--``, creator system Unix, deflate level 6, no extra
 fields and no comment. The same files give a byte-identical zip with the same
 zlib (Python's bundled build); its sha256 names the bundle.
 
+**Rendered manifests** (:func:`read_objects`, ``publish-artifact --manifests DIR``):
+the same walk, reads and bounds, for files applied as they are: every document a
+Kubernetes object with ``apiVersion``, ``kind`` and ``metadata.name`` strings, no
+``{{`` placeholder, no object twice within or across files (:class:`ObjectKey`).
+
 **Speed and memory.** Each file is read once: the same bytes are checked and
 deflated into the zip, which is written to a temporary file while validation
 runs and kept only if every check passes. YAML is composed by libyaml
@@ -225,16 +230,10 @@ def check_content(shown: str, data: bytes) -> list[Problem]:
         data: its content (at most :data:`MAX_FILE_BYTES`).
     """
     problems: list[Problem] = []
-    if b"\x00" in data:
-        return [Problem(shown, "", "binary file (it holds NUL bytes); expected UTF-8 text",
-                        "keep only Kubernetes manifest templates in dynamic/")]
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        return [Problem(shown, f"line {line}", f"not UTF-8 text (byte offset {exc.start}: {exc.reason})",
-                        "re-save the file as UTF-8")]
-    parseable, unbalanced = neutralise_placeholders(text.removeprefix("\ufeff"))
+    text = _text(shown, data, "keep only Kubernetes manifest templates in dynamic/")
+    if isinstance(text, Problem):
+        return [text]
+    parseable, unbalanced = neutralise_placeholders(text)
     if unbalanced:
         return [Problem(shown, f"line {line}", message, "write placeholders as {{ .Field }}")
                 for line, message in unbalanced]
@@ -262,6 +261,165 @@ def check_content(shown: str, data: bytes) -> list[Problem]:
             problems.append(Problem(shown, key, f"missing {' and '.join(missing)}; every Kubernetes object has both",
                                     "add e.g. 'apiVersion: v1' and 'kind: ConfigMap'"))
     return problems
+
+
+def _text(shown: str, data: bytes, hint: str) -> str | Problem:
+    """``data`` as UTF-8 text without its byte-order mark, or the problem (``hint`` for a binary file)."""
+    if b"\x00" in data:
+        return Problem(shown, "", "binary file (it holds NUL bytes); expected UTF-8 text", hint)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        return Problem(shown, f"line {line}", f"not UTF-8 text (byte offset {exc.start}: {exc.reason})",
+                       "re-save the file as UTF-8")
+    return text.removeprefix("\ufeff")
+
+
+@dataclass(frozen=True, order=True)
+class ObjectKey:
+    """What identifies a Kubernetes object: API group (``""`` for the core group), kind, namespace, name.
+
+    Two objects with the same key are one object to the API server, whatever the
+    version in ``apiVersion`` (``apps/v1`` and ``apps/v1beta2`` are one group): the
+    later one would silently replace the earlier when applied.
+    """
+
+    group: str
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        kind = f"{self.kind}.{self.group}" if self.group else self.kind
+        return f"{kind} {self.namespace}/{self.name}" if self.namespace else f"{kind} {self.name}"
+
+
+#: PyYAML's own resolver: whether a plain scalar is a string for YAML 1.1 readers (kubectl's is YAML 1.2-ish;
+#: both read 5, true and 1.5 as non-strings).
+_STANDARD = yaml.resolver.Resolver()
+
+
+def _string(node: yaml.Node | None) -> str | None:
+    """The node's text when it is a non-empty string scalar (quoted, or plain and not a number, bool or null)."""
+    if not isinstance(node, yaml.ScalarNode) or node.tag != _STR_TAG or not node.value:
+        return None
+    if not node.style and _STANDARD.resolve(yaml.ScalarNode, node.value, (True, False)) != _STR_TAG:
+        return None
+    return node.value
+
+
+def _field(mapping: yaml.MappingNode, name: str) -> yaml.Node | None:
+    return next((value for key, value in mapping.value if isinstance(key, yaml.ScalarNode) and key.value == name),
+                None)
+
+
+def check_objects(shown: str, data: bytes) -> tuple[list[Problem], list[tuple[ObjectKey, str]]]:
+    """The problems of a file of rendered Kubernetes objects, and the objects it holds.
+
+    The rules of a manifest in ``dynamic/`` (UTF-8 text, the bounds of
+    :mod:`~faas_deployment.yaml_limits`, no repeated key, every document a mapping),
+    and more, as the files are applied as they are (``kubectl apply``, Flux's
+    kustomize-controller), not templates filled in later:
+
+    - no template action: a line holding ``{{`` is an unrendered placeholder;
+    - ``apiVersion`` and ``kind`` are strings, ``metadata`` a mapping whose ``name`` is
+      a string (and ``namespace``, when present);
+    - no object twice in the file (same :class:`ObjectKey`).
+
+    Problems name the file, the line or the document, never the file's text (YAML
+    errors are libyaml's fixed messages with a line and column).
+
+    Returns:
+        ``(problems, [(key, "document N"), ...])``; the objects are those whose
+        identity could be read, in file order.
+    """
+    text = _text(shown, data, "keep only Kubernetes manifests in the directory")
+    if isinstance(text, Problem):
+        return [text], []
+    problems: list[Problem] = []
+    if "{{" in text:
+        problems += [Problem(shown, f"line {number}", "unrendered template placeholder ('{{'); these files are "
+                             "applied as they are", "render the manifests first (helm template, kustomize build)")
+                     for number, line in enumerate(text.split("\n"), start=1) if "{{" in line]
+    if problems:
+        return problems, []
+    composed = _compose(text, shown)
+    if isinstance(composed, Problem):
+        return [composed], []
+    documents, duplicates = composed
+    for _, mark in duplicates:
+        problems.append(Problem(shown, f"line {mark.line + 1}, column {mark.column + 1}", "duplicate key",
+                                "keep one: YAML readers silently use the last one"))
+    objects: list[tuple[ObjectKey, str]] = []
+    present = [(index, doc) for index, doc in enumerate(documents, start=1) if doc is not None]
+    if not present:
+        problems.append(Problem(shown, "", "holds no YAML document; expected at least one Kubernetes object",
+                                "remove the empty file or add a manifest"))
+    seen: dict[ObjectKey, str] = {}
+    for index, doc in present:
+        where = f"document {index}"
+        if not isinstance(doc, yaml.MappingNode):
+            got = "list" if isinstance(doc, yaml.SequenceNode) else "scalar"
+            problems.append(Problem(shown, where, f"expected a Kubernetes object (a mapping), got a {got}"))
+            continue
+        api_version, kind = _string(_field(doc, "apiVersion")), _string(_field(doc, "kind"))
+        metadata = _field(doc, "metadata")
+        name = _string(_field(metadata, "name")) if isinstance(metadata, yaml.MappingNode) else None
+        namespace_node = _field(metadata, "namespace") if isinstance(metadata, yaml.MappingNode) else None
+        namespace = "" if namespace_node is None or _is_null(namespace_node) else _string(namespace_node)
+        wrong = [field for field, value in (("apiVersion", api_version), ("kind", kind), ("metadata.name", name),
+                                            ("metadata.namespace", namespace)) if value is None]
+        if wrong:
+            problems.append(Problem(shown, where, f"{', '.join(wrong)}: expected a non-empty string; every Kubernetes "
+                                    "object has apiVersion and kind strings and a metadata.name",
+                                    "add e.g. 'apiVersion: v1', 'kind: ConfigMap', 'metadata: {name: x}'"))
+            continue
+        assert api_version is not None and kind is not None and name is not None and namespace is not None
+        identity = ObjectKey(api_version.rpartition("/")[0], kind, namespace, name)
+        if identity in seen:
+            problems.append(Problem(shown, where, f"duplicate object {identity} (also {seen[identity]}); applying "
+                                    "both keeps only the last", "keep one of them"))
+            continue
+        seen[identity] = where
+        objects.append((identity, where))
+    return problems, objects
+
+
+def read_objects(directory: Path, *, log: Callable[[str], None] | None = progress.note) -> dict[str, bytes]:
+    """Validate a directory of rendered Kubernetes manifests and return its files (``publish-artifact --manifests``).
+
+    The walk of ``dynamic/`` (:func:`validate_dynamic`): the directory itself is no
+    link; no symbolic link at all inside it (one leaving it would carry a file from
+    elsewhere, a dangling one nothing) and no special file; names a tar carries
+    safely; files of a manifest extension only, each at most :data:`MAX_FILE_BYTES`,
+    read once without following links; hidden files and editor back-ups left out
+    (said on ``log``). Each file by :func:`check_objects`, and no object twice
+    across files.
+
+    Returns:
+        ``{relative POSIX path: bytes}``, sorted by path.
+
+    Raises:
+        ValidationError: every problem found, each named by path (never with the file's text).
+    """
+    directory = Path(directory)
+    scan = _start(directory, log, _ARTIFACT)
+    files: dict[str, bytes] = {}
+    problems: list[Problem] = []
+    owners: dict[ObjectKey, str] = {}
+    for rel, shown, data in _readable(directory, scan, problems.append):
+        found, objects = check_objects(shown, data)
+        problems += found
+        for key, where in objects:
+            if key in owners:
+                problems.append(Problem(shown, where, f"duplicate object {key} (also in {owners[key]}); applying "
+                                        "both keeps only the last", "keep one of them"))
+            else:
+                owners[key] = f"{shown} {where}"
+        files[str(rel)] = data
+    _finish(directory, scan, problems, _ARTIFACT)
+    return files
 
 
 def _compose(text: str, shown: str) -> tuple[list[yaml.Node | None], list[tuple[str, yaml.Mark]]] | Problem:
@@ -363,6 +521,19 @@ def _left_out_reason(name: str, is_dir: bool) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class _Words:
+    """How messages name the directory walked and what carries its files."""
+
+    directory: str = "dynamic/"
+    carrier: str = "the bundle"
+    expected: str = "the operator's dynamic manifest templates"
+
+
+_DYNAMIC = _Words()
+_ARTIFACT = _Words("the manifests directory", "the artifact", "Kubernetes manifests")
+
+
 @dataclass
 class _Scan:
     """What a walk of ``dynamic/`` found: files to bundle (sorted), their total size, left-out messages, problems."""
@@ -373,7 +544,7 @@ class _Scan:
     problems: list[Problem] = field(default_factory=list)
 
 
-def _scan(directory: Path) -> _Scan:
+def _scan(directory: Path, words: _Words = _DYNAMIC) -> _Scan:
     """Walk ``directory`` without following links (file contents not read yet)."""
     found = _Scan()
     problems = found.problems
@@ -382,7 +553,8 @@ def _scan(directory: Path) -> _Scan:
     while pending:  # a stack, not recursion: any depth of directories
         current, relative = pending.pop()
         if len(relative.parts) > MAX_DEPTH:
-            problems.append(Problem(str(current), "", f"more than {MAX_DEPTH} directories deep", "flatten dynamic/"))
+            problems.append(Problem(str(current), "", f"more than {MAX_DEPTH} directories deep",
+                                    f"flatten {words.directory}"))
             continue
         try:
             entries = sorted(os.scandir(current), key=lambda e: e.name)
@@ -399,21 +571,23 @@ def _scan(directory: Path) -> _Scan:
                 continue
             if _UNSAFE_NAME.search(entry.name):
                 problems.append(Problem(shown, "", "file name holds a backslash or a control character, "
-                                        "which a zip cannot carry safely", "rename it"))
+                                        f"which {words.carrier} cannot carry safely", "rename it"))
                 continue
             if entry.is_symlink():
                 target = os.readlink(entry.path)
                 resolved = Path(os.path.realpath(entry.path))  # no error on a loop, unlike Path.resolve
                 outside = not resolved.is_relative_to(os.path.realpath(directory))
-                where = "outside dynamic/" if outside else "inside dynamic/"
+                where = f"{'outside' if outside else 'inside'} {words.directory}"
+                if not os.path.lexists(resolved):
+                    where += ", dangling"
                 problems.append(Problem(shown, "", f"symbolic link (to {target}, {where}); "
-                                        "the bundle carries regular files only",
+                                        f"{words.carrier} carries regular files only",
                                         "replace the link by a copy of the file"))
                 continue
             is_dir = entry.is_dir(follow_symlinks=False)
             reason = _left_out_reason(entry.name, is_dir)
             if reason:
-                found.left_out.append(f"{shown}: left out of the bundle ({reason})")
+                found.left_out.append(f"{shown}: left out of {words.carrier} ({reason})")
                 continue
             if is_dir:
                 pending.append((Path(entry.path), rel))
@@ -421,7 +595,7 @@ def _scan(directory: Path) -> _Scan:
                 if not entry.name.lower().endswith(MANIFEST_SUFFIXES):
                     problems.append(Problem(shown, "", f"not a manifest: expected one of "
                                             f"{', '.join(MANIFEST_SUFFIXES)}",
-                                            "move other files out of dynamic/ or rename the manifest"))
+                                            f"move other files out of {words.directory} or rename the manifest"))
                     continue
                 found.files.append(rel)
                 found.total_bytes += entry.stat(follow_symlinks=False).st_size
@@ -535,44 +709,50 @@ def _pool(total_bytes: int) -> ProcessPoolExecutor | None:
         return None
 
 
-def _entries(directory: Path, scan: _Scan, checker: _Checker) -> Iterator[tuple[PurePosixPath, bytes]]:
-    """Each readable file's ``(relative path, bytes)``, read once and handed to ``checker``."""
+def _readable(directory: Path, scan: _Scan, report: Callable[[Problem], None]) -> Iterator[tuple[PurePosixPath, str, bytes]]:
+    """Each scanned file's ``(relative path, shown path, bytes)``, read once; an unreadable one goes to ``report``."""
     for rel in scan.files:
         shown = f"{directory}/{rel}"
         data = _read(directory / rel, shown)
         if isinstance(data, Problem):
-            checker.report(data)
-            continue
+            report(data)
+        else:
+            yield rel, shown, data
+
+
+def _entries(directory: Path, scan: _Scan, checker: _Checker) -> Iterator[tuple[PurePosixPath, bytes]]:
+    """Each readable file's ``(relative path, bytes)``, read once and handed to ``checker``."""
+    for rel, shown, data in _readable(directory, scan, checker.report):
         checker.submit(shown, data)
         yield rel, data
 
 
-def _start(directory: Path, log: Callable[[str], None] | None) -> _Scan:
+def _start(directory: Path, log: Callable[[str], None] | None, words: _Words = _DYNAMIC) -> _Scan:
     """Check the directory itself and scan it; left-out messages go to ``log``."""
     linked = _linked(directory)
     if linked is not None:
-        raise ValidationError([Problem(str(linked), "", f"symbolic link (to {os.readlink(linked)}); the bundle "
-                                       "takes files from the repository only",
+        raise ValidationError([Problem(str(linked), "", f"symbolic link (to {os.readlink(linked)}); {words.carrier} "
+                                       "takes files from the directory itself only",
                                        "replace the link by the directory itself")])
     if not directory.exists():
-        raise ValidationError([Problem(str(directory), "", "directory not found; expected the operator's dynamic "
-                                       "manifest templates here", "create it with at least one manifest")])
+        raise ValidationError([Problem(str(directory), "", f"directory not found; expected {words.expected} here",
+                                       "create it with at least one manifest")])
     if not directory.is_dir():
         raise ValidationError([Problem(str(directory), "", "not a directory",
-                                       "dynamic/ must be a directory of manifests")])
-    scan = _scan(directory)
+                                       f"{words.directory} must be a directory of manifests")])
+    scan = _scan(directory) if words is _DYNAMIC else _scan(directory, words)
     if log:
         for message in scan.left_out:
             log(message)
     return scan
 
 
-def _finish(directory: Path, scan: _Scan, content_problems: list[Problem]) -> None:
+def _finish(directory: Path, scan: _Scan, content_problems: list[Problem], words: _Words = _DYNAMIC) -> None:
     """Raise :class:`ValidationError` with every problem found, if any."""
     problems = scan.problems + content_problems
     if not scan.files and not any(p.path.startswith(f"{directory}/") for p in problems):
         problems.append(Problem(str(directory), "", "holds no manifest; expected at least one "
-                                f"{'/'.join(MANIFEST_SUFFIXES)} file", "add the operator's manifest templates"))
+                                f"{'/'.join(MANIFEST_SUFFIXES)} file", f"add {words.expected}"))
     if problems:
         raise ValidationError(problems)
 
