@@ -191,7 +191,8 @@ def test_layer_is_reproducible_and_independent_of_revision():
 
 
 def test_malformed_registry_and_component_names(repo_copy, run_cli):
-    code, _, err = run_cli("--source", str(repo_copy), "publish-artifact", "--env", "dev", "--registry", "oci://host-only")
+    code, _, err = run_cli("--source", str(repo_copy), "publish-artifact", "--env", "dev", "--registry", "oci://host-only",
+                           "--revision", REVISION_A, "--source-url", SOURCE_URL)
     assert code == 1 and "repository path" in err
     code, _, err = run_cli("--source", str(repo_copy), "retire-artifact", "--env", "dev", "--component", "Bad_Name",
                        "--registry", "oci://h/p")
@@ -356,7 +357,8 @@ def test_no_registry_anywhere_is_a_clear_error_and_nothing_is_pushed(registry, r
     monkeypatch.setenv("TEST_REGISTRY_PASSWORD", registry.password)
     _set_artifact_repository(repo_copy, None)
     count = writes(registry)
-    for verb in (["publish-artifact", "--env", "dev"], ["retire-artifact", "--env", "dev", "--component", "operator"]):
+    for verb in (["publish-artifact", "--env", "dev", "--revision", REVISION_A, "--source-url", SOURCE_URL],
+                 ["retire-artifact", "--env", "dev", "--component", "operator"]):
         code, out, err = run_cli("--source", str(repo_copy), *verb, *_without_registry_flag(registry))
         assert code == 1 and "Traceback" not in err
         assert "env/dev/environment.yaml: artifact_repository: not set and no --registry given" in err
@@ -365,6 +367,7 @@ def test_no_registry_anywhere_is_a_clear_error_and_nothing_is_pushed(registry, r
 
 def test_an_invalid_artifact_repository_names_file_key_and_hint(repo_copy, run_cli):
     _set_artifact_repository(repo_copy, "https://registry.example.org/Manifests")
-    code, out, err = run_cli("--source", str(repo_copy), "publish-artifact", "--env", "dev")
+    code, out, err = run_cli("--source", str(repo_copy), "publish-artifact", "--env", "dev",
+                             "--revision", REVISION_A, "--source-url", SOURCE_URL)
     assert code == 1 and "env/dev/environment.yaml" in err and "artifact_repository" in err
     assert "oci://HOST[:PORT]/PATH" in err and "Flux OCI artifacts" in err

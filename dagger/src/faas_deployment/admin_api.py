@@ -72,6 +72,7 @@ import httpx
 import tenacity
 
 from . import progress
+from .deadline import Deadline
 from .errors import UserError, printable
 from .dynamic_manifests import Bundle, sha256_file
 from .secrets import SecretValue, sanitize
@@ -130,22 +131,6 @@ class Backoff:
         return tenacity.wait_exponential(multiplier=self.initial, exp_base=2, max=self.cap) + tenacity.wait_random(
             0, self.jitter
         )
-
-
-class Deadline:
-    """An overall deadline on the monotonic clock; ``seconds`` from creation."""
-
-    def __init__(self, seconds: float):
-        if not seconds > 0:
-            raise UserError(f"--timeout: expected a positive number of seconds, got {seconds}")
-        self.seconds = float(seconds)
-        self.started = time.monotonic()
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    def remaining(self) -> float:
-        return max(0.0, self.seconds - self.elapsed())
 
 
 class _DeadlineTimeouts(dict):

@@ -29,6 +29,7 @@ import datetime
 import gzip
 import hashlib
 import json
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,7 @@ import yaml
 
 from . import names
 from .dynamic_manifests import read_objects
-from .errors import UserError
+from .errors import UserError, printable
 from .registry_client import MANIFEST_MEDIA_TYPE, ChartRegistry, check_root, oci_tag
 from .packaging import reproducible_tar_gz
 from .versions import decide, version_of_tag
@@ -176,6 +177,45 @@ def flux_artifact(files: dict[str, bytes], *, source: str, revision: str, create
 def now_rfc3339() -> str:
     """The current UTC time as Flux writes ``created`` (RFC 3339, seconds)."""
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+#: ``org.opencontainers.image.source`` forms: a URL a browser or git reaches (``https://``,
+#: ``http://``, ``ssh://``, ``git://``) or git's scp-like ``user@host:path``; never a local path.
+_SOURCE_URL = re.compile(r"^(https?|ssh|git)://[^\s/@]+(/\S*)?$|^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s/]\S*$")
+_REVISION = re.compile(r"^[^\s@]+@sha1:[0-9a-f]{40}$|^[^\s@]+@sha256:[0-9a-f]{64}$|^[0-9a-f]{40}$")
+
+
+def annotations_of(revision: str, source_url: str, *, where: str) -> tuple[str, str]:
+    """The ``revision`` and ``source`` annotations of an artifact, checked: both are required.
+
+    ``flux push artifact`` requires ``--source`` and ``--revision`` (fluxcd/flux2
+    ``cmd/flux/push_artifact.go``: "--source is required", "--revision is required"),
+    and Flux shows them as the origin of what a cluster runs: an empty one, or a
+    local filesystem path as the source, says nothing to whoever reads it there.
+
+    Args:
+        revision: ``<branch>@sha1:<40 hex>`` (Flux's form; also ``<ref>@sha256:<64 hex>``
+            or a bare 40-hex SHA), ``""`` when ``where`` found none.
+        source_url: ``http(s)://``, ``ssh://``, ``git://`` or scp-like ``user@host:path``,
+            user info stripped; ``""`` when none was found.
+        where: what the defaults were read from, for the message.
+
+    Raises:
+        UserError: a missing or malformed value, naming the flag that gives it.
+    """
+    source_url = strip_userinfo(source_url)
+    if not revision:
+        raise UserError(f"--revision: {where} has no git commit to name; give --revision <branch>@sha1:<sha> "
+                        f"(flux push artifact requires a revision), e.g. $CI_COMMIT_REF_NAME@sha1:$CI_COMMIT_SHA")
+    if not _REVISION.match(revision):
+        raise UserError(f"--revision {printable(revision)!r}: expected <branch>@sha1:<40 hex digits> (Flux's form)")
+    if not source_url:
+        raise UserError(f"--source-url: {where} has no git remote origin; give --source-url https://HOST/PATH "
+                        f"(flux push artifact requires a source), e.g. $CI_PROJECT_URL")
+    if not _SOURCE_URL.match(source_url):
+        raise UserError(f"--source-url {printable(source_url)!r}: expected the repository's URL (https://HOST/PATH, "
+                        f"ssh://, git:// or user@host:path), not a local path; give --source-url")
+    return revision, source_url
 
 
 def git_revision(source: Path) -> tuple[str, str]:

@@ -5,8 +5,8 @@ the one door, :class:`faas_deployment.pipeline.Workspace`; this module only
 translates flags. Results go to standard output (``--output json``: as JSON),
 progress lines to standard error. Exit codes: 0 success, 1 a problem the user can
 fix (printed without a traceback), 2 bad command line, 130 interrupted (Ctrl-C or
-SIGTERM); ``deploy`` and ``wait`` add 3 a failed rollout, 4 superseded, 5 timeout
-(``rollout.EXIT_CODES``).
+SIGTERM), 141 the reader of standard output went away (``| head -1``); ``deploy``
+and ``wait`` add 3 a failed rollout, 4 superseded, 5 timeout (``rollout.EXIT_CODES``).
 
 Global flags (``--source``, ``--template``, ``--output``) are accepted before or
 after the verb. Start-up stays light: a verb's flags, and the modules behind their
@@ -488,6 +488,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr, flush=True)
         return 130
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _reader_gone() -> int:
+    """The reader of standard output went away (``| head -1``): end quietly, as ``head``'s writer should.
+
+    Standard output is pointed at ``/dev/null`` so the interpreter's final flush
+    finds no broken pipe (Python's ``signal`` documentation, "Note on SIGPIPE").
+    The exit code is 141, 128 + SIGPIPE, what a shell reports for a writer the pipe ended.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141
 
 
 def _main(argv: list[str]) -> int:

@@ -6,6 +6,10 @@ daemon threads that the caller waits for at most until the deadline
 (:func:`run_all`); each request also gets connect and read timeouts no longer
 than the time left (:meth:`Deadline.request_timeout`), and no request starts
 after the deadline (:meth:`Deadline.check`).
+
+This module is the one home of the deadline rules: what a ``--timeout`` may be
+(:func:`valid_seconds`: a finite number above zero; ``inf``, ``nan``, zero and negative
+numbers are refused by every verb alike) and how the time left is shared.
 """
 
 from __future__ import annotations
@@ -29,19 +33,43 @@ class DeadlineExceeded(UserError):
     """The verb's overall deadline (``--timeout``) passed."""
 
 
+def valid_seconds(value: object, *, flag: str = "--timeout") -> float:
+    """``value`` as a number of seconds a verb may wait: finite and above zero.
+
+    Raises:
+        UserError: anything else (``inf``, ``nan``, ``0``, negative numbers, non-numbers),
+            the same message for every verb.
+    """
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = float("nan")
+    if isinstance(value, bool) or not (0 < number < float("inf")):
+        raise UserError(f"{flag}: expected a finite number of seconds above 0, got {value!r}")
+    return number
+
+
+def optional_seconds(value: object, *, flag: str = "--timeout") -> float | None:
+    """:func:`valid_seconds`, with ``None`` (not given: the verb's default) passed through."""
+    return None if value is None else valid_seconds(value, flag=flag)
+
+
 class Deadline:
     """``seconds`` from now (monotonic clock).
 
     Raises:
-        UserError: ``seconds`` is not a positive number.
+        UserError: ``seconds`` is not a finite number above zero (:func:`valid_seconds`).
     """
 
     def __init__(self, seconds: float, *, flag: str = "--timeout"):
-        if not seconds > 0 or seconds != seconds or seconds == float("inf"):
-            raise UserError(f"{flag}: expected a positive number of seconds, got {seconds!r}")
-        self.seconds = float(seconds)
+        self.seconds = valid_seconds(seconds, flag=flag)
         self.flag = flag
-        self._end = time.monotonic() + self.seconds
+        self.started = time.monotonic()
+        self._end = self.started + self.seconds
+
+    def elapsed(self) -> float:
+        """Seconds since the deadline was set."""
+        return time.monotonic() - self.started
 
     def remaining(self) -> float:
         """Seconds left, never below 0."""
@@ -64,7 +92,8 @@ class Deadline:
         return (left, left)
 
 
-def run_all(fns: Sequence[Callable[[], T]], deadline: Deadline, what: str) -> list[tuple[T | None, BaseException | None]]:
+def run_all(fns: Sequence[Callable[[], T]], deadline: Deadline, what: str,
+            server: str = "the registry") -> list[tuple[T | None, BaseException | None]]:
     """Run every ``fn`` in its own daemon thread; wait for them until ``deadline``.
 
     Returns:
@@ -90,7 +119,19 @@ def run_all(fns: Sequence[Callable[[], T]], deadline: Deadline, what: str) -> li
     if any(thread.is_alive() for thread in threads):
         raise DeadlineExceeded(
             f"{what}: not finished within the overall deadline of {deadline.seconds:g} s "
-            f"(raise {deadline.flag} or check that the registry answers); a push in flight may "
+            f"(raise {deadline.flag} or check that {server} answers); a push in flight may "
             f"still land: run the same command again to see the registry's state"
         )
     return outcomes
+
+
+def run(fn: Callable[[], T], deadline: Deadline, what: str, server: str) -> T:
+    """``fn()`` in a daemon thread, waited for until ``deadline``; its exception re-raised here.
+
+    Raises:
+        DeadlineExceeded: ``fn`` had not finished at the deadline.
+    """
+    [(result, error)] = run_all([fn], deadline, what, server)
+    if error is not None:
+        raise error
+    return result  # type: ignore[return-value]

@@ -147,7 +147,8 @@ def unreachable(access: RegistryAccess, deadline: Deadline) -> str:
         return f"cannot connect to {access.host} ({exc.strerror or type(exc).__name__})"
 
 
-def _check_one(shown: str, reference: str, access: RegistryAccess, deadline: Deadline) -> Problem | None:
+def _check_one(shown: str, reference: str, access: RegistryAccess, deadline: Deadline,
+               unchecked: list[str] | None = None) -> Problem | None:
     repository, tag = reference.rsplit(":", 1)
     local = access.for_host(names.registry_of(repository))
     why = unreachable(local, deadline)
@@ -167,10 +168,13 @@ def _check_one(shown: str, reference: str, access: RegistryAccess, deadline: Dea
                 "--skip-image-check skips this check where the registry cannot be reached",
             )
     note(f"WARNING: image {reference} not checked: {why}")
+    if unchecked is not None:
+        unchecked.append(reference)
     return None
 
 
-def check_images(references: Mapping[str, str], access: RegistryAccess | None, deadline: Deadline) -> list[Problem]:
+def check_images(references: Mapping[str, str], access: RegistryAccess | None, deadline: Deadline,
+                 unchecked: list[str] | None = None) -> list[Problem]:
     """Check that each image reference exists in its registry, all at once, within ``deadline``.
 
     Args:
@@ -182,19 +186,25 @@ def check_images(references: Mapping[str, str], access: RegistryAccess | None, d
     Returns:
         One problem per image its registry answers 404 for. An unreachable registry,
         refused credentials or any other answer give a warning line
-        (``[faas-deploy] WARNING: image ... not checked: ...``) and no problem.
+        (``[faas-deploy] WARNING: image ... not checked: ...``) and no problem; each such
+        reference is appended to ``unchecked`` when given.
     """
     shown = list(references)
-    calls = [functools.partial(_check_one, s, references[s], access or RegistryAccess(""), deadline) for s in shown]
+    calls = [functools.partial(_check_one, s, references[s], access or RegistryAccess(""), deadline, unchecked)
+             for s in shown]
     problems: list[Problem] = []
     try:
         outcomes = run_all(calls, deadline, "checking images")
     except UserError as exc:
         note(f"WARNING: images not checked: {exc}")
+        if unchecked is not None:
+            unchecked.extend(references[s] for s in shown)
         return []
     for s, (problem, error) in zip(shown, outcomes):
         if isinstance(error, UserError):
             note(f"WARNING: image {references[s]} not checked: {error}")
+            if unchecked is not None:
+                unchecked.append(references[s])
         elif error is not None:
             raise error  # a bug: keep its traceback
         elif problem is not None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
@@ -452,10 +453,19 @@ class Workspace:
             repository, tag = context.get("image_repository"), context.get("image_tag")
             if isinstance(repository, str) and isinstance(tag, str) and repository and tag:
                 references[self.display(env, name)] = f"{repository}:{tag}"
+        if not references:
+            note(f"check images of {env}: no config names image_repository and image_tag, nothing checked")
+            return []
         seconds = image_tags.CHECK_TIMEOUT
         limit = Deadline(min(seconds, target.deadline.remaining()) if target.deadline else seconds)
-        with step(f"check images of {env}"):
-            return image_tags.check_images(references, target.access, limit)
+        started, unchecked = time.monotonic(), []
+        problems = image_tags.check_images(references, target.access, limit, unchecked)
+        found = len(references) - len(problems) - len(unchecked)
+        summary = ", ".join(f"{count} {what}" for count, what in ((found, "found"), (len(problems), "missing"),
+                                                                   (len(unchecked), "not checked")) if count)
+        verdict = "ok" if found == len(references) else "failed" if problems else "incomplete"
+        note(f"check images of {env}: {verdict}, {summary} ({time.monotonic() - started:.2f} s)")
+        return problems
 
     # ----------------------------------------------------------------------- chart verbs
 
@@ -547,6 +557,8 @@ class Workspace:
         """
         from . import dynamic_manifests, versions
 
+        if registry is not None:
+            _timeout(registry.timeout)  # refused even when no registry is given, as by every verb
         envs = [env] if env else layout.envs(self.source)
         if not envs:
             raise UserError(f"{self.source}: no {layout.CONFIG_GLOB} found")
@@ -572,7 +584,7 @@ class Workspace:
                 lines.extend(self._dry_run(name, packages, rules, problems))
                 found = dynamic_manifests.check_env(self.source, name)
                 problems.extend(found)
-                if not found:
+                if not found and layout.dynamic_dir(self.source, name).is_dir():
                     lines.append(f"ok {name}: dynamic manifests")
         if base is not None:
             lines.extend(self._increment_lines(base, base_name, envs, problems))
@@ -658,6 +670,7 @@ class Workspace:
 
         from .secrets import refuse_inside
 
+        timeout = _timeout(timeout)
         token = reveal(token)
         refuse_inside(token, "--token", {"--admin-url": admin_url, "--ready-path": ready_path,
                                          "--upload-path": upload_path})
@@ -666,7 +679,8 @@ class Workspace:
         url = admin_url or self.settings(env).admin_url
         line = admin_api.upload_manifests(
             url, bundle, token, ready_path=ready_path or admin_api.DEFAULT_READY_PATH,
-            upload_path=upload_path or admin_api.DEFAULT_UPLOAD_PATH, timeout=timeout or admin_api.DEFAULT_TIMEOUT,
+            upload_path=upload_path or admin_api.DEFAULT_UPLOAD_PATH,
+            timeout=admin_api.DEFAULT_TIMEOUT if timeout is None else timeout,
         )
         return _result([line], {"bundle": jsonable(bundle), "upload": line}, path=bundle.path)
 
@@ -713,11 +727,12 @@ class Workspace:
         from . import buildah
         from .deadline import DEFAULT_TIMEOUT
 
+        timeout = _timeout(timeout)
         repository = self.image_repository(env, component)
         published = buildah.publish_image(
             Path(context), repository=repository, tag=tag, options=options,
             credentials=Registry(username=username, password=password).credentials(), plain_http=plain_http,
-            timeout=timeout or DEFAULT_TIMEOUT, revision=revision, source_url=source_url, ca_file=ca_file)
+            timeout=DEFAULT_TIMEOUT if timeout is None else timeout, revision=revision, source_url=source_url, ca_file=ca_file)
         return _result([str(published)], published)
 
     def bump(self, env: str, component: str, *, image_tag: str, part: str = BUMP_PART,
@@ -873,7 +888,8 @@ class Workspace:
         """The registry ``deploy`` publishes to: ``registry.registry`` when given, else the environment's
         ``chart_registry``, with its ``chart_registry_immutable_tags``; within ``timeout`` s (default:
         ``deploy_timeout``)."""
-        registry = replace(registry, timeout=timeout or env_settings.deploy_timeout)
+        timeout = _timeout(timeout)
+        registry = replace(registry, timeout=env_settings.deploy_timeout if timeout is None else timeout)
         if registry.registry is not None:
             return registry
         return replace(registry, registry=env_settings.chart_registry,
@@ -897,6 +913,7 @@ class Workspace:
 
         from . import deploy, rollout
 
+        timeout = _timeout(timeout)
         components = self.resolve(env, component) if component else None
         if (receiver_token is None) == (not trigger_api):
             raise UserError("deploy: give exactly one trigger, --receiver-token (Flux Receiver) or --trigger-api")
@@ -918,19 +935,20 @@ class Workspace:
         until Kustomization ``app-<component>`` applied that digest."""
         from . import deploy, rollout
 
+        timeout = _timeout(timeout)
         if artifact:
             if not component:
                 raise UserError("wait --artifact: give --component C (its Kustomization app-<C>)")
             self.resolve(env, component)
             client = rollout.make_client(reveal(kubeconfig), kube_context or None)
             outcome = deploy.wait_artifact(client, namespace=artifact_namespace or FLUX_NAMESPACE, component=component,
-                                           digest=artifact, timeout=timeout or self.settings(env).deploy_timeout)
+                                           digest=artifact, timeout=self.settings(env).deploy_timeout if timeout is None else timeout)
             return self._rollout([outcome.line], [outcome])
         names = self.resolve(env, component)
         env_settings = self.settings(env)
         expected = {n: deploy.expected_for(self, env, n) for n in names}
         client = rollout.make_client(reveal(kubeconfig), kube_context or None)
-        outcomes = deploy.wait_all(client, env_settings, expected, timeout=timeout or env_settings.deploy_timeout)
+        outcomes = deploy.wait_all(client, env_settings, expected, timeout=env_settings.deploy_timeout if timeout is None else timeout)
         return self._rollout([o.line for o in outcomes], outcomes)
 
     @staticmethod
@@ -1008,8 +1026,9 @@ class Workspace:
         names = components or self.components(env)
         if manifests_dir is not None and len(names) != 1:
             raise UserError("--manifests replaces one component's chart: give --component too")
-        git_rev, git_url = artifacts.git_revision(self.source)
-        revision, source_url = revision or git_rev, source_url or git_url
+        git_rev, git_url = artifacts.git_revision(self.source) if not (revision and source_url) else ("", "")
+        revision, source_url = artifacts.annotations_of(revision or git_rev, source_url or git_url,
+                                                        where="the source tree")
         created = artifacts.now_rfc3339()
         problems: list[Problem] = []
         built: dict[str, tuple[Any, str]] = {}
@@ -1054,6 +1073,13 @@ class Workspace:
         )
         paths = artifacts.write_flux_objects(settings, Path(out))
         return _result([str(p) for p in paths], {"files": paths}, path=Path(out))
+
+
+def _timeout(value: float | None) -> float | None:
+    """A verb's ``timeout`` checked by the one rule of every verb (:func:`deadline.valid_seconds`); None: its default."""
+    from .deadline import optional_seconds
+
+    return optional_seconds(value)
 
 
 def _problem_of(shown: str, exc: UserError) -> Problem:

@@ -1,0 +1,143 @@
+"""Results are a contract: what every verb prints, how it ends, and what it refuses alike.
+
+Run through the real CLI (in-process, or as a process behind a real pipe), against
+a copy of the repository's env/ tree.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from faas_deployment import deadline
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-c", "import sys; from faas_deployment.cli import main; sys.exit(main())"]
+
+#: Every verb with a --timeout, and the flags it needs to get as far as reading it.
+TIMEOUT_VERBS = {
+    "check": ["--registry", "oci://127.0.0.1:9/charts"],
+    "publish": ["--env", "dev", "--component", "operator", "--registry", "oci://127.0.0.1:9/charts"],
+    "release": ["--env", "dev", "--registry", "oci://127.0.0.1:9/charts"],
+    "upload-manifests": ["--env", "dev", "--token", "env:FAAS_TEST_TOKEN", "--admin-url", "http://127.0.0.1:9"],
+    "publish-image": ["--env", "dev", "--component", "operator", "--context", ".", "--tag", "x"],
+    "deploy": ["--env", "dev", "--receiver-token", "env:FAAS_TEST_TOKEN"],
+    "wait": ["--env", "dev"],
+}
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-1", "0", "-inf"])
+@pytest.mark.parametrize("verb", sorted(TIMEOUT_VERBS))
+def test_every_verb_refuses_a_timeout_that_is_not_a_finite_positive_number_alike(verb, value, repo_copy, run_cli,
+                                                                               monkeypatch):
+    monkeypatch.setenv("FAAS_TEST_TOKEN", "t0k3n-value")
+    before = {p: p.read_bytes() for p in repo_copy.rglob("*") if p.is_file()}
+    started = time.monotonic()
+    code, out, err = run_cli("--source", str(repo_copy), verb, *TIMEOUT_VERBS[verb], f"--timeout={value}")
+    assert time.monotonic() - started < 10
+    assert code == 1 and out == "", err
+    assert err.strip().splitlines()[-1] == (f"faas-deploy: error: --timeout: expected a finite number of seconds "
+                                            f"above 0, got {float(value)!r}")
+    assert {p: p.read_bytes() for p in repo_copy.rglob("*") if p.is_file()} == before  # nothing written
+
+
+def test_the_one_deadline_rule_is_the_admin_api_s_too():
+    from faas_deployment import admin_api
+
+    assert admin_api.Deadline is deadline.Deadline
+    for bad in (float("inf"), float("nan"), 0, -3, True, "x"):
+        with pytest.raises(deadline.UserError, match="finite number of seconds above 0"):
+            deadline.Deadline(bad)  # type: ignore[arg-type]
+    assert deadline.Deadline(2.5).remaining() <= 2.5
+
+
+def _env(source: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO / "dagger" / "src")}
+
+
+@pytest.mark.parametrize("argv", [["config", "--env", "dev", "--component", "operator"],
+                                  ["objects", "--env", "dev", "--component", "operator"],
+                                  ["--output", "json", "config", "--env", "dev", "--component", "operator"]])
+def test_a_reader_that_goes_away_ends_the_run_quietly(argv, repo_copy):
+    """The reader of stdout closes the pipe before anything is written (as ``| head -1`` does once it has its line)."""
+    proc = subprocess.Popen([*CLI, "--source", str(repo_copy), *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=_env(repo_copy))
+    proc.stdout.close()  # type: ignore[union-attr]
+    err = proc.stderr.read().decode()  # type: ignore[union-attr]
+    code = proc.wait(timeout=60)
+    assert "Traceback" not in err and "BrokenPipeError" not in err and "Exception ignored" not in err, err
+    assert code == 141
+
+
+def test_head_1_through_a_shell_pipe_ends_quietly(repo_copy):
+    command = " ".join(f"'{a}'" for a in [*CLI, "--source", str(repo_copy), "objects", "--env", "dev",
+                                          "--component", "operator"])
+    done = subprocess.run(["bash", "-c", f"set -o pipefail; {command} | head -1"], capture_output=True, text=True,
+                          env=_env(repo_copy), timeout=60)
+    assert done.stdout.count("\n") == 1
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+
+
+def test_check_says_ok_for_dynamic_manifests_only_where_there_are_some(repo_copy, run_cli):
+    import shutil
+
+    shutil.rmtree(repo_copy / "env" / "prod" / "operator")
+    code, out, err = run_cli("--source", str(repo_copy), "check")
+    assert code == 0, err
+    assert "ok dev: dynamic manifests" in out
+    assert "ok prod: dynamic manifests" not in out and "prod: dynamic" not in out
+
+
+def test_release_never_says_images_ok_when_none_was_checked(repo_copy, run_cli, capsys):
+    # Every image names registry.example.org, which cannot be reached from here: none is checked.
+    code, out, err = run_cli("--source", str(repo_copy), "release", "--env", "dev", "--timeout", "20")
+    assert "check images of dev: ok" not in err, err
+    assert re.search(r"check images of dev: incomplete, 2 not checked", err), err
+    # Configs without image keys (a user template may have none): nothing to check, and it says so.
+    from faas_deployment.pipeline import Workspace
+
+    ws = Workspace.open(repo_copy)
+    assert ws.image_problems("dev", {"operator": {"chart_name": "x"}}, ws.local_target("dev")) == []
+    err = capsys.readouterr().err
+    assert "check images of dev: ok" not in err
+    assert "check images of dev: no config names image_repository and image_tag, nothing checked" in err, err
+
+
+def test_publish_artifact_without_git_history_or_flags_is_an_error(repo_copy, run_cli):
+    code, out, err = run_cli("--source", str(repo_copy), "publish-artifact", "--env", "dev",
+                             "--registry", "oci://127.0.0.1:9/faas/manifests", "--plain-http")
+    assert code == 1 and out == "" and "--revision: the source tree has no git commit" in err
+    assert "flux push artifact requires" in err and "Traceback" not in err
+
+
+def test_publish_artifact_refuses_a_local_path_as_the_source(repo_copy, run_cli, tmp_path):
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(repo_copy), "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
+                       check=True, capture_output=True)
+
+    git("init", "-q", "-b", "main")
+    git("add", "-A")
+    git("commit", "-qm", "env")
+    git("remote", "add", "origin", str(tmp_path / "origin.git"))
+    code, out, err = run_cli("--source", str(repo_copy), "publish-artifact", "--env", "dev",
+                             "--registry", "oci://127.0.0.1:9/faas/manifests", "--plain-http")
+    assert code == 1 and "not a local path" in err and "--source-url" in err
+    code, out, err = run_cli("--source", str(repo_copy), "publish-artifact", "--env", "dev",
+                             "--registry", "oci://127.0.0.1:9/faas/manifests", "--plain-http",
+                             "--revision", "main@sha1:" + "a" * 40, "--source-url", "")
+    assert code == 1 and "not a local path" in err
+    from faas_deployment import artifacts
+
+    assert artifacts.annotations_of("main@sha1:" + "a" * 40, "https://u:p@git.example.org/x.git", where="t") == (
+        "main@sha1:" + "a" * 40, "https://git.example.org/x.git")
+    for revision, source in (("", "https://git.example.org/x"), ("main@sha1:" + "a" * 40, ""),
+                             ("main@sha1:" + "a" * 40, "/srv/git/x.git"), ("main@sha1:" + "a" * 40, "file:///x"),
+                             ("main@sha1:" + "a" * 40, "../x"), ("main sha1", "https://git.example.org/x")):
+        with pytest.raises(artifacts.UserError):
+            artifacts.annotations_of(revision, source, where="the source tree")
