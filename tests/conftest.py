@@ -86,6 +86,7 @@ LAYERS: dict[str, str] = {
     "test_registry_lies.py": "integration",
     "test_registry_round_trips.py": "integration",
     "test_registry_token_auth.py": "integration",
+    "test_retire_and_flux_files.py": "integration",
     "test_secret_output.py": "integration",
     "test_secrets.py": "unit",
     "test_version_tags.py": "integration",

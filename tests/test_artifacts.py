@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import re
+import shutil
 import subprocess
 import tarfile
 from pathlib import Path
@@ -151,6 +152,7 @@ def test_retire_deletes_only_the_moving_tag(registry, repo_copy, monkeypatch, ru
     assert publish(run_cli, repo_copy, registry)[0] == 0
     version = get_scalar(config_file(repo_copy, "dev", "operator"), "chart_version")
     kept = manifest_digest(registry, f"app-operator-{version}")
+    shutil.rmtree(repo_copy / "env" / "dev" / "operator")  # only a removed component is retired
     retire = ["--source", str(repo_copy), "retire-artifact", "--env", "dev", "--component", "operator", *flags(registry)]
     code, out, err = run_cli(*retire)
     assert code == 0, err
@@ -358,7 +360,7 @@ def test_no_registry_anywhere_is_a_clear_error_and_nothing_is_pushed(registry, r
     _set_artifact_repository(repo_copy, None)
     count = writes(registry)
     for verb in (["publish-artifact", "--env", "dev", "--revision", REVISION_A, "--source-url", SOURCE_URL],
-                 ["retire-artifact", "--env", "dev", "--component", "operator"]):
+                 ["retire-artifact", "--env", "dev", "--component", "gone"]):
         code, out, err = run_cli("--source", str(repo_copy), *verb, *_without_registry_flag(registry))
         assert code == 1 and "Traceback" not in err
         assert "env/dev/environment.yaml: artifact_repository: not set and no --registry given" in err

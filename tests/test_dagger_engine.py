@@ -139,7 +139,7 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
         'repository: string',
         'name: string = ""',
         'namespace: string = "flux-system"',
-        'target_namespace: string = "default"',
+        'target_namespace: string = ""',
         'registry_secret: string = ""',
         'receiver_secret: string = "faas-receiver-token"',
         'plain_http: boolean = false',
@@ -517,6 +517,25 @@ def _run_shell_prefix(line: str, cwd: Path) -> str:
     return line
 
 
+def _publish_then_remove(checkout: Path, registry, component: str) -> None:
+    """Publish ``component``'s dev artifact to the README's artifact repository, then remove it from ``env/dev/``."""
+    from faas_deployment.cli import main
+    from support.repo_tree import set_scalar
+
+    directory = checkout / "env" / "dev" / component
+    shutil.copytree(checkout / "env" / "dev" / "controller", directory)
+    set_scalar(directory / "cookiecutter-config.yaml", "chart_name", f"faas-{component}")
+    os.environ["README_OLD_PASSWORD"] = registry.password
+    try:
+        assert main(["--source", str(checkout), "publish-artifact", "--env", "dev", "--component", component,
+                     *_registry_line("--registry oci://registry.example.org/eo4eu-faas/manifests", registry).split(),
+                     "--username", registry.username, "--password", "env:README_OLD_PASSWORD",
+                     "--revision", "main@sha1:" + "0" * 40, "--source-url", "https://git.example.org/x.git"]) == 0
+    finally:
+        del os.environ["README_OLD_PASSWORD"]
+    shutil.rmtree(directory)
+
+
 def test_every_readme_line_runs(registry, checkout, tmp_path):
     lines = readme_lines()
     assert len(lines) >= 12
@@ -525,6 +544,7 @@ def test_every_readme_line_runs(registry, checkout, tmp_path):
     secrets = {"CHART_REGISTRY_PASSWORD": registry.password, "OPERATOR_ADMIN_TOKEN": "tok-readme-0123",
                "IMAGE_REGISTRY_PASSWORD": "img-secret-4567"}
     not_executed = []
+    _publish_then_remove(checkout, registry, "old")  # what the README's retire-artifact lines retire
     with AdminApiServer("tok-readme-0123") as api, Engine(checkout, env=secrets) as engine:
         for raw in lines:
             line = _run_shell_prefix(_registry_line(raw, registry), checkout)
@@ -546,7 +566,7 @@ def test_every_readme_line_runs(registry, checkout, tmp_path):
             elif "publish-artifact" in line:
                 assert out.strip() and all(row.startswith(("pushed ", "unchanged ")) for row in out.splitlines()), out
             elif "retire-artifact" in line:
-                assert out.startswith("absent "), out
+                assert out.startswith("retired "), out
             elif "upload-manifests" in line:
                 assert out.startswith("uploaded "), out
             elif line.startswith("dagger call check"):

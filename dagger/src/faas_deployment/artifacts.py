@@ -34,16 +34,14 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from . import names
+from . import names, yaml_out
+from .credentials import RegistryCredentials
 from .dynamic_manifests import read_objects
 from .errors import UserError, printable
-from .registry_client import MANIFEST_MEDIA_TYPE, ChartRegistry, check_root, oci_tag
-from .packaging import reproducible_tar_gz
-from .versions import decide, version_of_tag
 from .images import git_facts, strip_userinfo
-from .credentials import RegistryCredentials
+from .packaging import reproducible_tar_gz
+from .registry_client import MANIFEST_MEDIA_TYPE, ChartRegistry, check_root, oci_tag
+from .versions import decide, version_of_tag
 
 FLUX_CONFIG_MEDIA_TYPE = "application/vnd.cncf.flux.config.v1+json"
 FLUX_CONTENT_MEDIA_TYPE = "application/vnd.cncf.flux.content.v1.tar+gzip"
@@ -358,15 +356,25 @@ def retire(repository: ArtifactRepository, component: str) -> str:
     copy is deleted.
 
     Returns:
-        ``retired HOST/PATH:app-<c>@<digest>`` or ``absent HOST/PATH:app-<c>``.
+        ``retired HOST/PATH:app-<c>@<digest>``, or ``absent HOST/PATH:app-<c>`` when the
+        component was retired already (its ``app-<c>-<version>`` tags remain).
 
     Raises:
-        UserError: the registry refuses deletes (distribution: ``storage.delete.enabled``).
+        UserError: the registry refuses deletes (distribution: ``storage.delete.enabled``);
+            or it holds no tag of the component at all (a misspelt name: the components
+            it knows are listed).
     """
     tag = moving_tag(component)
     current = repository.layer_digest(tag)
     if current is None:
-        return f"absent {repository.reference}:{tag}"
+        tags = repository.tags()
+        prefix = f"{tag}-"
+        if any(t.startswith(prefix) and version_of_tag(t[len(prefix):]) for t in tags):
+            return f"absent {repository.reference}:{tag}"
+        known = sorted(t[len(TAG_PREFIX):] for t in tags if t.startswith(TAG_PREFIX) and not re.match(EXCLUDE_TAG, t))
+        raise UserError(f"retire-artifact --component {component}: {repository.reference} holds no artifact of "
+                        f"{component} ({tag} or {tag}-<version>): check the name; components published there: "
+                        f"{', '.join(known) or 'none'}")
     document = json.loads(current[0])
     document.setdefault("annotations", {})[ANNOTATION_RETIRED] = now_rfc3339()
     copy = json.dumps(document, separators=(",", ":")).encode()
@@ -480,7 +488,7 @@ def write_flux_objects(settings: FluxObjectSettings, out: Path) -> list[Path]:
     written = []
     for name, obj in sorted(flux_objects(settings).items()):
         path = out / name
-        path.write_text(yaml.safe_dump(obj, sort_keys=False))
+        path.write_text(yaml_out.dump(obj))
         written.append(path)
     return written
 

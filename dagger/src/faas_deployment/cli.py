@@ -279,8 +279,8 @@ def _objects_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR")
     parser.add_argument("--name", default="", help="the objects' name (default: faas-<env>)")
     parser.add_argument("--namespace", default=pipeline.FLUX_NAMESPACE, help="namespace of the Flux objects (default: %(default)s)")
-    parser.add_argument("--target-namespace", default=pipeline.TARGET_NAMESPACE,
-                        help="namespace the manifests are applied in (default: %(default)s)")
+    parser.add_argument("--target-namespace", default="",
+                        help="namespace the manifests are applied in (default: namespace of env/<env>/environment.yaml)")
     parser.add_argument("--registry-secret", default="", help="docker-config Secret for the registry (default: anonymous)")
     parser.add_argument("--receiver-secret", default=pipeline.RECEIVER_SECRET,
                         help="Secret with the Receiver token (default: %(default)s)")

@@ -601,7 +601,8 @@ class Environment:
         repository: Annotated[str, Doc("the artifact repository the objects watch, oci://HOST[:PORT]/PATH")],
         name: Annotated[str, Doc("the objects' name (default: faas-<env>)")] = "",
         namespace: Annotated[str, Doc("namespace of the Flux objects")] = door.FLUX_NAMESPACE,
-        target_namespace: Annotated[str, Doc("namespace the manifests are applied in")] = door.TARGET_NAMESPACE,
+        target_namespace: Annotated[str, Doc("namespace the manifests are applied in (default: namespace of "
+                                             "env/<env>/environment.yaml)")] = "",
         registry_secret: Annotated[str, Doc("docker-config Secret for the registry (empty: anonymous)")] = "",
         receiver_secret: Annotated[str, Doc("Secret holding the Receiver token")] = door.RECEIVER_SECRET,
         plain_http: Annotated[bool, Doc("insecure: true (a plain HTTP registry; tests only)")] = False,

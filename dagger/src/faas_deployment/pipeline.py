@@ -72,8 +72,9 @@ REMOTE = "origin"
 BUMP_LABELS = ("bump",)
 #: Namespace of the Flux objects ``artifact-objects`` writes, and of the Kustomizations ``wait`` watches.
 FLUX_NAMESPACE = "flux-system"
-#: Namespace the artifacts' manifests are applied in.
-TARGET_NAMESPACE = "default"
+#: Namespace charts are rendered in for ``template`` and the Flux artifacts (as ``helm template`` does); the
+#: artifacts' Kustomization applies them in the environment's ``namespace`` (``targetNamespace``).
+RENDER_NAMESPACE = "default"
 #: Secret holding the Receiver token of the artifact objects.
 RECEIVER_SECRET = "faas-receiver-token"
 #: ``--output`` forms of results.
@@ -471,10 +472,10 @@ class Workspace:
 
     def config(self, env: str, component: str) -> Result:
         """``config``: the validated, resolved context as YAML (``default_context: {...}``); data: the context."""
-        import yaml
+        from . import yaml_out
 
         context = self.context(env, component)
-        return _result(yaml.safe_dump({"default_context": context}, sort_keys=False).rstrip("\n"), context)
+        return _result(yaml_out.dump({"default_context": context}).rstrip("\n"), context)
 
     def chart(self, env: str, component: str, out_dir: Path) -> Result:
         """``chart``: the rendered, linted chart directory under ``out_dir``."""
@@ -498,7 +499,7 @@ class Workspace:
             chart_dir = self.render_chart(env, component, Path(scratch))
             meta = yaml.safe_load((chart_dir / "Chart.yaml").read_text())
             with step(f"template {env}/{component}"):
-                rendered = chart.render_objects(chart_dir, str(meta["name"]), TARGET_NAMESPACE)
+                rendered = chart.render_objects(chart_dir, str(meta["name"]), RENDER_NAMESPACE)
             return rendered, str(meta["version"])
 
     def package(self, env: str, component: str, out_dir: Path) -> Result:
@@ -880,8 +881,9 @@ class Workspace:
         """``flux``: the environment's Flux objects (OCIRepository, HelmRelease, Receiver) written into ``out``."""
         from . import deploy, flux
 
-        paths = flux.write_objects(self.settings(env), deploy.charts(self, env), Path(out))
-        return _result([str(p) for p in paths], {"files": paths}, path=Path(out))
+        written = flux.write_objects(self.settings(env), deploy.charts(self, env), Path(out))
+        return _result([str(p) for p in written.files] + [f"removed {p}" for p in written.removed],
+                       {"files": written.files, "removed": written.removed}, path=Path(out))
 
     @staticmethod
     def deploy_registry(env_settings: Settings, registry: Registry, timeout: float | None = None) -> Registry:
@@ -1052,23 +1054,44 @@ class Workspace:
         return _run_all(publish, names, None)
 
     def retire_artifact(self, env: str, component: str, registry: Registry) -> Result:
-        """``retire-artifact``: delete ``app-<component>`` so Flux uninstalls the removed component."""
+        """``retire-artifact``: delete ``app-<component>`` so Flux uninstalls the removed component.
+
+        Raises:
+            UserError: ``component`` still exists under ``env/<env>/`` (Flux would uninstall
+                a running component), before the registry is contacted; or the registry
+                never held an artifact of that name (see :func:`artifacts.retire`).
+        """
         from . import artifacts
 
         artifacts.check_component_name(component)
+        if component in self.components(env):
+            raise UserError(f"retire-artifact --component {component}: {self.display(env, component)} still exists, so "
+                            f"{component} is still deployed: retiring would make Flux uninstall it; remove "
+                            f"env/{env}/{component}/ from the repository first (retire is for removed components)")
         return _result([artifacts.retire(self.artifact_repository(env, registry)(), component)])
 
     def artifact_objects(self, env: str, repository: str, out: Path, *, name: str = "",
-                         namespace: str = FLUX_NAMESPACE, target_namespace: str = TARGET_NAMESPACE,
+                         namespace: str = FLUX_NAMESPACE, target_namespace: str = "",
                          registry_secret: str = "", receiver_secret: str = RECEIVER_SECRET,
                          plain_http: bool = False) -> Result:
-        """``artifact-objects``: the Flux Operator objects watching the artifacts, written into ``out``."""
-        from . import artifacts
+        """``artifact-objects``: the Flux Operator objects watching the artifacts, written into ``out``.
+
+        ``target_namespace`` (the Kustomizations' ``targetNamespace``): default, the environment's
+        ``namespace`` (``env/<env>/environment.yaml``), where its HelmReleases install too.
+
+        Raises:
+            UserError: ``target_namespace`` or ``namespace`` is not a Kubernetes namespace name (DNS-1123 label).
+        """
+        from . import artifacts, names
 
         self.components(env)
+        for flag, value in (("--namespace", namespace), ("--target-namespace", target_namespace)):
+            if value and not names.is_dns_label(value):
+                raise UserError(f"{flag} {value!r}: expected a Kubernetes namespace name (lowercase letters, digits "
+                                f"and '-', at most {names.DNS_LABEL_MAX} characters)")
         settings = artifacts.FluxObjectSettings(
             url=repository, name=name or f"faas-{env}", namespace=namespace or FLUX_NAMESPACE,
-            target_namespace=target_namespace or TARGET_NAMESPACE, registry_secret=registry_secret,
+            target_namespace=target_namespace or self.settings(env).namespace, registry_secret=registry_secret,
             receiver_secret=receiver_secret or RECEIVER_SECRET, insecure=plain_http,
         )
         paths = artifacts.write_flux_objects(settings, Path(out))
