@@ -4,7 +4,7 @@ Three user cookiecutter templates each do one thing that once let a bump go unse
 the first hard-codes ``version:`` in its Chart.yaml, the second derives ``name:`` from
 a variable of its own, the third keys the version as ``version`` (and lists its own
 identity keys in ``_identity_keys``). Each goes through the real CLI (``release``,
-``publish --prerelease`` into the local repository, ``flux``) against the real registry fixture, and Helm's own
+``publish --prerelease``, ``flux``) against the real registry fixture, and Helm's own
 registry client reads back what was published.
 """
 
@@ -97,13 +97,17 @@ def test_a_bump_is_published_under_the_configs_name_and_version(kind, registry, 
         assert f"pushed {registry.host}/charts/dev/{name}:1.0.0@" in out
         assert helm_client.tags(f"{root}/{name}") == ["1.0.0"]
 
-    # A bump: its merge-request pre-release carries the suffix in Chart.yaml and in the file name, ...
+    # A bump: its merge-request pre-release carries the suffix in Chart.yaml and in the tag, ...
     write_configs(source, kind, "1.0.1")
-    code, out, err = run_cli(*cli, "publish", "--env", "dev", "--component", "operator", "--prerelease", "mr.7.1")
+    code, out, err = run_cli(*cli, "publish", "--env", "dev", "--component", "operator", *flags,
+                             "--prerelease", "mr.7.1")
     assert code == 0, err
-    assert out.startswith("pushed ") and "team-operator-1.0.1-mr.7.1.tgz" in out
-    package = source / "dist" / "charts" / "dev" / "team-operator-1.0.1-mr.7.1.tgz"
-    rendered = helm_python.Chart.load(str(package)).render({}, name="r", namespace="n")
+    assert f"pushed {registry.host}/charts/dev/team-operator:1.0.1-mr.7.1@" in out
+    pulled = tmp_path / "pulled"
+    pulled.mkdir()
+    helm_client.pull(f"{root}/team-operator", version="1.0.1-mr.7.1", destination=str(pulled), plain_http=True)
+    loaded = helm_python.Chart.load(str(pulled / "team-operator-1.0.1-mr.7.1.tgz"))
+    rendered = loaded.render({}, name="r", namespace="n")
     assert "chart: team-operator-1.0.1-mr.7.1" in "".join(rendered.values())
 
     # ... and its release publishes the new version: never "unchanged".
@@ -112,7 +116,8 @@ def test_a_bump_is_published_under_the_configs_name_and_version(kind, registry, 
     assert "unchanged" not in out
     for name in names.values():
         assert f"pushed {registry.host}/charts/dev/{name}:1.0.1@" in out
-        assert helm_client.tags(f"{root}/{name}") == ["1.0.1", "1.0.0"]
+        assert helm_client.tags(f"{root}/{name}") == (["1.0.1", "1.0.1-mr.7.1", "1.0.0"] if name == "team-operator"
+                                                       else ["1.0.1", "1.0.0"])
 
     # flux points each OCIRepository at a chart that was published.
     out_dir = tmp_path / "flux"
