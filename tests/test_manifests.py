@@ -327,8 +327,8 @@ def test_large_trees_are_checked_in_worker_processes_with_the_same_outcome(tmp_p
     tree(d, {"gone.yaml": CONFIGMAP})
     real_scan = dynamic_manifests._scan
 
-    def scan_then_swap(directory: Path):
-        found = real_scan(directory)
+    def scan_then_swap(directory: Path, *words):
+        found = real_scan(directory, *words)
         (d / "gone.yaml").unlink()  # replaced by a link after the scan: the read must not follow it
         (d / "gone.yaml").symlink_to(tmp_path / "elsewhere.yaml")
         return found

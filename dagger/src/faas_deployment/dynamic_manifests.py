@@ -740,7 +740,7 @@ def _start(directory: Path, log: Callable[[str], None] | None, words: _Words = _
     if not directory.is_dir():
         raise ValidationError([Problem(str(directory), "", "not a directory",
                                        f"{words.directory} must be a directory of manifests")])
-    scan = _scan(directory) if words is _DYNAMIC else _scan(directory, words)
+    scan = _scan(directory, words)
     if log:
         for message in scan.left_out:
             log(message)

@@ -25,6 +25,7 @@ signature, 404 an unknown hook, 503 a Receiver not ready yet.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -161,6 +162,7 @@ def write_objects(settings: Settings, charts: list[Chart], out: Path) -> Written
         UserError: ``out`` exists and is not a directory, or a file cannot be written or removed.
     """
     files = objects(settings, charts)
+    partial = None
     try:
         out.mkdir(parents=True, exist_ok=True)
         written = []
@@ -170,6 +172,7 @@ def write_objects(settings: Settings, charts: list[Chart], out: Path) -> Written
             partial.write_text(MARKER.format(env=settings.env) + yaml_out.dump_all(docs), encoding="utf-8")
             os.replace(partial, path)
             written.append(path)
+        partial = None
         removed = []
         for entry in sorted(os.scandir(out), key=lambda e: e.name):
             if entry.name in files or not entry.name.endswith(".yaml") or not entry.is_file(follow_symlinks=False):
@@ -180,6 +183,9 @@ def write_objects(settings: Settings, charts: list[Chart], out: Path) -> Written
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))
     except OSError as exc:
+        if partial is not None:
+            with contextlib.suppress(OSError):
+                partial.unlink()
         raise UserError(f"--out {out}: cannot write the Flux objects there: {exc.strerror or exc}") from None
     return Written(sorted(written), removed)
 
