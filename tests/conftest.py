@@ -55,6 +55,7 @@ LAYERS: dict[str, str] = {
     "test_chart_render.py": "integration",
     "test_check.py": "integration",
     "test_check_imports.py": "integration",
+    "test_ci_dagger_parity.py": "e2e",
     "test_ci_is_data.py": "integration",
     "test_config.py": "unit",
     "test_config_identity.py": "integration",

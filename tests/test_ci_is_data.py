@@ -76,7 +76,7 @@ def _intended(root: Path, pairs: list[tuple[str, str]], source: Path) -> list[li
     calls = []
     for env, component in pairs:
         s = child_pipeline.variable_suffix(env)
-        calls.append(["call", "env", "--name", env, "component", "--name", component, "deploy",
+        calls.append(["call", "--source-date-epoch", "", "env", "--name", env, "component", "--name", component, "deploy",
                       "--kubeconfig", f"file:{root / f'kubeconfig-{s}'}", "--receiver-token",
                       f"env:FLUX_RECEIVER_TOKEN_{s}", "--username", "ci", "--password", f"env:CHART_REGISTRY_PASSWORD_{s}"])
         if (source / "env" / env / component / "dynamic").is_dir():

@@ -217,7 +217,7 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
         'repository: Directory (default path /)',
         'base: string = ""',
         'default_branch: string = "main"',
-        'output: string = "table"',
+        'format: string = "table"',
     )),
     ("FaasDeployment", "promote"): ("string", NEVER, (
         'from: string',
@@ -330,9 +330,9 @@ def _mutant_package(tmp_path: Path, old: str, new: str) -> Path:
     return root
 
 
-def test_a_class_named_like_a_core_type_is_refused(tmp_path):
-    # Re-introduce ``class Env`` in a copy of the package and register it in a fresh process.
-    root = _mutant_package(tmp_path, "Environment", "Env")
+def _refusal_of_mutant(tmp_path: Path, old: str, new: str) -> str:
+    """Register a mutated copy of the package in a fresh process; the harness's refusal ('' if none)."""
+    root = _mutant_package(tmp_path, old, new)
     script = (
         "import sys; sys.path.insert(0, sys.argv[1])\n"
         "from support.dagger_engine import Engine, EngineRefusal, REPO\n"
@@ -346,7 +346,61 @@ def test_a_class_named_like_a_core_type_is_refused(tmp_path):
     out = subprocess.run([sys.executable, "-c", script, str(REPO / "tests"), str(root)], env=env,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == 'type "Env" is already defined by module "daggercore"'
+    return out.stdout.strip()
+
+
+def test_a_class_named_like_a_core_type_is_refused(tmp_path):
+    # Re-introduce ``class Env`` in a copy of the package and register it in a fresh process.
+    assert _refusal_of_mutant(tmp_path, "Environment", "Env") == 'type "Env" is already defined by module "daggercore"'
+
+
+#: Mutations of main.py the engine (or the Dagger CLI) refuses, with its message; each rule cited in
+#: support/dagger_engine.py. The SDK itself accepts every one of them: only the harness's rules catch them.
+ENGINE_MUTANTS = {
+    "field-named-id": ('    name: Annotated[str, Doc("component name (env/<env>/<component>/)")]',
+                       '    id: Annotated[str, Doc("component name")] = dagger.field(default="")',
+                       'cannot define field with reserved name "id" on object "Component"'),
+    "function-named-id": ("    async def config(self) -> str:", "    async def id(self) -> str:",
+                          'cannot define function with reserved name "id" on object "Component"'),
+    "ignore-on-a-string": ("PlanBase = Annotated[str, Doc(", 'PlanBase = Annotated[str, Ignore(["x"]), Doc(',
+                           "can only set ignore for Object type, not STRING_KIND"),
+    "ignore-on-a-file": ("CaFileArg = Annotated[dagger.File | None, Doc(",
+                         'CaFileArg = Annotated[dagger.File | None, Ignore(["x"]), Doc(',
+                         "can only set ignore for Directory type, not File"),
+    "default-path-on-a-string": ('        image_tag: Annotated[str, Doc("the new image tag, typically the commit SHA")],\n'
+                                 '        part:',
+                                 '        image_tag: Annotated[str, DefaultPath("/"), Doc("the new image tag")],\n'
+                                 '        part:',
+                                 "can only set default path for Object, not STRING_KIND"),
+    "default-path-on-a-secret": ("KubeconfigArg = Annotated[dagger.Secret, Doc(",
+                                 'KubeconfigArg = Annotated[dagger.Secret, DefaultPath("/kube"), Doc(',
+                                 "cannot set default path for Secret"),
+    "default-path-and-a-default": ('        manifests: Annotated[dagger.Directory | None, Doc(',
+                                   '        manifests: Annotated[dagger.Directory | None, DefaultPath("/"), Doc(',
+                                   "cannot set more than one default value"),
+    "argument-named-output": ("        format: Annotated[str,", "        output: Annotated[str,",
+                              "flag already exists: output"),
+    "argument-named-mod": ("        repository: PlanRepository,\n        base: PlanBase = \"\",\n"
+                           "        default_branch: DefaultBranch = door.DEFAULT_BRANCH,\n        format",
+                           "        mod: PlanRepository,\n        base: PlanBase = \"\",\n"
+                           "        default_branch: DefaultBranch = door.DEFAULT_BRANCH,\n        format",
+                           "flag already exists: mod"),
+    "constructor-argument-named-json": ("    source_date_epoch: Annotated[str, Doc(\n",
+                                        "    json: Annotated[str, Doc(\n", "flag already exists: json"),
+}
+
+
+@pytest.mark.parametrize("mutant", sorted(ENGINE_MUTANTS))
+def test_the_harness_refuses_what_the_engine_refuses(tmp_path, mutant):
+    old, new, refusal = ENGINE_MUTANTS[mutant]
+    assert _refusal_of_mutant(tmp_path, old, new) == refusal
+
+
+def test_the_persistent_flags_of_dagger_call_are_all_known():
+    """Each group of ``CALL_PERSISTENT_FLAGS`` as read from cmd/dagger (v0.21): root, call, function command."""
+    flags = dagger_engine.CALL_PERSISTENT_FLAGS
+    assert {"output", "json"} <= flags and {"mod", "no-mod", "allow-llm", "eager-runtime"} <= flags
+    assert {"workdir", "verbose", "quiet", "silent", "debug", "progress", "interactive", "web", "help"} <= flags
 
 
 # --------------------------------------------------------------------------- engine rules (unit)
@@ -596,6 +650,7 @@ def test_a_short_sha_in_a_git_context_is_refused(checkout):
 
 
 KUBE_TOKEN = "kube-token-" + "3" * 16
+CI_EPOCH = "1700000000"
 RECEIVER_TOKEN = "receiver-token-" + "1" * 16
 CI_SECRETS = {
     "CHART_REGISTRY_READ_PASSWORD": None, "CHART_REGISTRY_PASSWORD_DEV": None, "CHART_REGISTRY_PASSWORD_PROD": None,
@@ -652,7 +707,8 @@ def test_every_gitlab_ci_line_runs(registry, checkout):
             AdminApiServer("tok-dev-0123") as dev_api, AdminApiServer("tok-prod-4567") as prod_api:
         _dev_cluster(checkout, registry, api, receiver)
         origin, before = clone_with_origin(checkout)
-        expected["operator"] = deploy.expected_for(Workspace(checkout), "dev", "operator")
+        # The job sets SOURCE_DATE_EPOCH: the deploy job's package must be the bytes the CLI makes there.
+        expected["operator"] = deploy.expected_for(Workspace(checkout, source_date_epoch=CI_EPOCH), "dev", "operator")
         with GitLabApi(CI_SECRETS["GITLAB_TOKEN"], project_id=42, remote=origin) as gitlab:
             _run_all_jobs(ci, jobs, checkout, registry, before, dev_api, prod_api, gitlab, receiver, api, expected)
             merge_requests = {mr["source_branch"]: mr for mr in gitlab.open()}
@@ -682,7 +738,7 @@ def _run_all_jobs(ci, jobs, checkout, registry, before, dev_api, prod_api, gitla
         # loopback double of its merge request API.
         "CI_SERVER_URL": gitlab.url, "CI_PROJECT_ID": "42", "CI_DEFAULT_BRANCH": "main",
         "CI_COMMIT_REF_NAME": "main", "CI_COMMIT_BEFORE_SHA": before, "CI_MERGE_REQUEST_DIFF_BASE_SHA": "",
-        "CI_MERGE_REQUEST_IID": "", "CI_PIPELINE_IID": "9",
+        "CI_MERGE_REQUEST_IID": "", "CI_PIPELINE_IID": "9", "SOURCE_DATE_EPOCH": CI_EPOCH,
         "CI_PIPELINE_URL": "https://gitlab.example.org/eo4eu-faas/faas-deployment/-/pipelines/9",
         # The child's deploy jobs: the Receiver token (masked variable) and the
         # kubeconfig (file variable: its value is the path of a file).

@@ -20,7 +20,24 @@ engine refuses:
   it). The core type names are those of the pinned SDK's ``dagger.client.gen``;
 - a main object that is not the CamelCase of the module name in ``dagger.json``
   (``sdk/python/runtime/main.go`` sets ``DAGGER_MAIN_OBJECT``; the SDK's
-  ``_typedefs`` raises when that class is missing).
+  ``_typedefs`` raises when that class is missing);
+- a field or function named ``id`` (``core/module.go``, ``validateObjectTypeDef``:
+  ``cannot define field with reserved name`` / ``cannot define function with
+  reserved name``; every object's ``id`` is the engine's own);
+- an argument with more than one default, e.g. ``DefaultPath`` together with a
+  default value (``core/schema/module.go``, ``functionWithArg``: ``cannot set more
+  than one default value``);
+- ``DefaultPath`` on an argument that is not a ``Directory``, ``File``,
+  ``GitRepository`` or ``GitRef`` (same function: ``can only set default path for
+  Object`` / ``cannot set default path for <type>``);
+- ``Ignore`` on an argument that is not a ``Directory`` (same function: ``can only
+  set ignore for Object type`` / ``can only set ignore for Directory type``);
+- an argument (of a function or a constructor) named like a persistent flag of
+  ``dagger call`` (:data:`CALL_PERSISTENT_FLAGS`): the CLI adds each argument as a
+  flag of the function's command, where the persistent flags already are, and
+  fails with ``flag already exists: output`` (``cmd/dagger/flags.go``,
+  ``modFunctionArg.AddFlag``). The engine itself installs such a module; the CLI
+  refuses to call it, so the harness refuses it at registration.
 
 Invocation (:meth:`Engine.call`): a ``dagger call`` line is parsed as the Dagger
 CLI does (``cmd/dagger/functions.go``: kebab-case functions and flags, core
@@ -45,7 +62,9 @@ them. Arguments are converted as the engine converts them:
 Inside a function:
 
 - each call runs in a fresh working directory, the runtime's ``/scratch``
-  (``core/sdk/consts.go`` ``RuntimeWorkdirPath``);
+  (``core/sdk/consts.go`` ``RuntimeWorkdirPath``), and without the caller's environment
+  (:data:`JOB_ONLY`, ``CI_*``, ``GITLAB_*`` and every variable given to the ``Engine``
+  are hidden from ``os.environ`` for the call);
 - ``dag.current_module().workdir(path)`` / ``workdir_file(path)`` accept only
   paths local to that directory (``core/schema/module.go``,
   ``currentModuleWorkdir``: ``if !filepath.IsLocal(args.Path) { ... "escapes
@@ -98,6 +117,29 @@ CORE_TYPE_NAMES = frozenset(
     and value.__module__.startswith("dagger")
 )
 
+
+#: The persistent flags every ``dagger call`` function command already has, by long name (Dagger
+#: v0.21, branch ``backport-0.21``): the root command's (``cmd/dagger/main.go``, ``installGlobalFlags``
+#: and ``help``), the ``call`` command's (``cmd/dagger/module.go``, ``moduleAddFlags``) and the function
+#: command's own (``cmd/dagger/functions.go``, ``--output/-o`` and ``--json/-j``). Flag names are kebab-case
+#: (``cliName``), so ``dot_output`` and ``dotOutput`` collide with ``--dot-output`` too.
+CALL_PERSISTENT_FLAGS = frozenset({
+    # cmd/dagger/main.go: rootCmd.PersistentFlags()
+    "help", "workdir", "verbose", "quiet", "silent", "debug", "progress", "lock", "interactive",
+    "interactive-command", "web", "no-exit", "auto-apply", "x-release", "dot-output", "dot-focus-field",
+    "dot-show-internal", "cloud", "scale-out",
+    # cmd/dagger/module.go: moduleAddFlags(callModCmd, callModCmd.PersistentFlags(), true)
+    "mod", "no-mod", "allow-llm", "eager-runtime",
+    # cmd/dagger/functions.go: FuncCommand persistent flags
+    "output", "json",
+})
+#: Variables of the caller's job that the runtime container never has: the Python runtime is a container
+#: built from the SDK's base image with only the variables the SDK sets (``sdk/python/runtime/main.go``:
+#: ``DAGGER_*``, ``PYTHONUNBUFFERED``, ``PIP_*``, ``UV_*``), so a function sees none of the caller's. The harness hides these (and the ``Engine``'s ``env``) from
+#: ``os.environ`` while a function runs.
+JOB_ONLY = frozenset({"SOURCE_DATE_EPOCH", "KUBECONFIG"})
+#: ``core/schema/module.go`` ``functionWithArg``: the types a ``DefaultPath`` may load.
+DEFAULT_PATH_TYPES = frozenset({"Directory", "File", "GitRepository", "GitRef"})
 
 #: Every object an :class:`Engine` hands out by ID, process-wide (see ``Engine.__init__``).
 _KEPT: dict[str, Any] = {}
@@ -282,6 +324,7 @@ class ObjectDef:
     doc: str | None
     constructor: FunctionDef | None
     functions: dict[str, FunctionDef]
+    fields: tuple[str, ...] = ()
 
 
 def _camel(kebab: str) -> str:
@@ -425,6 +468,18 @@ class Engine:
                 return GitRefObj(obj.path, args["name"])
             if name == "branch":
                 return GitRefObj(obj.path, f"refs/heads/{args['name']}")
+            if name == "head":
+                return GitRefObj(obj.path, "HEAD")
+        if isinstance(obj, GitRefObj) and name == "commonAncestor":
+            # core/schema/git.go: the merge base of the two refs (git merge-base), a commit.
+            other = self._store.get(args["other"])
+            if not isinstance(other, GitRefObj):
+                raise EngineRefusal(f"commonAncestor: {args['other']!r} is not a GitRef")
+            found = subprocess.run(["git", "-C", str(obj.repository), "merge-base", obj.ref, other.ref], check=False,
+                                   capture_output=True, text=True)
+            if found.returncode != 0:
+                raise EngineRefusal(f"commonAncestor {obj.ref} {other.ref}: {found.stderr.strip() or 'no common ancestor'}")
+            return GitRefObj(obj.repository, found.stdout.strip())
         if isinstance(obj, GitRefObj) and name == "tree":
             tree = self._new_dir("git-tree-")
             archive = subprocess.run(["git", "-C", str(obj.repository), "archive", "--format=tar", f"{obj.ref}^{{commit}}"],
@@ -502,6 +557,7 @@ class Engine:
                 raise EngineRefusal(f'type "{obj.name}" is already defined by module "daggercore"')
             if obj.name in objects:
                 raise EngineRefusal(f'type "{obj.name}" is already defined by module "{main}"')
+            check_object(obj)
             objects[obj.name] = obj
         if main not in objects:
             raise EngineRefusal(f"main object {main!r} not registered")
@@ -551,6 +607,7 @@ class Engine:
         return ObjectDef(
             head["name"], head.get("description"),
             self._function_def(self._store[constructor["function"]]) if constructor else None, functions,
+            tuple(call["name"] for call in builder.all("withField")),
         )
 
     # ---------------------------------------------------------------- invocation
@@ -601,6 +658,8 @@ class Engine:
         scratch = self._new_dir("scratch-")
         previous = Path.cwd()
         os.chdir(scratch)
+        hidden = {k: os.environ.pop(k) for k in list(os.environ) if k in self.env or k in JOB_ONLY
+                  or k.startswith(("CI_", "GITLAB_"))}
         try:
             result = anyio.run(module.get_result, object_name, state or {}, name, inputs)
         except dagger.DaggerError as exc:  # FunctionError and the SDK's other module errors
@@ -609,6 +668,7 @@ class Engine:
             raise EngineRefusal(str(exc)) from None
         finally:
             os.chdir(previous)
+            os.environ.update(hidden)
         self.executed.append(f"{object_name}.{name or 'constructor'}")
         return result
 
@@ -702,6 +762,46 @@ class Engine:
         if verb == "entries" and isinstance(obj, DirectoryObj) and len(rest) == 1:
             return "\n".join(sorted(os.listdir(obj.path)))
         raise EngineRefusal(f"harness: {type(obj).__name__} {' '.join(rest)} is not emulated")
+
+
+def _reserved(name: str) -> bool:
+    """``gqlFieldName(name) == "id"`` (``core/module.go``): the lower-camel API name is ``id``."""
+    return _camel(name).lower() == "id"
+
+
+def check_object(obj: ObjectDef) -> None:
+    """The engine's and the CLI's registration rules for one object (module doc); EngineRefusal on the first broken.
+
+    Raises:
+        EngineRefusal: with the engine's (or the CLI's) message.
+    """
+    for field_name in obj.fields:
+        if _reserved(field_name):
+            raise EngineRefusal(f'cannot define field with reserved name "{field_name}" on object "{obj.name}"')
+    for fn in [*obj.functions.values(), *([obj.constructor] if obj.constructor else [])]:
+        if fn.name and _reserved(fn.name):
+            raise EngineRefusal(f'cannot define function with reserved name "{fn.name}" on object "{obj.name}"')
+        for arg in fn.args.values():
+            check_arg(arg)
+
+
+def check_arg(arg: ArgDef) -> None:
+    """``functionWithArg`` (``core/schema/module.go``) and ``modFunctionArg.AddFlag`` (``cmd/dagger/flags.go``)."""
+    if arg.has_default and arg.default_path:
+        raise EngineRefusal("cannot set more than one default value")
+    kind, name = arg.type.kind, arg.type.name
+    if arg.default_path:
+        if kind != "OBJECT_KIND":
+            raise EngineRefusal(f"can only set default path for Object, not {kind}")
+        if name not in DEFAULT_PATH_TYPES:
+            raise EngineRefusal(f"cannot set default path for {name}")
+    if arg.ignore:
+        if kind != "OBJECT_KIND":
+            raise EngineRefusal(f"can only set ignore for Object type, not {kind}")
+        if name != "Directory":
+            raise EngineRefusal(f"can only set ignore for Directory type, not {name}")
+    if _kebab(arg.name) in CALL_PERSISTENT_FLAGS:
+        raise EngineRefusal(f"flag already exists: {_kebab(arg.name)}")
 
 
 def export_file(obj: FileObj, cwd: Path, raw: str, allow_parent_dir_path: bool) -> Path:

@@ -55,9 +55,8 @@ from typing import Any
 
 import yaml
 
-from . import layout
+from . import layout, versions, yaml_out
 from . import settings as settings_mod
-from . import versions, yaml_out
 from .errors import UserError
 from .plan import Item, Plan
 
@@ -115,6 +114,9 @@ _VARIABLE = re.compile(r"[A-Z_][A-Z0-9_]*")
 #: GitLab's ``environment:name``: letters, digits, spaces and ``- _ / $ { } .``, not starting or ending
 #: with ``/``, at most 255 characters (GitLab docs, CI/CD YAML syntax reference, ``environment:name``).
 _GITLAB_ENVIRONMENT = re.compile(r"(?!/)[A-Za-z0-9 _/${}.-]{1,255}(?<!/)")
+#: What a deploy job hands the module of its environment (the runtime container never sees the job's
+#: environment): ``SOURCE_DATE_EPOCH``, so the packages it publishes are the bytes the CLI makes in the job.
+_EPOCH = "${SOURCE_DATE_EPOCH:-}"
 #: Longest job name GitLab accepts (``Ci::Build`` validates ``name`` to 255 characters).
 JOB_NAME_MAX = 255
 #: The job-name action of each planned action (the platform's runbooks' names).
@@ -158,7 +160,8 @@ def command(item: Item, context: Context) -> str | None:
     env, component = _checked_names(item)
     suffix, q = variable_suffix(env), shlex.quote
     if item.action in ("install", "upgrade"):
-        words = ["dagger", "call", "env", "--name", q(env), "component", "--name", q(component), "deploy",
+        words = ["dagger", "call", "--source-date-epoch", f'"{_EPOCH}"', "env", "--name", q(env),
+                 "component", "--name", q(component), "deploy",
                  "--kubeconfig", f'"file:{_variable("KUBECONFIG_" + suffix)}"',
                  "--receiver-token", f"env:{_variable('FLUX_RECEIVER_TOKEN_' + suffix)[1:]}",
                  "--username", f'"{_variable("CHART_REGISTRY_USER_" + suffix)}"',

@@ -448,7 +448,9 @@ def _global_flags(parser: argparse.ArgumentParser, *, after_verb: bool) -> None:
     parser.add_argument("--source", help="repository root holding env/ (default: .)", **(keep or {"default": "."}))
     parser.add_argument("--template", help="a cookiecutter template directory replacing the embedded chart template",
                         **(keep or {"default": None}))
-    parser.add_argument("--output", metavar="text|json", help="results as text or as one JSON document (default: text)",
+    parser.add_argument("--output", "--format", dest="output", metavar="text|json",
+                        help="results as text or as one JSON document (default: text); --format is the same flag, "
+                             "the name the Dagger functions use (dagger call owns --output)",
                         **(keep or {"default": "text"}))
 
 

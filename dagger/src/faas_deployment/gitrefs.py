@@ -84,7 +84,7 @@ def is_sha(ref: str) -> bool:
 
 def dagger_base_ref(base: str, default_branch: str) -> str:
     """The base for the Dagger ``plan``: ``base``, or ``refs/remotes/origin/<default_branch>`` when it is
-    empty or all zeros.
+    empty or all zeros (then :func:`dagger_base_is_merge_base`: the base is that ref's merge base with ``HEAD``).
 
     The Dagger runtime has no git binary and the engine resolves a full SHA, a full
     ref name or a local branch name, not ``HEAD~1``, so the previous-commit default
@@ -92,7 +92,18 @@ def dagger_base_ref(base: str, default_branch: str) -> str:
     ``${CI_MERGE_REQUEST_DIFF_BASE_SHA:-$CI_COMMIT_BEFORE_SHA}`` and fetches the
     default branch into ``refs/remotes/origin/`` for a branch's first push.
     """
-    return f"refs/remotes/origin/{default_branch}" if not base or ZERO_SHA.match(base) else base
+    return f"refs/remotes/origin/{default_branch}" if dagger_base_is_merge_base(base) else base
+
+
+def dagger_base_is_merge_base(base: str) -> bool:
+    """Whether the Dagger ``plan`` compares with the merge base of ``HEAD`` and the default branch.
+
+    True for an empty or all-zeros ``base`` (a branch's first push), as :func:`default_base`
+    does for the CLI (``git merge-base``): the tip of a default branch that moved on since
+    the branch forked would hold versions the branch never saw. The engine computes it
+    with ``GitRef.commonAncestor`` (Dagger API, ``core/schema/git.go``).
+    """
+    return not base or bool(ZERO_SHA.match(base))
 
 
 def export_tree(repo: Path, ref: str, dest: Path) -> Path:

@@ -20,7 +20,15 @@ enforces each of them offline):
 - functions that talk to a registry, a cluster or an API are ``cache="never"``
   (``core/modfunc.go``: the default policy caches a result for up to 7 days);
 - the default ``source`` is filtered by ``Ignore`` only (not by ``.gitignore``), so
-  :data:`SOURCE_IGNORE` keeps only what the functions read.
+  :data:`SOURCE_IGNORE` keeps only what the functions read;
+- no argument is named like a persistent flag of ``dagger call`` (``--output``,
+  ``--json``, ``--mod``, ``--debug``, ...: ``cmd/dagger/main.go`` ``installGlobalFlags``,
+  ``cmd/dagger/module.go`` ``moduleAddFlags``, ``cmd/dagger/functions.go``): the CLI
+  adds each argument as a flag beside them and fails with ``flag already exists``
+  (``cmd/dagger/flags.go``), so ``plan`` takes ``--format``, not ``--output``;
+- no field or function is named ``id`` (``core/module.go``); ``Ignore`` is set only on
+  Directory arguments and ``DefaultPath`` only on Directory/File/git arguments without a
+  default value (``core/schema/module.go``, ``functionWithArg``).
 """
 
 from __future__ import annotations
@@ -119,10 +127,17 @@ def _file(path: Path) -> dagger.File:
 
 
 async def _base_tree(repository: dagger.Directory, base: str, default_branch: str) -> tuple[Path, str]:
-    """The base tree of ``plan`` and ``check --base``, read by the engine from ``repository``'s ``.git``; (root, ref)."""
+    """The base tree of ``plan`` and ``check --base``, read by the engine from ``repository``'s ``.git``; (root, ref).
+
+    An empty or all-zeros ``base`` (a branch's first push) is the merge base of ``HEAD``
+    and the default branch (``GitRef.commonAncestor``), as the CLI's ``git merge-base``.
+    """
     ref = Workspace.dagger_base_ref(base, default_branch)
     git = repository.as_git()
     found = git.commit(ref) if Workspace.is_sha(ref) else git.ref(ref) if ref.startswith("refs/") else git.branch(ref)
+    if Workspace.dagger_base_is_merge_base(base):
+        found = found.common_ancestor(git.head())
+        ref = f"merge base of HEAD and {ref}"
     base_root = _scratch().resolve() / "base"
     try:
         await found.tree().export(str(base_root))
@@ -133,14 +148,17 @@ async def _base_tree(repository: dagger.Directory, base: str, default_branch: st
     return base_root, ref
 
 
-async def _workspace(source: dagger.Directory, template: dagger.Directory | None) -> Workspace:
+async def _workspace(source: dagger.Directory, template: dagger.Directory | None,
+                     source_date_epoch: str = "") -> Workspace:
+    """The door over ``source`` exported into the runtime; ``source_date_epoch``: the job's, as passed (the
+    runtime container never sees the job's environment)."""
     root = _scratch().resolve()
     await source.export(str(root / "source"))
     template_dir = None
     if template is not None:
         template_dir = root / "template"
         await template.export(str(template_dir))
-    return Workspace(root / "source", template_dir)
+    return Workspace(root / "source", template_dir, source_date_epoch=source_date_epoch or None)
 
 
 async def _secret(secret: dagger.Secret | None, name: str) -> SecretValue | None:
@@ -192,9 +210,9 @@ async def _manifests_dir(manifests_dir: dagger.Directory | None) -> Path | None:
 
 async def _deploy(source, template, env, component, receiver_token, trigger_api, kubeconfig, kube_context, registry,
                   username, password, plain_http, timeout, upload_token, prerelease="", ca_file=None,
-                  immutable_tags=False) -> str:
+                  immutable_tags=False, source_date_epoch="") -> str:
     """``deploy`` for both Dagger objects: secrets read from Dagger, the door does the rest."""
-    ws = await _workspace(source, template)
+    ws = await _workspace(source, template, source_date_epoch)
     registry_args = await _registry(registry, username, password, plain_http, ca_file=ca_file,
                                     immutable_tags=immutable_tags)
     tokens = [await _secret(receiver_token, "receiver_token"), await _secret(kubeconfig, "kubeconfig"),
@@ -214,6 +232,7 @@ class Component:
     template: Annotated[dagger.Directory | None, Doc("cookiecutter template; None means the embedded one")]
     env: Annotated[str, Doc("environment name (env/<env>/)")]
     name: Annotated[str, Doc("component name (env/<env>/<component>/)")]
+    source_date_epoch: Annotated[str, Doc("SOURCE_DATE_EPOCH of the job (seconds): the mtime of every packaged file; empty: 0")] = ""
 
     @function
     async def config(self) -> str:
@@ -221,7 +240,7 @@ class Component:
 
         Fails with every problem found (file, key, what was expected) when the config is invalid.
         """
-        ws = await _workspace(self.source, self.template)
+        ws = await _workspace(self.source, self.template, self.source_date_epoch)
         return (await _run(lambda: ws.config(self.env, self.name))).text
 
     @function
@@ -230,13 +249,13 @@ class Component:
 
         One YAML stream, each document preceded by ``# Source: <template path>``.
         """
-        ws = await _workspace(self.source, self.template)
+        ws = await _workspace(self.source, self.template, self.source_date_epoch)
         return (await _run(lambda: ws.rendered_objects(self.env, self.name))).text
 
     @function
     async def chart(self) -> dagger.Directory:
         """The rendered chart directory (validated, rendered by cookiecutter, linted by Helm)."""
-        ws = await _workspace(self.source, self.template)
+        ws = await _workspace(self.source, self.template, self.source_date_epoch)
         out = _scratch()
         result = await _run(lambda: ws.chart(self.env, self.name, out))
         return _dir(result.path)
@@ -244,7 +263,7 @@ class Component:
     @function
     async def package(self) -> dagger.File:
         """The reproducible chart package ``<chart_name>-<chart_version>.tgz``."""
-        ws = await _workspace(self.source, self.template)
+        ws = await _workspace(self.source, self.template, self.source_date_epoch)
         out = _scratch()
         result = await _run(lambda: ws.package(self.env, self.name, out))
         return _file(result.path)
@@ -267,7 +286,7 @@ class Component:
         ``unchanged``; other content under a published version, or a version lower
         than the highest published, is refused (bump chart_version).
         """
-        ws = await _workspace(self.source, self.template)
+        ws = await _workspace(self.source, self.template, self.source_date_epoch)
         registry_args = await _registry(registry, username, password, plain_http, timeout, ca_file, immutable_tags)
         return (await _run(lambda: ws.publish(self.env, self.name, registry_args, prerelease=prerelease))).text
 
@@ -315,7 +334,7 @@ class Component:
         exists is refused, never overwritten (docs/images.md). Labels: ``images.image_labels``.
         Credentials go through Dagger's registry auth, never a URL.
         """
-        ws = await _workspace(self.source, self.template)
+        ws = await _workspace(self.source, self.template, self.source_date_epoch)
         repository = await _run(lambda: ws.image_repository(self.env, self.name))
         with user_errors():
             options = Workspace.build_options(dockerfile, build_args, target, platform)
@@ -340,7 +359,7 @@ class Component:
         is validated. Export it over the original, commit, and the next release
         publishes one new chart version.
         """
-        ws = await _workspace(self.source, self.template)
+        ws = await _workspace(self.source, self.template, self.source_date_epoch)
         result = await _run(lambda: ws.bump(self.env, self.name, image_tag=image_tag, part=part))
         return dag.file("cookiecutter-config.yaml", result.data["text"])
 
@@ -370,7 +389,7 @@ class Component:
         ``bump/<env>/<component>-*`` ones closed). Returns the bump line and
         ``merge request !N opened|updated|adopted: URL``.
         """
-        ws = await _workspace(repository, self.template)
+        ws = await _workspace(repository, self.template, self.source_date_epoch)
         options = await _merge_request(True, gitlab_url, gitlab_project, gitlab_token, target_branch, remote, labels,
                                        author, pipeline_url)
         return (await _run(lambda: ws.bump(self.env, self.name, image_tag=image_tag, part=part,
@@ -394,7 +413,7 @@ class Component:
         other content refused) and ``app-<component>`` (re-pointed only when the
         content changed). Line: ``pushed|unchanged <repo>:app-<c>-<v>; moved|unchanged <repo>:app-<c>@<digest>``.
         """
-        ws = await _workspace(self.source, self.template)
+        ws = await _workspace(self.source, self.template, self.source_date_epoch)
         registry_args = await _registry(registry, username, password, plain_http, ca_file=ca_file)
         local = await _manifests_dir(manifests)
         return (await _run(lambda: ws.publish_artifact(self.env, registry_args, self.name, manifests_dir=local,
@@ -414,7 +433,7 @@ class Component:
         The immutable ``app-<component>-<version>`` tags are kept. One line:
         ``retired <repo>:app-<c>@<digest>`` or ``absent <repo>:app-<c>``.
         """
-        ws = await _workspace(self.source, self.template)
+        ws = await _workspace(self.source, self.template, self.source_date_epoch)
         registry_args = await _registry(registry, username, password, plain_http, ca_file=ca_file)
         return (await _run(lambda: ws.retire_artifact(self.env, self.name, registry_args))).text
 
@@ -441,7 +460,7 @@ class Component:
         """
         return await _deploy(self.source, self.template, self.env, self.name, receiver_token, trigger_api, kubeconfig,
                              kube_context, registry, username, password, plain_http, timeout, None, prerelease,
-                             ca_file=ca_file, immutable_tags=immutable_tags)
+                             ca_file=ca_file, immutable_tags=immutable_tags, source_date_epoch=self.source_date_epoch)
 
     @function(cache="never")
     async def wait(
@@ -455,7 +474,7 @@ class Component:
         Returns ``deployed <chart>@<version> to <ns>/<name> in N s``; fails on a failed,
         superseded or timed-out rollout with the controller's message.
         """
-        ws = await _workspace(self.source, self.template)
+        ws = await _workspace(self.source, self.template, self.source_date_epoch)
         config = await _secret(kubeconfig, "kubeconfig")
         result = await _run(lambda: ws.wait(self.env, component=self.name, kubeconfig=config, kube_context=kube_context,
                                             timeout=timeout or None))
@@ -476,7 +495,7 @@ class Component:
         Returns ``deployed app-<c>@<digest> to <ns>/app-<c> in N s``; fails on a failed
         or timed-out reconciliation with the controller's message.
         """
-        ws = await _workspace(self.source, self.template)
+        ws = await _workspace(self.source, self.template, self.source_date_epoch)
         config = await _secret(kubeconfig, "kubeconfig")
         result = await _run(lambda: ws.wait(self.env, component=self.name, kubeconfig=config, kube_context=kube_context,
                                             timeout=timeout or None, artifact=digest, artifact_namespace=namespace))
@@ -496,11 +515,13 @@ class Environment:
     source: Annotated[dagger.Directory, Doc("repository root holding env/")]
     template: Annotated[dagger.Directory | None, Doc("cookiecutter template; None means the embedded one")]
     name: Annotated[str, Doc("environment name (env/<env>/)")]
+    source_date_epoch: Annotated[str, Doc("SOURCE_DATE_EPOCH of the job (seconds): the mtime of every packaged file; empty: 0")] = ""
 
     @function
     def component(self, name: Annotated[str, Doc("component name, e.g. operator or controller")]) -> Component:
         """One component of this environment."""
-        return Component(source=self.source, template=self.template, env=self.name, name=name)
+        return Component(source=self.source, template=self.template, env=self.name, name=name,
+                         source_date_epoch=self.source_date_epoch)
 
     @function(cache="never")
     async def release(
@@ -519,7 +540,7 @@ class Environment:
         Every chart is validated and packaged first, and each chart's image must exist in its
         registry when that registry can be reached: if any fails, nothing is published.
         """
-        ws = await _workspace(self.source, self.template)
+        ws = await _workspace(self.source, self.template, self.source_date_epoch)
         registry_args = await _registry(registry, username, password, plain_http, timeout, ca_file, immutable_tags)
         return (await _run(lambda: ws.release(self.name, registry_args, check_images=not skip_image_check))).text
 
@@ -533,7 +554,7 @@ class Environment:
         default source, which uploads ``env/`` only); export it with
         ``export --path dist/charts/<env>``.
         """
-        ws = await _workspace(self.source, self.template)
+        ws = await _workspace(self.source, self.template, self.source_date_epoch)
         result = await _run(lambda: ws.local_repository(self.name))
         return _dir(result.path)
 
@@ -545,7 +566,7 @@ class Environment:
         ``dynamic/``: the same files give the same bytes. Fails listing every problem
         found (non-manifest file, invalid YAML, symbolic link, ...), each by path.
         """
-        ws = await _workspace(self.source, self.template)
+        ws = await _workspace(self.source, self.template, self.source_date_epoch)
         out = _scratch() / f"{self.name}.zip"
         result = await _run(lambda: ws.bundle(self.name, out, quiet=True))
         return _file(result.path)
@@ -568,7 +589,7 @@ class Environment:
         broken connections are retried until the deadline; 401/403 and other 4xx
         fail at once. Keep the bundle as an artifact with ``manifests``.
         """
-        ws = await _workspace(self.source, self.template)
+        ws = await _workspace(self.source, self.template, self.source_date_epoch)
         out = _scratch() / f"{self.name}.zip"
         secret = await _secret(token, "token")
         return (await _run(lambda: ws.upload_manifests(self.name, secret, admin_url=admin_url or None,
@@ -590,7 +611,7 @@ class Environment:
 
         Every component is rendered first: if any fails, nothing is pushed.
         """
-        ws = await _workspace(self.source, self.template)
+        ws = await _workspace(self.source, self.template, self.source_date_epoch)
         registry_args = await _registry(registry, username, password, plain_http, ca_file=ca_file)
         return (await _run(lambda: ws.publish_artifact(self.name, registry_args, revision=revision,
                                                        source_url=source_url))).text
@@ -608,7 +629,7 @@ class Environment:
         plain_http: Annotated[bool, Doc("insecure: true (a plain HTTP registry; tests only)")] = False,
     ) -> dagger.Directory:
         """The Flux Operator objects watching the artifacts: ResourceSetInputProvider, ResourceSet, Receiver (YAML files)."""
-        ws = await _workspace(self.source, self.template)
+        ws = await _workspace(self.source, self.template, self.source_date_epoch)
         out = _scratch()
         result = await _run(lambda: ws.artifact_objects(
             self.name, repository, out, name=name, namespace=namespace, target_namespace=target_namespace,
@@ -622,7 +643,7 @@ class Environment:
         Names and places come from ``env/<env>/environment.yaml``; apply them to the cluster
         (``kubectl apply -f``) or commit them to the Flux repository.
         """
-        ws = await _workspace(self.source, self.template)
+        ws = await _workspace(self.source, self.template, self.source_date_epoch)
         out = _scratch()
         result = await _run(lambda: ws.flux(self.name, out))
         return _dir(result.path)
@@ -652,7 +673,7 @@ class Environment:
         """
         return await _deploy(self.source, self.template, self.name, None, receiver_token, trigger_api, kubeconfig,
                              kube_context, registry, username, password, plain_http, timeout, upload_manifests,
-                             ca_file=ca_file, immutable_tags=immutable_tags)
+                             ca_file=ca_file, immutable_tags=immutable_tags, source_date_epoch=self.source_date_epoch)
 
 
 @object_type
@@ -669,11 +690,16 @@ class FaasDeployment:
         dagger.Directory | None,
         Doc("a cookiecutter template replacing the embedded chart template"),
     ] = None
+    source_date_epoch: Annotated[str, Doc(
+        "SOURCE_DATE_EPOCH of the job (seconds since the epoch): the mtime of every packaged file, as the CLI "
+        "reads it from its environment (the runtime container never sees the job's); CI passes "
+        "\"${SOURCE_DATE_EPOCH:-}\"; empty: 0")] = ""
 
     @function
     def env(self, name: Annotated[str, Doc("environment name, e.g. dev or prod")]) -> Environment:
         """One environment of the repository."""
-        return Environment(source=self.source, template=self.template, name=name)
+        return Environment(source=self.source, template=self.template, name=name,
+                           source_date_epoch=self.source_date_epoch)
 
     @function(cache="never")
     async def check(
@@ -696,7 +722,7 @@ class FaasDeployment:
         or whose version is lower than the highest published, fails the check.
         Fails listing every problem found (invalid config, lint error, manifest problem).
         """
-        ws = await _workspace(self.source, self.template)
+        ws = await _workspace(self.source, self.template, self.source_date_epoch)
         registry_args = await _registry(registry, username, password, plain_http, timeout, ca_file)
         base_root, base_ref = await _base_tree(repository, base, door.DEFAULT_BRANCH) if base else (None, "")
         return (await _run(lambda: ws.check(env or None, registry_args, base=base_root, base_name=base_ref))).text
@@ -738,7 +764,7 @@ class FaasDeployment:
         the change each would make, as a unified diff (nothing written). Refuses an
         unhealthy source, nothing to promote, a target ahead.
         """
-        ws = await _workspace(repository, self.template)
+        ws = await _workspace(repository, self.template, self.source_date_epoch)
         status_path = None
         if source_status is not None:
             status_path = _scratch() / "source-status.json"
@@ -752,7 +778,7 @@ class FaasDeployment:
 
     async def _plan(self, repository: dagger.Directory, base: str, default_branch: str):
         """The workspace and plan of ``repository`` against ``base``, whose tree the engine reads from ``.git``."""
-        ws = await _workspace(repository, self.template)
+        ws = await _workspace(repository, self.template, self.source_date_epoch)
         base_root, ref = await _base_tree(repository, base, default_branch)
         result = await _run(lambda: ws.plan_trees(base_root, ref))
         return ws, result
@@ -763,7 +789,7 @@ class FaasDeployment:
         repository: PlanRepository,
         base: PlanBase = "",
         default_branch: DefaultBranch = door.DEFAULT_BRANCH,
-        output: Annotated[str, Doc("table or json")] = "table",
+        format: Annotated[str, Doc("table or json (the CLI's --output: dagger call owns --output)")] = "table",
     ) -> str:
         """What the change does to every environment x component: install, upgrade, refused, retire, upload, unchanged.
 
@@ -772,7 +798,7 @@ class FaasDeployment:
         target is refused. Never writes to a registry.
         """
         _, result = await self._plan(repository, base, default_branch)
-        return (await _run(lambda: Workspace.plan_result(result, output))).text
+        return (await _run(lambda: Workspace.plan_result(result, format))).text
 
     @function
     async def pipeline(

@@ -33,8 +33,11 @@ from .errors import UserError
 COMPRESS_LEVEL = 9
 
 
-def source_date_epoch() -> int | None:
+def source_date_epoch(raw: str | None = None) -> int | None:
     """``SOURCE_DATE_EPOCH`` in seconds since the epoch, or ``None`` when it is not set.
+
+    ``raw``: the value a front end was given explicitly (the Dagger runtime never sees
+    the job's environment); ``None``: this process's environment.
 
     The one reader of the variable (chart packages here, image builds in :mod:`.buildah`).
     Rule: reproducible-builds.org's specification of ``SOURCE_DATE_EPOCH`` (an integer
@@ -43,7 +46,7 @@ def source_date_epoch() -> int | None:
     Raises:
         UserError: set, but not a non-negative integer.
     """
-    raw = os.environ.get("SOURCE_DATE_EPOCH")
+    raw = os.environ.get("SOURCE_DATE_EPOCH") if raw is None else raw
     if raw is None:
         return None
     if not raw.isascii() or not raw.isdigit() or len(raw) > 12:
@@ -52,9 +55,10 @@ def source_date_epoch() -> int | None:
     return int(raw)
 
 
-def fixed_mtime() -> int:
-    """The mtime written into every entry: ``SOURCE_DATE_EPOCH`` if set, else 0 (seconds)."""
-    epoch = source_date_epoch()
+def fixed_mtime(raw: str | None = None) -> int:
+    """The mtime written into every entry: ``SOURCE_DATE_EPOCH`` if set (``raw``: see :func:`source_date_epoch`),
+    else 0 (seconds)."""
+    epoch = source_date_epoch(raw)
     return 0 if epoch is None else epoch
 
 
@@ -134,8 +138,8 @@ def reproducible_tar_gz(files: dict[str, bytes], mtime: int | None = None) -> by
     return _gzip(buffer.getvalue(), mtime)
 
 
-def package_chart(chart_dir: Path, out_dir: Path) -> ChartPackage:
-    """Package ``chart_dir`` reproducibly into ``out_dir/<name>-<version>.tgz``.
+def package_chart(chart_dir: Path, out_dir: Path, mtime: int | None = None) -> ChartPackage:
+    """Package ``chart_dir`` reproducibly into ``out_dir/<name>-<version>.tgz`` (``mtime``: default :func:`fixed_mtime`).
 
     Returns:
         The :class:`ChartPackage`; an existing file of that name is replaced.
@@ -153,7 +157,7 @@ def package_chart(chart_dir: Path, out_dir: Path) -> ChartPackage:
             raise UserError(f"{chart_dir}: Helm cannot package this chart: {exc}") from None
         target = out_dir / produced.name
         partial = target.with_name(target.name + ".partial")
-        data = rewrite_reproducibly(produced, partial)
+        data = rewrite_reproducibly(produced, partial, mtime)
         partial.replace(target)
     metadata = chart_metadata(data, target)
     return ChartPackage(

@@ -211,10 +211,13 @@ class Workspace:
     Attributes:
         source: repository root (holds ``env/``).
         template: a cookiecutter template directory; ``None`` means the embedded one.
+        source_date_epoch: ``SOURCE_DATE_EPOCH`` as a front end was given it (the Dagger
+            runtime never sees the job's environment); ``None``: this process's environment.
     """
 
     source: Path
     template: Path | None = None
+    source_date_epoch: str | None = None
 
     @classmethod
     def open(cls, source: str | Path, template: str | Path | None = None) -> Workspace:
@@ -306,12 +309,13 @@ class Workspace:
     def package_chart(self, env: str, component: str, out_dir: Path, prerelease: str = "",
                       context: dict[str, Any] | None = None) -> ChartPackage:
         """Validate, render, lint and package reproducibly into ``out_dir`` (``context``: see :meth:`render_chart`)."""
-        from .packaging import package_chart
+        from .packaging import fixed_mtime, package_chart
 
+        mtime = fixed_mtime(self.source_date_epoch)  # a malformed value fails before any work
         with _tempdir(prefix="faas-render-") as scratch:
             chart_dir = self.render_chart(env, component, Path(scratch), prerelease, context)
             with step(f"package {env}/{component}"):
-                return package_chart(chart_dir, out_dir)
+                return package_chart(chart_dir, out_dir, mtime)
 
     def _package_or_note(self, env: str, component: str, out_dir: Path, problems: list[Problem],
                          prerelease: str = "", contexts: dict[str, dict[str, Any]] | None = None) -> ChartPackage | None:
@@ -868,6 +872,13 @@ class Workspace:
         from . import gitrefs
 
         return gitrefs.dagger_base_ref(base, default_branch)
+
+    @staticmethod
+    def dagger_base_is_merge_base(base: str) -> bool:
+        """Whether the Dagger base is the merge base with ``HEAD`` (:func:`gitrefs.dagger_base_is_merge_base`)."""
+        from . import gitrefs
+
+        return gitrefs.dagger_base_is_merge_base(base)
 
     @staticmethod
     def is_sha(ref: str) -> bool:

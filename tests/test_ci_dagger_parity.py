@@ -1,0 +1,100 @@
+"""The CLI and the Dagger path give the same answers in CI.
+
+The Dagger function runs in a runtime container that never sees the job's
+environment, and reads git through the engine rather than a git binary. These tests
+run the lines CI runs through the engine harness (``support.dagger_engine``, which
+hides the caller's environment from a function as the runtime does) and the CLI on
+the same checkout, and compare what each produces.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+from faas_deployment import child_pipeline, gitrefs
+from faas_deployment.child_pipeline import Context
+from faas_deployment.plan import Item
+from support.dagger_engine import Engine
+from support.plan_repo import PlanRepo
+
+DEV_OPERATOR = "env/dev/operator/cookiecutter-config.yaml"
+EPOCH = "1700000000"
+ZEROS = "0" * 40
+
+
+def _cli(source: Path, *argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CI_") and k != "SOURCE_DATE_EPOCH"}
+    return subprocess.run([sys.executable, "-m", "faas_deployment.cli", "--source", str(source), *argv],
+                          capture_output=True, text=True, env={**environ, **(env or {})}, timeout=300, check=False)
+
+
+def _mtimes(package: bytes) -> set[int]:
+    with tarfile.open(fileobj=io.BytesIO(package), mode="r:gz") as tar:
+        return {member.mtime for member in tar.getmembers()}
+
+
+def test_a_generated_deploy_job_packages_the_clis_bytes(tmp_path):
+    """The deploy job's own prefix (module, environment, component), asked for the package, in a job with SOURCE_DATE_EPOCH."""
+    repo = PlanRepo(tmp_path / "repo")
+    line = child_pipeline.command(Item("dev", "operator", "upgrade", "bumped"), Context("main", "main"))
+    prefix = line.split(" deploy ", 1)[0]
+    with Engine(repo.work, env={"SOURCE_DATE_EPOCH": EPOCH}) as engine:
+        engine.call(f"{prefix} package export --path dagger-out/chart.tgz")
+    from_dagger = (repo.work / "dagger-out" / "chart.tgz").read_bytes()
+    cli = _cli(repo.work, "package", "--env", "dev", "--component", "operator", "--out", str(tmp_path / "cli"),
+               env={"SOURCE_DATE_EPOCH": EPOCH})
+    assert cli.returncode == 0, cli.stderr
+    [from_cli] = [p.read_bytes() for p in (tmp_path / "cli").glob("*.tgz")]
+    assert _mtimes(from_cli) == {int(EPOCH)}
+    assert from_dagger == from_cli
+
+
+def test_without_the_epoch_the_runtime_would_package_other_bytes(tmp_path):
+    """The harness hides the job's SOURCE_DATE_EPOCH from a function, as the runtime container does."""
+    repo = PlanRepo(tmp_path / "repo")
+    with Engine(repo.work, env={"SOURCE_DATE_EPOCH": EPOCH}) as engine:
+        engine.call("dagger call env --name dev component --name operator package export --path out/chart.tgz")
+    assert _mtimes((repo.work / "out" / "chart.tgz").read_bytes()) == {0}
+
+
+def _forked_after_main_moved(tmp_path: Path) -> PlanRepo:
+    """A feature branch bumping dev/operator to 1.0.4, forked before main bumped it to 1.0.5 (pushed)."""
+    repo = PlanRepo(tmp_path / "repo")
+    repo.git("checkout", "-q", "-b", "feature")
+    repo.edit(DEV_OPERATOR, "replica_count: 1", "replica_count: 2")
+    repo.edit(DEV_OPERATOR, 'chart_version: "1.0.3"', 'chart_version: "1.0.4"')
+    repo.commit("feature: dev operator 1.0.4")
+    repo.git("checkout", "-q", "main")
+    repo.edit(DEV_OPERATOR, "replica_count: 1", "replica_count: 3")
+    repo.edit(DEV_OPERATOR, 'chart_version: "1.0.3"', 'chart_version: "1.0.5"')
+    repo.commit("main: dev operator 1.0.5")
+    repo.git("push", "-q", "origin", "main")
+    repo.git("checkout", "-q", "feature")
+    return repo
+
+
+def _dev_operator(plan: dict) -> tuple[str, str, str]:
+    [item] = [i for i in plan["items"] if (i["env"], i["component"]) == ("dev", "operator") and i["action"] != "upload"]
+    return item["action"], item["base_version"], item["version"]
+
+
+def test_a_branchs_first_push_compares_with_the_merge_base_in_both_paths(tmp_path):
+    repo = _forked_after_main_moved(tmp_path)
+    merge_base = repo.git("merge-base", "origin/main", "HEAD")
+    assert gitrefs.dagger_base_is_merge_base(ZEROS) and not gitrefs.dagger_base_is_merge_base(merge_base)
+    cli = _cli(repo.work, "--output", "json", "plan",
+               env={"CI_COMMIT_BEFORE_SHA": ZEROS, "CI_DEFAULT_BRANCH": "main", "HOME": str(tmp_path)})
+    assert cli.returncode == 0, cli.stderr
+    assert _dev_operator(json.loads(cli.stdout)) == ("upgrade", "1.0.3", "1.0.4")
+    with Engine(repo.work) as engine:  # the parent plan job's base on a first push: all zeros
+        out = engine.call(f"dagger call plan --base {ZEROS} --default-branch main --format json")
+    dagger_plan = json.loads(out)
+    assert _dev_operator(dagger_plan) == ("upgrade", "1.0.3", "1.0.4")
+    assert [(i["env"], i["component"], i["action"]) for i in dagger_plan["items"]] == [
+        (i["env"], i["component"], i["action"]) for i in json.loads(cli.stdout)["items"]]
