@@ -71,6 +71,7 @@ LAYERS: dict[str, str] = {
     "test_hooks.py": "integration",
     "test_hostile_input.py": "unit",
     "test_image_tags.py": "integration",
+    "test_interrupted_release.py": "integration",
     "test_images.py": "integration",
     "test_local_repository.py": "integration",
     "test_manifests.py": "integration",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from support.race import local_trial, oci_trial
+from support.race import artifact_trial, local_trial, oci_trial
 from support.registry_proxy import registry_proxy
 
 TRIALS = 3
@@ -42,6 +42,21 @@ def test_on_a_registry_refusing_overwrites_the_registry_arbitrates(registry, tmp
             assert [out.split()[0] for code, out, _ in trial.outcomes if code == 0] in (
                 (["pushed", "unchanged"], ["unchanged", "pushed"]) if same else (["pushed"],)), trial
         assert faults.count(path="/lease-") == 0  # the registry arbitrates: no lease taken
+
+
+@pytest.mark.parametrize("same", [False, True], ids=["other-content", "same-content"])
+def test_concurrent_publishers_of_one_flux_artifact_version_get_the_truth(registry, tmp_path, same):
+    """``publish-artifact`` takes the charts' protocol (the lease, the state read again, the read-back)."""
+    for index in range(TRIALS + 1 if not same else 1):
+        trial = artifact_trial(tmp_path / str(index), registry, same=same)
+        assert trial.wrong == [], trial
+        assert trial.held is not None, trial
+        assert sorted(code for code, _, _ in trial.outcomes) == ([0, 0] if same else [0, 1]), trial
+        assert sorted(out.split()[0] for code, out, _ in trial.outcomes if code == 0) == (
+            ["pushed", "unchanged"] if same else ["pushed"]), trial
+        if not same:
+            [(_, _, err)] = [o for o in trial.outcomes if o[0] == 1]
+            assert "other content" in err, err
 
 
 def test_concurrent_publishers_to_a_local_repository_get_the_truth(tmp_path):

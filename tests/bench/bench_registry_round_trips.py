@@ -84,7 +84,8 @@ def main_bench() -> None:
                 noop = len(noop_faults.log)
                 unauthorized = noop_faults.count(status=401)
                 print(f"no-op release of {charts} charts: {noop} requests / {charts + 1} (N + 1) = "
-                      f"{noop / (charts + 1):.2f} (goal <= 1.00); 401 after the first challenge: "
+                      f"{noop / (charts + 1):.2f} (goal <= 1.00; 2N + 1 expected: a look at each lease tag); "
+                      f"401 after the first challenge: "
                       f"{max(0, unauthorized - 1)} (goal 0); blob uploads: "
                       f"{noop_faults.count('POST', path='/blobs/uploads/')} (goal 0)")
                 if charts == args.charts[0]:

@@ -97,14 +97,66 @@ def local_trial(root: Path, *, same: bool = False) -> Trial:
     return Trial(outcomes, held, wrong)
 
 
-def _run_together(sources: list[Path], argv: list[str], env: dict[str, str]) -> list[tuple[int, str, str]]:
+def artifact_trial(root: Path, registry, *, same: bool = False) -> Trial:
+    """One trial of two ``publish-artifact --manifests DIR`` processes of one Flux artifact version
+    (``app-operator-<chart_version>``) into one repository of ``registry``; their manifests differ
+    (``same=False``) or not. Wrong: more than one ``pushed``, a ``pushed`` whose layer the version
+    tag does not hold, a traceback."""
+    import json
+
+    import httpx
+
+    path = f"race{os.urandom(4).hex()}/manifests"
+    source = copy_repo(root / "src")
+    runs = []
+    for index in range(2):
+        manifests = root / f"manifests{index}"
+        manifests.mkdir(parents=True)
+        data = "same" if same else f"publisher {index}"
+        (manifests / "config.yaml").write_text(
+            f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: race\ndata:\n  who: {data}\n")
+        runs.append(["--manifests", str(manifests)])
+    env = {**os.environ, "TEST_REGISTRY_PASSWORD": registry.password}
+    argv = ["--registry", f"oci://{registry.host}/{path}", "--username", registry.username,
+            "--password", "env:TEST_REGISTRY_PASSWORD", "--plain-http", "--revision", "main@sha1:" + "0" * 40,
+            "--source-url", "https://git.example.org/faas.git"]
+    outcomes = _run_together([source, source], argv, env, verb="publish-artifact", extra=runs)
+    version = get_scalar(config_file(source, "dev", "operator"), "chart_version")
+    answer = httpx.get(f"{registry.url}/v2/{path}/manifests/app-operator-{version}", auth=(registry.username, registry.password),
+                       headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}, timeout=30)
+    held = json.loads(answer.content)["layers"][0]["digest"] if answer.status_code == 200 else None
+    wrong = []
+    pushed = [out for code, out, _ in outcomes if code == 0 and out.startswith("pushed ")]
+    if len(pushed) > 1:
+        wrong.append("more than one publisher says pushed")
+    layers = [_layer_of_run(index, root) for index in range(2)]
+    for index, (code, out, err) in enumerate(outcomes):
+        if code == 0 and out.startswith("pushed ") and layers[index] != held:
+            wrong.append(f"publisher {index} says pushed but the version holds another layer")
+        if "Traceback" in err:
+            wrong.append(f"a traceback: {err[-300:]}")
+    if pushed and held is None:
+        wrong.append("a publisher says pushed but the version tag is absent")
+    return Trial(outcomes, held, wrong)
+
+
+def _layer_of_run(index: int, root: Path) -> str:
+    """The layer digest of publisher ``index``'s artifact, as the pipeline builds it (the files decide it alone)."""
+    from faas_deployment import artifacts
+
+    files = artifacts.directory_files(root / f"manifests{index}")
+    return artifacts.flux_artifact(files, source="", revision="", created="2026-01-01T00:00:00Z").layer_digest
+
+
+def _run_together(sources: list[Path], argv: list[str], env: dict[str, str], *, verb: str = "publish",
+                  extra: list[list[str]] | None = None) -> list[tuple[int, str, str]]:
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "faas_deployment.cli", "--source", str(source), "publish", "--env", "dev",
-             "--component", "operator", *argv],
+            [sys.executable, "-m", "faas_deployment.cli", "--source", str(source), verb, "--env", "dev",
+             "--component", "operator", *argv, *(extra[index] if extra else [])],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         )
-        for source in sources
+        for index, source in enumerate(sources)
     ]
     results = []
     for proc in procs:

@@ -57,6 +57,18 @@ def _sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def _layer_of(manifest: bytes) -> str | None:
+    """The layer digest of a one-layer Flux artifact manifest; ``None`` for anything else."""
+    try:
+        layers = json.loads(manifest)["layers"]
+        if len(layers) != 1 or layers[0]["mediaType"] != FLUX_CONTENT_MEDIA_TYPE:
+            return None
+        digest = layers[0]["digest"]
+        return digest if isinstance(digest, str) else None
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None
+
+
 def moving_tag(component: str) -> str:
     """``app-<component>``: the tag the ResourceSetInputProvider watches."""
     return f"{TAG_PREFIX}{component}"
@@ -254,6 +266,11 @@ class ArtifactRepository:
         self.reference = self.url[len("oci://"):]
         self._registry = ChartRegistry(parent, credentials=credentials, plain_http=plain_http, ca_file=ca_file)
 
+    @property
+    def registry(self) -> ChartRegistry:
+        """The client of the repository's parent path (the repository is :attr:`name` under it)."""
+        return self._registry
+
     def layer_digest(self, tag: str) -> tuple[bytes, str] | None:
         """``(manifest bytes, layer digest)`` at ``tag``; ``None`` when the tag is absent.
 
@@ -263,14 +280,21 @@ class ArtifactRepository:
         manifest = self._registry.manifest(self.name, tag)
         if manifest is None:
             return None
-        try:
-            layers = json.loads(manifest)["layers"]
-            if len(layers) != 1 or layers[0]["mediaType"] != FLUX_CONTENT_MEDIA_TYPE:
-                raise ValueError
-            return manifest, layers[0]["digest"]
-        except (ValueError, KeyError, TypeError):
+        layer = _layer_of(manifest)
+        if layer is None:
             raise UserError(f"{self.reference}:{tag}: not a Flux artifact (expected one {FLUX_CONTENT_MEDIA_TYPE} layer); "
-                            f"remove the tag or choose another repository") from None
+                            f"remove the tag or choose another repository")
+        return manifest, layer
+
+    def upload(self, blobs: list[tuple[bytes, dict]]) -> None:
+        """Upload ``blobs`` (``(bytes, descriptor)``) into the repository."""
+        self._registry.upload_blobs(self.name, blobs)
+
+    def clear_settled_lease(self, tag: str, layer: str) -> None:
+        """Remove a publish lease left on ``tag`` now that it holds ``layer`` (:func:`lease.clear_settled`)."""
+        from . import lease
+
+        lease.clear_settled(self._registry, self.name, tag, layer)
 
     def tags(self) -> list[str]:
         return self._registry.tags(self.name) or []  # None: the repository does not exist yet
@@ -312,6 +336,11 @@ class ArtifactResult:
 def publish(repository: ArtifactRepository, artifact: FluxArtifact, *, component: str, version: str, config: str) -> ArtifactResult:
     """Push ``artifact`` under the tag rules of the module doc.
 
+    A new ``app-<c>-<version>`` is pushed under the protocol of charts
+    (:class:`publishing.VersionPush`: the publish lease, the state read again under
+    it, the version read back), so of concurrent publishers of one version with
+    other content one pushes and the others are refused.
+
     Args:
         config: the cookiecutter-config.yaml ``version`` comes from (named in errors).
 
@@ -323,20 +352,38 @@ def publish(repository: ArtifactRepository, artifact: FluxArtifact, *, component
         UserError: the immutable tag holds another layer, or ``version`` is lower than
             the highest ``app-<c>-<version>`` published (see :func:`versions.decide`).
     """
+    from .publishing import VersionPush
+
     fixed, moving = version_tag(component, version), moving_tag(component)
     prefix = f"{fixed[: -len(oci_tag(version))]}"
-    published = [t[len(prefix):] for t in repository.tags() if t.startswith(prefix) and version_of_tag(t[len(prefix):])]
+
+    def read() -> tuple[list[str], str | None]:
+        at = repository.layer_digest(fixed)
+        return repository.tags(), at[1] if at else None
+
+    def rules(tags: list[str], layer: str | None) -> str:
+        """:func:`versions.decide` over the versions of this component's ``app-<c>-<version>`` tags."""
+        published = [t[len(prefix):] for t in tags if t.startswith(prefix) and version_of_tag(t[len(prefix):])]
+        return decide(config=config, name=f"{repository.reference}:{TAG_PREFIX}{component}", version=version,
+                      digest=artifact.layer_digest, published_versions=published, published_digest=layer)
+
     at_fixed = repository.layer_digest(fixed)
-    action = decide(
-        config=config, name=f"{repository.reference}:{TAG_PREFIX}{component}", version=version,
-        digest=artifact.layer_digest, published_versions=published,
-        published_digest=at_fixed[1] if at_fixed else None,
-    )
-    if action == "unchanged":
-        manifest, version_outcome = at_fixed[0], "unchanged"  # type: ignore[index]
+    if at_fixed is not None:
+        rules([], at_fixed[1])  # raises for another layer
+        repository.clear_settled_lease(fixed, at_fixed[1])
+        version_outcome = "unchanged"
     else:
-        repository.put(fixed, artifact.manifest, artifact.blobs())
-        manifest, version_outcome = artifact.manifest, "pushed"
+        rules(*read())
+        repository.upload(artifact.blobs())
+        version_outcome = VersionPush(
+            registry=repository.registry, name=repository.name, version=fixed, manifest=artifact.manifest,
+            digest=artifact.layer_digest, config=config, read=read, rules=rules,
+            content=lambda landed: _layer_of(landed[1]) if landed else None,
+            lease_config=json.loads(artifact.manifest)["config"],
+        ).push()
+        if version_outcome == "unchanged":  # another publisher pushed this layer meanwhile
+            at_fixed = repository.layer_digest(fixed)
+    manifest = at_fixed[0] if version_outcome == "unchanged" and at_fixed else artifact.manifest
     at_moving = repository.layer_digest(moving)
     if at_moving is not None and at_moving[1] == artifact.layer_digest:
         return ArtifactResult(version_outcome, "unchanged", repository.reference, component, version,

@@ -483,11 +483,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (see module doc).
 
     SIGTERM (a CI job cancelled, ``kill``) is handled like Ctrl-C: the run stops,
-    its temporary directories are removed, one line says so, and the exit code is 130.
+    the publish leases it holds are given back (:func:`pipeline.interrupted`), its
+    temporary directories are removed, one line says so, and the exit code is 130.
     """
     try:
         return _main(list(sys.argv[1:] if argv is None else argv))
     except KeyboardInterrupt:
+        try:
+            pipeline.interrupted()
+        except KeyboardInterrupt:
+            pass  # a second interrupt: leave what is left to the leases' lifetime
         print(f"{PROG}: interrupted", file=sys.stderr, flush=True)
         return 130
     except BrokenPipeError:

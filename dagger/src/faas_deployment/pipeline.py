@@ -1153,6 +1153,16 @@ def run_tempdir() -> Iterator[Path]:
         shutil.rmtree(parent, ignore_errors=True)
 
 
+def interrupted() -> None:
+    """After Ctrl-C or SIGTERM: give back the publish leases this process holds (:func:`lease.release_all`,
+    bounded by :data:`lease.INTERRUPT_SECONDS`); nothing to do when no lease was ever taken."""
+    import sys
+
+    lease = sys.modules.get(f"{__package__}.lease")
+    if lease is not None:
+        lease.release_all()
+
+
 def _outcome(call: Callable[[], T]) -> tuple[T | None, BaseException | None]:
     try:
         return call(), None

@@ -147,68 +147,128 @@ class OciTarget:
         artifact = helm_artifact(package)
         reference = registry.reference(package.name, package.version)
 
-        def rules(state: tuple[list[str], str | None]) -> str:
+        def rules(tags: list[str], published: str | None) -> str:
             return decide(config=config, name=package.name, version=package.version, digest=artifact.digest,
-                          published_versions=state[0], published_digest=state[1])
+                          published_versions=tags, published_digest=published)
 
         head = registry.head_manifest(package.name, oci_tag(package.version))
         if head[0] == 200 and head[1]:
             # Published: its digest alone decides (decide needs no tag list for a present version).
-            rules(([], head[1]))  # raises for other content
+            rules([], head[1])  # raises for other content
+            if not self.immutable_tags and not dry_run:
+                from . import lease
+
+                lease.clear_settled(registry, package.name, package.version, head[1])
             return PublishResult("unchanged", reference, artifact.digest)
-        if rules(self._state(registry, package, head)) == "unchanged":
+        if rules(*self._state(registry, package, head)) == "unchanged":
             return PublishResult("unchanged", reference, artifact.digest)
         if dry_run:
             return PublishResult("would push", reference, artifact.digest)
         registry.push_blobs(artifact)
-        if self.immutable_tags:
-            # The registry refuses an overwrite: an accepted PUT landed on a free tag, for good.
-            response = registry.put_manifest(package.name, oci_tag(package.version), artifact.manifest)
-            if response.status_code in (200, 201, 202):
-                return PublishResult("pushed", reference, artifact.digest)
-            landed = registry.get_manifest(package.name, oci_tag(package.version))
-            return self._refused(registry, package, artifact.digest, response.status_code, rules, landed)
-        config_blob = json.loads(artifact.manifest)["config"]
-        from . import lease  # only a push takes the lease
+        outcome = VersionPush(
+            registry=registry, name=package.name, version=package.version, manifest=artifact.manifest,
+            digest=artifact.digest, config=config, read=lambda: self._state(registry, package), rules=rules,
+            content=lambda landed: landed[0] if landed else None, lease_config=json.loads(artifact.manifest)["config"],
+        ).push(immutable_tags=self.immutable_tags)
+        return PublishResult(outcome, reference, artifact.digest)
 
-        held = lease.acquire(registry, package.name, package.version, artifact.digest, self.deadline, config_blob)
-        try:
-            tags, digest = self._state(registry, package)
-            if held is not None and held.tag not in tags:
-                raise registry.refuse(f"listing tags of {registry.reference(package.name)}",
-                                       f"the tag list lacks the lease tag {held.tag} this run just wrote")
-            if rules((tags, digest)) == "unchanged":
-                return PublishResult("unchanged", reference, artifact.digest)
-            response = registry.put_manifest(package.name, oci_tag(package.version), artifact.manifest)
-            landed = registry.get_manifest(package.name, oci_tag(package.version))
-        finally:
-            lease.release(registry, held)
+
+@dataclass(frozen=True)
+class VersionPush:
+    """One new version's manifest pushed under the protocol of docs/publishing.md (charts and Flux artifacts).
+
+    Attributes:
+        registry, name: the repository ``<root>/<name>``.
+        version: the version the tag carries (``oci_tag(version)`` is the tag; the lease is
+            :func:`versions.lease_tag` of it).
+        manifest: the bytes put under the tag; the caller has uploaded its blobs.
+        digest: our content's digest as the rules compare it (a chart's manifest digest, an
+            artifact's layer digest).
+        config: the cookiecutter-config.yaml named in errors.
+        read: reads the target's state: ``(tags, content digest the version holds or None)``.
+        rules: the publishing decision (:func:`versions.decide`) on ``(tags, published digest)``:
+            ``"push"`` or ``"unchanged"``; raises UserError for a refusal.
+        content: the content digest of a manifest read back (``(manifest digest, bytes)``), ``None`` for none.
+        lease_config: the descriptor of a blob in the repository the lease manifest points at.
+    """
+
+    registry: ChartRegistry
+    name: str
+    version: str
+    manifest: bytes
+    digest: str
+    config: str
+    read: Callable[[], tuple[list[str], str | None]]
+    rules: Callable[[list[str], str | None], str]
+    content: Callable[[tuple[str, bytes] | None], str | None]
+    lease_config: dict | None = None
+
+    def push(self, *, immutable_tags: bool = False) -> Literal["pushed", "unchanged"]:
+        """Push the version: under the lease, or with ``immutable_tags`` under the registry's own arbitration.
+
+        Under the lease (:mod:`lease`): take it, read the state again and apply the rules,
+        push while the lease is fresh (else take it again), read the version back, release.
+        With ``immutable_tags`` the registry refuses an overwrite, so an accepted ``PUT`` landed
+        on a free tag for good, and a refused one is answered by what the tag holds.
+
+        Raises:
+            UserError: a rule refused, the registry refused, the tag list lacks the lease tag
+                just written, or the version read back holds other content (a publisher
+                bypassing the lease).
+        """
+        from . import lease  # only a push takes the lease
+        from .registry_client import oci_tag
+
+        registry, tag = self.registry, oci_tag(self.version)
+        if immutable_tags:
+            response = registry.put_manifest(self.name, tag, self.manifest)
+            if response.status_code in (200, 201, 202):
+                return "pushed"
+            return self._refused(response.status_code, registry.get_manifest(self.name, tag))
+        while True:
+            held = lease.acquire(registry, self.name, self.version, self.digest, registry.deadline, self.lease_config)
+            try:
+                tags, published = self.read()
+                if held is not None and held.tag not in tags:
+                    raise registry.refuse(f"listing tags of {registry.reference(self.name)}",
+                                          f"the tag list lacks the lease tag {held.tag} this run just wrote")
+                if self.rules(tags, published) == "unchanged":
+                    return "unchanged"
+                if held is not None and not held.fresh():
+                    continue  # too little of the lease's lifetime is left to push: released, taken again
+                with lease.pushing(held):
+                    response = registry.put_manifest(self.name, tag, self.manifest)
+                    landed = registry.get_manifest(self.name, tag)
+            finally:
+                lease.release(registry, held)
+            break
         if response.status_code not in (200, 201, 202):
-            return self._refused(registry, package, artifact.digest, response.status_code, rules, landed)
-        if landed is None or landed[0] != artifact.digest:
+            return self._refused(response.status_code, landed)
+        found = self.content(landed)
+        if found != self.digest:
+            reference = registry.reference(self.name, self.version)
             raise UserError(
-                f"{config}: chart_version: {reference} was pushed, but the registry now holds "
-                f"{landed[0] if landed else 'nothing'} under it, not {artifact.digest}: another publisher wrote this "
+                f"{self.config}: chart_version: {reference} was pushed, but the registry now holds "
+                f"{found or 'nothing'} under it, not {self.digest}: another publisher wrote this "
                 f"version at the same time (bypassing the publish lease); a published version never changes: "
                 f"find out which content is meant, and bump chart_version"
             )
-        return PublishResult("pushed", reference, artifact.digest)
+        return "pushed"
 
-    @staticmethod
-    def _refused(registry: ChartRegistry, package: ChartPackage, digest: str, status: int,
-                 rules: Callable[[tuple[list[str], str | None]], str], landed: tuple[str, bytes] | None) -> PublishResult:
+    def _refused(self, status: int, landed: tuple[str, bytes] | None) -> Literal["unchanged"]:
         """The answer to a manifest ``PUT`` refused with HTTP ``status`` (an immutable tag): the version
         as read back after it (``landed``: ``(digest, manifest)`` or ``None``) decides, ``unchanged`` for ours.
 
         Raises:
-            UserError: the version holds other content (:func:`decide`), or holds nothing.
+            UserError: the version holds other content (the rules' error), or holds nothing.
         """
-        reference = registry.reference(package.name, package.version)
-        if landed is not None and landed[0] == digest:
-            return PublishResult("unchanged", reference, digest)
-        if landed is not None:
-            rules(([], landed[0]))  # raises: published with other content
-        raise UserError(f"registry {registry.host}: pushing the manifest of {reference}: HTTP {status} "
+        found = self.content(landed)
+        if found == self.digest:
+            return "unchanged"
+        if found is not None:
+            self.rules([], found)  # raises: published with other content
+        reference = self.registry.reference(self.name, self.version)
+        raise UserError(f"registry {self.registry.host}: pushing the manifest of {reference}: HTTP {status} "
                         f"(the registry refused it; nothing was published)")
 
 

@@ -550,7 +550,12 @@ class ChartRegistry:
         )
         raise self.refuse(what, f"the registry's answers disagree ({story})")
 
-    def _upload_blobs(self, name: str, blobs: list[tuple[bytes, dict]]) -> None:
+    def upload_blobs(self, name: str, blobs: list[tuple[bytes, dict]]) -> None:
+        """Upload ``blobs`` (``(bytes, descriptor)``) to ``<root>/<name>`` (two requests each: POST, PUT).
+
+        Raises:
+            UserError: the registry refused a blob (RegistryAuthError for 401/403).
+        """
         container = self._container(name)
         with tempfile.TemporaryDirectory(prefix="faas-oci-") as scratch:
             for index, (data, descriptor) in enumerate(blobs):
@@ -608,7 +613,7 @@ class ChartRegistry:
         Raises:
             UserError: the registry refused a blob or the manifest (RegistryAuthError for 401/403).
         """
-        self._upload_blobs(name, blobs)
+        self.upload_blobs(name, blobs)
         response = self.put_manifest(name, tag, manifest)
         if response.status_code not in (200, 201, 202):
             raise ManifestRefused(
@@ -626,7 +631,7 @@ class ChartRegistry:
         """Upload the artifact's config and chart layer (two requests each: POST, PUT)."""
         package = artifact.package
         config = {"digest": _sha256(artifact.config), "size": len(artifact.config), "mediaType": HELM_CONFIG_MEDIA_TYPE}
-        self._upload_blobs(package.name, [(artifact.config, config), (package.path.read_bytes(), json.loads(artifact.manifest)["layers"][0])])
+        self.upload_blobs(package.name, [(artifact.config, config), (package.path.read_bytes(), json.loads(artifact.manifest)["layers"][0])])
 
     def push_small_manifest(self, name: str, tag: str, annotations: dict[str, str], config: dict | None = None) -> str:
         """Push an OCI manifest with no layers, carrying ``annotations``; returns its digest.
