@@ -118,3 +118,29 @@ def test_a_lease_past_its_lifetime_is_taken_over_and_said_once(registry, capsys)
     assert taken[0].startswith(f"[faas-deploy] taking over the publish lease {registry.host}/charts/demo:lease-1.0.0: "
                                "written ") and f"past its stated lifetime of {lease.LIFETIME_SECONDS:g} s" in taken[0]
     assert len([line for line in err if "another publisher holds it" in line]) == 1
+
+
+def test_an_interrupt_gives_leases_back_and_stops_their_publishers_only(registry):
+    """``release_all`` (the CLI's Ctrl-C path): the lease tag goes, its publisher may not push any more,
+    and a publisher started afterwards in the same process (the CLI run again in-process) is unaffected."""
+    from faas_deployment.credentials import RegistryCredentials
+    from faas_deployment.deadline import Deadline
+    from faas_deployment.registry_client import ChartRegistry
+    from faas_deployment.secrets import SecretValue
+
+    client = ChartRegistry(f"oci://{registry.host}/charts", plain_http=True,
+                           credentials=RegistryCredentials(registry.username, SecretValue(registry.password, "env:X")))
+    held = lease.acquire(client, "demo", "1.0.0", "sha256:" + "1" * 64, Deadline(30))
+    assert held is not None and registry.tags("charts/demo") == ["lease-1.0.0"]
+    started = time.monotonic()
+    lease.release_all()
+    assert time.monotonic() - started < lease.INTERRUPT_SECONDS
+    assert registry.tags("charts/demo") == []
+    with pytest.raises(lease.Interrupted), lease.pushing(held):
+        pass
+    later = lease.acquire(client, "demo", "1.0.0", "sha256:" + "2" * 64, Deadline(30))
+    assert later is not None
+    with lease.pushing(later):
+        pass
+    lease.release(client, later)
+    assert registry.tags("charts/demo") == []

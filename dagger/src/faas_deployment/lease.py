@@ -35,9 +35,10 @@ lifetime. Wall clocks of publishers on different hosts must agree to within
 
 **Interrupts.** Every lease this process has written is known here until
 released. :func:`release_all` (the CLI calls it on Ctrl-C and SIGTERM) stops every
-publisher of the process from writing again, waits a bounded time for a push in
-flight, and releases every lease it can, so an interrupted run leaves no lease tag
-behind it.
+publisher that started before it from writing a lease or pushing again, waits a
+bounded time for a push in flight, and releases every lease it can, so an
+interrupted run leaves no lease tag behind it. Publishers started after it (a
+process running the CLI again) are not affected.
 
 The assumption is timing (a write completes within the settle time, a push
 within the margin); the registry's own tag immutability (docs/publishing.md)
@@ -95,6 +96,7 @@ class Lease:
     expires: float
     slowest: float
     config: dict | None = None
+    epoch: int = 0  # the interrupts seen before it was written (:func:`release_all`)
     busy: int = 0  # requests in flight that the lease guards (its own write, the version's push)
 
     def fresh(self) -> bool:
@@ -104,18 +106,18 @@ class Lease:
 
 _lock = threading.Condition()
 _active: dict[str, Lease] = {}  # nonce -> a lease written and not yet released
-_interrupted = threading.Event()
+_epoch = 0  # how many times release_all ran; a publisher started before the last one is interrupted
 
 
-def _check_interrupted() -> None:
-    if _interrupted.is_set():
+def _check_interrupted(epoch: int) -> None:
+    if epoch != _epoch:
         raise Interrupted("interrupted: the publish lease is given back")
 
 
 @contextlib.contextmanager
 def _busy(lease: Lease) -> Iterator[None]:
     with _lock:
-        _check_interrupted()
+        _check_interrupted(lease.epoch)
         lease.busy += 1
     try:
         yield
@@ -194,8 +196,9 @@ def acquire(registry: ChartRegistry, name: str, version: str, digest: str, deadl
     what = f"waiting for the publish lease {registry.reference(name)}:{tag}"
     announced = taken_over = False
     slowest = 0.0
+    epoch = _epoch
     while True:
-        _check_interrupted()
+        _check_interrupted(epoch)
         deadline.check(what)
         started = time.monotonic()
         found = _read(registry, name, tag)
@@ -220,9 +223,9 @@ def acquire(registry: ChartRegistry, name: str, version: str, digest: str, deadl
             _PREFIX + "lifetime": f"{lifetime:g}",
             _PREFIX + "expires": f"{since + lifetime:.3f}",
         }
-        lease = Lease(registry, name, tag, nonce, "", time.monotonic() + lifetime, slowest, config)
+        lease = Lease(registry, name, tag, nonce, "", time.monotonic() + lifetime, slowest, config, epoch)
         with _lock:
-            _check_interrupted()
+            _check_interrupted(epoch)
             _active[nonce] = lease
         written = time.monotonic()
         try:
@@ -248,7 +251,7 @@ def acquire(registry: ChartRegistry, name: str, version: str, digest: str, deadl
         time.sleep(settle)
         found = _read(registry, name, tag)
         if found is not None and found[1].get(_PREFIX + "nonce") == nonce:
-            _check_interrupted()
+            _check_interrupted(epoch)
             return lease
         _forget(lease)  # a later writer's lease replaced ours: nothing of ours is on the tag
 
@@ -305,22 +308,26 @@ def clear_settled(registry: ChartRegistry, name: str, version: str, published: s
 
 
 def release_all(timeout: float = INTERRUPT_SECONDS) -> None:
-    """On an interrupt: no lease of this process is written or used again; each is released.
+    """On an interrupt: no publisher started before it writes or uses a lease again; each lease is released.
 
     A lease whose write or push is in flight is released once that request ends
     (deleting it earlier could let another publisher push under a lease while our
     push lands). Everything happens within ``timeout`` seconds, in a daemon thread:
     what is left after it expires on its own.
     """
-    _interrupted.set()
+    global _epoch
+    with _lock:
+        _epoch += 1
+        interrupted = _epoch
 
     def give_back() -> None:
         end = time.monotonic() + timeout
         released: set[str] = set()
         while True:
             with _lock:
-                ready = [lease for nonce, lease in _active.items() if not lease.busy and nonce not in released]
-                waiting = any(lease.busy for lease in _active.values())
+                ours = [lease for lease in _active.values() if lease.epoch < interrupted]
+                ready = [lease for lease in ours if not lease.busy and lease.nonce not in released]
+                waiting = any(lease.busy for lease in ours)
                 if not ready and (not waiting or time.monotonic() >= end):
                     return
                 if not ready:
