@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 from faas_deployment import versions
 from faas_deployment.errors import UserError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 DIGEST_A = "sha256:" + "a" * 64
 DIGEST_B = "sha256:" + "b" * 64
@@ -144,3 +146,34 @@ def test_newer_and_next():
     assert versions.next_version("1.0.3-rc.1", "patch") == "1.0.3"
     with pytest.raises(ValueError):
         versions.next_version("1.0.3", "build")
+
+
+_VERSION = st.builds(
+    lambda major, minor, patch, pre, build: f"{major}.{minor}.{patch}" + (f"-{pre}" if pre else "")
+    + (f"+{build}" if build else ""),
+    st.integers(0, 999), st.integers(0, 999), st.integers(0, 999),
+    st.sampled_from(["", "rc.1", "mr.42.3", "alpha", "0.3.7", "x-y.1"]),
+    st.sampled_from(["", "build.1", "sha.abcdef", "001"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80), st.text(max_size=20), st.text(max_size=20))
+def test_any_text_is_a_version_or_not_never_a_crash(text, iid, pipeline):
+    versions.version_of_tag(text)
+    versions.parse_image_tag(text)
+    versions.scheme_problem(text, "c.yaml")
+    assert versions.merge_request_prerelease(iid, pipeline) in (None, f"mr.{iid}.{pipeline}")
+    try:
+        versions.prerelease_version("c.yaml", "1.0.0", text)
+    except UserError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(_VERSION)
+def test_no_lease_tag_is_ever_a_version(version):
+    tag = versions.lease_tag(version)
+    assert versions.version_of_tag(tag) is None and versions.parse(tag) is None
+    assert versions.version_of_tag(versions.tag(version)) == versions.parse(version)
+    assert versions.highest([tag, versions.tag(version) + ".lease"]) is None
