@@ -9,7 +9,7 @@ either side, what the pipeline must do and why:
 - ``upgrade``: the chart's inputs changed (its config, ``env/<env>/environment.yaml``
   or the chart template) and ``chart_version`` went up;
 - ``refused``: the packaged chart changed but ``chart_version`` did not (or went
-  down), or the version breaks the versioning scheme (:func:`scheme_problem`); the
+  down), or the version breaks the versioning scheme (:func:`versions.scheme_problem`); the
   reason names the file to fix;
 - ``retire``: the config was deleted: the component's Flux objects leave the
   generated set; published charts stay in the registry;
