@@ -161,7 +161,10 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
         'timeout: float = 0',
         'upload_manifests: Secret? = null',
     )),
-    ("Environment", "flux"): ("Directory", CACHED, ()),
+    ("Environment", "flux"): ("Directory", CACHED, (
+        'registry_secret: string = ""',
+        'plain_http: boolean = false',
+    )),
     ("Environment", "local_repository"): ("Directory", CACHED, ()),
     ("Environment", "manifests"): ("File", CACHED, ()),
     ("Environment", "publish_artifacts"): ("string", NEVER, (

@@ -127,6 +127,27 @@ def test_generated_objects_validate_against_flux_schemas(tmp_path):
     assert run.returncode == 1 and run.stdout.count("invalid ") == 2, run.stdout  # each broken object named
 
 
+def test_flux_objects_take_the_registry_secret_and_plain_http(tmp_path, capsys):
+    """A private or plain-HTTP chart registry: the OCIRepositories carry ``secretRef`` and ``insecure``
+    (source-controller refuses plain HTTP and pulls anonymously otherwise); a bad Secret name is refused."""
+    assert cli.main(["--source", str(REPO_ROOT), "flux", "--env", "dev", "--out", str(tmp_path / "a"),
+                     "--registry-secret", "faas-charts", "--plain-http"]) == 0
+    docs = [d for f in sorted((tmp_path / "a").glob("*.yaml")) for d in yaml.safe_load_all(f.read_text())]
+    sources = [d for d in docs if d["kind"] == "OCIRepository"]
+    assert len(sources) == 2 and all(d["spec"]["secretRef"] == {"name": "faas-charts"} and d["spec"]["insecure"] is True
+                                     for d in sources)
+    run = _validate_with_flux_schemas(docs)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert cli.main(["--source", str(REPO_ROOT), "flux", "--env", "dev", "--out", str(tmp_path / "b")]) == 0
+    plain = [d for f in sorted((tmp_path / "b").glob("*.yaml")) for d in yaml.safe_load_all(f.read_text())]
+    assert not any({"secretRef", "insecure"} & set(d["spec"]) for d in plain if d["kind"] == "OCIRepository")
+    capsys.readouterr()
+    assert cli.main(["--source", str(REPO_ROOT), "flux", "--env", "dev", "--out", str(tmp_path / "c"),
+                     "--registry-secret", "Bad_Name"]) == 1
+    assert "--registry-secret 'Bad_Name': expected a Secret name" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
+
+
 # --------------------------------------------------------------------------- Receiver
 
 

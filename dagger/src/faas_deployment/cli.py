@@ -287,6 +287,13 @@ def _objects_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plain-http", action="store_true", help="insecure: true (a plain HTTP registry; tests only)")
 
 
+def _flux_flags(parser: argparse.ArgumentParser) -> None:
+    _out_flag(metavar="DIR")(parser)
+    parser.add_argument("--registry-secret", default="",
+                        help="docker-config Secret the OCIRepositories pull with (default: anonymous)")
+    parser.add_argument("--plain-http", action="store_true", help="insecure: true (a plain HTTP registry; tests only)")
+
+
 def _plan_flags(parser: argparse.ArgumentParser) -> None:
     environ = os.environ
     parser.add_argument("--base", help="git ref or SHA to compare with (default: CI_MERGE_REQUEST_DIFF_BASE_SHA, "
@@ -413,7 +420,8 @@ VERBS: dict[str, Verb] = {
     "plan": Verb("what a change does to every environment x component (install, upgrade, refused, retire, upload, "
                  "unchanged); never writes to a registry", _plan, _plan_flags, env=False),
     "flux": Verb("write the environment's Flux objects (OCIRepository, HelmRelease, Receiver) into --out",
-                 lambda ws, a: ws.flux(a.env, _path(a.out)), _out_flag(metavar="DIR")),
+                 lambda ws, a: ws.flux(a.env, _path(a.out), registry_secret=a.registry_secret, plain_http=a.plain_http),
+                 _flux_flags),
     "deploy": Verb("publish, trigger Flux through the Receiver, wait until each HelmRelease runs the pushed version "
                    "(exit 3 failed, 4 superseded, 5 timeout)", _deploy, _deploy_flags),
     "wait": Verb("wait until each HelmRelease runs the version the configs describe, or with --artifact the "

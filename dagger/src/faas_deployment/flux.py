@@ -77,8 +77,12 @@ def source_revision(version: str, digest: str) -> str:
     return f"{version}@{digest}"
 
 
-def oci_repository(settings: Settings, chart: Chart) -> dict[str, Any]:
-    return {
+def oci_repository(settings: Settings, chart: Chart, *, registry_secret: str = "",
+                   insecure: bool = False) -> dict[str, Any]:
+    """The OCIRepository of ``chart``; ``registry_secret`` (a ``kubernetes.io/dockerconfigjson``
+    Secret) becomes ``spec.secretRef``, ``insecure`` (a plain HTTP registry) ``spec.insecure``
+    (source-controller ``api/v1/ocirepository_types.go``)."""
+    source = {
         "apiVersion": "source.toolkit.fluxcd.io/v1",
         "kind": "OCIRepository",
         "metadata": {"name": settings.object_name(chart.component), "namespace": settings.namespace},
@@ -89,6 +93,11 @@ def oci_repository(settings: Settings, chart: Chart) -> dict[str, Any]:
             "layerSelector": {"mediaType": HELM_CHART_LAYER, "operation": "copy"},
         },
     }
+    if registry_secret:
+        source["spec"]["secretRef"] = {"name": registry_secret}
+    if insecure:
+        source["spec"]["insecure"] = True
+    return source
 
 
 def helm_release(settings: Settings, chart: Chart) -> dict[str, Any]:
@@ -127,9 +136,12 @@ def receiver_secret_name(settings: Settings) -> str:
     return f"{settings.receiver_name}-token"
 
 
-def objects(settings: Settings, charts: list[Chart]) -> dict[str, list[dict[str, Any]]]:
-    """The files to write: ``<component>.yaml`` (OCIRepository, HelmRelease) and ``receiver.yaml``."""
-    files = {f"{c.component}.yaml": [oci_repository(settings, c), helm_release(settings, c)] for c in charts}
+def objects(settings: Settings, charts: list[Chart], *, registry_secret: str = "",
+            insecure: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """The files to write: ``<component>.yaml`` (OCIRepository, HelmRelease) and ``receiver.yaml``;
+    ``registry_secret`` and ``insecure`` as in :func:`oci_repository`."""
+    files = {f"{c.component}.yaml": [oci_repository(settings, c, registry_secret=registry_secret, insecure=insecure),
+                                      helm_release(settings, c)] for c in charts}
     files["receiver.yaml"] = [receiver(settings, charts)]
     return files
 
@@ -147,8 +159,10 @@ class Written:
     removed: list[Path]
 
 
-def write_objects(settings: Settings, charts: list[Chart], out: Path) -> Written:
-    """Write :func:`objects` under ``out`` (created) as the environment's exact set of files.
+def write_objects(settings: Settings, charts: list[Chart], out: Path, *, registry_secret: str = "",
+                  insecure: bool = False) -> Written:
+    """Write :func:`objects` under ``out`` (created) as the environment's exact set of files
+    (``registry_secret``, ``insecure``: as in :func:`oci_repository`).
 
     Each file is one multi-document YAML stream (no anchors or aliases:
     :mod:`faas_deployment.yaml_out`) opening with :data:`MARKER`, written to a
@@ -161,7 +175,7 @@ def write_objects(settings: Settings, charts: list[Chart], out: Path) -> Written
     Raises:
         UserError: ``out`` exists and is not a directory, or a file cannot be written or removed.
     """
-    files = objects(settings, charts)
+    files = objects(settings, charts, registry_secret=registry_secret, insecure=insecure)
     partial = None
     try:
         out.mkdir(parents=True, exist_ok=True)

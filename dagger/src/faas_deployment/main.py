@@ -637,7 +637,11 @@ class Environment:
         return _dir(result.path)
 
     @function
-    async def flux(self) -> dagger.Directory:
+    async def flux(
+        self,
+        registry_secret: Annotated[str, Doc("docker-config Secret the OCIRepositories pull with (empty: anonymous)")] = "",
+        plain_http: Annotated[bool, Doc("insecure: true (a plain HTTP registry; tests only)")] = False,
+    ) -> dagger.Directory:
         """The Flux objects of this environment: per component an OCIRepository and a HelmRelease, one Receiver.
 
         Names and places come from ``env/<env>/environment.yaml``; apply them to the cluster
@@ -645,7 +649,7 @@ class Environment:
         """
         ws = await _workspace(self.source, self.template, self.source_date_epoch)
         out = _scratch()
-        result = await _run(lambda: ws.flux(self.name, out))
+        result = await _run(lambda: ws.flux(self.name, out, registry_secret=registry_secret, plain_http=plain_http))
         return _dir(result.path)
 
     @function(cache="never")

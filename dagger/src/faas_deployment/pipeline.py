@@ -888,11 +888,20 @@ class Workspace:
 
     # ----------------------------------------------------------------------- Flux (Helm charts)
 
-    def flux(self, env: str, out: Path) -> Result:
-        """``flux``: the environment's Flux objects (OCIRepository, HelmRelease, Receiver) written into ``out``."""
-        from . import deploy, flux
+    def flux(self, env: str, out: Path, *, registry_secret: str = "", plain_http: bool = False) -> Result:
+        """``flux``: the environment's Flux objects (OCIRepository, HelmRelease, Receiver) written into ``out``;
+        ``registry_secret``: the OCIRepositories' pull Secret; ``plain_http``: their ``insecure: true``.
 
-        written = flux.write_objects(self.settings(env), deploy.charts(self, env), Path(out))
+        Raises:
+            UserError: ``registry_secret`` is not a DNS-1123 subdomain (a Secret name).
+        """
+        from . import deploy, flux, names
+
+        if registry_secret and not names.is_dns_subdomain(registry_secret):
+            raise UserError(f"--registry-secret {registry_secret!r}: expected a Secret name (DNS-1123 subdomain: "
+                            "lower-case letters, digits, '-' and '.', at most 253 characters)")
+        written = flux.write_objects(self.settings(env), deploy.charts(self, env), Path(out),
+                                     registry_secret=registry_secret, insecure=plain_http)
         return _result([str(p) for p in written.files] + [f"removed {p}" for p in written.removed],
                        {"files": written.files, "removed": written.removed}, path=Path(out))
 
