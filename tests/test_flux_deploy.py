@@ -219,6 +219,7 @@ CASES = {
     "failed": (3, "Stalled=True RetriesExceeded"),
     "stalled": (3, "Stalled=True RetriesExceeded: Failed to upgrade after 1 attempt(s)"),
     "rollback": (3, "Remediated=True RollbackSucceeded: Helm rollback to previous release"),
+    "install-failed": (3, "Released=False InstallFailed: Helm install failed for release faas-dev/faas-operator"),
     "superseded": (4, "superseded"),
     "source-not-ready": (0, "deployed"),
     "never": (5, "timeout"),

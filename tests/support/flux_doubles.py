@@ -316,6 +316,19 @@ def scenario(kind: str, *, chart: str, ns: str, name: str, old: str, new: str, n
                              f"Helm rollback to previous release {release}.v1 with chart {chart}@{old} succeeded")]}
     superseded = {**base, "lastAttemptedRevision": newer, "lastAttemptedReleaseAction": "upgrade",
                   "conditions": [_cond("Ready", "Unknown", "Progressing", "reconciliation in progress")]}
+    # A first install that fails, as the real helm-controller v1.6 leaves it while its install
+    # remediation retries: no status.observedGeneration yet (written only when a reconcile ends
+    # without error), no history (the failed release is uninstalled), current conditions.
+    install_message = (f"Helm install failed for release {release} with chart {chart}@{new}: unable to build "
+                       f"kubernetes objects from release manifest: resource mapping not found")
+    install_failed = {"lastAttemptedRevision": new, "lastAttemptedReleaseAction": "install",
+                      "installFailures": 1, "failures": 1, "conditions": [
+                          _cond("Reconciling", "True", "Progressing", "Running 'install' action with timeout of 5m0s"),
+                          _cond("Ready", "False", "InstallFailed", install_message),
+                          _cond("Released", "False", "InstallFailed", install_message)]}
+    installing = {"lastAttemptedRevision": new, "lastAttemptedReleaseAction": "install", "conditions": [
+        _cond("Reconciling", "True", "Progressing", "Running 'install' action with timeout of 5m0s"),
+        _cond("Ready", "Unknown", "Progressing", "Running 'install' action with timeout of 5m0s")]}
     source_not_ready = {**base, "conditions": [_cond("Ready", "False", "SourceNotReady",
                          f"OCIRepository '{release}' is not ready: latest generation of object has not been reconciled")]}
     return {
@@ -323,6 +336,7 @@ def scenario(kind: str, *, chart: str, ns: str, name: str, old: str, new: str, n
         "stalled": [("hr", progressing), ("hr", stalled_only)],
         "failed": [("hr", progressing), ("hr", failed)],
         "rollback": [("hr", progressing), ("hr", rolled_back)],
+        "install-failed": [("hr", installing), ("hr", install_failed)],
         "superseded": [("hr", superseded)],
         "source-not-ready": [("hr", source_not_ready), ("source", {}), ("hr", progressing), ("hr", success)],
         "never": [],

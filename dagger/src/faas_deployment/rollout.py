@@ -13,6 +13,10 @@ Rules (helm-controller ``api/v2`` ``helmrelease_types.go`` and ``condition_types
   version again), ``Released=False``, ``TestSuccess=False``; and ``Ready=False`` with
   reason ``ChartMutateError``, ``ValuesError`` or ``ArtifactFailed`` (except the
   controller's transient ``Source not ready: artifact not found. Retrying`` message);
+  each such condition must carry the current generation in its own
+  ``observedGeneration``: ``status.observedGeneration`` lags while helm-controller
+  retries a failed install or upgrade (it is written only when a reconcile ends
+  without error), so a first install that fails never moves it;
 - **superseded**: ``lastAttemptedRevision`` has a higher semver than ours;
 - **timeout**: none of these before the deadline; the last conditions are shown.
 
@@ -115,6 +119,12 @@ def _is(conds: dict[str, dict[str, Any]], kind: str, status: str) -> bool:
     return conds.get(kind, {}).get("status") == status
 
 
+def _current(condition: dict[str, Any], generation: Any) -> bool:
+    """The condition was set for the object's current ``generation`` (its own ``observedGeneration``;
+    fluxcd/pkg ``runtime/conditions.Set`` writes the latest generation there)."""
+    return condition.get("observedGeneration") == generation
+
+
 def _newer(attempted: str, ours: str) -> bool:
     return versions.newer(attempted, ours)
 
@@ -127,24 +137,30 @@ def evaluate(release: dict[str, Any], expected: Expected, *, source_ours: bool,
     ``reconcile.fluxcd.io/requestedAt`` value the API trigger set, if any.
     """
     meta, status = release.get("metadata") or {}, release.get("status") or {}
-    if status.get("observedGeneration") != meta.get("generation"):
-        return None
+    generation = meta.get("generation")
     if token is not None and status.get("lastHandledReconcileAt") != token:
         return None
     conds = _conditions(release)
     attempted = status.get("lastAttemptedRevision") or ""
     if attempted and attempted != expected.revision and _newer(attempted, expected.revision):
         return SUPERSEDED, f"the HelmRelease moved on to {attempted}"
+    # A failure is read from its condition's own observedGeneration: helm-controller writes
+    # status.observedGeneration only when a reconcile ends without error or requeue
+    # (internal/controller/helmrelease_controller.go), so during the install or upgrade
+    # retries of a remediation it stays behind while the conditions are current.
     if attempted == expected.revision:
         for kind, state in (("Stalled", "True"), ("Remediated", "True"), ("Released", "False"),
                             ("TestSuccess", "False")):
-            if _is(conds, kind, state):
+            if _is(conds, kind, state) and _current(conds[kind], generation):
                 c = conds[kind]
                 return FAILED, f"{kind}={state} {c.get('reason', '')}: {c.get('message', '')}"
     ready = conds.get("Ready", {})
     if (ready.get("status") == "False" and ready.get("reason") in FAILING_REASONS and source_ours
+            and _current(ready, generation)
             and not str(ready.get("message", "")).startswith(TRANSIENT_MESSAGE)):
         return FAILED, f"Ready=False {ready['reason']}: {ready.get('message', '')}"
+    if status.get("observedGeneration") != generation:
+        return None
     history = status.get("history") or []
     head = history[0] if history and isinstance(history[0], dict) else {}
     tests = ((release.get("spec") or {}).get("test") or {}).get("enable")
