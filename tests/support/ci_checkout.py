@@ -15,17 +15,17 @@ def git(checkout: Path, *args: str, cwd: Path | None = None) -> str:
                           check=True, capture_output=True, text=True).stdout.strip()
 
 
-def clone_with_origin(checkout: Path) -> tuple[Path, str]:
+def clone_with_origin(checkout: Path, extra: tuple[str, ...] = ()) -> tuple[Path, str]:
     """Make ``checkout`` what a CI job has: a git clone of the project (``origin`` a bare repository).
 
-    Two commits on ``main``: the project, then a change (dev's operator bumped, a dev
-    ``dynamic/`` file edited). Returns the bare origin and the first commit (the
-    push's "before" SHA).
+    Two commits on ``main``: the project (``env/``, ``dagger.json``, ``.gitlab-ci.yml``
+    and the ``extra`` paths), then a change (dev's operator bumped, a dev ``dynamic/``
+    file edited). Returns the bare origin and the first commit (the push's "before" SHA).
     """
-    shutil.rmtree(checkout / ".git")  # the clutter the default-source test plants
+    shutil.rmtree(checkout / ".git", ignore_errors=True)  # the clutter the default-source test plants
     shutil.copy(REPO_ROOT / ".gitlab-ci.yml", checkout / ".gitlab-ci.yml")
     git(checkout, "init", "-q", "-b", "main")
-    git(checkout, "add", "env", "dagger.json", ".gitlab-ci.yml")
+    git(checkout, "add", "env", "dagger.json", ".gitlab-ci.yml", *extra)
     git(checkout, "commit", "-qm", "project")
     before = git(checkout, "rev-parse", "HEAD")
     config = checkout / "env" / "dev" / "operator" / "cookiecutter-config.yaml"

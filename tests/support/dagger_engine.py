@@ -429,6 +429,8 @@ class Engine:
                 return Builder("function", [("function", args)])
             if name == "container":
                 return ContainerObj([("container", args)])
+            if name == "git":
+                return self._git_remote(args["url"])
             raise EngineRefusal(f"harness: Query.{name} is not emulated")
         if name == "id":
             return self._keep(obj)
@@ -452,6 +454,13 @@ class Engine:
                 return FileObj(path, path.name)
             if name == "entries":
                 return sorted(os.listdir(obj.path / args.get("path", ".")))
+            if name == "directory":
+                # core/schema/directory.go: a sub-directory of the snapshot; the path stays inside it.
+                if not _is_local(args["path"]) or not (obj.path / args["path"]).is_dir():
+                    raise EngineRefusal(f"{args['path']}: no such directory")
+                snapshot = self._new_dir("subdir-")
+                shutil.copytree(obj.path / args["path"], snapshot, symlinks=True, dirs_exist_ok=True)
+                return DirectoryObj(snapshot)
             if name == "dockerBuild":
                 return ContainerObj([("dockerBuild", args)])
             if name == "asGit":
@@ -504,6 +513,21 @@ class Engine:
                 raise NotExecuted(f"Container.{name}", [*obj.steps, (name, args)])
             return ContainerObj([*obj.steps, (name, args)])
         raise EngineRefusal(f"harness: {sel.type_name}.{name} is not emulated on {type(obj).__name__}")
+
+    def _git_remote(self, url: str) -> GitRepositoryObj:
+        """``dag.git(url)``: the engine clones the remote (``core/schema/git.go``); here only a loopback one.
+
+        The caller's git credentials are what the Dagger CLI forwards; the harness
+        clones with the caller's environment and refuses any host but 127.0.0.1 (no network).
+        """
+        if not re.match(r"^https?://127\.0\.0\.1(:\d+)?/", url):
+            raise EngineRefusal(f"harness: git {url}: only loopback remotes are fetched offline")
+        clone = self._new_dir("git-remote-") / "repo.git"
+        out = subprocess.run(["git", "clone", "-q", "--bare", url, str(clone)], capture_output=True, text=True,
+                             env={**os.environ, "GIT_TERMINAL_PROMPT": "0"}, timeout=60, check=False)
+        if out.returncode != 0:
+            raise EngineRefusal(f"git {url}: {out.stderr.strip()}")
+        return GitRepositoryObj(clone)
 
     def _workdir(self, name: str, args: dict[str, Any]) -> Any:
         """``currentModule.workdir`` / ``workdirFile`` (``core/schema/module.go``)."""

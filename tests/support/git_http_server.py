@@ -21,7 +21,8 @@ from support.loopback import LoopbackServer
 
 
 class GitHttpServer(LoopbackServer):
-    def __init__(self, root: Path, token: str):
+    def __init__(self, root: Path, token: str | None):
+        """``token``: the password every request must carry; ``None``: a public remote (anonymous reads)."""
         self.root, self.token = Path(root), token
         self.requests: list[dict] = []
         super().__init__(self._handler())
@@ -37,7 +38,7 @@ class GitHttpServer(LoopbackServer):
                 parts = urlsplit(self.path)
                 auth = self.headers.get("Authorization", "")
                 server.requests.append({"method": method, "path": parts.path, "query": parts.query, "auth": auth})
-                user = _basic_user(auth, server.token)
+                user = "anonymous" if server.token is None else _basic_user(auth, server.token)
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 if user is None:

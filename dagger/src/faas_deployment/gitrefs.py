@@ -23,15 +23,18 @@ import re
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
+from . import repository_settings
 from .errors import UserError
 from .plan import TEMPLATE_IN_REPOSITORY, Plan, make_plan, side
 
 ZERO_SHA = re.compile(r"^0+$")
 #: What of a tree ``plan`` reads (the rest of the repository is not exported).
-PLANNED_PATHS = ("env/", f"{TEMPLATE_IN_REPOSITORY.as_posix()}/")
+PLANNED_PATHS = ("env/", f"{TEMPLATE_IN_REPOSITORY.as_posix()}/", f"{repository_settings.TEMPLATES_DIR}/",
+                 repository_settings.FILE_NAME)
 
 
 def git(repo: Path, *args: str, input: bytes | None = None) -> bytes:
@@ -124,14 +127,15 @@ def export_tree(repo: Path, ref: str, dest: Path) -> Path:
 
 
 def plan_repository(repo: Path, base: str | None, head: str | None, template: Path | None,
-                    environ: Mapping[str, str]) -> Plan:
+                    environ: Mapping[str, str], fetch: Callable[[Any], Path] | None = None) -> Plan:
     """The plan of ``repo`` between ``base`` and ``head``.
 
     Args:
         base: a ref or SHA; ``None``: :func:`default_base` from ``environ``.
         head: a ref or SHA; ``None``: the working tree of ``repo`` as it is.
         template: a user template (``--template``) for both sides; ``None``: each
-            side's embedded template.
+            side's own (:func:`plan.side`: its ``faas-deployment.yaml``, else embedded).
+        fetch: how a side's git template is fetched (:func:`plan.side`).
 
     Raises:
         UserError: a ref names no commit; git fails; head holds no config.
@@ -141,8 +145,8 @@ def plan_repository(repo: Path, base: str | None, head: str | None, template: Pa
     if base and base_sha is None:
         raise UserError(f"--base {base!r}: no such commit in {repo}")
     with tempfile.TemporaryDirectory(prefix="faas-plan-trees-") as scratch:
-        base_side = side(export_tree(repo, base_sha, Path(scratch) / "base"), template) if base_sha else None
+        base_side = side(export_tree(repo, base_sha, Path(scratch) / "base"), template, fetch) if base_sha else None
         head_root = export_tree(repo, head, Path(scratch) / "head") if head else repo
-        head_side = side(head_root, template)
+        head_side = side(head_root, template, fetch)
         return make_plan(base_side, head_side, base_name=base_sha or "(none)", head_name=rev(repo, head) if head
                          else "working tree")

@@ -33,6 +33,7 @@ enforces each of them offline):
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from collections.abc import Callable
@@ -52,11 +53,13 @@ from .secrets import SecretValue
 
 T = TypeVar("T")
 
-#: What the default ``source`` uploads: ``env/`` only (configs, ``dynamic/``), the one
-#: tree the functions read. Everything else (``.git``, ``dist/``, virtual
-#: environments, ``node_modules``, ...) stays on the caller's machine. Dockerignore
-#: syntax: ``*`` drops every top-level entry, ``!env`` takes ``env/`` back.
-SOURCE_IGNORE = ["*", "!env", "env/**/__pycache__", "env/**/.DS_Store"]
+#: What the default ``source`` uploads: ``env/`` (configs, ``dynamic/``), the repository
+#: settings ``faas-deployment.yaml`` and ``templates/`` (where an in-repository chart
+#: template lives), the trees the functions read. Everything else (``.git``, ``dist/``,
+#: virtual environments, ``node_modules``, ...) stays on the caller's machine.
+#: Dockerignore syntax: ``*`` drops every top-level entry, ``!env`` takes ``env/`` back.
+SOURCE_IGNORE = ["*", "!env", f"!{door.REPOSITORY_SETTINGS}", f"!{door.TEMPLATES_DIR}", "env/**/__pycache__",
+                 "env/**/.DS_Store"]
 #: What ``promote`` and ``bump-merge-request`` upload: ``env/`` and the git
 #: repository ``.git`` they commit in (and push from).
 REPOSITORY_IGNORE = [*SOURCE_IGNORE, "!.git"]
@@ -151,14 +154,46 @@ async def _base_tree(repository: dagger.Directory, base: str, default_branch: st
 async def _workspace(source: dagger.Directory, template: dagger.Directory | None,
                      source_date_epoch: str = "") -> Workspace:
     """The door over ``source`` exported into the runtime; ``source_date_epoch``: the job's, as passed (the
-    runtime container never sees the job's environment)."""
+    runtime container never sees the job's environment).
+
+    Without ``template``, the repository's ``faas-deployment.yaml`` names the template
+    (the door reads it); a git template is fetched here, by the engine (the runtime has
+    no git), and handed to the door.
+    """
     root = _scratch().resolve()
     await source.export(str(root / "source"))
     template_dir = None
     if template is not None:
         template_dir = root / "template"
         await template.export(str(template_dir))
-    return Workspace(root / "source", template_dir, source_date_epoch=source_date_epoch or None)
+    git_templates = {} if template is not None else await _git_templates(root / "source")
+    return Workspace(root / "source", template_dir, source_date_epoch=source_date_epoch or None,
+                     git_templates=git_templates)
+
+
+async def _git_templates(*trees: Path) -> dict[str, Path]:
+    """The git templates the ``faas-deployment.yaml`` of ``trees`` name, fetched by the engine, by identity.
+
+    ``dag.git(URL).commit(SHA).tree()`` (a full SHA: the engine takes it as a commit);
+    credentials are the caller's git credentials, forwarded by the Dagger CLI.
+    """
+    fetched: dict[str, Path] = {}
+    for tree in trees:
+        with user_errors():
+            setting = Workspace.git_template(tree)
+        if setting is None or setting.identity in fetched:
+            continue
+        directory = dag.git(setting.url).commit(setting.commit).tree()
+        if setting.directory:
+            directory = directory.directory(setting.directory)
+        local = _scratch().resolve() / "template"
+        try:
+            await directory.export(str(local))
+        except dagger.QueryError as exc:
+            with user_errors():
+                raise UserError(f"{door.REPOSITORY_SETTINGS}: template: cannot fetch {setting.identity}: {exc}") from None
+        fetched[setting.identity] = local
+    return fetched
 
 
 async def _secret(secret: dagger.Secret | None, name: str) -> SecretValue | None:
@@ -692,7 +727,8 @@ class FaasDeployment:
     ]
     template: Annotated[
         dagger.Directory | None,
-        Doc("a cookiecutter template replacing the embedded chart template"),
+        Doc("a cookiecutter template overriding the repository's (template of faas-deployment.yaml, else the "
+            "embedded one)"),
     ] = None
     source_date_epoch: Annotated[str, Doc(
         "SOURCE_DATE_EPOCH of the job (seconds since the epoch): the mtime of every packaged file, as the CLI "
@@ -784,6 +820,8 @@ class FaasDeployment:
         """The workspace and plan of ``repository`` against ``base``, whose tree the engine reads from ``.git``."""
         ws = await _workspace(repository, self.template, self.source_date_epoch)
         base_root, ref = await _base_tree(repository, base, default_branch)
+        if self.template is None:  # the base tree may name another git template
+            ws = dataclasses.replace(ws, git_templates={**(ws.git_templates or {}), **await _git_templates(base_root)})
         result = await _run(lambda: ws.plan_trees(base_root, ref))
         return ws, result
 

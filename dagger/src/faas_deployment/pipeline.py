@@ -56,6 +56,8 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     "COMMIT_AUTHOR": ("promotion", "DEFAULT_AUTHOR"),
     "BRANCH_ENVIRONMENTS": ("child_pipeline", "BRANCH_ENVIRONMENTS"),
     "TEMPLATE_IN_REPOSITORY": ("plan", "TEMPLATE_IN_REPOSITORY"),
+    "REPOSITORY_SETTINGS": ("repository_settings", "FILE_NAME"),
+    "TEMPLATES_DIR": ("repository_settings", "TEMPLATES_DIR"),
     "BUMP_PARTS": ("bump", "PARTS"),
 }
 #: The tag ``build-image`` gives an image when none is asked for.
@@ -213,11 +215,19 @@ class Workspace:
         template: a cookiecutter template directory; ``None`` means the embedded one.
         source_date_epoch: ``SOURCE_DATE_EPOCH`` as a front end was given it (the Dagger
             runtime never sees the job's environment); ``None``: this process's environment.
+        git_templates: git templates already fetched, by :attr:`TemplateSetting.identity`
+            (the Dagger module fetches them through the engine: its runtime has no git);
+            ``None``: fetch with git here.
+
+    The template charts are rendered with: ``template`` when given (``--template``),
+    else the repository's setting (``faas-deployment.yaml``, :mod:`repository_settings`),
+    else the embedded one (:attr:`template_dir`).
     """
 
     source: Path
     template: Path | None = None
     source_date_epoch: str | None = None
+    git_templates: Mapping[str, Path] | None = None
 
     @classmethod
     def open(cls, source: str | Path, template: str | Path | None = None) -> Workspace:
@@ -236,11 +246,38 @@ class Workspace:
 
     # ----------------------------------------------------------------------- names and paths
 
-    @property
+    @functools.cached_property
     def template_dir(self) -> Path:
+        """``template``, else the repository's ``template`` setting, else the embedded template.
+
+        Raises:
+            ValidationError / UserError: an invalid setting (:func:`repository_settings.template_dir`).
+        """
+        from . import repository_settings
         from .config import EMBEDDED_TEMPLATE
 
-        return self.template or EMBEDDED_TEMPLATE
+        return self.template or repository_settings.template_dir(self.source, self.fetch_template) or EMBEDDED_TEMPLATE
+
+    def fetch_template(self, setting: Any) -> Path:
+        """A git template's directory: from :attr:`git_templates`, else fetched with git (:func:`repository_settings.fetch_git`)."""
+        from . import repository_settings
+
+        if self.git_templates is None:
+            return repository_settings.fetch_git(setting)
+        if setting.identity not in self.git_templates:
+            raise UserError(f"{repository_settings.FILE_NAME}: template {setting.identity} was not fetched")
+        return self.git_templates[setting.identity]
+
+    @staticmethod
+    def git_template(root: Path) -> Any:
+        """The repository's git template setting (``url``, ``commit``, ``directory``, ``identity``), or ``None``.
+
+        For a front end that fetches it itself (the Dagger module, through the engine).
+        """
+        from . import repository_settings
+
+        setting = repository_settings.load(Path(root))
+        return setting if setting is not None and setting.url else None
 
     def config_file(self, env: str, component: str) -> Path:
         """``env/<env>/<component>/cookiecutter-config.yaml``; UserError when unknown."""
@@ -284,7 +321,7 @@ class Workspace:
 
         self.config_file(env, component)
         with step(f"validate {env}/{component}"):
-            context = config.load_context(self.source, env, component, self.template)
+            context = config.load_context(self.source, env, component, self.template_dir)
         if prerelease:
             context["chart_version"] = versions.prerelease_version(self.display(env, component),
                                                                    context["chart_version"], prerelease)
@@ -351,7 +388,7 @@ class Workspace:
         for component in self.components(env):
             if component not in names:
                 try:
-                    names[component] = str(config.load_context(self.source, env, component, self.template)["chart_name"])
+                    names[component] = str(config.load_context(self.source, env, component, self.template_dir)["chart_name"])
                 except (UserError, KeyError):
                     continue
         problems: list[Problem] = []
@@ -608,7 +645,7 @@ class Workspace:
             else:
                 root, name = Path(base), base_name or str(base)
             with step(f"compare with {name}"):
-                result = make_plan(side(root, self.template), side(self.source, self.template),
+                result = make_plan(side(root, self.template, self.fetch_template), side(self.source, self.template, self.fetch_template),
                                    base_name=name, head_name="working tree")
         failed: set[str] = set()
         for item in result.refused:
@@ -703,7 +740,7 @@ class Workspace:
         from . import images
 
         self.config_file(env, component)
-        return images.component_repository(self.source, env, component, self.template)
+        return images.component_repository(self.source, env, component, self.template_dir)
 
     @staticmethod
     def build_options(dockerfile: str = DOCKERFILE, build_args: Sequence[str] = (), target: str = "",
@@ -751,10 +788,10 @@ class Workspace:
         self.config_file(env, component)
         if merge_request is not None:
             line = promotion.bump_proposal(self.source, env, component, image_tag=image_tag, part=part,
-                                           template=self.template,
+                                           template=self.template_dir,
                                            proposal=self.proposal(merge_request, BUMP_LABELS))
             return _result(line)
-        result = bump.bump_config(self.source, env, component, image_tag=image_tag, part=part, template=self.template)
+        result = bump.bump_config(self.source, env, component, image_tag=image_tag, part=part, template=self.template_dir)
         return _result([result.line], result)
 
     # ----------------------------------------------------------------------- promotion
@@ -804,7 +841,7 @@ class Workspace:
             state = promotion.ClusterState(self.source, rollout.make_client(reveal(kubeconfig), kube_context or None))
         proposal = self.proposal(merge_request, promotion.DEFAULT_LABELS) if merge_request is not None else None
         lines = promotion.promote(self.source, from_env, to_env, None if all_components else [component],
-                                  state=state, template=self.template, proposal=proposal, write=write)
+                                  state=state, template=self.template_dir, proposal=proposal, write=write)
         return _result(lines)
 
     # ----------------------------------------------------------------------- plan and child pipeline
@@ -825,7 +862,7 @@ class Workspace:
         from . import gitrefs
 
         result = gitrefs.plan_repository(self.source, base, head, self.template,
-                                         os.environ if environ is None else environ)
+                                         os.environ if environ is None else environ, self.fetch_template)
         if pipeline is not None and not result.refused:
             from . import child_pipeline
 
@@ -846,7 +883,8 @@ class Workspace:
         """The plan between the tree at ``base_root`` (exported by the caller) and this workspace."""
         from . import plan
 
-        return plan.make_plan(plan.side(base_root, self.template), plan.side(self.source, self.template),
+        return plan.make_plan(plan.side(base_root, self.template, self.fetch_template),
+                              plan.side(self.source, self.template, self.fetch_template),
                               base_name=base_name, head_name="source")
 
     @staticmethod

@@ -33,10 +33,10 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 
@@ -188,10 +188,23 @@ class Side:
         return self.root / "env" / env / component / layout.CONFIG_NAME
 
 
-def side(root: Path, template: Path | None) -> Side:
-    """The tree ``root``; its template: ``template`` if given, else the tree's embedded one if it has it."""
+def side(root: Path, template: Path | None, fetch: Callable[[Any], Path] | None = None) -> Side:
+    """The tree ``root``; its template: ``template`` if given (``--template``), else the one the tree's
+    ``faas-deployment.yaml`` names (:func:`repository_settings.template_dir`, ``fetch`` for a git one), else the
+    tree's embedded one if it has it, else the package's.
+
+    Each tree reads its own setting, so a change of template between base and head plans every chart.
+
+    Raises:
+        ValidationError / UserError: the tree's setting is invalid.
+    """
+    from . import repository_settings
+
     if template is not None:
         return Side(Path(root), Path(template))
+    configured = repository_settings.template_dir(Path(root), fetch)
+    if configured is not None:
+        return Side(Path(root), configured)
     in_tree = Path(root) / TEMPLATE_IN_REPOSITORY
     return Side(Path(root), in_tree if (in_tree / "cookiecutter.json").is_file() else config.EMBEDDED_TEMPLATE)
 
