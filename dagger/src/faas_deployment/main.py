@@ -63,14 +63,15 @@ SOURCE_IGNORE = ["*", "!env", f"!{door.REPOSITORY_SETTINGS}", f"!{door.TEMPLATES
 #: What ``promote`` and ``bump-merge-request`` upload: ``env/`` and the git
 #: repository ``.git`` they commit in (and push from).
 REPOSITORY_IGNORE = [*SOURCE_IGNORE, "!.git"]
-#: What ``plan`` and ``pipeline`` upload: ``env/``, ``.git`` (the base tree is read
-#: from it), ``.gitlab-ci.yml`` (the child pipeline copies its ``.dagger`` template)
-#: and the chart template (a change to it plans every chart).
+#: What ``plan`` and ``pipeline`` upload: what ``source`` does, ``.git`` (the base tree is
+#: read from it), ``.gitlab-ci.yml`` (the child pipeline copies its ``.dagger`` template)
+#: and the embedded chart template (a change to it plans every chart).
 PLAN_IGNORE = [*REPOSITORY_IGNORE, "!.gitlab-ci.yml", f"!{door.TEMPLATE_IN_REPOSITORY.as_posix()}"]
 #: Parameters shared by ``plan`` and ``pipeline``.
 PlanRepository = Annotated[
     dagger.Directory, DefaultPath("/"), Ignore(PLAN_IGNORE),
-    Doc("the git checkout (env/, .git, .gitlab-ci.yml, the chart template; default: this repository)"),
+    Doc("the git checkout (env/, .git, .gitlab-ci.yml, faas-deployment.yaml, templates/, the embedded chart "
+        "template; default: this repository)"),
 ]
 PlanBase = Annotated[str, Doc("base commit SHA or branch; all zeros or empty: the default branch")]
 DefaultBranch = Annotated[str, Doc("the default branch (CI_DEFAULT_BRANCH)")]
