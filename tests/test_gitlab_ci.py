@@ -208,7 +208,8 @@ BROKEN_CALLS = [
      'component --name "$COMPONENT"', r"ends at the object Component"),
     ("call after a value", "--password env:IMAGE_REGISTRY_PASSWORD",
      "--password env:IMAGE_REGISTRY_PASSWORD contents", r"already ended with a str"),
-    ("unknown constructor flag", "dagger call check", "dagger call --src=. check", r"unknown flag '--src'"),
+    ("unknown constructor flag", "dagger call --source-date-epoch", "dagger call --src=. --source-date-epoch",
+     r"unknown flag '--src'"),
 ]
 
 
