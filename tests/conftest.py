@@ -73,6 +73,7 @@ LAYERS: dict[str, str] = {
     "test_image_tags.py": "integration",
     "test_interrupted_release.py": "integration",
     "test_images.py": "integration",
+    "test_kube_api_faults.py": "integration",
     "test_local_repository.py": "integration",
     "test_manifests.py": "integration",
     "test_names.py": "unit",

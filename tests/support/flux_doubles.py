@@ -78,6 +78,10 @@ class KubeApi:
         self.changed = threading.Condition()
         self.requests: list[tuple[str, str, float]] = []
         self.ready_at: float | None = None
+        #: Fault injectors (:func:`drip`, :func:`silent`, :func:`answer`, :func:`close_watch`,
+        #: :func:`expire_watch`), asked in order before the normal answer; the first that returns True answered.
+        self.faults: list[Callable[..., bool]] = []
+        self.stopping = threading.Event()
         api = self
 
         class Handler(_Quiet):
@@ -97,6 +101,11 @@ class KubeApi:
             def _route(self):
                 url = urllib.parse.urlsplit(self.path)
                 api.requests.append((self.command, url.path, time.monotonic()))
+                parts, query = url.path.strip("/").split("/"), urllib.parse.parse_qs(url.query)
+                if len(parts) >= 6:
+                    name = parts[6] if len(parts) == 7 else None
+                    if any(fault(self, self.command, parts[5], name, query) for fault in list(api.faults)):
+                        return None
                 if self.headers.get("Authorization") != f"Bearer {api.token}":
                     self._status(401, "Unauthorized", "Unauthorized")
                     return None
@@ -205,8 +214,13 @@ class KubeApi:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self.stopping.set()
         self.server.shutdown()
         self.server.server_close()
+
+    def watches(self, plural: str) -> list[float]:
+        """When each watch request of ``plural`` arrived (monotonic seconds)."""
+        return [t for method, path, t in self.requests if method == "GET" and path.endswith(f"/{plural}")]
 
     def kubeconfig(self) -> str:
         """A kubeconfig (YAML text) for this server with its bearer token."""
@@ -381,3 +395,131 @@ def kustomization_status(kind: str, *, applied: str, attempted: str, generation:
                           generation)],
     }[kind]
     return {**base, "conditions": conditions}
+
+
+# --------------------------------------------------------------------------- faults of the Kubernetes API
+#
+# Each returns an injector for ``KubeApi.faults``: ``(handler, method, plural, name, query) -> bool``
+# (``name`` is None for a collection, i.e. a watch). Shapes follow kube-apiserver: a refusal is a
+# ``Status`` object (apimachinery ``pkg/apis/meta/v1/types.go``), a watch answers 200 with chunked
+# JSON lines ``{"type", "object"}`` (``pkg/apis/meta/v1/watch.go``; apiserver
+# ``pkg/endpoints/handlers/watch.go``), and a watch from a resourceVersion the watch cache no longer
+# holds gets one ``ERROR`` event carrying ``Status`` 410 reason ``Expired`` "too old resource version"
+# (apiserver ``pkg/storage/cacher``; ``errors.NewResourceExpired`` in apimachinery ``pkg/api/errors``).
+
+
+def _matches(plural: str, watch: bool, method: str, got_plural: str, name: str | None) -> bool:
+    return method in ("GET", "PATCH") and got_plural == plural and (name is None) == watch
+
+
+def _chunk(handler: Any, data: bytes) -> None:
+    handler.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+    handler.wfile.flush()
+
+
+def _head(handler: Any, status: int = 200, content_type: str = "application/json", chunked: bool = True) -> None:
+    handler.send_response(status)
+    handler.send_header("Content-Type", content_type)
+    if chunked:
+        handler.send_header("Transfer-Encoding", "chunked")
+    handler.end_headers()
+
+
+def drip(api: KubeApi, plural: str, *, watch: bool = False, interval: float = 1.0) -> Callable[..., bool]:
+    """Answer 200 and then one blank (valid JSON whitespace) every ``interval`` seconds, never ending."""
+    def fault(handler: Any, method: str, got: str, name: str | None, query: dict) -> bool:
+        if not _matches(plural, watch, method, got, name):
+            return False
+        _drain(handler)
+        try:
+            _head(handler)
+            while not api.stopping.wait(interval):
+                _chunk(handler, b" ")
+        except OSError:
+            pass
+        handler.close_connection = True
+        return True
+    return fault
+
+
+def silent(api: KubeApi, plural: str, *, watch: bool = False) -> Callable[..., bool]:
+    """Read the request and never answer (a server that hangs)."""
+    def fault(handler: Any, method: str, got: str, name: str | None, query: dict) -> bool:
+        if not _matches(plural, watch, method, got, name):
+            return False
+        _drain(handler)
+        api.stopping.wait()
+        handler.close_connection = True
+        return True
+    return fault
+
+
+def answer(plural: str, body: bytes, *, status: int = 200, content_type: str = "application/json",
+           watch: bool = False, times: int | None = None) -> Callable[..., bool]:
+    """Answer ``body`` as is (garbage, oversized, deeply nested, a wrongly typed object), ``times`` times."""
+    left = [times]
+
+    def fault(handler: Any, method: str, got: str, name: str | None, query: dict) -> bool:
+        if not _matches(plural, watch, method, got, name) or left[0] == 0:
+            return False
+        if left[0] is not None:
+            left[0] -= 1
+        _drain(handler)
+        try:
+            handler.send_response(status)
+            handler.send_header("Content-Type", content_type)
+            handler.send_header("Content-Length", str(len(body)))
+            handler.end_headers()
+            handler.wfile.write(body)
+        except OSError:
+            pass
+        return True
+    return fault
+
+
+def close_watch(plural: str) -> Callable[..., bool]:
+    """Every watch of ``plural`` answers 200 and ends at once, without an event (a proxy cutting streams)."""
+    def fault(handler: Any, method: str, got: str, name: str | None, query: dict) -> bool:
+        if not _matches(plural, True, method, got, name):
+            return False
+        _head(handler)
+        handler.wfile.write(b"0\r\n\r\n")
+        return True
+    return fault
+
+
+def expire_watch(api: KubeApi, kind: tuple[str, str, str], ns: str, times: int = 1) -> Callable[..., bool]:
+    """The first watch (no resourceVersion) gets the object's ADDED event and ends; the next ``times``
+    watches from a resourceVersion get an ``ERROR`` event with ``Status`` 410 ``Expired``, as the
+    apiserver's watch cache answers a resourceVersion it no longer holds."""
+    state = {"first": True, "left": times}
+
+    def fault(handler: Any, method: str, got: str, name: str | None, query: dict) -> bool:
+        if not _matches(kind[2], True, method, got, name):
+            return False
+        selector = query.get("fieldSelector", [""])[0].partition("metadata.name=")[2]
+        since = query.get("resourceVersion", [""])[0]
+        if state["first"] and not since:
+            state["first"] = False
+            obj = api.get(kind[0], kind[1], ns, kind[2], selector)
+            _head(handler)
+            _chunk(handler, json.dumps({"type": "ADDED", "object": obj}).encode() + b"\n")
+            handler.wfile.write(b"0\r\n\r\n")
+            return True
+        if since and state["left"] > 0:
+            state["left"] -= 1
+            status = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                      "message": f"too old resource version: {since} ({api.version})", "reason": "Expired",
+                      "code": 410}
+            _head(handler)
+            _chunk(handler, json.dumps({"type": "ERROR", "object": status}).encode() + b"\n")
+            handler.wfile.write(b"0\r\n\r\n")
+            return True
+        return False
+    return fault
+
+
+def _drain(handler: Any) -> None:
+    length = int(handler.headers.get("Content-Length") or 0)
+    if length:
+        handler.rfile.read(length)

@@ -113,14 +113,15 @@ def deploy(ws: Workspace, env: str, settings: settings_mod.Settings, *, target: 
         bundle_path = Path(tempfile.mkdtemp(prefix="faas-bundle-")) / f"{env}.zip"
         bundle = dynamic_manifests.write_bundle(dynamic_manifests.dynamic_dir(ws.source, env), bundle_path)
     result = DeployResult()
+    total = timeout or settings.deploy_timeout
+    # one deadline from the start, the publishing included (the target's, when it has one)
+    deadline = time.monotonic() + (target.deadline.remaining() if target.deadline is not None else total)
     published = ws.publish_charts(env, target, names, prerelease=prerelease)
     result.lines += [r.line for r in published]
     expected = {}
     for name, r in zip(names, published):
         chart, version = r.reference.rsplit("/", 1)[-1].rsplit(":", 1)
         expected[name] = rollout.Expected(chart, version, r.digest)
-    total = timeout or settings.deploy_timeout
-    deadline = time.monotonic() + total
     if receiver_token is not None:
         payload = {"env": env, "charts": {n: e.revision for n, e in expected.items()}}
         with step(f"notify {env} receiver"):
@@ -131,10 +132,11 @@ def deploy(ws: Workspace, env: str, settings: settings_mod.Settings, *, target: 
             raise UserError("deploy: give a Receiver token or a request token for the Kubernetes API trigger")
         with step(f"request reconcile of {env}"):
             for name in expected:
-                rollout.request_reconcile(client, settings.namespace, settings.object_name(name), request_token)
+                rollout.request_reconcile(client, settings.namespace, settings.object_name(name), request_token,
+                                          deadline=deadline)
         result.lines.append(f"requested reconcile {request_token} of {', '.join(sorted(expected))}")
     secrets = (receiver_token, upload_token)
-    result.outcomes = wait_all(client, settings, expected, timeout=max(1.0, deadline - time.monotonic()),
+    result.outcomes = wait_all(client, settings, expected, timeout=max(0.1, deadline - time.monotonic()),
                                secrets=secrets, token=None if receiver_token is not None else request_token)
     result.lines += [o.line for o in result.outcomes]
     if bundle is not None:

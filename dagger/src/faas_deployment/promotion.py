@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ruamel.yaml import YAML
 
-from . import bump, layout, versions
+from . import bump, layout, repofiles, versions
 from .errors import UserError
 
 if TYPE_CHECKING:  # python-gitlab and dulwich are imported by the functions that use them (CLI start-up)
@@ -101,7 +101,7 @@ class ConfigState:
     def __call__(self, env: str, component: str) -> SourceState:
         path = layout.config_path(self.source, env, component)
         shown = path.relative_to(self.source).as_posix()
-        context = _context(path.read_text(encoding="utf-8"), shown)
+        context = _context(repofiles.read_text(self.source, shown), shown)
         return SourceState(str(context.get(bump.VERSION_KEY)), _str(context.get(bump.TAG_KEY)), None, True,
                            f"source config {shown} (not verified in the cluster)")
 
@@ -176,7 +176,8 @@ class HelmReleaseStatusFile:
 class ClusterState:
     """The source environment's live HelmRelease, GET from the Kubernetes API.
 
-    ``client``: a lightkube client (:func:`rollout.make_client`). The HelmRelease is
+    ``client``: a Kubernetes API client (:func:`rollout.make_client`), read within
+    ``timeout`` seconds (a server that drips or never answers ends it there). The HelmRelease is
     ``<namespace>/<flux_name_prefix><component>`` of ``env/<env>/environment.yaml``
     (:mod:`settings`). Raises (when called): UserError when the settings are invalid
     or the API refuses or cannot be reached; never shows the kubeconfig.
@@ -184,12 +185,13 @@ class ClusterState:
 
     source: Path
     client: Any
+    timeout: float = 60.0  # seconds for the read (``rollout.GET_TIMEOUT``)
 
     def __call__(self, env: str, component: str) -> SourceState:
-        from . import rollout, settings  # lightkube only when a cluster is read
+        from . import rollout, settings  # the Kubernetes client only when a cluster is read
         env_settings = settings.load(self.source, env)
         name = env_settings.object_name(component)
-        document = rollout.get_release(self.client, env_settings.namespace, name)
+        document = rollout.get_release(self.client, env_settings.namespace, name, timeout=self.timeout)
         return state_from_helmrelease(document, shown=f"HelmRelease {env_settings.namespace}/{name} (cluster)")
 
 
@@ -252,8 +254,7 @@ def plan(source: Path, from_env: str, to_env: str, component: str, state: Source
     source_file = layout.config_path(source, from_env, component)
     target_file = layout.config_path(source, to_env, component)
     source_shown, target_shown = (p.relative_to(source).as_posix() for p in (source_file, target_file))
-    source_text = source_file.read_text(encoding="utf-8")
-    target_text = target_file.read_text(encoding="utf-8")
+    source_text, target_text = repofiles.read_text(source, source_shown), repofiles.read_text(source, target_shown)
     source_ctx, target_ctx = _context(source_text, source_shown), _context(target_text, target_shown)
     label = f"{from_env} -> {to_env} {component}"
 
@@ -469,7 +470,7 @@ def bump_proposal(source: Path, env: str, component: str, *, image_tag: str, par
     """
     path = layout.config_path(source, env, component)
     shown = path.relative_to(source).as_posix()
-    result = bump.bump_text(path.read_text(encoding="utf-8"), image_tag=image_tag, part=part, shown=shown)
+    result = bump.bump_text(repofiles.read_text(source, shown), image_tag=image_tag, part=part, shown=shown)
     bump.write_validated(path, result.text, template=template, shown=shown, replace=False)
     title = f"Bump {component} in {env}: image {result.old_tag} -> {result.new_tag}, chart {result.old_version} -> {result.new_version}"
     description = "\n".join([

@@ -1,4 +1,4 @@
-"""Wait until a HelmRelease runs exactly the chart that was pushed (Kubernetes API, lightkube).
+"""Wait until a HelmRelease runs exactly the chart that was pushed (Kubernetes API, :mod:`kube_api`).
 
 Rules (helm-controller ``api/v2`` ``helmrelease_types.go`` and ``condition_types.go``,
 ``internal/controller/helmrelease_controller.go``), ours the revision
@@ -28,32 +28,53 @@ within milliseconds of the event that makes it.
 
 A Flux OCI artifact's Kustomization ``app-<component>`` is waited for with the same
 watch (:func:`wait_kustomization`, rules in :func:`evaluate_kustomization`).
+
+Every request ends by the wait's deadline (:mod:`kube_api`): a server that drips
+or never answers makes the outcome ``timeout`` at the deadline. Every object read
+is checked against :data:`FIELDS` (a status field of the wrong JSON type is an
+error naming the object and the field). A watch ``ERROR`` 410 re-reads and
+resumes; a watch that ends without an event is re-opened after a backoff.
+Messages from the cluster (condition messages) are printed and reported with
+every known secret redacted and control characters escaped (:func:`shown`).
 """
 
 from __future__ import annotations
 
 import json
 import queue
+import random
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from lightkube import Client, KubeConfig
-from lightkube.core.exceptions import ApiError
-from lightkube.types import PatchType
-from lightkube.generic_resource import create_namespaced_resource
 
 from . import versions
-from .errors import UserError
-from .secrets import SecretValue, redact
+from .errors import UserError, printable
+from .kube_api import (
+    REQUEST_TIMEOUT_CAP,
+    Kind,
+    KubeApi,
+    Malformed,
+    Refused,
+    Timeout,
+    Unreachable,
+)
+from .secrets import SecretValue, redact_known
 
-HelmRelease = create_namespaced_resource("helm.toolkit.fluxcd.io", "v2", "HelmRelease", "helmreleases")
-OCIRepository = create_namespaced_resource("source.toolkit.fluxcd.io", "v1", "OCIRepository", "ocirepositories")
-Kustomization = create_namespaced_resource("kustomize.toolkit.fluxcd.io", "v1", "Kustomization", "kustomizations")
+HelmRelease = Kind("helm.toolkit.fluxcd.io", "v2", "helmreleases", "HelmRelease")
+OCIRepository = Kind("source.toolkit.fluxcd.io", "v1", "ocirepositories", "OCIRepository")
+Kustomization = Kind("kustomize.toolkit.fluxcd.io", "v1", "kustomizations", "Kustomization")
+Client = KubeApi  # what :func:`make_client` returns
 
 WATCH_SECONDS = 50
+#: Re-opening a watch that ended without an event: client-go's reflector backoff
+#: (``tools/cache/reflector.go``: ``NewExponentialBackoffManager(800ms, 30s, 2min, 2.0, 1.0)``):
+#: 0.8 s doubling to 30 s, plus up to as much again of jitter.
+WATCH_BACKOFF_INITIAL, WATCH_BACKOFF_CAP = 0.8, 30.0
+#: Default deadline of a single read of one object (``promote --kubeconfig``), seconds.
+GET_TIMEOUT = 60.0
 SOURCE_POLL_SECONDS = 10.0
 FAILING_REASONS = {"ChartMutateError", "ValuesError", "ArtifactFailed"}
 TRANSIENT_MESSAGE = "Source not ready"
@@ -129,6 +150,69 @@ def _newer(attempted: str, ours: str) -> bool:
     return versions.newer(attempted, ours)
 
 
+#: The fields the verdicts read, with the JSON type each must have when present (``null`` is absent);
+#: ``[]`` stands for every element of a list. Types from helm-controller ``api/v2``, source-controller
+#: ``api/v1`` (``Artifact``), kustomize-controller ``api/v1`` and apimachinery ``metav1.Condition``.
+FIELDS: tuple[tuple[str, type | tuple[type, ...]], ...] = (
+    ("metadata", dict), ("metadata.generation", int), ("metadata.resourceVersion", str),
+    ("spec", dict), ("spec.test", dict), ("spec.test.enable", bool),
+    ("status", dict), ("status.observedGeneration", int), ("status.lastAttemptedRevision", str),
+    ("status.lastAppliedRevision", str), ("status.lastHandledReconcileAt", str),
+    ("status.conditions", list), ("status.conditions[]", dict), ("status.conditions[].type", str),
+    ("status.conditions[].status", str), ("status.conditions[].reason", str), ("status.conditions[].message", str),
+    ("status.conditions[].observedGeneration", int),
+    ("status.history", list), ("status.history[]", dict), ("status.history[].chartVersion", str),
+    ("status.history[].status", str), ("status.artifact", dict), ("status.artifact.revision", str),
+)
+_JSON_NAMES = {dict: "an object", list: "a list", str: "a string", int: "an integer", bool: "a boolean",
+               float: "a number", type(None): "null"}
+
+
+def _values(obj: Any, path: str) -> list[tuple[str, Any]]:
+    """``(shown path, value)`` of every value at dotted ``path`` (``[]``: each element), skipping absent ones."""
+    found: list[tuple[str, Any]] = [("", obj)]
+    for part in path.split("."):
+        step: list[tuple[str, Any]] = []
+        key, each = (part[:-2], True) if part.endswith("[]") else (part, False)
+        for shown, value in found:
+            child = value.get(key) if isinstance(value, dict) else None
+            where = f"{shown}.{key}" if shown else key
+            if child is None:
+                continue
+            if each:
+                if isinstance(child, list):
+                    step.extend((f"{where}[{i}]", item) for i, item in enumerate(child) if item is not None)
+            else:
+                step.append((where, child))
+        found = step
+    return found
+
+
+def check_object(obj: Any, kind: str, namespace: str, name: str) -> dict[str, Any]:
+    """``obj`` when every field of :data:`FIELDS` it has is of the right JSON type.
+
+    Raises:
+        Malformed: the object is not a JSON object, or a field has the wrong type
+            (the object, the field's path and both types named).
+    """
+    where = f"{kind} {namespace}/{name}"
+    if not isinstance(obj, dict):
+        raise Malformed(f"{where}: expected a JSON object, got {_JSON_NAMES.get(type(obj), type(obj).__name__)}")
+    for path, expected in FIELDS:
+        for shown, value in _values(obj, path):
+            ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
+            if not ok:
+                raise Malformed(f"{where}: {shown}: expected {_JSON_NAMES.get(expected, str(expected))}, got "
+                                f"{_JSON_NAMES.get(type(value), type(value).__name__)} (the API server or a "
+                                f"controller wrote a malformed object)")
+    return obj
+
+
+def shown(text: str, secrets: tuple[Any, ...] = ()) -> str:
+    """A message from the cluster fit to print: every known secret redacted, control characters escaped."""
+    return printable(redact_known(text, *secrets))
+
+
 def evaluate(release: dict[str, Any], expected: Expected, *, source_ours: bool,
              token: str | None = None) -> tuple[str, str] | None:
     """The verdict ``(state, message)`` for one HelmRelease object, or ``None`` to keep waiting.
@@ -181,16 +265,18 @@ def request_token(environ: dict[str, str]) -> str:
     return "/".join(["faas-deploy", *(i for i in ids if i), str(time.time_ns())])
 
 
-def request_reconcile(client: Client, namespace: str, name: str, token: str) -> None:
+def request_reconcile(client: Client, namespace: str, name: str, token: str, *, deadline: float) -> None:
     """Merge-patch ``reconcile.fluxcd.io/requestedAt: token`` on the OCIRepository, then the HelmRelease.
 
     The order of ``flux reconcile helmrelease --with-source``: the source fetches the
-    new tag first. Raises UserError when the API refuses (see :func:`_api`).
+    new tag first. ``deadline``: monotonic seconds.
+
+    Raises:
+        KubeError: the API refuses, cannot be reached or does not answer by ``deadline``.
     """
     patch = {"metadata": {"annotations": {REQUESTED_AT: token}}}
     for kind in (OCIRepository, HelmRelease):
-        _api(lambda kind=kind: client.patch(kind, name, patch, namespace=namespace, patch_type=PatchType.MERGE),
-             namespace, name)
+        client.merge_patch(kind, namespace, name, patch, deadline=deadline)
 
 
 def _summary(release: dict[str, Any] | None) -> str:
@@ -203,11 +289,18 @@ def _summary(release: dict[str, Any] | None) -> str:
 
 
 def make_client(kubeconfig: SecretValue | None, context: str | None = None) -> Client:
-    """A lightkube client from a kubeconfig secret (its YAML text), else in-cluster / ``$KUBECONFIG``.
+    """A :class:`kube_api.KubeApi` from a kubeconfig secret (its YAML text), else in-cluster / ``$KUBECONFIG``.
+
+    The connection (server, TLS, credentials, exec plugin) is lightkube's
+    (``lightkube.config``); the requests are :mod:`faas_deployment.kube_api`'s.
 
     Raises:
         UserError: the kubeconfig is not valid YAML or lacks the context (its text is never shown).
     """
+    from lightkube import KubeConfig
+    from lightkube.config.client_adapter import Client as adapter
+    from lightkube.config.client_adapter import ConnectionParams
+
     try:
         if kubeconfig is None:
             config = KubeConfig.from_env()
@@ -215,23 +308,37 @@ def make_client(kubeconfig: SecretValue | None, context: str | None = None) -> C
             data = yaml.safe_load(kubeconfig.reveal())
             if not isinstance(data, dict):
                 raise UserError(f"--kubeconfig {kubeconfig.source}: expected a kubeconfig YAML mapping")
+            _hold_credentials(data, kubeconfig.source)
             config = KubeConfig.from_dict(data)
-        return Client(config=config.get(context_name=context), field_manager="faas-deploy")
+        return KubeApi(adapter(config.get(context_name=context), ConnectionParams()))
     except UserError:
         raise
-    except Exception as exc:  # lightkube raises several kinds here; the text never holds the file
+    except Exception as exc:  # noqa: BLE001 - lightkube raises several kinds here; the text never holds the file
         where = kubeconfig.source if kubeconfig else "in-cluster or $KUBECONFIG"
         raise UserError(f"--kubeconfig {where}: cannot build a Kubernetes client ({type(exc).__name__})") from None
 
 
-def get_release(client: Client, namespace: str, name: str) -> dict[str, Any]:
-    """GET HelmRelease ``namespace/name``: the object as a dict (``kind``, ``metadata``, ``status``).
+def _hold_credentials(data: dict[str, Any], source: str) -> None:
+    """Hold each user's token, password and client key as a secret (:class:`SecretValue`), so messages
+    from the cluster are redacted of them too (:func:`shown`)."""
+    users = data.get("users")
+    for entry in users if isinstance(users, list) else []:
+        user = entry.get("user") if isinstance(entry, dict) else None
+        for key in ("token", "password", "client-key-data"):
+            value = user.get(key) if isinstance(user, dict) else None
+            if isinstance(value, str) and value:
+                SecretValue(value, f"{source} {key}")
+
+
+def get_release(client: Client, namespace: str, name: str, *, timeout: float = GET_TIMEOUT) -> dict[str, Any]:
+    """GET HelmRelease ``namespace/name`` within ``timeout`` seconds: the object, its fields checked.
 
     Raises:
-        UserError: the API refuses (401/403/404) or cannot be reached (see :func:`_api`).
+        KubeError: the API refuses (401/403/404), cannot be reached, does not answer in
+            time, or answers with something that is not a well-typed HelmRelease.
     """
-    obj = _api(lambda: client.get(HelmRelease, name=name, namespace=namespace), namespace, name)
-    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+    obj = client.get(HelmRelease, namespace, name, deadline=time.monotonic() + timeout)
+    return check_object(obj, HelmRelease.kind, namespace, name)
 
 
 def wait_release(client: Client, *, component: str, namespace: str, name: str, expected: Expected,
@@ -248,25 +355,24 @@ def wait_release(client: Client, *, component: str, namespace: str, name: str, e
 
     def source() -> bool:
         try:
-            obj = client.get(OCIRepository, name=name, namespace=namespace)
-        except ApiError as exc:
-            if exc.status.code == 404:
+            data = client.get(OCIRepository, namespace, name, deadline=deadline)
+        except Refused as exc:
+            if exc.code == 404:
                 return False
             raise
-        data = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+        check_object(data, OCIRepository.kind, namespace, name)
         artifact = (data.get("status") or {}).get("artifact") or {}
         return artifact.get("revision") == expected.source_revision
 
     def outcome(state: str, message: str, release: dict[str, Any] | None) -> Outcome:
-        conds = list(_conditions(release or {}).values())
-        return Outcome(component, namespace, name, expected, state, redact(message, *secrets),
-                       time.monotonic() - started, conds)
+        return Outcome(component, namespace, name, expected, state, shown(message, secrets),
+                       time.monotonic() - started, _shown_conditions(release, secrets))
 
+    release: dict[str, Any] | None = None
     try:
-        source_ours = _api(source, namespace, name)
+        source_ours = source()
         next_source = time.monotonic() + SOURCE_POLL_SECONDS
         _start_watch(client, HelmRelease, namespace, name, events, stop)
-        release: dict[str, Any] | None = None
         while True:
             now = time.monotonic()
             if now >= deadline:
@@ -276,19 +382,27 @@ def wait_release(client: Client, *, component: str, namespace: str, name: str, e
             except queue.Empty:
                 kind, item = "tick", None
             if kind == "error":
-                _api(lambda: (_ for _ in ()).throw(item), namespace, name)
+                raise item
             if kind == "release":
                 release = item
             if time.monotonic() >= next_source or (release is not None and not source_ours
                                                    and _candidate(release, expected)):
-                source_ours = _api(source, namespace, name)
+                source_ours = source()
                 next_source = time.monotonic() + SOURCE_POLL_SECONDS
             if release is not None:
                 verdict = evaluate(release, expected, source_ours=source_ours, token=token)
                 if verdict:
                     return outcome(verdict[0], verdict[1], release)
+    except Timeout as exc:
+        return outcome(TIMEOUT, f"{exc}; {_summary(release)}", release)
     finally:
         stop.set()
+
+
+def _shown_conditions(obj: dict[str, Any] | None, secrets: tuple[Any, ...]) -> list[dict[str, Any]]:
+    """The object's conditions for a report: string fields passed through :func:`shown`."""
+    return [{k: shown(v, secrets) if isinstance(v, str) else v for k, v in c.items()}
+            for c in _conditions(obj or {}).values()]
 
 
 KUSTOMIZATION_FAILING_REASONS = {"BuildFailed", "HealthCheckFailed", "ReconciliationFailed", "PruneFailed",
@@ -348,8 +462,8 @@ def wait_kustomization(client: Client, *, component: str, namespace: str, name: 
     obj: dict[str, Any] | None = None
 
     def outcome(state: str, message: str) -> Outcome:
-        return Outcome(component, namespace, name, expected, state, redact(message, *secrets),
-                       time.monotonic() - started, list(_conditions(obj or {}).values()), kind="Kustomization")
+        return Outcome(component, namespace, name, expected, state, shown(message, secrets),
+                       time.monotonic() - started, _shown_conditions(obj, secrets), kind="Kustomization")
     try:
         _start_watch(client, Kustomization, namespace, name, events, stop)
         while True:
@@ -363,7 +477,7 @@ def wait_kustomization(client: Client, *, component: str, namespace: str, name: 
             except queue.Empty:
                 continue
             if kind == "error":
-                _api(lambda: (_ for _ in ()).throw(item), namespace, name)
+                raise item
             obj = item
             verdict = evaluate_kustomization(obj, expected.digest)
             if verdict:
@@ -372,26 +486,60 @@ def wait_kustomization(client: Client, *, component: str, namespace: str, name: 
         stop.set()
 
 
-def _start_watch(client: Client, kind: Any, namespace: str, name: str,
-                 events: "queue.Queue[tuple[str, Any]]", stop: threading.Event) -> None:
-    """Watch one object (``fieldSelector=metadata.name=<name>``, server-side ``timeoutSeconds``
-    :data:`WATCH_SECONDS`, re-opened from the last ``resourceVersion``) on a daemon thread:
-    ``("release", dict)`` per event, ``("error", exc)`` once, until ``stop`` is set."""
+def _start_watch(client: Client, kind: Kind, namespace: str, name: str,
+                 events: queue.Queue[tuple[str, Any]], stop: threading.Event) -> None:
+    """Watch one object on a daemon thread until ``stop`` is set: ``("release", dict)`` per
+    ADDED/MODIFIED event (its fields checked, :func:`check_object`), ``("error", exc)`` once.
+
+    ``fieldSelector=metadata.name=<name>``, server-side ``timeoutSeconds``
+    :data:`WATCH_SECONDS`, re-opened from the last ``resourceVersion``. A stream that
+    ends (or breaks) without an event is re-opened after a backoff
+    (:data:`WATCH_BACKOFF_INITIAL` doubling to :data:`WATCH_BACKOFF_CAP`, with
+    jitter); an ``ERROR`` event 410 (resourceVersion too old) re-reads the object and
+    resumes from its resourceVersion; any other refusal or a malformed answer ends
+    the watch with that error.
+    """
+    def put(obj: dict[str, Any]) -> str | None:
+        check_object(obj, kind.kind, namespace, name)
+        events.put(("release", obj))
+        return (obj.get("metadata") or {}).get("resourceVersion")
+
     def watcher() -> None:
-        version = None
+        version: str | None = None
+        delay = 0.0
         while not stop.is_set():
+            opened, seen = time.monotonic(), False
             try:
-                for _kind, obj in client.watch(kind, namespace=namespace, fields={"metadata.name": name},
-                                                server_timeout=WATCH_SECONDS, resource_version=version):
-                    data = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
-                    version = (data.get("metadata") or {}).get("resourceVersion", version)
-                    events.put(("release", data))
+                for event, obj in client.watch(kind, namespace, name, resource_version=version,
+                                               server_timeout=WATCH_SECONDS, stop=stop):
+                    if event in ("ADDED", "MODIFIED"):
+                        version, seen = put(obj) or version, True
+                    elif event == "BOOKMARK":
+                        rv = (obj.get("metadata") or {}).get("resourceVersion")
+                        version = rv if isinstance(rv, str) else version
                     if stop.is_set():
                         return
-            except Exception as exc:  # handed to the waiting thread
+            except Refused as exc:
+                if exc.code != 410:
+                    events.put(("error", exc))
+                    return
+                try:  # resourceVersion too old: list again (one object: GET), watch from there
+                    version, seen = put(client.get(kind, namespace, name,
+                                                   deadline=time.monotonic() + REQUEST_TIMEOUT_CAP)), True
+                except Exception as error:  # noqa: BLE001 - handed to the waiting thread
+                    events.put(("error", error))
+                    return
+            except (Timeout, Unreachable):
+                pass  # a broken stream: re-opened after the backoff below
+            except Exception as exc:  # noqa: BLE001 - handed to the waiting thread
                 events.put(("error", exc))
                 return
-            time.sleep(0.05)
+            if seen or time.monotonic() - opened >= WATCH_SECONDS / 2:
+                delay = 0.0
+            else:
+                delay = min(WATCH_BACKOFF_CAP, max(WATCH_BACKOFF_INITIAL, delay * 2))
+            if delay:
+                stop.wait(delay + random.uniform(0, delay))
     threading.Thread(target=watcher, daemon=True, name=f"watch-{name}").start()
 
 
@@ -401,28 +549,6 @@ def _candidate(release: dict[str, Any], expected: Expected) -> bool:
     head = (status.get("history") or [{}])[0]
     return status.get("lastAttemptedRevision") == expected.revision or (
         isinstance(head, dict) and head.get("chartVersion") == expected.revision)
-
-
-def _api(fn, namespace: str, name: str):
-    """``fn()``, with the API's refusals as UserError: lightkube's ApiError (a request) and the
-    HTTP client's ``HTTPStatusError`` (a watch stream, which lightkube does not translate; read
-    by its ``response.status_code``, as lightkube's own client class may vary)."""
-    try:
-        return fn()
-    except UserError:
-        raise
-    except Exception as exc:
-        response = getattr(exc, "response", None)
-        if isinstance(exc, ApiError):
-            code, message = exc.status.code, exc.status.message
-        elif isinstance(getattr(response, "status_code", None), int):
-            code, message = response.status_code, getattr(response, "reason_phrase", "")
-        else:
-            raise UserError(f"Kubernetes API, {namespace}/{name}: {type(exc).__name__}: "
-                            f"cannot reach the API server") from None
-        what = {401: "the credentials were refused", 403: "access is forbidden",
-                404: "not found (generate and apply the Flux objects: faas-deploy flux)"}.get(code, "failed")
-        raise UserError(f"Kubernetes API, {namespace}/{name}: HTTP {code}, {what}: {message}") from None
 
 
 def report_json(outcomes: list[Outcome]) -> str:
