@@ -250,8 +250,10 @@ def test_condition_messages_are_escaped_and_redacted_on_stdout_and_in_the_report
                                                                                  monkeypatch):
     hostile = f"\x1b[2J\x1b[31mupgrade failed\r\n token {KUBE_TOKEN} \u202eevil\x07"
     status = {"observedGeneration": 1, "lastAttemptedRevision": expected.revision,
-              "conditions": [{"type": "Ready", "status": "False", "reason": "UpgradeFailed", "message": hostile},
-                             {"type": "Stalled", "status": "True", "reason": "RetriesExceeded", "message": hostile}]}
+              "conditions": [{"type": "Ready", "status": "False", "reason": "UpgradeFailed", "message": hostile,
+                              "observedGeneration": 1},
+                             {"type": "Stalled", "status": "True", "reason": "RetriesExceeded", "message": hostile,
+                              "observedGeneration": 1}]}
     with KubeApi(KUBE_TOKEN) as api:
         _store(api, expected, status=status)
         report = tmp_path / "report.json"
