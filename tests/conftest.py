@@ -79,6 +79,7 @@ LAYERS: dict[str, str] = {
     "test_names.py": "unit",
     "test_plan.py": "integration",
     "test_promotion.py": "integration",
+    "test_promotion_traffic.py": "integration",
     "test_results_contract.py": "integration",
     "test_publish.py": "integration",
     "test_publish_races.py": "integration",

@@ -10,7 +10,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from faas_deployment import cli, promotion
 from faas_deployment.errors import UserError
 from faas_deployment.merge_request import GitLabProject
@@ -31,18 +30,25 @@ def git(cwd: Path, *args: str) -> str:
 @pytest.fixture()
 def checkout(tmp_path: Path) -> Path:
     """A clone of a repository holding env/, with ``origin`` a bare repository on disk."""
+    return make_checkout(tmp_path)
+
+
+def make_checkout(tmp_path: Path) -> Path:
+    """:func:`checkout`'s repository under ``tmp_path``: ``work`` cloned from ``origin.git``."""
     origin = tmp_path / "origin.git"
     initial = tmp_path / "initial"
     shutil.copytree(REPO / "env", initial / "env")
+    dev = initial / DEV  # a released image: promoting a pre-release needs --allow-prerelease
+    dev.write_text(dev.read_text().replace('image_tag: "0.10.0-rc.1"', 'image_tag: "0.10.0"'))
     git(tmp_path, "init", "-q", "-b", "main", str(initial))
     git(initial, "-c", "user.name=t", "-c", "user.email=t@example.org", "add", "-A")
     git(initial, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "env")
     # Two image updates of dev's controller, so the changelog has something to list.
     text = (initial / DEV).read_text()
-    (initial / DEV).write_text(text.replace('image_tag: "0.10.0-rc.1"', 'image_tag: "0.9.9"'))
+    (initial / DEV).write_text(text.replace('image_tag: "0.10.0"', 'image_tag: "0.9.9"'))
     git(initial, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qam", "dev: controller 0.9.9")
     (initial / DEV).write_text(text)
-    git(initial, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qam", "dev: controller 0.10.0-rc.1")
+    git(initial, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qam", "dev: controller 0.10.0")
     git(tmp_path, "clone", "-q", "--bare", str(initial), str(origin))
     work = tmp_path / "work"
     git(tmp_path, "clone", "-q", str(origin), str(work))
@@ -84,9 +90,9 @@ def test_promotion_changes_only_the_promoted_values_and_chart_version(checkout):
     after = (checkout / PROD).read_text()
     assert changed_lines(before, after) == [
         ('  chart_version: "0.4.0"', '  chart_version: "0.4.1"'),
-        ('  image_tag: "0.9.2"', '  image_tag: "0.10.0-rc.1"'),
+        ('  image_tag: "0.9.2"', '  image_tag: "0.10.0"'),
     ]
-    assert line.endswith("chart_version 0.4.0 -> 0.4.1, image_tag 0.9.2 -> 0.10.0-rc.1")
+    assert line.endswith("chart_version 0.4.0 -> 0.4.1, image_tag 0.9.2 -> 0.10.0")
     assert git(checkout, "status", "--porcelain").split() == ["M", PROD]
 
 
@@ -110,8 +116,8 @@ def test_the_target_follows_the_source_version_line():
 
 def test_all_promotes_each_component_and_reports_the_ones_with_nothing_to_promote(checkout):
     promotion.promote(checkout, "dev", "prod", ["controller"])
-    lines = promotion.promote(checkout, "dev", "prod", None)
-    assert any("controller: nothing to promote" in line for line in lines)
+    lines = promotion.promote(checkout, "dev", "prod", None, allow_prerelease=True)
+    assert any("controller: up to date" in line for line in lines)
     assert any(line.startswith("promoted dev -> prod operator") for line in lines)
 
 
@@ -156,15 +162,20 @@ def test_a_bad_status_file_is_a_clear_error(checkout, tmp_path, content, message
         promotion.promote(checkout, "dev", "prod", ["controller"], state=promotion.HelmReleaseStatusFile(status))
 
 
-def test_nothing_to_promote_refuses(checkout):
+def test_nothing_to_promote_is_up_to_date_and_exits_0(checkout, run_cli):
     promotion.promote(checkout, "dev", "prod", ["controller"])
-    with pytest.raises(PromotionRefused, match="nothing to promote"):
-        promotion.promote(checkout, "dev", "prod", ["controller"])
+    before = (checkout / PROD).read_text()
+    code, out, err = run_cli("--source", str(checkout), "promote", "--from", "dev", "--to", "prod",
+                             "--component", "controller")
+    assert code == 0, err
+    assert out.strip() == ("dev -> prod controller: up to date: image_repository, image_tag, container_port, "
+                           "health_path already equal in env/prod/controller/cookiecutter-config.yaml")
+    assert (checkout / PROD).read_text() == before
 
 
 @pytest.mark.parametrize("old, new, what", [
     ('chart_version: "0.4.0"', 'chart_version: "0.5.0"', "chart_version 0.5.0 > "),
-    ('image_tag: "0.9.2"', 'image_tag: "0.11.0"', "image_tag 0.11.0 > 0.10.0-rc.1"),
+    ('image_tag: "0.9.2"', 'image_tag: "0.11.0"', "image_tag 0.11.0 > 0.10.0"),
 ])
 def test_a_target_ahead_refuses(checkout, old, new, what):
     prod = checkout / PROD
@@ -212,8 +223,8 @@ def test_promote_twice_leaves_one_merge_request_updated_with_only_the_promoted_d
     [mr] = api.merge_requests.values()
     assert mr["state"] == "opened" and mr["target_branch"] == "main" and mr["labels"] == ["promotion"]
     assert mr["title"] == "Promote controller dev -> prod: chart 0.4.0 -> 0.4.1"
-    assert "pipelines/78" in mr["description"] and "`0.9.2` | `0.10.0-rc.1`" in mr["description"]
-    assert "dev: controller 0.10.0-rc.1 (image_tag 0.10.0-rc.1)" in mr["description"]
+    assert "pipelines/78" in mr["description"] and "`0.9.2` | `0.10.0`" in mr["description"]
+    assert "dev: controller 0.10.0 (image_tag 0.10.0)" in mr["description"]
     assert "dev: controller 0.9.9 (image_tag 0.9.9)" in mr["description"]
     assert "source config env/dev/controller/cookiecutter-config.yaml" in mr["description"]
     methods = [(r["method"], r["path"].rsplit("/", 1)[-1]) for r in api.requests]
@@ -222,8 +233,8 @@ def test_promote_twice_leaves_one_merge_request_updated_with_only_the_promoted_d
     diff = git(origin, "diff", "main", "promote/prod/controller-0.4.1")
     changed = [line for line in diff.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")]
     assert changed == ['-  chart_version: "0.4.0"', '-  image_tag: "0.9.2"',
-                       '+  chart_version: "0.4.1"', '+  image_tag: "0.10.0-rc.1"'] or sorted(changed) == sorted(
-        ['-  chart_version: "0.4.0"', '+  chart_version: "0.4.1"', '-  image_tag: "0.9.2"', '+  image_tag: "0.10.0-rc.1"'])
+                       '+  chart_version: "0.4.1"', '+  image_tag: "0.10.0"'] or sorted(changed) == sorted(
+        ['-  chart_version: "0.4.0"', '+  chart_version: "0.4.1"', '-  image_tag: "0.9.2"', '+  image_tag: "0.10.0"'])
     assert git(origin, "diff", "--stat", "main", "promote/prod/controller-0.4.1").count("|") == 1
     assert git(checkout, "status", "--porcelain") == ""
     # The token: only in the PRIVATE-TOKEN header, nowhere else.
@@ -291,7 +302,8 @@ def test_credentials_in_the_remote_url_are_never_used_or_shown(checkout):
     assert gitops.remote_url(repo, "ci") == "https://127.0.0.1:9/x/y.git"
     with GitLabApi(TOKEN) as api, pytest.raises(UserError) as caught:
         promotion.promote(checkout, "dev", "prod", ["controller"], proposal=proposal(api, remote="ci"))
-    assert "git push to https://127.0.0.1:9/x/y.git" in str(caught.value) and TOKEN not in str(caught.value)
+    assert "git fetch https://127.0.0.1:9/x/y.git: cannot connect" in str(caught.value)
+    assert TOKEN not in str(caught.value)
 
 
 def test_bump_merge_request_commits_the_bumped_dev_config(checkout, monkeypatch):
@@ -311,8 +323,8 @@ def test_bump_merge_request_commits_the_bumped_dev_config(checkout, monkeypatch)
 
 # --------------------------------------------------------------------------- fuzz
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 _json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
                      lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
@@ -432,3 +444,125 @@ def test_source_status_and_kubeconfig_together_are_refused(checkout, tmp_path, c
     code = cli.main(["--source", str(checkout), "promote", "--from", "dev", "--to", "prod", "--component",
                      "controller", "--source-status", str(status), "--kubeconfig", "env:NOPE"])
     assert code == 1 and "not both" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- reviewers' work and a moving target
+
+
+def _clone(origin: Path, where: Path, branch: str = "main") -> Path:
+    subprocess.run(["git", "clone", "-q", "-b", branch, str(origin), str(where)], check=True, capture_output=True)
+    return where
+
+
+def _commit_all(repo: Path, message: str) -> str:
+    git(repo, "-c", "user.name=Rev Iewer", "-c", "user.email=reviewer@example.org", "commit", "-qam", message)
+    return git(repo, "rev-parse", "HEAD").strip()
+
+
+def test_a_rerun_keeps_a_reviewer_s_commit_on_the_promotion_branch(checkout, monkeypatch):
+    origin = checkout.parent / "origin.git"
+    branch = "promote/prod/controller-0.4.1"
+    with GitLabApi(TOKEN, remote=origin) as api:
+        run_cli(checkout, api, monkeypatch)
+        reviewer = _clone(origin, checkout.parent / "reviewer", branch)
+        (reviewer / PROD).write_text((reviewer / PROD).read_text().replace("replica_count: 3", "replica_count: 4"))
+        theirs = _commit_all(reviewer, "prod: one more replica")
+        git(reviewer, "push", "-q", "origin", branch)
+        second = run_cli(checkout, api, monkeypatch)
+    assert git(origin, "rev-parse", f"refs/heads/{branch}").strip() == theirs  # not force-pushed over
+    assert "kept as it is" in second and "merge request !1 updated" in second
+
+
+def test_a_reviewer_s_commit_and_another_change_refuses_and_overwrites_nothing(checkout, monkeypatch):
+    origin = checkout.parent / "origin.git"
+    branch = "promote/prod/controller-0.4.1"
+    with GitLabApi(TOKEN, remote=origin) as api:
+        run_cli(checkout, api, monkeypatch)
+        reviewer = _clone(origin, checkout.parent / "reviewer", branch)
+        (reviewer / PROD).write_text((reviewer / PROD).read_text().replace("replica_count: 3", "replica_count: 4"))
+        theirs = _commit_all(reviewer, "prod: one more replica")
+        git(reviewer, "push", "-q", "origin", branch)
+        # main moves on (an unrelated change): this run's commit differs from the one on the branch
+        other = _clone(origin, checkout.parent / "other")
+        (other / "env" / "NOTES").write_text("unrelated\n")
+        git(other, "add", "-A")
+        _commit_all(other, "notes")
+        git(other, "push", "-q", "origin", "main")
+        with pytest.raises(PromotionRefused) as caught:
+            promotion.promote(checkout, "dev", "prod", ["controller"], proposal=proposal(api))
+    err = str(caught.value)
+    assert "commit(s) this pipeline did not write" in err and theirs[:12] in err, err
+    assert "Rev Iewer <reviewer@example.org>" in err
+    assert git(origin, "rev-parse", f"refs/heads/{branch}").strip() == theirs
+
+
+def test_a_rerun_replaces_only_its_own_commit_when_the_target_moved(checkout, monkeypatch):
+    origin = checkout.parent / "origin.git"
+    branch = "promote/prod/controller-0.4.1"
+    with GitLabApi(TOKEN, remote=origin) as api:
+        run_cli(checkout, api, monkeypatch)
+        first = git(origin, "rev-parse", f"refs/heads/{branch}").strip()
+        other = _clone(origin, checkout.parent / "other")
+        (other / "env" / "NOTES").write_text("unrelated\n")
+        git(other, "add", "-A")
+        main = _commit_all(other, "notes")
+        git(other, "push", "-q", "origin", "main")
+        second = run_cli(checkout, api, monkeypatch)
+    now = git(origin, "rev-parse", f"refs/heads/{branch}").strip()
+    assert now != first and git(origin, "rev-parse", f"{now}^").strip() == main  # rebased onto the target
+    assert "replaced (only commits of this pipeline were on it)" in second
+
+
+def test_a_target_that_moved_on_is_seen_and_the_change_is_made_on_it(checkout, monkeypatch):
+    """prod was raised to 0.4.1 on the remote (another change merged) while this checkout still says 0.4.0."""
+    origin = checkout.parent / "origin.git"
+    other = _clone(origin, checkout.parent / "other")
+    (other / PROD).write_text((other / PROD).read_text().replace('chart_version: "0.4.0"', 'chart_version: "0.4.1"'))
+    main = _commit_all(other, "prod: controller 0.4.1")
+    git(other, "push", "-q", "origin", "main")
+    with GitLabApi(TOKEN, remote=origin) as api:
+        out = run_cli(checkout, api, monkeypatch)
+    assert "the target moved on: env/prod/controller/cookiecutter-config.yaml on main has chart_version 0.4.1, " \
+           "the working tree 0.4.0" in out
+    assert "chart_version 0.4.1 -> 0.4.2" in out
+    [mr] = api.merge_requests.values()
+    assert mr["source_branch"] == "promote/prod/controller-0.4.2"
+    tip = git(origin, "rev-parse", "refs/heads/promote/prod/controller-0.4.2").strip()
+    assert git(origin, "rev-parse", f"{tip}^").strip() == main  # no conflict: made on the target's tip
+    changed = [line for line in git(origin, "diff", "main", tip).splitlines()
+               if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    assert sorted(changed) == sorted(['-  chart_version: "0.4.1"', '+  chart_version: "0.4.2"',
+                                      '-  image_tag: "0.9.2"', '+  image_tag: "0.10.0"'])
+
+
+def test_a_pre_release_image_is_promoted_only_when_asked(checkout, run_cli):
+    dev = checkout / DEV
+    dev.write_text(dev.read_text().replace('image_tag: "0.10.0"', 'image_tag: "0.11.0-rc.1"'))
+    before = (checkout / PROD).read_text()
+    code, out, err = run_cli("--source", str(checkout), "promote", "--from", "dev", "--to", "prod",
+                             "--component", "controller")
+    assert out == ""
+    assert code == 1 and "image_tag 0.11.0-rc.1 is a pre-release (-rc.1)" in err and "--allow-prerelease" in err
+    assert (checkout / PROD).read_text() == before
+    code, _, err = run_cli("--source", str(checkout), "promote", "--from", "dev", "--to", "prod",
+                           "--component", "controller", "--allow-prerelease")
+    assert code == 0 and 'image_tag: "0.11.0-rc.1"' in (checkout / PROD).read_text()
+
+
+def test_bump_again_with_the_same_image_tag_raises_nothing(checkout, run_cli, monkeypatch):
+    argv = ["--source", str(checkout), "bump", "--env", "dev", "--component", "controller", "--image-tag", "0f3c2d1"]
+    assert run_cli(*argv)[0] == 0
+    after_first = (checkout / DEV).read_text()
+    code, out, err = run_cli(*argv)
+    assert code == 0 and (checkout / DEV).read_text() == after_first
+    assert out.strip() == ("up to date env/dev/controller/cookiecutter-config.yaml: image_tag 0f3c2d1 already set, "
+                           "chart_version 0.4.2")
+    # As a merge request: once merged, a re-run opens nothing and raises nothing.
+    origin = checkout.parent / "origin.git"
+    git(checkout, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qam", "bump")
+    git(checkout, "push", "-q", "origin", "main")
+    monkeypatch.setenv("GITLAB_TOKEN", TOKEN)
+    with GitLabApi(TOKEN, remote=origin) as api:
+        code, out, err = run_cli(*argv, "--merge-request", "--gitlab-url", api.url, "--gitlab-project", api.project,
+                                 "--gitlab-token", "env:GITLAB_TOKEN")
+    assert code == 0 and "up to date" in out and api.requests == [], err

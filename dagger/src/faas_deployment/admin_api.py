@@ -73,8 +73,8 @@ import tenacity
 
 from . import progress
 from .deadline import Deadline
-from .errors import UserError, printable
 from .dynamic_manifests import Bundle, sha256_file
+from .errors import UserError, printable
 from .secrets import SecretValue, sanitize
 
 DEFAULT_READY_PATH = "/healthz"

@@ -58,8 +58,16 @@ class BumpResult:
     new_tag: str
 
     @property
+    def unchanged(self) -> bool:
+        """The file already had this ``image_tag``: nothing was raised (a re-run of the same bump)."""
+        return self.old_tag == self.new_tag and self.old_version == self.new_version
+
+    @property
     def line(self) -> str:
-        """One line for the user: ``bumped <file>: chart_version A -> B, image_tag X -> Y``."""
+        """One line for the user: ``bumped <file>: chart_version A -> B, image_tag X -> Y``,
+        or ``up to date <file>: image_tag X already set, chart_version A``."""
+        if self.unchanged:
+            return f"up to date {self.path}: {TAG_KEY} {self.new_tag} already set, {VERSION_KEY} {self.old_version}"
         return (
             f"bumped {self.path}: {VERSION_KEY} {self.old_version} -> {self.new_version}, "
             f"{TAG_KEY} {self.old_tag if self.old_tag is not None else '(unset)'} -> {self.new_tag}"
@@ -145,6 +153,9 @@ def bump_text(text: str, *, image_tag: str, part: str = "patch", shown: str = la
     ``chart_version``), indented like it. ``shown`` names the file in errors.
     Does not validate against the template: :func:`bump_file` does.
 
+    The same ``image_tag`` again changes nothing (:attr:`BumpResult.unchanged`):
+    a re-run never raises ``chart_version`` a second time.
+
     Returns:
         The new text and the old and new values.
 
@@ -164,6 +175,8 @@ def bump_text(text: str, *, image_tag: str, part: str = "patch", shown: str = la
     new_version = next_chart_version(old_version, part, where=f"{shown}: {CONTEXT_KEY}.{VERSION_KEY}")
 
     old_tag = _old_value(context, TAG_KEY, shown)
+    if old_tag == image_tag:  # a re-run of the same bump: Flux already has (or will get) this version
+        return BumpResult(shown, text, old_version, old_version, old_tag, image_tag)
     new_text = edit_context(
         text, {VERSION_KEY: _scalar_text(new_version, version_node.style),
                TAG_KEY: _scalar_text(image_tag, _style(context, TAG_KEY, '"'))}, shown=shown)
@@ -254,7 +267,8 @@ def bump_file(
     if problems:  # the same refusal check gives, before ruamel.yaml reads it
         raise ValidationError(problems)
     result = bump_text(text, image_tag=image_tag, part=part, shown=shown)
-    write_validated(path, result.text, template=template, shown=shown)
+    if not result.unchanged:
+        write_validated(path, result.text, template=template, shown=shown)
     return result
 
 

@@ -148,6 +148,8 @@ def _merge_request_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--author", default=pipeline.COMMIT_AUTHOR, help="commit author 'Name <email>'")
     parser.add_argument("--pipeline-url", default=env("CI_PIPELINE_URL", ""),
                         help="pipeline URL quoted as evidence (default: $CI_PIPELINE_URL)")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="overall deadline of every git and GitLab step, in seconds (default: 120)")
 
 
 def _image_flags(parser: argparse.ArgumentParser, *, tag_required: bool) -> None:
@@ -254,6 +256,8 @@ def _promote_flags(parser: argparse.ArgumentParser) -> None:
                         help="read the source's HelmRelease from the cluster (kubeconfig as a secret); "
                              "without it and --source-status: the source config")
     parser.add_argument("--kube-context", help="kubeconfig context (default: its current context)")
+    parser.add_argument("--allow-prerelease", action="store_true",
+                        help="promote an image_tag that is a semver pre-release (e.g. 1.4.0-rc.1); refused otherwise")
     _merge_request_flags(parser)
 
 
@@ -394,14 +398,15 @@ VERBS: dict[str, Verb] = {
         _publish_image_flags, component=True),
     "bump": Verb("set image_tag and raise chart_version in the component's config, in place",
                  lambda ws, a: ws.bump(a.env, a.component, image_tag=a.image_tag, part=a.part,
-                                       merge_request=_merge_request(a)),
+                                       merge_request=_merge_request(a), timeout=a.timeout),
                  _bump_flags, component=True),
     "promote": Verb("carry what runs in --from to --to's config: promoted values, chart_version raised; in place, "
                     "or as a merge request",
                     lambda ws, a: ws.promote(a.from_env, a.to_env, component=a.component, all_components=a.all,
                                              source_status=_path(a.source_status),
                                              kubeconfig=_secret(a.kubeconfig, "--kubeconfig"),
-                                             kube_context=a.kube_context, merge_request=_merge_request(a)),
+                                             kube_context=a.kube_context, merge_request=_merge_request(a),
+                                             allow_prerelease=a.allow_prerelease, timeout=a.timeout),
                     _promote_flags, env=False),
     "publish-artifact": Verb("push each component's rendered objects (or --manifests) as a Flux OCI artifact "
                              "tagged app-<component> and app-<component>-<chart_version>",

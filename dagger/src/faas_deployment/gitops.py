@@ -14,23 +14,41 @@ Credentials for an ``http(s)`` remote are passed to dulwich's HTTP client as use
 name and password (GitLab accepts a token as the password of any user name,
 conventionally ``oauth2``), never put into the URL; a URL that already carries
 credentials (a GitLab CI checkout's ``origin``) has them stripped first.
+
+Every network step (:class:`Remote`: the refs, a fetch, a push) runs within one
+overall deadline (:mod:`deadline`): each connect and read waits at most the time
+left, and the step itself is waited for in a daemon thread, so a remote that
+drips one byte a second ends in :class:`deadline.DeadlineExceeded`. A remote
+that answers a redirect is not followed (the credentials go only to the URL the
+user gave), and anything that is not git's protocol (an HTML login page, a
+truncated answer, garbage) ends in one :class:`UserError` naming the remote,
+never in a dulwich traceback.
 """
 
 from __future__ import annotations
 
 import re
 import stat
-from collections.abc import Mapping
+import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from dulwich.client import HTTPUnauthorized, get_transport_and_path
+import dulwich.errors
+import urllib3
+from dulwich.client import (
+    HTTPProxyUnauthorized,
+    HTTPUnauthorized,
+    default_urllib3_manager,
+    get_transport_and_path,
+)
 from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
 from dulwich.object_store import commit_tree_changes, tree_lookup_path
 from dulwich.objects import Blob, Commit
 from dulwich.repo import Repo
 
+from .deadline import Deadline, DeadlineExceeded, run
 from .errors import UserError
 from .secrets import SecretValue, redact
 
@@ -122,40 +140,201 @@ def remote_url(repo: Repo, remote: str) -> str:
     return url
 
 
-def push_branch(repo: Repo, commit: Commit, branch: str, *, remote: str = "origin",
-                token: SecretValue | None = None) -> Pushed:
-    """Point local and remote ``refs/heads/<branch>`` at ``commit`` (forced: the branch is ours).
+#: What a remote that is not a git server, or breaks off, makes dulwich and urllib3 raise.
+_REMOTE_FAULTS = (
+    dulwich.errors.GitProtocolError, dulwich.errors.HangupException, dulwich.errors.ChecksumMismatch,
+    dulwich.errors.ObjectFormatException, dulwich.errors.ApplyDeltaError, dulwich.errors.FileFormatException,
+    OSError, EOFError, urllib3.exceptions.HTTPError, AssertionError, ValueError, KeyError, IndexError, TypeError,
+    zlib.error,
+)
 
-    Returns:
-        The branch, the commit id, and ``changed=False`` when the remote already had it.
+
+class _NoRedirects:
+    """A urllib3 pool manager mixin that never follows a redirect: the answer comes back as it is.
+
+    dulwich would follow one (urllib3's default) and rebase the remote's URL on the
+    new location; here a redirect is an error naming where it pointed.
+    """
+
+    def urlopen(self, method, url, redirect=True, **kw):
+        return super().urlopen(method, url, redirect=False, **kw)  # type: ignore[misc]
+
+
+class _PoolManager(_NoRedirects, urllib3.PoolManager):
+    pass
+
+
+class _ProxyManager(_NoRedirects, urllib3.ProxyManager):
+    pass
+
+
+@dataclass
+class Remote:
+    """A git remote reached within ``deadline``: ``url`` (credentials stripped) and the dulwich client.
+
+    Built by :func:`connect`. Each method is one network step; each raises
+    UserError naming the remote URL (never the token), DeadlineExceeded when the
+    deadline passes.
+    """
+
+    url: str
+    client: object
+    path: str
+    token: SecretValue | None
+    deadline: Deadline
+
+    def _step(self, what: str, fn):
+        try:
+            return run(fn, self.deadline, f"git {what} {self.url}", "the git remote")
+        except DeadlineExceeded:
+            raise
+        except HTTPUnauthorized:
+            raise UserError(f"git {what} {self.url}: the remote refused the credentials (a token with "
+                            f"write_repository scope is needed)") from None
+        except HTTPProxyUnauthorized:
+            raise UserError(f"git {what} {self.url}: the proxy refused the credentials") from None
+        except NotGitRepository:
+            raise UserError(f"git {what} {self.url}: no git repository there (HTTP 404 or not a repository); "
+                            f"check --remote") from None
+        except UserError:
+            raise
+        except _REMOTE_FAULTS as exc:  # what dulwich or the transport raise: one clear line, no traceback
+            raise UserError(f"git {what} {self.url}: {_explain(exc, self.token)}") from None
+
+    def refs(self) -> dict[bytes, bytes]:
+        """The remote's refs (``refs/heads/...`` -> commit id)."""
+        result = self._step("ls-remote", lambda: self.client.get_refs(self.path))  # type: ignore[attr-defined]
+        return dict(getattr(result, "refs", result) or {})
+
+    def fetch(self, repo: Repo, wanted: Callable[[bytes], bool]) -> dict[bytes, bytes]:
+        """Fetch the objects of the refs ``wanted`` accepts into ``repo``'s object store (no local ref moves).
+
+        Returns:
+            Every remote ref (name -> commit id).
+        """
+        def determine_wants(refs, depth=None):
+            return [sha for name, sha in refs.items()
+                    if wanted(name) and not name.endswith(b"^{}") and sha not in repo.object_store]
+
+        result = self._step("fetch", lambda: self.client.fetch(  # type: ignore[attr-defined]
+            self.path, repo, determine_wants=determine_wants))
+        return dict(getattr(result, "refs", None) or {})
+
+    def push(self, repo: Repo, ref: bytes, new: bytes, *, expected: bytes | None) -> bool:
+        """Point the remote's ``ref`` at ``new`` if it still holds ``expected`` (None: absent).
+
+        Git's receive-pack applies the update only while the ref still holds the
+        old value its advertisement showed (the ``<old> <new> <ref>`` command), so a
+        commit pushed by someone else meanwhile is never overwritten: that is a
+        UserError, and so is a refused update (e.g. a protected branch).
+
+        Returns:
+            False when the remote already held ``new`` (nothing sent).
+        """
+        seen: dict[bytes, bytes] = {}
+
+        def update_refs(refs):
+            seen.update(refs)
+            if refs.get(ref) == new or refs.get(ref) != expected:
+                return dict(refs)  # nothing to do, or the remote moved since it was read: send nothing
+            return {**refs, ref: new}
+
+        result = self._step("push to", lambda: self.client.send_pack(  # type: ignore[attr-defined]
+            self.path, update_refs, generate_pack_data=repo.generate_pack_data))
+        branch = ref.decode().removeprefix("refs/heads/")
+        if seen.get(ref) == new:
+            return False
+        if seen.get(ref) != expected:
+            raise UserError(f"git push to {self.url}: {branch} moved on the remote while this run read it "
+                            f"(now {(seen.get(ref) or b'absent').decode()[:12]}); nothing was overwritten, run again")
+        status = (getattr(result, "ref_status", None) or {}).get(ref)
+        if status:
+            raise UserError(f"git push to {self.url}: {branch} refused: {redact(str(status), self.token)}")
+        return True
+
+
+def _explain(exc: BaseException, token: SecretValue | None) -> str:
+    """What went wrong with a remote, in words: a redirect, an answer that is not git's protocol, a transport error."""
+    text = redact(str(exc), token)
+    redirect = re.search(r"unexpected http resp (30[1278])", text)
+    if redirect:
+        return (f"the remote answered HTTP {redirect.group(1)} (a redirect), which is not followed: credentials "
+                f"go only to the URL given; give the repository's own URL as --remote")
+    if re.search(r"NewConnectionError|Failed to establish|Connection refused|Name or service not known", text):
+        return "cannot connect (refused, unreachable or name not resolved)"
+    if re.search(r"ConnectTimeout|ReadTimeout|timed out", text):
+        return "no answer in time (the deadline's share of one wait passed)"
+    status = re.search(r"unexpected http resp (\d{3})", text)
+    if status:
+        return f"the remote answered HTTP {status.group(1)}; expected git's smart HTTP protocol"
+    if isinstance(exc, (GitProtocolError, HangupException, AssertionError, ValueError, KeyError, IndexError)):
+        return (f"the answer is not git's protocol (an HTML login page, a proxy's page or a truncated answer?); "
+                f"check --remote ({type(exc).__name__})")
+    return f"{type(exc).__name__}: {text[:200]}"
+
+
+def connect(repo: Repo, remote: str, *, token: SecretValue | None, deadline: Deadline) -> Remote:
+    """The :class:`Remote` of ``remote`` (a remote name of ``repo`` or a URL/path), bounded by ``deadline``.
+
+    Over ``http(s)`` the token is dulwich's password (user :data:`TOKEN_USER`),
+    sent only to that origin; redirects are not followed; each connect and read
+    waits at most the time left (capped at :data:`deadline.REQUEST_TIMEOUT_CAP`).
 
     Raises:
-        UserError: the remote is unknown, unreachable, refuses the credentials or the
-            update (e.g. a protected branch); the message names the remote URL without
-            credentials and never carries the token.
+        UserError: ``remote`` is neither a configured remote nor a URL/path.
     """
+    url = remote_url(repo, remote)
+    kwargs: dict[str, object] = {}
+    if url.startswith(("http://", "https://")):
+        connect_s, read_s = deadline.request_timeout()
+        kwargs["pool_manager"] = default_urllib3_manager(
+            repo.get_config_stack(), pool_manager_cls=_PoolManager, proxy_manager_cls=_ProxyManager, base_url=url,
+            timeout=None)
+        kwargs["pool_manager"].connection_pool_kw["timeout"] = urllib3.Timeout(connect=connect_s, read=read_s)
+        kwargs["pool_manager"].connection_pool_kw["retries"] = urllib3.Retry(total=0, redirect=0, raise_on_redirect=False)
+        if token is not None:
+            kwargs.update(username=TOKEN_USER, password=token.reveal())
+    try:
+        client, path = get_transport_and_path(url, **kwargs)  # type: ignore[arg-type]
+    except (ValueError, NotImplementedError, urllib3.exceptions.HTTPError) as exc:  # a URL dulwich cannot use
+        raise UserError(f"--remote {url}: not a git remote dulwich can reach ({type(exc).__name__})") from None
+    return Remote(url, client, path, token, deadline)
+
+
+def push_branch(repo: Repo, commit: Commit, branch: str, *, remote: str = "origin",
+                token: SecretValue | None = None, deadline: Deadline | None = None) -> Pushed:
+    """Point local and remote ``refs/heads/<branch>`` at ``commit`` whatever the remote holds.
+
+    Only for a branch this code alone writes; :func:`connect` and :meth:`Remote.push`
+    are the compare-and-swap form that never overwrites another's commit.
+
+    Raises:
+        UserError: see :meth:`Remote.push`.
+    """
+    from .deadline import DEFAULT_TIMEOUT
+
     ref = f"refs/heads/{branch}".encode()
     repo.refs[ref] = commit.id
-    url = remote_url(repo, remote)
-    credentials = {"username": TOKEN_USER, "password": token.reveal()} if token and url.startswith("http") else {}
-    before: dict[bytes, bytes] = {}
+    target = connect(repo, remote, token=token, deadline=deadline or Deadline(DEFAULT_TIMEOUT))
+    current = target.refs().get(ref)
+    changed = target.push(repo, ref, commit.id, expected=current)
+    return Pushed(branch, commit.id.decode(), changed)
 
-    def update_refs(refs):
-        before.update(refs)
-        return {**refs, ref: commit.id}
 
-    try:
-        client, path = get_transport_and_path(url, **credentials)
-        result = client.send_pack(path, update_refs, generate_pack_data=repo.generate_pack_data)
-    except HTTPUnauthorized:
-        raise UserError(f"git push to {url}: the remote refused the credentials (a token with write_repository scope "
-                        f"is needed)") from None
-    except (GitProtocolError, HangupException, OSError) as exc:
-        raise UserError(f"git push to {url}: {redact(str(exc), token)}") from None
-    status = (getattr(result, "ref_status", None) or {}).get(ref)
-    if status:
-        raise UserError(f"git push to {url}: {branch} refused: {redact(str(status), token)}")
-    return Pushed(branch, commit.id.decode(), before.get(ref) != commit.id)
+def foreign_commits(repo: Repo, tip: bytes, base: bytes, author: str) -> list[Commit]:
+    """The commits reachable from ``tip`` and not from ``base`` whose committer is not ``author``.
+
+    ``author`` (``Name <email>``) is the identity :func:`commit_files` writes as
+    committer: a commit with another committer was written by someone else (a
+    reviewer's fix on a merge request branch).
+    """
+    walker = repo.get_walker(include=[tip], exclude=[base])
+    return [entry.commit for entry in walker if entry.commit.committer != author.encode()]
+
+
+def contains(repo: Repo, tip: bytes, commit: bytes) -> bool:
+    """``commit`` is ``tip`` or one of its ancestors (in ``repo``'s object store)."""
+    return any(entry.commit.id == commit for entry in repo.get_walker(include=[tip]))
 
 
 def log_of(repo: Repo, commit: Commit, path: str, *, limit: int = 50) -> list[tuple[Commit, bytes | None]]:

@@ -713,6 +713,7 @@ class Workspace:
         from .secrets import refuse_inside
 
         timeout = _timeout(timeout)
+        self.components(env)  # an unknown environment is said first, as by every verb
         token = reveal(token)
         refuse_inside(token, "--token", {"--admin-url": admin_url, "--ready-path": ready_path,
                                          "--upload-path": upload_path})
@@ -778,18 +779,21 @@ class Workspace:
         return _result([str(published)], published)
 
     def bump(self, env: str, component: str, *, image_tag: str, part: str = BUMP_PART,
-             merge_request: MergeRequestOptions | None = None) -> Result:
+             merge_request: MergeRequestOptions | None = None, timeout: float | None = None) -> Result:
         """``bump``: set ``image_tag`` and raise ``chart_version`` (in place, or as a merge request).
 
-        The result's data holds the new file ``text``.
+        The same ``image_tag`` again changes nothing (``up to date``). ``timeout``
+        bounds every git and GitLab step of a merge request (default
+        :data:`promotion.DEFAULT_TIMEOUT`). The result's data holds the new file ``text``.
         """
         from . import bump, promotion
 
+        timeout = _timeout(timeout)
         self.config_file(env, component)
         if merge_request is not None:
             line = promotion.bump_proposal(self.source, env, component, image_tag=image_tag, part=part,
                                            template=self.template_dir,
-                                           proposal=self.proposal(merge_request, BUMP_LABELS))
+                                           proposal=self.proposal(merge_request, BUMP_LABELS, timeout))
             return _result(line)
         result = bump.bump_config(self.source, env, component, image_tag=image_tag, part=part, template=self.template_dir)
         return _result([result.line], result)
@@ -797,32 +801,41 @@ class Workspace:
     # ----------------------------------------------------------------------- promotion
 
     @staticmethod
-    def proposal(options: MergeRequestOptions, default_labels: Sequence[str]):
-        """The :class:`promotion.Proposal` of a merge request verb.
+    def proposal(options: MergeRequestOptions, default_labels: Sequence[str], timeout: float | None = None):
+        """The :class:`promotion.Proposal` of a merge request verb; its deadline starts now (``timeout``
+        seconds, default :data:`promotion.DEFAULT_TIMEOUT`).
 
         Raises:
-            UserError: no token, no GitLab URL or project.
+            UserError: no token, no GitLab URL or project, a GitLab URL with user info
+                (:func:`merge_request.check_url`, the URL not repeated).
         """
         from . import promotion
-        from .merge_request import GitLabProject
+        from .deadline import Deadline
+        from .merge_request import GitLabProject, check_url
 
         if options.token is None:
             raise UserError("--merge-request needs --gitlab-token env:NAME|file:PATH (a token with the api scope)")
         if not options.gitlab_url or not options.gitlab_project:
             raise UserError("--merge-request needs --gitlab-url and --gitlab-project (CI: $CI_SERVER_URL, $CI_PROJECT_ID)")
+        check_url(options.gitlab_url)
+        deadline = Deadline(promotion.DEFAULT_TIMEOUT if timeout is None else timeout)
         return promotion.Proposal(GitLabProject(options.gitlab_url, options.gitlab_project, reveal(options.token)),
                                   target_branch=options.target_branch or DEFAULT_BRANCH, remote=options.remote or REMOTE,
                                   labels=tuple(options.labels) or tuple(default_labels),
                                   author=options.author or promotion.DEFAULT_AUTHOR,
-                                  pipeline_url=options.pipeline_url)
+                                  pipeline_url=options.pipeline_url, deadline=deadline)
 
     def promote(self, from_env: str, to_env: str, *, component: str | None = None, all_components: bool = False,
                 source_status: Path | None = None, kubeconfig: SecretValue | None = None, kube_context: str | None = None,
-                merge_request: MergeRequestOptions | None = None, write: bool = True) -> Result:
+                merge_request: MergeRequestOptions | None = None, write: bool = True,
+                allow_prerelease: bool = False, timeout: float | None = None) -> Result:
         """``promote``: carry what runs in ``from_env`` to ``to_env``'s config (see :func:`promotion.promote`).
 
         The source state: ``source_status`` (a HelmRelease as JSON), else the live
         HelmRelease read with ``kubeconfig``, else the source config.
+        ``allow_prerelease``: promote a pre-release image (refused otherwise).
+        ``timeout``: one deadline for every network step (git, GitLab), default
+        :data:`promotion.DEFAULT_TIMEOUT`.
 
         Raises:
             UserError: neither or both of ``component`` and ``all_components``; both
@@ -830,6 +843,7 @@ class Workspace:
         """
         from . import promotion
 
+        timeout = _timeout(timeout)
         if bool(component) == bool(all_components):
             raise UserError("promote: give --component C or --all (one of them)")
         if source_status is not None and kubeconfig is not None:
@@ -839,9 +853,10 @@ class Workspace:
             from . import rollout
 
             state = promotion.ClusterState(self.source, rollout.make_client(reveal(kubeconfig), kube_context or None))
-        proposal = self.proposal(merge_request, promotion.DEFAULT_LABELS) if merge_request is not None else None
+        proposal = self.proposal(merge_request, promotion.DEFAULT_LABELS, timeout) if merge_request is not None else None
         lines = promotion.promote(self.source, from_env, to_env, None if all_components else [component],
-                                  state=state, template=self.template_dir, proposal=proposal, write=write)
+                                  state=state, template=self.template_dir, proposal=proposal, write=write,
+                                  allow_prerelease=allow_prerelease)
         return _result(lines)
 
     # ----------------------------------------------------------------------- plan and child pipeline

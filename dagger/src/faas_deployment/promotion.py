@@ -12,14 +12,25 @@ Keys that never travel (:data:`NEVER_PROMOTED`) describe the stage itself: its
 size, its storage, its secrets, its environment variables.
 
 Refusals (:class:`PromotionRefused`, exit 1, nothing written or pushed): the
-source is not healthy or does not run what its config says; nothing to promote
-(every promoted value already equal); the target is ahead (its
-``chart_version``, or its semver image tag, is greater than the source's).
+source is not healthy or does not run what its config says; the target is ahead
+(its ``chart_version``, or its semver image tag, is greater than the source's); a
+pre-release image (``1.4.0-rc.1``, semver's pre-release) unless the user allows it
+(``allow_prerelease``, the CLI's ``--allow-prerelease``). Nothing to promote
+(every promoted value already equal) is not a refusal: the line says ``up to date``
+and the exit code is 0.
 
 With a GitLab project (:class:`Proposal`) the change is not written into the
-working tree: it is committed on ``promote/<to>/<C>-<version>`` (deterministic,
-:mod:`gitops`), pushed, and a merge request is opened or updated
-(:mod:`merge_request`); older ``promote/<to>/<C>-*`` merge requests are closed.
+working tree. The target branch is read from the remote first (:mod:`gitops`,
+fetched within the deadline), and the change is computed on the remote's target
+config, not on the local checkout's: a target that moved on (another promotion
+merged, prod already at a higher ``chart_version``) is seen and said, and the
+change is rebased onto it (or refused, or up to date). The commit
+(deterministic) goes on ``promote/<to>/<C>-<version>``, and a merge request is
+opened or updated (:mod:`merge_request`); older ``promote/<to>/<C>-*`` merge
+requests are closed. The branch is never forced over a commit this code did not
+write (:func:`_publish_branch`): a branch that already holds the change (a
+reviewer's commits on top included) is kept as it is; one with someone else's
+commits and another change is refused, saying which commits.
 """
 
 from __future__ import annotations
@@ -27,13 +38,15 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from . import bump, layout, repofiles, versions
+from .deadline import Deadline
 from .errors import UserError
 
 if TYPE_CHECKING:  # python-gitlab and dulwich are imported by the functions that use them (CLI start-up)
@@ -51,6 +64,8 @@ NEVER_PROMOTED = (
 )
 DEFAULT_LABELS = ("promotion",)
 DEFAULT_AUTHOR = "faas-deployment <faas-deployment@noreply.invalid>"
+#: Default overall deadline of every git and GitLab step of ``promote``/``bump --merge-request``, seconds.
+DEFAULT_TIMEOUT = 120.0
 
 
 class PromotionRefused(UserError):
@@ -239,13 +254,23 @@ def promoted_version(target: str, source: str, *, shown: str) -> str:
     return str(max(following, parsed.replace(build=None)))
 
 
+class UpToDate(PromotionRefused):
+    """Nothing to promote: every promoted value is already the target's (not an error: exit 0)."""
+
+
 def plan(source: Path, from_env: str, to_env: str, component: str, state: SourceState,
-         template: Path | None = None) -> Promotion:
+         template: Path | None = None, *, target_text: str | None = None,
+         allow_prerelease: bool = False) -> Promotion:
     """Compute and validate one component's promotion (nothing written).
 
+    ``target_text``: the target config as the remote's target branch has it (None:
+    the working tree's). ``allow_prerelease``: promote an ``image_tag`` with a
+    semver pre-release (``-rc.1``); refused otherwise.
+
     Raises:
+        UpToDate: nothing to promote.
         PromotionRefused: unhealthy source, the source runs another version than
-            its config, nothing to promote, the target is ahead.
+            its config, the target is ahead, a pre-release image not allowed.
         UserError / ValidationError: unknown env or component, unreadable or
             invalid configs (the promoted target is validated like any config).
     """
@@ -254,7 +279,9 @@ def plan(source: Path, from_env: str, to_env: str, component: str, state: Source
     source_file = layout.config_path(source, from_env, component)
     target_file = layout.config_path(source, to_env, component)
     source_shown, target_shown = (p.relative_to(source).as_posix() for p in (source_file, target_file))
-    source_text, target_text = repofiles.read_text(source, source_shown), repofiles.read_text(source, target_shown)
+    source_text = repofiles.read_text(source, source_shown)
+    if target_text is None:
+        target_text = repofiles.read_text(source, target_shown)
     source_ctx, target_ctx = _context(source_text, source_shown), _context(target_text, target_shown)
     label = f"{from_env} -> {to_env} {component}"
 
@@ -270,8 +297,13 @@ def plan(source: Path, from_env: str, to_env: str, component: str, state: Source
     changes = {key: (target_ctx.get(key), source_ctx[key]) for key in PROMOTED_KEYS
                if key in source_ctx and source_ctx[key] != target_ctx.get(key)}
     if not changes:
-        raise PromotionRefused(f"{label}: nothing to promote: {', '.join(k for k in PROMOTED_KEYS if k in source_ctx)} "
-                               f"already equal in {target_shown}")
+        raise UpToDate(f"{label}: up to date: {', '.join(k for k in PROMOTED_KEYS if k in source_ctx)} "
+                       f"already equal in {target_shown}")
+    new_image = versions.parse_image_tag(source_ctx.get(bump.TAG_KEY)) if bump.TAG_KEY in changes else None
+    if new_image is not None and new_image.prerelease and not allow_prerelease:
+        raise PromotionRefused(f"{label}: refused, {source_shown} image_tag {source_ctx.get(bump.TAG_KEY)} is a "
+                               f"pre-release (-{new_image.prerelease}): promote it into {to_env} only on purpose, "
+                               f"with --allow-prerelease")
     old_version = str(target_ctx.get(bump.VERSION_KEY))
     source_v, target_v = versions.parse(configured), versions.parse(old_version)
     if source_v is not None and target_v is not None and target_v > source_v:
@@ -311,8 +343,9 @@ def _check_only_promoted_changed(old: str, new: str, shown: str, expected_values
 @dataclass(frozen=True)
 class Proposal:
     """How a change becomes a merge request: the GitLab project, the branch it targets,
-    the git remote to push to, labels, commit author (``Name <email>``) and the
-    pipeline URL quoted as evidence."""
+    the git remote to push to, labels, commit author (``Name <email>``, also the
+    committer: how this code knows its own commits), the pipeline URL quoted as
+    evidence, and the run's overall deadline."""
 
     gitlab: GitLabProject
     target_branch: str = "main"
@@ -320,33 +353,119 @@ class Proposal:
     labels: tuple[str, ...] = DEFAULT_LABELS
     author: str = DEFAULT_AUTHOR
     pipeline_url: str = ""
+    deadline: Deadline | None = None  # every git and GitLab step of the run (None: DEFAULT_TIMEOUT from the first)
+
+    def limit(self) -> Deadline:
+        """The run's deadline (one for every step of every component)."""
+        if self.deadline is None:
+            object.__setattr__(self, "deadline", Deadline(DEFAULT_TIMEOUT))
+        return self.deadline  # type: ignore[return-value]
 
 
-def propose(source: Path, files: dict[str, str], *, branch: str, title: str, description: str,
-            proposal: Proposal, supersede_prefix: str, message: str = "") -> MergeRequestResult:
-    """Commit ``files`` (path -> text) on ``branch`` over ``HEAD``, push it, open or update its merge request.
+@dataclass
+class RemoteBase:
+    """The remote's target branch, fetched: the repository, the remote, its refs and the target's tip commit."""
+
+    repo: Any
+    remote: Any
+    refs: dict[bytes, bytes]
+    base: Any
+
+    def text(self, path: str) -> str | None:
+        """``path`` as the target branch has it, or None when absent there."""
+        from . import gitops
+
+        data = gitops.file_at(self.repo, self.base, path)
+        return None if data is None else data.decode("utf-8", "replace")
+
+    def close(self) -> None:
+        self.repo.close()
+
+
+def remote_base(source: Path, proposal: Proposal, branch_prefix: str) -> RemoteBase:
+    """Fetch ``proposal.target_branch`` and the branches starting with ``branch_prefix`` from the remote.
+
+    Raises:
+        UserError: not a git repository, the remote cannot be reached, answers
+            something else than git, or has no such target branch.
+        DeadlineExceeded: the remote had not answered by the deadline.
+    """
+    from . import gitops
+
+    repo = gitops.open_repository(source)
+    try:
+        remote = gitops.connect(repo, proposal.remote, token=proposal.gitlab.token, deadline=proposal.limit())
+        target = f"refs/heads/{proposal.target_branch}".encode()
+        prefix = f"refs/heads/{branch_prefix}".encode()
+        refs = remote.fetch(repo, lambda name: name == target or name.startswith(prefix))
+        if target not in refs:
+            raise UserError(f"--target-branch {proposal.target_branch}: no such branch on {remote.url}")
+    except BaseException:
+        repo.close()
+        raise
+    return RemoteBase(repo, remote, refs, repo[refs[target]])
+
+
+def _publish_branch(at: RemoteBase, commit: Any, branch: str, author: str) -> str:
+    """Put ``commit`` on the remote's ``branch`` without ever overwriting a commit another wrote.
+
+    - the branch holds ``commit``: nothing sent (``unchanged``);
+    - it holds ``commit`` under commits added on top (a reviewer's): nothing sent, they stay (``kept``);
+    - absent, or every commit on it since the target's tip is this code's own
+      (committer ``author``): pushed, a compare-and-swap on the value read
+      (:meth:`gitops.Remote.push`);
+    - otherwise: :class:`PromotionRefused` naming the other commits.
+
+    Returns:
+        What happened to the branch, for the result line.
+    """
+    from . import gitops
+
+    ref = f"refs/heads/{branch}".encode()
+    old = at.refs.get(ref)
+    if old == commit.id:
+        return f"branch {branch} unchanged"
+    if old is not None and gitops.contains(at.repo, old, commit.id):
+        return f"branch {branch} kept as it is (it holds this change, with commits added on it)"
+    if old is not None:
+        others = gitops.foreign_commits(at.repo, old, at.base.id, author)
+        if others:
+            listed = "; ".join(f"{c.id.decode()[:12]} {c.message.decode('utf-8', 'replace').splitlines()[0][:60]!r} "
+                               f"by {c.committer.decode('utf-8', 'replace')}" for c in others[:5])
+            raise PromotionRefused(
+                f"{branch} on {at.remote.url} has {len(others)} commit(s) this pipeline did not write ({listed}), "
+                f"and this run's change differs from it: they are not overwritten. Merge or close its merge "
+                f"request, or rebase it by hand, then run again")
+    at.repo.refs[ref] = commit.id
+    at.remote.push(at.repo, ref, commit.id, expected=old)
+    return f"branch {branch} {'pushed' if old is None else 'replaced (only commits of this pipeline were on it)'}"
+
+
+def propose(at: RemoteBase, files: dict[str, str], *, branch: str, title: str, description: str,
+            proposal: Proposal, supersede_prefix: str, message: str = "") -> tuple[str, MergeRequestResult]:
+    """Commit ``files`` (path -> text) on ``branch`` over the remote target's tip, publish it, open or update its MR.
 
     The commit message is ``title`` and ``message`` (what changed), not the
     description: evidence such as a pipeline URL changes from run to run, the
     commit must not (same base and change, same commit id).
 
+    Returns:
+        What happened to the branch (:func:`_publish_branch`) and the merge request.
+
     Raises:
-        UserError: not a git repository, push refused, GitLab refused (see :mod:`gitops`,
-            :mod:`merge_request`); the token never appears in the message.
+        PromotionRefused: the branch has commits this code did not write.
+        UserError: push refused, GitLab refused (see :mod:`gitops`, :mod:`merge_request`);
+            the token never appears in the message.
+        DeadlineExceeded: a step had not finished by the deadline.
     """
     from . import gitops
     from .merge_request import MergeRequestSpec, open_or_update
 
-    repo = gitops.open_repository(source)
-    try:
-        base = gitops.head_commit(repo)
-        commit = gitops.commit_files(repo, base, files, message=f"{title}\n\n{message}\n".replace("\n\n\n", "\n"),
-                                     author=proposal.author)
-        gitops.push_branch(repo, commit, branch, remote=proposal.remote, token=proposal.gitlab.token)
-    finally:
-        repo.close()
+    commit = gitops.commit_files(at.repo, at.base, files, message=f"{title}\n\n{message}\n".replace("\n\n\n", "\n"),
+                                 author=proposal.author)
+    pushed = _publish_branch(at, commit, branch, proposal.author)
     spec = MergeRequestSpec(branch, proposal.target_branch, title, description, proposal.labels, supersede_prefix)
-    return open_or_update(proposal.gitlab, spec)
+    return pushed, open_or_update(proposal.gitlab, spec, proposal.limit())
 
 
 def changelog(source: Path, promotion: Promotion, *, limit: int = 20) -> list[str]:
@@ -404,54 +523,100 @@ def describe(promotion: Promotion, changelog_lines: list[str], pipeline_url: str
 
 def promote(source: Path, from_env: str, to_env: str, components: list[str] | None, *,
             state: SourceStateProvider | None = None, template: Path | None = None,
-            proposal: Proposal | None = None, write: bool = True,
+            proposal: Proposal | None = None, write: bool = True, allow_prerelease: bool = False,
             log: Callable[[str], None] | None = None) -> list[str]:
     """Promote ``components`` (None: every component of ``to_env`` that ``from_env`` has).
 
     Without ``proposal`` the target configs are written in place (``write=False``:
     nothing is written, each line is followed by the unified diff); with one, each
-    becomes a merge request (see :func:`propose`). With several components
-    (``--all``), one with nothing to promote is reported and skipped; any other
-    refusal fails the whole run before anything is written or pushed.
+    becomes a merge request (see :func:`propose`), computed on the remote target
+    branch's config (:func:`remote_base`). A component with nothing to promote gives
+    an ``up to date`` line; any refusal fails the whole run before anything is
+    written or pushed.
 
     Returns:
         A line per component.
 
     Raises:
-        PromotionRefused, UserError, ValidationError: see :func:`plan`.
+        PromotionRefused, UserError, ValidationError: see :func:`plan`, :func:`propose`.
     """
     source = Path(source)
     state = state or ConfigState(source)
-    every = components is None
-    if every:
+    if components is None:
         have = set(_components(source, from_env))
         components = [c for c in _components(source, to_env) if c in have]
-    plans, lines = [], []
-    for component in components:
-        try:
-            plans.append(plan(source, from_env, to_env, component, state(from_env, component), template))
-        except PromotionRefused as exc:
-            if every and "nothing to promote" in str(exc):
+    lines: list[str] = []
+    if proposal is None:
+        plans = []
+        for component in components:
+            try:
+                plans.append(plan(source, from_env, to_env, component, state(from_env, component), template,
+                                  allow_prerelease=allow_prerelease))
+            except UpToDate as exc:
                 lines.append(str(exc))
-                continue
-            raise
-    for p in plans:
-        if proposal is None:
+        for p in plans:
             if write:
                 bump.write_validated(source / p.path, p.new_text, template=template, shown=p.path)
                 lines.append(p.line)
             else:
                 lines.append(p.line.replace("promoted ", "would promote ", 1) + "\n" + "".join(difflib.unified_diff(
                     p.old_text.splitlines(True), p.new_text.splitlines(True), f"a/{p.path}", f"b/{p.path}")).rstrip("\n"))
-            continue
-        title, description = describe(p, changelog(source, p), proposal.pipeline_url)
-        result = propose(source, {p.path: p.new_text}, branch=p.branch, title=title, description=description,
-                         proposal=proposal, supersede_prefix=f"promote/{p.to_env}/{p.component}-", message=p.line)
-        lines.append(f"{p.line}; {result.line}")
+    else:
+        lines = _promote_by_merge_request(source, from_env, to_env, components, state, template, proposal,
+                                          allow_prerelease)
     if log:
         for line in lines:
             log(line)
     return lines
+
+
+def _promote_by_merge_request(source: Path, from_env: str, to_env: str, components: list[str],
+                              state: SourceStateProvider, template: Path | None, proposal: Proposal,
+                              allow_prerelease: bool) -> list[str]:
+    """Every component planned on the remote target branch's configs first (any refusal: nothing pushed), then proposed."""
+    at = remote_base(source, proposal, f"promote/{to_env}/")
+    try:
+        plans, lines = [], []
+        for component in components:
+            shown = layout.config_path(source, to_env, component).relative_to(source).as_posix()
+            remote_text = at.text(shown)
+            if remote_text is None:
+                raise PromotionRefused(f"{from_env} -> {to_env} {component}: {shown} is not on "
+                                       f"{proposal.target_branch} of {at.remote.url}; merge its addition first")
+            try:
+                p = plan(source, from_env, to_env, component, state(from_env, component), template,
+                         target_text=remote_text, allow_prerelease=allow_prerelease)
+            except UpToDate as exc:
+                lines.append(f"{exc}{_moved_on(source, shown, remote_text, proposal)}")
+                continue
+            plans.append((p, _moved_on(source, shown, remote_text, proposal)))
+        for p, moved in plans:
+            title, description = describe(p, changelog(source, p), proposal.pipeline_url)
+            pushed, result = propose(at, {p.path: p.new_text}, branch=p.branch, title=title, description=description,
+                                     proposal=proposal, supersede_prefix=f"promote/{p.to_env}/{p.component}-",
+                                     message=p.line)
+            lines.append(f"{p.line}{moved}; {pushed}; {result.line}")
+        return lines
+    finally:
+        at.close()
+
+
+def _moved_on(source: Path, shown: str, remote_text: str, proposal: Proposal) -> str:
+    """``""``, or a note that the remote target branch's config is not the working tree's (the target moved on)."""
+    try:
+        local = repofiles.read_text(source, shown)
+    except UserError:
+        local = None
+    if local == remote_text:
+        return ""
+    def version(text: str | None) -> str:
+        try:
+            return str(_context(text or "", shown).get(bump.VERSION_KEY))
+        except (UserError, YAMLError):  # a note only: the plan has validated the remote text
+            return "?"
+
+    return (f" (the target moved on: {shown} on {proposal.target_branch} has {bump.VERSION_KEY} "
+            f"{version(remote_text)}, the working tree {version(local)}; promoted onto {proposal.target_branch})")
 
 
 def _components(source: Path, env: str) -> list[str]:
@@ -462,25 +627,38 @@ def bump_proposal(source: Path, env: str, component: str, *, image_tag: str, par
                   template: Path | None = None, proposal: Proposal) -> str:
     """``bump`` as a merge request: the bumped config committed on ``bump/<env>/<component>-<version>``.
 
-    The working tree is left unchanged. Older ``bump/<env>/<component>-*`` merge
-    requests are closed. Returns the bump line and the merge request line.
+    The bump is computed on the config as the remote target branch has it
+    (:func:`remote_base`), so a re-run after the merge request was merged is ``up
+    to date`` and never raises ``chart_version`` again. The working tree is left
+    unchanged. Older ``bump/<env>/<component>-*`` merge requests are closed.
+    Returns the bump line, the branch's fate and the merge request line.
 
     Raises:
         UserError / ValidationError: see :func:`bump.bump_text`, :func:`propose`.
     """
     path = layout.config_path(source, env, component)
     shown = path.relative_to(source).as_posix()
-    result = bump.bump_text(repofiles.read_text(source, shown), image_tag=image_tag, part=part, shown=shown)
-    bump.write_validated(path, result.text, template=template, shown=shown, replace=False)
-    title = f"Bump {component} in {env}: image {result.old_tag} -> {result.new_tag}, chart {result.old_version} -> {result.new_version}"
-    description = "\n".join([
-        f"Sets `{bump.TAG_KEY}` and raises `{bump.VERSION_KEY}` in `{shown}` after the image was published.", "",
-        f"| key | before | after |", "|---|---|---|",
-        f"| `{bump.VERSION_KEY}` | `{result.old_version}` | `{result.new_version}` |",
-        f"| `{bump.TAG_KEY}` | `{result.old_tag}` | `{result.new_tag}` |", "",
-        *([f"Pipeline: {proposal.pipeline_url}", ""] if proposal.pipeline_url else []),
-    ])
-    mr = propose(source, {shown: result.text}, branch=f"bump/{env}/{component}-{result.new_version}", title=title,
-                 description=description, proposal=proposal, supersede_prefix=f"bump/{env}/{component}-",
-                 message=result.line)
-    return f"{result.line}; {mr.line}"
+    at = remote_base(source, proposal, f"bump/{env}/{component}-")
+    try:
+        text = at.text(shown)
+        if text is None:
+            raise UserError(f"{shown}: not on {proposal.target_branch} of {at.remote.url}; merge its addition first")
+        result = bump.bump_text(text, image_tag=image_tag, part=part, shown=shown)
+        if result.unchanged:
+            return f"{result.line} (on {proposal.target_branch})"
+        bump.write_validated(path, result.text, template=template, shown=shown, replace=False)
+        title = (f"Bump {component} in {env}: image {result.old_tag} -> {result.new_tag}, "
+                 f"chart {result.old_version} -> {result.new_version}")
+        description = "\n".join([
+            f"Sets `{bump.TAG_KEY}` and raises `{bump.VERSION_KEY}` in `{shown}` after the image was published.", "",
+            "| key | before | after |", "|---|---|---|",
+            f"| `{bump.VERSION_KEY}` | `{result.old_version}` | `{result.new_version}` |",
+            f"| `{bump.TAG_KEY}` | `{result.old_tag}` | `{result.new_tag}` |", "",
+            *([f"Pipeline: {proposal.pipeline_url}", ""] if proposal.pipeline_url else []),
+        ])
+        pushed, mr = propose(at, {shown: result.text}, branch=f"bump/{env}/{component}-{result.new_version}",
+                             title=title, description=description, proposal=proposal,
+                             supersede_prefix=f"bump/{env}/{component}-", message=result.line)
+    finally:
+        at.close()
+    return f"{result.line}; {pushed}; {mr.line}"
