@@ -65,6 +65,7 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
         'labels: list = ["bump"]',
         'author: string = "faas-deployment <faas-deployment@noreply.invalid>"',
         'pipeline_url: string = ""',
+        'timeout: float = 0',
     )),
     ("Component", "chart"): ("Directory", CACHED, ()),
     ("Component", "config"): ("string", CACHED, ()),
@@ -223,8 +224,6 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
         'format: string = "table"',
     )),
     ("FaasDeployment", "promote"): ("string", NEVER, (
-        'from: string',
-        'to: string',
         'repository: Directory (default path /)',
         'component: string = ""',
         'all: boolean = false',
@@ -240,6 +239,10 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
         'pipeline_url: string = ""',
         'kubeconfig: Secret? = null',
         'kube_context: string = ""',
+        'from: string = ""',
+        'to: string = ""',
+        'allow_prerelease: boolean = false',
+        'timeout: float = 0',
     )),
 }
 
@@ -736,6 +739,7 @@ def _run_all_jobs(ci, jobs, checkout, registry, before, dev_api, prod_api, gitla
         "IMAGE_REGISTRY_USER": "ci",
         "OPERATOR_ADMIN_URL_DEV": dev_api.url, "OPERATOR_ADMIN_URL_PROD": prod_api.url,
         "COMPONENT": "operator", "ENVIRONMENT": "dev",
+        "PROMOTE_ALLOW_PRERELEASE": "true",  # dev runs rc images: the person running the promote job asks for it
         "SOURCE_REF": "https://gitlab.example.org/eo4eu-faas/faas-operator.git#v1.4.0", "IMAGE_TAG": "v1.4.0",
         # GitLab's predefined variables (a push to the default branch); the server is the
         # loopback double of its merge request API.

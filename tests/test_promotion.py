@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -566,3 +567,73 @@ def test_bump_again_with_the_same_image_tag_raises_nothing(checkout, run_cli, mo
         code, out, err = run_cli(*argv, "--merge-request", "--gitlab-url", api.url, "--gitlab-project", api.project,
                                  "--gitlab-token", "env:GITLAB_TOKEN")
     assert code == 0 and "up to date" in out and api.requests == [], err
+
+
+# --------------------------------------------------------------------------- the promotion order
+
+
+def _stage(checkout: Path, name: str, promote_from: str | None) -> None:
+    """A stage env/<name>/ copied from dev, with ``promote_from`` set (or removed)."""
+    if not (checkout / "env" / name).exists():
+        shutil.copytree(checkout / "env" / "dev", checkout / "env" / name)
+    settings = checkout / "env" / name / "environment.yaml"
+    lines = [line for line in settings.read_text().splitlines() if not line.startswith("promote_from:")]
+    settings.write_text("\n".join(lines + ([f"promote_from: {promote_from}"] if promote_from else [])) + "\n")
+
+
+def test_the_promotion_order_is_a_repository_setting(checkout, run_cli):
+    from faas_deployment import settings
+    from faas_deployment.pipeline import Workspace
+
+    assert settings.promotion_order(checkout) == [("dev", "prod")]  # env/prod/environment.yaml: promote_from: dev
+    code, out, err = run_cli("--source", str(checkout), "promote", "--to", "prod", "--component", "controller")
+    assert code == 0 and out.startswith("promoted dev -> prod controller"), err
+    # dev -> qa -> prod
+    _stage(checkout, "qa", "dev")
+    _stage(checkout, "prod", "qa")
+    ws = Workspace.open(checkout)
+    assert ws.promotion_steps() == [("dev", "qa"), ("qa", "prod")]
+    assert ws.promotion_steps(to_env="prod") == [("qa", "prod")]
+    assert ws.promotion_steps(from_env="dev") == [("dev", "qa")]
+    code, out, err = run_cli("--source", str(checkout), "promote", "--from", "dev", "--to", "prod",
+                             "--component", "operator")
+    assert code == 1 and out == ""
+    assert ("env/prod/environment.yaml: promote_from: prod receives promotions from qa, not dev "
+            "(the repository's promotion order)") in err
+    code, out, err = run_cli("--source", str(checkout), "promote", "--all", "--allow-prerelease")
+    assert code == 0, err
+    # qa is a copy of dev (up to date); prod's controller was promoted above; prod's operator lags qa's.
+    assert [line.split(":")[0] for line in out.splitlines()] == [
+        "dev -> qa controller", "dev -> qa operator", "qa -> prod controller", "promoted qa -> prod operator"], out
+
+
+@pytest.mark.parametrize("stages, problem", [
+    ({"prod": "prod"}, "env/prod/environment.yaml: promote_from: 'prod': the environment itself"),
+    ({"prod": "staging"}, "env/prod/environment.yaml: promote_from: 'staging': no such environment"),
+    ({"prod": "qa", "qa": "prod"}, "promote_from: the promotion order has a cycle"),
+    ({"prod": "Dev"}, "env/prod/environment.yaml: promote_from: expected a DNS-1123 label"),
+])
+def test_a_wrong_promotion_order_names_the_file_and_key(checkout, run_cli, stages, problem):
+    for name, source in stages.items():
+        _stage(checkout, name, source)
+    code, out, err = run_cli("--source", str(checkout), "promote", "--all")
+    assert code == 1 and out == "" and problem in err and "Traceback" not in err, err
+
+
+def test_the_parent_pipeline_names_no_environment():
+    import yaml
+
+    ci = yaml.safe_load((REPO / ".gitlab-ci.yml").read_text())
+    envs = {p.name for p in (REPO / "env").iterdir() if p.is_dir()}
+    words = set()
+    for job in ci.values():
+        if isinstance(job, dict):
+            for key in ("script", "before_script", "variables", "rules"):
+                words |= set(re.findall(r"[A-Za-z0-9_-]+", json.dumps(job.get(key, ""))))
+    assert not envs & words, envs & words
+    assert "--from" not in json.dumps(ci["promote"]) and "--to" not in json.dumps(ci["promote"])
+    # Pre-release images are promoted only when the person running the job asks for it.
+    assert ci["variables"]["PROMOTE_ALLOW_PRERELEASE"] == {
+        "value": "false", "options": ["false", "true"],
+        "description": ci["variables"]["PROMOTE_ALLOW_PRERELEASE"]["description"]}
+    assert '--allow-prerelease="$PROMOTE_ALLOW_PRERELEASE"' in ci["promote"]["script"][0]

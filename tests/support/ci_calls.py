@@ -214,7 +214,9 @@ def _take_flags(
             known = ", ".join(f"--{p}" for p in params) or "none"
             raise CallError(f"{where}: unknown flag {token.split('=')[0]!r} (flags: {known})")
         if param.type == "bool":
-            if has_value and value not in ("true", "false"):
+            # A variable (``--flag="$VAR"``) is expanded by the job's shell; the variable's
+            # ``options`` (true/false) are checked by the CI file's own tests.
+            if has_value and value not in ("true", "false") and not re.fullmatch(r"\$\{?[A-Z_][A-Z0-9_]*\}?", value):
                 raise CallError(f"{where}: --{name} is a boolean: give it alone or as --{name}=true|false")
             value = value != "false" if has_value else True
         elif not has_value:

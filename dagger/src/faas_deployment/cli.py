@@ -245,8 +245,10 @@ def _bump_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _promote_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--from", dest="from_env", required=True, help="source environment, e.g. dev")
-    parser.add_argument("--to", dest="to_env", required=True, help="target environment, e.g. prod")
+    parser.add_argument("--from", dest="from_env", help="source environment, e.g. dev (default: from the promotion "
+                                                        "order, promote_from of the environments' environment.yaml)")
+    parser.add_argument("--to", dest="to_env", help="target environment, e.g. prod (default: every environment "
+                                                    "the order promotes into from --from, or every step)")
     parser.add_argument("--component", help="the component to promote")
     parser.add_argument("--all", action="store_true", help="every component of --to that --from has")
     parser.add_argument("--source-status", metavar="FILE",

@@ -418,18 +418,21 @@ class Component:
         labels: Annotated[list[str], Doc("merge request labels")] = door.BUMP_LABELS,
         author: Annotated[str, Doc("commit author 'Name <email>'")] = door.COMMIT_AUTHOR,
         pipeline_url: Annotated[str, Doc("pipeline URL quoted in the description, e.g. $CI_PIPELINE_URL")] = "",
+        timeout: Annotated[float, Doc("overall deadline of every git and GitLab step, in seconds "
+                                      "(0: the default, 120)")] = 0,
     ) -> str:
         """``bump`` as a merge request: the bumped config committed on ``bump/<env>/<component>-<version>``.
 
-        Pushed, and a GitLab merge request opened or updated (older
-        ``bump/<env>/<component>-*`` ones closed). Returns the bump line and
-        ``merge request !N opened|updated|adopted: URL``.
+        Made on the remote target branch's config; pushed, and a GitLab merge request
+        opened or updated (older ``bump/<env>/<component>-*`` ones closed). Returns the
+        bump line, the branch's fate and ``merge request !N opened|updated|adopted: URL``;
+        the same image tag again is ``up to date``.
         """
         ws = await _workspace(repository, self.template, self.source_date_epoch)
         options = await _merge_request(True, gitlab_url, gitlab_project, gitlab_token, target_branch, remote, labels,
                                        author, pipeline_url)
         return (await _run(lambda: ws.bump(self.env, self.name, image_tag=image_tag, part=part,
-                                           merge_request=options))).text
+                                           merge_request=options, timeout=timeout or None))).text
 
     @function(cache="never")
     async def publish_artifact(
@@ -771,8 +774,6 @@ class FaasDeployment:
     @function(cache="never")
     async def promote(
         self,
-        from_: Annotated[str, Doc("source environment, e.g. dev")],
-        to: Annotated[str, Doc("target environment, e.g. prod")],
         repository: Annotated[
             dagger.Directory,
             DefaultPath("/"),
@@ -797,8 +798,20 @@ class FaasDeployment:
         kubeconfig: Annotated[dagger.Secret | None, Doc(
             "read the source's HelmRelease from the cluster (kubeconfig YAML); else source-status or the config")] = None,
         kube_context: KubeContextArg = "",
+        from_: Annotated[str, Doc("source environment, e.g. dev (default: the promotion order, "
+                                  "promote_from of environment.yaml)")] = "",
+        to: Annotated[str, Doc("target environment, e.g. prod (default: every step of the promotion order "
+                               "from --from)")] = "",
+        allow_prerelease: Annotated[bool, Doc("promote an image_tag that is a semver pre-release "
+                                              "(e.g. 1.4.0-rc.1); refused otherwise")] = False,
+        timeout: Annotated[float, Doc("overall deadline of every git and GitLab step, in seconds "
+                                      "(0: the default, 120)")] = 0,
     ) -> str:
         """Carry what runs in ``from`` to ``to``'s config: promoted values, chart_version raised.
+
+        Without ``from``/``to``, the repository's promotion order decides
+        (``promote_from`` in ``env/<env>/environment.yaml``). Nothing new to promote
+        is ``up to date``; a pre-release image is refused unless ``allow-prerelease``.
 
         With ``merge-request``: a line per component, ``promoted ...; merge request !N
         opened|updated|adopted: URL``, run twice it updates the same one. Without:
@@ -813,9 +826,10 @@ class FaasDeployment:
         cluster_config = await _secret(kubeconfig, "kubeconfig")
         options = await _merge_request(merge_request, gitlab_url, gitlab_project, gitlab_token, target_branch, remote,
                                        labels, author, pipeline_url)
-        return (await _run(lambda: ws.promote(from_, to, component=component, all_components=all_,
+        return (await _run(lambda: ws.promote(from_ or None, to or None, component=component, all_components=all_,
                                               source_status=status_path, kubeconfig=cluster_config,
-                                              kube_context=kube_context, merge_request=options, write=False))).text
+                                              kube_context=kube_context, merge_request=options, write=False,
+                                              allow_prerelease=allow_prerelease, timeout=timeout or None))).text
 
     async def _plan(self, repository: dagger.Directory, base: str, default_branch: str):
         """The workspace and plan of ``repository`` against ``base``, whose tree the engine reads from ``.git``."""

@@ -825,11 +825,53 @@ class Workspace:
                                   author=options.author or promotion.DEFAULT_AUTHOR,
                                   pipeline_url=options.pipeline_url, deadline=deadline)
 
-    def promote(self, from_env: str, to_env: str, *, component: str | None = None, all_components: bool = False,
+    def promotion_steps(self, from_env: str | None = None, to_env: str | None = None) -> list[tuple[str, str]]:
+        """The ``(from, to)`` steps a ``promote`` runs, from the flags and the promotion order.
+
+        The order is the repository's (``promote_from`` in each ``environment.yaml``,
+        :func:`settings.promotion_order`). Both given: that step, refused when ``to``
+        declares another source. Only ``to``: its declared source. Only ``from``:
+        every environment it feeds. Neither: every step of the order (what the CI
+        job runs, naming no environment).
+
+        Raises:
+            UserError: a step the order does not hold, or no step at all (the file and key named).
+            ValidationError: an invalid ``promote_from`` (unknown environment, a cycle).
+        """
+        from . import settings
+
+        for env in (from_env, to_env):
+            if env:
+                self.components(env)  # an unknown environment: the one message of every verb
+        order = settings.promotion_order(self.source)
+        declared = {to: frm for frm, to in order}
+        if from_env and to_env:
+            if to_env in declared and declared[to_env] != from_env:
+                raise UserError(f"{layout.shown(self.source, layout.settings_path(self.source, to_env))}: "
+                                f"promote_from: {to_env} receives promotions from {declared[to_env]}, not "
+                                f"{from_env} (the repository's promotion order); promote {declared[to_env]} -> "
+                                f"{to_env}, or change promote_from")
+            return [(from_env, to_env)]
+        if to_env:
+            if to_env not in declared:
+                raise UserError(f"{layout.shown(self.source, layout.settings_path(self.source, to_env))}: "
+                                f"promote_from: not set, so {to_env} receives no promotion; give --from or set "
+                                f"promote_from: <environment>")
+            return [(declared[to_env], to_env)]
+        steps = [step for step in order if not from_env or step[0] == from_env]
+        if not steps:
+            raise UserError(f"no environment.yaml sets promote_from{f': {from_env}' if from_env else ''}: the "
+                            f"promotion order is a repository setting (e.g. promote_from: dev in "
+                            f"env/prod/environment.yaml); or give --from and --to")
+        return steps
+
+    def promote(self, from_env: str | None, to_env: str | None, *, component: str | None = None,
+                all_components: bool = False,
                 source_status: Path | None = None, kubeconfig: SecretValue | None = None, kube_context: str | None = None,
                 merge_request: MergeRequestOptions | None = None, write: bool = True,
                 allow_prerelease: bool = False, timeout: float | None = None) -> Result:
-        """``promote``: carry what runs in ``from_env`` to ``to_env``'s config (see :func:`promotion.promote`).
+        """``promote``: carry what runs in ``from_env`` to ``to_env``'s config (see :func:`promotion.promote`);
+        either or both may be left to the repository's promotion order (:meth:`promotion_steps`).
 
         The source state: ``source_status`` (a HelmRelease as JSON), else the live
         HelmRelease read with ``kubeconfig``, else the source config.
@@ -853,10 +895,13 @@ class Workspace:
             from . import rollout
 
             state = promotion.ClusterState(self.source, rollout.make_client(reveal(kubeconfig), kube_context or None))
+        steps = self.promotion_steps(from_env, to_env)
         proposal = self.proposal(merge_request, promotion.DEFAULT_LABELS, timeout) if merge_request is not None else None
-        lines = promotion.promote(self.source, from_env, to_env, None if all_components else [component],
-                                  state=state, template=self.template_dir, proposal=proposal, write=write,
-                                  allow_prerelease=allow_prerelease)
+        lines = []
+        for frm, to in steps:
+            lines += promotion.promote(self.source, frm, to, None if all_components else [component], state=state,
+                                       template=self.template_dir, proposal=proposal, write=write,
+                                       allow_prerelease=allow_prerelease)
         return _result(lines)
 
     # ----------------------------------------------------------------------- plan and child pipeline

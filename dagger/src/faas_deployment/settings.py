@@ -35,6 +35,11 @@ Keys (all required unless a default is shown):
                        ``true`` when ``chart_registry`` refuses to overwrite a tag
                        (Harbor tag immutability, ECR ``IMMUTABLE``): ``deploy``
                        to it publishes as ``--immutable-tags`` does (default ``false``)
+``promote_from``       the environment whose running configuration this one
+                       receives by ``promote`` (the promotion order, e.g. prod:
+                       ``dev``; with a qa stage, qa: ``dev`` and prod: ``qa``);
+                       optional: an environment without it receives none
+                       (:func:`promotion_order`)
 =====================  ==========================================================
 """
 
@@ -74,6 +79,7 @@ class Settings:
     gitlab_agent: str
     artifact_repository: str = ""
     chart_registry_immutable_tags: bool = False
+    promote_from: str = ""
 
     def object_name(self, component: str) -> str:
         """Name of component ``component``'s OCIRepository and HelmRelease: ``<flux_name_prefix><component>``."""
@@ -117,6 +123,7 @@ KEYS: dict[str, tuple[Check, Any]] = {
     "gitlab_agent": (_text(_AGENT, "<group>/<project>:<agent name>"), None),
     "artifact_repository": (_text(names.is_oci_repository_url, "oci://HOST[:PORT]/PATH (lowercase path)"), ""),
     "chart_registry_immutable_tags": (_flag, False),
+    "promote_from": (_text(names.is_dns_label, _DNS + " naming another environment"), ""),
 }
 _HINTS = {
     "chart_registry": "the OCI repository root this environment publishes to",
@@ -125,6 +132,7 @@ _HINTS = {
     "gitlab_agent": "the agent's configuration project path and the agent's name",
     "artifact_repository": "the OCI repository of this environment's Flux OCI artifacts (app-<component> tags)",
     "chart_registry_immutable_tags": "true only when the registry itself refuses to overwrite a tag",
+    "promote_from": "the environment promoted into this one, e.g. dev (env/<name>/ must exist)",
 }
 
 
@@ -217,3 +225,47 @@ def artifact_repository(source: Path, env: str, override: str | None) -> str:
         raise UserError(f"{settings_path(source, env).relative_to(source)}: artifact_repository: not set and no "
                         f"--registry given; add artifact_repository: oci://HOST/PATH or pass --registry")
     return found
+
+
+def promotion_order(source: Path) -> list[tuple[str, str]]:
+    """Every ``(from, to)`` promotion step the repository declares, in order from the first stage.
+
+    Read from ``promote_from`` of each ``env/<to>/environment.yaml``; an
+    environment without it receives no promotion. ``dev -> qa -> prod`` gives
+    ``[("dev", "qa"), ("qa", "prod")]``.
+
+    Raises:
+        ValidationError: a ``promote_from`` naming itself or an unknown environment,
+            or a cycle (each problem with its file and key).
+    """
+    envs = layout.envs(source)
+    sources: dict[str, str] = {}
+    problems: list[Problem] = []
+    for env in envs:
+        found = load(source, env).promote_from
+        shown = str(settings_path(source, env).relative_to(source))
+        if not found:
+            continue
+        if found == env or found not in envs:
+            what = "the environment itself" if found == env else "no such environment"
+            others = ", ".join(e for e in envs if e != env)
+            problems.append(Problem(shown, "promote_from", f"{found!r}: {what}", f"one of: {others}"))
+            continue
+        sources[env] = found
+    for env, first in sources.items():
+        seen, at = {env}, first
+        while at in sources:
+            if at in seen:
+                problems.append(Problem(str(settings_path(source, env).relative_to(source)), "promote_from",
+                                        f"the promotion order has a cycle through {env}",
+                                        "the first stage (e.g. dev) names no promote_from"))
+                break
+            seen.add(at)
+            at = sources[at]
+    if problems:
+        raise ValidationError(problems)
+
+    def depth(env: str) -> int:
+        return 0 if env not in sources else 1 + depth(sources[env])
+
+    return sorted(((frm, to) for to, frm in sources.items()), key=lambda step: (depth(step[1]), step[1]))
