@@ -149,7 +149,8 @@ def test_ca_file_lets_charts_and_artifacts_through_a_private_ca(tls_registry, so
     assert code == 0 and out.startswith(f"pushed {host}/charts/"), err
     code, out, err = run_cli("--source", str(source), "publish-artifact", "--env", "dev", "--component", "operator",
                          "--registry", f"oci://{host}/faas/apps", "--ca-file", str(cert),
-                         "--username", "ci", "--password", "env:TEST_REGISTRY_PASSWORD")
+                         "--username", "ci", "--password", "env:TEST_REGISTRY_PASSWORD",
+                         "--revision", f"main@sha1:{'0' * 40}", "--source-url", "https://gitlab.example.org/faas/deploy")
     assert code == 0 and "app-operator" in out, err
 
 
