@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -98,3 +99,39 @@ def test_a_branchs_first_push_compares_with_the_merge_base_in_both_paths(tmp_pat
     assert _dev_operator(dagger_plan) == ("upgrade", "1.0.3", "1.0.4")
     assert [(i["env"], i["component"], i["action"]) for i in dagger_plan["items"]] == [
         (i["env"], i["component"], i["action"]) for i in json.loads(cli.stdout)["items"]]
+
+
+def test_a_dagger_api_trigger_traces_the_jobs_pipeline_and_job_ids(registry, tmp_path):
+    """``--trigger-api`` writes ``faas-deploy/<CI_PIPELINE_ID>/<CI_JOB_ID>/...`` from the module as from the CLI."""
+    from faas_deployment import deploy, rollout
+    from faas_deployment.pipeline import Workspace
+    from support.flux_doubles import HR, OCI, KubeApi, play, scenario
+    from support.repo_tree import REPO_ROOT, copy_repo
+
+    source = copy_repo(tmp_path / "repo")
+    shutil.copy(REPO_ROOT / "dagger.json", source / "dagger.json")
+    env_file = source / "env" / "dev" / "environment.yaml"
+    env_file.write_text(env_file.read_text().replace("oci://registry.example.org/eo4eu-faas/charts/dev",
+                                                     f"oci://{registry.host}/charts/dev"))
+    exp = deploy.expected_for(Workspace(source), "dev", "operator")
+    tokens: list[str] = []
+
+    def on_patch(plural: str, name: str, body: dict) -> None:
+        tokens.append(body["metadata"]["annotations"][rollout.REQUESTED_AT])
+        if plural == "helmreleases":
+            play(api, [("source", {})] + [("hr", {**status, "lastHandledReconcileAt": tokens[-1]}) for _, status in
+                                          scenario("success", chart=exp.chart, ns="faas-dev", name=name,
+                                                   old=f"0.0.1+{'a' * 12}", new=exp.revision)],
+                 exp, "faas-dev", name, gap=0.1)
+
+    with KubeApi("kube-token-" + "8" * 16, on_patch=on_patch) as api:
+        for kind in (HR, OCI):
+            api.put(kind, "faas-dev", "faas-operator", {"metadata": {"generation": 1}, "status": {"observedGeneration": 1}})
+        (source / "kc").write_text(api.kubeconfig())
+        job = {"CI_PIPELINE_ID": "4711", "CI_JOB_ID": "42", "REG_PW": registry.password}
+        with Engine(source, env=job) as engine:
+            out = engine.call('dagger call env --name dev component --name operator deploy --kubeconfig file:kc '
+                              '--trigger-api --pipeline-id "$CI_PIPELINE_ID" --job-id "$CI_JOB_ID" '
+                              f"--username {registry.username} --password env:REG_PW --plain-http --timeout 20")
+    assert f"deployed {exp.chart}@{exp.version}" in out
+    assert tokens and all(token.startswith("faas-deploy/4711/42/") for token in tokens), tokens

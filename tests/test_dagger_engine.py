@@ -82,6 +82,8 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
         'immutable_tags: boolean = false',
         'timeout: float = 0',
         'prerelease: string = ""',
+        'pipeline_id: string = ""',
+        'job_id: string = ""',
     )),
     ("Component", "objects"): ("string", CACHED, ()),
     ("Component", "package"): ("File", CACHED, ()),
@@ -161,6 +163,8 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
         'immutable_tags: boolean = false',
         'timeout: float = 0',
         'upload_manifests: Secret? = null',
+        'pipeline_id: string = ""',
+        'job_id: string = ""',
     )),
     ("Environment", "flux"): ("Directory", CACHED, (
         'registry_secret: string = ""',

@@ -88,6 +88,9 @@ UsernameArg = Annotated[str, Doc("registry user name")]
 PasswordArg = Annotated[dagger.Secret | None, Doc("registry password or token")]
 PlainHttpArg = Annotated[bool, Doc("HTTP instead of HTTPS (local test registries only)")]
 CaFileArg = Annotated[dagger.File | None, Doc("PEM certificate of a private CA to trust for the registry's TLS")]
+PipelineIdArg = Annotated[str, Doc("with trigger-api: the job's CI_PIPELINE_ID, traced in "
+                                   "reconcile.fluxcd.io/requestedAt (the runtime never sees the job's environment)")]
+JobIdArg = Annotated[str, Doc("with trigger-api: the job's CI_JOB_ID, traced in reconcile.fluxcd.io/requestedAt")]
 ImmutableTagsArg = Annotated[bool, Doc("the registry refuses to overwrite a tag (Harbor tag immutability, ECR "
                                       "IMMUTABLE): publish without the publish lease")]
 
@@ -246,8 +249,12 @@ async def _manifests_dir(manifests_dir: dagger.Directory | None) -> Path | None:
 
 async def _deploy(source, template, env, component, receiver_token, trigger_api, kubeconfig, kube_context, registry,
                   username, password, plain_http, timeout, upload_token, prerelease="", ca_file=None,
-                  immutable_tags=False, source_date_epoch="") -> str:
-    """``deploy`` for both Dagger objects: secrets read from Dagger, the door does the rest."""
+                  immutable_tags=False, source_date_epoch="", pipeline_id="", job_id="") -> str:
+    """``deploy`` for both Dagger objects: secrets read from Dagger, the door does the rest.
+
+    ``pipeline_id`` / ``job_id``: the job's ``CI_PIPELINE_ID`` / ``CI_JOB_ID`` as passed (the
+    runtime never sees the job's environment), traced by ``--trigger-api`` as the CLI does.
+    """
     ws = await _workspace(source, template, source_date_epoch)
     registry_args = await _registry(registry, username, password, plain_http, ca_file=ca_file,
                                     immutable_tags=immutable_tags)
@@ -255,7 +262,8 @@ async def _deploy(source, template, env, component, receiver_token, trigger_api,
               await _secret(upload_token, "upload_manifests")]
     result = await _run(lambda: ws.deploy(env, component=component, registry=registry_args, receiver_token=tokens[0],
                                           trigger_api=trigger_api, kubeconfig=tokens[1], kube_context=kube_context,
-                                          timeout=timeout or None, upload_token=tokens[2], prerelease=prerelease))
+                                          timeout=timeout or None, upload_token=tokens[2], prerelease=prerelease,
+                                          environ={"CI_PIPELINE_ID": pipeline_id, "CI_JOB_ID": job_id}))
     with user_errors():
         return _text(result)
 
@@ -491,6 +499,8 @@ class Component:
         immutable_tags: ImmutableTagsArg = False,
         timeout: WaitTimeoutArg = 0,
         prerelease: Annotated[str, Doc("publish chart_version as the pre-release <chart_version>-ID, e.g. mr.42.3")] = "",
+        pipeline_id: PipelineIdArg = "",
+        job_id: JobIdArg = "",
     ) -> str:
         """Publish this chart, notify Flux's Receiver, wait until the HelmRelease runs the pushed version.
 
@@ -499,7 +509,8 @@ class Component:
         """
         return await _deploy(self.source, self.template, self.env, self.name, receiver_token, trigger_api, kubeconfig,
                              kube_context, registry, username, password, plain_http, timeout, None, prerelease,
-                             ca_file=ca_file, immutable_tags=immutable_tags, source_date_epoch=self.source_date_epoch)
+                             ca_file=ca_file, immutable_tags=immutable_tags, source_date_epoch=self.source_date_epoch,
+                             pipeline_id=pipeline_id, job_id=job_id)
 
     @function(cache="never")
     async def wait(
@@ -707,6 +718,8 @@ class Environment:
         timeout: WaitTimeoutArg = 0,
         upload_manifests: Annotated[dagger.Secret | None, Doc(
             "admin API token: once the operator runs the new chart, upload env/<env>/operator/dynamic/")] = None,
+        pipeline_id: PipelineIdArg = "",
+        job_id: JobIdArg = "",
     ) -> str:
         """Publish every chart of this environment, notify Flux's Receiver, wait for every HelmRelease concurrently.
 
@@ -716,7 +729,8 @@ class Environment:
         """
         return await _deploy(self.source, self.template, self.name, None, receiver_token, trigger_api, kubeconfig,
                              kube_context, registry, username, password, plain_http, timeout, upload_manifests,
-                             ca_file=ca_file, immutable_tags=immutable_tags, source_date_epoch=self.source_date_epoch)
+                             ca_file=ca_file, immutable_tags=immutable_tags, source_date_epoch=self.source_date_epoch,
+                             pipeline_id=pipeline_id, job_id=job_id)
 
 
 @object_type
