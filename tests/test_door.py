@@ -183,7 +183,8 @@ def test_output_json_for_results(tmp_path, capsys):
     bundle = json.loads(capsys.readouterr().out)
     assert bundle["path"] == str(out) and bundle["size"] == out.stat().st_size
     assert cli.main(["--source", str(source), "--output", "json", "check", "--env", "dev"]) == 0
-    assert any(line.startswith("ok dev/operator: ") for line in json.loads(capsys.readouterr().out)["lines"])
+    checked = json.loads(capsys.readouterr().out)
+    assert {"env": "dev", "component": "operator"}.items() <= checked["charts"][1].items()
 
 
 def test_objects_prints_the_rendered_objects(capsys):

@@ -142,3 +142,128 @@ def test_publish_artifact_refuses_a_local_path_as_the_source(repo_copy, run_cli,
                              ("main@sha1:" + "a" * 40, "../x"), ("main sha1", "https://git.example.org/x")):
         with pytest.raises(artifacts.UserError):
             artifacts.annotations_of(revision, source, where="the source tree")
+
+
+# --------------------------------------------------------------------------- --output json: one document per verb, its schema
+
+
+SCHEMAS = REPO / "docs" / "schemas"
+
+
+def _schema(name: str):
+    import json
+
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(json.loads((SCHEMAS / f"{name}.json").read_text()))
+
+
+def test_every_verb_has_a_documented_schema():
+    import json
+
+    from faas_deployment.cli import VERBS
+    from jsonschema import Draft202012Validator
+
+    assert {p.stem for p in SCHEMAS.glob("*.json")} == set(VERBS) | {"error"}
+    for path in SCHEMAS.glob("*.json"):
+        Draft202012Validator.check_schema(json.loads(path.read_text()))
+    listed = (REPO / "docs" / "results.md").read_text()
+    assert all(f"`{verb}`" in listed and f"schemas/{verb}.json" in listed for verb in [*VERBS, "error"])
+
+
+def _json_run(run_cli, *argv: str, verb: str, code: int = 0):
+    import json
+
+    got, out, err = run_cli("--output", "json", *argv)
+    assert got == code, err
+    document = json.loads(out)  # one document, nothing else on stdout
+    errors = sorted(_schema(verb).iter_errors(document), key=str)
+    assert not errors, [e.message for e in errors]
+    return document
+
+
+def _git_repo(path: Path) -> None:
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "env"]):
+        subprocess.run(["git", "-C", str(path), "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
+                       check=True, capture_output=True)
+
+
+def test_each_local_verb_answers_one_json_document_of_its_schema(repo_copy, run_cli, tmp_path):
+    src = ["--source", str(repo_copy)]
+    check = _json_run(run_cli, *src, "check", verb="check")
+    assert {(c["env"], c["component"]) for c in check["charts"]} == {
+        (e, c) for e in ("dev", "prod") for c in ("controller", "operator")}
+    assert check["dynamic_manifests"] == ["dev", "prod"] and "lines" not in check
+    assert _json_run(run_cli, *src, "config", "--env", "dev", "--component", "operator", verb="config")[
+        "chart_name"] == "faas-operator"
+    _json_run(run_cli, *src, "chart", "--env", "dev", "--component", "operator", "--out", str(tmp_path / "c"),
+              verb="chart")
+    _json_run(run_cli, *src, "objects", "--env", "dev", "--component", "operator", verb="objects")
+    _json_run(run_cli, *src, "package", "--env", "dev", "--component", "operator", "--out", str(tmp_path / "p"),
+              verb="package")
+    assert len(_json_run(run_cli, *src, "release", "--env", "dev", "--skip-image-check", verb="release")) == 2
+    _json_run(run_cli, *src, "publish", "--env", "prod", "--component", "operator", verb="publish")
+    _json_run(run_cli, *src, "manifests", "--env", "dev", "--out", str(tmp_path / "m.zip"), verb="manifests")
+    _json_run(run_cli, *src, "flux", "--env", "dev", "--out", str(tmp_path / "flux"), verb="flux")
+    _json_run(run_cli, *src, "artifact-objects", "--env", "dev", "--repository", "oci://127.0.0.1:5000/x",
+              "--out", str(tmp_path / "ao"), verb="artifact-objects")
+    promoted = _json_run(run_cli, *src, "promote", "--to", "prod", "--component", "controller", "--allow-prerelease",
+                         verb="promote")
+    assert [p["outcome"] for p in promoted["promotions"]] == ["promoted"]
+    again = _json_run(run_cli, *src, "promote", "--to", "prod", "--component", "controller", verb="promote")
+    assert [p["outcome"] for p in again["promotions"]] == ["up to date"]
+    bumped = _json_run(run_cli, *src, "bump", "--env", "dev", "--component", "operator", "--image-tag", "9.9.9",
+                       verb="bump")
+    assert bumped["new_tag"] == "9.9.9"
+
+
+def test_plan_answers_json_also_when_refused(repo_copy, run_cli):
+    _git_repo(repo_copy)
+    src = ["--source", str(repo_copy)]
+    plan = _json_run(run_cli, *src, "plan", "--base", "HEAD", verb="plan")
+    assert {i["action"] for i in plan["items"]} == {"unchanged"}
+    config = repo_copy / "env" / "dev" / "operator" / "cookiecutter-config.yaml"
+    config.write_text(config.read_text().replace("replica_count: 1", "replica_count: 2"))  # no chart_version bump
+    refused = _json_run(run_cli, *src, "plan", "--base", "HEAD", verb="plan", code=1)
+    assert [(i["env"], i["component"]) for i in refused["items"] if i["action"] == "refused"] == [("dev", "operator")]
+
+
+def test_errors_are_one_json_object_on_stderr(repo_copy, run_cli):
+    import json
+
+    config = repo_copy / "env" / "dev" / "operator" / "cookiecutter-config.yaml"
+    config.write_text(config.read_text().replace('chart_version: "1.0.3"', 'chart_version: "one"'))
+    code, out, err = run_cli("--source", str(repo_copy), "--output", "json", "check", "--env", "dev")
+    assert code == 1 and out == ""
+    error = json.loads(err.strip().splitlines()[-1])
+    assert not list(_schema("error").iter_errors(error))
+    assert error["file"] == "env/dev/operator/cookiecutter-config.yaml" and error["exit_code"] == 1
+    assert error["key"] == "default_context.chart_version" and error["problems"]
+    code, out, err = run_cli("--source", str(repo_copy), "--output", "json", "config", "--env", "nope",
+                             "--component", "operator")
+    error = json.loads(err.strip().splitlines()[-1])
+    assert code == 1 and out == "" and not list(_schema("error").iter_errors(error))
+    assert error["message"].startswith("unknown environment: 'nope'") and error["file"] is None
+
+
+def test_registry_and_api_verbs_answer_json_of_their_schema(repo_copy, run_cli, registry, monkeypatch):
+    from support.admin_api_server import AdminApiServer
+
+    monkeypatch.setenv("TEST_REGISTRY_PASSWORD", registry.password)
+    creds = ["--username", registry.username, "--password", "env:TEST_REGISTRY_PASSWORD", "--plain-http"]
+    src = ["--source", str(repo_copy)]
+    _json_run(run_cli, *src, "publish", "--env", "dev", "--component", "operator", "--registry",
+              f"oci://{registry.host}/charts", *creds, verb="publish")
+    artifacts = ["--registry", f"oci://{registry.host}/faas/manifests", *creds]
+    _json_run(run_cli, *src, "publish-artifact", "--env", "dev", *artifacts, "--revision", "main@sha1:" + "a" * 40,
+              "--source-url", "https://git.example.org/faas.git", verb="publish-artifact")
+    import shutil
+
+    shutil.rmtree(repo_copy / "env" / "dev" / "controller")
+    retired = _json_run(run_cli, *src, "retire-artifact", "--env", "dev", "--component", "controller", *artifacts,
+                        verb="retire-artifact")
+    assert retired["outcome"] == "retired"
+    monkeypatch.setenv("FAAS_TEST_TOKEN", "tok-json-0123")
+    with AdminApiServer("tok-json-0123") as api:
+        _json_run(run_cli, *src, "upload-manifests", "--env", "dev", "--token", "env:FAAS_TEST_TOKEN",
+                  "--admin-url", api.url, verb="upload-manifests")

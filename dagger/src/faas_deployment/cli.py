@@ -541,7 +541,14 @@ def _main(argv: list[str]) -> int:
         with pipeline.run_tempdir():
             result = args.verb_spec.run(ws, args)
     except UserError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr, flush=True)
+        if args.output == "json":  # one JSON object, the last line of standard error (docs/results.md)
+            import json
+
+            from .errors import error_document
+
+            print(json.dumps(error_document(exc), sort_keys=False), file=sys.stderr, flush=True)
+        else:
+            print(f"{PROG}: error: {exc}", file=sys.stderr, flush=True)
         return 1
     if getattr(args, "report", None) and isinstance(result.data, dict) and "outcomes" in result.data:
         _path(args.report).write_text(pipeline.Result(data=result.data).render("json") + "\n", encoding="utf-8")

@@ -56,3 +56,22 @@ class ValidationError(UserError):
         count = len(self.problems)
         head = f"{count} problem{'s' if count != 1 else ''} found:"
         super().__init__("\n".join([head, *(f"  - {p}" for p in self.problems)]))
+
+
+def error_document(exc: UserError, exit_code: int = 1) -> dict[str, object]:
+    """``exc`` as the JSON object ``--output json`` writes on standard error (docs/results.md).
+
+    ``{"message", "file", "key", "hint", "exit_code", "problems"}``: ``file``, ``key``
+    and ``hint`` are the first problem's of a :class:`ValidationError` (``null`` for
+    other errors), ``problems`` every problem (``[]`` for other errors).
+    """
+    problems = list(getattr(exc, "problems", []) or [])
+    first = problems[0] if problems else None
+    return {
+        "message": printable(str(exc)) if not problems else str(exc),
+        "file": first.path if first else None,
+        "key": (first.key or None) if first else None,
+        "hint": (first.hint or None) if first else None,
+        "exit_code": exit_code,
+        "problems": [{"file": p.path, "key": p.key, "message": p.message, "hint": p.hint} for p in problems],
+    }

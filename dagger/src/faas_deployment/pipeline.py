@@ -606,6 +606,7 @@ class Workspace:
             raise UserError(f"{self.source}: no {layout.CONFIG_GLOB} found")
         lines: list[str] = []
         problems: list[Problem] = []
+        data: dict[str, Any] = {"charts": [], "publishing": [], "dynamic_manifests": [], "version_increase": None}
         with _tempdir(prefix="faas-check-") as scratch:
             for name in envs:
                 rules = self.target(name, registry) if registry is not None and registry.registry is not None \
@@ -622,17 +623,25 @@ class Workspace:
                         continue
                     packages[component] = package
                     lines.append(f"ok {name}/{component}: {package.name} {package.version} ({package.digest})")
+                    data["charts"].append({"env": name, "component": component, "chart": package.name,
+                                           "version": package.version, "digest": package.digest})
                 problems.extend(self.chart_name_problems(name, {c: p.name for c, p in packages.items()}))
-                lines.extend(self._dry_run(name, packages, rules, problems))
+                for component, decision in self._dry_run(name, packages, rules, problems):
+                    lines.append(decision.line)
+                    data["publishing"].append({"env": name, "component": component, **jsonable(decision)})
                 found = dynamic_manifests.check_env(self.source, name)
                 problems.extend(found)
                 if not found and layout.dynamic_dir(self.source, name).is_dir():
                     lines.append(f"ok {name}: dynamic manifests")
+                    data["dynamic_manifests"].append(name)
         if base is not None:
-            lines.extend(self._increment_lines(base, base_name, envs, problems))
+            increased = self._increment_lines(base, base_name, envs, problems)
+            lines.extend(increased)
+            data["version_increase"] = {"base": base_name or str(base),
+                                        "envs": [line.split(":")[0].removeprefix("ok ") for line in increased]}
         if problems:
             raise ValidationError(problems)
-        return _result(lines)
+        return _result(lines, data)
 
     def _increment_lines(self, base: str | Path, base_name: str, envs: list[str], problems: list[Problem]) -> list[str]:
         """``check --base``: refused plan items of ``envs`` become problems; a report line per clean env."""
@@ -658,15 +667,17 @@ class Workspace:
                                     "raise chart_version above the base's, as Flux deploys only a newer version"))
         return [f"ok {env}: chart versions increase over {name}" for env in envs if env not in failed]
 
-    def _dry_run(self, env: str, packages: dict[str, ChartPackage], target: Target, problems: list[Problem]) -> list[str]:
-        """Check each package against ``target``'s rules, within its deadline; report lines, problems appended."""
+    def _dry_run(self, env: str, packages: dict[str, ChartPackage], target: Target,
+                 problems: list[Problem]) -> list[tuple[str, PublishResult]]:
+        """Check each package against ``target``'s rules, within its deadline; ``(component, decision)``
+        per package that passed, problems appended."""
         from . import deadline
 
         def dry(component: str) -> PublishResult:
             return target.publish(packages[component], config=self.display(env, component), dry_run=True)
 
         calls = [functools.partial(dry, c) for c in packages]
-        lines: list[str] = []
+        decided: list[tuple[str, PublishResult]] = []
         outcomes = deadline.run_all(calls, target.deadline, f"check {env} against the registry") if target.deadline else [
             _outcome(call) for call in calls
         ]
@@ -676,8 +687,8 @@ class Workspace:
             elif error is not None:
                 raise error  # a bug: keep its traceback
             else:
-                lines.append(result.line)
-        return lines
+                decided.append((component, result))
+        return decided
 
     # ----------------------------------------------------------------------- operator manifests
 
@@ -791,10 +802,12 @@ class Workspace:
         timeout = _timeout(timeout)
         self.config_file(env, component)
         if merge_request is not None:
+            outcomes: list[Any] = []
             line = promotion.bump_proposal(self.source, env, component, image_tag=image_tag, part=part,
                                            template=self.template_dir,
-                                           proposal=self.proposal(merge_request, BUMP_LABELS, timeout))
-            return _result(line)
+                                           proposal=self.proposal(merge_request, BUMP_LABELS, timeout),
+                                           outcomes=outcomes)
+            return _result(line, outcomes[0])
         result = bump.bump_config(self.source, env, component, image_tag=image_tag, part=part, template=self.template_dir)
         return _result([result.line], result)
 
@@ -897,12 +910,13 @@ class Workspace:
             state = promotion.ClusterState(self.source, rollout.make_client(reveal(kubeconfig), kube_context or None))
         steps = self.promotion_steps(from_env, to_env)
         proposal = self.proposal(merge_request, promotion.DEFAULT_LABELS, timeout) if merge_request is not None else None
-        lines = []
+        lines: list[str] = []
+        outcomes: list[Any] = []
         for frm, to in steps:
             lines += promotion.promote(self.source, frm, to, None if all_components else [component], state=state,
                                        template=self.template_dir, proposal=proposal, write=write,
-                                       allow_prerelease=allow_prerelease)
-        return _result(lines)
+                                       allow_prerelease=allow_prerelease, outcomes=outcomes)
+        return _result(lines, {"promotions": outcomes})
 
     # ----------------------------------------------------------------------- plan and child pipeline
 
@@ -927,6 +941,14 @@ class Workspace:
             from . import child_pipeline
 
             child_pipeline.write(result, context or self.pipeline_context(), self.source, Path(pipeline))
+        if output == "json" and result.refused:  # the plan is still the answer: JSON on stdout, exit 1
+            import json
+
+            count = len(result.refused)
+            note(f"plan refused {count} target{'s' if count != 1 else ''}: "
+                 + "; ".join(f"{i.target}: {i.reason}" for i in result.refused))
+            text = result.render("json")
+            return Result(tuple(text.splitlines()), json.loads(text), None, 1)
         return self.plan_result(result, output)
 
     @staticmethod
@@ -1186,7 +1208,9 @@ class Workspace:
             raise UserError(f"retire-artifact --component {component}: {self.display(env, component)} still exists, so "
                             f"{component} is still deployed: retiring would make Flux uninstall it; remove "
                             f"env/{env}/{component}/ from the repository first (retire is for removed components)")
-        return _result([artifacts.retire(self.artifact_repository(env, registry)(), component)])
+        line = artifacts.retire(self.artifact_repository(env, registry)(), component)
+        outcome, reference = line.split(" ", 1)
+        return _result([line], {"outcome": outcome, "reference": reference, "component": component})
 
     def artifact_objects(self, env: str, repository: str, out: Path, *, name: str = "",
                          namespace: str = FLUX_NAMESPACE, target_namespace: str = "",

@@ -524,7 +524,7 @@ def describe(promotion: Promotion, changelog_lines: list[str], pipeline_url: str
 def promote(source: Path, from_env: str, to_env: str, components: list[str] | None, *,
             state: SourceStateProvider | None = None, template: Path | None = None,
             proposal: Proposal | None = None, write: bool = True, allow_prerelease: bool = False,
-            log: Callable[[str], None] | None = None) -> list[str]:
+            log: Callable[[str], None] | None = None, outcomes: list[dict[str, Any]] | None = None) -> list[str]:
     """Promote ``components`` (None: every component of ``to_env`` that ``from_env`` has).
 
     Without ``proposal`` the target configs are written in place (``write=False``:
@@ -535,13 +535,15 @@ def promote(source: Path, from_env: str, to_env: str, components: list[str] | No
     written or pushed.
 
     Returns:
-        A line per component.
+        A line per component; ``outcomes`` (when given) gets a record per component
+        (:func:`_outcome`: ``--output json``).
 
     Raises:
         PromotionRefused, UserError, ValidationError: see :func:`plan`, :func:`propose`.
     """
     source = Path(source)
     state = state or ConfigState(source)
+    outcomes = [] if outcomes is None else outcomes
     if components is None:
         have = set(_components(source, from_env))
         components = [c for c in _components(source, to_env) if c in have]
@@ -554,25 +556,41 @@ def promote(source: Path, from_env: str, to_env: str, components: list[str] | No
                                   allow_prerelease=allow_prerelease))
             except UpToDate as exc:
                 lines.append(str(exc))
+                outcomes.append(_outcome(from_env, to_env, component, "up to date", lines[-1]))
         for p in plans:
             if write:
                 bump.write_validated(source / p.path, p.new_text, template=template, shown=p.path)
                 lines.append(p.line)
+                outcomes.append(_outcome(from_env, to_env, p.component, "promoted", p.line, p))
             else:
-                lines.append(p.line.replace("promoted ", "would promote ", 1) + "\n" + "".join(difflib.unified_diff(
-                    p.old_text.splitlines(True), p.new_text.splitlines(True), f"a/{p.path}", f"b/{p.path}")).rstrip("\n"))
+                diff = "".join(difflib.unified_diff(p.old_text.splitlines(True), p.new_text.splitlines(True),
+                                                    f"a/{p.path}", f"b/{p.path}")).rstrip("\n")
+                lines.append(p.line.replace("promoted ", "would promote ", 1) + "\n" + diff)
+                outcomes.append({**_outcome(from_env, to_env, p.component, "would promote", lines[-1], p), "diff": diff})
     else:
         lines = _promote_by_merge_request(source, from_env, to_env, components, state, template, proposal,
-                                          allow_prerelease)
+                                          allow_prerelease, outcomes)
     if log:
         for line in lines:
             log(line)
     return lines
 
 
+def _outcome(from_env: str, to_env: str, component: str, outcome: str, line: str,
+             p: Promotion | None = None, **more: Any) -> dict[str, Any]:
+    """One component's result as data: ``from``, ``to``, ``component``, ``outcome`` (``promoted``,
+    ``would promote``, ``up to date``, ``proposed``), the config ``path`` and versions and the changed
+    values (when something changed), and ``line``; ``more``: the branch and merge request of a proposal."""
+    record: dict[str, Any] = {"from": from_env, "to": to_env, "component": component, "outcome": outcome}
+    if p is not None:
+        record.update(path=p.path, old_version=p.old_version, new_version=p.new_version,
+                      changes={k: {"old": o, "new": n} for k, (o, n) in p.changes.items()})
+    return {**record, **more, "line": line}
+
+
 def _promote_by_merge_request(source: Path, from_env: str, to_env: str, components: list[str],
                               state: SourceStateProvider, template: Path | None, proposal: Proposal,
-                              allow_prerelease: bool) -> list[str]:
+                              allow_prerelease: bool, outcomes: list[dict[str, Any]]) -> list[str]:
     """Every component planned on the remote target branch's configs first (any refusal: nothing pushed), then proposed."""
     at = remote_base(source, proposal, f"promote/{to_env}/")
     try:
@@ -588,6 +606,7 @@ def _promote_by_merge_request(source: Path, from_env: str, to_env: str, componen
                          target_text=remote_text, allow_prerelease=allow_prerelease)
             except UpToDate as exc:
                 lines.append(f"{exc}{_moved_on(source, shown, remote_text, proposal)}")
+                outcomes.append(_outcome(from_env, to_env, component, "up to date", lines[-1]))
                 continue
             plans.append((p, _moved_on(source, shown, remote_text, proposal)))
         for p, moved in plans:
@@ -596,6 +615,9 @@ def _promote_by_merge_request(source: Path, from_env: str, to_env: str, componen
                                      proposal=proposal, supersede_prefix=f"promote/{p.to_env}/{p.component}-",
                                      message=p.line)
             lines.append(f"{p.line}{moved}; {pushed}; {result.line}")
+            outcomes.append(_outcome(from_env, to_env, p.component, "proposed", lines[-1], p, branch=p.branch,
+                                     merge_request={"iid": result.iid, "web_url": result.web_url,
+                                                    "action": result.action, "closed": result.closed}))
         return lines
     finally:
         at.close()
@@ -624,14 +646,16 @@ def _components(source: Path, env: str) -> list[str]:
 
 
 def bump_proposal(source: Path, env: str, component: str, *, image_tag: str, part: str = "patch",
-                  template: Path | None = None, proposal: Proposal) -> str:
+                  template: Path | None = None, proposal: Proposal,
+                  outcomes: list[dict[str, Any]] | None = None) -> str:
     """``bump`` as a merge request: the bumped config committed on ``bump/<env>/<component>-<version>``.
 
     The bump is computed on the config as the remote target branch has it
     (:func:`remote_base`), so a re-run after the merge request was merged is ``up
     to date`` and never raises ``chart_version`` again. The working tree is left
     unchanged. Older ``bump/<env>/<component>-*`` merge requests are closed.
-    Returns the bump line, the branch's fate and the merge request line.
+    Returns the bump line, the branch's fate and the merge request line; ``outcomes``
+    (when given) gets the same as data (the bump's values, ``branch``, ``merge_request``).
 
     Raises:
         UserError / ValidationError: see :func:`bump.bump_text`, :func:`propose`.
@@ -644,8 +668,12 @@ def bump_proposal(source: Path, env: str, component: str, *, image_tag: str, par
         if text is None:
             raise UserError(f"{shown}: not on {proposal.target_branch} of {at.remote.url}; merge its addition first")
         result = bump.bump_text(text, image_tag=image_tag, part=part, shown=shown)
+        record = {k: v for k, v in vars(result).items() if k != "text"}
         if result.unchanged:
-            return f"{result.line} (on {proposal.target_branch})"
+            line = f"{result.line} (on {proposal.target_branch})"
+            if outcomes is not None:
+                outcomes.append({**record, "outcome": "up to date", "line": line})
+            return line
         bump.write_validated(path, result.text, template=template, shown=shown, replace=False)
         title = (f"Bump {component} in {env}: image {result.old_tag} -> {result.new_tag}, "
                  f"chart {result.old_version} -> {result.new_version}")
@@ -661,4 +689,9 @@ def bump_proposal(source: Path, env: str, component: str, *, image_tag: str, par
                              supersede_prefix=f"bump/{env}/{component}-", message=result.line)
     finally:
         at.close()
-    return f"{result.line}; {pushed}; {mr.line}"
+    line = f"{result.line}; {pushed}; {mr.line}"
+    if outcomes is not None:
+        outcomes.append({**record, "outcome": "proposed", "branch": f"bump/{env}/{component}-{result.new_version}",
+                         "merge_request": {"iid": mr.iid, "web_url": mr.web_url, "action": mr.action,
+                                           "closed": mr.closed}, "line": line})
+    return line
