@@ -509,9 +509,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             pass  # a second interrupt: leave what is left to the leases' lifetime
         print(f"{PROG}: interrupted", file=sys.stderr, flush=True)
+        _forget_unhandled_interrupt()
         return 130
     except BrokenPipeError:
         return _reader_gone()
+
+
+def _forget_unhandled_interrupt() -> None:
+    """Clear CPython's mark of an interrupt that left code run from a string, once it is handled.
+
+    CPython marks a KeyboardInterrupt that leaves code run from a string (``exec``
+    of a dataclass's generated methods during a lazy import, say) as unhandled, even
+    when a caller handles it later (``Python/pythonrun.c``, ``run_eval_code_obj``);
+    ``Py_RunMain`` then ends a ``python -m`` process by SIGINT (exit -2) instead of
+    with 130. The same function clears the mark on entry: evaluating a constant
+    string clears it.
+    """
+    eval("None")
 
 
 def _reader_gone() -> int:
