@@ -90,6 +90,7 @@ LAYERS: dict[str, str] = {
     "test_registry_lies.py": "integration",
     "test_registry_round_trips.py": "integration",
     "test_registry_token_auth.py": "integration",
+    "test_repository_files.py": "integration",
     "test_repository_template.py": "e2e",
     "test_retire_and_flux_files.py": "integration",
     "test_secret_output.py": "integration",

@@ -259,10 +259,12 @@ def bump_file(
     """
     path = Path(path)
     shown = shown or str(path)
+    from . import repofiles
+
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{shown}: cannot be read: {exc}") from None
+        text = repofiles.read_text(*repofiles.split(path, shown))
+    except repofiles.NotReadable as exc:
+        raise UserError(f"{shown}: {exc.reason}") from None
     problems = config.read_problems(path, shown)
     if problems:  # the same refusal check gives, before ruamel.yaml reads it
         raise ValidationError(problems)

@@ -62,16 +62,21 @@ def template_variables(template: Path) -> dict[str, Any]:
     if not template.is_dir():
         raise UserError(f"{template}: template directory not found (expected a cookiecutter template directory)")
     context_file = template / "cookiecutter.json"
-    if not context_file.is_file():
-        raise UserError(
-            f"{context_file}: not found; a cookiecutter template declares its variables in cookiecutter.json"
-        )
+    from . import repofiles
+
     try:
-        variables = json.loads(context_file.read_text(encoding="utf-8"))
+        text = repofiles.read_text(template, "cookiecutter.json")
+    except repofiles.NotReadable as err:
+        if err.missing:
+            raise UserError(f"{context_file}: not found; a cookiecutter template declares its variables in "
+                            f"cookiecutter.json") from None
+        raise UserError(f"{context_file}: {err.reason}") from None
+    try:
+        variables = json.loads(text)
     except json.JSONDecodeError as err:
         raise UserError(f"{context_file}: invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}") from err
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"{context_file}: cannot be read: {err}") from err
+    except RecursionError:
+        raise UserError(f"{context_file}: JSON nested too deeply") from None
     if not isinstance(variables, dict):
         raise UserError(f"{context_file}: expected a JSON object of variables, got {type(variables).__name__}")
     return variables
@@ -445,12 +450,12 @@ def _load_fast(text: str) -> tuple[Any, list[tuple[Any, yaml.Mark]]] | None:
 
 
 def _read_yaml(path: Path, shown: str) -> tuple[Any, list[Problem]]:
+    from . import repofiles
+
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None, [Problem(shown, "", "file not found")]
-    except (OSError, UnicodeDecodeError) as err:
-        return None, [Problem(shown, "", f"cannot be read as UTF-8 text: {err}")]
+        text = repofiles.read_text(*repofiles.split(path, shown))
+    except repofiles.NotReadable as err:
+        return None, [Problem(shown, "", "file not found" if err.missing else err.reason)]
     too_big = limit_problem(text, _FAST_PARSER)
     if too_big:
         return None, [Problem(shown, "", too_big)]

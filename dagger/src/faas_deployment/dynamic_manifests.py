@@ -58,7 +58,6 @@ import gc
 import hashlib
 import os
 import re
-import stat
 import tempfile
 import threading
 import zipfile
@@ -163,7 +162,10 @@ class _Loader(_BASE_LOADER):  # type: ignore[misc,valid-type]
 _LOADER = _Loader
 _ACTION = re.compile(r"\{\{.*?\}\}")
 _BACKUP = re.compile(r"(~$)|(^#.*#$)|(\.(swp|swo|swx|bak|orig)$)", re.IGNORECASE)
-_UNSAFE_NAME = re.compile(r"[\\\x00-\x1f\x7f]")
+#: Characters a zip entry name cannot carry safely: a backslash, a control character, and what Windows
+#: forbids in a file name (``< > : " | ? *``; Info-ZIP's ``unzip`` and Windows' extractor refuse or
+#: rewrite them), or a name ending in a dot or a space (Windows drops them).
+_UNSAFE_NAME = re.compile(r'[\\\x00-\x1f\x7f<>:"|?*]|[. ]$')
 
 
 @dataclass(frozen=True)
@@ -570,8 +572,10 @@ def _scan(directory: Path, words: _Words = _DYNAMIC) -> _Scan:
                 problems.append(Problem(shown, "", "file name is not valid UTF-8", "rename it"))
                 continue
             if _UNSAFE_NAME.search(entry.name):
-                problems.append(Problem(shown, "", "file name holds a backslash or a control character, "
-                                        f"which {words.carrier} cannot carry safely", "rename it"))
+                problems.append(Problem(shown, "", "file name holds a backslash, a control character, "
+                                        "one of < > : \" | ? * or ends in a dot or a space, which "
+                                        f"{words.carrier} cannot carry safely (common unzip tools refuse or "
+                                        "rewrite such names)", "rename it"))
                 continue
             if entry.is_symlink():
                 target = os.readlink(entry.path)
@@ -606,24 +610,20 @@ def _scan(directory: Path, words: _Words = _DYNAMIC) -> _Scan:
 
 
 def _read(path: Path, shown: str) -> bytes | Problem:
-    """A file's bytes, read once without following a link; a :class:`Problem` when unreadable or too large."""
+    """A file's bytes through :func:`repofiles.read_bytes` (a regular file, read once without following a
+    link); a :class:`Problem` when refused, unreadable or too large."""
+    from . import repofiles
+
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        return Problem(shown, "", f"cannot be read: {exc.strerror or exc}", "make it readable")
-    try:
-        with os.fdopen(fd, "rb") as handle:
-            info = os.fstat(handle.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                return Problem(shown, "", "not a regular file (device, socket or pipe)", "remove it")
-            data = handle.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        return Problem(shown, "", f"cannot be read: {exc.strerror or exc}", "make it readable")
-    if len(data) > MAX_FILE_BYTES:
-        size = max(info.st_size, len(data))
-        return Problem(shown, "", f"file is {size} bytes, more than the {MAX_FILE_BYTES} accepted",
-                       "split it into smaller templates")
-    return data
+        return repofiles.read_bytes(path.parent, path.name, limit=MAX_FILE_BYTES)
+    except repofiles.NotReadable as err:
+        if err.reason.startswith("larger than"):
+            return Problem(shown, "", f"file is {os.lstat(path).st_size} bytes, more than the {MAX_FILE_BYTES} "
+                           f"accepted", "split it into smaller templates")
+        if err.missing:  # gone since the scan
+            return Problem(shown, "", "cannot be read: no such file (removed while being read?)", "retry")
+        hint = "make it readable" if err.reason.startswith("cannot be read") else "remove it"
+        return Problem(shown, "", err.reason, hint)
 
 
 def _check_batch(batch: list[tuple[str, bytes] | Problem]) -> list[Problem]:

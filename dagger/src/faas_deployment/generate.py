@@ -44,7 +44,7 @@ from typing import Any
 
 import jinja2
 
-from . import hooks
+from . import hooks, repofiles
 from .errors import UserError
 
 #: The hooks cookiecutter runs during generation, in order.
@@ -163,7 +163,9 @@ class Template:
         assert self.env is not None
         shown = f"{self.root}/hooks/{script.name}"
         try:
-            text = self.env.from_string(script.read_text(encoding="utf-8")).render(**variables)
+            text = self.env.from_string(repofiles.read_text(self.root, Path("hooks", script.name))).render(**variables)
+        except repofiles.NotReadable as err:
+            raise UserError(f"{self.root}/{err}") from None
         except (jinja2.TemplateError, OSError, UnicodeDecodeError, TypeError, ValueError) as err:
             raise UserError(f"{shown}: the template hook cannot be rendered: {type(err).__name__}: {err}") from err
         with tempfile.TemporaryDirectory(prefix="faas-hook-") as scratch:
@@ -261,7 +263,21 @@ def _project_dir(root: Path) -> str:
 
 
 def _read(root: Path, variables: dict[str, Any]) -> Template:
+    """The template at ``root``, every file read through :mod:`repofiles` (regular files inside ``root``).
+
+    Raises:
+        UserError: a file or directory of the template is a symbolic link, a FIFO, a device,
+            unreadable or too large (named relative to ``root``); see :func:`_project_dir`.
+    """
+    try:
+        return _read_checked(root, variables)
+    except repofiles.NotReadable as err:
+        raise UserError(f"{root}/{err}") from None
+
+
+def _read_checked(root: Path, variables: dict[str, Any]) -> Template:
     project = _project_dir(root)
+    repofiles.directory(root, project)
     base = root / project
     copy_only = [str(p) for p in variables.get("_copy_without_render", []) or []]
     extensions = [str(e) for e in variables.get("_extensions", []) or []]
@@ -271,11 +287,12 @@ def _read(root: Path, variables: dict[str, Any]) -> Template:
         subdirs.sort()
         relative_dir = Path(current).relative_to(base)
         for sub in subdirs:
+            repofiles.directory(root, Path(project, relative_dir, sub))  # a link to a directory is refused
             dirs.append((relative_dir / sub).as_posix())
         for name in sorted(names):
             path = Path(current) / name
             shown = (relative_dir / name).as_posix()
-            data = path.read_bytes()
+            data = repofiles.read_bytes(root, Path(project, relative_dir, name))
             copied = any(fnmatch.fnmatch(shown, pattern) for pattern in copy_only)
             raw.append((shown, data, path.stat().st_mode & 0o7777, copied))
     hook_dir = root / "hooks"
@@ -284,10 +301,12 @@ def _read(root: Path, variables: dict[str, Any]) -> Template:
         for entry in sorted(os.listdir(hook_dir)):
             stem = os.path.splitext(entry)[0]
             if stem in HOOK_NAMES and not entry.endswith("~") and stem not in hook_scripts:
+                repofiles.locate(root, Path("hooks", entry))  # a regular file, or refused
                 hook_scripts[stem] = hook_dir / entry
     texts = [project, *dirs, *(shown for shown, *_ in raw)]
     texts += [t for _, data, _, copied in raw if not copied and (t := _text(data)) is not None]
-    texts += [p.read_text(encoding="utf-8", errors="replace") for p in hook_scripts.values()]
+    texts += [repofiles.read_bytes(root, Path("hooks", p.name)).decode("utf-8", errors="replace")
+              for p in hook_scripts.values()]
     env = _environment(root, texts, extensions)
     cache = _bytecode_cache()
     flavour = _flavour(env)

@@ -58,7 +58,10 @@ def discover(source: Path) -> list[tuple[str, str]]:
     Raises:
         ValidationError: a name is not a DNS-1123 label, or two names collide (:func:`check_names`).
     """
-    found = {(p.parent.parent.name, p.parent.name) for p in Path(source).glob(CONFIG_GLOB) if p.is_file()}
+    # anything but a real directory counts: a link, a FIFO or a device is then refused by name where the
+    # config is read (:func:`config_path`, :mod:`repofiles`), never silently skipped
+    found = {(p.parent.parent.name, p.parent.name) for p in Path(source).glob(CONFIG_GLOB)
+             if p.is_symlink() or not p.is_dir()}
     check_names(found)
     return sorted(found)
 
@@ -136,10 +139,14 @@ def config_path(source: Path, env: str, component: str) -> Path:
 
     Raises:
         ValidationError: ``env`` or ``component`` is not a valid name (:func:`check_names`).
-        UserError: the environment or the component has no config file (:func:`unknown`).
+        UserError: the environment or the component has no config file (:func:`unknown`); the
+            config is not a regular file inside the repository (:func:`repofiles.locate`).
     """
+    from . import repofiles
+
     path = Path(source) / "env" / env / component / CONFIG_NAME
-    if "/" in env or "/" in component or env in ("", ".", "..") or component in ("", ".", "..") or not path.is_file():
+    bad = "/" in env or "/" in component or env in ("", ".", "..") or component in ("", ".", "..")
+    if bad or repofiles.locate(Path(source), Path("env", env, component, CONFIG_NAME)) is None:
         known = components(source, env)  # discovery only to say what is known
         raise UserError(unknown(f"component in environment {env!r}", component, known, source))
     check_names([(env, component)])  # a directory that exists under a bad name

@@ -240,8 +240,16 @@ class Workspace:
         chosen = Path(template).resolve() if template else None
         if not (root / "env").is_dir():
             raise UserError(f"--source {root}: no env/ directory here (run from the repository root or pass --source)")
-        if chosen is not None and not (chosen / "cookiecutter.json").is_file():
-            raise UserError(f"--template {chosen}: no cookiecutter.json (expected a cookiecutter template directory)")
+        if chosen is not None:
+            from . import repofiles
+
+            try:
+                found = repofiles.locate(chosen, "cookiecutter.json")
+            except repofiles.NotReadable as err:
+                raise UserError(f"--template {chosen}: {err}") from None
+            if found is None:
+                raise UserError(f"--template {chosen}: no cookiecutter.json (expected a cookiecutter template "
+                                f"directory)")
         return cls(root, chosen)
 
     # ----------------------------------------------------------------------- names and paths

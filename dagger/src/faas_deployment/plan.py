@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -132,21 +133,56 @@ class Plan:
 
 
 def _digest_file(path: Path) -> str | None:
+    """sha256 of a regular file (:func:`repofiles.read_bytes`); ``None`` when absent.
+
+    Raises:
+        UserError: the file is a symbolic link, a FIFO, a device or unreadable.
+    """
+    from . import repofiles
+
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except FileNotFoundError:
-        return None
+        return hashlib.sha256(repofiles.read_bytes(path.parent, path.name)).hexdigest()
+    except repofiles.NotReadable as err:
+        if err.missing:
+            return None
+        raise UserError(f"{path}: {err.reason}") from None
 
 
 def tree_digest(directory: Path) -> str | None:
-    """sha256 over every file's relative path and bytes under ``directory`` (``None`` if absent)."""
+    """sha256 over every entry's relative path and content under ``directory`` (``None`` if absent).
+
+    A file gives its bytes, a symbolic link its target (never followed), anything else
+    (a FIFO, a device) its kind, never read.
+
+    Raises:
+        UserError: a directory or file that cannot be read (named): skipping it would
+            plan as if its content had changed, or had not.
+    """
     if not directory.is_dir():
         return None
+    entries: list[tuple[str, bytes]] = []
+
+    def refuse(exc: OSError) -> None:
+        raise UserError(f"{exc.filename}: cannot list directory: {exc.strerror}; make it readable") from None
+
+    for current, dirs, names in os.walk(directory, onerror=refuse):
+        dirs.sort()
+        for name in [*names, *(d for d in dirs if os.path.islink(os.path.join(current, d)))]:
+            path = Path(current, name)
+            relative = path.relative_to(directory).as_posix()
+            mode = os.lstat(path).st_mode
+            if stat.S_ISLNK(mode):
+                entries.append((relative, b"link:" + os.readlink(path).encode()))
+            elif stat.S_ISREG(mode):
+                try:
+                    entries.append((relative, path.read_bytes()))
+                except OSError as exc:
+                    raise UserError(f"{path}: cannot be read: {exc.strerror}; make it readable") from None
+            else:
+                entries.append((relative, f"kind:{stat.S_IFMT(mode)}".encode()))
     digest = hashlib.sha256()
-    for path in sorted(p for p in directory.rglob("*") if p.is_file() or p.is_symlink()):
-        digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
-        digest.update(os.readlink(path).encode() if path.is_symlink() else path.read_bytes())
-        digest.update(b"\0")
+    for relative, content in sorted(entries):
+        digest.update(relative.encode() + b"\0" + content + b"\0")
     return digest.hexdigest()
 
 
@@ -164,11 +200,13 @@ def hooks_of(source: Path, env: str, component: str, names: tuple[str, ...]) -> 
 
 def _version(source: Path, env: str, component: str) -> str:
     """``chart_version`` as written in the config (``""`` if unreadable: validation reports it)."""
+    from . import repofiles
+
     try:
-        text = (Path(source) / "env" / env / component / layout.CONFIG_NAME).read_text()
+        text = repofiles.read_text(Path(source), Path("env", env, component, layout.CONFIG_NAME))
         data = yaml.load(text, Loader=_LOADER)  # noqa: S506 (a safe loader)
         value = data["default_context"]["chart_version"]
-    except (OSError, yaml.YAMLError, TypeError, KeyError):
+    except (UserError, yaml.YAMLError, TypeError, KeyError, RecursionError):
         return ""
     return value if isinstance(value, str) else ""
 

@@ -26,8 +26,19 @@ from pathlib import Path, PurePosixPath
 
 from .errors import UserError, printable
 
-#: Largest repository file read by default (bytes): a config or a manifest template is kilobytes.
-MAX_BYTES = 4 * 1024 * 1024
+#: Largest repository file read by default (bytes): a config or a template is kilobytes; the bound keeps
+#: memory finite whatever the file (a device or a FIFO is refused before any read).
+MAX_BYTES = 64 * 1024 * 1024
+
+
+class NotReadable(UserError):
+    """A repository file that is refused or cannot be read: ``path`` (relative, ``/``) and ``reason``."""
+
+    def __init__(self, path: str, reason: str, *, missing: bool = False):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+        self.missing = missing
 
 
 def _relative(root: Path, path: Path | str) -> PurePosixPath:
@@ -39,10 +50,10 @@ def _relative(root: Path, path: Path | str) -> PurePosixPath:
             try:
                 path = path.relative_to(root.resolve())
             except ValueError:
-                raise UserError(f"{printable(str(path))}: outside the repository {root}") from None
+                raise NotReadable(printable(str(path)), f"outside the repository {root}") from None
     relative = PurePosixPath(path.as_posix())
     if ".." in relative.parts:
-        raise UserError(f"{printable(str(relative))}: the path holds '..'; only files inside the repository are read")
+        raise NotReadable(printable(str(relative)), "the path holds '..'; only files inside the repository are read")
     return relative
 
 
@@ -82,15 +93,15 @@ def locate(root: Path, path: Path | str) -> Path | None:
         except NotADirectoryError:
             return None
         except OSError as exc:
-            raise UserError(f"{shown}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+            raise NotReadable(shown, f"cannot be read: {exc.strerror or type(exc).__name__}") from None
         last = index == len(relative.parts) - 1
         if stat.S_ISLNK(mode):
-            raise UserError(f"{shown}: a symbolic link; only regular files inside the repository are read "
-                            f"(replace the link with the file itself)")
+            raise NotReadable(shown, "a symbolic link; only regular files inside the repository are read "
+                            "(replace the link with the file itself)")
         if last and not stat.S_ISREG(mode):
-            raise UserError(f"{shown}: {_kind(mode)}; only regular files inside the repository are read")
+            raise NotReadable(shown, f"{_kind(mode)}; only regular files inside the repository are read")
         if not last and not stat.S_ISDIR(mode):
-            raise UserError(f"{shown}: {_kind(mode)} where a directory was expected")
+            raise NotReadable(shown, f"{_kind(mode)} where a directory was expected")
     return current
 
 
@@ -111,11 +122,11 @@ def directory(root: Path, path: Path | str) -> Path | None:
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
-            raise UserError(f"{shown}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+            raise NotReadable(shown, f"cannot be read: {exc.strerror or type(exc).__name__}") from None
         if stat.S_ISLNK(mode):
-            raise UserError(f"{shown}: a symbolic link; only directories inside the repository are read")
+            raise NotReadable(shown, "a symbolic link; only directories inside the repository are read")
         if not stat.S_ISDIR(mode):
-            raise UserError(f"{shown}: {_kind(mode)} where a directory was expected")
+            raise NotReadable(shown, f"{_kind(mode)} where a directory was expected")
     return current
 
 
@@ -130,17 +141,17 @@ def read_bytes(root: Path, path: Path | str, *, limit: int = MAX_BYTES) -> bytes
     found = locate(root, path)
     shown = printable(_relative(root, path).as_posix())
     if found is None:
-        raise UserError(f"{shown}: no such file")
+        raise NotReadable(shown, "no such file", missing=True)
     try:
         fd = os.open(found, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise UserError(f"{shown}: a symbolic link; only regular files inside the repository are read") from None
-        raise UserError(f"{shown}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+            raise NotReadable(shown, "a symbolic link; only regular files inside the repository are read") from None
+        raise NotReadable(shown, f"cannot be read: {exc.strerror or type(exc).__name__}") from None
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise UserError(f"{shown}: {_kind(mode)}; only regular files inside the repository are read")
+            raise NotReadable(shown, f"{_kind(mode)}; only regular files inside the repository are read")
         chunks, size = [], 0
         while size <= limit:
             chunk = os.read(fd, min(1 << 20, limit + 1 - size))
@@ -149,11 +160,11 @@ def read_bytes(root: Path, path: Path | str, *, limit: int = MAX_BYTES) -> bytes
             chunks.append(chunk)
             size += len(chunk)
     except OSError as exc:
-        raise UserError(f"{shown}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+        raise NotReadable(shown, f"cannot be read: {exc.strerror or type(exc).__name__}") from None
     finally:
         os.close(fd)
     if size > limit:
-        raise UserError(f"{shown}: larger than {limit} bytes; is it the right file?")
+        raise NotReadable(shown, f"larger than {limit} bytes; is it the right file?")
     return b"".join(chunks)
 
 
@@ -168,4 +179,15 @@ def read_text(root: Path, path: Path | str, *, limit: int = MAX_BYTES) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         shown = printable(_relative(Path(root), path).as_posix())
-        raise UserError(f"{shown}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+        raise NotReadable(shown, f"not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+
+
+def split(path: Path | str, shown: str) -> tuple[Path, Path]:
+    """``(root, relative)`` of ``path`` when ``shown`` (how messages name it) is its tail, e.g.
+    ``/repo/env/dev/environment.yaml`` and ``env/dev/environment.yaml`` give ``/repo`` and the tail;
+    otherwise the file's own directory and its name (only the file itself is then checked)."""
+    parts, tail = PurePosixPath(Path(path).as_posix()).parts, PurePosixPath(shown).parts
+    if tail and not PurePosixPath(shown).is_absolute() and ".." not in tail and parts[-len(tail):] == tail:
+        head = parts[: len(parts) - len(tail)]
+        return (Path(*head) if head else Path(".")), Path(*tail)
+    return Path(path).parent, Path(Path(path).name)

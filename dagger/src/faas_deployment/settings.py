@@ -41,6 +41,11 @@ Keys (all required unless a default is shown):
                        optional: an environment without it receives none
                        (:func:`promotion_order`)
 =====================  ==========================================================
+
+Every URL setting passes :func:`urls.url_problems`: a valid host, a port of
+1-65535, no ``user:password@`` and no credential query parameter (such a value is
+refused without being repeated in the message). The file is read through
+:mod:`repofiles` (a regular file inside the repository).
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import config, layout, names
+from . import config, layout, names, urls
 from .errors import Problem, UserError, ValidationError
 
 FILE_NAME = layout.SETTINGS_NAME
@@ -99,6 +104,18 @@ def _text(rule: re.Pattern[str] | Callable[[str], bool], expected: str) -> Check
     return check
 
 
+def _url(schemes: tuple[str, ...], rule: Callable[[str], bool] | None, expected: str) -> Check:
+    """A URL setting: :func:`urls.url_problems` (host, port 1-65535, no credentials, not echoed when it holds
+    one), then ``rule`` (one of :mod:`names`)."""
+    def check(value: Any) -> Iterator[str]:
+        problems = urls.url_problems(value, schemes)
+        if problems:
+            yield f"expected {expected}: {'; '.join(problems)}"
+        elif rule is not None and not rule(value):
+            yield f"expected {expected}, got {config._shown(value)}"
+    return check
+
+
 def _seconds(value: Any) -> Iterator[str]:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value <= 86400:
         yield f"expected a number of seconds between 1 and 86400, got {config._shown(value)}"
@@ -111,17 +128,18 @@ def _flag(value: Any) -> Iterator[str]:
 
 _DNS = "a DNS-1123 label (lowercase letters, digits, '-', at most 63)"
 KEYS: dict[str, tuple[Check, Any]] = {
-    "chart_registry": (_text(names.is_oci_repository_url, "oci://HOST[:PORT]/PATH (lowercase path)"), None),
+    "chart_registry": (_url(("oci",), names.is_oci_repository_url, "oci://HOST[:PORT]/PATH (lowercase path)"), None),
     "namespace": (_text(names.is_dns_label, _DNS), None),
     "flux_name_prefix": (_text(_PREFIX, "'' or a DNS-1123 prefix of at most 31 characters"), ""),
     "chart_semver": (_text(_SEMVER_RANGE, "a semver range such as '>=0.0.0-0' or '1.x'"), ">=0.0.0-0"),
     "receiver_name": (_text(names.is_dns_label, _DNS), None),
-    "receiver_url": (_text(_HTTP, "an http(s)://HOST[:PORT][/PATH] URL without query"), None),
-    "admin_url": (_text(_HTTP, "an http(s)://HOST[:PORT][/PATH] URL without query"), None),
+    "receiver_url": (_url(("http", "https"), _HTTP.match, "an http(s)://HOST[:PORT][/PATH] URL without query"), None),
+    "admin_url": (_url(("http", "https"), _HTTP.match, "an http(s)://HOST[:PORT][/PATH] URL without query"), None),
     "deploy_timeout": (_seconds, 600),
     "upload_timeout": (_seconds, 300),
     "gitlab_agent": (_text(_AGENT, "<group>/<project>:<agent name>"), None),
-    "artifact_repository": (_text(names.is_oci_repository_url, "oci://HOST[:PORT]/PATH (lowercase path)"), ""),
+    "artifact_repository": (_url(("oci",), names.is_oci_repository_url, "oci://HOST[:PORT]/PATH (lowercase path)"),
+                            ""),
     "chart_registry_immutable_tags": (_flag, False),
     "promote_from": (_text(names.is_dns_label, _DNS + " naming another environment"), ""),
 }
