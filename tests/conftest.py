@@ -11,8 +11,11 @@ Fixtures (real parts started on 127.0.0.1 and stopped by the test):
 - ``secret``, ``bundle``: the token and the dev operator's manifest bundle for admin API uploads.
 - ``admin_api_server``: the loopback double of the operator admin API (token ``support.admin_api_client.TOKEN``),
   healthy at once, storing every upload. (Not ``admin_api``: tests import the client module by that name.)
+- ``cluster`` (session): a real Kubernetes control plane, kwok's fake node and the real Flux controllers
+  and Flux Operator as processes on 127.0.0.1 (``support.cluster``), built by ``.ci/setup``; missing
+  binaries fail the test. A failing test's report names the cluster's log directory.
 
-Layers (``pytest -m unit`` / ``integration`` / ``e2e``; ``MARKERS`` says what each holds):
+Layers (``pytest -m unit`` / ``integration`` / ``e2e`` / ``cluster``; ``MARKERS`` says what each holds):
 ``LAYERS`` names the marker of every test file; a test file missing from it fails collection.
 """
 
@@ -29,6 +32,7 @@ from faas_deployment.cli import main
 from faas_deployment.secrets import SecretValue
 from support.admin_api_client import TOKEN
 from support.admin_api_server import AdminApiServer
+from support.cluster import Cluster, binaries_dir
 from support.registry_process import Registry, start_registry, stop_registry
 from support.repo_tree import copy_repo
 from support.token_service import TokenService, token_registry as start_token_registry
@@ -42,6 +46,8 @@ MARKERS = {
     "integration": "real parts: the registry, the Helm engine, HTTP servers on loopback (doubles of the admin API, "
                    "Kubernetes, GitLab), git, buildah, skopeo, unzip, node tools",
     "e2e": "end-to-end stories through a front end: the Dagger engine harness, gitlab-ci-local",
+    "cluster": "the GitOps loop against a real Kubernetes API server and the real Flux controllers (built from Go "
+               "modules by .ci/setup), through the CLI and the engine harness",
 }
 LAYERS: dict[str, str] = {
     "test_admin_api.py": "integration",
@@ -57,6 +63,8 @@ LAYERS: dict[str, str] = {
     "test_check_imports.py": "integration",
     "test_ci_dagger_parity.py": "e2e",
     "test_ci_is_data.py": "integration",
+    "test_cluster_build.py": "integration",
+    "test_cluster_flux.py": "cluster",
     "test_config.py": "unit",
     "test_config_identity.py": "integration",
     "test_config_is_data.py": "integration",
@@ -111,7 +119,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     missing = sorted({item.path.name for item in items if item.path.parent == TESTS} - set(LAYERS))
     if missing:
         raise pytest.UsageError(f"tests/conftest.py: LAYERS has no layer for {', '.join(missing)}: "
-                                "add each as unit, integration or e2e")
+                                "add each as unit, integration, e2e or cluster")
     for item in items:
         layer = LAYERS.get(item.path.name) if item.path.parent == TESTS else None
         if layer:
@@ -172,3 +180,41 @@ def secret() -> SecretValue:
 def bundle(tmp_path: Path) -> dynamic_manifests.Bundle:
     """The bundle of ``env/dev/operator/dynamic``, written to ``tmp_path / "dev.zip"``."""
     return dynamic_manifests.write_bundle(REPO_ROOT / "env" / "dev" / "operator" / "dynamic", tmp_path / "dev.zip", log=None)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """The real control plane and Flux (``support.cluster``), ready in at most 60 s, stopped by PID at the end.
+
+    Binaries missing: the test fails (``bash .ci/setup`` builds them), never skips. Logs stay under the
+    session's temporary directory (pytest keeps the last three), named in a failing test's report.
+    """
+    try:
+        home = binaries_dir()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    started = Cluster(tmp_path_factory.mktemp("cluster"), home)
+    try:
+        started.start()
+    except RuntimeError as exc:  # a process exited or was not ready in time: its log is named
+        started.stop()
+        pytest.fail(f"the cluster did not start: {exc}\nlogs: {started.logs}")
+    except BaseException:
+        started.stop()
+        raise
+    print(f"\ncluster ready in {started.ready_seconds:.1f} s (logs: {started.logs})")
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """A failing cluster test's report names the cluster's logs (kept after the run)."""
+    report = yield
+    if report.failed and "cluster" in getattr(item, "fixturenames", ()):
+        running = item.funcargs.get("cluster") if hasattr(item, "funcargs") else None
+        if isinstance(running, Cluster):
+            report.sections.append(("cluster logs", f"{running.logs} (one file per process)"))
+    return report

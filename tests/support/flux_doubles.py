@@ -12,7 +12,8 @@ one JSON event per line (``{"type": "ADDED"|"MODIFIED", "object": ...}``), a syn
 :class:`Receiver` verifies a ``generic-hmac`` hook as notification-controller does
 (``internal/server/receiver_handlers.go``: the path ``/hook/`` + hex sha256(token +
 name + namespace), else 404; ``X-Signature: <algo>=<hex HMAC(token, body)>`` with
-sha1/sha256/sha512, else 400), then "annotates": it calls ``on_hook``.
+sha1/sha256/sha512, else 400; every answer with an empty body), then "annotates": it
+calls ``on_hook``.
 
 Status sequences (:func:`scenario`) are shaped like helm-controller v2's status
 (``api/v2/helmrelease_types.go`` ``HelmReleaseStatus``, ``Snapshot``;
@@ -254,16 +255,16 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 if receiver.answers:
-                    self._answer(receiver.answers.pop(0), "not ready")
+                    self._answer(receiver.answers.pop(0))
                     return
                 if self.path != receiver.path:
-                    self._answer(404, "not found")
+                    self._answer(404)
                     return
                 algo, _, digest = (self.headers.get("X-Signature") or "").partition("=")
                 hashes = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha512": hashlib.sha512}
                 if algo not in hashes or not hmac.compare_digest(
                         hmac.new(token.encode(), body, hashes[algo]).hexdigest(), digest):
-                    self._answer(400, "unable to validate HMAC signature")
+                    self._answer(400)
                     return
                 receiver.hits += 1
                 on_hook()
