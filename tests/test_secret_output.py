@@ -87,3 +87,19 @@ def test_a_registry_password_inside_the_registry_url_is_refused(run_cli, monkeyp
                              "env:REGISTRY_PASSWORD", "--plain-http", "--timeout", "3")
     assert code == 1 and "--password: its secret value also appears inside --registry" in err, err
     assert "pw-abcdef123456" not in out + err
+
+
+def test_the_door_refuses_a_secret_inside_another_argument_for_both_front_ends(tmp_path):
+    """The Dagger front end hands the door resolved secrets: the door itself checks the other arguments."""
+    from faas_deployment.pipeline import Registry, Workspace
+    from support.repo_tree import copy_repo
+
+    password = SecretValue("pw-door-0123456789", "dagger secret password")
+    with pytest.raises(UserError, match="--password: its secret value also appears inside --registry") as caught:
+        Registry("oci://127.0.0.1:9/charts/pw-door-0123456789", "ci", password).credentials()
+    assert "pw-door-0123456789" not in str(caught.value)
+    ws = Workspace(copy_repo(tmp_path / "src"))
+    token = SecretValue("rx-door-9876543210", "dagger secret receiver_token")
+    with pytest.raises(UserError, match="--receiver-token: its secret value also appears inside --receiver-url"):
+        ws.deploy("dev", registry=Registry("oci://127.0.0.1:9/charts"), receiver_token=token, kubeconfig=None,
+                  receiver_url="https://flux.example.org/rx-door-9876543210", timeout=3)

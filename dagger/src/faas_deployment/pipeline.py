@@ -202,8 +202,13 @@ class Registry:
         """
         from .credentials import RegistryCredentials, check_pair
 
+        from .secrets import refuse_inside
+
         check_pair(self.username, self.password)  # before reading the password: a bad command line says so
-        return RegistryCredentials.from_flags(self.username, reveal(self.password))
+        password = reveal(self.password)
+        refuse_inside(password, "--password", {"--registry": self.registry, "--username": self.username,
+                                               "--ca-file": str(self.ca_file or "")})
+        return RegistryCredentials.from_flags(self.username, password)
 
 
 @dataclass(frozen=True)
@@ -1070,6 +1075,11 @@ class Workspace:
         env_settings = self.settings(env)
         target = self.target(env, self.deploy_registry(env_settings, registry, timeout))
         receiver_token, upload_token = reveal(receiver_token), reveal(upload_token)
+        from .secrets import refuse_inside
+
+        for secret, flag in ((receiver_token, "--receiver-token"), (upload_token, "--upload-manifests")):
+            refuse_inside(secret, flag, {"--receiver-url": receiver_url, "--admin-url": admin_url,
+                                         "--registry": registry.registry, "--prerelease": prerelease})
         client = rollout.make_client(reveal(kubeconfig), kube_context or None)
         token = rollout.request_token(dict(os.environ if environ is None else environ)) if trigger_api else None
         result = deploy.deploy(self, env, env_settings, target=target, receiver_token=receiver_token, client=client,
