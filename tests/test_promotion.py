@@ -460,15 +460,31 @@ def _commit_all(repo: Path, message: str) -> str:
     return git(repo, "rev-parse", "HEAD").strip()
 
 
+def _reviewer_adds_a_commit(origin: Path, branch: str) -> str:
+    """A reviewer's commit on ``branch`` of ``origin`` (one more prod replica), pushed; its id."""
+    reviewer = _clone(origin, origin.parent / "reviewer", branch)
+    (reviewer / PROD).write_text((reviewer / PROD).read_text().replace("replica_count: 3", "replica_count: 4"))
+    theirs = _commit_all(reviewer, "prod: one more replica")
+    git(reviewer, "push", "-q", "origin", branch)
+    return theirs
+
+
+def _main_moves_on(origin: Path) -> str:
+    """An unrelated commit pushed on ``origin``'s main; its id."""
+    other = _clone(origin, origin.parent / "other")
+    (other / "env" / "NOTES").write_text("unrelated\n")
+    git(other, "add", "-A")
+    main = _commit_all(other, "notes")
+    git(other, "push", "-q", "origin", "main")
+    return main
+
+
 def test_a_rerun_keeps_a_reviewer_s_commit_on_the_promotion_branch(checkout, monkeypatch):
     origin = checkout.parent / "origin.git"
     branch = "promote/prod/controller-0.4.1"
     with GitLabApi(TOKEN, remote=origin) as api:
         run_cli(checkout, api, monkeypatch)
-        reviewer = _clone(origin, checkout.parent / "reviewer", branch)
-        (reviewer / PROD).write_text((reviewer / PROD).read_text().replace("replica_count: 3", "replica_count: 4"))
-        theirs = _commit_all(reviewer, "prod: one more replica")
-        git(reviewer, "push", "-q", "origin", branch)
+        theirs = _reviewer_adds_a_commit(origin, branch)
         second = run_cli(checkout, api, monkeypatch)
     assert git(origin, "rev-parse", f"refs/heads/{branch}").strip() == theirs  # not force-pushed over
     assert "kept as it is" in second and "merge request !1 updated" in second
@@ -479,16 +495,8 @@ def test_a_reviewer_s_commit_and_another_change_refuses_and_overwrites_nothing(c
     branch = "promote/prod/controller-0.4.1"
     with GitLabApi(TOKEN, remote=origin) as api:
         run_cli(checkout, api, monkeypatch)
-        reviewer = _clone(origin, checkout.parent / "reviewer", branch)
-        (reviewer / PROD).write_text((reviewer / PROD).read_text().replace("replica_count: 3", "replica_count: 4"))
-        theirs = _commit_all(reviewer, "prod: one more replica")
-        git(reviewer, "push", "-q", "origin", branch)
-        # main moves on (an unrelated change): this run's commit differs from the one on the branch
-        other = _clone(origin, checkout.parent / "other")
-        (other / "env" / "NOTES").write_text("unrelated\n")
-        git(other, "add", "-A")
-        _commit_all(other, "notes")
-        git(other, "push", "-q", "origin", "main")
+        theirs = _reviewer_adds_a_commit(origin, branch)
+        _main_moves_on(origin)  # this run's commit now differs from the one on the branch
         with pytest.raises(PromotionRefused) as caught:
             promotion.promote(checkout, "dev", "prod", ["controller"], proposal=proposal(api))
     err = str(caught.value)
@@ -503,11 +511,7 @@ def test_a_rerun_replaces_only_its_own_commit_when_the_target_moved(checkout, mo
     with GitLabApi(TOKEN, remote=origin) as api:
         run_cli(checkout, api, monkeypatch)
         first = git(origin, "rev-parse", f"refs/heads/{branch}").strip()
-        other = _clone(origin, checkout.parent / "other")
-        (other / "env" / "NOTES").write_text("unrelated\n")
-        git(other, "add", "-A")
-        main = _commit_all(other, "notes")
-        git(other, "push", "-q", "origin", "main")
+        main = _main_moves_on(origin)
         second = run_cli(checkout, api, monkeypatch)
     now = git(origin, "rev-parse", f"refs/heads/{branch}").strip()
     assert now != first and git(origin, "rev-parse", f"{now}^").strip() == main  # rebased onto the target
