@@ -15,7 +15,7 @@ name and password (GitLab accepts a token as the password of any user name,
 conventionally ``oauth2``), never put into the URL; a URL that already carries
 credentials (a GitLab CI checkout's ``origin``) has them stripped first.
 
-Every network step (:class:`Remote`: the refs, a fetch, a push) runs within one
+Every network step (:class:`Remote`: a fetch, a push) runs within one
 overall deadline (:mod:`deadline`): each connect and read waits at most the time
 left, and the step itself is waited for in a daemon thread, so a remote that
 drips one byte a second ends in :class:`deadline.DeadlineExceeded`. A remote
@@ -54,15 +54,6 @@ from .secrets import SecretValue, redact
 
 #: The user name sent with a token over HTTP(S) (GitLab: any non-empty name works).
 TOKEN_USER = "oauth2"
-
-
-@dataclass(frozen=True)
-class Pushed:
-    """A branch pushed: its name, the commit id, and whether the remote moved."""
-
-    branch: str
-    commit: str
-    changed: bool
 
 
 def open_repository(path: Path) -> Repo:
@@ -201,11 +192,6 @@ class Remote:
         except _REMOTE_FAULTS as exc:  # what dulwich or the transport raise: one clear line, no traceback
             raise UserError(f"git {what} {self.url}: {_explain(exc, self.token)}") from None
 
-    def refs(self) -> dict[bytes, bytes]:
-        """The remote's refs (``refs/heads/...`` -> commit id)."""
-        result = self._step("ls-remote", lambda: self.client.get_refs(self.path))  # type: ignore[attr-defined]
-        return dict(getattr(result, "refs", result) or {})
-
     def fetch(self, repo: Repo, wanted: Callable[[bytes], bool]) -> dict[bytes, bytes]:
         """Fetch the objects of the refs ``wanted`` accepts into ``repo``'s object store (no local ref moves).
 
@@ -299,26 +285,6 @@ def connect(repo: Repo, remote: str, *, token: SecretValue | None, deadline: Dea
     except (ValueError, NotImplementedError, urllib3.exceptions.HTTPError) as exc:  # a URL dulwich cannot use
         raise UserError(f"--remote {url}: not a git remote dulwich can reach ({type(exc).__name__})") from None
     return Remote(url, client, path, token, deadline)
-
-
-def push_branch(repo: Repo, commit: Commit, branch: str, *, remote: str = "origin",
-                token: SecretValue | None = None, deadline: Deadline | None = None) -> Pushed:
-    """Point local and remote ``refs/heads/<branch>`` at ``commit`` whatever the remote holds.
-
-    Only for a branch this code alone writes; :func:`connect` and :meth:`Remote.push`
-    are the compare-and-swap form that never overwrites another's commit.
-
-    Raises:
-        UserError: see :meth:`Remote.push`.
-    """
-    from .deadline import DEFAULT_TIMEOUT
-
-    ref = f"refs/heads/{branch}".encode()
-    repo.refs[ref] = commit.id
-    target = connect(repo, remote, token=token, deadline=deadline or Deadline(DEFAULT_TIMEOUT))
-    current = target.refs().get(ref)
-    changed = target.push(repo, ref, commit.id, expected=current)
-    return Pushed(branch, commit.id.decode(), changed)
 
 
 def foreign_commits(repo: Repo, tip: bytes, base: bytes, author: str) -> list[Commit]:
