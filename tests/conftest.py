@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from faas_deployment import dynamic_manifests
+from faas_deployment import secrets as secrets_module
 from faas_deployment.cli import main
 from faas_deployment.secrets import SecretValue
 from support.admin_api_client import TOKEN
@@ -35,7 +35,8 @@ from support.admin_api_server import AdminApiServer
 from support.cluster import Cluster, binaries_dir
 from support.registry_process import Registry, start_registry, stop_registry
 from support.repo_tree import copy_repo
-from support.token_service import TokenService, token_registry as start_token_registry
+from support.token_service import TokenService
+from support.token_service import token_registry as start_token_registry
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
@@ -106,6 +107,15 @@ LAYERS: dict[str, str] = {
     "test_version_tags.py": "integration",
     "test_versions.py": "unit",
 }
+
+
+@pytest.fixture(autouse=True)
+def _secrets_of_this_test() -> Iterator[None]:
+    """No secret outlives its test: ``secrets`` keeps every value resolved in the process and redacts
+    it from server text (``sanitize``); a short fuzzed secret such as ``alse`` would otherwise mask
+    ordinary words (``Released=False``) in the output a later test asserts on."""
+    yield
+    secrets_module._KNOWN.clear()
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -185,3 +185,17 @@ def test_redact_hides_a_secret_that_holds_another_one_whole():
     # the short secret first would leave the rest of the long one shown ("***def")
     assert redact("token abcdef", "abc", SecretValue("abcdef", "env:T")) == "token ***"
     assert redact("token abcdef and abc", SecretValue("abcdef", "env:T"), "abc") == "token *** and ***"
+
+
+def test_a_short_secret_held_by_one_test():
+    from faas_deployment.secrets import SecretValue, sanitize
+
+    SecretValue("alse", "env:SHORT")
+    assert sanitize("Released=False") != "Released=False"
+
+
+def test_is_not_held_by_the_next():
+    """The secrets a test resolved are forgotten after it (conftest): no mask on a later test's words."""
+    from faas_deployment.secrets import known, sanitize
+
+    assert "alse" not in known() and sanitize("Released=False") == "Released=False"
