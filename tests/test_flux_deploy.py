@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from jsonschema import Draft202012Validator
 
 from faas_deployment import cli, deploy, flux, rollout, settings
 from faas_deployment.errors import UserError, ValidationError
@@ -24,6 +25,8 @@ from support.flux_doubles import HR, OCI, KubeApi, Receiver, play as _play, scen
 
 NODE = REPO_ROOT / ".ci" / "node"
 KUBE_TOKEN = "kube-token-" + "5" * 16
+#: What ``wait --output json`` (and ``--report``) answers: docs/results.md.
+WAIT_SCHEMA = Draft202012Validator(json.loads((REPO_ROOT / "docs" / "schemas" / "wait.json").read_text()))
 RECEIVER_TOKEN = "receiver-token-" + "7" * 16
 
 
@@ -246,6 +249,7 @@ def test_wait_outcomes(case, expected_operator, tmp_path, monkeypatch, capsys):
         assert text in out.out
         data = json.loads(report.read_text())
         assert data["exit_code"] == code and data["outcomes"][0]["revision"] == expected_operator.revision
+        assert not [e.message for e in WAIT_SCHEMA.iter_errors(data)]  # --report is the --output json document
         assert KUBE_TOKEN not in out.out + out.err + report.read_text()
         if case == "success":
             assert out.out.startswith(f"deployed {expected_operator.chart}@{expected_operator.version} "

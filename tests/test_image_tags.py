@@ -117,6 +117,8 @@ def test_release_refuses_a_missing_image_before_anything_is_pushed(repo, registr
             f"exist: its registry answers 404") in err
     assert "env/dev/controller/cookiecutter-config.yaml: default_context.image_tag" not in err
     assert "--skip-image-check" in err and "Traceback" not in err
+    assert "check images of dev: ok" not in err  # never said just before the image error
+    assert "[faas-deploy] check images of dev: failed, 1 found, 1 missing (" in err
     # Nothing of either chart reached the registry.
     assert registry.blob_uploads() == uploads
     assert chart_tags(registry, "faas-operator") == chart_tags(registry, "faas-controller") == 404
@@ -135,6 +137,7 @@ def test_release_with_the_images_present_and_an_unreachable_registry_warned(repo
     assert f"[faas-deploy] image {controller}: present ({digest})" in err
     assert (f"[faas-deploy] WARNING: image 127.0.0.1:{port}/faas/operator:{image_tag(repo, 'operator')} not checked: "
             f"cannot connect to 127.0.0.1:{port}") in err
+    assert "[faas-deploy] check images of dev: incomplete, 1 found, 1 not checked (" in err
     assert registry.password not in out + err
 
 
