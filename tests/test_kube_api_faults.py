@@ -266,3 +266,20 @@ def test_condition_messages_are_escaped_and_redacted_on_stdout_and_in_the_report
     data = json.loads(text)
     messages = [c["message"] for c in data["outcomes"][0]["conditions"]]
     assert all("\\x1b" in m and "***" in m for m in messages), messages
+
+
+@pytest.mark.parametrize("path", [p for p, _ in rollout.FIELDS if not p.startswith("metadata")])
+def test_wait_through_the_cli_names_the_object_and_field_of_a_wrong_type(expected, tmp_path, capsys, path):
+    """The watch path end to end: the first wrong JSON type (a list) at each field the verdicts read."""
+    steps = scenario("success", chart=expected.chart, ns=NS, name=NAME, old=OLD, new=expected.revision)
+    obj = {"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease", "metadata": {"generation": 1},
+           "spec": {"test": {"enable": False}}, "status": json.loads(json.dumps(steps[-1][1]))}
+    wrong = "text" if path.endswith("[]") or path in ("status.conditions", "status.history") else ["x"]
+    _set(obj, path, wrong)
+    with KubeApi(KUBE_TOKEN) as api:
+        _store(api, expected)
+        api.put(HR, NS, NAME, obj)
+        code, out, err, seconds = _wait(api, tmp_path, capsys, "4")
+    where = re.escape(path.replace("[]", "[0]"))
+    assert code == 1 and re.search(rf"HelmRelease {NS}/{NAME}: {where}(\[\d+\]|\.\w+)*: expected ", err), err
+    assert seconds < 4
