@@ -8,20 +8,32 @@ shaped as kube-apiserver answers; the Debian registry for ``deploy``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
-
 from faas_deployment import cli, deploy, kube_api, promotion, rollout
 from faas_deployment.errors import UserError
 from faas_deployment.pipeline import Workspace
 from faas_deployment.secrets import SecretValue
-from support.flux_doubles import (HR, OCI, KubeApi, answer, close_watch, drip, expire_watch, play, scenario,
-                                  silent)
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+from support.flux_doubles import (
+    HR,
+    OCI,
+    KubeApi,
+    answer,
+    close_watch,
+    drip,
+    expire_watch,
+    play,
+    scenario,
+    silent,
+)
 from support.repo_tree import REPO_ROOT, copy_repo
 
 KUBE_TOKEN = "kube-token-" + "3" * 16
@@ -137,7 +149,7 @@ def test_a_malformed_answer_is_named_for_what_it_is(expected, tmp_path, capsys, 
     with KubeApi(KUBE_TOKEN) as api:
         _store(api, expected)
         api.faults.append(answer("ocirepositories", body, content_type=content_type))
-        code, out, err, seconds = _wait(api, tmp_path, capsys)
+        code, _out, err, seconds = _wait(api, tmp_path, capsys)
     assert code == 1 and said in err and "cannot reach" not in err, err
     assert len(err) < 2000 and seconds < 6
 
@@ -149,7 +161,7 @@ def test_a_malformed_watch_event_is_named_for_what_it_is(expected, tmp_path, cap
     with KubeApi(KUBE_TOKEN) as api:
         _store(api, expected)
         api.faults.append(answer("helmreleases", line, watch=True))
-        code, out, err, _ = _wait(api, tmp_path, capsys)
+        code, _out, err, _ = _wait(api, tmp_path, capsys)
     assert code == 1 and "(watch)" in err and "cannot reach" not in err, err
 
 
@@ -210,7 +222,7 @@ def test_every_wrong_type_is_refused_through_the_watch(expected, tmp_path, capsy
     obj_status = {"observedGeneration": 1, "conditions": "Ready"}
     with KubeApi(KUBE_TOKEN) as api:
         _store(api, expected, status=obj_status)
-        code, out, err, seconds = _wait(api, tmp_path, capsys)
+        code, _out, err, _seconds = _wait(api, tmp_path, capsys)
     assert code == 1 and f"HelmRelease {NS}/{NAME}: status.conditions: expected a list, got a string" in err, err
 
 
@@ -234,12 +246,12 @@ def test_a_watch_that_closes_at_once_is_reopened_with_backoff(expected, tmp_path
     with KubeApi(KUBE_TOKEN) as api:
         _store(api, expected)
         api.faults.append(close_watch("helmreleases"))
-        code, out, err, seconds = _wait(api, tmp_path, capsys, "5")
+        code, _out, _err, seconds = _wait(api, tmp_path, capsys, "5")
         watches = api.watches("helmreleases")
     assert code == rollout.EXIT_CODES[rollout.TIMEOUT]
     # client-go's reflector backoff: 0.8 s doubling (+ up to as much jitter): at most 4 watches in 5 s
     assert 2 <= len(watches) <= 4, f"{len(watches)} watches in {seconds:.1f} s"
-    gaps = [b - a for a, b in zip(watches, watches[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(watches)]
     assert all(g >= 0.75 for g in gaps), gaps
 
 
@@ -279,7 +291,7 @@ def test_wait_through_the_cli_names_the_object_and_field_of_a_wrong_type(expecte
     with KubeApi(KUBE_TOKEN) as api:
         _store(api, expected)
         api.put(HR, NS, NAME, obj)
-        code, out, err, seconds = _wait(api, tmp_path, capsys, "4")
+        code, _out, err, seconds = _wait(api, tmp_path, capsys, "4")
     where = re.escape(path.replace("[]", "[0]"))
     assert code == 1 and re.search(rf"HelmRelease {NS}/{NAME}: {where}(\[\d+\]|\.\w+)*: expected ", err), err
     assert seconds < 4
