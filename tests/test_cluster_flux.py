@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from support.flux_env import (
     release_versions,
 )
 from support.registry_process import Registry
+from support.repo_tree import REPO_ROOT
 
 
 @pytest.fixture
@@ -234,6 +236,51 @@ def test_flux_oci_artifacts_end_to_end_with_the_flux_operator(flux_env):
         _wait_for("the controller's Deployment pruned", lambda: get(
             api, "apps/v1", "Deployment", env.ns, "faas-controller") is None)
         assert get(api, "kustomize.toolkit.fluxcd.io/v1", "Kustomization", env.ns, "app-operator") is not None
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_merge_request_flow_deploys_the_prerelease_through_the_generated_job(flux_env):
+    """A merge request bumps the operator: ``plan --pipeline`` writes the child pipeline, whose deploy job
+    (a ``dagger call`` line, run through the engine harness) publishes ``<v>-mr.<iid>.<pipeline>`` to a
+    registry without ``--immutable-tags`` and waits until the real HelmRelease runs it."""
+    from support.dagger_engine import Engine
+
+    env = flux_env
+    for name in (".gitlab-ci.yml", "dagger.json"):  # the parent pipeline's job template; the Dagger module
+        shutil.copy(REPO_ROOT / name, env.source / name)
+    _git(env.source, "init", "-q", "-b", "main")
+    _git(env.source, "-c", "user.name=t", "-c", "user.email=t@example.org", "add", "-A")
+    _git(env.source, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q", "-m", "base")
+    base = _git(env.source, "rev-parse", "HEAD")
+    version = env.bump("operator")
+    _git(env.source, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q", "-am", "bump")
+    child = env.root / "child-pipeline.yml"
+    code, out, err = env.cli("plan", "--base", base, "--head", "HEAD", "--pipeline", str(child), "--ref", "feature",
+                             "--default-branch", "main", "--merge-request", "7", "--pipeline-iid", "31")
+    assert code == 0, out + err
+    jobs = {name: job for name, job in yaml.safe_load(child.read_text()).items()
+            if isinstance(job, dict) and "script" in job}
+    deploys = [line for job in jobs.values() for line in job["script"] if " deploy " in line]
+    assert len(deploys) == 1 and "component --name operator" in deploys[0], jobs
+    assert deploys[0].endswith("--prerelease mr.7.31")
+    (env.root / "kubeconfig-dev").write_text(env.kubeconfig.read_text())
+    variables = {"KUBECONFIG_DEV": str(env.root / "kubeconfig-dev"), "FLUX_RECEIVER_TOKEN_DEV": RECEIVER_TOKEN,
+                 "CHART_REGISTRY_USER_DEV": env.registry.username,
+                 "CHART_REGISTRY_PASSWORD_DEV": env.registry.password}
+    with Engine(env.source, env=variables) as engine:
+        printed = engine.call(deploys[0] + " --plain-http")  # the loopback registry speaks HTTP
+    prerelease = f"{version}-mr.7.31"
+    expected = env.expected("operator")
+    assert f"pushed {env.registry.host}/charts/dev/faas-operator:{prerelease}@" in printed, printed
+    assert f"deployed faas-operator@{prerelease} to {env.ns}/faas-operator" in printed, printed
+    history = release_versions(env.release("operator"))
+    assert history[0][1].startswith(f"{prerelease}+") and history[0][2] == "deployed"
+    assert expected.version == version  # the configs still say the release version: no number consumed
+    for secret in (RECEIVER_TOKEN, env.registry.password, env.cluster.ci_token):
+        assert secret not in printed
 
 
 # --------------------------------------------------------------------------- fidelity of the doubles
