@@ -27,6 +27,7 @@ NODE = REPO_ROOT / ".ci" / "node"
 KUBE_TOKEN = "kube-token-" + "5" * 16
 #: What ``wait --output json`` (and ``--report``) answers: docs/results.md.
 WAIT_SCHEMA = Draft202012Validator(json.loads((REPO_ROOT / "docs" / "schemas" / "wait.json").read_text()))
+DEPLOY_SCHEMA = Draft202012Validator(json.loads((REPO_ROOT / "docs" / "schemas" / "deploy.json").read_text()))
 RECEIVER_TOKEN = "receiver-token-" + "7" * 16
 
 
@@ -305,9 +306,12 @@ def test_deploy_env_publishes_triggers_and_waits(registry, tmp_path, monkeypatch
             monkeypatch.setenv("REG_PW", registry.password)
             got = cli.main(["--source", str(source), "deploy", "--env", "dev", "--username", registry.username,
                             "--password", "env:REG_PW", "--plain-http", "--receiver-token", "env:RX_TOKEN",
-                            "--kubeconfig", f"file:{tmp_path / 'kc'}", "--timeout", "20"])
+                            "--kubeconfig", f"file:{tmp_path / 'kc'}", "--timeout", "20",
+                            "--report", str(tmp_path / "report.json")])
         out = capsys.readouterr()
         assert got == 0, out
+        report = json.loads((tmp_path / "report.json").read_text())  # the --output json document
+        assert not [e.message for e in DEPLOY_SCHEMA.iter_errors(report)]
         assert out.out.count("pushed ") == 2 and rx.hits == 1
         for exp in expected.values():
             assert f"deployed {exp.chart}@{exp.version} to faas-dev/" in out.out

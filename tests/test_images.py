@@ -472,6 +472,14 @@ def test_cli_build_image_writes_an_archive(repo, component_source, capfd, tmp_pa
                                      check=True, capture_output=True, text=True).stdout)
     assert info["Labels"]["org.opencontainers.image.version"] == "latest"
     assert len(info["Layers"]) == 1
+    # --output json: one document of build-image's documented schema (docs/results.md)
+    code, out, err = run_cli(capfd, "--source", str(repo), "--output", "json", "build-image", "--env", "dev",
+                             "--component", "controller", "--context", str(component_source), "--target", "base",
+                             "--out", str(out_file))
+    assert code == 0, err
+    built = json.loads(out)
+    assert not [e.message for e in _schema("build-image").iter_errors(built)]
+    assert built["archive"] == str(out_file) and built["image_id"].startswith("sha256:")
 
 
 def test_cli_names_a_missing_buildah(repo, component_source, capfd, monkeypatch, tmp_path, registry):
@@ -609,3 +617,10 @@ def test_source_date_epoch_set_and_unset(monkeypatch, tmp_path, component_source
     assert packaging.fixed_mtime() == 0
     assert buildah.build_timestamp(tmp_path) == 0  # no git: 0
     assert buildah.build_timestamp(component_source) == 1714564800  # the commit time, 2024-05-01T12:00:00Z
+
+
+def _schema(verb: str):
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(json.loads((Path(__file__).resolve().parents[1] / "docs" / "schemas" / f"{verb}.json")
+                                           .read_text()))
