@@ -220,8 +220,8 @@ def _store_release(api: KubeApi, expected: rollout.Expected, *, source_ready: bo
 
 CASES = {
     "success": (0, "deployed"),
-    "failed": (3, "Stalled=True RetriesExceeded"),
-    "stalled": (3, "Stalled=True RetriesExceeded: Failed to upgrade after 1 attempt(s)"),
+    "failed": (3, "Released=False UpgradeFailed: Helm upgrade failed for release faas-dev/faas-operator"),
+    "stalled": (3, "Stalled=True RetriesExceeded: Failed to upgrade after 4 attempt(s)"),
     "rollback": (3, "Remediated=True RollbackSucceeded: Helm rollback to previous release"),
     "install-failed": (3, "Released=False InstallFailed: Helm install failed for release faas-dev/faas-operator"),
     "superseded": (4, "superseded"),

@@ -308,27 +308,41 @@ def scenario(kind: str, *, chart: str, ns: str, name: str, old: str, new: str, n
     progressing = {**base, "conditions": [_cond("Ready", "Unknown", "Progressing", "reconciliation in progress"),
                                           _cond("Reconciling", "True", "Progressing", "Running 'upgrade' action")],
                    "lastAttemptedRevision": new, "lastAttemptedReleaseAction": "upgrade"}
+    # The sequences below are the real helm-controller v1.6's (seen through a watch against it, with
+    # upgrade.remediation {retries: 3, strategy: rollback}): Ready=True comes one status *before*
+    # history[0] names the new release, the replaced release becomes "superseded", a failed upgrade
+    # is Released=False with Reconciling=True (no Stalled until the retries are spent), and after a
+    # rollback Released=False stays beside Remediated=True.
+    upgraded = f"Helm upgrade succeeded for release {release}.v2 with chart {chart}@{new}"
+    success_conditions = [_cond("Reconciling", "True", "Progressing", "Running 'upgrade' action with timeout of 5m0s"),
+                          _cond("Ready", "True", "UpgradeSucceeded", upgraded),
+                          _cond("Released", "True", "UpgradeSucceeded", upgraded)]
+    ready_before_history = {**base, "lastAttemptedRevision": new, "lastAttemptedReleaseAction": "upgrade",
+                            "conditions": success_conditions}
     done = {**base, "lastAttemptedRevision": new, "lastAttemptedReleaseAction": "upgrade",
-            "history": [_snapshot(chart, new, "deployed", 2, ns, name), *base["history"]]}
-    success = {**done, "conditions": [
-        _cond("Ready", "True", "UpgradeSucceeded", f"Helm upgrade succeeded for release {release}.v2 with chart {chart}@{new}"),
-        _cond("Released", "True", "UpgradeSucceeded", f"Helm upgrade succeeded for release {release}.v2 with chart {chart}@{new}")]}
+            "history": [_snapshot(chart, new, "deployed", 2, ns, name),
+                        _snapshot(chart, old, "superseded", 1, ns, name)]}
+    success = {**done, "conditions": success_conditions[1:]}
     failed_message = f"Helm upgrade failed for release {release} with chart {chart}@{new}: context deadline exceeded"
+    failed_conditions = [_cond("Reconciling", "True", "Progressing", "Running 'upgrade' action with timeout of 5m0s"),
+                         _cond("Ready", "False", "UpgradeFailed", failed_message),
+                         _cond("Released", "False", "UpgradeFailed", failed_message)]
     failed = {**base, "lastAttemptedRevision": new, "lastAttemptedReleaseAction": "upgrade",
               "history": [_snapshot(chart, new, "failed", 2, ns, name), *base["history"]],
-              "failures": 1, "upgradeFailures": 1, "conditions": [
-                  _cond("Ready", "False", "UpgradeFailed", failed_message),
-                  _cond("Released", "False", "UpgradeFailed", failed_message),
-                  _cond("Stalled", "True", "RetriesExceeded", "Failed to upgrade after 1 attempt(s)")]}
-    stalled_only = {**failed, "conditions": [failed["conditions"][0], failed["conditions"][2]]}
+              "failures": 1, "upgradeFailures": 1, "conditions": failed_conditions}
+    rollback_message = f"Helm rollback to previous release {release}.v1 with chart {chart}@{old} succeeded"
     rolled_back = {**base, "lastAttemptedRevision": new, "lastAttemptedReleaseAction": "upgrade",
                    "history": [_snapshot(chart, old, "deployed", 3, ns, name),
                                _snapshot(chart, new, "failed", 2, ns, name), *base["history"]],
-                   "conditions": [
-                       _cond("Ready", "False", "RollbackSucceeded",
-                             f"Helm rollback to previous release {release}.v1 with chart {chart}@{old} succeeded"),
-                       _cond("Remediated", "True", "RollbackSucceeded",
-                             f"Helm rollback to previous release {release}.v1 with chart {chart}@{old} succeeded")]}
+                   "failures": 1, "upgradeFailures": 1, "conditions": [
+                       _cond("Reconciling", "True", "ProgressingWithRetry", rollback_message),
+                       _cond("Ready", "False", "RollbackSucceeded", rollback_message),
+                       failed_conditions[2],
+                       _cond("Remediated", "True", "RollbackSucceeded", rollback_message)]}
+    # The retries spent (1 + 3 attempts): Stalled, the last rollback's conditions kept.
+    stalled = {**rolled_back, "failures": 4, "upgradeFailures": 4, "conditions": [
+        _cond("Stalled", "True", "RetriesExceeded", "Failed to upgrade after 4 attempt(s)"),
+        *rolled_back["conditions"][1:]]}
     superseded = {**base, "lastAttemptedRevision": newer, "lastAttemptedReleaseAction": "upgrade",
                   "conditions": [_cond("Ready", "Unknown", "Progressing", "reconciliation in progress")]}
     # A first install that fails, as the real helm-controller v1.6 leaves it while its install
@@ -347,8 +361,8 @@ def scenario(kind: str, *, chart: str, ns: str, name: str, old: str, new: str, n
     source_not_ready = {**base, "conditions": [_cond("Ready", "False", "SourceNotReady",
                          f"OCIRepository '{release}' is not ready: latest generation of object has not been reconciled")]}
     return {
-        "success": [("hr", progressing), ("hr", success)],
-        "stalled": [("hr", progressing), ("hr", stalled_only)],
+        "success": [("hr", progressing), ("hr", ready_before_history), ("hr", success)],
+        "stalled": [("hr", progressing), ("hr", stalled)],
         "failed": [("hr", progressing), ("hr", failed)],
         "rollback": [("hr", progressing), ("hr", rolled_back)],
         "install-failed": [("hr", installing), ("hr", install_failed)],
