@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from faas_deployment import dynamic_manifests
 from faas_deployment import secrets as secrets_module
 from faas_deployment.cli import main

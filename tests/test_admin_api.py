@@ -12,12 +12,12 @@ from email.utils import formatdate
 from pathlib import Path
 
 import pytest
-from support.admin_api_server import AdminApiServer, Answer, EchoAuth, Reset, Slow
-from support.admin_api_client import FAAS_DEPLOY, FAST, FAST_POLL, TOKEN
 
 from faas_deployment import admin_api, dynamic_manifests
 from faas_deployment.errors import UserError
 from faas_deployment.secrets import SecretValue
+from support.admin_api_client import FAAS_DEPLOY, FAST, FAST_POLL, TOKEN
+from support.admin_api_server import AdminApiServer, Answer, EchoAuth, Reset, Slow
 
 REPO = Path(__file__).resolve().parent.parent
 

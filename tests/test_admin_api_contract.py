@@ -10,16 +10,14 @@ import os
 import re
 import subprocess
 import time
-from pathlib import Path
 
 import httpx
 import pytest
-from support.admin_api_server import AdminApiServer, Answer, Drip, Reset, StoreThen
 
 from faas_deployment import admin_api
 from faas_deployment.errors import UserError
-
 from support.admin_api_client import FAAS_DEPLOY, FAST, FAST_POLL, TOKEN
+from support.admin_api_server import AdminApiServer, Answer, Drip, Reset, StoreThen
 from support.repo_tree import REPO_ROOT as REPO
 
 UPLOAD = "/admin/manifests"

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from faas_deployment import artifacts
-from faas_deployment.errors import UserError, ValidationError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from faas_deployment import artifacts
+from faas_deployment.errors import UserError, ValidationError
 from support.repo_tree import copy_repo
 
 TOKEN = "kube-token-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
@@ -136,7 +137,7 @@ def published(registry, run_cli, monkeypatch, tmp_path):
                                       "--plain-http", "--revision", "main@sha1:" + "a" * 40,
                                       "--source-url", "https://git.example.org/faas.git", "--manifests",
                                       str(directory)))
-            except BaseException as exc:  # noqa: BLE001 (a traceback is what the test reports)
+            except BaseException as exc:  # a traceback is what the test reports
                 answer.append(exc)
 
         worker = threading.Thread(target=run, daemon=True)

@@ -13,8 +13,8 @@ import time
 import pytest
 
 from faas_deployment import cli, rollout
-from support.repo_tree import REPO_ROOT
 from support.flux_doubles import KS, KubeApi, kustomization_status
+from support.repo_tree import REPO_ROOT
 
 KUBE_TOKEN = "kube-token-" + "3" * 16
 NS, NAME = "flux-system", "app-operator"

@@ -17,6 +17,7 @@ from pathlib import Path
 import helm_python
 import pytest
 import yaml
+
 from faas_deployment import chart
 from faas_deployment.errors import UserError
 from support.repo_tree import copy_repo

@@ -15,8 +15,8 @@ import yaml
 
 from faas_deployment import chart, config, layout
 from faas_deployment.errors import UserError, ValidationError
-from support.repo_tree import copy_repo
 from support.example_config import example_context, make_user_template, write_config
+from support.repo_tree import copy_repo
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KUBE_VERSION = "1.30.0"

@@ -106,8 +106,8 @@ def test_a_problem_names_its_file_once(repo_copy: Path) -> None:
 
 def test_dagger_check_base_reads_the_base_from_the_repository(tmp_path: Path) -> None:
     """The Dagger front end: the engine exports the base tree from the repository's .git (no git binary there)."""
-    from support.dagger_engine import Engine, EngineRefusal
     from support.ci_checkout import clone_with_origin, git
+    from support.dagger_engine import Engine, EngineRefusal
 
     work = tmp_path / "checkout"
     shutil.copytree(Path(__file__).resolve().parent.parent / "env", work / "env")

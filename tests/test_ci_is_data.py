@@ -24,13 +24,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
 from faas_deployment import child_pipeline, layout
 from faas_deployment.child_pipeline import Context
 from faas_deployment.cli import main
 from faas_deployment.errors import UserError, ValidationError
 from faas_deployment.plan import Item, Plan
-from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
 
 REPO = Path(__file__).resolve().parent.parent
 SECRETS = {"CHART_REGISTRY_PASSWORD": "pw-secret-7f3a", "FLUX_RECEIVER_TOKEN": "rcv-secret-91bc",
@@ -98,7 +99,7 @@ def classify(root: Path, position: str, name: str) -> str:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = main(["--source", str(source), "plan", "--pipeline", str(child), "--ref", "main",
                          "--default-branch", "main", "--merge-request", "", "--pipeline-iid", "7"])
-    except BaseException:  # noqa: BLE001 - a traceback is what is counted
+    except BaseException:  # a traceback is what is counted
         traceback.print_exc()
         return "traceback"
     if "Traceback" in err.getvalue():

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from support.cluster import Cluster, apply, get
 from support.flux_env import (
     COMPONENTS,
@@ -309,6 +310,7 @@ def test_the_receiver_double_answers_as_notification_controller(receiver_under_t
     """The same calls, the same answers: 404 (unknown hook: another token), 400 (the right hook, a body
     signed with another key), then a signed call is 200 and the resources are annotated; bodies empty."""
     import httpx
+
     from faas_deployment import flux
 
     url, namespace, annotated = receiver_under_test

@@ -81,7 +81,6 @@ def test_fuzzed_secret_references_resolve_or_fail_clearly(tmp_path_factory, monk
 def test_an_interrupt_that_loses_a_temporary_directory_still_leaves_nothing(tmp_path, monkeypatch, capsys):
     """The window no ``with`` block covers: a directory made, its name not yet held, when the
     interrupt lands. The run's own temporary directory holds it, and goes at the end."""
-    import tempfile
 
     from faas_deployment import pipeline
 

@@ -19,16 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from support.admin_api_server import AdminApiServer
-from support.gitlab_api_server import GitLabApi
-from support import dagger_engine
-from support.dagger_engine import CORE_TYPE_NAMES, Engine, EngineRefusal, FileObj, NotExecuted, export_file, ignored
-
-from support import ci_calls
 from faas_deployment import deploy, rollout
 from faas_deployment.pipeline import Workspace
+from support import ci_calls, dagger_engine
+from support.admin_api_server import AdminApiServer
 from support.ci_checkout import clone_with_origin
+from support.dagger_engine import CORE_TYPE_NAMES, Engine, EngineRefusal, FileObj, NotExecuted, export_file, ignored
 from support.flux_doubles import HR, OCI, KubeApi, Receiver, play, scenario
+from support.gitlab_api_server import GitLabApi
 from support.registry_proxy import registry_proxy
 
 REPO = dagger_engine.REPO
@@ -421,7 +419,7 @@ def test_the_persistent_flags_of_dagger_call_are_all_known():
     ("/tmp/faas-source-1/dist", False), ("../x", False), ("a/../../x", False), (".", True),
 ])
 def test_workdir_paths_follow_go_filepath_islocal(path, local):
-    assert dagger_engine._is_local(path) is local  # noqa: SLF001
+    assert dagger_engine._is_local(path) is local
 
 
 @pytest.mark.parametrize(("path", "patterns", "left_out"), [

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import anyio
 import pytest
-from dagger import dag
 
-from support import daggermod
+from dagger import dag
 from faas_deployment.errors import UserError
+from support import daggermod
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,19 +9,21 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from faas_deployment import cli, deploy, flux, rollout, settings
 from faas_deployment.errors import UserError, ValidationError
 from faas_deployment.pipeline import Registry, Workspace
 from faas_deployment.secrets import SecretValue
+from support.flux_doubles import HR, OCI, KubeApi, Receiver, scenario
+from support.flux_doubles import play as _play
 from support.repo_tree import REPO_ROOT, copy_repo
-from support.flux_doubles import HR, OCI, KubeApi, Receiver, play as _play, scenario
 
 NODE = REPO_ROOT / ".ci" / "node"
 KUBE_TOKEN = "kube-token-" + "5" * 16

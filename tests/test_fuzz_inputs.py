@@ -13,8 +13,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from support.fuzzing import CONFIG, DYNAMIC, REPO_ROOT, check_outcome, config_texts, dynamic_trees, run, workspace
 from hypothesis import HealthCheck, given, settings
+
+from support.fuzzing import CONFIG, DYNAMIC, REPO_ROOT, check_outcome, config_texts, dynamic_trees, run, workspace
 
 BOUNDED = settings(max_examples=int(os.environ.get("FAAS_FUZZ_EXAMPLES", "40")), deadline=5000, derandomize=True,
                    suppress_health_check=list(HealthCheck), database=None)

@@ -22,11 +22,10 @@ import re
 import pytest
 import yaml
 
-from support import ci_calls
-from support import gitlab_ci_local
+from support import ci_calls, gitlab_ci_local
 from support.ci_calls import CallError
-from support.gitlab_ci_schema import check_schema
 from support.gitlab_ci_local import DEFAULT_BRANCH, Scenario
+from support.gitlab_ci_schema import check_schema
 
 REPO = ci_calls.REPO
 CI_FILE = REPO / ".gitlab-ci.yml"

@@ -16,10 +16,11 @@ import time
 from pathlib import Path
 
 import pytest
-from faas_deployment import hooks, plan
-from faas_deployment.secrets import SecretValue
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from faas_deployment import hooks, plan
+from faas_deployment.secrets import SecretValue
 from support.plan_repo import PlanRepo
 from support.repo_tree import copy_repo
 

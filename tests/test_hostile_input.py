@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support.fuzzing import CONFIG, DYNAMIC, run
 
+from support.fuzzing import CONFIG, DYNAMIC, run
 
 
 def _refused(repo_copy: Path, *args: str, names: str = CONFIG) -> str:

@@ -11,9 +11,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from dagger import dag
 
 import dagger
+from dagger import dag
 from faas_deployment import buildah, images, images_dagger
 from faas_deployment.credentials import RegistryCredentials
 from faas_deployment.errors import UserError
@@ -265,7 +265,7 @@ def test_userinfo_is_stripped_from_source_urls():
 
 def chain(obj) -> list[tuple[str, str, dict]]:
     """The selections a lazy Dagger object would send: (type, field, arguments)."""
-    return [(f.type_name, f.name, dict(f.args)) for f in obj._ctx.selections]  # noqa: SLF001
+    return [(f.type_name, f.name, dict(f.args)) for f in obj._ctx.selections]
 
 
 def test_dagger_build_chain():
@@ -402,6 +402,7 @@ def test_cli_publish_image_then_bump_then_release_deploys_the_new_image(
 ):
     import helm_python
     import yaml as pyyaml
+
     from support.repo_tree import config_file, get_scalar
 
     monkeypatch.setenv("TEST_REGISTRY_PASSWORD", registry.password)

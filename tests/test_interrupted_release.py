@@ -18,6 +18,7 @@ import sys
 import time
 
 import pytest
+
 from faas_deployment import lease, versions
 from support.repo_tree import config_file, copy_repo, get_scalar
 

@@ -15,13 +15,14 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
 from faas_deployment import cli, deploy, kube_api, promotion, rollout
 from faas_deployment.errors import UserError
 from faas_deployment.pipeline import Workspace
 from faas_deployment.secrets import SecretValue
-from hypothesis import HealthCheck, given
-from hypothesis import settings as hsettings
-from hypothesis import strategies as st
 from support.flux_doubles import (
     HR,
     OCI,

@@ -11,7 +11,6 @@ missing environment) show that the table bites.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import stat
 import subprocess
@@ -23,11 +22,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support import ci_calls
-from faas_deployment import child_pipeline, cli, config, gitrefs, layout, plan, settings
+from faas_deployment import child_pipeline, gitrefs, layout, plan, settings
 from faas_deployment.child_pipeline import Context
-from support.plan_repo import DEFAULT_BRANCH, PlanRepo
+from support import ci_calls
 from support.gitlab_ci_schema import check_schema
+from support.plan_repo import DEFAULT_BRANCH, PlanRepo
 
 FEATURE = "feature/change"
 ZEROS = "0" * 40

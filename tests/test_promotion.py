@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from faas_deployment import cli, promotion
 from faas_deployment.errors import UserError
 from faas_deployment.merge_request import GitLabProject

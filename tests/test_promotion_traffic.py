@@ -16,10 +16,11 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
+from test_promotion import TOKEN, make_checkout
+
 from support.gitlab_api_server import GitLabApi
 from support.loopback import LoopbackServer
 from support.registry_proxy import recording_server, stalling_server
-from test_promotion import TOKEN, make_checkout
 
 REPO = Path(__file__).resolve().parents[1]
 DEADLINE = 3.0

@@ -12,8 +12,7 @@ import pytest
 import semver
 import yaml
 
-from faas_deployment.cli import main
-from support.repo_tree import config_file, copy_repo, get_scalar, set_scalar
+from support.repo_tree import config_file, get_scalar, set_scalar
 
 
 def oci_flags(registry) -> list[str]:

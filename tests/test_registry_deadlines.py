@@ -7,8 +7,8 @@ import time
 import pytest
 
 from faas_deployment.cli import main
-from support.repo_tree import copy_repo
 from support.registry_proxy import stalling_server
+from support.repo_tree import copy_repo
 
 TIMEOUT = 4.0
 

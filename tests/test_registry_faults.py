@@ -9,8 +9,8 @@ import pytest
 
 from faas_deployment import registry_client
 from faas_deployment.cli import main
-from support.repo_tree import copy_repo
 from support.registry_proxy import Faults, registry_proxy
+from support.repo_tree import copy_repo
 
 
 @pytest.fixture

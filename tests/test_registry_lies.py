@@ -17,9 +17,8 @@ from hypothesis import strategies as st
 from faas_deployment.cli import main
 from faas_deployment.credentials import RegistryCredentials
 from faas_deployment.secrets import SecretValue
-from support.repo_tree import config_file, copy_repo, get_scalar, set_scalar
 from support.registry_proxy import recording_server, registry_proxy
-
+from support.repo_tree import config_file, copy_repo, get_scalar, set_scalar
 
 
 def publish(capsys, source: Path, host: str, registry, *extra: str) -> tuple[int, str, str]:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import pytest
 
 from faas_deployment.cli import main
-from support.repo_tree import config_file, copy_repo, get_scalar
 from support.registry_proxy import registry_proxy
+from support.repo_tree import config_file, copy_repo, get_scalar
 
 
 @pytest.fixture

@@ -179,8 +179,8 @@ def test_pull_only_credentials_cannot_push(token_registry, repo_copy, capsys, mo
 
 def test_release_checks_images_through_the_token_service(token_registry, repo_copy, capsys, monkeypatch):
     """The release's image check answers the registry's Bearer challenge with a pull-scoped token."""
-    from support.repo_tree import set_scalar
     from support.image_push import push_image_manifest
+    from support.repo_tree import set_scalar
 
     registry, service = token_registry
     monkeypatch.setenv("TEST_REGISTRY_PASSWORD", registry.password)

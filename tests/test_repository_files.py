@@ -17,11 +17,12 @@ import time
 from pathlib import Path
 
 import pytest
-from faas_deployment import config, dynamic_manifests, settings, urls
-from faas_deployment.errors import ValidationError
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+
+from faas_deployment import config, dynamic_manifests, settings, urls
+from faas_deployment.errors import ValidationError
 from support.repo_tree import copy_repo
 
 OUTSIDE_TEXT = "outside-secret-4f1c9e: the content of a file outside the repository\n"

@@ -16,6 +16,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from test_dagger_engine import KUBE_TOKEN, RECEIVER_TOKEN, _dev_cluster, _run_job
+
 from faas_deployment import config, deploy, repository_settings
 from faas_deployment.pipeline import Workspace
 from support import ci_calls
@@ -23,7 +25,6 @@ from support.ci_checkout import clone_with_origin
 from support.dagger_engine import Engine
 from support.flux_doubles import KubeApi, Receiver, play, scenario
 from support.git_http_server import GitHttpServer
-from test_dagger_engine import KUBE_TOKEN, RECEIVER_TOKEN, _dev_cluster, _run_job
 
 REPO = Path(__file__).resolve().parent.parent
 MARKER = "rendered-with-the-repository-template"

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from faas_deployment import deadline
 
 REPO = Path(__file__).resolve().parents[1]
@@ -161,8 +162,9 @@ def _schema(name: str):
 def test_every_verb_has_a_documented_schema():
     import json
 
-    from faas_deployment.cli import VERBS
     from jsonschema import Draft202012Validator
+
+    from faas_deployment.cli import VERBS
 
     assert {p.stem for p in SCHEMAS.glob("*.json")} == set(VERBS) | {"error"}
     for path in SCHEMAS.glob("*.json"):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from support.repo_tree import REPO_ROOT
 
 REPOSITORY = "faas/manifests"

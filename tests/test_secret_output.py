@@ -10,11 +10,12 @@ environment variable, as in CI.
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from faas_deployment import admin_api
 from faas_deployment.errors import UserError
 from faas_deployment.secrets import SHARED_CHARS, SecretValue, sanitize
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from support.admin_api_client import FAST, TOKEN
 from support.admin_api_server import AdminApiServer, Answer
 

@@ -9,6 +9,7 @@ pipelines publishing it at once get the truth, and the release ``1.0.3`` follows
 from __future__ import annotations
 
 import pytest
+
 from support.race import oci_trial
 from support.repo_tree import config_file, get_scalar
 

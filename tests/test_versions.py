@@ -4,10 +4,11 @@ pre-release scheme, the publishing decision."""
 from __future__ import annotations
 
 import pytest
-from faas_deployment import versions
-from faas_deployment.errors import UserError
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from faas_deployment import versions
+from faas_deployment.errors import UserError
 
 DIGEST_A = "sha256:" + "a" * 64
 DIGEST_B = "sha256:" + "b" * 64

@@ -89,7 +89,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=3)
     args = parser.parse_args()
     instrument()
-    quiet = open("/dev/null", "w")  # noqa: SIM115 - progress lines are not the figure
+    quiet = open("/dev/null", "w")  # progress lines are not the figure
     progress_step = progress.step
     progress.step = lambda name, stream=None: progress_step(name, quiet)
     import faas_deployment.pipeline as pipeline

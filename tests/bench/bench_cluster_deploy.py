@@ -29,11 +29,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # tests/, for the support package
 
+from faas_deployment.cli import main  # noqa: E402
 from support.cluster import Cluster, binaries_dir  # noqa: E402
 from support.flux_env import FluxEnv, ready  # noqa: E402
 from support.registry_process import start_registry, stop_registry  # noqa: E402
-
-from faas_deployment.cli import main  # noqa: E402
 
 
 def run_cli(*argv: str) -> tuple[int, str, str]:

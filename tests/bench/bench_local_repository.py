@@ -34,10 +34,9 @@ import yaml
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # tests/, for the support package
 
-from support.repo_tree import copy_repo, set_scalar  # noqa: E402
-
 from faas_deployment.pipeline import Workspace  # noqa: E402
 from faas_deployment.publishing import LocalRepoTarget  # noqa: E402
+from support.repo_tree import copy_repo, set_scalar  # noqa: E402
 
 
 def populate(directory: Path, packages: int, sample: Path) -> None:

@@ -43,9 +43,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # tests/, for the support package
 
-from support.admin_api_server import AdminApiServer  # noqa: E402
-
 from faas_deployment import admin_api, dynamic_manifests  # noqa: E402
+from support.admin_api_server import AdminApiServer  # noqa: E402
 
 REPO = HERE.parent.parent
 TOKEN = "bench-token"
@@ -200,7 +199,7 @@ def bench_readiness(trials: int) -> bool:
             admin_api.upload_manifests(server.url, bundle, TOKEN, timeout=150, quiet=True)
             with lock:
                 results.append((server, unready))
-        except Exception as exc:  # noqa: BLE001 - counted and shown below
+        except Exception as exc:  # counted and shown below
             failures.append(str(exc))
         finally:
             server.stop()

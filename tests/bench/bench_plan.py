@@ -26,9 +26,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # tests/, for the support package
 
-from support.plan_repo import PlanRepo  # noqa: E402
-
 from faas_deployment import gitrefs  # noqa: E402
+from support.plan_repo import PlanRepo  # noqa: E402
 
 
 def build(root: Path, envs: int) -> PlanRepo:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from support.registry_process import start_registry, stop_registry  # noqa: E402
-from support.race import artifact_trial, local_trial, oci_trial  # noqa: E402
+from support.race import artifact_trial, local_trial, oci_trial
+from support.registry_process import start_registry, stop_registry
 
 
 def main() -> None:

@@ -30,11 +30,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # tests/, for the support package
 
-from support.registry_process import start_registry, stop_registry  # noqa: E402
-from support.repo_tree import config_file, copy_repo, set_scalar  # noqa: E402
-from support.registry_proxy import registry_proxy  # noqa: E402
-
 from faas_deployment.cli import main  # noqa: E402
+from support.registry_process import start_registry, stop_registry  # noqa: E402
+from support.registry_proxy import registry_proxy  # noqa: E402
+from support.repo_tree import config_file, copy_repo, set_scalar  # noqa: E402
 
 
 def run(source: Path, host: str, *argv: str) -> str:

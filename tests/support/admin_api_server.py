@@ -213,7 +213,7 @@ class _Handler(BaseHTTPRequestHandler):
     owner: AdminApiServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format, *args):  # noqa: A002 - silence the default access log
+    def log_message(self, format, *args):  # silence the default access log
         pass
 
     def _send(self, status: int, body: str = "", headers: dict[str, str] | None = None, outcome: str = "") -> None:
@@ -297,7 +297,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         owner = self.owner
         if self.path == owner.upload_path:
             self._act(owner._next(owner.current_plan), self._current)
@@ -314,7 +314,7 @@ class _Handler(BaseHTTPRequestHandler):
 
         self._act(owner._next(owner.health_plan), default)
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         owner = self.owner
         if self.path != owner.upload_path:
             self._drain()

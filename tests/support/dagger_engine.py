@@ -100,11 +100,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import dagger
 import dagger.client.gen as gen
 from dagger.client import _core
 from dagger.client.base import Input, Scalar, Type
 from dagger.mod.cli import get_entry_point
+
+import dagger
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -407,7 +408,7 @@ class Engine:
             value = self._select(value, sel)
         return value
 
-    def _select(self, obj: Any, sel: _core.Field) -> Any:  # noqa: C901, PLR0911, PLR0912
+    def _select(self, obj: Any, sel: _core.Field) -> Any:
         name, args = sel.name, dict(sel.args)
         if sel.type_name == "Query":
             if name == "node":
@@ -570,9 +571,9 @@ class Engine:
         # The runtime sets DAGGER_MAIN_OBJECT before the SDK is imported, and the SDK marks
         # the class of that name as the main object when it is decorated; the test
         # process imported the SDK long before, so do what that import would have done.
-        module._main_name = main  # noqa: SLF001
-        module._main = module._objects.get(main)  # noqa: SLF001
-        module_id = anyio.run(module._typedefs)  # noqa: SLF001
+        module._main_name = main
+        module._main = module._objects.get(main)
+        module_id = anyio.run(module._typedefs)
         builder = self._store[module_id]
         objects: dict[str, ObjectDef] = {}
         for call in builder.all("withObject"):

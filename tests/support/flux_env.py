@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from faas_deployment import deploy as deploy_mod
 from faas_deployment.pipeline import Workspace
-
 from support.cluster import Cluster, apply, get
 from support.registry_process import Registry
 from support.repo_tree import copy_repo

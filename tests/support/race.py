@@ -21,7 +21,6 @@ import yaml
 from support.repo_tree import config_file, copy_repo, get_scalar, set_scalar
 
 
-
 @dataclass
 class Trial:
     outcomes: list[tuple[int, str, str]]  # (exit code, stdout, stderr) per process

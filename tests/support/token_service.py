@@ -132,7 +132,7 @@ def _handler(service: TokenService) -> type[http.server.BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:  # http.server's naming
             url = urllib.parse.urlsplit(self.path)
             query = urllib.parse.parse_qs(url.query)
             scopes = query.get("scope", [])
@@ -147,7 +147,7 @@ def _handler(service: TokenService) -> type[http.server.BaseHTTPRequestHandler]:
                 token = service.issue(user, scopes)
                 self._answer(200, {"token": token, "access_token": token, "expires_in": TOKEN_SECONDS}, user, scopes)
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             # OAuth2 password grant (Helm tries it first): not offered. 404 is the spec's
             # signal to fall back to GET; a 5xx would make Go clients retry for seconds.
             self.rfile.read(int(self.headers.get("Content-Length") or 0))

@@ -31,8 +31,15 @@ from . import image_tags, urls, versions
 from .credentials import RegistryCredentials, check_ca_file
 from .deadline import DEFAULT_TIMEOUT, Deadline
 from .errors import UserError
-from .images import (BuildOptions, check_image_repository, check_image_tag, git_facts, image_labels, parse_build_args,
-                     registry_host)
+from .images import (
+    BuildOptions,
+    check_image_repository,
+    check_image_tag,
+    git_facts,
+    image_labels,
+    parse_build_args,
+    registry_host,
+)
 from .packaging import source_date_epoch
 from .progress import step
 from .secrets import SecretValue, redact

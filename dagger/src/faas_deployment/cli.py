@@ -42,7 +42,7 @@ class _Door:
         return getattr(door, name)
 
 
-pipeline = _Door()  # noqa: F811 (type checkers see the module itself)
+pipeline = _Door()  # type checkers see the module itself
 
 
 #: The command line's other flag values (flag -> value), set once parsed: a secret found inside one is refused.

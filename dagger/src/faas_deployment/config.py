@@ -23,15 +23,16 @@ passes to cookiecutter as ``extra_context``.
 from __future__ import annotations
 
 import difflib
-import reprlib
 import json
 import re
+import reprlib
 from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import yaml
+
 from . import defaults, names, versions
 from .errors import Problem, UserError, ValidationError
 from .layout import config_path

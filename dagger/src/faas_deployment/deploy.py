@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import admin_api, dynamic_manifests, flux, names, rollout, settings as settings_mod
+from . import admin_api, dynamic_manifests, flux, names, rollout
+from . import settings as settings_mod
 from .artifacts import moving_tag
 from .errors import UserError
-from .registry_client import helm_artifact
 from .pipeline import Workspace
 from .progress import step
 from .publishing import Target
+from .registry_client import helm_artifact
 from .secrets import SecretValue
 
 OPERATOR = "operator"

@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import names
+from .credentials import RegistryCredentials
 from .deadline import Deadline, run_all
 from .errors import Problem, UserError
-from .registry_client import ChartRegistry
-from .credentials import RegistryCredentials
 from .progress import note
+from .registry_client import ChartRegistry
 
 #: What an image tag may point at: an image manifest or an index, OCI or Docker
 #: (OCI image-spec ``media-types.md``; Docker's ``manifest-v2-2.md``). A registry

@@ -14,8 +14,8 @@ import anyio
 import dagger
 
 from . import image_tags
-from .deadline import DEFAULT_TIMEOUT, Deadline
 from .credentials import RegistryCredentials, check_pair
+from .deadline import DEFAULT_TIMEOUT, Deadline
 from .image_tags import RegistryAccess
 from .images import BuildOptions, check_image_repository, check_image_tag, parse_build_args, registry_host
 from .progress import note

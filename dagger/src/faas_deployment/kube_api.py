@@ -108,7 +108,7 @@ def bounded(fn: Callable[[], T], deadline: float, what: str) -> T:
     def run() -> None:
         try:
             box.append((True, fn()))
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+        except BaseException as exc:  # handed to the caller
             box.append((False, exc))
 
     thread = threading.Thread(target=run, daemon=True, name=f"kube {what}")
@@ -173,7 +173,7 @@ class KubeApi:
                 phrase = getattr(response, "reason_phrase", "")
         except KubeError:
             raise
-        except Exception as exc:  # noqa: BLE001 - the HTTP client's transport errors, named by class only
+        except Exception as exc:  # the HTTP client's transport errors, named by class only
             raise self._transport(exc, what) from None
         if not 200 <= status < 300:
             raise self._refused(status, phrase, data, content_type, what)
@@ -280,7 +280,7 @@ class KubeApi:
                     yield self._event(pending, what)
         except KubeError:
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise self._transport(exc, what) from None
 
     @staticmethod

@@ -201,7 +201,6 @@ class Registry:
             UserError: only one of them is given (:func:`credentials.check_pair`).
         """
         from .credentials import RegistryCredentials, check_pair
-
         from .secrets import refuse_inside
 
         check_pair(self.username, self.password)  # before reading the password: a bad command line says so
@@ -733,7 +732,6 @@ class Workspace:
         """
         from . import admin_api
         from .dynamic_manifests import bundle_line
-
         from .secrets import refuse_inside
 
         timeout = _timeout(timeout)

@@ -313,7 +313,7 @@ def make_client(kubeconfig: SecretValue | None, context: str | None = None) -> C
         return KubeApi(adapter(config.get(context_name=context), ConnectionParams()))
     except UserError:
         raise
-    except Exception as exc:  # noqa: BLE001 - lightkube raises several kinds here; the text never holds the file
+    except Exception as exc:  # lightkube raises several kinds here; the text never holds the file
         where = kubeconfig.source if kubeconfig else "in-cluster or $KUBECONFIG"
         raise UserError(f"--kubeconfig {where}: cannot build a Kubernetes client ({type(exc).__name__})") from None
 
@@ -526,12 +526,12 @@ def _start_watch(client: Client, kind: Kind, namespace: str, name: str,
                 try:  # resourceVersion too old: list again (one object: GET), watch from there
                     version, seen = put(client.get(kind, namespace, name,
                                                    deadline=time.monotonic() + REQUEST_TIMEOUT_CAP)), True
-                except Exception as error:  # noqa: BLE001 - handed to the waiting thread
+                except Exception as error:  # handed to the waiting thread
                     events.put(("error", error))
                     return
             except (Timeout, Unreachable):
                 pass  # a broken stream: re-opened after the backoff below
-            except Exception as exc:  # noqa: BLE001 - handed to the waiting thread
+            except Exception as exc:  # handed to the waiting thread
                 events.put(("error", exc))
                 return
             if seen or time.monotonic() - opened >= WATCH_SECONDS / 2:
