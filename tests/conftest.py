@@ -190,7 +190,9 @@ def secret() -> SecretValue:
 @pytest.fixture
 def bundle(tmp_path: Path) -> dynamic_manifests.Bundle:
     """The bundle of ``env/dev/operator/dynamic``, written to ``tmp_path / "dev.zip"``."""
-    return dynamic_manifests.write_bundle(REPO_ROOT / "env" / "dev" / "operator" / "dynamic", tmp_path / "dev.zip", log=None)
+    return dynamic_manifests.write_bundle(
+        REPO_ROOT / "env" / "dev" / "operator" / "dynamic", tmp_path / "dev.zip", log=None
+    )
 
 
 @pytest.fixture(scope="session")

@@ -156,7 +156,9 @@ def test_connection_reset_mid_upload_is_retried(big_bundle, secret):
 def test_wrong_token_fails_at_once_without_showing_it(bundle):
     with AdminApiServer("the-right-one") as server:
         with pytest.raises(UserError) as caught:
-            admin_api.upload_bundle(server.url, bundle, SecretValue(TOKEN, "env:X"), timeout=30, backoff=FAST, quiet=True)
+            admin_api.upload_bundle(
+                server.url, bundle, SecretValue(TOKEN, "env:X"), timeout=30, backoff=FAST, quiet=True
+            )
         # refused at the GET of the current bundle, before any byte of the bundle is sent
         assert len(server.attempts("/admin/manifests")) == 1 and not server.accepted
     text = str(caught.value)
@@ -260,8 +262,19 @@ def test_cli_upload_manifests_against_an_api_that_becomes_ready_later(tmp_path):
     out = tmp_path / "artifacts" / "dev.zip"
     with AdminApiServer(TOKEN, listen_after=1.0, unready_for=2.0, upload_plan=[503]) as server:
         started = time.monotonic()
-        done = run_installed_cli("upload-manifests", "--env", "dev", "--admin-url", server.url, "--token", "env:ADMIN_TOKEN",
-                       "--timeout", "30", "--out", str(out))
+        done = run_installed_cli(
+            "upload-manifests",
+            "--env",
+            "dev",
+            "--admin-url",
+            server.url,
+            "--token",
+            "env:ADMIN_TOKEN",
+            "--timeout",
+            "30",
+            "--out",
+            str(out),
+        )
         took = time.monotonic() - started
         accepted = list(server.accepted)
         first_ok = min(r.at for r in server.attempts("/healthz") if r.outcome == "HTTP 200")
@@ -278,8 +291,19 @@ def test_cli_upload_manifests_against_an_api_that_becomes_ready_later(tmp_path):
 def test_cli_keeps_the_bundle_when_the_upload_is_refused(tmp_path):
     out = tmp_path / "dev.zip"
     with AdminApiServer("another-token") as server:
-        done = run_installed_cli("upload-manifests", "--env", "dev", "--admin-url", server.url, "--token", "env:ADMIN_TOKEN",
-                       "--timeout", "10", "--out", str(out))
+        done = run_installed_cli(
+            "upload-manifests",
+            "--env",
+            "dev",
+            "--admin-url",
+            server.url,
+            "--token",
+            "env:ADMIN_TOKEN",
+            "--timeout",
+            "10",
+            "--out",
+            str(out),
+        )
         assert not server.accepted
     assert done.returncode == 1
     assert "HTTP 401" in done.stderr and "Traceback" not in done.stderr

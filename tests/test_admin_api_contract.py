@@ -40,13 +40,17 @@ FAULTS = {
 def test_one_stored_bundle_under_every_fault(fault, bundle, secret):
     current_plan = [503] if "GET fails" in fault else []
     with AdminApiServer(TOKEN, upload_plan=list(FAULTS[fault]), current_plan=current_plan) as server:
-        line = admin_api.upload_manifests(server.url, bundle, secret, timeout=20, poll=FAST_POLL, backoff=FAST, quiet=True)
+        line = admin_api.upload_manifests(
+            server.url, bundle, secret, timeout=20, poll=FAST_POLL, backoff=FAST, quiet=True
+        )
         assert len(server.accepted) == 1, [r.outcome for r in server.requests]
         assert server.accepted[0].data == bundle.path.read_bytes()
         assert line.startswith(f"uploaded {bundle.sha256} ")
         # a second run: nothing sent, says unchanged
         posts = len(server.attempts(UPLOAD, "POST"))
-        again = admin_api.upload_manifests(server.url, bundle, secret, timeout=20, poll=FAST_POLL, backoff=FAST, quiet=True)
+        again = admin_api.upload_manifests(
+            server.url, bundle, secret, timeout=20, poll=FAST_POLL, backoff=FAST, quiet=True
+        )
         assert again.startswith(f"unchanged {bundle.sha256} ") and f"at {server.url}{UPLOAD}" in again
         assert len(server.attempts(UPLOAD, "POST")) == posts and len(server.accepted) == 1
 
@@ -57,7 +61,9 @@ def test_a_repeated_post_gets_the_same_answer_and_stores_nothing(admin_api_serve
     answers = []
     for _ in range(3):
         with bundle.path.open("rb") as handle:
-            r = httpx.post(admin_api_server.url + UPLOAD, headers=headers, files={"file": ("dev.zip", handle, "application/zip")})
+            r = httpx.post(
+                admin_api_server.url + UPLOAD, headers=headers, files={"file": ("dev.zip", handle, "application/zip")}
+            )
         answers.append((r.status_code, r.text))
     current = httpx.get(admin_api_server.url + UPLOAD, headers={"Authorization": f"Bearer {TOKEN}"})
     assert len(admin_api_server.accepted) == 1

@@ -59,8 +59,10 @@ def _deep(depth: int) -> str:
     return "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: deep}\ndata: " + "[" * depth + "]" * depth + "\n"
 
 
-BILLION_LAUGHS = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lol}\na: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
-    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(8))
+BILLION_LAUGHS = (
+    "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lol}\na: &a [x, x, x, x, x, x, x, x, x, x]\n"
+    + "".join(f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(8))
+)
 
 # name -> (what to add to a directory holding one valid ConfigMap, words the refusal must hold)
 CASES: dict[str, tuple[Callable[[Path, Path], None], str]] = {
@@ -93,8 +95,10 @@ CASES: dict[str, tuple[Callable[[Path, Path], None], str]] = {
     "metadata.name a number": (_files(**{"bad.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: 5}\n"}),
                                "metadata.name: expected"),
     "metadata.namespace a list": (_files(**{"bad.yaml": "apiVersion: v1\nkind: ConfigMap\n"
-                                                        "metadata: {name: y, namespace: [a]}\n"}), "metadata.namespace"),
-    "duplicate within a file": (_files(**{"two.yaml": CONFIGMAP.format(name="x") + "---\n" + CONFIGMAP.format(name="x")}),
+                                                        "metadata: {name: y, namespace: [a]}\n"}),
+                                  "metadata.namespace"),
+    "duplicate within a file": (_files(**{"two.yaml": CONFIGMAP.format(name="x") + "---\n"
+                                                      + CONFIGMAP.format(name="x")}),
                                 "duplicate object ConfigMap x"),
     "duplicate across files": (_files(**{"sub__again.yaml": CONFIGMAP.format(name="cm")}),
                                "duplicate object ConfigMap cm"),
@@ -190,7 +194,9 @@ def test_a_valid_directory_is_pushed_with_hidden_files_left_out(published, regis
     (directory / "sub").mkdir(parents=True)
     (directory / "cm.yaml").write_text(CONFIGMAP.format(name="cm") + "---\n" + CONFIGMAP.format(name="other"))
     (directory / "sub" / "svc.json").write_text('{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "cm"}}')
-    (directory / "sub" / "ns.yaml").write_text(CONFIGMAP.format(name="cm").replace("name: cm", "name: cm\n  namespace: x"))
+    (directory / "sub" / "ns.yaml").write_text(
+        CONFIGMAP.format(name="cm").replace("name: cm", "name: cm\n  namespace: x")
+    )
     (directory / "quoted.yaml").write_text('apiVersion: "1"\nkind: "true"\nmetadata: {name: "5"}\n')
     (directory / ".hidden.yaml").write_text(": not yaml {{")
     (directory / "cm.yaml~").write_text("{{ back-up }}")

@@ -32,8 +32,17 @@ def flags(registry) -> list[str]:
 def skopeo(registry, *args: str) -> str:
     side = "--src-" if args[0] == "copy" else "--"
     done = subprocess.run(
-        ["skopeo", args[0], f"{side}tls-verify=false", f"{side}creds", f"{registry.username}:{registry.password}", *args[1:]],
-        capture_output=True, text=True, check=True,
+        [
+            "skopeo",
+            args[0],
+            f"{side}tls-verify=false",
+            f"{side}creds",
+            f"{registry.username}:{registry.password}",
+            *args[1:],
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return done.stdout
 
@@ -79,7 +88,9 @@ def test_flux_format_read_back_with_skopeo(registry, repo_copy, run_cli, monkeyp
         assert annotations["org.opencontainers.image.revision"] == REVISION_A
         assert annotations["org.opencontainers.image.source"] == SOURCE_URL
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", annotations["org.opencontainers.image.created"])
-        assert manifest_digest(registry, f"app-{component}") == manifest_digest(registry, f"app-{component}-{versions[component]}")
+        assert manifest_digest(registry, f"app-{component}") == manifest_digest(
+            registry, f"app-{component}-{versions[component]}"
+        )
     assert registry.password not in out + err
 
     # The layer, copied out by skopeo into an OCI layout: the rendered chart, reproducibly archived.
@@ -95,7 +106,11 @@ def test_flux_format_read_back_with_skopeo(registry, repo_copy, run_cli, monkeyp
         docs = [d for m in members for d in yaml.safe_load_all(tar.extractfile(m).read()) if d]
     kinds = {d["kind"] for d in docs}
     assert {"Deployment", "Service"} <= kinds
-    config = json.loads((layout / "blobs" / "sha256" / raw_manifest(registry, "app-operator")["config"]["digest"].split(":")[1]).read_bytes())
+    config = json.loads(
+        (
+            layout / "blobs" / "sha256" / raw_manifest(registry, "app-operator")["config"]["digest"].split(":")[1]
+        ).read_bytes()
+    )
     assert config["rootfs"]["diff_ids"] == [artifacts._sha256(gzip.decompress(blob))]
 
 
@@ -129,7 +144,9 @@ def test_rerun_uploads_nothing_and_a_change_moves_only_its_tag(registry, repo_co
     assert set(after) == set(before) | {"app-operator-9.0.0"}
     assert after["app-operator"] != before["app-operator"] and after["app-operator"] == after["app-operator-9.0.0"]
     assert after["app-operator-" + old] == before["app-operator-" + old]
-    assert {t: d for t, d in after.items() if "controller" in t} == {t: d for t, d in before.items() if "controller" in t}
+    assert {t: d for t, d in after.items() if "controller" in t} == {
+        t: d for t, d in before.items() if "controller" in t
+    }
     assert raw_manifest(registry, "app-operator")["annotations"]["org.opencontainers.image.revision"] == REVISION_B
 
     # Rollback to the published version and content: only the moving tag goes back, to the old manifest.
@@ -153,7 +170,16 @@ def test_retire_deletes_only_the_moving_tag(registry, repo_copy, monkeypatch, ru
     version = get_scalar(config_file(repo_copy, "dev", "operator"), "chart_version")
     kept = manifest_digest(registry, f"app-operator-{version}")
     shutil.rmtree(repo_copy / "env" / "dev" / "operator")  # only a removed component is retired
-    retire = ["--source", str(repo_copy), "retire-artifact", "--env", "dev", "--component", "operator", *flags(registry)]
+    retire = [
+        "--source",
+        str(repo_copy),
+        "retire-artifact",
+        "--env",
+        "dev",
+        "--component",
+        "operator",
+        *flags(registry),
+    ]
     code, out, err = run_cli(*retire)
     assert code == 0, err
     assert out.startswith(f"retired {registry.host}/faas/manifests:app-operator@")
@@ -175,7 +201,10 @@ def test_plain_manifests_directory(registry, repo_copy, run_cli, monkeypatch, tm
     (plain / ".hidden.yaml").write_text(": not yaml")
     code, out, err = publish(run_cli, repo_copy, registry, "--component", "operator", "--manifests", str(plain))
     assert code == 0, err
-    assert tags(registry) == {"app-operator", "app-operator-" + get_scalar(config_file(repo_copy, "dev", "operator"), "chart_version")}
+    assert tags(registry) == {
+        "app-operator",
+        "app-operator-" + get_scalar(config_file(repo_copy, "dev", "operator"), "chart_version"),
+    }
     code, out, err = publish(run_cli, repo_copy, registry, "--manifests", str(plain))
     assert code == 1 and "--component" in err
 
@@ -183,7 +212,9 @@ def test_plain_manifests_directory(registry, repo_copy, run_cli, monkeypatch, tm
 def test_layer_is_reproducible_and_independent_of_revision():
     files = {"b.yaml": b"kind: B\n", "a/x.yaml": b"kind: A\n"}
     one = artifacts.flux_artifact(files, source="", revision=REVISION_A, created="2026-01-01T00:00:00Z")
-    two = artifacts.flux_artifact(dict(reversed(files.items())), source="", revision=REVISION_B, created="2026-02-01T00:00:00Z")
+    two = artifacts.flux_artifact(
+        dict(reversed(files.items())), source="", revision=REVISION_B, created="2026-02-01T00:00:00Z"
+    )
     assert one.layer == two.layer and one.layer_digest == two.layer_digest
     assert one.digest != two.digest
     with pytest.raises(artifacts.UserError, match="RFC 3339"):
@@ -241,7 +272,10 @@ def test_flux_operator_objects_field_by_field(repo_copy, run_cli, tmp_path):
     assert rset["spec"]["inputsFrom"][0]["name"] == provider["metadata"]["name"] == "faas-dev"
     source_obj, kustomization = rset["spec"]["resources"]
     assert source_obj["spec"]["ref"] == {"digest": "<< inputs.digest >>"}
-    assert kustomization["spec"]["wait"] is True and kustomization["spec"]["sourceRef"]["name"] == source_obj["metadata"]["name"]
+    assert (
+        kustomization["spec"]["wait"] is True
+        and kustomization["spec"]["sourceRef"]["name"] == source_obj["metadata"]["name"]
+    )
 
 
 def test_tag_filter_selects_only_the_moving_tags():

@@ -162,8 +162,14 @@ def test_invalid_part_is_refused():
         ("default_context: [1]\n", r"cfg\.yaml: default_context: expected a mapping"),
         ("- 1\n", r"cfg\.yaml: expected a mapping"),
         ("default_context:\n  chart_version: [1\n", r"cfg\.yaml: invalid YAML at line \d+, column \d+"),
-        ("default_context:\n  chart_version: |\n    1.0.0\n", r"default_context\.chart_version: expected a one-line scalar"),
-        ("default_context:\n  chart_version: 1.0.0\n  image_tag: {a: 1}\n", r"default_context\.image_tag: expected a one-line scalar"),
+        (
+            "default_context:\n  chart_version: |\n    1.0.0\n",
+            r"default_context\.chart_version: expected a one-line scalar",
+        ),
+        (
+            "default_context:\n  chart_version: 1.0.0\n  image_tag: {a: 1}\n",
+            r"default_context\.image_tag: expected a one-line scalar",
+        ),
     ],
 )
 def test_malformed_configs_are_explained(text, match):
@@ -184,7 +190,9 @@ def test_a_result_that_does_not_validate_leaves_the_file_unchanged(source):
 
 
 def test_unknown_component_lists_the_known_ones(source):
-    with pytest.raises(UserError, match=r"unknown component in environment 'dev': 'worker'; known: controller, operator"):
+    with pytest.raises(
+        UserError, match=r"unknown component in environment 'dev': 'worker'; known: controller, operator"
+    ):
         bump.bump_config(source, "dev", "worker", image_tag="abc")
 
 
@@ -202,7 +210,9 @@ def test_cli_bump_edits_in_place_and_reports_errors(source, capsys):
                    f"{new_version}, image_tag {old['image_tag']} -> 9f8e7d6\n")
     assert len(changed_lines(before, path.read_text())) == 2
 
-    assert main(["--source", str(source), "bump", "--env", "prod", "--component", "controller", "--image-tag", "a b"]) == 1
+    assert (
+        main(["--source", str(source), "bump", "--env", "prod", "--component", "controller", "--image-tag", "a b"]) == 1
+    )
     _, err = capsys.readouterr()
     assert err.startswith("faas-deploy: error: --image-tag: 'a b' is not a valid image tag") and "Traceback" not in err
     with pytest.raises(SystemExit) as exited:

@@ -1,4 +1,5 @@
-"""The packaged chart's name and version are the config's ``chart_name`` and ``chart_version``, whatever the template says.
+"""The packaged chart's name and version are the config's ``chart_name`` and ``chart_version``, whatever the template
+says.
 
 Three user cookiecutter templates each do one thing that once let a bump go unseen:
 the first hard-codes ``version:`` in its Chart.yaml, the second derives ``name:`` from

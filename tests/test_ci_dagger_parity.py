@@ -41,7 +41,8 @@ def _mtimes(package: bytes) -> set[int]:
 
 
 def test_a_generated_deploy_job_packages_the_clis_bytes(tmp_path):
-    """The deploy job's own prefix (module, environment, component), asked for the package, in a job with SOURCE_DATE_EPOCH."""
+    """The deploy job's own prefix (module, environment, component), asked for the package, in a job with
+    SOURCE_DATE_EPOCH."""
     repo = PlanRepo(tmp_path / "repo")
     line = child_pipeline.command(Item("dev", "operator", "upgrade", "bumped"), Context("main", "main"))
     prefix = line.split(" deploy ", 1)[0]
@@ -126,7 +127,9 @@ def test_a_dagger_api_trigger_traces_the_jobs_pipeline_and_job_ids(registry, tmp
 
     with KubeApi("kube-token-" + "8" * 16, on_patch=on_patch) as api:
         for kind in (HR, OCI):
-            api.put(kind, "faas-dev", "faas-operator", {"metadata": {"generation": 1}, "status": {"observedGeneration": 1}})
+            api.put(
+                kind, "faas-dev", "faas-operator", {"metadata": {"generation": 1}, "status": {"observedGeneration": 1}}
+            )
         (source / "kc").write_text(api.kubeconfig())
         job = {"CI_PIPELINE_ID": "4711", "CI_JOB_ID": "42", "REG_PW": registry.password}
         with Engine(source, env=job) as engine:

@@ -77,9 +77,28 @@ def _intended(root: Path, pairs: list[tuple[str, str]], source: Path) -> list[li
     calls = []
     for env, component in pairs:
         s = child_pipeline.variable_suffix(env)
-        calls.append(["call", "--source-date-epoch", "", "env", "--name", env, "component", "--name", component, "deploy",
-                      "--kubeconfig", f"file:{root / f'kubeconfig-{s}'}", "--receiver-token",
-                      f"env:FLUX_RECEIVER_TOKEN_{s}", "--username", "ci", "--password", f"env:CHART_REGISTRY_PASSWORD_{s}"])
+        calls.append(
+            [
+                "call",
+                "--source-date-epoch",
+                "",
+                "env",
+                "--name",
+                env,
+                "component",
+                "--name",
+                component,
+                "deploy",
+                "--kubeconfig",
+                f"file:{root / f'kubeconfig-{s}'}",
+                "--receiver-token",
+                f"env:FLUX_RECEIVER_TOKEN_{s}",
+                "--username",
+                "ci",
+                "--password",
+                f"env:CHART_REGISTRY_PASSWORD_{s}",
+            ]
+        )
         if (source / "env" / env / component / "dynamic").is_dir():
             calls.append(["call", "env", "--name", env, "upload-manifests", "--admin-url",
                           f"https://admin.{s.lower()}.example.org", "--token", f"env:OPERATOR_ADMIN_TOKEN_{s}"])
@@ -175,8 +194,13 @@ def test_names_that_collide_once_folded_are_refused(tmp_path, run_cli, first, se
 
 def test_every_verb_refuses_a_bad_name_naming_the_directory(tmp_path, run_cli):
     source = _repo(tmp_path, "env", "x$(touch PWNED)")
-    for argv in (["check"], ["plan"], ["config", "--env", "x$(touch PWNED)", "--component", "operator"],
-                 ["release", "--env", "x$(touch PWNED)"], ["manifests", "--env", "x$(touch PWNED)", "--out", str(tmp_path / "b.zip")]):
+    for argv in (
+        ["check"],
+        ["plan"],
+        ["config", "--env", "x$(touch PWNED)", "--component", "operator"],
+        ["release", "--env", "x$(touch PWNED)"],
+        ["manifests", "--env", "x$(touch PWNED)", "--out", str(tmp_path / "b.zip")],
+    ):
         code, _, err = run_cli("--source", str(source), *argv)
         assert code == 1 and "Traceback" not in err and "env/x$(touch PWNED)/" in err, (argv, err)
         assert "not a DNS-1123 label" in err

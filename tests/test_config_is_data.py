@@ -38,7 +38,9 @@ def test_shell_payload_in_a_config_runs_nothing(tmp_path: Path, capsys: pytest.C
     payload = SHELL % pwned
     _plant(source, "chart_description", payload)
     out = tmp_path / "build"
-    assert cli.main(["--source", str(source), "chart", "--env", "dev", "--component", "operator", "--out", str(out)]) == 0
+    assert (
+        cli.main(["--source", str(source), "chart", "--env", "dev", "--component", "operator", "--out", str(out)]) == 0
+    )
     assert not pwned.exists()
     chart_yaml = yaml.safe_load(next(out.rglob("Chart.yaml")).read_text())
     assert chart_yaml["description"] == payload  # the text itself, verbatim
@@ -100,7 +102,9 @@ def test_template_defaults_render_in_a_sandbox(tmp_path: Path) -> None:
     template = _template_with_default(tmp_path / "a", "chart {{ cookiecutter.chart_name | upper }}")
     assert config.load_context(source, "dev", "operator", template)["chart_description"] == "chart FAAS-OPERATOR"
     # but not Python internals, nor unbounded memory
-    for i, default in enumerate([SHELL % pwned, MEMORY, "{{ 'x' * 10**9 }}", "{{ 2**100000 }}", "{{ (10**60)**60**60**60 }}"]):
+    for i, default in enumerate(
+        [SHELL % pwned, MEMORY, "{{ 'x' * 10**9 }}", "{{ 2**100000 }}", "{{ (10**60)**60**60**60 }}"]
+    ):
         template = _template_with_default(tmp_path / f"b{i}", default)
         started = time.monotonic()
         with pytest.raises(ValidationError, match="cannot be resolved") as caught:

@@ -1,4 +1,5 @@
-"""Credentials stay out of URLs and output; secrets files are read safely; interrupted runs leave no temporary directories."""
+"""Credentials stay out of URLs and output; secrets files are read safely; interrupted runs leave no temporary
+directories."""
 
 from __future__ import annotations
 
@@ -28,7 +29,9 @@ from support.repo_tree import config_file, copy_repo, set_scalar
 @pytest.mark.parametrize("password", ["e", "s3cr3t-Pa55"])
 def test_userinfo_in_the_registry_flag_is_refused_without_echoing_it(tmp_path, capsys, verb, password):
     source = copy_repo(tmp_path / "src")
-    code = main(["--source", str(source), *verb, "--registry", f"oci://ci:{password}@127.0.0.1:9/charts", "--plain-http"])
+    code = main(
+        ["--source", str(source), *verb, "--registry", f"oci://ci:{password}@127.0.0.1:9/charts", "--plain-http"]
+    )
     out, err = capsys.readouterr()
     assert code == 1 and "holds credentials" in err
     assert f":{password}@" not in out + err and "ci:" not in out + err

@@ -375,7 +375,8 @@ ENGINE_MUTANTS = {
     "ignore-on-a-file": ("CaFileArg = Annotated[dagger.File | None, Doc(",
                          'CaFileArg = Annotated[dagger.File | None, Ignore(["x"]), Doc(',
                          "can only set ignore for Directory type, not File"),
-    "default-path-on-a-string": ('        image_tag: Annotated[str, Doc("the new image tag, typically the commit SHA")],\n'
+    "default-path-on-a-string": ('        image_tag: Annotated[str, '
+                                 'Doc("the new image tag, typically the commit SHA")],\n'
                                  '        part:',
                                  '        image_tag: Annotated[str, DefaultPath("/"), Doc("the new image tag")],\n'
                                  '        part:',

@@ -1,4 +1,5 @@
-"""The one door: both front ends import only it; the layout; the CLI's global flags, --version, --output json, Ctrl-C."""
+"""The one door: both front ends import only it; the layout; the CLI's global flags, --version, --output json,
+Ctrl-C."""
 
 from __future__ import annotations
 
@@ -79,8 +80,10 @@ def test_the_door_loads_only_light_modules_at_import(module):
 
 
 def test_help_loads_no_verb_dependency():
-    code = ("import sys\nfrom faas_deployment import cli\ntry:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print(' '.join(sorted(m for m in sys.modules)))")
+    code = (
+        "import sys\nfrom faas_deployment import cli\ntry:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(' '.join(sorted(m for m in sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     loaded = set(out.splitlines()[-1].split())
     assert "faas_deployment.cli" in loaded and "argparse" in loaded

@@ -39,7 +39,9 @@ def _hook(source: Path, name: str, body: str, component: str = "operator") -> Pa
     return path
 
 
-def _cli(source: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> tuple[subprocess.CompletedProcess[str], float]:
+def _cli(
+    source: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> tuple[subprocess.CompletedProcess[str], float]:
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "faas_deployment.cli", "--source", str(source), *args],
                           check=False, capture_output=True, text=True, env={**os.environ, **(env or {})},

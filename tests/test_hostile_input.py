@@ -160,7 +160,9 @@ def test_an_unknown_key_with_a_terminal_escape_is_escaped(repo_copy: Path) -> No
                                                   ("x" * (5 * 1024 * 1024), "at most 1024 characters"),
                                                   (42, "as a string"), (["a"], "as a string"),
                                                   ("two\nlines", "printable text on one line")])
-def test_chart_description_is_refused_clearly(repo_copy: Path, tmp_path: Path, description: object, expected: str) -> None:
+def test_chart_description_is_refused_clearly(
+    repo_copy: Path, tmp_path: Path, description: object, expected: str
+) -> None:
     _set(repo_copy, chart_description=description)
     err = _refused(repo_copy, "package", "--env", "dev", "--component", "operator", "--out", str(tmp_path / "o"))
     assert expected in err and "default_context.chart_description" in err

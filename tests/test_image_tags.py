@@ -21,7 +21,9 @@ from support.registry_process import start_registry, stop_registry
 
 
 def access(registry) -> RegistryAccess:
-    return RegistryAccess(registry.host, RegistryCredentials(registry.username, SecretValue(registry.password, "env:X")), plain_http=True)
+    return RegistryAccess(
+        registry.host, RegistryCredentials(registry.username, SecretValue(registry.password, "env:X")), plain_http=True
+    )
 
 
 def closed_port() -> int:
@@ -51,7 +53,9 @@ def test_decide_table(published, expected):
 
 
 def test_credentials_stay_with_their_host():
-    mine = RegistryAccess("registry.example.org", RegistryCredentials("ci", SecretValue("s3cret", "env:X")), plain_http=True)
+    mine = RegistryAccess(
+        "registry.example.org", RegistryCredentials("ci", SecretValue("s3cret", "env:X")), plain_http=True
+    )
     assert mine.for_host("REGISTRY.example.org") is mine
     assert mine.for_host("other.example.org") == RegistryAccess("other.example.org")  # anonymous, TLS
     assert mine.for_host("registry.example.org:5000") == RegistryAccess("registry.example.org:5000")
@@ -164,7 +168,10 @@ def test_an_image_registry_refusing_the_check_gives_a_warning(repo, registry, tm
         stop_registry(proc)
     assert code == 0, err
     # TLS by default towards another host: the plain-HTTP test registry cannot be read, which is said, not hidden.
-    assert f"WARNING: image {other.host}/faas/operator:{image_tag(repo, 'operator')} not checked: registry {other.host}" in err
+    assert (
+        f"WARNING: image {other.host}/faas/operator:{image_tag(repo, 'operator')} not checked: registry {other.host}"
+        in err
+    )
     assert registry.password not in other_log  # credentials never go to another host
 
 
@@ -176,7 +183,8 @@ def run(coroutine):
 
 
 class RecordingEngine:
-    """Stands in for the engine's ``Container.publish`` (no engine runs here): records the address, returns ``address@digest``."""
+    """Stands in for the engine's ``Container.publish`` (no engine runs here): records the address, returns
+    ``address@digest``."""
 
     def __init__(self):
         self.published: list[str] = []

@@ -140,7 +140,9 @@ def test_a_published_tag_is_never_overwritten_with_other_content(component_sourc
         buildah.publish_image(component_source, repository=repository, tag="1.4.2", revision="r",
                               credentials=RegistryCredentials(registry.username, secret), plain_http=True)
     message = str(caught.value)
-    assert message.startswith(f"{repository}:1.4.2 is already published with other content ({first.digest}, now sha256:")
+    assert message.startswith(
+        f"{repository}:1.4.2 is already published with other content ({first.digest}, now sha256:"
+    )
     assert "publish under a new tag" in message
     assert skopeo_raw_manifest_digest(f"{repository}:1.4.2", registry) == first.digest  # still the first image
     assert registry.blob_uploads() == uploads  # refused before any upload
@@ -167,8 +169,13 @@ def test_target_stage_and_explicit_labels(component_source, registry):
 def test_wrong_password_is_refused_without_echoing_it(component_source, registry, capfd):
     wrong = "wrong-" + registry.password
     with pytest.raises(UserError) as caught:
-        buildah.publish_image(component_source, repository=f"{registry.host}/faas/controller", tag="abc",
-                             credentials=RegistryCredentials(registry.username, SecretValue(wrong, "env:X")), plain_http=True)
+        buildah.publish_image(
+            component_source,
+            repository=f"{registry.host}/faas/controller",
+            tag="abc",
+            credentials=RegistryCredentials(registry.username, SecretValue(wrong, "env:X")),
+            plain_http=True,
+        )
     message = str(caught.value)
     # The tag check reads the registry first: the refusal comes from there, before any push.
     assert message.startswith(f"registry {registry.host}: resolving {registry.host}/faas/controller:abc: HTTP 401")
@@ -182,8 +189,12 @@ def test_tls_is_the_default(component_source, registry):
     # without --plain-http the tag check speaks TLS to the plain-HTTP test registry and fails
     with pytest.raises(UserError, match=f"registry {registry.host}: TLS handshake failed: .*wrong version number "
                                         r"\(the registry speaks plain HTTP: pass --plain-http"):
-        buildah.publish_image(component_source, repository=f"{registry.host}/faas/controller", tag="abc",
-                             credentials=RegistryCredentials(registry.username, SecretValue(registry.password, "env:X")))
+        buildah.publish_image(
+            component_source,
+            repository=f"{registry.host}/faas/controller",
+            tag="abc",
+            credentials=RegistryCredentials(registry.username, SecretValue(registry.password, "env:X")),
+        )
 
 
 def test_build_only_writes_an_oci_archive(component_source, tmp_path):
@@ -208,7 +219,10 @@ def test_missing_buildah_is_named(component_source, tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("options", "match"),
     [
-        (BuildOptions(dockerfile="missing/Dockerfile"), r"--dockerfile: .*missing/Dockerfile not found in the build context"),
+        (
+            BuildOptions(dockerfile="missing/Dockerfile"),
+            r"--dockerfile: .*missing/Dockerfile not found in the build context",
+        ),
         (BuildOptions(dockerfile="../Dockerfile"), r"--dockerfile: '../Dockerfile' must be a relative path"),
         (BuildOptions(dockerfile="/etc/Dockerfile"), r"must be a relative path"),
         (BuildOptions(build_args=("NOVALUE",)), r"--build-arg: expected NAME=VALUE .*'NOVALUE' without ="),
@@ -250,7 +264,9 @@ def test_valid_tags_pass(tag):
      "registry.example.org/faas:1.0", "registry.example.org/faas@sha256:00", "registry.example.org/"],
 )
 def test_invalid_repositories_are_refused(repository):
-    with pytest.raises(UserError, match=r"image_repository: .* is not an image repository: expected host\[:port\]/path"):
+    with pytest.raises(
+        UserError, match=r"image_repository: .* is not an image repository: expected host\[:port\]/path"
+    ):
         images.check_image_repository(repository)
 
 
@@ -488,9 +504,25 @@ def test_cli_names_a_missing_buildah(repo, component_source, capfd, monkeypatch,
     empty = tmp_path / "empty-bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-    code, out, err = run_cli(capfd, "--source", str(repo), "publish-image", "--env", "dev", "--component", "controller",
-                             "--context", str(component_source), "--tag", "abc",
-                             "--username", registry.username, "--password", "env:TEST_REGISTRY_PASSWORD", "--plain-http")
+    code, out, err = run_cli(
+        capfd,
+        "--source",
+        str(repo),
+        "publish-image",
+        "--env",
+        "dev",
+        "--component",
+        "controller",
+        "--context",
+        str(component_source),
+        "--tag",
+        "abc",
+        "--username",
+        registry.username,
+        "--password",
+        "env:TEST_REGISTRY_PASSWORD",
+        "--plain-http",
+    )
     assert code == 1 and out == ""
     assert err.startswith("faas-deploy: error: buildah not found on PATH") and "Traceback" not in err
 

@@ -37,8 +37,12 @@ def _env(registry) -> dict[str, str]:
 
 
 def _charts(source) -> dict[str, str]:
-    return {get_scalar(config_file(source, "dev", c), "chart_name"): get_scalar(config_file(source, "dev", c), "chart_version")
-            for c in ("operator", "controller")}
+    return {
+        get_scalar(config_file(source, "dev", c), "chart_name"): get_scalar(
+            config_file(source, "dev", c), "chart_version"
+        )
+        for c in ("operator", "controller")
+    }
 
 
 def _timed(argv, env) -> tuple[float, subprocess.CompletedProcess]:

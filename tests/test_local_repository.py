@@ -10,7 +10,9 @@ import yaml
 from support.repo_tree import config_file, copy_repo, get_scalar, set_scalar
 
 
-@pytest.mark.parametrize("content", [b"entries: []\n", b"\x00\xff\xfe binary", b"entries: {faas-operator: 3}\n", b"[1, 2]\n", b"a: [\n"])
+@pytest.mark.parametrize(
+    "content", [b"entries: []\n", b"\x00\xff\xfe binary", b"entries: {faas-operator: 3}\n", b"[1, 2]\n", b"a: [\n"]
+)
 def test_a_broken_index_is_a_clear_error(tmp_path, run_cli, content):
     source = copy_repo(tmp_path / "src")
     charts = source / "dist" / "charts" / "dev"
@@ -32,7 +34,9 @@ def test_a_stray_package_is_never_indexed(tmp_path, run_cli):
     code, out, err = run_cli("--source", str(source), "publish", "--env", "dev", "--component", "operator")
     assert code == 0 and out.startswith("pushed "), err
     index = yaml.safe_load((charts / "index.yaml").read_text())
-    assert [e["version"] for e in index["entries"][name]] == [get_scalar(config_file(source, "dev", "operator"), "chart_version")]
+    assert [e["version"] for e in index["entries"][name]] == [
+        get_scalar(config_file(source, "dev", "operator"), "chart_version")
+    ]
     assert not list(charts.glob("*.partial")) and not list(charts.glob(".faas-index-*"))
 
 

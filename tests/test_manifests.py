@@ -1,4 +1,5 @@
-"""Validation and reproducible bundling of ``env/<env>/operator/dynamic/`` (``dynamic_manifests.py``, ``docs/admin-api.md``)."""
+"""Validation and reproducible bundling of ``env/<env>/operator/dynamic/`` (``dynamic_manifests.py``,
+``docs/admin-api.md``)."""
 
 from __future__ import annotations
 

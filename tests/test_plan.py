@@ -326,7 +326,10 @@ def test_staging_needs_no_ci_edit(results):
     assert install.arg("deploy", "password") == "env:CHART_REGISTRY_PASSWORD_STAGING"
     assert install.arg("deploy", "receiver-token") == "env:FLUX_RECEIVER_TOKEN_STAGING"
     assert install.arg("deploy", "kubeconfig") == "file:$KUBECONFIG_STAGING"
-    assert calls["operator_upload_manifests_staging"].arg("upload-manifests", "token") == "env:OPERATOR_ADMIN_TOKEN_STAGING"
+    assert (
+        calls["operator_upload_manifests_staging"].arg("upload-manifests", "token")
+        == "env:OPERATOR_ADMIN_TOKEN_STAGING"
+    )
     # staging is not a branch environment: a merge request pipeline leaves it alone.
     assert set(ci_calls.jobs(generate(result, MERGE_REQUEST, template={}))) == {child_pipeline.NOOP_JOB}
 
@@ -449,7 +452,9 @@ def test_failing_pre_deploy_hook_publishes_nothing_and_post_hook_sees_the_digest
     for hook in hooks.iterdir():
         hook.chmod(hook.stat().st_mode | stat.S_IXUSR)
     ws = Workspace(repo.work)
-    with pytest.raises(plan.UserError, match=r"hooks/pre-deploy: hook failed with exit status 3; nothing was published"):
+    with pytest.raises(
+        plan.UserError, match=r"hooks/pre-deploy: hook failed with exit status 3; nothing was published"
+    ):
         ws.publish_charts("dev", ws.local_target("dev"), ["operator"])
     assert not (repo.work / "dist/charts").exists()
     captured = capfd.readouterr()

@@ -328,9 +328,11 @@ def test_bump_merge_request_commits_the_bumped_dev_config(checkout, monkeypatch)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-_json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-                     max_leaves=12)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=12,
+)
 _helmrelease = st.fixed_dictionaries({"kind": st.just("HelmRelease")}, optional={
     "metadata": _json | st.fixed_dictionaries({}, optional={"generation": _json, "name": _json}),
     "status": _json | st.fixed_dictionaries({}, optional={

@@ -163,9 +163,15 @@ def test_a_git_remote_redirect_to_another_origin_is_not_followed(checkout, verb,
     assert api.requests == []  # nothing reaches GitLab when the remote fails
 
 
-@pytest.mark.parametrize("page", [(200, "text/html", LOGIN_PAGE), (200, "application/x-git-upload-pack-advertisement",
-                                                                     b"garbage\x00\xff"), (500, "text/html", LOGIN_PAGE)],
-                         ids=["login-page", "garbage", "500"])
+@pytest.mark.parametrize(
+    "page",
+    [
+        (200, "text/html", LOGIN_PAGE),
+        (200, "application/x-git-upload-pack-advertisement", b"garbage\x00\xff"),
+        (500, "text/html", LOGIN_PAGE),
+    ],
+    ids=["login-page", "garbage", "500"],
+)
 def test_a_git_remote_that_does_not_speak_git_is_one_clear_error(checkout, page):
     status, content_type, body = page
     with GitLabApi(TOKEN) as api, Answering(status, {"Content-Type": content_type}, body) as remote:

@@ -58,7 +58,9 @@ def test_release_push_unchanged_bump_and_refusals(registry, helm_client, repo_co
         dest.mkdir(parents=True)
         helm_client.pull(ref, version=version, destination=str(dest), plain_http=True)
         rendered = helm_python.Chart.load(str(dest / f"{name}-{version}.tgz")).render({}, name=name, namespace="faas")
-        kinds = {yaml.safe_load(text)["kind"] for path, text in rendered.items() if path.endswith(".yaml") and text.strip()}
+        kinds = {
+            yaml.safe_load(text)["kind"] for path, text in rendered.items() if path.endswith(".yaml") and text.strip()
+        }
         assert {"Deployment", "Service"} <= kinds
     assert registry.password not in out + err
 
@@ -86,7 +88,9 @@ def test_release_push_unchanged_bump_and_refusals(registry, helm_client, repo_co
     # Changed content under a published version is refused, naming the file and the key.
     set_scalar(operator_cfg, "image_tag", "changed-without-bump")
     uploads = registry.blob_uploads()
-    code, out, err = run_cli("--source", str(repo_copy), "publish", "--env", "dev", "--component", "operator", *oci_flags(registry))
+    code, out, err = run_cli(
+        "--source", str(repo_copy), "publish", "--env", "dev", "--component", "operator", *oci_flags(registry)
+    )
     assert code == 1 and out == ""
     assert "env/dev/operator/cookiecutter-config.yaml: chart_version" in err and "bump" in err
     assert "Traceback" not in err
@@ -98,7 +102,9 @@ def test_release_push_unchanged_bump_and_refusals(registry, helm_client, repo_co
 
     # A version lower than the highest published is refused.
     set_scalar(operator_cfg, "chart_version", "0.0.1")
-    code, out, err = run_cli("--source", str(repo_copy), "publish", "--env", "dev", "--component", "operator", *oci_flags(registry))
+    code, out, err = run_cli(
+        "--source", str(repo_copy), "publish", "--env", "dev", "--component", "operator", *oci_flags(registry)
+    )
     assert code == 1 and "lower than the highest published version" in err
     assert helm_client.tags(f"oci://{registry.host}/charts/{names['operator']}") == [new, old]
     assert registry.password not in out + err
@@ -202,7 +208,17 @@ def test_embedded_default_local_helm_repository(repo_copy, run_cli, http_root, t
 def test_package_is_byte_identical_and_helm_renders_it(repo_copy, run_cli, tmp_path, monkeypatch):
     outs = []
     for i in range(2):
-        code, out, err = run_cli("--source", str(repo_copy), "package", "--env", "prod", "--component", "operator", "--out", str(tmp_path / f"o{i}"))
+        code, out, err = run_cli(
+            "--source",
+            str(repo_copy),
+            "package",
+            "--env",
+            "prod",
+            "--component",
+            "operator",
+            "--out",
+            str(tmp_path / f"o{i}"),
+        )
         assert code == 0, err
         outs.append(Path(out.strip()))
     assert outs[0].name == outs[1].name and outs[0].read_bytes() == outs[1].read_bytes()
@@ -210,5 +226,7 @@ def test_package_is_byte_identical_and_helm_renders_it(repo_copy, run_cli, tmp_p
     assert any("PersistentVolumeClaim" in text for text in rendered.values())
     # The fixed mtime is what makes it reproducible: another SOURCE_DATE_EPOCH gives other bytes.
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
-    code, out, _ = run_cli("--source", str(repo_copy), "package", "--env", "prod", "--component", "operator", "--out", str(tmp_path / "o3"))
+    code, out, _ = run_cli(
+        "--source", str(repo_copy), "package", "--env", "prod", "--component", "operator", "--out", str(tmp_path / "o3")
+    )
     assert code == 0 and Path(out.strip()).read_bytes() != outs[0].read_bytes()

@@ -30,16 +30,29 @@ def test_the_publishing_decision(version, published_versions, published_digest, 
                   published_versions=published_versions, published_digest=published_digest) == expected
 
 
-@pytest.mark.parametrize(("version", "published_versions", "published_digest", "message"), [
-    # other digest -> refused
-    ("1.0.0", ["1.0.0"], DIGEST_B, "c.yaml: chart_version: faas-x 1.0.0 is already published with other content "
-                                   f"({DIGEST_B}, now {DIGEST_A}); a published version never changes: bump chart_version"),
-    # lower than the highest published -> refused
-    ("1.0.0", ["1.1.0"], None, "c.yaml: chart_version: faas-x 1.0.0 is lower than the highest published version "
-                               "1.1.0; Flux deploys only a newer version: set chart_version above 1.1.0"),
-    ("1.0.0", ["0.1.0", "1.0.1-rc.1"], None, "lower than the highest published version 1.0.1-rc.1"),
-    ("1.0.0-rc.1", ["1.0.0"], None, "lower than the highest published version 1.0.0"),
-])
+@pytest.mark.parametrize(
+    ("version", "published_versions", "published_digest", "message"),
+    [
+        # other digest -> refused
+        (
+            "1.0.0",
+            ["1.0.0"],
+            DIGEST_B,
+            "c.yaml: chart_version: faas-x 1.0.0 is already published with other content "
+            f"({DIGEST_B}, now {DIGEST_A}); a published version never changes: bump chart_version",
+        ),
+        # lower than the highest published -> refused
+        (
+            "1.0.0",
+            ["1.1.0"],
+            None,
+            "c.yaml: chart_version: faas-x 1.0.0 is lower than the highest published version "
+            "1.1.0; Flux deploys only a newer version: set chart_version above 1.1.0",
+        ),
+        ("1.0.0", ["0.1.0", "1.0.1-rc.1"], None, "lower than the highest published version 1.0.1-rc.1"),
+        ("1.0.0-rc.1", ["1.0.0"], None, "lower than the highest published version 1.0.0"),
+    ],
+)
 def test_the_publishing_decision_refusals(version, published_versions, published_digest, message):
     with pytest.raises(UserError) as caught:
         decide(config="c.yaml", name="faas-x", version=version, digest=DIGEST_A,
@@ -65,4 +78,6 @@ def test_a_release_failing_half_way_names_what_was_published_before_the_failure(
     assert "env/dev/controller/cookiecutter-config.yaml: chart_version:" in refused and "already published" in refused
     new_version = get_scalar(operator, "chart_version")
     package = source / "dist" / "charts" / "dev" / f"{get_scalar(operator, 'chart_name')}-{new_version}.tgz"
-    assert published.splitlines() == [f"pushed {package}@{'sha256:' + __import__('hashlib').sha256(package.read_bytes()).hexdigest()}"]
+    assert published.splitlines() == [
+        f"pushed {package}@{'sha256:' + __import__('hashlib').sha256(package.read_bytes()).hexdigest()}"
+    ]

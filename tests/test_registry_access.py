@@ -62,7 +62,9 @@ def test_check_pair_accepts_both_or_neither(username, password, expected):
     assert check_pair(username, password) is expected
 
 
-@pytest.mark.parametrize(("username", "password"), [("ci", None), (None, SecretValue("s", "t")), ("", SecretValue("s", "t"))])
+@pytest.mark.parametrize(
+    ("username", "password"), [("ci", None), (None, SecretValue("s", "t")), ("", SecretValue("s", "t"))]
+)
 def test_check_pair_refuses_one_alone(username, password):
     with pytest.raises(UserError, match="go together"):
         check_pair(username, password)

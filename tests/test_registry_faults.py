@@ -25,8 +25,12 @@ def fast_retries(monkeypatch):
     """Shorter waits for the test; the policy (what is retried, how often) stays the same."""
     import tenacity
 
-    monkeypatch.setattr(registry_client._Registry.do_request.retry, "wait", tenacity.wait_exponential_jitter(multiplier=0.05, max=0.2))
-    monkeypatch.setattr(registry_client._GuardedSession.ping.retry, "wait", tenacity.wait_exponential_jitter(multiplier=0.05, max=0.2))
+    monkeypatch.setattr(
+        registry_client._Registry.do_request.retry, "wait", tenacity.wait_exponential_jitter(multiplier=0.05, max=0.2)
+    )
+    monkeypatch.setattr(
+        registry_client._GuardedSession.ping.retry, "wait", tenacity.wait_exponential_jitter(multiplier=0.05, max=0.2)
+    )
 
 
 def release(tmp_path: Path, host: str, registry, capsys) -> tuple[int, str, str]:
@@ -56,7 +60,9 @@ def test_503s_and_a_reset_connection_are_retried(registry, faulty_proxy, fast_re
     assert [line.split()[1] for line in out2.splitlines()] == [line.split()[1] for line in out.splitlines()]
 
 
-def test_a_registry_that_stays_down_fails_after_the_bounded_attempts(registry, faulty_proxy, fast_retries, tmp_path, capsys, monkeypatch):
+def test_a_registry_that_stays_down_fails_after_the_bounded_attempts(
+    registry, faulty_proxy, fast_retries, tmp_path, capsys, monkeypatch
+):
     monkeypatch.setenv("TEST_REGISTRY_PASSWORD", registry.password)
     host, faults = faulty_proxy
     faults.always = "503"

@@ -37,7 +37,8 @@ def held_digest(registry, name: str, version: str) -> str | None:
 
 @pytest.fixture
 def published(registry, tmp_path, capsys, monkeypatch):
-    """dev/operator published directly; the source then changed without a bump. Yields (source, name, version, digest)."""
+    """dev/operator published directly; the source then changed without a bump. Yields (source, name, version,
+    digest)."""
     monkeypatch.setenv("TEST_REGISTRY_PASSWORD", registry.password)
     source = copy_repo(tmp_path / "src")
     code, out, err = publish(capsys, source, registry.host, registry)
@@ -56,7 +57,14 @@ def bumped(source: Path) -> str:
     return "9.9.9"
 
 
-@pytest.mark.parametrize(("lie", "told"), [("head-404", "the registry's answers disagree"), ("head-no-digest", "already published with other content"), ("tags-404", "already published with other content")])
+@pytest.mark.parametrize(
+    ("lie", "told"),
+    [
+        ("head-404", "the registry's answers disagree"),
+        ("head-no-digest", "already published with other content"),
+        ("tags-404", "already published with other content"),
+    ],
+)
 def test_a_lying_registry_is_refused_and_the_published_version_kept(registry, published, capsys, lie, told):
     source, name, version, digest = published
     with registry_proxy(registry.url) as (host, faults):
@@ -139,12 +147,20 @@ def registry_for_fuzz(registry):
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-@given(body=st.one_of(
-    st.binary(max_size=64),
-    st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-                 lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["tags", "name", "errors"]), inner, max_size=3),
-                 max_leaves=8).map(lambda v: __import__("json").dumps(v).encode()),
-), status=st.sampled_from([200, 404, 400]))
+@given(
+    body=st.one_of(
+        st.binary(max_size=64),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+            lambda inner: (
+                st.lists(inner, max_size=3)
+                | st.dictionaries(st.sampled_from(["tags", "name", "errors"]), inner, max_size=3)
+            ),
+            max_leaves=8,
+        ).map(lambda v: __import__("json").dumps(v).encode()),
+    ),
+    status=st.sampled_from([200, 404, 400]),
+)
 def test_fuzzed_tag_list_answers_give_no_traceback(registry_for_fuzz, body, status):
     from faas_deployment.errors import UserError
     from faas_deployment.registry_client import ChartRegistry

@@ -1,7 +1,8 @@
 """Publishing charts to a registry that delegates auth to a token service (``Bearer`` challenges).
 
-The registry (fixture ``token_registry``, from ``support/token_service.py``) is the real Debian ``docker-registry`` (distribution 2.8) configured with
-``auth.token``; the token service is a real HTTP server on 127.0.0.1 speaking the Docker
+The registry (fixture ``token_registry``, from ``support/token_service.py``) is the real Debian ``docker-registry``
+(distribution 2.8) configured with ``auth.token``; the token service is a real HTTP server on 127.0.0.1 speaking the
+Docker
 token protocol (https://distribution.github.io/distribution/spec/auth/token/ and
 ``jwt.md`` beside it): ``GET realm?service=S&scope=repository:NAME:pull,push`` with HTTP
 Basic credentials, answered with a JWT the registry verifies through the ``x5c``
@@ -50,7 +51,10 @@ def test_release_through_a_token_service(token_registry, repo_copy, capsys, monk
     registry, service = token_registry
     monkeypatch.setenv("TEST_REGISTRY_PASSWORD", registry.password)
     charts = {
-        c: (get_scalar(config_file(repo_copy, "dev", c), "chart_name"), get_scalar(config_file(repo_copy, "dev", c), "chart_version"))
+        c: (
+            get_scalar(config_file(repo_copy, "dev", c), "chart_name"),
+            get_scalar(config_file(repo_copy, "dev", c), "chart_version"),
+        )
         for c in ("operator", "controller")
     }
 
@@ -74,7 +78,9 @@ def test_release_through_a_token_service(token_registry, repo_copy, capsys, monk
 
     scopes = sorted(normalised(s) for r in granted for s in r.scopes)
     assert scopes == sorted(
-        f"repository:charts/{name}:{actions}" for name, _ in charts.values() for actions in ("pull", "pull,push", "delete")
+        f"repository:charts/{name}:{actions}"
+        for name, _ in charts.values()
+        for actions in ("pull", "pull,push", "delete")
     ), service.requests
     # The registry served the requests to the token's subject.
     assert "auth.user.name=ci" in registry.log_text()
@@ -82,7 +88,9 @@ def test_release_through_a_token_service(token_registry, repo_copy, capsys, monk
     # An independent client sees exactly the pushed tags: plain HTTP with a token of its own.
     for name, version in charts.values():
         token = service.token(f"repository:charts/{name}:pull")
-        answer = httpx.get(f"{registry.url}/v2/charts/{name}/tags/list", headers={"Authorization": f"Bearer {token}"}, timeout=5)
+        answer = httpx.get(
+            f"{registry.url}/v2/charts/{name}/tags/list", headers={"Authorization": f"Bearer {token}"}, timeout=5
+        )
         assert answer.status_code == 200 and answer.json()["tags"] == [version]
         digest = next(line.split("@")[1] for line in lines if f"/charts/{name}:" in line)
         manifest = httpx.head(
@@ -109,7 +117,9 @@ def test_release_through_a_token_service(token_registry, repo_copy, capsys, monk
     assert service.requests and all(registry.password not in r.target for r in service.requests)
 
 
-def run_installed_cli(repo_copy: Path, registry: Registry, username: str, password: str) -> subprocess.CompletedProcess[str]:
+def run_installed_cli(
+    repo_copy: Path, registry: Registry, username: str, password: str
+) -> subprocess.CompletedProcess[str]:
     """The installed ``faas-deploy`` as a user runs it: its real stdout and stderr."""
     env = {**os.environ, "TEST_REGISTRY_PASSWORD": password}
     return subprocess.run(
@@ -173,7 +183,9 @@ def test_pull_only_credentials_cannot_push(token_registry, repo_copy, capsys, mo
     assert any({"pull", "push"} <= set(s.rpartition(":")[2].split(",")) for r in granted for s in r.scopes)
     # Nothing was tagged.
     token = service.token("repository:charts/faas-operator:pull")
-    listing = httpx.get(f"{registry.url}/v2/charts/faas-operator/tags/list", headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    listing = httpx.get(
+        f"{registry.url}/v2/charts/faas-operator/tags/list", headers={"Authorization": f"Bearer {token}"}, timeout=5
+    )
     assert listing.status_code == 404
 
 

@@ -96,8 +96,9 @@ def test_only_regular_files_inside_the_repository_are_read(tmp_path, target, kin
     assert code is not None, f"{target}/{kind}: hung (killed at 60 s)"
     assert code == 1, f"{target}/{kind}: exit {code}: {output[-800:]}"
     assert "Traceback" not in output and "MemoryError" not in output
-    assert Path(relative).name in output and any(w in output for w in ("symbolic link", "FIFO", "not a regular file")), \
-        output[-800:]
+    assert Path(relative).name in output and any(
+        w in output for w in ("symbolic link", "FIFO", "not a regular file")
+    ), output[-800:]
     assert "outside-secret-4f1c9e" not in output
     assert seconds < 30
 
@@ -145,10 +146,18 @@ BAD_URLS = {
     "bad-host": ("admin_url", "https://-admin-.example.org", "not a valid DNS name"),
     "bad-ipv4": ("receiver_url", "http://300.1.2.3/", "not a valid IPv4"),
     "userinfo": ("admin_url", "https://ci:hunter2-secret@admin.example.org", "holds credentials"),
-    "token-param": ("receiver_url", "https://flux.example.org/hook?access_token=hunter2-secret", "credential in its query"),
+    "token-param": (
+        "receiver_url",
+        "https://flux.example.org/hook?access_token=hunter2-secret",
+        "credential in its query",
+    ),
     "oci-userinfo": ("chart_registry", "oci://ci:hunter2-secret@registry.example.org/charts", "holds credentials"),
     "oci-port": ("chart_registry", "oci://registry.example.org:99999/charts", "port from 1 to 65535"),
-    "oci-token": ("artifact_repository", "oci://registry.example.org/x?token=hunter2-secret", "credential in its query"),
+    "oci-token": (
+        "artifact_repository",
+        "oci://registry.example.org/x?token=hunter2-secret",
+        "credential in its query",
+    ),
 }
 
 

@@ -78,7 +78,9 @@ def _git_template_remote(root: Path) -> tuple[Path, str]:
                          text=True).stdout.strip()
     served = root / "served"
     subprocess.run(["git", "clone", "-q", "--bare", str(work), str(served / "tpl.git")], check=True, env=env)
-    subprocess.run(["git", "-C", str(served / "tpl.git"), "config", "uploadpack.allowAnySHA1InWant", "true"], check=True)
+    subprocess.run(
+        ["git", "-C", str(served / "tpl.git"), "config", "uploadpack.allowAnySHA1InWant", "true"], check=True
+    )
     return served, sha
 
 
@@ -198,10 +200,18 @@ def test_the_generated_deploy_job_renders_with_the_repository_template(registry,
         expected["operator"] = deploy.expected_for(Workspace.open(checkout), "dev", "operator")
         embedded = deploy.expected_for(Workspace.open(checkout, config.EMBEDDED_TEMPLATE), "dev", "operator")
         assert expected["operator"].digest != embedded.digest
-        variables = {"CI_DEFAULT_BRANCH": "main", "CI_COMMIT_REF_NAME": "main", "CI_COMMIT_BEFORE_SHA": before,
-                     "CI_MERGE_REQUEST_DIFF_BASE_SHA": "", "CI_MERGE_REQUEST_IID": "", "CI_PIPELINE_IID": "9",
-                     "CHART_REGISTRY_USER_DEV": registry.username, "CHART_REGISTRY_PASSWORD_DEV": registry.password,
-                     "FLUX_RECEIVER_TOKEN_DEV": RECEIVER_TOKEN, "KUBECONFIG_DEV": str(checkout.parent / "kubeconfig-dev")}
+        variables = {
+            "CI_DEFAULT_BRANCH": "main",
+            "CI_COMMIT_REF_NAME": "main",
+            "CI_COMMIT_BEFORE_SHA": before,
+            "CI_MERGE_REQUEST_DIFF_BASE_SHA": "",
+            "CI_MERGE_REQUEST_IID": "",
+            "CI_PIPELINE_IID": "9",
+            "CHART_REGISTRY_USER_DEV": registry.username,
+            "CHART_REGISTRY_PASSWORD_DEV": registry.password,
+            "FLUX_RECEIVER_TOKEN_DEV": RECEIVER_TOKEN,
+            "KUBECONFIG_DEV": str(checkout.parent / "kubeconfig-dev"),
+        }
         outcomes: dict[str, str] = {}
         _run_job("plan", ci_calls.jobs(ci)["plan"], checkout, variables, outcomes)
         child = ci_calls.jobs(ci_calls.load(checkout / "child-pipeline.yml"))

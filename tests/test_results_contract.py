@@ -145,7 +145,7 @@ def test_publish_artifact_refuses_a_local_path_as_the_source(repo_copy, run_cli,
             artifacts.annotations_of(revision, source, where="the source tree")
 
 
-# --------------------------------------------------------------------------- --output json: one document per verb, its schema
+# ------------------------------------------------------------- --output json: one document per verb, its schema
 
 
 SCHEMAS = REPO / "docs" / "schemas"

@@ -1,4 +1,5 @@
-"""Benchmark of ``check`` of the 4 real charts in a cold process (goal in the README, "Performance"). A script, not a test: it prints figures.
+"""Benchmark of ``check`` of the 4 real charts in a cold process (goal in the README, "Performance"). A script, not a
+test: it prints figures.
 
 Run from the repository root:
 
@@ -46,8 +47,11 @@ for chart in sys.argv[1:]:
 """
 
 #: The modules ``check`` without --registry loads (tests/test_check_imports.py: nothing more).
-STARTUP = ("import helm_python, faas_deployment.cli, faas_deployment.pipeline, faas_deployment.chart, faas_deployment.packaging, "
-           "faas_deployment.publishing, faas_deployment.dynamic_manifests, faas_deployment.plan, faas_deployment.deadline")
+STARTUP = (
+    "import helm_python, faas_deployment.cli, faas_deployment.pipeline, faas_deployment.chart, "
+    "faas_deployment.packaging, faas_deployment.publishing, faas_deployment.dynamic_manifests, faas_deployment.plan, "
+    "faas_deployment.deadline"
+)
 
 
 def prepare(scratch: Path) -> tuple[Path, list[str]]:
@@ -59,7 +63,9 @@ def prepare(scratch: Path) -> tuple[Path, list[str]]:
     from faas_deployment.pipeline import Workspace
 
     ws = Workspace(source)
-    charts = [str(ws.render_chart(env, component, scratch / "charts" / env)) for env, component in layout.discover(source)]
+    charts = [
+        str(ws.render_chart(env, component, scratch / "charts" / env)) for env, component in layout.discover(source)
+    ]
     return source, charts
 
 

@@ -1,4 +1,5 @@
-"""Benchmark of ``check``'s own work per chart, beyond Helm's (goal in the README, "Performance"). A script, not a test: it prints figures.
+"""Benchmark of ``check``'s own work per chart, beyond Helm's (goal in the README, "Performance"). A script, not a
+test: it prints figures.
 
 Run from the repository root:
 

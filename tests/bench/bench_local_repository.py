@@ -1,4 +1,5 @@
-"""Publishing into a large local Helm repository (goal in the README, "Performance"). A script, not a test: it prints figures.
+"""Publishing into a large local Helm repository (goal in the README, "Performance"). A script, not a test: it prints
+figures.
 
 Run from the repository root:
 

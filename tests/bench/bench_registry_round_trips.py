@@ -1,4 +1,5 @@
-"""Registry round trips of ``release`` and ``publish`` (goal in the README, "Performance"). A script, not a test: it prints figures.
+"""Registry round trips of ``release`` and ``publish`` (goal in the README, "Performance"). A script, not a test: it
+prints figures.
 
 Run from the repository root:
 

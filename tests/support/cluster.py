@@ -187,8 +187,12 @@ class Cluster:
 
     def http(self) -> httpx.Client:
         """An HTTP client for the API server (its CA, the admin token)."""
-        return httpx.Client(base_url=self.api_url, verify=ssl.create_default_context(cafile=self.root / "pki" / "ca.crt"),
-                            headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
+        return httpx.Client(
+            base_url=self.api_url,
+            verify=ssl.create_default_context(cafile=self.root / "pki" / "ca.crt"),
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=30,
+        )
 
     # ------------------------------------------------------------------ processes
 
@@ -210,7 +214,9 @@ class Cluster:
         for name, proc in self.procs.items():
             if proc.poll() is not None:
                 tail = (self.logs / f"{name}.log").read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"{name} exited with {proc.returncode}; its log ({self.logs / name}.log) ends:\n{tail}")
+                raise RuntimeError(
+                    f"{name} exited with {proc.returncode}; its log ({self.logs / name}.log) ends:\n{tail}"
+                )
 
     def _wait(self, what: str, probe: Any, deadline: float) -> None:
         while True:
@@ -244,13 +250,26 @@ class Cluster:
             "omitStages": ["ResponseStarted", "ResponseComplete", "Panic"],
             "rules": [{"level": "Metadata", "users": ["faas-ci"]}, {"level": "None"}]}))
         tokens.chmod(0o600)
-        self.kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "faas-test",
-            "clusters": [{"name": "faas-test", "cluster": {"server": self.api_url,
-                                                          "certificate-authority-data": base64.b64encode(certs["ca.crt"].read_bytes()).decode()}}],
-            "users": [{"name": "faas-admin", "user": {"token": self.token}}],
-            "contexts": [{"name": "faas-test", "context": {"cluster": "faas-test", "user": "faas-admin"}}],
-        }))
+        self.kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "faas-test",
+                    "clusters": [
+                        {
+                            "name": "faas-test",
+                            "cluster": {
+                                "server": self.api_url,
+                                "certificate-authority-data": base64.b64encode(certs["ca.crt"].read_bytes()).decode(),
+                            },
+                        }
+                    ],
+                    "users": [{"name": "faas-admin", "user": {"token": self.token}}],
+                    "contexts": [{"name": "faas-test", "context": {"cluster": "faas-test", "user": "faas-admin"}}],
+                }
+            )
+        )
         self.kubeconfig.chmod(0o600)
         kubeconfig = str(self.kubeconfig)
         p = self.ports
@@ -377,13 +396,19 @@ def _node() -> dict[str, Any]:
 def _established(api: httpx.Client) -> bool:
     crds = api.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions").json()["items"]
     return len(crds) >= 15 and all(
-        any(c["type"] == "Established" and c["status"] == "True" for c in (crd.get("status") or {}).get("conditions") or [])
-        for crd in crds)
+        any(
+            c["type"] == "Established" and c["status"] == "True"
+            for c in (crd.get("status") or {}).get("conditions") or []
+        )
+        for crd in crds
+    )
 
 
 def _node_ready(api: httpx.Client) -> bool:
     node = api.get(f"/api/v1/nodes/{NODE}").json()
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in (node.get("status") or {}).get("conditions") or [])
+    return any(
+        c["type"] == "Ready" and c["status"] == "True" for c in (node.get("status") or {}).get("conditions") or []
+    )
 
 
 # ---------------------------------------------------------------------- server-side apply
@@ -415,8 +440,12 @@ def apply(api: httpx.Client, docs: list[dict[str, Any]], namespace: str | None =
         meta = doc["metadata"]
         ns = meta.get("namespace") or namespace
         path = resource_path(api, doc["apiVersion"], doc["kind"], ns or "default", meta["name"])
-        answer = api.patch(path, params={"fieldManager": "faas-test", "force": "true"},
-                           content=yaml.safe_dump(doc).encode(), headers={"Content-Type": "application/apply-patch+yaml"})
+        answer = api.patch(
+            path,
+            params={"fieldManager": "faas-test", "force": "true"},
+            content=yaml.safe_dump(doc).encode(),
+            headers={"Content-Type": "application/apply-patch+yaml"},
+        )
         if answer.status_code >= 300:
             raise RuntimeError(f"apply {doc['kind']} {meta['name']}: HTTP {answer.status_code} {answer.text[:500]}")
 

@@ -136,8 +136,8 @@ CALL_PERSISTENT_FLAGS = frozenset({
 })
 #: Variables of the caller's job that the runtime container never has: the Python runtime is a container
 #: built from the SDK's base image with only the variables the SDK sets (``sdk/python/runtime/main.go``:
-#: ``DAGGER_*``, ``PYTHONUNBUFFERED``, ``PIP_*``, ``UV_*``), so a function sees none of the caller's. The harness hides these (and the ``Engine``'s ``env``) from
-#: ``os.environ`` while a function runs.
+#: ``DAGGER_*``, ``PYTHONUNBUFFERED``, ``PIP_*``, ``UV_*``), so a function sees none of the caller's. The harness
+#: hides these (and the ``Engine``'s ``env``) from ``os.environ`` while a function runs.
 JOB_ONLY = frozenset({"SOURCE_DATE_EPOCH", "KUBECONFIG"})
 #: ``core/schema/module.go`` ``functionWithArg``: the types a ``DefaultPath`` may load.
 DEFAULT_PATH_TYPES = frozenset({"Directory", "File", "GitRepository", "GitRef"})
@@ -488,12 +488,16 @@ class Engine:
             found = subprocess.run(["git", "-C", str(obj.repository), "merge-base", obj.ref, other.ref], check=False,
                                    capture_output=True, text=True)
             if found.returncode != 0:
-                raise EngineRefusal(f"commonAncestor {obj.ref} {other.ref}: {found.stderr.strip() or 'no common ancestor'}")
+                raise EngineRefusal(
+                    f"commonAncestor {obj.ref} {other.ref}: {found.stderr.strip() or 'no common ancestor'}"
+                )
             return GitRefObj(obj.repository, found.stdout.strip())
         if isinstance(obj, GitRefObj) and name == "tree":
             tree = self._new_dir("git-tree-")
-            archive = subprocess.run(["git", "-C", str(obj.repository), "archive", "--format=tar", f"{obj.ref}^{{commit}}"],
-                                     capture_output=True)
+            archive = subprocess.run(
+                ["git", "-C", str(obj.repository), "archive", "--format=tar", f"{obj.ref}^{{commit}}"],
+                capture_output=True,
+            )
             if archive.returncode != 0:
                 raise EngineRefusal(f"git ref {obj.ref!r}: {archive.stderr.decode(errors='replace').strip()}")
             subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
@@ -668,7 +672,9 @@ class Engine:
             return self._core_tail(ret, result, tokens[i:])
         raise EngineRefusal(f"{obj.name}: a function is required after {line!r}")
 
-    def _invoke(self, object_name: str, state: Any, fn: FunctionDef | None, flags: dict[str, str | list[str] | bool]) -> Any:
+    def _invoke(
+        self, object_name: str, state: Any, fn: FunctionDef | None, flags: dict[str, str | list[str] | bool]
+    ) -> Any:
         """One function call as the engine makes it: inputs as JSON, a fresh working directory."""
         inputs: dict[str, Any] = {}
         for arg in (fn.args.values() if fn else ()):

@@ -358,8 +358,17 @@ def scenario(kind: str, *, chart: str, ns: str, name: str, old: str, new: str, n
     installing = {"lastAttemptedRevision": new, "lastAttemptedReleaseAction": "install", "conditions": [
         _cond("Reconciling", "True", "Progressing", "Running 'install' action with timeout of 5m0s"),
         _cond("Ready", "Unknown", "Progressing", "Running 'install' action with timeout of 5m0s")]}
-    source_not_ready = {**base, "conditions": [_cond("Ready", "False", "SourceNotReady",
-                         f"OCIRepository '{release}' is not ready: latest generation of object has not been reconciled")]}
+    source_not_ready = {
+        **base,
+        "conditions": [
+            _cond(
+                "Ready",
+                "False",
+                "SourceNotReady",
+                f"OCIRepository '{release}' is not ready: latest generation of object has not been reconciled",
+            )
+        ],
+    }
     return {
         "success": [("hr", progressing), ("hr", ready_before_history), ("hr", success)],
         "stalled": [("hr", progressing), ("hr", stalled)],
@@ -397,17 +406,32 @@ def kustomization_status(kind: str, *, applied: str, attempted: str, generation:
     base = {"observedGeneration": generation, "lastAppliedRevision": applied, "lastAttemptedRevision": attempted,
             "lastAppliedOriginRevision": "main@sha1:" + "a" * 40}
     conditions = {
-        "progressing": [_cond("Ready", "Unknown", "Progressing", f"Building manifests for revision {attempted} "
-                              "with a timeout of 5m0s", generation),
-                        _cond("Reconciling", "True", "Progressing", "Detecting drift", generation)],
+        "progressing": [
+            _cond(
+                "Ready",
+                "Unknown",
+                "Progressing",
+                f"Building manifests for revision {attempted} with a timeout of 5m0s",
+                generation,
+            ),
+            _cond("Reconciling", "True", "Progressing", "Detecting drift", generation),
+        ],
         "ready": [_cond("Ready", "True", "ReconciliationSucceeded", f"Applied revision: {applied}", generation)],
-        "health-failed": [_cond("Ready", "False", "HealthCheckFailed",
-                                "health check failed after 5m0s: timeout waiting for: [Deployment/default/operator "
-                                "status: 'InProgress']", generation),
-                          _cond("Healthy", "False", "HealthCheckFailed", "timeout waiting for Deployment", generation)],
-        "stalled": [_cond("Ready", "False", "BuildFailed", "kustomize build failed: accumulating resources", generation),
-                    _cond("Stalled", "True", "BuildFailed", "kustomize build failed: accumulating resources",
-                          generation)],
+        "health-failed": [
+            _cond(
+                "Ready",
+                "False",
+                "HealthCheckFailed",
+                "health check failed after 5m0s: timeout waiting for: [Deployment/default/operator "
+                "status: 'InProgress']",
+                generation,
+            ),
+            _cond("Healthy", "False", "HealthCheckFailed", "timeout waiting for Deployment", generation),
+        ],
+        "stalled": [
+            _cond("Ready", "False", "BuildFailed", "kustomize build failed: accumulating resources", generation),
+            _cond("Stalled", "True", "BuildFailed", "kustomize build failed: accumulating resources", generation),
+        ],
     }[kind]
     return {**base, "conditions": conditions}
 

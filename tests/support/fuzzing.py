@@ -30,7 +30,9 @@ EXAMPLE_CONFIG = (REPO_ROOT / CONFIG).read_text(encoding="utf-8")
 EXAMPLE_MANIFEST = (REPO_ROOT / DYNAMIC / "service.yaml").read_text(encoding="utf-8")
 
 # Characters that break YAML readers: controls, a BOM, surrogates' neighbours, YAML indicators.
-NASTY = "".join(chr(c) for c in [*range(0, 32), 0x7F, 0x85, 0xA0, 0xFEFF, 0x1B, 0x2028, 0xFFFE]) + "&*!|>%@`{}[]:,#'\"-?"
+NASTY = (
+    "".join(chr(c) for c in [*range(0, 32), 0x7F, 0x85, 0xA0, 0xFEFF, 0x1B, 0x2028, 0xFFFE]) + "&*!|>%@`{}[]:,#'\"-?"
+)
 
 
 @dataclass

@@ -131,7 +131,9 @@ def run(scenario: Scenario, root: Path) -> Outcome:
     try:
         listed = json.loads(proc.stdout)
     except json.JSONDecodeError as exc:
-        raise RuntimeError(f"{scenario.id}: gitlab-ci-local printed no job list: {exc}\n{proc.stdout[:2000]}\n{proc.stderr}") from None
+        raise RuntimeError(
+            f"{scenario.id}: gitlab-ci-local printed no job list: {exc}\n{proc.stdout[:2000]}\n{proc.stderr}"
+        ) from None
     jobs = frozenset(job["name"] for job in listed if job["when"] != "never")
     stages = {job["name"]: job["stage"] for job in listed}
     return Outcome(proc.returncode, jobs, stages, proc.stderr, dependency_chain)

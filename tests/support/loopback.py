@@ -1,4 +1,5 @@
-"""The lifecycle shared by the loopback doubles: a threaded HTTP server on 127.0.0.1, started and stopped by ``with``."""
+"""The lifecycle shared by the loopback doubles: a threaded HTTP server on 127.0.0.1, started and stopped by
+``with``."""
 
 from __future__ import annotations
 

@@ -121,8 +121,12 @@ def artifact_trial(root: Path, registry, *, same: bool = False) -> Trial:
             "--source-url", "https://git.example.org/faas.git"]
     outcomes = _run_together([source, source], argv, env, verb="publish-artifact", extra=runs)
     version = get_scalar(config_file(source, "dev", "operator"), "chart_version")
-    answer = httpx.get(f"{registry.url}/v2/{path}/manifests/app-operator-{version}", auth=(registry.username, registry.password),
-                       headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}, timeout=30)
+    answer = httpx.get(
+        f"{registry.url}/v2/{path}/manifests/app-operator-{version}",
+        auth=(registry.username, registry.password),
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+        timeout=30,
+    )
     held = json.loads(answer.content)["layers"][0]["digest"] if answer.status_code == 200 else None
     wrong = []
     pushed = [out for code, out, _ in outcomes if code == 0 and out.startswith("pushed ")]

@@ -120,8 +120,11 @@ def start_registry(
         raise RuntimeError("docker-registry did not start within 15 s")
     while time.monotonic() < deadline:
         try:
-            probe = httpx.get(f"https://{host}/v2/", timeout=1, verify=ssl.create_default_context(cafile=tls[0])) if tls else httpx.get(
-                f"http://{host}/v2/", timeout=1)
+            probe = (
+                httpx.get(f"https://{host}/v2/", timeout=1, verify=ssl.create_default_context(cafile=tls[0]))
+                if tls
+                else httpx.get(f"http://{host}/v2/", timeout=1)
+            )
             if probe.status_code in (200, 401):
                 break
         except httpx.TransportError:

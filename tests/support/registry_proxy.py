@@ -90,7 +90,11 @@ def _lie(faults: Faults, method: str, path: str, status: int, headers: dict[str,
     if faults.fixed is not None and _TAGS.match(path):
         return faults.fixed[0], {"Content-Type": "application/json"}, faults.fixed[1]
     if faults.hidden_tag and not faults.revealed:
-        if _MANIFEST_BY_TAG.match(path) and path.endswith("/manifests/" + faults.hidden_tag) and method in ("GET", "HEAD"):
+        if (
+            _MANIFEST_BY_TAG.match(path)
+            and path.endswith("/manifests/" + faults.hidden_tag)
+            and method in ("GET", "HEAD")
+        ):
             return 404, {"Content-Type": "application/json"}, b'{"errors":[{"code":"MANIFEST_UNKNOWN"}]}'
         if _TAGS.match(path) and method == "GET" and status == 200:
             listing = json.loads(body)
@@ -108,7 +112,11 @@ def _lie(faults: Faults, method: str, path: str, status: int, headers: dict[str,
         if lie == "tags-json-list":
             return 200, {"Content-Type": "application/json"}, json.dumps(json.loads(body)["tags"]).encode()
         if lie == "tags-non-string":
-            return 200, {"Content-Type": "application/json"}, json.dumps({"name": "x", "tags": [1, None, {"a": 2}]}).encode()
+            return (
+                200,
+                {"Content-Type": "application/json"},
+                json.dumps({"name": "x", "tags": [1, None, {"a": 2}]}).encode(),
+            )
         if lie == "tags-link-loop":
             return 200, {**headers, "Link": f'<{path}>; rel="next"'}, body
         if lie == "tags-link-foreign":
@@ -173,7 +181,9 @@ def registry_proxy(upstream_url: str, tls: tuple[Path, Path] | None = None) -> I
                 if faults.hidden_tag and self.path.endswith("/manifests/" + faults.hidden_tag):
                     faults.revealed = True
                 with immutable_put:
-                    probe = upstream.head(self.path, headers={**headers, "Accept": "application/vnd.oci.image.manifest.v1+json"})
+                    probe = upstream.head(
+                        self.path, headers={**headers, "Accept": "application/vnd.oci.image.manifest.v1+json"}
+                    )
                     if probe.status_code == 200:
                         error = {"errors": [{"code": "TAG_INVALID", "message": "tag is immutable"}]}
                         self._send(400, {"Content-Type": "application/json"}, json.dumps(error).encode())
@@ -184,7 +194,11 @@ def registry_proxy(upstream_url: str, tls: tuple[Path, Path] | None = None) -> I
             status, out_headers, payload = _lie(
                 faults, self.command, self.path, answer.status_code, dict(answer.headers), answer.content
             )
-            length = answer.headers.get("content-length", "0") if self.command == "HEAD" and status == answer.status_code else None
+            length = (
+                answer.headers.get("content-length", "0")
+                if self.command == "HEAD" and status == answer.status_code
+                else None
+            )
             self._send(status, out_headers, payload, length)
 
         do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
@@ -252,7 +266,9 @@ def stalling_server(mode: str) -> Iterator[str]:
     listener.settimeout(0.2)
     stop = threading.Event()
     connections: list[socket.socket] = []
-    answer = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"tags": [' + b" " * 2000
+    answer = (
+        b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"tags": [' + b" " * 2000
+    )
 
     def serve_one(conn: socket.socket) -> None:
         try:

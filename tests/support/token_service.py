@@ -138,7 +138,9 @@ def _handler(service: TokenService) -> type[http.server.BaseHTTPRequestHandler]:
             scopes = query.get("scope", [])
             user, password = self._credentials()
             if url.path != "/token" or query.get("service") != [SERVICE]:
-                self._answer(400, {"errors": [{"code": "UNSUPPORTED", "message": "unknown path or service"}]}, user, scopes)
+                self._answer(
+                    400, {"errors": [{"code": "UNSUPPORTED", "message": "unknown path or service"}]}, user, scopes
+                )
             elif (user, password) != (service.username, service.password) and (
                 user not in service.readers or service.readers[user] != password
             ):

@@ -170,7 +170,11 @@ def flux_artifact(files: dict[str, bytes], *, source: str, revision: str, create
         },
         separators=(",", ":"),
     ).encode()
-    annotations = {ANNOTATION_CREATED: created, ANNOTATION_REVISION: revision, ANNOTATION_SOURCE: strip_userinfo(source)}
+    annotations = {
+        ANNOTATION_CREATED: created,
+        ANNOTATION_REVISION: revision,
+        ANNOTATION_SOURCE: strip_userinfo(source),
+    }
     manifest = json.dumps(
         {
             "schemaVersion": 2,
@@ -282,8 +286,10 @@ class ArtifactRepository:
             return None
         layer = _layer_of(manifest)
         if layer is None:
-            raise UserError(f"{self.reference}:{tag}: not a Flux artifact (expected one {FLUX_CONTENT_MEDIA_TYPE} layer); "
-                            f"remove the tag or choose another repository")
+            raise UserError(
+                f"{self.reference}:{tag}: not a Flux artifact (expected one {FLUX_CONTENT_MEDIA_TYPE} layer); "
+                f"remove the tag or choose another repository"
+            )
         return manifest, layer
 
     def upload(self, blobs: list[tuple[bytes, dict]]) -> None:
@@ -333,7 +339,9 @@ class ArtifactResult:
                 f"{self.moving_outcome} {self.reference}:{moving_tag(self.component)}@{self.digest}")
 
 
-def publish(repository: ArtifactRepository, artifact: FluxArtifact, *, component: str, version: str, config: str) -> ArtifactResult:
+def publish(
+    repository: ArtifactRepository, artifact: FluxArtifact, *, component: str, version: str, config: str
+) -> ArtifactResult:
     """Push ``artifact`` under the tag rules of the module doc.
 
     A new ``app-<c>-<version>`` is pushed under the protocol of charts
@@ -390,7 +398,9 @@ def publish(repository: ArtifactRepository, artifact: FluxArtifact, *, component
                               _sha256(at_moving[0]), artifact.layer_digest)
     # The blobs are in the repository now (pushed above, or under the unchanged tag): the manifest alone.
     digest = repository.put(moving, manifest, [])
-    return ArtifactResult(version_outcome, "moved", repository.reference, component, version, digest, artifact.layer_digest)
+    return ArtifactResult(
+        version_outcome, "moved", repository.reference, component, version, digest, artifact.layer_digest
+    )
 
 
 def retire(repository: ArtifactRepository, component: str) -> str:

@@ -246,7 +246,8 @@ class BuiltImage:
 
 @dataclass(frozen=True)
 class PublishedImage:
-    """An image published or found unchanged: ``reference`` is ``host/path:tag``, ``digest`` the manifest's ``sha256:...``.
+    """An image published or found unchanged: ``reference`` is ``host/path:tag``, ``digest`` the manifest's
+    ``sha256:...``.
 
     ``str()`` is the outcome line, ``pushed <reference>@<digest>`` or ``unchanged <reference>@<digest>``.
     """
@@ -327,7 +328,9 @@ def publish_image(
     reference = f"{repository}:{tag}"
     if plain_http:
         require_plain_http(registry_host(repository), limit)
-        urls.warn_plain_http("--plain-http", urls.host_of(registry_host(repository)), credentials=credentials is not None)
+        urls.warn_plain_http(
+            "--plain-http", urls.host_of(registry_host(repository)), credentials=credentials is not None
+        )
     labels = image_labels(tag, revision=revision, source_url=source_url, context=Path(context))
     access = image_tags.RegistryAccess(registry_host(repository), credentials, plain_http, ca)
     with BuildahStore() as store:
@@ -336,7 +339,9 @@ def publish_image(
             image_id = store.build(Path(context), options, labels)
         with step(f"check {reference}"):
             digest = store.manifest_digest(image_id)
-            action = versions.decide_image(reference, digest, image_tags.published_digest(repository, tag, access, limit))
+            action = versions.decide_image(
+                reference, digest, image_tags.published_digest(repository, tag, access, limit)
+            )
         if action == "unchanged":
             return PublishedImage(reference, digest, image_id, labels, "unchanged")
         with step(f"push {reference}"):
@@ -359,7 +364,9 @@ def require_plain_http(host: str, limit: Deadline) -> None:
     name, _, port = host.rpartition(":") if host.rsplit(":", 1)[-1].isdigit() else (host, "", "443")
     context = ssl.create_default_context()
     try:
-        with socket.create_connection((name.strip("[]"), int(port)), timeout=min(5.0, max(0.1, limit.remaining()))) as raw:
+        with socket.create_connection(
+            (name.strip("[]"), int(port)), timeout=min(5.0, max(0.1, limit.remaining()))
+        ) as raw:
             with context.wrap_socket(raw, server_hostname=name.strip("[]")):
                 pass
     except ssl.SSLCertVerificationError as exc:

@@ -138,7 +138,11 @@ def _entry(context: MappingNode, key: str) -> tuple[ScalarNode, Any] | None:
 
 
 def _single_line_scalar(node: Any, shown: str, key: str) -> ScalarNode:
-    if not isinstance(node, ScalarNode) or node.style not in (None, "'", '"') or node.start_mark.line != node.end_mark.line:
+    if (
+        not isinstance(node, ScalarNode)
+        or node.style not in (None, "'", '"')
+        or node.start_mark.line != node.end_mark.line
+    ):
         raise UserError(
             f"{shown}: {CONTEXT_KEY}.{key}: expected a one-line scalar value (e.g. {key}: \"1.0.3\"); "
             f"write it on one line, then bump"
@@ -169,7 +173,9 @@ def bump_text(text: str, *, image_tag: str, part: str = "patch", shown: str = la
     context = _compose(text, shown)
     found_version = _entry(context, VERSION_KEY)
     if found_version is None:
-        raise UserError(f"{shown}: {CONTEXT_KEY}.{VERSION_KEY}: missing; add the chart's semantic version, e.g. \"1.0.0\"")
+        raise UserError(
+            f'{shown}: {CONTEXT_KEY}.{VERSION_KEY}: missing; add the chart\'s semantic version, e.g. "1.0.0"'
+        )
     version_node = _single_line_scalar(found_version[1], shown, VERSION_KEY)
     old_version = version_node.value
     new_version = next_chart_version(old_version, part, where=f"{shown}: {CONTEXT_KEY}.{VERSION_KEY}")
@@ -219,7 +225,9 @@ def edit_context(text: str, values: dict[str, str], *, shown: str = layout.CONFI
             edits.append((node.start_mark.index, node.end_mark.index, scalar))
             continue
         if context.flow_style:
-            raise UserError(f"{shown}: {CONTEXT_KEY}: no {key} key, and the mapping is in flow style; add {key} by hand")
+            raise UserError(
+                f"{shown}: {CONTEXT_KEY}: no {key} key, and the mapping is in flow style; add {key} by hand"
+            )
         anchors = [e for e in map(lambda k: _entry(context, k), _INSERT_AFTER) if e is not None]
         if not anchors:
             raise UserError(f"{shown}: {CONTEXT_KEY}: no {key} key and no {' or '.join(_INSERT_AFTER)} to add it after")

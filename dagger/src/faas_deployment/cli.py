@@ -76,9 +76,16 @@ def _registry(args: argparse.Namespace) -> pipeline.Registry:
 def _merge_request(args: argparse.Namespace) -> pipeline.MergeRequestOptions | None:
     if not args.merge_request:
         return None
-    return pipeline.MergeRequestOptions(args.gitlab_url, args.gitlab_project, _secret(args.gitlab_token, "--gitlab-token"),
-                                        target_branch=args.target_branch, remote=args.remote,
-                                        labels=tuple(args.label), author=args.author, pipeline_url=args.pipeline_url)
+    return pipeline.MergeRequestOptions(
+        args.gitlab_url,
+        args.gitlab_project,
+        _secret(args.gitlab_token, "--gitlab-token"),
+        target_branch=args.target_branch,
+        remote=args.remote,
+        labels=tuple(args.label),
+        author=args.author,
+        pipeline_url=args.pipeline_url,
+    )
 
 
 def _path(value: str | None) -> Path | None:
@@ -108,7 +115,9 @@ def _credential_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _ca_file_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ca-file", metavar="PATH", help="PEM certificate of a private CA to trust for the registry's TLS")
+    parser.add_argument(
+        "--ca-file", metavar="PATH", help="PEM certificate of a private CA to trust for the registry's TLS"
+    )
 
 
 def _immutable_tags_flag(parser: argparse.ArgumentParser) -> None:
@@ -136,14 +145,18 @@ def _merge_request_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--merge-request", action="store_true",
                         help="commit on a branch, push it and open or update a GitLab merge request "
                              "instead of editing the working tree")
-    parser.add_argument("--gitlab-url", default=env("CI_SERVER_URL", ""), help="GitLab base URL (default: $CI_SERVER_URL)")
+    parser.add_argument(
+        "--gitlab-url", default=env("CI_SERVER_URL", ""), help="GitLab base URL (default: $CI_SERVER_URL)"
+    )
     parser.add_argument("--gitlab-project", default=env("CI_PROJECT_ID", ""),
                         help="project id or group/name path (default: $CI_PROJECT_ID)")
     parser.add_argument("--gitlab-token", metavar="env:NAME|file:PATH",
                         help="GitLab token with the api and write_repository scopes")
     parser.add_argument("--target-branch", default=env("CI_DEFAULT_BRANCH") or pipeline.DEFAULT_BRANCH,
                         help="the merge request's target branch (default: $CI_DEFAULT_BRANCH, else main)")
-    parser.add_argument("--remote", default=pipeline.REMOTE, help="git remote name or URL to push to (default: %(default)s)")
+    parser.add_argument(
+        "--remote", default=pipeline.REMOTE, help="git remote name or URL to push to (default: %(default)s)"
+    )
     parser.add_argument("--label", action="append", default=[], help="merge request label (repeatable)")
     parser.add_argument("--author", default=pipeline.COMMIT_AUTHOR, help="commit author 'Name <email>'")
     parser.add_argument("--pipeline-url", default=env("CI_PIPELINE_URL", ""),
@@ -153,18 +166,28 @@ def _merge_request_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _image_flags(parser: argparse.ArgumentParser, *, tag_required: bool) -> None:
-    parser.add_argument("--context", required=True, metavar="DIR", help="the component's source directory (build context)")
-    parser.add_argument("--dockerfile", default=pipeline.DOCKERFILE, help="Dockerfile path inside the context (default: %(default)s)")
+    parser.add_argument(
+        "--context", required=True, metavar="DIR", help="the component's source directory (build context)"
+    )
+    parser.add_argument(
+        "--dockerfile", default=pipeline.DOCKERFILE, help="Dockerfile path inside the context (default: %(default)s)"
+    )
     parser.add_argument("--build-arg", action="append", default=[], metavar="NAME=VALUE",
                         help="build argument (repeatable; not for secrets: it stays in the image history)")
     parser.add_argument("--target", default="", help="build stage to stop at (default: the last)")
     parser.add_argument("--platform", default=pipeline.DEFAULT_PLATFORM, metavar="OS/ARCH",
                         help="target platform (default: %(default)s, what the clusters run)")
-    parser.add_argument("--tag", required=tag_required, default=None if tag_required else pipeline.BUILD_TAG,
-                        help="image tag, typically the commit SHA" + ("" if tag_required else " (default: %(default)s)"))
+    parser.add_argument(
+        "--tag",
+        required=tag_required,
+        default=None if tag_required else pipeline.BUILD_TAG,
+        help="image tag, typically the commit SHA" + ("" if tag_required else " (default: %(default)s)"),
+    )
     parser.add_argument("--revision", default="",
                         help="org.opencontainers.image.revision (default: the context's git HEAD, else the tag)")
-    parser.add_argument("--source-url", default="", help="org.opencontainers.image.source (default: the context's git origin URL)")
+    parser.add_argument(
+        "--source-url", default="", help="org.opencontainers.image.source (default: the context's git origin URL)"
+    )
 
 
 def _artifact_flags(parser: argparse.ArgumentParser) -> None:
@@ -213,7 +236,9 @@ def _release_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _upload_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--admin-url", help="operator admin API base URL (default: admin_url of env/<env>/environment.yaml)")
+    parser.add_argument(
+        "--admin-url", help="operator admin API base URL (default: admin_url of env/<env>/environment.yaml)"
+    )
     parser.add_argument("--token", required=True, metavar="env:NAME|file:PATH", help="admin API bearer token")
     parser.add_argument("--ready-path", default=pipeline.READY_PATH, help="readiness path (default: %(default)s)")
     parser.add_argument("--upload-path", default=pipeline.UPLOAD_PATH, help="upload path (default: %(default)s)")
@@ -240,7 +265,12 @@ def _publish_image_flags(parser: argparse.ArgumentParser) -> None:
 
 def _bump_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-tag", required=True, help="the new image tag, typically the commit SHA")
-    parser.add_argument("--part", choices=pipeline.BUMP_PARTS, default=pipeline.BUMP_PART, help="semver part to raise (default: %(default)s)")
+    parser.add_argument(
+        "--part",
+        choices=pipeline.BUMP_PARTS,
+        default=pipeline.BUMP_PART,
+        help="semver part to raise (default: %(default)s)",
+    )
     _merge_request_flags(parser)
 
 
@@ -266,10 +296,16 @@ def _promote_flags(parser: argparse.ArgumentParser) -> None:
 def _publish_artifact_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--component", help="one component (default: every component of --env)")
     _artifact_flags(parser)
-    parser.add_argument("--manifests", metavar="DIR",
-                        help="a directory of plain Kubernetes manifests to push instead of the rendered chart (needs --component)")
-    parser.add_argument("--revision", default="",
-                        help="org.opencontainers.image.revision, <branch>@sha1:<sha> (default: from the source tree's git)")
+    parser.add_argument(
+        "--manifests",
+        metavar="DIR",
+        help="a directory of plain Kubernetes manifests to push instead of the rendered chart (needs --component)",
+    )
+    parser.add_argument(
+        "--revision",
+        default="",
+        help="org.opencontainers.image.revision, <branch>@sha1:<sha> (default: from the source tree's git)",
+    )
     parser.add_argument("--source-url", default="",
                         help="org.opencontainers.image.source (default: the source tree's git origin URL)")
 
@@ -284,10 +320,17 @@ def _objects_flags(parser: argparse.ArgumentParser) -> None:
                         help="the artifact repository the objects watch (publish-artifact's --registry)")
     parser.add_argument("--out", required=True, metavar="DIR")
     parser.add_argument("--name", default="", help="the objects' name (default: faas-<env>)")
-    parser.add_argument("--namespace", default=pipeline.FLUX_NAMESPACE, help="namespace of the Flux objects (default: %(default)s)")
-    parser.add_argument("--target-namespace", default="",
-                        help="namespace the manifests are applied in (default: namespace of env/<env>/environment.yaml)")
-    parser.add_argument("--registry-secret", default="", help="docker-config Secret for the registry (default: anonymous)")
+    parser.add_argument(
+        "--namespace", default=pipeline.FLUX_NAMESPACE, help="namespace of the Flux objects (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--target-namespace",
+        default="",
+        help="namespace the manifests are applied in (default: namespace of env/<env>/environment.yaml)",
+    )
+    parser.add_argument(
+        "--registry-secret", default="", help="docker-config Secret for the registry (default: anonymous)"
+    )
     parser.add_argument("--receiver-secret", default=pipeline.RECEIVER_SECRET,
                         help="Secret with the Receiver token (default: %(default)s)")
     parser.add_argument("--plain-http", action="store_true", help="insecure: true (a plain HTTP registry; tests only)")
@@ -340,8 +383,11 @@ def _wait_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--artifact", metavar="sha256:DIGEST",
                         help="the Flux OCI artifact's manifest digest publish-artifact pushed: wait for the "
                              "Kustomization app-<component> instead of the HelmRelease")
-    parser.add_argument("--artifact-namespace", default=pipeline.FLUX_NAMESPACE,
-                        help="namespace of the Kustomization app-<component> (default: %(default)s, as artifact-objects)")
+    parser.add_argument(
+        "--artifact-namespace",
+        default=pipeline.FLUX_NAMESPACE,
+        help="namespace of the Kustomization app-<component> (default: %(default)s, as artifact-objects)",
+    )
 
 
 def _out_flag(required: bool = True, metavar: str | None = None) -> Callable[[argparse.ArgumentParser], None]:
@@ -349,11 +395,20 @@ def _out_flag(required: bool = True, metavar: str | None = None) -> Callable[[ar
 
 
 def _deploy(ws: pipeline.Workspace, a: argparse.Namespace) -> pipeline.Result:
-    return ws.deploy(a.env, component=a.component, registry=_registry(a), receiver_token=_secret(a.receiver_token, "--receiver-token"),
-                     trigger_api=a.trigger_api, kubeconfig=_secret(a.kubeconfig, "--kubeconfig"),
-                     kube_context=a.kube_context, timeout=a.timeout, receiver_url=a.receiver_url,
-                     upload_token=_secret(a.upload_manifests, "--upload-manifests"), admin_url=a.admin_url,
-                     prerelease=a.prerelease)
+    return ws.deploy(
+        a.env,
+        component=a.component,
+        registry=_registry(a),
+        receiver_token=_secret(a.receiver_token, "--receiver-token"),
+        trigger_api=a.trigger_api,
+        kubeconfig=_secret(a.kubeconfig, "--kubeconfig"),
+        kube_context=a.kube_context,
+        timeout=a.timeout,
+        receiver_url=a.receiver_url,
+        upload_token=_secret(a.upload_manifests, "--upload-manifests"),
+        admin_url=a.admin_url,
+        prerelease=a.prerelease,
+    )
 
 
 def _plan(ws: pipeline.Workspace, a: argparse.Namespace) -> pipeline.Result:
@@ -371,8 +426,8 @@ VERBS: dict[str, Verb] = {
                   _out_flag(), component=True),
     "objects": Verb("print the chart's Kubernetes objects as helm template renders them",
                      lambda ws, a: ws.rendered_objects(a.env, a.component), component=True),
-    "package": Verb("package the chart reproducibly into --out", lambda ws, a: ws.package(a.env, a.component, _path(a.out)),
-                    _out_flag(), component=True),
+    "package": Verb("package the chart reproducibly into --out",
+                    lambda ws, a: ws.package(a.env, a.component, _path(a.out)), _out_flag(), component=True),
     "publish": Verb("publish one component's chart",
                     lambda ws, a: ws.publish(a.env, a.component, _registry(a), prerelease=a.prerelease),
                     _publish_flags, component=True),
@@ -412,18 +467,19 @@ VERBS: dict[str, Verb] = {
                     _promote_flags, env=False),
     "publish-artifact": Verb("push each component's rendered objects (or --manifests) as a Flux OCI artifact "
                              "tagged app-<component> and app-<component>-<chart_version>",
-                             lambda ws, a: ws.publish_artifact(a.env, _registry(a), a.component,
-                                                               manifests_dir=_path(a.manifests) and _path(a.manifests).resolve(),
-                                                               revision=a.revision, source_url=a.source_url),
+                             lambda ws, a: ws.publish_artifact(
+                                 a.env, _registry(a), a.component,
+                                 manifests_dir=_path(a.manifests) and _path(a.manifests).resolve(),
+                                 revision=a.revision, source_url=a.source_url),
                              _publish_artifact_flags),
     "retire-artifact": Verb("delete app-<component> so Flux uninstalls a component removed from the repository",
                             lambda ws, a: ws.retire_artifact(a.env, a.component, _registry(a)), _retire_flags),
-    "artifact-objects": Verb("write the Flux Operator objects (ResourceSetInputProvider, ResourceSet, Receiver) into --out",
-                             lambda ws, a: ws.artifact_objects(a.env, a.repository, _path(a.out), name=a.name,
-                                                               namespace=a.namespace, target_namespace=a.target_namespace,
-                                                               registry_secret=a.registry_secret,
-                                                               receiver_secret=a.receiver_secret, plain_http=a.plain_http),
-                             _objects_flags),
+    "artifact-objects": Verb(
+        "write the Flux Operator objects (ResourceSetInputProvider, ResourceSet, Receiver) into --out",
+        lambda ws, a: ws.artifact_objects(a.env, a.repository, _path(a.out), name=a.name, namespace=a.namespace,
+                                          target_namespace=a.target_namespace, registry_secret=a.registry_secret,
+                                          receiver_secret=a.receiver_secret, plain_http=a.plain_http),
+        _objects_flags),
     "plan": Verb("what a change does to every environment x component (install, upgrade, refused, retire, upload, "
                  "unchanged); never writes to a registry", _plan, _plan_flags, env=False),
     "flux": Verb("write the environment's Flux objects (OCIRepository, HelmRelease, Receiver) into --out",

@@ -16,8 +16,8 @@ lists and dict variables) plus the typed rules of :data:`RULES` for the keys bot
 know, so a user template with its own variables is validated by its own keys.
 
 The resolved context (the config's values as data, never rendered; the template's
-other defaults rendered in a Jinja sandbox, see :mod:`faas_deployment.defaults`) is what :func:`faas_deployment.chart.render_chart`
-passes to cookiecutter as ``extra_context``.
+other defaults rendered in a Jinja sandbox, see :mod:`faas_deployment.defaults`) is what
+:func:`faas_deployment.chart.render_chart` passes to cookiecutter as ``extra_context``.
 """
 
 from __future__ import annotations
@@ -431,7 +431,8 @@ _FAST_PARSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class _FastLoader(_Noting, _FAST_PARSER):  # type: ignore[misc]
-    """The same on libyaml's parser when PyYAML has it (several times faster); errors are read again by :class:`_Loader`."""
+    """The same on libyaml's parser when PyYAML has it (several times faster); errors are read again by
+    :class:`_Loader`."""
 
 
 for _class in (_Loader, _FastLoader):

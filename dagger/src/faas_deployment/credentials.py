@@ -67,7 +67,8 @@ class RegistryCredentials:
 
 
 def check_ca_file(path: str | Path | None) -> Path | None:
-    """``--ca-file PATH``: a readable PEM file of CA certificates, trusted for the registry's TLS; ``None`` if not given.
+    """``--ca-file PATH``: a readable PEM file of CA certificates, trusted for the registry's TLS; ``None`` if not
+    given.
 
     Raises:
         UserError: the file is missing, unreadable or holds no PEM certificate.
@@ -80,5 +81,7 @@ def check_ca_file(path: str | Path | None) -> Path | None:
     try:
         ssl.create_default_context(cafile=str(path))
     except (ssl.SSLError, OSError, ValueError):
-        raise UserError(f"--ca-file {path}: not a readable PEM certificate (expected -----BEGIN CERTIFICATE-----)") from None
+        raise UserError(
+            f"--ca-file {path}: not a readable PEM certificate (expected -----BEGIN CERTIFICATE-----)"
+        ) from None
     return path

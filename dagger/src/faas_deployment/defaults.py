@@ -51,7 +51,12 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         if op == "**":
             if isinstance(right, (int, float)) and abs(right) > MAX_EXPONENT:
                 raise DefaultError(f"exponent {right!r} above {MAX_EXPONENT}")
-            if isinstance(left, int) and isinstance(right, int) and right > 0 and left.bit_length() * right > MAX_RESULT:
+            if (
+                isinstance(left, int)
+                and isinstance(right, int)
+                and right > 0
+                and left.bit_length() * right > MAX_RESULT
+            ):
                 raise DefaultError(f"a power of more than {MAX_RESULT} bits")
             return operator.pow(left, right)
         for seq, count in ((left, right), (right, left)):

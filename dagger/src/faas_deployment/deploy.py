@@ -86,11 +86,22 @@ def wait_artifact(client: Any, *, namespace: str, component: str, digest: str,
                                       expected=rollout.Expected(name, digest, digest), timeout=timeout)
 
 
-def deploy(ws: Workspace, env: str, settings: settings_mod.Settings, *, target: Target,
-           receiver_token: SecretValue | None, client: Any, request_token: str | None = None, components: list[str] | None = None,
-           timeout: float | None = None, receiver_url: str | None = None,
-           upload_token: SecretValue | None = None, admin_url: str | None = None,
-           prerelease: str = "") -> DeployResult:
+def deploy(
+    ws: Workspace,
+    env: str,
+    settings: settings_mod.Settings,
+    *,
+    target: Target,
+    receiver_token: SecretValue | None,
+    client: Any,
+    request_token: str | None = None,
+    components: list[str] | None = None,
+    timeout: float | None = None,
+    receiver_url: str | None = None,
+    upload_token: SecretValue | None = None,
+    admin_url: str | None = None,
+    prerelease: str = "",
+) -> DeployResult:
     """Publish ``components`` (default: all of ``env``), trigger Flux, wait for each release.
 
     Trigger: the Receiver with ``receiver_token``; without it, the Kubernetes API

@@ -709,7 +709,9 @@ def _pool(total_bytes: int) -> ProcessPoolExecutor | None:
         return None
 
 
-def _readable(directory: Path, scan: _Scan, report: Callable[[Problem], None]) -> Iterator[tuple[PurePosixPath, str, bytes]]:
+def _readable(
+    directory: Path, scan: _Scan, report: Callable[[Problem], None]
+) -> Iterator[tuple[PurePosixPath, str, bytes]]:
     """Each scanned file's ``(relative path, shown path, bytes)``, read once; an unreadable one goes to ``report``."""
     for rel in scan.files:
         shown = f"{directory}/{rel}"

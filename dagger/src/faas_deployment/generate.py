@@ -323,7 +323,9 @@ def _read_checked(root: Path, variables: dict[str, Any]) -> Template:
                     _store(cache, bucket)
             return env.template_class.from_code(env, code, env.make_globals(None))
         except jinja2.TemplateSyntaxError as err:
-            raise UserError(f"{root}/{project}/{shown}: Jinja syntax error at line {err.lineno}: {err.message}") from err
+            raise UserError(
+                f"{root}/{project}/{shown}: Jinja syntax error at line {err.lineno}: {err.message}"
+            ) from err
 
     files = []
     for shown, data, mode, copied in raw:

@@ -277,7 +277,9 @@ def connect(repo: Repo, remote: str, *, token: SecretValue | None, deadline: Dea
             repo.get_config_stack(), pool_manager_cls=_PoolManager, proxy_manager_cls=_ProxyManager, base_url=url,
             timeout=None)
         kwargs["pool_manager"].connection_pool_kw["timeout"] = urllib3.Timeout(connect=connect_s, read=read_s)
-        kwargs["pool_manager"].connection_pool_kw["retries"] = urllib3.Retry(total=0, redirect=0, raise_on_redirect=False)
+        kwargs["pool_manager"].connection_pool_kw["retries"] = urllib3.Retry(
+            total=0, redirect=0, raise_on_redirect=False
+        )
         if token is not None:
             kwargs.update(username=TOKEN_USER, password=token.reveal())
     try:

@@ -121,7 +121,11 @@ def image_labels(tag: str, *, revision: str = "", source_url: str = "", context:
     and passes ``None``, so the git facts are read only where the files are.
     A label whose value is unknown (empty) is left out. Returns the labels sorted by key.
     """
-    facts = git_facts(context) if context is not None and (not revision or not source_url) and Path(context).is_dir() else None
+    facts = (
+        git_facts(context)
+        if context is not None and (not revision or not source_url) and Path(context).is_dir()
+        else None
+    )
     labels = {
         LABEL_REVISION: revision or (facts.revision if facts else "") or tag,
         LABEL_VERSION: tag,
@@ -205,4 +209,6 @@ def component_repository(source: Path, env: str, component: str, template: Path 
     """
     context = config.load_context(Path(source), env, component, template)
     shown = config.config_path(Path(source), env, component).relative_to(source).as_posix()
-    return check_image_repository(context.get("image_repository", ""), where=f"{shown}: default_context.image_repository")
+    return check_image_repository(
+        context.get("image_repository", ""), where=f"{shown}: default_context.image_repository"
+    )

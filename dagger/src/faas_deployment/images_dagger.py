@@ -110,7 +110,9 @@ async def publish(
     def check() -> None:
         why = image_tags.unreachable(access, deadline)
         if why:
-            note(f"WARNING: {address} not checked before publishing: {why}; the engine publishes it from its own network")
+            note(
+                f"WARNING: {address} not checked before publishing: {why}; the engine publishes it from its own network"
+            )
             return
         image_tags.refuse_existing(address, image_tags.published_digest(repository, tag, access, deadline))
 

@@ -166,7 +166,8 @@ def _stale(annotations: dict[str, str]) -> str:
     """Why a lease past its lifetime is taken over (one progress line)."""
     since, lifetime = annotations.get(_PREFIX + "since"), annotations.get(_PREFIX + "lifetime")
     try:
-        age = f"written {time.time() - float(since or ''):.1f} s ago, past its stated lifetime of {float(lifetime or ''):g} s"
+        age = (f"written {time.time() - float(since or ''):.1f} s ago, "
+               f"past its stated lifetime of {float(lifetime or ''):g} s")
     except ValueError:
         age = "past its expiry"
     return f"{age} (its publisher was interrupted or killed)"
@@ -278,8 +279,9 @@ def release(registry: ChartRegistry, lease: Lease | None) -> None:
             current = registry.get_manifest(lease.name, lease.tag)
             if current is None or current[0] != lease.digest:
                 return  # not ours any more (expired and taken over)
-            registry.push_small_manifest(lease.name, lease.tag, {_PREFIX + "nonce": lease.nonce, _PREFIX + "expires": "0"},
-                                         lease.config)
+            registry.push_small_manifest(
+                lease.name, lease.tag, {_PREFIX + "nonce": lease.nonce, _PREFIX + "expires": "0"}, lease.config
+            )
     except UserError:
         pass  # the lease expires on its own
 

@@ -78,8 +78,12 @@ DefaultBranch = Annotated[str, Doc("the default branch (CI_DEFAULT_BRANCH)")]
 
 # Parameter types shared by the Flux functions (deploy, wait).
 KubeconfigArg = Annotated[dagger.Secret, Doc("kubeconfig of the cluster (YAML)")]
-ReceiverTokenArg = Annotated[dagger.Secret | None, Doc("trigger through the Flux Receiver: its token (key token of its Secret)")]
-TriggerApiArg = Annotated[bool, Doc("trigger through the Kubernetes API instead (merge-patch reconcile.fluxcd.io/requestedAt)")]
+ReceiverTokenArg = Annotated[
+    dagger.Secret | None, Doc("trigger through the Flux Receiver: its token (key token of its Secret)")
+]
+TriggerApiArg = Annotated[
+    bool, Doc("trigger through the Kubernetes API instead (merge-patch reconcile.fluxcd.io/requestedAt)")
+]
 KubeContextArg = Annotated[str, Doc("kubeconfig context (default: its current context)")]
 WaitTimeoutArg = Annotated[float, Doc("seconds to wait (default: deploy_timeout of environment.yaml)")]
 RegistryOverrideArg = Annotated[str, Doc("override chart_registry of environment.yaml")]
@@ -195,7 +199,9 @@ async def _git_templates(*trees: Path) -> dict[str, Path]:
             await directory.export(str(local))
         except dagger.QueryError as exc:
             with user_errors():
-                raise UserError(f"{door.REPOSITORY_SETTINGS}: template: cannot fetch {setting.identity}: {exc}") from None
+                raise UserError(
+                    f"{door.REPOSITORY_SETTINGS}: template: cannot fetch {setting.identity}: {exc}"
+                ) from None
         fetched[setting.identity] = local
     return fetched
 
@@ -276,7 +282,9 @@ class Component:
     template: Annotated[dagger.Directory | None, Doc("cookiecutter template; None means the embedded one")]
     env: Annotated[str, Doc("environment name (env/<env>/)")]
     name: Annotated[str, Doc("component name (env/<env>/<component>/)")]
-    source_date_epoch: Annotated[str, Doc("SOURCE_DATE_EPOCH of the job (seconds): the mtime of every packaged file; empty: 0")] = ""
+    source_date_epoch: Annotated[
+        str, Doc("SOURCE_DATE_EPOCH of the job (seconds): the mtime of every packaged file; empty: 0")
+    ] = ""
 
     @function
     async def config(self) -> str:
@@ -321,7 +329,9 @@ class Component:
         plain_http: PlainHttpArg = False,
         ca_file: CaFileArg = None,
         immutable_tags: ImmutableTagsArg = False,
-        prerelease: Annotated[str, Doc("publish chart_version as the pre-release <chart_version>-ID, e.g. mr.42.3")] = "",
+        prerelease: Annotated[
+            str, Doc("publish chart_version as the pre-release <chart_version>-ID, e.g. mr.42.3")
+        ] = "",
         timeout: Annotated[float, Doc("overall deadline of the registry work, in seconds")] = door.REGISTRY_TIMEOUT,
     ) -> str:
         """Publish this chart: one line, ``pushed <ref>@<digest>`` or ``unchanged <ref>@<digest>``.
@@ -445,13 +455,23 @@ class Component:
     @function(cache="never")
     async def publish_artifact(
         self,
-        registry: Annotated[str, Doc("the OCI repository holding every component's app-<component> tags, oci://HOST[:PORT]/PATH (default: artifact_repository of environment.yaml)")] = "",
+        registry: Annotated[
+            str,
+            Doc(
+                "the OCI repository holding every component's app-<component> tags, oci://HOST[:PORT]/PATH "
+                "(default: artifact_repository of environment.yaml)"
+            ),
+        ] = "",
         username: UsernameArg = "",
         password: PasswordArg = None,
         plain_http: PlainHttpArg = False,
         ca_file: CaFileArg = None,
-        manifests: Annotated[dagger.Directory | None, Doc("plain Kubernetes manifests to push instead of the rendered chart")] = None,
-        revision: Annotated[str, Doc("org.opencontainers.image.revision, <branch>@sha1:<sha> (default: the source's git)")] = "",
+        manifests: Annotated[
+            dagger.Directory | None, Doc("plain Kubernetes manifests to push instead of the rendered chart")
+        ] = None,
+        revision: Annotated[
+            str, Doc("org.opencontainers.image.revision, <branch>@sha1:<sha> (default: the source's git)")
+        ] = "",
         source_url: Annotated[str, Doc("org.opencontainers.image.source (default: the source's git origin)")] = "",
     ) -> str:
         """Push this component's rendered objects as a Flux OCI artifact; one line.
@@ -469,7 +489,13 @@ class Component:
     @function(cache="never")
     async def retire_artifact(
         self,
-        registry: Annotated[str, Doc("the OCI repository holding the app-<component> tags, oci://HOST[:PORT]/PATH (default: artifact_repository of environment.yaml)")] = "",
+        registry: Annotated[
+            str,
+            Doc(
+                "the OCI repository holding the app-<component> tags, oci://HOST[:PORT]/PATH "
+                "(default: artifact_repository of environment.yaml)"
+            ),
+        ] = "",
         username: UsernameArg = "",
         password: PasswordArg = None,
         plain_http: PlainHttpArg = False,
@@ -498,7 +524,9 @@ class Component:
         ca_file: CaFileArg = None,
         immutable_tags: ImmutableTagsArg = False,
         timeout: WaitTimeoutArg = 0,
-        prerelease: Annotated[str, Doc("publish chart_version as the pre-release <chart_version>-ID, e.g. mr.42.3")] = "",
+        prerelease: Annotated[
+            str, Doc("publish chart_version as the pre-release <chart_version>-ID, e.g. mr.42.3")
+        ] = "",
         pipeline_id: PipelineIdArg = "",
         job_id: JobIdArg = "",
     ) -> str:
@@ -565,7 +593,9 @@ class Environment:
     source: Annotated[dagger.Directory, Doc("repository root holding env/")]
     template: Annotated[dagger.Directory | None, Doc("cookiecutter template; None means the embedded one")]
     name: Annotated[str, Doc("environment name (env/<env>/)")]
-    source_date_epoch: Annotated[str, Doc("SOURCE_DATE_EPOCH of the job (seconds): the mtime of every packaged file; empty: 0")] = ""
+    source_date_epoch: Annotated[
+        str, Doc("SOURCE_DATE_EPOCH of the job (seconds): the mtime of every packaged file; empty: 0")
+    ] = ""
 
     @function
     def component(self, name: Annotated[str, Doc("component name, e.g. operator or controller")]) -> Component:
@@ -583,7 +613,9 @@ class Environment:
         ca_file: CaFileArg = None,
         immutable_tags: ImmutableTagsArg = False,
         timeout: Annotated[float, Doc("overall deadline of the registry work, in seconds")] = door.REGISTRY_TIMEOUT,
-        skip_image_check: Annotated[bool, Doc("do not check that each chart's image exists (air-gapped registries)")] = False,
+        skip_image_check: Annotated[
+            bool, Doc("do not check that each chart's image exists (air-gapped registries)")
+        ] = False,
     ) -> str:
         """Publish every component's chart of this environment concurrently; a line per component.
 
@@ -649,12 +681,20 @@ class Environment:
     @function(cache="never")
     async def publish_artifacts(
         self,
-        registry: Annotated[str, Doc("the OCI repository holding every component's app-<component> tags, oci://HOST[:PORT]/PATH (default: artifact_repository of environment.yaml)")] = "",
+        registry: Annotated[
+            str,
+            Doc(
+                "the OCI repository holding every component's app-<component> tags, oci://HOST[:PORT]/PATH "
+                "(default: artifact_repository of environment.yaml)"
+            ),
+        ] = "",
         username: UsernameArg = "",
         password: PasswordArg = None,
         plain_http: PlainHttpArg = False,
         ca_file: CaFileArg = None,
-        revision: Annotated[str, Doc("org.opencontainers.image.revision, <branch>@sha1:<sha> (default: the source's git)")] = "",
+        revision: Annotated[
+            str, Doc("org.opencontainers.image.revision, <branch>@sha1:<sha> (default: the source's git)")
+        ] = "",
         source_url: Annotated[str, Doc("org.opencontainers.image.source (default: the source's git origin)")] = "",
     ) -> str:
         """Push every component's rendered objects as Flux OCI artifacts; a line per component.
@@ -678,7 +718,8 @@ class Environment:
         receiver_secret: Annotated[str, Doc("Secret holding the Receiver token")] = door.RECEIVER_SECRET,
         plain_http: Annotated[bool, Doc("insecure: true (a plain HTTP registry; tests only)")] = False,
     ) -> dagger.Directory:
-        """The Flux Operator objects watching the artifacts: ResourceSetInputProvider, ResourceSet, Receiver (YAML files)."""
+        """The Flux Operator objects watching the artifacts: ResourceSetInputProvider, ResourceSet, Receiver
+        (YAML files)."""
         ws = await _workspace(self.source, self.template, self.source_date_epoch)
         out = _scratch()
         result = await _run(lambda: ws.artifact_objects(
@@ -689,7 +730,9 @@ class Environment:
     @function
     async def flux(
         self,
-        registry_secret: Annotated[str, Doc("docker-config Secret the OCIRepositories pull with (empty: anonymous)")] = "",
+        registry_secret: Annotated[
+            str, Doc("docker-config Secret the OCIRepositories pull with (empty: anonymous)")
+        ] = "",
         plain_http: Annotated[bool, Doc("insecure: true (a plain HTTP registry; tests only)")] = False,
     ) -> dagger.Directory:
         """The Flux objects of this environment: per component an OCIRepository and a HelmRelease, one Receiver.
@@ -796,11 +839,20 @@ class FaasDeployment:
         ],
         component: Annotated[str, Doc("the component to promote (or all)")] = "",
         all_: Annotated[bool, Doc("every component of the target that the source has")] = False,
-        source_status: Annotated[dagger.File | None, Doc(
-            "the source's HelmRelease as JSON (kubectl get helmrelease -o json): refuse unless healthy "
-            "and running the source config's chart_version")] = None,
-        merge_request: Annotated[bool, Doc("commit on promote/<to>/<component>-<version>, push, open or "
-                                           "update a GitLab merge request (else: print the change only)")] = False,
+        source_status: Annotated[
+            dagger.File | None,
+            Doc(
+                "the source's HelmRelease as JSON (kubectl get helmrelease -o json): refuse unless healthy "
+                "and running the source config's chart_version"
+            ),
+        ] = None,
+        merge_request: Annotated[
+            bool,
+            Doc(
+                "commit on promote/<to>/<component>-<version>, push, open or "
+                "update a GitLab merge request (else: print the change only)"
+            ),
+        ] = False,
         gitlab_url: Annotated[str, Doc("GitLab base URL, e.g. $CI_SERVER_URL")] = "",
         gitlab_project: Annotated[str, Doc("project id or group/name path, e.g. $CI_PROJECT_ID")] = "",
         gitlab_token: Annotated[dagger.Secret | None, Doc("GitLab token (api and write_repository scopes)")] = None,
@@ -809,17 +861,23 @@ class FaasDeployment:
         labels: Annotated[list[str], Doc("merge request labels")] = door.PROMOTION_LABELS,
         author: Annotated[str, Doc("commit author 'Name <email>'")] = door.COMMIT_AUTHOR,
         pipeline_url: Annotated[str, Doc("pipeline URL quoted as evidence, e.g. $CI_PIPELINE_URL")] = "",
-        kubeconfig: Annotated[dagger.Secret | None, Doc(
-            "read the source's HelmRelease from the cluster (kubeconfig YAML); else source-status or the config")] = None,
+        kubeconfig: Annotated[
+            dagger.Secret | None,
+            Doc("read the source's HelmRelease from the cluster (kubeconfig YAML); else source-status or the config"),
+        ] = None,
         kube_context: KubeContextArg = "",
-        from_: Annotated[str, Doc("source environment, e.g. dev (default: the promotion order, "
-                                  "promote_from of environment.yaml)")] = "",
-        to: Annotated[str, Doc("target environment, e.g. prod (default: every step of the promotion order "
-                               "from --from)")] = "",
-        allow_prerelease: Annotated[bool, Doc("promote an image_tag that is a semver pre-release "
-                                              "(e.g. 1.4.0-rc.1); refused otherwise")] = False,
-        timeout: Annotated[float, Doc("overall deadline of every git and GitLab step, in seconds "
-                                      "(0: the default, 120)")] = 0,
+        from_: Annotated[
+            str, Doc("source environment, e.g. dev (default: the promotion order, promote_from of environment.yaml)")
+        ] = "",
+        to: Annotated[
+            str, Doc("target environment, e.g. prod (default: every step of the promotion order from --from)")
+        ] = "",
+        allow_prerelease: Annotated[
+            bool, Doc("promote an image_tag that is a semver pre-release (e.g. 1.4.0-rc.1); refused otherwise")
+        ] = False,
+        timeout: Annotated[
+            float, Doc("overall deadline of every git and GitLab step, in seconds (0: the default, 120)")
+        ] = 0,
     ) -> str:
         """Carry what runs in ``from`` to ``to``'s config: promoted values, chart_version raised.
 

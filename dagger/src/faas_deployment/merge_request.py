@@ -174,7 +174,9 @@ def _client(where: GitLabProject, deadline: Deadline | None = None) -> gitlab.Gi
     return client
 
 
-def open_or_update(where: GitLabProject, spec: MergeRequestSpec, deadline: Deadline | None = None) -> MergeRequestResult:
+def open_or_update(
+    where: GitLabProject, spec: MergeRequestSpec, deadline: Deadline | None = None
+) -> MergeRequestResult:
     """Create the merge request ``spec`` describes, or update the open one for its branches.
 
     Returns:

@@ -50,8 +50,10 @@ def source_date_epoch(raw: str | None = None) -> int | None:
     if raw is None:
         return None
     if not raw.isascii() or not raw.isdigit() or len(raw) > 12:
-        raise UserError(f"SOURCE_DATE_EPOCH: expected a non-negative integer number of seconds since the epoch (at most 12 digits), "
-                        f"got {raw!r} (set it to e.g. the commit time, git log -1 --format=%ct, or unset it)")
+        raise UserError(
+            "SOURCE_DATE_EPOCH: expected a non-negative integer number of seconds since the epoch (at most 12 digits), "
+            f"got {raw!r} (set it to e.g. the commit time, git log -1 --format=%ct, or unset it)"
+        )
     return int(raw)
 
 
@@ -139,7 +141,8 @@ def reproducible_tar_gz(files: dict[str, bytes], mtime: int | None = None) -> by
 
 
 def package_chart(chart_dir: Path, out_dir: Path, mtime: int | None = None) -> ChartPackage:
-    """Package ``chart_dir`` reproducibly into ``out_dir/<name>-<version>.tgz`` (``mtime``: default :func:`fixed_mtime`).
+    """Package ``chart_dir`` reproducibly into ``out_dir/<name>-<version>.tgz`` (``mtime``: default
+    :func:`fixed_mtime`).
 
     Returns:
         The :class:`ChartPackage`; an existing file of that name is replaced.

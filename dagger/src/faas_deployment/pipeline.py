@@ -271,7 +271,8 @@ class Workspace:
         return self.template or repository_settings.template_dir(self.source, self.fetch_template) or EMBEDDED_TEMPLATE
 
     def fetch_template(self, setting: Any) -> Path:
-        """A git template's directory: from :attr:`git_templates`, else fetched with git (:func:`repository_settings.fetch_git`)."""
+        """A git template's directory: from :attr:`git_templates`, else fetched with git
+        (:func:`repository_settings.fetch_git`)."""
         from . import repository_settings
 
         if self.git_templates is None:
@@ -366,8 +367,15 @@ class Workspace:
             with step(f"package {env}/{component}"):
                 return package_chart(chart_dir, out_dir, mtime)
 
-    def _package_or_note(self, env: str, component: str, out_dir: Path, problems: list[Problem],
-                         prerelease: str = "", contexts: dict[str, dict[str, Any]] | None = None) -> ChartPackage | None:
+    def _package_or_note(
+        self,
+        env: str,
+        component: str,
+        out_dir: Path,
+        problems: list[Problem],
+        prerelease: str = "",
+        contexts: dict[str, dict[str, Any]] | None = None,
+    ) -> ChartPackage | None:
         """:meth:`package_chart`, or ``None`` with the reasons appended to ``problems``.
 
         ``contexts``, when given, receives the component's resolved context (resolved once, used again by the caller).
@@ -400,7 +408,9 @@ class Workspace:
         for component in self.components(env):
             if component not in names:
                 try:
-                    names[component] = str(config.load_context(self.source, env, component, self.template_dir)["chart_name"])
+                    names[component] = str(
+                        config.load_context(self.source, env, component, self.template_dir)["chart_name"]
+                    )
                 except (UserError, KeyError):
                     continue
         problems: list[Problem] = []
@@ -666,8 +676,12 @@ class Workspace:
             else:
                 root, name = Path(base), base_name or str(base)
             with step(f"compare with {name}"):
-                result = make_plan(side(root, self.template, self.fetch_template), side(self.source, self.template, self.fetch_template),
-                                   base_name=name, head_name="working tree")
+                result = make_plan(
+                    side(root, self.template, self.fetch_template),
+                    side(self.source, self.template, self.fetch_template),
+                    base_name=name,
+                    head_name="working tree",
+                )
         failed: set[str] = set()
         for item in result.refused:
             shown = f"env/{item.env}/{item.component}/{layout.CONFIG_NAME}"
@@ -690,9 +704,11 @@ class Workspace:
 
         calls = [functools.partial(dry, c) for c in packages]
         decided: list[tuple[str, PublishResult]] = []
-        outcomes = deadline.run_all(calls, target.deadline, f"check {env} against the registry") if target.deadline else [
-            _outcome(call) for call in calls
-        ]
+        outcomes = (
+            deadline.run_all(calls, target.deadline, f"check {env} against the registry")
+            if target.deadline
+            else [_outcome(call) for call in calls]
+        )
         for component, (result, error) in zip(packages, outcomes):
             if isinstance(error, UserError):
                 problems.append(Problem(self.display(env, component), "", str(error)))
@@ -709,7 +725,9 @@ class Workspace:
 
         self.components(env)
         target = Path(out) if out else layout.default_bundle(self.source, env)
-        return dynamic_manifests.write_bundle(layout.dynamic_dir(self.source, env), target, **({"log": None} if quiet else {}))
+        return dynamic_manifests.write_bundle(
+            layout.dynamic_dir(self.source, env), target, **({"log": None} if quiet else {})
+        )
 
     def bundle(self, env: str, out: Path | None = None, *, quiet: bool = False) -> Result:
         """``manifests``: validate ``env/<env>/operator/dynamic/`` and write its reproducible zip.
@@ -752,7 +770,9 @@ class Workspace:
     # ----------------------------------------------------------------------- images
 
     @staticmethod
-    def image_labels(tag: str, *, revision: str = "", source_url: str = "", context: Path | None = None) -> dict[str, str]:
+    def image_labels(
+        tag: str, *, revision: str = "", source_url: str = "", context: Path | None = None
+    ) -> dict[str, str]:
         """The OCI labels of a component image (the one rule: :func:`images.image_labels`)."""
         from . import images
 
@@ -771,7 +791,9 @@ class Workspace:
         """The build options of ``build-image``/``publish-image`` (platform default: what the clusters run)."""
         from . import images
 
-        return images.BuildOptions(dockerfile or DOCKERFILE, tuple(build_args), target, platform or images.DEFAULT_PLATFORM)
+        return images.BuildOptions(
+            dockerfile or DOCKERFILE, tuple(build_args), target, platform or images.DEFAULT_PLATFORM
+        )
 
     def build_image(self, env: str, component: str, context: Path, *, options: Any, tag: str = BUILD_TAG,
                     revision: str = "", source_url: str = "", out: Path | None = None) -> Result:
@@ -795,9 +817,17 @@ class Workspace:
         timeout = _timeout(timeout)
         repository = self.image_repository(env, component)
         published = buildah.publish_image(
-            Path(context), repository=repository, tag=tag, options=options,
-            credentials=Registry(username=username, password=password).credentials(), plain_http=plain_http,
-            timeout=DEFAULT_TIMEOUT if timeout is None else timeout, revision=revision, source_url=source_url, ca_file=ca_file)
+            Path(context),
+            repository=repository,
+            tag=tag,
+            options=options,
+            credentials=Registry(username=username, password=password).credentials(),
+            plain_http=plain_http,
+            timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
+            revision=revision,
+            source_url=source_url,
+            ca_file=ca_file,
+        )
         return _result([str(published)], published)
 
     def bump(self, env: str, component: str, *, image_tag: str, part: str = BUMP_PART,
@@ -819,7 +849,9 @@ class Workspace:
                                            proposal=self.proposal(merge_request, BUMP_LABELS, timeout),
                                            outcomes=outcomes)
             return _result(line, outcomes[0])
-        result = bump.bump_config(self.source, env, component, image_tag=image_tag, part=part, template=self.template_dir)
+        result = bump.bump_config(
+            self.source, env, component, image_tag=image_tag, part=part, template=self.template_dir
+        )
         return _result([result.line], result)
 
     # ----------------------------------------------------------------------- promotion
@@ -840,14 +872,20 @@ class Workspace:
         if options.token is None:
             raise UserError("--merge-request needs --gitlab-token env:NAME|file:PATH (a token with the api scope)")
         if not options.gitlab_url or not options.gitlab_project:
-            raise UserError("--merge-request needs --gitlab-url and --gitlab-project (CI: $CI_SERVER_URL, $CI_PROJECT_ID)")
+            raise UserError(
+                "--merge-request needs --gitlab-url and --gitlab-project (CI: $CI_SERVER_URL, $CI_PROJECT_ID)"
+            )
         check_url(options.gitlab_url)
         deadline = Deadline(promotion.DEFAULT_TIMEOUT if timeout is None else timeout)
-        return promotion.Proposal(GitLabProject(options.gitlab_url, options.gitlab_project, reveal(options.token)),
-                                  target_branch=options.target_branch or DEFAULT_BRANCH, remote=options.remote or REMOTE,
-                                  labels=tuple(options.labels) or tuple(default_labels),
-                                  author=options.author or promotion.DEFAULT_AUTHOR,
-                                  pipeline_url=options.pipeline_url, deadline=deadline)
+        return promotion.Proposal(
+            GitLabProject(options.gitlab_url, options.gitlab_project, reveal(options.token)),
+            target_branch=options.target_branch or DEFAULT_BRANCH,
+            remote=options.remote or REMOTE,
+            labels=tuple(options.labels) or tuple(default_labels),
+            author=options.author or promotion.DEFAULT_AUTHOR,
+            pipeline_url=options.pipeline_url,
+            deadline=deadline,
+        )
 
     def promotion_steps(self, from_env: str | None = None, to_env: str | None = None) -> list[tuple[str, str]]:
         """The ``(from, to)`` steps a ``promote`` runs, from the flags and the promotion order.
@@ -889,11 +927,21 @@ class Workspace:
                             f"env/prod/environment.yaml); or give --from and --to")
         return steps
 
-    def promote(self, from_env: str | None, to_env: str | None, *, component: str | None = None,
-                all_components: bool = False,
-                source_status: Path | None = None, kubeconfig: SecretValue | None = None, kube_context: str | None = None,
-                merge_request: MergeRequestOptions | None = None, write: bool = True,
-                allow_prerelease: bool = False, timeout: float | None = None) -> Result:
+    def promote(
+        self,
+        from_env: str | None,
+        to_env: str | None,
+        *,
+        component: str | None = None,
+        all_components: bool = False,
+        source_status: Path | None = None,
+        kubeconfig: SecretValue | None = None,
+        kube_context: str | None = None,
+        merge_request: MergeRequestOptions | None = None,
+        write: bool = True,
+        allow_prerelease: bool = False,
+        timeout: float | None = None,
+    ) -> Result:
         """``promote``: carry what runs in ``from_env`` to ``to_env``'s config (see :func:`promotion.promote`);
         either or both may be left to the repository's promotion order (:meth:`promotion_steps`).
 
@@ -920,7 +968,9 @@ class Workspace:
 
             state = promotion.ClusterState(self.source, rollout.make_client(reveal(kubeconfig), kube_context or None))
         steps = self.promotion_steps(from_env, to_env)
-        proposal = self.proposal(merge_request, promotion.DEFAULT_LABELS, timeout) if merge_request is not None else None
+        proposal = (
+            self.proposal(merge_request, promotion.DEFAULT_LABELS, timeout) if merge_request is not None else None
+        )
         lines: list[str] = []
         outcomes: list[Any] = []
         for frm, to in steps:
@@ -981,8 +1031,13 @@ class Workspace:
                               base_name=base_name, head_name="source")
 
     @staticmethod
-    def pipeline_context(ref: str = "", default_branch: str = DEFAULT_BRANCH, merge_request: str = "", pipeline_iid: str = "",
-                         branch_envs: Sequence[str] = ()):
+    def pipeline_context(
+        ref: str = "",
+        default_branch: str = DEFAULT_BRANCH,
+        merge_request: str = "",
+        pipeline_iid: str = "",
+        branch_envs: Sequence[str] = (),
+    ):
         """The child pipeline's :class:`child_pipeline.Context` (branch environments default: ``dev``)."""
         from . import child_pipeline
 
@@ -1099,14 +1154,21 @@ class Workspace:
                 raise UserError("wait --artifact: give --component C (its Kustomization app-<C>)")
             self.resolve(env, component)
             client = rollout.make_client(reveal(kubeconfig), kube_context or None)
-            outcome = deploy.wait_artifact(client, namespace=artifact_namespace or FLUX_NAMESPACE, component=component,
-                                           digest=artifact, timeout=self.settings(env).deploy_timeout if timeout is None else timeout)
+            outcome = deploy.wait_artifact(
+                client,
+                namespace=artifact_namespace or FLUX_NAMESPACE,
+                component=component,
+                digest=artifact,
+                timeout=self.settings(env).deploy_timeout if timeout is None else timeout,
+            )
             return self._rollout([outcome.line], [outcome])
         names = self.resolve(env, component)
         env_settings = self.settings(env)
         expected = {n: deploy.expected_for(self, env, n) for n in names}
         client = rollout.make_client(reveal(kubeconfig), kube_context or None)
-        outcomes = deploy.wait_all(client, env_settings, expected, timeout=env_settings.deploy_timeout if timeout is None else timeout)
+        outcomes = deploy.wait_all(
+            client, env_settings, expected, timeout=env_settings.deploy_timeout if timeout is None else timeout
+        )
         return self._rollout([o.line for o in outcomes], outcomes)
 
     @staticmethod
@@ -1133,7 +1195,9 @@ class Workspace:
         return lambda: artifacts.ArtifactRepository(url, credentials=credentials, plain_http=registry.plain_http,
                                                     ca_file=registry.ca_file)
 
-    def artifact_files(self, env: str, component: str, manifests_dir: Path | None = None) -> tuple[dict[str, bytes], str]:
+    def artifact_files(
+        self, env: str, component: str, manifests_dir: Path | None = None
+    ) -> tuple[dict[str, bytes], str]:
         """The files of ``component``'s Flux artifact and its ``chart_version``.
 
         The files are ``manifests_dir``'s manifests, else the chart rendered with its
@@ -1193,7 +1257,10 @@ class Workspace:
         for name in names:
             try:
                 files, version = self.artifact_files(env, name, manifests_dir)
-                built[name] = artifacts.flux_artifact(files, source=source_url, revision=revision, created=created), version
+                built[name] = (
+                    artifacts.flux_artifact(files, source=source_url, revision=revision, created=created),
+                    version,
+                )
             except ValidationError as exc:
                 problems.extend(exc.problems)
             except UserError as exc:
@@ -1257,7 +1324,8 @@ class Workspace:
 
 
 def _timeout(value: float | None) -> float | None:
-    """A verb's ``timeout`` checked by the one rule of every verb (:func:`deadline.valid_seconds`); None: its default."""
+    """A verb's ``timeout`` checked by the one rule of every verb (:func:`deadline.valid_seconds`); None: its
+    default."""
     from .deadline import optional_seconds
 
     return optional_seconds(value)

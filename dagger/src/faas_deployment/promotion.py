@@ -566,7 +566,9 @@ def promote(source: Path, from_env: str, to_env: str, components: list[str] | No
                 diff = "".join(difflib.unified_diff(p.old_text.splitlines(True), p.new_text.splitlines(True),
                                                     f"a/{p.path}", f"b/{p.path}")).rstrip("\n")
                 lines.append(p.line.replace("promoted ", "would promote ", 1) + "\n" + diff)
-                outcomes.append({**_outcome(from_env, to_env, p.component, "would promote", lines[-1], p), "diff": diff})
+                outcomes.append(
+                    {**_outcome(from_env, to_env, p.component, "would promote", lines[-1], p), "diff": diff}
+                )
     else:
         lines = _promote_by_merge_request(source, from_env, to_env, components, state, template, proposal,
                                           allow_prerelease, outcomes)
@@ -591,7 +593,8 @@ def _outcome(from_env: str, to_env: str, component: str, outcome: str, line: str
 def _promote_by_merge_request(source: Path, from_env: str, to_env: str, components: list[str],
                               state: SourceStateProvider, template: Path | None, proposal: Proposal,
                               allow_prerelease: bool, outcomes: list[dict[str, Any]]) -> list[str]:
-    """Every component planned on the remote target branch's configs first (any refusal: nothing pushed), then proposed."""
+    """Every component planned on the remote target branch's configs first (any refusal: nothing pushed), then
+    proposed."""
     at = remote_base(source, proposal, f"promote/{to_env}/")
     try:
         plans, lines = [], []

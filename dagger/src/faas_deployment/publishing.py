@@ -355,7 +355,9 @@ class LocalRepoTarget:
         if dry_run:
             return PublishResult("would push", reference, package.digest)
         _replace_atomically(package.path.read_bytes(), target)
-        _replace_atomically(index.with_versions(package.name, _sorted_entries([_index_entry(package), *entries])), index_path)
+        _replace_atomically(
+            index.with_versions(package.name, _sorted_entries([_index_entry(package), *entries])), index_path
+        )
         if lock is not None:
             helm_index.write_stamp(lock, index_path)
         return PublishResult("pushed", reference, package.digest)
@@ -365,7 +367,9 @@ def _index_entry(package: ChartPackage) -> dict:
     """Helm's ``repo.ChartVersion`` for ``package``: the Chart.yaml metadata (empty fields left out, as Helm's
     ``omitempty``), ``created``, ``digest`` (hex) and ``urls`` (the file name, relative to the index)."""
     entry = {key: value for key, value in package.metadata.items() if value not in (None, "", [], {})}
-    entry.update({"created": helm_index.now(), "digest": package.digest.removeprefix("sha256:"), "urls": [package.path.name]})
+    entry.update(
+        {"created": helm_index.now(), "digest": package.digest.removeprefix("sha256:"), "urls": [package.path.name]}
+    )
     return entry
 
 

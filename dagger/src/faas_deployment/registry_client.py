@@ -367,9 +367,12 @@ class ChartRegistry:
     def _fail(self, what: str, exc: BaseException) -> UserError:
         # Never the exception's text: it may quote a URL or header; only its kind is safe to show.
         if isinstance(exc, requests.exceptions.SSLError):
-            hint = ("the registry speaks plain HTTP: pass --plain-http for a local test registry"
-                    if "wrong version number" in _describe(exc) or "record layer" in _describe(exc) else
-                    "for a registry whose certificate comes from a private CA, pass --ca-file PATH (its PEM certificate)")
+            hint = (
+                "the registry speaks plain HTTP: pass --plain-http for a local test registry"
+                if "wrong version number" in _describe(exc) or "record layer" in _describe(exc)
+                else "for a registry whose certificate comes from a private CA, "
+                "pass --ca-file PATH (its PEM certificate)"
+            )
             return UserError(f"registry {self.host}: {what}: {_describe(exc)} ({hint})")
         return UserError(f"registry {self.host}: {what}: {_describe(exc)}")
 
@@ -385,7 +388,9 @@ class ChartRegistry:
         except requests.exceptions.SSLError as exc:
             raise self._fail("TLS handshake failed", exc) from None
         except (TransientRegistryError, requests.RequestException) as exc:
-            raise self._fail("cannot reach the registry (check the address, and --plain-http for an HTTP registry)", exc) from None
+            raise self._fail(
+                "cannot reach the registry (check the address, and --plain-http for an HTTP registry)", exc
+            ) from None
         challenge = answer.headers.get("WWW-Authenticate", "")
         if challenge.lower().startswith("bearer"):
             realm = oras.auth.utils.parse_auth_header(challenge).realm or ""
@@ -507,7 +512,9 @@ class ChartRegistry:
         digest = _sha256(response.content)
         claimed = response.headers.get("Docker-Content-Digest")
         if claimed and claimed != digest:
-            raise self.refuse(f"resolving {self.reference(name, tag)}", "the manifest's bytes do not match its Docker-Content-Digest")
+            raise self.refuse(
+                f"resolving {self.reference(name, tag)}", "the manifest's bytes do not match its Docker-Content-Digest"
+            )
         return digest, response.content
 
     def head_manifest(self, name: str, tag: str) -> tuple[int, str | None]:
@@ -545,7 +552,8 @@ class ChartRegistry:
             return got[0]  # HEAD without Docker-Content-Digest (allowed), GET agrees with the list
         story = (
             f"tag list {'holds' if listed else 'lacks'} {tag}, HEAD answers {status}"
-            f"{'' if status != 200 else (' with ' + head_digest if head_digest else ' without Docker-Content-Digest')}, "
+            f"{'' if status != 200 else (' with ' + head_digest if head_digest else ' without Docker-Content-Digest')}"
+            ", "
             f"GET answers {'404' if got is None else got[0]}"
         )
         raise self.refuse(what, f"the registry's answers disagree ({story})")
@@ -573,9 +581,14 @@ class ChartRegistry:
                         f"push not allowed with these credentials (check --username and its push access)"
                     ) from None
                 if response.status_code in (401, 403):
-                    raise RegistryAuthError(f"registry {self.host}: uploading a blob: HTTP {response.status_code}: push not allowed with these credentials")
+                    raise RegistryAuthError(
+                        f"registry {self.host}: uploading a blob: HTTP {response.status_code}: "
+                        "push not allowed with these credentials"
+                    )
                 if response.status_code not in (200, 201, 202):
-                    raise UserError(f"registry {self.host}: uploading blob {descriptor['digest']}: HTTP {response.status_code}")
+                    raise UserError(
+                        f"registry {self.host}: uploading blob {descriptor['digest']}: HTTP {response.status_code}"
+                    )
 
     def put_manifest(self, name: str, tag: str, manifest: bytes) -> requests.Response:
         """``PUT`` ``manifest`` under ``tag``; the answer as is (2xx, or the registry's refusal)."""
@@ -602,7 +615,9 @@ class ChartRegistry:
             raise UserError(f"registry {self.host}: deleting {self.reference(name)}@{digest}: HTTP 405: "
                             f"the registry does not allow deletes (distribution: storage.delete.enabled: true)")
         if response.status_code not in (200, 202, 404):
-            raise UserError(f"registry {self.host}: deleting {self.reference(name)}@{digest}: HTTP {response.status_code}")
+            raise UserError(
+                f"registry {self.host}: deleting {self.reference(name)}@{digest}: HTTP {response.status_code}"
+            )
 
     def push_manifest(self, name: str, tag: str, blobs: list[tuple[bytes, dict]], manifest: bytes) -> str:
         """Upload ``blobs`` (``(bytes, descriptor)``), then PUT ``manifest`` at ``tag``.
@@ -617,7 +632,8 @@ class ChartRegistry:
         response = self.put_manifest(name, tag, manifest)
         if response.status_code not in (200, 201, 202):
             raise ManifestRefused(
-                f"registry {self.host}: pushing the manifest of {self.reference(name, tag)}: HTTP {response.status_code} "
+                f"registry {self.host}: pushing the manifest of {self.reference(name, tag)}: "
+                f"HTTP {response.status_code} "
                 f"{' '.join(sorted(_error_codes(response)))}".rstrip()
             )
         return _sha256(manifest)
@@ -631,7 +647,10 @@ class ChartRegistry:
         """Upload the artifact's config and chart layer (two requests each: POST, PUT)."""
         package = artifact.package
         config = {"digest": _sha256(artifact.config), "size": len(artifact.config), "mediaType": HELM_CONFIG_MEDIA_TYPE}
-        self.upload_blobs(package.name, [(artifact.config, config), (package.path.read_bytes(), json.loads(artifact.manifest)["layers"][0])])
+        self.upload_blobs(
+            package.name,
+            [(artifact.config, config), (package.path.read_bytes(), json.loads(artifact.manifest)["layers"][0])],
+        )
 
     def push_small_manifest(self, name: str, tag: str, annotations: dict[str, str], config: dict | None = None) -> str:
         """Push an OCI manifest with no layers, carrying ``annotations``; returns its digest.
@@ -648,8 +667,15 @@ class ChartRegistry:
             config = {"mediaType": EMPTY_MEDIA_TYPE, "digest": _sha256(empty), "size": len(empty)}
             blobs.append((empty, config))
         manifest = json.dumps(
-            {"schemaVersion": 2, "mediaType": MANIFEST_MEDIA_TYPE, "config": config, "layers": [], "annotations": annotations},
-            separators=(",", ":"), sort_keys=True,
+            {
+                "schemaVersion": 2,
+                "mediaType": MANIFEST_MEDIA_TYPE,
+                "config": config,
+                "layers": [],
+                "annotations": annotations,
+            },
+            separators=(",", ":"),
+            sort_keys=True,
         ).encode()
         return self.push_manifest(name, tag, blobs, manifest)
 

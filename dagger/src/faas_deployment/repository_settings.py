@@ -242,7 +242,9 @@ def fetch_git(setting: TemplateSetting, timeout: float = FETCH_TIMEOUT) -> Path:
         except subprocess.TimeoutExpired:
             raise UserError(f"{FILE_NAME}: template: fetching {setting.url} took more than {timeout:g} s") from None
         if proc.returncode != 0:
-            detail = printable(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}")
+            detail = printable(
+                proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
+            )
             raise UserError(f"{FILE_NAME}: template: git {args[0]} of {setting.url} failed: {detail}")
         return proc.stdout.strip()
 

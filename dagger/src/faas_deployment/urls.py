@@ -57,7 +57,11 @@ def warn_plain_http(flag: str, host: str, *, credentials: bool) -> None:
     """Warn on standard error when plain HTTP goes to a host that is not this machine."""
     if is_loopback(host):
         return
-    what = "credentials are sent in clear text and can be read on the way" if credentials else "answers can be altered on the way"
+    what = (
+        "credentials are sent in clear text and can be read on the way"
+        if credentials
+        else "answers can be altered on the way"
+    )
     note(f"WARNING: {flag}: plain HTTP to {host}, which is not a loopback address: {what}; "
          f"use HTTPS for any registry that is not on this machine")
 

@@ -1,4 +1,5 @@
-"""The one writer of the YAML the pipeline generates: Flux objects, Flux Operator objects, the child pipeline, ``config``.
+"""The one writer of the YAML the pipeline generates: Flux objects, Flux Operator objects, the child pipeline,
+``config``.
 
 PyYAML's dumper writes a mapping or list met twice in the data as an anchor
 (``&id001``) and aliases (``*id001``) to it (``Serializer.anchor_node``). A generated
