@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from faas_deployment.errors import ValidationError
 from faas_deployment.pipeline import Workspace
 from support.plan_repo import PlanRepo
-from support.repo_tree import config_file, get_scalar, set_scalar
+from support.repo_tree import REPO_ROOT, config_file, get_scalar, set_scalar
 
 DIGEST = r"sha256:[0-9a-f]{64}"
 
@@ -122,3 +123,28 @@ def test_dagger_check_base_reads_the_base_from_the_repository(tmp_path: Path) ->
         with pytest.raises(EngineRefusal, match=rf"env/dev/controller/cookiecutter-config.yaml: "
                                                 rf"default_context.chart_version: compared with {head}: "):
             engine.call(f"dagger call check --env dev --base {head}")
+
+
+def test_check_over_many_environments_discovers_them_once(tmp_path: Path, run_cli,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run walks ``env/`` once, however many environments it checks: each verb discovers the
+    environments and components once (the workspace keeps them), not once per environment."""
+    example = REPO_ROOT / "env" / "prod" / "operator"
+    envs = [f"e{n:02d}" for n in range(12)]
+    for env in envs:
+        shutil.copytree(example, tmp_path / "env" / env / "api", ignore=shutil.ignore_patterns("dynamic"))
+    env_dir = str(tmp_path / "env")
+    walks: list[str] = []
+    real = os.scandir
+
+    def counting(path=".", *args, **kwargs):
+        if not isinstance(path, int) and os.fspath(path) == env_dir:
+            walks.append(env_dir)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "scandir", counting)
+    code, out, err = run_cli("--source", str(tmp_path), "check")
+    assert code == 0, err
+    assert [line.split(":")[0] for line in out.splitlines() if line.startswith("ok ")] == \
+        [f"ok {env}/api" for env in envs]
+    assert len(walks) == 1, f"{len(walks)} walks of env/ for one check over {len(envs)} environments"

@@ -112,8 +112,13 @@ def _collisions(what: str, found: list[str], directory) -> list[Problem]:
 
 
 def envs(source: Path) -> list[str]:
-    """The environments (``dev``, ``prod``, ...) that have at least one component, sorted."""
-    return sorted({env for env, _ in discover(source)})
+    """The environments (``dev``, ``prod``, ...) that have at least one component, sorted (one walk)."""
+    return envs_of(discover(source))
+
+
+def envs_of(pairs: Iterable[tuple[str, str]]) -> list[str]:
+    """The environments of discovered ``(env, component)`` pairs (:func:`discover`), sorted."""
+    return sorted({env for env, _ in pairs})
 
 
 def unknown(what: str, name: str, known: list[str], source: Path) -> str:
@@ -123,15 +128,28 @@ def unknown(what: str, name: str, known: list[str], source: Path) -> str:
 
 
 def components(source: Path, env: str) -> list[str]:
-    """The components configured in ``env``, sorted.
+    """The components configured in ``env``, sorted (one walk).
 
     Raises:
         UserError: ``env`` has no component (:func:`unknown`).
     """
-    known = envs(source)
+    return components_of(discover(source), env, source)
+
+
+def components_of(pairs: Iterable[tuple[str, str]], env: str, source: Path) -> list[str]:
+    """The components of ``env`` among discovered ``(env, component)`` pairs (:func:`discover`), sorted.
+
+    A run discovers once and asks this of each environment, so that a verb over N
+    environments walks ``env/`` once, not N times.
+
+    Raises:
+        UserError: ``env`` has no component (:func:`unknown`).
+    """
+    pairs = list(pairs)
+    known = envs_of(pairs)
     if env not in known:
         raise UserError(unknown("environment", env, known, source))
-    return [c for e, c in discover(source) if e == env]
+    return sorted(c for e, c in pairs if e == env)
 
 
 def config_path(source: Path, env: str, component: str) -> Path:

@@ -300,9 +300,23 @@ class Workspace:
         """The config file's path relative to the source root, as messages name it."""
         return layout.shown(self.source, self.config_file(env, component))
 
+    @functools.cached_property
+    def discovered(self) -> list[tuple[str, str]]:
+        """Every ``(env, component)`` pair of the source tree, sorted, discovered once per workspace
+        (:func:`layout.discover`: names checked); a workspace serves one run.
+
+        Raises:
+            ValidationError: a bad or colliding name (:func:`layout.check_names`).
+        """
+        return layout.discover(self.source)
+
+    def envs(self) -> list[str]:
+        """The environments that have at least one component, sorted (:attr:`discovered`)."""
+        return layout.envs_of(self.discovered)
+
     def components(self, env: str) -> list[str]:
-        """Components of ``env``, sorted, as discovered on disk; UserError for an unknown env."""
-        return layout.components(self.source, env)
+        """Components of ``env``, sorted, as discovered on disk (:attr:`discovered`); UserError for an unknown env."""
+        return layout.components_of(self.discovered, env, self.source)
 
     def resolve(self, env: str, component: str | None = None) -> list[str]:
         """The components a verb works on: ``[component]`` checked to exist, else every one of ``env``.
@@ -623,7 +637,7 @@ class Workspace:
 
         if registry is not None:
             _timeout(registry.timeout)  # refused even when no registry is given, as by every verb
-        envs = [env] if env else layout.envs(self.source)
+        envs = [env] if env else self.envs()
         if not envs:
             raise UserError(f"{self.source}: no {layout.CONFIG_GLOB} found")
         lines: list[str] = []
