@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import logging
 import os
 import re
@@ -98,7 +99,7 @@ def test_default_poll_probes_once_a_second_and_sees_readiness_within_one(capfd):
     with AdminApiServer(TOKEN, unready_for=3.3) as server:
         report = admin_api.wait_until_ready(server.url, timeout=30)
         probes = [r.at for r in server.attempts("/healthz")]
-    gaps = [later - earlier for earlier, later in zip(probes, probes[1:])]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(probes)]
     assert report.status == 200 and len(probes) == 5  # at 0, ~1, ~2, ~3 s (503) and ~4 s (200)
     assert all(0.99 <= gap <= 1.3 for gap in gaps), gaps
     assert probes[-1] - server.ready_at < 1.1

@@ -6,6 +6,7 @@ then fails the ways a real server can (reset or 5xx after storing).
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import subprocess
@@ -117,7 +118,7 @@ def test_retry_after_zero_or_past_keeps_the_backoff(bundle, secret):
         admin_api.upload_bundle(server.url, bundle, secret, timeout=20, backoff=slow, quiet=True)
         posts = server.attempts(UPLOAD, "POST")
     assert [p.outcome for p in posts] == ["HTTP 503", "HTTP 503", "HTTP 503", "HTTP 201"]
-    gaps = [b.at - a.at for a, b in zip(posts, posts[1:])]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(posts)]
     assert all(gap >= 0.28 for gap in gaps), gaps
 
 

@@ -37,7 +37,7 @@ def changed_lines(before: str, after: str) -> list[tuple[str, str]]:
         if op == "equal":
             continue
         assert op == "replace" and i2 - i1 == j2 - j1, (op, old[i1:i2], new[j1:j2])
-        pairs += list(zip(old[i1:i2], new[j1:j2]))
+        pairs += list(zip(old[i1:i2], new[j1:j2], strict=True))
     return pairs
 
 

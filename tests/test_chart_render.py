@@ -48,7 +48,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], 
 
 def test_every_config_renders_a_chart(rendered) -> None:
     assert len(rendered) == len(PAIRS) >= 4
-    for (env, component), (context, chart_dir) in rendered.items():
+    for context, chart_dir in rendered.values():
         assert chart_dir.name == context["chart_name"]
         meta = yaml.safe_load((chart_dir / "Chart.yaml").read_text())
         assert meta["name"] == context["chart_name"]

@@ -30,7 +30,7 @@ def test_the_success_report_names_every_chart_rule_and_manifest_set(repo_copy: P
                      ("controller", "operator")]
         expected += [rf"ok {env}: dynamic manifests"]
     assert len(report) == len(expected), report
-    for line, pattern in zip(report, expected):
+    for line, pattern in zip(report, expected, strict=True):
         assert re.fullmatch(pattern, line), (line, pattern)
     assert not (repo_copy / "dist").exists()  # a check writes nothing
 

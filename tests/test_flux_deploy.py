@@ -284,7 +284,7 @@ def test_deploy_env_publishes_triggers_and_waits(registry, tmp_path, monkeypatch
         ws = Workspace(source)
         expected = {c: deploy.expected_for(ws, "dev", c) for c in ws.components("dev")}
         names = {}
-        for component, exp in expected.items():
+        for component in expected:
             ns, name = "faas-dev", f"faas-{component}"
             names[component] = name
             api.put(HR, ns, name, {"metadata": {"generation": 1}, "status": {"observedGeneration": 1}})

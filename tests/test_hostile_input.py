@@ -49,7 +49,7 @@ def test_600_levels_of_nesting(repo_copy: Path) -> None:
 
 def test_billion_laughs_is_fast_and_small(repo_copy: Path) -> None:
     lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
-    lines += [f"{c}: &{c} [" + ",".join([f"*{p}"] * 9) + "]" for p, c in zip("abcdefghi", "bcdefghij")]
+    lines += [f"{c}: &{c} [" + ",".join([f"*{p}"] * 9) + "]" for p, c in zip("abcdefghi", "bcdefghij", strict=True)]
     _config(repo_copy, "default_context:\n" + "".join(f"  {line}\n" for line in lines) + "  chart_name: *j\n")
     started = time.monotonic()
     assert "aliases" in _refused(repo_copy, *VERB)

@@ -11,6 +11,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from faas_deployment import cli, promotion
 from faas_deployment.errors import UserError
@@ -80,7 +82,7 @@ def status_doc(version="0.4.1", ready="True", history_status="deployed", generat
 def changed_lines(before: str, after: str) -> list[tuple[str, str]]:
     a, b = before.splitlines(), after.splitlines()
     assert len(a) == len(b)
-    return [(x, y) for x, y in zip(a, b) if x != y]
+    return [(x, y) for x, y in zip(a, b, strict=True) if x != y]
 
 
 # --------------------------------------------------------------------------- the file change
@@ -325,8 +327,6 @@ def test_bump_merge_request_commits_the_bumped_dev_config(checkout, monkeypatch)
 
 # --------------------------------------------------------------------------- fuzz
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=8),

@@ -70,7 +70,7 @@ def test_a_first_push_makes_the_requests_of_the_protocol_and_no_more(registry, s
     version = get_scalar(config_file(source, "dev", "operator"), "chart_version")
     made = [(method, path, status) for method, path, status, _ in faults.log]
     assert len(made) == len(FIRST_PUSH), made
-    for (method, path, status), (want_method, want_path, want_status) in zip(made, FIRST_PUSH):
+    for (method, path, status), (want_method, want_path, want_status) in zip(made, FIRST_PUSH, strict=True):
         assert (method, status) == (want_method, want_status) and want_path.format(v=version) in path, made
     assert all(scheme == "Basic" for *_, status, scheme in faults.log if status != 401)
     assert registry.blob_uploads() == 2
@@ -95,7 +95,7 @@ def test_a_first_push_on_a_registry_refusing_overwrites_makes_eight_requests(reg
     version = get_scalar(config_file(source, "dev", "operator"), "chart_version")
     made = [(method, path, status) for method, path, status, _ in faults.log]
     assert len(made) == len(FIRST_PUSH_IMMUTABLE) == 8, made
-    for (method, path, status), (want_method, want_path, want_status) in zip(made, FIRST_PUSH_IMMUTABLE):
+    for (method, path, status), (want_method, want_path, want_status) in zip(made, FIRST_PUSH_IMMUTABLE, strict=True):
         assert (method, status) == (want_method, want_status) and want_path.format(v=version) in path, made
     name = get_scalar(config_file(source, "dev", "operator"), "chart_name")
     assert registry.held_digest(f"charts/{name}", version) == out.strip().rsplit("@", 1)[1]

@@ -131,7 +131,7 @@ def deploy(
     published = ws.publish_charts(env, target, names, prerelease=prerelease)
     result.lines += [r.line for r in published]
     expected = {}
-    for name, r in zip(names, published):
+    for name, r in zip(names, published, strict=True):
         chart, version = r.reference.rsplit("/", 1)[-1].rsplit(":", 1)
         expected[name] = rollout.Expected(chart, version, r.digest)
     if receiver_token is not None:

@@ -200,7 +200,7 @@ def check_images(references: Mapping[str, str], access: RegistryAccess | None, d
         if unchecked is not None:
             unchecked.extend(references[s] for s in shown)
         return []
-    for s, (problem, error) in zip(shown, outcomes):
+    for s, (problem, error) in zip(shown, outcomes, strict=True):
         if isinstance(error, UserError):
             note(f"WARNING: image {references[s]} not checked: {error}")
             if unchecked is not None:

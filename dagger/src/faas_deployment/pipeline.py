@@ -723,7 +723,7 @@ class Workspace:
             if target.deadline
             else [_outcome(call) for call in calls]
         )
-        for component, (result, error) in zip(packages, outcomes):
+        for component, (result, error) in zip(packages, outcomes, strict=True):
             if isinstance(error, UserError):
                 problems.append(Problem(self.display(env, component), "", str(error)))
             elif error is not None:

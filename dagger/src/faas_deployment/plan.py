@@ -117,7 +117,7 @@ class Plan:
             rows.append((i.target, i.action, version, ",".join(i.hooks) or "-", i.reason))
         widths = [max(len(r[c]) for r in rows) for c in range(4)]
         return "\n".join(
-            "  ".join(cell.ljust(w) for cell, w in zip(r[:4], widths)) + "  " + r[4] for r in rows
+            "  ".join(cell.ljust(w) for cell, w in zip(r[:4], widths, strict=True)) + "  " + r[4] for r in rows
         ).rstrip()
 
     def render(self, output: str) -> str:
