@@ -553,11 +553,16 @@ def test_the_lock_is_accepted_by_the_uv_the_runtime_pins(tmp_path):
 # --------------------------------------------------------------------------- every dagger call line
 
 
+def doc_files() -> list[Path]:
+    """README.md, then every ``docs/*.md`` page in name order (the order their lines run in)."""
+    return [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
 def readme_lines() -> list[str]:
-    """Every ``dagger call`` command of README.md's shell blocks (continuations joined)."""
-    text = (REPO / "README.md").read_text()
+    """Every ``dagger call`` command of the ``sh`` blocks of README.md and docs/*.md (continuations joined)."""
+    text = "\n".join(path.read_text() for path in doc_files())
     lines = []
-    for block in re.findall(r"```sh\n(.*?)```", text, re.S):
+    for block in re.findall(r"^\s*```sh\n(.*?)```", text, re.S | re.M):
         for command in block.replace("\\\n", " ").splitlines():
             command = re.sub(r"\s+#.*$", "", command).strip()
             if "dagger call" in command:

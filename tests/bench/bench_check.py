@@ -1,4 +1,4 @@
-"""Benchmark of ``check`` of the 4 real charts in a cold process (goal in the README, "Performance"). A script, not a
+"""Benchmark of ``check`` of the 4 real charts in a cold process (goal in docs/performance.md). A script, not a
 test: it prints figures.
 
 Run from the repository root:

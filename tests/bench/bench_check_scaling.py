@@ -1,4 +1,4 @@
-"""Benchmark of ``check``'s own work per chart, beyond Helm's (goal in the README, "Performance"). A script, not a
+"""Benchmark of ``check``'s own work per chart, beyond Helm's (goal in docs/performance.md). A script, not a
 test: it prints figures.
 
 Run from the repository root:

@@ -1,4 +1,4 @@
-"""Publishing into a large local Helm repository (goal in the README, "Performance"). A script, not a test: it prints
+"""Publishing into a large local Helm repository (goal in docs/performance.md). A script, not a test: it prints
 figures.
 
 Run from the repository root:

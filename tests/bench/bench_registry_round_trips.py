@@ -1,4 +1,4 @@
-"""Registry round trips of ``release`` and ``publish`` (goal in the README, "Performance"). A script, not a test: it
+"""Registry round trips of ``release`` and ``publish`` (goal in docs/performance.md). A script, not a test: it
 prints figures.
 
 Run from the repository root:

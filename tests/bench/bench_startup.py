@@ -1,4 +1,4 @@
-"""Benchmark of the CLI's start-up (goal in the README, "Performance"). A script, not a test: it prints figures.
+"""Benchmark of the CLI's start-up (goal in docs/performance.md). A script, not a test: it prints figures.
 
 Run from the repository root (after ``bash .ci/setup``, which compiles the bytecode):
 
