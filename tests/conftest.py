@@ -94,6 +94,7 @@ LAYERS: dict[str, str] = {
     "test_publish.py": "integration",
     "test_publish_races.py": "integration",
     "test_publish_rules.py": "integration",
+    "test_readme.py": "unit",
     "test_registry_access.py": "integration",
     "test_registry_deadlines.py": "integration",
     "test_registry_faults.py": "integration",
