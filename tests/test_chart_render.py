@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -221,6 +223,41 @@ def test_compiled_templates_are_cached_by_their_text(tmp_path: Path, monkeypatch
     monkeypatch.setenv("FAAS_DEPLOY_NO_TEMPLATE_CACHE", "1")
     compiled.clear()
     assert render("uncached") == changed and compiled  # compiled anew, the same chart
+
+
+COMPILE_PROBE = """
+import atexit, sys, jinja2
+compiled = []
+real = jinja2.Environment.compile
+def counting(self, source, *args, **kwargs):
+    compiled.append(source)
+    return real(self, source, *args, **kwargs)
+jinja2.Environment.compile = counting
+atexit.register(lambda: print(f"COMPILED {len(compiled)}", file=sys.stderr, flush=True))
+from faas_deployment import cli
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_a_second_cli_process_compiles_no_template(tmp_path: Path) -> None:
+    """The bytecode cache outlives the run: the CLI removes its per-run temporary directory
+    (``<TMPDIR>/faas-run-*``) at the end, and the cache is not in it, so a second ``check``
+    process loads every compiled template instead of compiling it again."""
+    source = copy_repo(tmp_path / "src")
+    scratch = tmp_path / "tmp"  # a TMPDIR of its own: no earlier run filled this cache
+    scratch.mkdir()
+    environ = {k: v for k, v in os.environ.items() if k != "FAAS_DEPLOY_NO_TEMPLATE_CACHE"}
+
+    def compiled() -> int:
+        proc = subprocess.run([sys.executable, "-c", COMPILE_PROBE, "--source", str(source), "check", "--env", "dev"],
+                              capture_output=True, text=True, env={**environ, "TMPDIR": str(scratch)}, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert "ok dev/operator: faas-operator" in proc.stdout
+        return int([x for x in proc.stderr.splitlines() if x.startswith("COMPILED ")][-1].split()[1])
+
+    assert compiled() > 0  # the first process compiles the template's files
+    assert compiled() == 0  # the second finds every one in the cache
+    assert not list(scratch.glob("faas-run-*"))  # each run's temporary directory is gone all the same
 
 
 def test_user_template_hook_runs(tmp_path: Path) -> None:

@@ -84,10 +84,19 @@ def _render(env: _Sandbox, raw: Any, context: dict[str, Any]) -> Any:
         return [_render(env, v, context) for v in raw]
     if not isinstance(raw, str):
         raw = str(raw)
+    if "{" not in raw and "\r" not in raw:
+        # no block, variable or comment start (Jinja's default syntax, line statements off) and no
+        # line ending Jinja would normalise: the lexer sees only data, which renders as it is; not
+        # compiled, so a process whose template is in the bytecode cache compiles nothing
+        return _bounded(raw, raw)
     try:
         out = _compiled(env, raw).render(cookiecutter=context)
     except (TemplateError, ArithmeticError, DefaultError, TypeError, ValueError, RecursionError) as err:
         raise DefaultError(f"default {raw[:80]!r} cannot be rendered: {type(err).__name__}: {err}") from err
+    return _bounded(raw, out)
+
+
+def _bounded(raw: str, out: str) -> str:
     if len(out) > MAX_RENDERED:
         raise DefaultError(f"default {raw[:80]!r} renders to more than {MAX_RENDERED} characters")
     return out

@@ -44,7 +44,7 @@ from typing import Any
 
 import jinja2
 
-from . import hooks, repofiles
+from . import hooks, repofiles, tempdirs
 from .errors import UserError
 
 #: The hooks cookiecutter runs during generation, in order.
@@ -221,19 +221,23 @@ def _bytecode_cache() -> jinja2.BytecodeCache | None:
 
     Compiling the embedded template costs about 20 ms per process; a cached entry is
     found by the template text's checksum (a changed text compiles again) and Jinja's
-    bytecode version, in Jinja's default directory (``<tmp>/_jinja2-cache-<uid>``,
-    made ``0700`` and checked to be the user's own). The key also holds what else
-    changes the compiled code (:func:`_flavour`).
+    bytecode version, in Jinja's default directory name under the user's temporary
+    directory outside the run (``<TMPDIR>/_jinja2-cache-<uid>``, made ``0700`` and
+    checked to be the user's own: :func:`tempdirs.user_cache_dir`), so that it outlives
+    the CLI's per-run directory, which Jinja's default would follow. The key also holds
+    what else changes the compiled code (:func:`_flavour`).
     ``FAAS_DEPLOY_NO_TEMPLATE_CACHE=1`` turns it off; so does a directory that cannot be
-    made (a read-only file system): then each process compiles, as without a cache.
+    made (a read-only file system) or is not the user's own: then each process compiles,
+    as without a cache.
     """
     if os.environ.get("FAAS_DEPLOY_NO_TEMPLATE_CACHE"):
         return None
     from jinja2.bccache import FileSystemBytecodeCache
 
     try:
-        return FileSystemBytecodeCache(pattern="__faas_deployment_%s.cache")
-    except (OSError, RuntimeError):  # the default directory cannot be made, or belongs to another user
+        directory = tempdirs.user_cache_dir("_jinja2-cache")  # Jinja's default name, outside the run
+        return FileSystemBytecodeCache(str(directory), pattern="__faas_deployment_%s.cache")
+    except (OSError, RuntimeError):  # the directory cannot be made, or belongs to another user
         return None
 
 

@@ -26,7 +26,7 @@ import contextlib
 import functools
 import importlib
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -1357,29 +1357,12 @@ def _tempdir(prefix: str):
     return tempfile.TemporaryDirectory(prefix=prefix)
 
 
-@contextlib.contextmanager
-def run_tempdir() -> Iterator[Path]:
-    """Put every temporary file and directory of this process's run under one directory, removed at the end.
+def run_tempdir() -> contextlib.AbstractContextManager[Path]:
+    """Put every temporary file and directory of this process's run under one directory, removed at the end
+    (``<TMPDIR>/faas-run-*``, :func:`tempdirs.run_tempdir`); caches that outlive runs stay outside it."""
+    from . import tempdirs
 
-    ``tempfile.TemporaryDirectory`` removes its directory when its block ends, an
-    exception included, but an interrupt (Ctrl-C, or SIGTERM as the CLI turns it into
-    one) that lands between the directory's creation and its registration, or inside
-    its removal, leaves it behind. With ``tempfile.tempdir`` pointing here for the
-    run (``<TMPDIR>/faas-run-*``), removing this one directory at the end removes
-    those too. Temporary files given an explicit directory (an atomic replace beside
-    its target) and those of child processes (``TMPDIR``) are not affected.
-    """
-    import shutil
-    import tempfile
-
-    previous = tempfile.tempdir
-    parent = tempfile.mkdtemp(prefix="faas-run-")
-    tempfile.tempdir = parent
-    try:
-        yield Path(parent)
-    finally:
-        tempfile.tempdir = previous
-        shutil.rmtree(parent, ignore_errors=True)
+    return tempdirs.run_tempdir()
 
 
 def interrupted() -> None:
