@@ -104,6 +104,45 @@ def test_an_interrupt_that_loses_a_temporary_directory_still_leaves_nothing(tmp_
     assert "interrupted" in capsys.readouterr().err
 
 
+def test_the_per_user_cache_directory_is_private_and_outlives_the_run(tmp_path, monkeypatch):
+    """Caches that outlive a run go to ``<TMPDIR>/<name>-<uid>`` outside the run's directory, made
+    0700; a link, a file or another user's directory planted under that name is refused, and then
+    the template cache is off (each process compiles), never followed."""
+    import stat
+
+    from faas_deployment import generate, tempdirs
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    monkeypatch.delenv("FAAS_DEPLOY_NO_TEMPLATE_CACHE", raising=False)
+    with tempdirs.run_tempdir() as run:
+        assert tempfile.gettempdir() == str(run)
+        cache = tempdirs.user_cache_dir("_jinja2-cache")
+        assert generate._bytecode_cache().directory == str(cache)
+    assert cache == scratch / f"_jinja2-cache-{os.getuid()}" and cache.is_dir() and not run.exists()
+    assert stat.S_IMODE(os.lstat(cache).st_mode) == 0o700
+    cache.chmod(0o755)  # the user's own, widened: made private again
+    assert tempdirs.user_cache_dir("_jinja2-cache") == cache and stat.S_IMODE(os.lstat(cache).st_mode) == 0o700
+    cache.rmdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    cache.symlink_to(elsewhere)  # planted: entries read from there would run as compiled code
+    with pytest.raises(RuntimeError, match="not a directory of this user's own"):
+        tempdirs.user_cache_dir("_jinja2-cache")
+    assert generate._bytecode_cache() is None
+    cache.unlink()
+    cache.write_text("")
+    with pytest.raises(RuntimeError):
+        tempdirs.user_cache_dir("_jinja2-cache")
+    if os.getuid() == 0:  # only root can give a directory to another user
+        cache.unlink()
+        cache.mkdir(mode=0o700)
+        os.chown(cache, 65534, -1)
+        with pytest.raises(RuntimeError):
+            tempdirs.user_cache_dir("_jinja2-cache")
+
+
 def test_a_terminated_release_leaves_no_temporary_directory(tmp_path):
     source = copy_repo(tmp_path / "src")
     dev = source / "env" / "dev"
