@@ -141,10 +141,14 @@ def test_an_upgrade_the_api_server_rejects_fails_with_the_reason_and_is_rolled_b
     before = release_versions(flux_env.release("controller"))
     flux_env.edit("controller", lambda t: re.sub(r'image_tag: "[^"]+"', f'image_tag: "{REJECTED_TAG}"', t))
     version = flux_env.bump("controller")
+    expected = flux_env.expected("controller")
     code, out, err = flux_env.deploy("--component", "controller", timeout="120")
     assert code == 3, out + err
-    assert f"failed faas-controller@{version} at {flux_env.ns}/faas-controller" in out
-    assert "UpgradeFailed" in out and "image tag rejected by policy" in out
+    # the line the double's "failed" scenario gives too (tests/test_flux_deploy.py, CASES)
+    assert f"failed faas-controller@{version} at {flux_env.ns}/faas-controller after " in out
+    assert (f"Released=False UpgradeFailed: Helm upgrade failed for release {flux_env.ns}/faas-controller with chart "
+            f"faas-controller@{expected.revision}: ") in out, out
+    assert "image tag rejected by policy" in out
     # the remediation: helm-controller rolls back to the release that ran before
     deadline = time.monotonic() + 90
     while True:
