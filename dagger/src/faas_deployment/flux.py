@@ -82,22 +82,22 @@ def oci_repository(settings: Settings, chart: Chart, *, registry_secret: str = "
     """The OCIRepository of ``chart``; ``registry_secret`` (a ``kubernetes.io/dockerconfigjson``
     Secret) becomes ``spec.secretRef``, ``insecure`` (a plain HTTP registry) ``spec.insecure``
     (source-controller ``api/v1/ocirepository_types.go``)."""
-    source = {
+    spec: dict[str, Any] = {
+        "interval": SOURCE_INTERVAL,
+        "url": f"{settings.chart_registry}/{chart.name}",
+        "ref": {"semver": settings.chart_semver},
+        "layerSelector": {"mediaType": HELM_CHART_LAYER, "operation": "copy"},
+    }
+    if registry_secret:
+        spec["secretRef"] = {"name": registry_secret}
+    if insecure:
+        spec["insecure"] = True
+    return {
         "apiVersion": "source.toolkit.fluxcd.io/v1",
         "kind": "OCIRepository",
         "metadata": {"name": settings.object_name(chart.component), "namespace": settings.namespace},
-        "spec": {
-            "interval": SOURCE_INTERVAL,
-            "url": f"{settings.chart_registry}/{chart.name}",
-            "ref": {"semver": settings.chart_semver},
-            "layerSelector": {"mediaType": HELM_CHART_LAYER, "operation": "copy"},
-        },
+        "spec": spec,
     }
-    if registry_secret:
-        source["spec"]["secretRef"] = {"name": registry_secret}
-    if insecure:
-        source["spec"]["insecure"] = True
-    return source
 
 
 def helm_release(settings: Settings, chart: Chart) -> dict[str, Any]:
