@@ -49,6 +49,10 @@ progressing = kustomization_status("progressing", applied=f"latest@{OLD}", attem
 CASES = {
     "applied": ([progressing, kustomization_status("ready", applied=f"latest@{OURS}", attempted=f"latest@{OURS}")],
                 0, f"deployed app-operator@{OURS} to flux-system/app-operator in "),
+    # The revision the real source-controller gives an OCIRepository pinned by ref.digest, as the
+    # ResourceSet's are (internal/controller/ocirepository_controller.go: the digest alone).
+    "applied-by-digest": ([progressing, kustomization_status("ready", applied=OURS, attempted=OURS)],
+                          0, f"deployed app-operator@{OURS} to flux-system/app-operator in "),
     "health-check-failed": ([progressing, kustomization_status("health-failed", applied=f"latest@{OLD}",
                                                                attempted=f"latest@{OURS}")],
                             3, "failed app-operator@"),
