@@ -466,9 +466,8 @@ class Component:
         password: PasswordArg = None,
         plain_http: PlainHttpArg = False,
         ca_file: CaFileArg = None,
-        manifests: Annotated[
-            dagger.Directory | None, Doc("plain Kubernetes manifests to push instead of the rendered chart")
-        ] = None,
+        manifests: Annotated[dagger.Directory | None, Doc(
+            "plain Kubernetes manifests to push instead of the rendered chart")] = None,
         revision: Annotated[
             str, Doc("org.opencontainers.image.revision, <branch>@sha1:<sha> (default: the source's git)")
         ] = "",
