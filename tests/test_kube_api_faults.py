@@ -132,6 +132,21 @@ def test_promote_reads_the_live_release_within_its_deadline(tmp_path, fault):
         assert time.monotonic() - started < 3 + 2
 
 
+def test_promote_kubeconfig_holds_its_timeout_flag(tmp_path, capsys):
+    with KubeApi(KUBE_TOKEN) as api:
+        api.put(HR, NS, "faas-controller", {"metadata": {"generation": 1}, "status": {}})
+        api.faults.append(silent(api, "helmreleases"))
+        (tmp_path / "kc").write_text(api.kubeconfig())
+        started = time.monotonic()
+        code = cli.main(["--source", str(REPO_ROOT), "promote", "--from", "dev", "--to", "prod",
+                         "--component", "controller", "--kubeconfig", f"file:{tmp_path / 'kc'}", "--timeout", "3"])
+        seconds = time.monotonic() - started
+    out = capsys.readouterr()
+    assert seconds < 3 + 2, f"{seconds:.1f} s"
+    assert code == 1 and "HelmRelease faas-dev/faas-controller" in out.err and "Traceback" not in out.err, out
+    assert KUBE_TOKEN not in out.out + out.err
+
+
 # --------------------------------------------------------------------------- answers read as what they are
 
 RAW = {

@@ -963,7 +963,8 @@ class Workspace:
         HelmRelease read with ``kubeconfig``, else the source config.
         ``allow_prerelease``: promote a pre-release image (refused otherwise).
         ``timeout``: one deadline for every network step (git, GitLab), default
-        :data:`promotion.DEFAULT_TIMEOUT`.
+        :data:`promotion.DEFAULT_TIMEOUT`; it bounds the read of the live HelmRelease
+        too (default there :attr:`promotion.ClusterState.timeout`).
 
         Raises:
             UserError: neither or both of ``component`` and ``all_components``; both
@@ -980,7 +981,8 @@ class Workspace:
         if kubeconfig is not None:
             from . import rollout
 
-            state = promotion.ClusterState(self.source, rollout.make_client(reveal(kubeconfig), kube_context or None))
+            client = rollout.make_client(reveal(kubeconfig), kube_context or None)
+            state = promotion.ClusterState(self.source, client, **({} if timeout is None else {"timeout": timeout}))
         steps = self.promotion_steps(from_env, to_env)
         proposal = (
             self.proposal(merge_request, promotion.DEFAULT_LABELS, timeout) if merge_request is not None else None
