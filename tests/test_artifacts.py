@@ -271,11 +271,28 @@ def test_flux_operator_objects_field_by_field(repo_copy, run_cli, tmp_path):
     assert all(set(ref) <= PROVIDER_REF for ref in rset["spec"]["inputsFrom"])
     assert rset["spec"]["inputsFrom"][0]["name"] == provider["metadata"]["name"] == "faas-dev"
     source_obj, kustomization = rset["spec"]["resources"]
-    assert source_obj["spec"]["ref"] == {"digest": "<< inputs.digest >>"}
+    # the OCIRepository follows the moving tag, so a Receiver call picks up a moved tag at once
+    assert source_obj["spec"]["ref"] == {"tag": "<< inputs.tag >>"}
+    labels = {"faas-deploy/artifact-set": "faas-dev"}
+    assert rset["spec"]["commonMetadata"] == {"labels": labels}
+    # notification-controller's ReceiverResource: kind in its CRD's enum; name "*" requires matchLabels
+    receiver = found["receiver.yaml"]
+    assert receiver["spec"]["resources"] == [{"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "OCIRepository",
+                                              "name": "*", "matchLabels": labels}]
+    assert receiver["spec"]["type"] == "generic-hmac" and receiver["metadata"]["name"] == "faas-dev"
     assert (
         kustomization["spec"]["wait"] is True
         and kustomization["spec"]["sourceRef"]["name"] == source_obj["metadata"]["name"]
     )
+
+
+def test_a_set_name_that_cannot_be_a_label_value_is_refused(repo_copy, run_cli, tmp_path):
+    """The name is also the value of the label the Receiver matches: a DNS-1123 label or a clear error."""
+    out = tmp_path / "flux"
+    code, stdout, err = run_cli("--source", str(repo_copy), "artifact-objects", "--env", "dev", "--repository",
+                                "oci://registry.example.org/faas/manifests", "--out", str(out), "--name", "Faas_Dev")
+    assert code == 1 and "name 'Faas_Dev'" in err and "lowercase letters" in err and "Traceback" not in err
+    assert not out.exists()
 
 
 def test_tag_filter_selects_only_the_moving_tags():
@@ -318,14 +335,8 @@ def test_flux_objects_against_the_flux_crd_schemas(repo_copy, run_cli, tmp_path)
     text = text.replace("<< inputs.digest >>", "sha256:" + "0" * 64).replace("<< inputs.tag >>", "app-operator")
     rendered = json.loads(text)
     assert "<<" not in text
-    # The package's Receiver schema enumerates resource kinds from before the Flux Operator;
-    # the operator documents a Receiver on a ResourceSetInputProvider
-    # (docs/guides/resourcesets/rset-feature-branches.md): the schema checks the rest.
+    # The Receiver as written: its resource kind is one of the schema's (notification-controller's enum).
     receiver = copy.deepcopy(found["receiver.yaml"])
-    assert receiver["spec"]["resources"] == [{"apiVersion": "fluxcd.controlplane.io/v1",
-                                              "kind": "ResourceSetInputProvider", "name": "faas-dev"}]
-    assert flux_cd_validate([receiver]) == ["data/spec/resources/0/kind must be equal to one of the allowed values"]
-    receiver["spec"]["resources"][0]["kind"] = "OCIRepository"
     assert flux_cd_validate([*rendered, receiver]) == ["ok", "ok", "ok"]
     # The check bites: a mutated object is refused.
     broken = copy.deepcopy(rendered[1])

@@ -192,29 +192,40 @@ def _wait_for(what: str, probe: Any, seconds: float = 120) -> Any:
 
 
 def test_flux_oci_artifacts_end_to_end_with_the_flux_operator(flux_env):
-    """``publish-artifact`` pushes ``app-<component>``; the Flux Operator's ResourceSetInputProvider
-    (OCIArtifactTag) finds it and its ResourceSet makes an OCIRepository and a Kustomization, which
-    applies the manifests; ``wait --artifact`` reports the pushed digest applied; ``retire-artifact``
-    makes the component's objects go away."""
+    """``publish-artifact`` pushes ``app-<component>``; every object of ``artifact-objects`` is applied as
+    written: the Flux Operator's ResourceSetInputProvider (OCIArtifactTag) finds the tags and its
+    ResourceSet makes an OCIRepository and a Kustomization each, which apply the manifests; ``wait
+    --artifact`` reports the pushed digest applied. A second publish moves ``app-operator``; the real
+    Receiver, called with the HMAC, annotates the set's OCIRepositories and the new digest is applied
+    long before any interval (10 min). ``retire-artifact`` makes the component's objects go away."""
+    import dataclasses
+
+    from faas_deployment import flux
+    from faas_deployment.pipeline import Workspace
+    from faas_deployment.secrets import SecretValue
+
     env = flux_env
     repository = f"oci://{env.registry.host}/manifests/dev"
     registry_args = ("--registry", repository, "--username", "ci", "--password", "env:REG_PW", "--plain-http")
-    code, out, err = env.cli("publish-artifact", "--env", "dev", *registry_args, "--revision", "main@sha1:" + "c" * 40,
-                             "--source-url", "https://gitlab.example.org/eo4eu-faas/faas-deployment")
+    publish_args = ("--source-url", "https://gitlab.example.org/eo4eu-faas/faas-deployment")
+    code, out, err = env.cli("publish-artifact", "--env", "dev", *registry_args, "--revision",
+                             "main@sha1:" + "c" * 40, *publish_args)
     assert code == 0, out + err
     digests = dict(re.findall(r"moved \S+:app-(\w+)@(sha256:[0-9a-f]{64})", out))
     assert set(digests) == set(COMPONENTS), out
     objects = env.root / "artifact-objects"
+    # named apart from the Receiver of `faas-deploy flux`, which this test's namespace holds too
+    name = "faas-dev-artifacts"
     code, out, err = env.cli("artifact-objects", "--env", "dev", "--repository", repository, "--out", str(objects),
-                             "--namespace", env.ns, "--target-namespace", env.ns, "--registry-secret", "faas-charts",
-                             "--receiver-secret", "faas-dev-token", "--plain-http")
+                             "--name", name, "--namespace", env.ns, "--target-namespace", env.ns,
+                             "--registry-secret", "faas-charts", "--receiver-secret", "faas-dev-token", "--plain-http")
     assert code == 0, out + err
     docs = [d for f in sorted(objects.glob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d]
     assert sorted(d["kind"] for d in docs) == ["Receiver", "ResourceSet", "ResourceSetInputProvider"]
-    # notification-controller v1.9 (Flux 2.9) refuses a Receiver whose resource is a
-    # ResourceSetInputProvider (its CRD's kind enum); the provider is asked to scan through the API below.
     with env.cluster.http() as api:
-        apply(api, [d for d in docs if d["kind"] != "Receiver"])
+        apply(api, docs)  # all of them: the API server refused the Receiver while it named the provider (422)
+        _wait_for("the artifacts' Receiver Ready", lambda: ready(
+            get(api, "notification.toolkit.fluxcd.io/v1", "Receiver", env.ns, name)), 60)
     for component in COMPONENTS:
         code, out, err = env.cli("wait", "--env", "dev", "--component", component, "--artifact", digests[component],
                                  "--artifact-namespace", env.ns, "--kubeconfig", f"file:{env.kubeconfig}",
@@ -223,17 +234,45 @@ def test_flux_oci_artifacts_end_to_end_with_the_flux_operator(flux_env):
         assert f"deployed app-{component}@{digests[component]} to {env.ns}/app-{component}" in out, out
     with env.cluster.http() as api:
         kustomization = get(api, "kustomize.toolkit.fluxcd.io/v1", "Kustomization", env.ns, "app-controller")
-        # ref.digest: the revision is the digest alone (the double's "applied-by-digest" case)
-        assert kustomization["status"]["lastAppliedRevision"] == digests["controller"]
+        # ref.tag: source-controller's revision <tag>@<digest>
+        assert kustomization["status"]["lastAppliedRevision"] == f"app-controller@{digests['controller']}"
+        source = get(api, "source.toolkit.fluxcd.io/v1", "OCIRepository", env.ns, "app-operator")
+        assert source["metadata"]["labels"]["faas-deploy/artifact-set"] == name  # what the Receiver matches
         deployment = get(api, "apps/v1", "Deployment", env.ns, "faas-controller")
         assert deployment is not None
+
+    # An existing component changes: the publish moves app-operator; the Receiver makes Flux fetch it now.
+    env.bump("operator")  # a new chart_version: the rendered manifests change
+    code, out, err = env.cli("publish-artifact", "--env", "dev", "--component", "operator", *registry_args,
+                             "--revision", "main@sha1:" + "d" * 40, *publish_args)
+    assert code == 0, out + err
+    moved = dict(re.findall(r"moved \S+:app-(\w+)@(sha256:[0-9a-f]{64})", out))
+    assert set(moved) == {"operator"} and moved["operator"] != digests["operator"], out
+    settings = dataclasses.replace(Workspace(env.source).settings("dev"), receiver_name=name)
+    started = time.monotonic()
+    line = flux.notify(settings, SecretValue(RECEIVER_TOKEN, "test"), {"component": "operator"},
+                       deadline=time.monotonic() + 30)
+    assert line == f"notified receiver {env.ns}/{name} at {env.cluster.receiver_url}: HTTP 200", line
+    code, out, err = env.cli("wait", "--env", "dev", "--component", "operator", "--artifact", moved["operator"],
+                             "--artifact-namespace", env.ns, "--kubeconfig", f"file:{env.kubeconfig}",
+                             "--timeout", "120")
+    assert code == 0, out + err
+    assert f"deployed app-operator@{moved['operator']} to {env.ns}/app-operator" in out, out
+    assert time.monotonic() - started < 120  # far below the objects' 10 min intervals: the Receiver did it
+    with env.cluster.http() as api:
+        source = get(api, "source.toolkit.fluxcd.io/v1", "OCIRepository", env.ns, "app-operator")
+        assert "reconcile.fluxcd.io/requestedAt" in source["metadata"]["annotations"]  # the Receiver's mark
+        assert source["status"]["artifact"]["revision"] == f"app-operator@{moved['operator']}"
+
     shutil.rmtree(env.source / "env" / "dev" / "controller")  # the component is removed from the repository
     code, out, err = env.cli("retire-artifact", "--env", "dev", "--component", "controller", *registry_args)
     assert code == 0 and "retired " in out, out + err
-    with env.cluster.http() as api:  # the provider scans on its interval; ask now, as the Receiver would
-        provider = get(api, "fluxcd.controlplane.io/v1", "ResourceSetInputProvider", env.ns, "faas-dev")
+    with env.cluster.http() as api:
+        # A removed (or new) component is the provider's to find, on its own interval; the Receiver reaches
+        # only the OCIRepositories. Ask the provider to scan now, as `flux reconcile` would.
+        provider = get(api, "fluxcd.controlplane.io/v1", "ResourceSetInputProvider", env.ns, name)
         assert provider is not None
-        api.patch(f"/apis/fluxcd.controlplane.io/v1/namespaces/{env.ns}/resourcesetinputproviders/faas-dev",
+        api.patch(f"/apis/fluxcd.controlplane.io/v1/namespaces/{env.ns}/resourcesetinputproviders/{name}",
                   content=json.dumps({"metadata": {"annotations": {
                       "reconcile.fluxcd.io/requestedAt": str(time.time_ns())}}}).encode(),
                   headers={"Content-Type": "application/merge-patch+json"})

@@ -448,6 +448,9 @@ FLUX_OPERATOR_API = "fluxcd.controlplane.io/v1"
 #: look-ahead, so the immutable ``app-<c>-<semver>`` tags are left out by ``excludeTag``.
 INCLUDE_TAG = "^app-.*"
 EXCLUDE_TAG = r"^app-.*-[0-9]+\.[0-9]+\.[0-9]+([-_][0-9A-Za-z.+_-]*)?$"
+#: The label the ResourceSet puts on what it creates (``commonMetadata``), value the set's name;
+#: the Receiver finds the set's OCIRepositories by it.
+ARTIFACT_SET_LABEL = "faas-deploy/artifact-set"
 
 
 @dataclass(frozen=True)
@@ -483,18 +486,38 @@ def flux_objects(settings: FluxObjectSettings) -> dict[str, dict]:
     - ``resourcesetinputprovider.yaml``: type ``OCIArtifactTag`` on the repository,
       ``filter.includeTag``/``excludeTag`` (``api/v1/resourcesetinputprovider_types.go``);
       it exports per tag ``id``, ``tag`` and ``digest`` (docs/api/v1/resourcesetinputprovider.md);
-    - ``resourceset.yaml``: ``inputsFrom`` the provider, and per input an
-      ``OCIRepository`` (source.toolkit.fluxcd.io/v1) pinned by ``ref.digest: << inputs.digest >>``
-      and a ``Kustomization`` (kustomize.toolkit.fluxcd.io/v1) with ``wait: true`` and
+      its scan (every ``settings.interval``) adds and removes components;
+    - ``resourceset.yaml``: ``inputsFrom`` the provider, ``commonMetadata.labels``
+      ``{ARTIFACT_SET_LABEL: settings.name}``, and per input an ``OCIRepository``
+      (source.toolkit.fluxcd.io/v1) following ``ref.tag: << inputs.tag >>`` and a
+      ``Kustomization`` (kustomize.toolkit.fluxcd.io/v1) with ``wait: true`` and
       ``prune: true`` (``api/v1/resourceset_types.go``);
     - ``receiver.yaml``: a ``generic-hmac`` Receiver (notification.toolkit.fluxcd.io/v1)
-      whose resource is the provider, so a push can trigger a scan at once.
+      whose resource is ``{kind: OCIRepository, name: "*", matchLabels: {ARTIFACT_SET_LABEL:
+      settings.name}}``: a call annotates every OCIRepository of the set
+      (``reconcile.fluxcd.io/requestedAt``), so source-controller resolves each
+      ``app-<component>`` tag anew and a moved tag reaches the cluster at once.
+
+    Why these kinds: notification-controller v1.9 (Flux 2.9) accepts only Flux source,
+    kustomize, helm and image kinds in ``spec.resources[].kind`` (the enum of
+    ``api/v1/receiver_types.go`` ``ReceiverResource``, in its CRD), so a Receiver cannot
+    name the provider (HTTP 422); ``name: "*"`` requires ``matchLabels``
+    (``api/v1/reference_types.go``) and lists the kind in the Receiver's namespace by
+    those labels (``internal/server/receiver_handlers.go`` ``notifyDynamicResources``;
+    none found: logged, still HTTP 200). The OCIRepositories follow the tag rather than
+    the provider's ``digest``: an OCIRepository pinned by digest would re-fetch the same
+    digest until the provider's next scan, and no Receiver kind reaches the provider.
 
     Raises:
-        UserError: malformed ``settings.url``.
+        UserError: malformed ``settings.url``; ``settings.name`` not a DNS-1123 label
+            (it is also the label value).
     """
     url = check_root(settings.url)
+    if not names.is_dns_label(settings.name):
+        raise UserError(f"name {settings.name!r}: names the Flux objects and labels their OCIRepositories; use "
+                        f"lowercase letters, digits and '-' (at most {names.DNS_LABEL_MAX} characters)")
     meta = {"name": settings.name, "namespace": settings.namespace}
+    labels = {ARTIFACT_SET_LABEL: settings.name}
     provider_spec: dict = {
         "type": "OCIArtifactTag",
         "url": url,
@@ -504,7 +527,7 @@ def flux_objects(settings: FluxObjectSettings) -> dict[str, dict]:
         provider_spec["secretRef"] = {"name": settings.registry_secret}
     if settings.insecure:
         provider_spec["insecure"] = True
-    source_spec: dict = {"interval": settings.interval, "url": url, "ref": {"digest": "<< inputs.digest >>"}}
+    source_spec: dict = {"interval": settings.interval, "url": url, "ref": {"tag": "<< inputs.tag >>"}}
     if settings.registry_secret:
         source_spec["secretRef"] = {"name": settings.registry_secret}
     if settings.insecure:
@@ -532,18 +555,22 @@ def flux_objects(settings: FluxObjectSettings) -> dict[str, dict]:
         "resourcesetinputprovider.yaml": {"apiVersion": FLUX_OPERATOR_API, "kind": "ResourceSetInputProvider",
                                           "metadata": meta, "spec": provider_spec},
         "resourceset.yaml": {"apiVersion": FLUX_OPERATOR_API, "kind": "ResourceSet", "metadata": meta,
-                             "spec": {"inputsFrom": [provider_ref], "resources": resources}},
+                             "spec": {"commonMetadata": {"labels": labels}, "inputsFrom": [provider_ref],
+                                      "resources": resources}},
         "receiver.yaml": {"apiVersion": "notification.toolkit.fluxcd.io/v1", "kind": "Receiver", "metadata": meta,
                           "spec": {"type": "generic-hmac", "secretRef": {"name": settings.receiver_secret},
-                                   "resources": [provider_ref]}},
+                                   "resources": [{"apiVersion": "source.toolkit.fluxcd.io/v1",
+                                                  "kind": "OCIRepository", "name": "*", "matchLabels": dict(labels)}]}},
     }
 
 
 def write_flux_objects(settings: FluxObjectSettings, out: Path) -> list[Path]:
-    """Write :func:`flux_objects` as YAML files into ``out`` (created); returns the paths, sorted."""
+    """Write :func:`flux_objects` as YAML files into ``out`` (created once they are valid); returns the paths,
+    sorted."""
+    objs = flux_objects(settings)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, obj in sorted(flux_objects(settings).items()):
+    for name, obj in sorted(objs.items()):
         path = out / name
         path.write_text(yaml_out.dump(obj))
         written.append(path)
