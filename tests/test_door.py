@@ -150,6 +150,18 @@ def test_an_unknown_component_is_one_message(capsys):
             "faas-deploy: error: unknown component in environment 'dev': 'gateway'; known: controller, operator\n")
 
 
+@pytest.mark.parametrize("verb", [["chart", "--component", "operator", "--out", ""],
+                                  ["package", "--component", "operator", "--out", ""],
+                                  ["flux", "--out", ""],
+                                  ["build-image", "--component", "operator", "--context", "", "--out", "x.tar"]])
+def test_an_empty_path_flag_is_one_message(capsys, verb):
+    """A required path flag given empty is named (no traceback from a missing path)."""
+    root = str(Path(__file__).resolve().parent.parent)
+    assert cli.main(["--source", root, verb[0], "--env", "dev", *verb[1:]]) == 1
+    flag = "--context" if verb[0] == "build-image" else "--out"
+    assert capsys.readouterr().err == f"faas-deploy: error: {flag}: empty; give a path\n"
+
+
 # --------------------------------------------------------------------------- CLI
 
 

@@ -148,7 +148,7 @@ class _DeadlineTimeouts(dict):
         self._limit = limit
         self._deadline = deadline
 
-    def get(self, key: str, default: object = None) -> float:  # type: ignore[override]
+    def get(self, key: str, default: object = None) -> float:
         return max(0.001, min(self._limit, self._deadline.remaining()))
 
 
@@ -370,7 +370,7 @@ def _retrying(deadline: Deadline, base: Callable[[tenacity.RetryCallState], floa
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
         if not quiet:
-            exc = state.outcome.exception()
+            exc = state.outcome.exception() if state.outcome else None
             kind = exc.kind if isinstance(exc, _Transient) else type(exc).__name__
             progress.retry(what, f"{kind} ({deadline.remaining():.0f} s left)", state.upcoming_sleep,
                            state.attempt_number)

@@ -114,14 +114,16 @@ class BuildahStore:
             *args,
         ]
         env = {**os.environ, "TMPDIR": str(self.root / "tmp"), "BUILDAH_ISOLATION": self.isolation}
-        limit = self.deadline.remaining() if self.deadline is not None else None
-        if limit is not None and limit <= 0:
-            raise self.deadline.expired_error(what)
+        deadline = self.deadline
+        limit = deadline.remaining() if deadline is not None else None
+        if deadline is not None and limit is not None and limit <= 0:
+            raise deadline.expired_error(what)
         try:
             done = subprocess.run(command, capture_output=True, text=True, env=env, check=False,
                                   stdin=subprocess.DEVNULL, timeout=limit)
         except subprocess.TimeoutExpired:
-            raise self.deadline.expired_error(what) from None
+            assert deadline is not None  # only a deadline sets a timeout
+            raise deadline.expired_error(what) from None
         output = redact(done.stdout + done.stderr, *secrets)
         if done.returncode != 0:
             tail = "\n".join(output.strip().splitlines()[-20:])

@@ -27,6 +27,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
     from pathlib import Path
+    from typing import Any
 
     from . import pipeline
 
@@ -42,7 +43,8 @@ class _Door:
         return getattr(door, name)
 
 
-pipeline = _Door()  # type checkers see the module itself
+if not TYPE_CHECKING:  # type checkers see the module itself
+    pipeline = _Door()
 
 
 #: The command line's other flag values (flag -> value), set once parsed: a secret found inside one is refused.
@@ -93,6 +95,17 @@ def _path(value: str | None) -> Path | None:
     from pathlib import Path
 
     return Path(value) if value else None
+
+
+def _given_path(value: str, flag: str) -> Path:
+    """A required path flag's ``value`` as a path; an empty one is refused."""
+    from pathlib import Path
+
+    from .errors import UserError
+
+    if not value:
+        raise UserError(f"{flag}: empty; give a path")
+    return Path(value)
 
 
 # --------------------------------------------------------------------------- flags shared by verbs
@@ -391,7 +404,10 @@ def _wait_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _out_flag(required: bool = True, metavar: str | None = None) -> Callable[[argparse.ArgumentParser], None]:
-    return lambda parser: parser.add_argument("--out", required=required, metavar=metavar)
+    def add(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--out", required=required, metavar=metavar)
+
+    return add
 
 
 def _deploy(ws: pipeline.Workspace, a: argparse.Namespace) -> pipeline.Result:
@@ -422,12 +438,14 @@ VERBS: dict[str, Verb] = {
                   lambda ws, a: ws.check(a.env, _registry(a), base=a.base), _check_flags, env_required=False),
     "config": Verb("print the validated, resolved context as YAML", lambda ws, a: ws.config(a.env, a.component),
                    component=True),
-    "chart": Verb("render the chart into --out", lambda ws, a: ws.chart(a.env, a.component, _path(a.out)),
-                  _out_flag(), component=True),
+    "chart": Verb("render the chart into --out",
+                  lambda ws, a: ws.chart(a.env, a.component, _given_path(a.out, "--out")), _out_flag(),
+                  component=True),
     "objects": Verb("print the chart's Kubernetes objects as helm template renders them",
                      lambda ws, a: ws.rendered_objects(a.env, a.component), component=True),
     "package": Verb("package the chart reproducibly into --out",
-                    lambda ws, a: ws.package(a.env, a.component, _path(a.out)), _out_flag(), component=True),
+                    lambda ws, a: ws.package(a.env, a.component, _given_path(a.out, "--out")), _out_flag(),
+                    component=True),
     "publish": Verb("publish one component's chart",
                     lambda ws, a: ws.publish(a.env, a.component, _registry(a), prerelease=a.prerelease),
                     _publish_flags, component=True),
@@ -442,13 +460,14 @@ VERBS: dict[str, Verb] = {
                                           out=_path(a.out)),
         _upload_flags),
     "build-image": Verb("build the component's image with buildah (no Docker engine needed)",
-                        lambda ws, a: ws.build_image(a.env, a.component, _path(a.context), options=_options(ws, a),
-                                                     tag=a.tag, revision=a.revision, source_url=a.source_url,
-                                                     out=_path(a.out)),
+                        lambda ws, a: ws.build_image(a.env, a.component, _given_path(a.context, "--context"),
+                                                     options=_options(ws, a), tag=a.tag, revision=a.revision,
+                                                     source_url=a.source_url, out=_path(a.out)),
                         _build_flags, component=True),
     "publish-image": Verb(
         "build the component's image with buildah, push it to its image_repository:--tag, print REF@DIGEST",
-        lambda ws, a: ws.publish_image(a.env, a.component, _path(a.context), tag=a.tag, options=_options(ws, a),
+        lambda ws, a: ws.publish_image(a.env, a.component, _given_path(a.context, "--context"), tag=a.tag,
+                                       options=_options(ws, a),
                                        username=a.username, password=_secret(a.password, "--password"),
                                        plain_http=a.plain_http, timeout=a.timeout, revision=a.revision,
                                        source_url=a.source_url, ca_file=a.ca_file),
@@ -469,21 +488,23 @@ VERBS: dict[str, Verb] = {
                              "tagged app-<component> and app-<component>-<chart_version>",
                              lambda ws, a: ws.publish_artifact(
                                  a.env, _registry(a), a.component,
-                                 manifests_dir=_path(a.manifests) and _path(a.manifests).resolve(),
+                                 manifests_dir=p.resolve() if (p := _path(a.manifests)) else None,
                                  revision=a.revision, source_url=a.source_url),
                              _publish_artifact_flags),
     "retire-artifact": Verb("delete app-<component> so Flux uninstalls a component removed from the repository",
                             lambda ws, a: ws.retire_artifact(a.env, a.component, _registry(a)), _retire_flags),
     "artifact-objects": Verb(
         "write the Flux Operator objects (ResourceSetInputProvider, ResourceSet, Receiver) into --out",
-        lambda ws, a: ws.artifact_objects(a.env, a.repository, _path(a.out), name=a.name, namespace=a.namespace,
+        lambda ws, a: ws.artifact_objects(a.env, a.repository, _given_path(a.out, "--out"), name=a.name,
+                                          namespace=a.namespace,
                                           target_namespace=a.target_namespace, registry_secret=a.registry_secret,
                                           receiver_secret=a.receiver_secret, plain_http=a.plain_http),
         _objects_flags),
     "plan": Verb("what a change does to every environment x component (install, upgrade, refused, retire, upload, "
                  "unchanged); never writes to a registry", _plan, _plan_flags, env=False),
     "flux": Verb("write the environment's Flux objects (OCIRepository, HelmRelease, Receiver) into --out",
-                 lambda ws, a: ws.flux(a.env, _path(a.out), registry_secret=a.registry_secret, plain_http=a.plain_http),
+                 lambda ws, a: ws.flux(a.env, _given_path(a.out, "--out"), registry_secret=a.registry_secret,
+                                       plain_http=a.plain_http),
                  _flux_flags),
     "deploy": Verb("publish, trigger Flux through the Receiver, wait until each HelmRelease runs the pushed version "
                    "(exit 3 failed, 4 superseded, 5 timeout)", _deploy, _deploy_flags),
@@ -515,7 +536,7 @@ class _Version(argparse.Action):
 
 def _global_flags(parser: argparse.ArgumentParser, *, after_verb: bool) -> None:
     """``--source``, ``--template``, ``--output``; after the verb they only override what was given before it."""
-    keep = {"default": argparse.SUPPRESS} if after_verb else {}
+    keep: dict[str, Any] = {"default": argparse.SUPPRESS} if after_verb else {}
     parser.add_argument("--source", help="repository root holding env/ (default: .)", **(keep or {"default": "."}))
     parser.add_argument("--template", help="a cookiecutter template directory replacing the embedded chart template",
                         **(keep or {"default": None}))
@@ -621,7 +642,8 @@ def _main(argv: list[str]) -> int:
             print(f"{PROG}: error: {exc}", file=sys.stderr, flush=True)
         return 1
     if getattr(args, "report", None) and isinstance(result.data, dict) and "outcomes" in result.data:
-        _path(args.report).write_text(pipeline.Result(data=result.data).render("json") + "\n", encoding="utf-8")
+        report = pipeline.Result(data=result.data).render("json") + "\n"
+        _given_path(args.report, "--report").write_text(report, encoding="utf-8")
     output = result.render(args.output)
     if output:
         print(output, flush=True)

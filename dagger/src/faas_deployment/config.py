@@ -29,7 +29,7 @@ import reprlib
 from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import yaml
 
@@ -119,7 +119,7 @@ def _string(value: Any, expected: str) -> Iterator[Finding]:
                       "quote the value in YAML")
 
 
-def _matching(rule: Callable[[str], bool], expected: str) -> Check:
+def _matching(rule: Callable[[str], object], expected: str) -> Check:
     """A check that ``rule`` (a grammar of :mod:`faas_deployment.names`, or a pattern's match) accepts the string."""
     def check(value: Any) -> Iterator[Finding]:
         problems = list(_string(value, expected))
@@ -387,7 +387,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class _Noting:
+if TYPE_CHECKING:  # the mixin is checked against the loader it is mixed into
+    _LoaderBase = yaml.SafeLoader
+    _FAST_PARSER = yaml.SafeLoader
+else:
+    _LoaderBase = object
+    #: libyaml's safe loader when PyYAML was built with it, else the pure-Python one.
+    _FAST_PARSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Noting(_LoaderBase):
     """What a config loader adds to PyYAML's safe loader: it notes duplicate keys and how numbers were written.
 
     A number whose text is not what ``str()`` gives back (``0755``, ``0.10``,
@@ -422,15 +431,12 @@ class _Noting:
         return super().construct_mapping(node, deep)
 
 
-class _Loader(_Noting, yaml.SafeLoader):  # type: ignore[misc]
+class _Loader(_Noting, yaml.SafeLoader):
     """PyYAML's pure-Python safe loader (as cookiecutter reads user configs), see :class:`_Noting`."""
 
 
-#: libyaml's safe loader when PyYAML was built with it, else the pure-Python one.
-_FAST_PARSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-
-class _FastLoader(_Noting, _FAST_PARSER):  # type: ignore[misc]
+class _FastLoader(_Noting, _FAST_PARSER):
     """The same on libyaml's parser when PyYAML has it (several times faster); errors are read again by
     :class:`_Loader`."""
 

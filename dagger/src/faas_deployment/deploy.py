@@ -151,7 +151,7 @@ def deploy(
     result.outcomes = wait_all(client, settings, expected, timeout=max(0.1, deadline - time.monotonic()),
                                secrets=secrets, token=None if receiver_token is not None else request_token)
     result.lines += [o.line for o in result.outcomes]
-    if bundle is not None:
+    if bundle is not None and upload_token is not None:
         operator = next(o for o in result.outcomes if o.component == OPERATOR)
         if operator.state != rollout.DEPLOYED:
             result.lines.append(f"not uploaded: the operator's rollout ended {operator.state}")

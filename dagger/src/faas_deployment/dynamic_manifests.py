@@ -65,7 +65,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import yaml
 
@@ -486,7 +486,7 @@ def _walk(documents: list[yaml.Node | None]) -> tuple[int, int, list[tuple[str, 
         if kind is mapping:
             keys = [key.value for key, _ in node.value if type(key) is scalar and key.tag != _MERGE_TAG]
             if len(keys) != len(set(keys)):
-                duplicates += _repeated(node)
+                duplicates += _repeated(cast(yaml.MappingNode, node))
             children = [child for pair in node.value for child in pair]
         else:
             children = node.value
@@ -801,7 +801,7 @@ def _zip_info(name: str, size: int) -> zipfile.ZipInfo:
     if hasattr(info, "compress_level"):  # Python >= 3.13
         info.compress_level = ZIP_COMPRESSLEVEL
     else:
-        info._compresslevel = ZIP_COMPRESSLEVEL
+        info._compresslevel = ZIP_COMPRESSLEVEL  # type: ignore[attr-defined]  # its name before Python 3.13
     info.file_size = size  # lets zipfile choose zip64 up front for very large files
     return info
 

@@ -322,7 +322,7 @@ def _read_checked(root: Path, variables: dict[str, Any]) -> Template:
             code = bucket.code if bucket else None
             if code is None:
                 code = env.compile(source)
-                if bucket:
+                if cache and bucket:
                     bucket.code = code
                     _store(cache, bucket)
             return env.template_class.from_code(env, code, env.make_globals(None))

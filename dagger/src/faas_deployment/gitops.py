@@ -33,6 +33,7 @@ import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import dulwich.errors
@@ -45,7 +46,7 @@ from dulwich.client import (
 )
 from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
 from dulwich.object_store import commit_tree_changes, tree_lookup_path
-from dulwich.objects import Blob, Commit
+from dulwich.objects import Blob, Commit, ObjectID
 from dulwich.repo import Repo
 
 from .deadline import Deadline, DeadlineExceeded, run
@@ -71,7 +72,7 @@ def open_repository(path: Path) -> Repo:
 def head_commit(repo: Repo) -> Commit:
     """The commit ``HEAD`` points to (the base of every change made here)."""
     try:
-        return repo[repo.head()]
+        return cast(Commit, repo[repo.head()])
     except KeyError:
         raise UserError(f"{repo.path}: HEAD has no commit (commit something first)") from None
 
@@ -82,7 +83,7 @@ def file_at(repo: Repo, commit: Commit, path: str) -> bytes | None:
         _, sha = tree_lookup_path(repo.object_store.__getitem__, commit.tree, path.encode())
     except KeyError:
         return None
-    return repo[sha].data
+    return cast(Blob, repo[sha]).data
 
 
 def commit_files(repo: Repo, base: Commit, files: Mapping[str, str], *, message: str, author: str) -> Commit:
@@ -140,23 +141,21 @@ _REMOTE_FAULTS = (
 )
 
 
-class _NoRedirects:
-    """A urllib3 pool manager mixin that never follows a redirect: the answer comes back as it is.
-
-    dulwich would follow one (urllib3's default) and rebase the remote's URL on the
-    new location; here a redirect is an error naming where it pointed.
-    """
-
-    def urlopen(self, method, url, redirect=True, **kw):
-        return super().urlopen(method, url, redirect=False, **kw)  # type: ignore[misc]
-
-
-class _PoolManager(_NoRedirects, urllib3.PoolManager):
-    pass
+# The urllib3 pool managers given to dulwich never follow a redirect: the answer comes back
+# as it is. dulwich would follow one (urllib3's default) and rebase the remote's URL on the
+# new location; here a redirect is an error naming where it pointed.
+class _PoolManager(urllib3.PoolManager):
+    def urlopen(  # type: ignore[override]  # urllib3's own PoolManager.urlopen signature
+        self, method: str, url: str, redirect: bool = True, **kw: Any
+    ) -> urllib3.BaseHTTPResponse:
+        return super().urlopen(method, url, redirect=False, **kw)
 
 
-class _ProxyManager(_NoRedirects, urllib3.ProxyManager):
-    pass
+class _ProxyManager(urllib3.ProxyManager):
+    def urlopen(  # type: ignore[override]  # urllib3's own PoolManager.urlopen signature
+        self, method: str, url: str, redirect: bool = True, **kw: Any
+    ) -> urllib3.BaseHTTPResponse:
+        return super().urlopen(method, url, redirect=False, **kw)
 
 
 @dataclass
@@ -273,13 +272,12 @@ def connect(repo: Repo, remote: str, *, token: SecretValue | None, deadline: Dea
     kwargs: dict[str, object] = {}
     if url.startswith(("http://", "https://")):
         connect_s, read_s = deadline.request_timeout()
-        kwargs["pool_manager"] = default_urllib3_manager(
+        manager = default_urllib3_manager(
             repo.get_config_stack(), pool_manager_cls=_PoolManager, proxy_manager_cls=_ProxyManager, base_url=url,
             timeout=None)
-        kwargs["pool_manager"].connection_pool_kw["timeout"] = urllib3.Timeout(connect=connect_s, read=read_s)
-        kwargs["pool_manager"].connection_pool_kw["retries"] = urllib3.Retry(
-            total=0, redirect=0, raise_on_redirect=False
-        )
+        manager.connection_pool_kw["timeout"] = urllib3.Timeout(connect=connect_s, read=read_s)
+        manager.connection_pool_kw["retries"] = urllib3.Retry(total=0, redirect=0, raise_on_redirect=False)
+        kwargs["pool_manager"] = manager
         if token is not None:
             kwargs.update(username=TOKEN_USER, password=token.reveal())
     try:
@@ -296,13 +294,13 @@ def foreign_commits(repo: Repo, tip: bytes, base: bytes, author: str) -> list[Co
     committer: a commit with another committer was written by someone else (a
     reviewer's fix on a merge request branch).
     """
-    walker = repo.get_walker(include=[tip], exclude=[base])
+    walker = repo.get_walker(include=[ObjectID(tip)], exclude=[ObjectID(base)])
     return [entry.commit for entry in walker if entry.commit.committer != author.encode()]
 
 
 def contains(repo: Repo, tip: bytes, commit: bytes) -> bool:
     """``commit`` is ``tip`` or one of its ancestors (in ``repo``'s object store)."""
-    return any(entry.commit.id == commit for entry in repo.get_walker(include=[tip]))
+    return any(entry.commit.id == commit for entry in repo.get_walker(include=[ObjectID(tip)]))
 
 
 def log_of(repo: Repo, commit: Commit, path: str, *, limit: int = 50) -> list[tuple[Commit, bytes | None]]:

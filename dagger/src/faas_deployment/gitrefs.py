@@ -148,5 +148,5 @@ def plan_repository(repo: Path, base: str | None, head: str | None, template: Pa
         base_side = side(export_tree(repo, base_sha, Path(scratch) / "base"), template, fetch) if base_sha else None
         head_root = export_tree(repo, head, Path(scratch) / "head") if head else repo
         head_side = side(head_root, template, fetch)
-        return make_plan(base_side, head_side, base_name=base_sha or "(none)", head_name=rev(repo, head) if head
-                         else "working tree")
+        head_name = (rev(repo, head) or head) if head else "working tree"
+        return make_plan(base_side, head_side, base_name=base_sha or "(none)", head_name=head_name)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import socket
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -135,7 +136,7 @@ def unreachable(access: RegistryAccess, deadline: Deadline) -> str:
     whose retries are meant for registries that answer. The port is the host's, else
     443 (80 with ``plain_http``).
     """
-    parts = urllib.request.urlparse(f"//{access.host}")
+    parts = urllib.parse.urlparse(f"//{access.host}")
     name = parts.hostname or access.host
     if urllib.request.getproxies() and not urllib.request.proxy_bypass(name):
         return ""  # the proxy decides: let the client go through it

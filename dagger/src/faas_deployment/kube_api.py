@@ -144,10 +144,9 @@ def status_of(data: Any) -> tuple[int | None, str, str]:
     """``(code, reason, message)`` of a ``Status`` object (apimachinery ``metav1.Status``); blanks when not one."""
     if not isinstance(data, dict) or data.get("kind") != "Status":
         return None, "", ""
-    code = data.get("code") if isinstance(data.get("code"), int) and not isinstance(data.get("code"), bool) else None
-    reason = data.get("reason") if isinstance(data.get("reason"), str) else ""
-    message = data.get("message") if isinstance(data.get("message"), str) else ""
-    return code, reason, message
+    code, reason, message = data.get("code"), data.get("reason"), data.get("message")
+    return (code if isinstance(code, int) and not isinstance(code, bool) else None,
+            reason if isinstance(reason, str) else "", message if isinstance(message, str) else "")
 
 
 class KubeApi:

@@ -115,7 +115,7 @@ class _SameOriginSession(requests.Session):
         super().__init__()
         self.origin = _origin(origin)
 
-    def send(self, request, **kwargs):  # type: ignore[override]
+    def send(self, request, **kwargs):
         if _origin(request.url or "") != self.origin:
             scheme, host, port = _origin(request.url or "")
             raise LeftOrigin(f"a request would go to {scheme}://{host}:{port}, not to the configured GitLab "
@@ -123,7 +123,7 @@ class _SameOriginSession(requests.Session):
                              f"--gitlab-url; give the URL GitLab itself answers at")
         return super().send(request, **kwargs)
 
-    def get_redirect_target(self, resp):  # type: ignore[override]
+    def get_redirect_target(self, resp):
         target = super().get_redirect_target(resp)
         if target and _origin(requests.compat.urljoin(resp.url, target)) != self.origin:
             scheme, host, port = _origin(requests.compat.urljoin(resp.url, target))

@@ -75,7 +75,7 @@ def is_image_repository(value: object) -> bool:
     if not isinstance(value, str) or len(value) > REPOSITORY_MAX:
         return False
     match = _IMAGE_REPOSITORY.fullmatch(value)
-    return bool(match) and looks_like_registry_host(match.group("host"))
+    return match is not None and looks_like_registry_host(match.group("host"))
 
 
 def registry_of(repository: str) -> str:
@@ -119,7 +119,7 @@ def is_quantity(value: object) -> bool:
     if not isinstance(value, str):
         return False
     match = _QUANTITY.fullmatch(value)
-    return bool(match) and float(match["number"]) > 0
+    return match is not None and float(match["number"]) > 0
 
 
 def is_duration(value: object) -> bool:
@@ -143,5 +143,7 @@ def split_oci_url(value: str) -> tuple[str, str] | None:
 
 def is_oci_repository_url(value: object) -> bool:
     """``oci://HOST[:PORT]/PATH`` with a non-empty lowercase repository path (a chart or artifact repository)."""
-    parts = split_oci_url(value) if isinstance(value, str) else None
-    return parts is not None and bool(parts[1]) and not value.endswith("/")  # type: ignore[union-attr]
+    if not isinstance(value, str):
+        return False
+    parts = split_oci_url(value)
+    return parts is not None and bool(parts[1]) and not value.endswith("/")

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, overload
 
 from . import layout
 from .errors import Problem, UserError, ValidationError
@@ -43,6 +43,15 @@ if TYPE_CHECKING:
     from .settings import Settings
 
 T = TypeVar("T")
+
+
+class _HasLine(Protocol):
+    @property
+    def line(self) -> str: ...
+
+
+#: A verb's result with its output line (:class:`PublishResult`, :class:`artifacts.ArtifactResult`).
+R = TypeVar("R", bound=_HasLine)
 
 #: The core's defaults that front ends show in their help, by name: ``(module, attribute)``.
 #: Read lazily (``pipeline.DEFAULT_PLATFORM`` imports :mod:`images` on first use).
@@ -105,7 +114,7 @@ def jsonable(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):
         data = {f.name: jsonable(getattr(value, f.name)) for f in fields(value) if not f.name.startswith("_")}
         if hasattr(type(value), "line"):
-            data["line"] = value.line
+            data["line"] = cast(Any, value).line
         return data
     if isinstance(value, Path):
         return str(value)
@@ -145,6 +154,14 @@ class Result:
 
             return json.dumps(self.data, indent=2, sort_keys=False)
         return self.text
+
+
+@overload
+def reveal(secret: None) -> None: ...
+
+
+@overload
+def reveal(secret: SecretValue | Callable[[], SecretValue]) -> SecretValue: ...
 
 
 def reveal(secret: Any) -> SecretValue | None:
@@ -507,11 +524,13 @@ class Workspace:
 
             def publish(name: str) -> PublishResult:
                 package = packages[name]
-                facts = {"action": "publish", "version": package.version, "digest": package.digest}
-                hooks.run_hook(self.source, env, name, "pre-deploy", deadline=target.deadline, **facts)
+                assert package is not None  # a component without its package left a problem, raised above
+                hooks.run_hook(self.source, env, name, "pre-deploy", action="publish", version=package.version,
+                               digest=package.digest, deadline=target.deadline)
                 with step(f"publish {env}/{name}"):
                     result = target.publish(package, config=self.display(env, name))
-                hooks.run_hook(self.source, env, name, "post-deploy", deadline=target.deadline, **facts)
+                hooks.run_hook(self.source, env, name, "post-deploy", action="publish", version=package.version,
+                               digest=package.digest, deadline=target.deadline)
                 return result
 
             return _run_all(publish, names, target.deadline)
@@ -536,7 +555,8 @@ class Workspace:
             return []
         seconds = image_tags.CHECK_TIMEOUT
         limit = Deadline(min(seconds, target.deadline.remaining()) if target.deadline else seconds)
-        started, unchecked = time.monotonic(), []
+        started = time.monotonic()
+        unchecked: list[str] = []
         problems = image_tags.check_images(references, target.access, limit, unchecked)
         found = len(references) - len(problems) - len(unchecked)
         summary = ", ".join(f"{count} {what}" for count, what in ((found, "found"), (len(problems), "missing"),
@@ -729,7 +749,7 @@ class Workspace:
             elif error is not None:
                 raise error  # a bug: keep its traceback
             else:
-                decided.append((component, result))
+                decided.append((component, cast("PublishResult", result)))  # no error: the call's result
         return decided
 
     # ----------------------------------------------------------------------- operator manifests
@@ -977,7 +997,8 @@ class Workspace:
             raise UserError("promote: give --component C or --all (one of them)")
         if source_status is not None and kubeconfig is not None:
             raise UserError("promote: give --source-status FILE or --kubeconfig (the live HelmRelease), not both")
-        state = promotion.HelmReleaseStatusFile(Path(source_status)) if source_status is not None else None
+        state: promotion.HelmReleaseStatusFile | promotion.ClusterState | None = (
+            promotion.HelmReleaseStatusFile(Path(source_status)) if source_status is not None else None)
         if kubeconfig is not None:
             from . import rollout
 
@@ -990,7 +1011,7 @@ class Workspace:
         lines: list[str] = []
         outcomes: list[Any] = []
         for frm, to in steps:
-            lines += promotion.promote(self.source, frm, to, None if all_components else [component], state=state,
+            lines += promotion.promote(self.source, frm, to, [component] if component else None, state=state,
                                        template=self.template_dir, proposal=proposal, write=write,
                                        allow_prerelease=allow_prerelease, outcomes=outcomes)
         return _result(lines, {"promotions": outcomes})
@@ -1384,7 +1405,7 @@ def _outcome(call: Callable[[], T]) -> tuple[T | None, BaseException | None]:
         return None, exc
 
 
-def _run_all(fn: Callable[[str], T], names: list[str], limit: Deadline | None) -> list[T]:
+def _run_all(fn: Callable[[str], R], names: list[str], limit: Deadline | None) -> list[R]:
     """Run ``fn`` for every name concurrently (within ``limit``); re-raise the first failure after all finish."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -1406,4 +1427,4 @@ def _run_all(fn: Callable[[str], T], names: list[str], limit: Deadline | None) -
         if all(isinstance(e, UserError) for e in errors):
             raise UserError(message)
         raise errors[0]  # a bug: keep its traceback
-    return [result for result, _ in outcomes]
+    return [cast(R, result) for result, _ in outcomes]  # no error: every call returned its result

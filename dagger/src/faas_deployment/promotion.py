@@ -142,16 +142,16 @@ def state_from_helmrelease(document: Any, *, shown: str) -> SourceState:
     if not isinstance(document, dict) or document.get("kind") != "HelmRelease":
         raise UserError(f"{shown}: expected a HelmRelease object (kind: HelmRelease), "
                         f"e.g. from kubectl get helmrelease NAME -o json")
-    status = document.get("status") if isinstance(document.get("status"), dict) else {}
+    status = found if isinstance(found := document.get("status"), dict) else {}
     history = status.get("history")
     if not isinstance(history, list) or not history or not isinstance(history[0], dict):
         raise UserError(f"{shown}: status.history: empty or missing; the HelmRelease has never been released")
     latest = history[0]
     version = str(latest.get("chartVersion", ""))
-    listed = status.get("conditions") if isinstance(status.get("conditions"), list) else []
+    listed = found if isinstance(found := status.get("conditions"), list) else []
     conditions = {str(c.get("type")): c for c in listed if isinstance(c, dict)}
     ready = conditions.get("Ready", {})
-    metadata = document.get("metadata") if isinstance(document.get("metadata"), dict) else {}
+    metadata = found if isinstance(found := document.get("metadata"), dict) else {}
     generation, observed = metadata.get("generation"), status.get("observedGeneration")
     observed_ok = generation is None or observed == generation
     healthy = latest.get("status") == "deployed" and ready.get("status") == "True" and observed_ok
@@ -317,7 +317,11 @@ def plan(source: Path, from_env: str, to_env: str, component: str, state: Source
 
     new_version = promoted_version(old_version, configured, shown=target_shown)
     version_raw = bump.scalar_source(target_text, bump.VERSION_KEY, shown=target_shown) or '""'
-    values = {key: bump.scalar_source(source_text, key, shown=source_shown) for key in changes}
+    values: dict[str, str] = {}
+    for key in changes:
+        written = bump.scalar_source(source_text, key, shown=source_shown)
+        assert written is not None, f"{source_shown}: {key} is promoted, so it is in the source's context"
+        values[key] = written
     values[bump.VERSION_KEY] = bump._scalar_text(new_version, version_raw[0] if version_raw[0] in "'\"" else None)
     new_text = bump.edit_context(target_text, values, shown=target_shown)
     _check_only_promoted_changed(target_text, new_text, target_shown,

@@ -25,7 +25,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from . import helm_index, names, versions
 from .errors import UserError
@@ -60,10 +60,13 @@ class PublishResult:
 
 
 class Target(Protocol):
-    #: The overall deadline of the target's network work; ``None`` for a local target.
-    deadline: Deadline | None
-    #: The registry host and credentials, for checks that may reuse them there; ``None`` for a local target.
-    access: RegistryAccess | None
+    @property
+    def deadline(self) -> Deadline | None:
+        """The overall deadline of the target's network work; ``None`` for a local target."""
+
+    @property
+    def access(self) -> RegistryAccess | None:
+        """The registry host and credentials, for checks that may reuse them there; ``None`` for a local target."""
 
     def publish(self, package: ChartPackage, *, config: str, dry_run: bool = False) -> PublishResult: ...
 
@@ -120,7 +123,8 @@ class OciTarget:
         self.root = check_root(root)
         self.deadline = deadline or Deadline(DEFAULT_TIMEOUT)
         self.immutable_tags = immutable_tags
-        self._options = {"credentials": credentials, "plain_http": plain_http, "ca_file": check_ca_file(ca_file)}
+        self._options: dict[str, Any] = {"credentials": credentials, "plain_http": plain_http,
+                                         "ca_file": check_ca_file(ca_file)}
         #: Who may read this registry's host: a release's image check reuses it there only (image_tags).
         self.access = RegistryAccess(names.registry_of(self.root.removeprefix("oci://")), **self._options)
         self._client: ChartRegistry | None = None
@@ -131,7 +135,7 @@ class OciTarget:
             if self._client is None:
                 from .registry_client import ChartRegistry
 
-                self._client = ChartRegistry(self.root, deadline=self.deadline, **self._options)  # type: ignore[arg-type]
+                self._client = ChartRegistry(self.root, deadline=self.deadline, **self._options)
             return self._client.fork()
 
     def _state(self, registry: ChartRegistry, package: ChartPackage,

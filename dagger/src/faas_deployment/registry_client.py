@@ -207,7 +207,7 @@ class _GuardedSession(requests.Session):
             kwargs["verify"] = self.verify
         return super().request(method, url, *args, **kwargs)
 
-    def rebuild_auth(self, prepared_request, response) -> None:  # type: ignore[override]
+    def rebuild_auth(self, prepared_request, response) -> None:
         # A redirect to another host loses every credential header (requests strips only Authorization).
         super().rebuild_auth(prepared_request, response)
         if urllib.parse.urlsplit(prepared_request.url).netloc.lower() != self.registry_host.lower():
@@ -234,7 +234,7 @@ class _TokenAuth(oras.auth.TokenAuth):
     the new challenge's scope with the Basic credentials.
     """
 
-    def authenticate_request(  # type: ignore[override]
+    def authenticate_request(
         self, original: requests.Response, headers: dict, refresh: bool = False
     ) -> tuple[dict, bool]:
         stale = original.status_code == 401 and self.token is not None
@@ -249,7 +249,7 @@ class _BasicAuth(oras.auth.BasicAuth):
     ``ValueError`` that :meth:`ChartRegistry._request` turns into "needs credentials".
     """
 
-    def authenticate_request(self, original: requests.Response, headers: dict, refresh: bool = False):  # type: ignore[override]
+    def authenticate_request(self, original: requests.Response, headers: dict, refresh: bool = False):
         if getattr(self, "_basic_auth", None) is None:
             return dict(headers or {}), False
         return super().authenticate_request(original, headers, refresh=refresh)
@@ -257,6 +257,8 @@ class _BasicAuth(oras.auth.BasicAuth):
 
 class _Registry(oras.provider.Registry):
     """oras-py's registry client with the retry policy of this module (and :class:`_TokenAuth`)."""
+
+    auth: Any  # oras-py's auth backend (oras-py has no types)
 
     def __init__(self, *, hostname: str, insecure: bool, auth_backend: str, session: _GuardedSession):
         super().__init__(hostname=hostname, insecure=insecure, auth_backend=auth_backend, tls_verify=session.verify)
@@ -268,7 +270,7 @@ class _Registry(oras.provider.Registry):
         self.auth.session = session
 
     @_retrying
-    def do_request(self, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def do_request(self, *args: Any, **kwargs: Any) -> requests.Response:
         # functools.wraps keeps the undecorated oras-py request in __wrapped__.
         response = oras.provider.Registry.do_request.__wrapped__(self, *args, **kwargs)
         if response.status_code >= 500:

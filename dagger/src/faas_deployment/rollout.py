@@ -132,7 +132,7 @@ class Outcome:
                 "conditions": self.conditions}
 
 
-def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def _conditions(obj: dict[str, Any]) -> dict[Any, dict[str, Any]]:
     return {c.get("type"): c for c in (obj.get("status") or {}).get("conditions") or [] if isinstance(c, dict)}
 
 
@@ -164,8 +164,8 @@ FIELDS: tuple[tuple[str, type | tuple[type, ...]], ...] = (
     ("status.history", list), ("status.history[]", dict), ("status.history[].chartVersion", str),
     ("status.history[].status", str), ("status.artifact", dict), ("status.artifact.revision", str),
 )
-_JSON_NAMES = {dict: "an object", list: "a list", str: "a string", int: "an integer", bool: "a boolean",
-               float: "a number", type(None): "null"}
+_JSON_NAMES: dict[object, str] = {dict: "an object", list: "a list", str: "a string", int: "an integer",
+                                  bool: "a boolean", float: "a number", type(None): "null"}
 
 
 def _values(obj: Any, path: str) -> list[tuple[str, Any]]:
@@ -310,7 +310,9 @@ def make_client(kubeconfig: SecretValue | None, context: str | None = None) -> C
                 raise UserError(f"--kubeconfig {kubeconfig.source}: expected a kubeconfig YAML mapping")
             _hold_credentials(data, kubeconfig.source)
             config = KubeConfig.from_dict(data)
-        return KubeApi(adapter(config.get(context_name=context), ConnectionParams()))
+        single = config.get(context_name=context)
+        assert single is not None  # without a default, lightkube raises ConfigError rather than return None
+        return KubeApi(adapter(single, ConnectionParams()))
     except UserError:
         raise
     except Exception as exc:  # lightkube raises several kinds here; the text never holds the file

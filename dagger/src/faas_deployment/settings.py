@@ -104,7 +104,7 @@ def _text(rule: re.Pattern[str] | Callable[[str], bool], expected: str) -> Check
     return check
 
 
-def _url(schemes: tuple[str, ...], rule: Callable[[str], bool] | None, expected: str) -> Check:
+def _url(schemes: tuple[str, ...], rule: Callable[[str], object] | None, expected: str) -> Check:
     """A URL setting: :func:`urls.url_problems` (host, port 1-65535, no credentials, not echoed when it holds
     one), then ``rule`` (one of :mod:`names`)."""
     def check(value: Any) -> Iterator[str]:

@@ -56,7 +56,7 @@ def limit_problem(text: str, loader: Any = yaml.SafeLoader, *, max_depth: int = 
                 else:
                     total += size
             elif isinstance(event, (yaml.ScalarEvent, yaml.AliasEvent)):
-                size = 1 if isinstance(event, yaml.ScalarEvent) else sizes.get(event.anchor, 1)
+                size = 1 if isinstance(event, yaml.ScalarEvent) else sizes.get(event.anchor or "", 1)
                 if isinstance(event, yaml.ScalarEvent) and event.anchor:
                     sizes[event.anchor] = 1
                 if stack:
