@@ -71,46 +71,9 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def locate(root: Path, path: Path | str) -> Path | None:
-    """``root / path`` when it is a regular file inside ``root``; ``None`` when it does not exist.
-
-    ``path``: relative to ``root``, or absolute under it.
-
-    Raises:
-        UserError: ``..`` in the path, a component that is a symbolic link or not a
-            directory, or a last component that is not a regular file (what it is named).
-    """
-    root = Path(root)
-    relative = _relative(root, path)
-    current = root
-    for index, part in enumerate(relative.parts):
-        current = current / part
-        shown = printable(PurePosixPath(*relative.parts[: index + 1]).as_posix())
-        try:
-            mode = os.lstat(current).st_mode
-        except FileNotFoundError:
-            return None
-        except NotADirectoryError:
-            return None
-        except OSError as exc:
-            raise NotReadable(shown, f"cannot be read: {exc.strerror or type(exc).__name__}") from None
-        last = index == len(relative.parts) - 1
-        if stat.S_ISLNK(mode):
-            raise NotReadable(shown, "a symbolic link; only regular files inside the repository are read "
-                            "(replace the link with the file itself)")
-        if last and not stat.S_ISREG(mode):
-            raise NotReadable(shown, f"{_kind(mode)}; only regular files inside the repository are read")
-        if not last and not stat.S_ISDIR(mode):
-            raise NotReadable(shown, f"{_kind(mode)} where a directory was expected")
-    return current
-
-
-def directory(root: Path, path: Path | str) -> Path | None:
-    """``root / path`` when it is a real directory inside ``root`` (no symbolic link on the way); ``None`` if absent.
-
-    Raises:
-        UserError: ``..`` in the path, a component that is a symbolic link or not a directory.
-    """
+def _walk(root: Path, path: Path | str, *, file: bool) -> Path | None:
+    """``root / path`` checked part by part with ``lstat``: no link, directories on the way, and a
+    regular file (``file``) or a directory at the end; ``None`` when a part does not exist."""
     root = Path(root)
     relative = _relative(root, path)
     current = root
@@ -123,11 +86,38 @@ def directory(root: Path, path: Path | str) -> Path | None:
             return None
         except OSError as exc:
             raise NotReadable(shown, f"cannot be read: {exc.strerror or type(exc).__name__}") from None
+        if stat.S_ISLNK(mode) and file:
+            raise NotReadable(shown, "a symbolic link; only regular files inside the repository are read "
+                              "(replace the link with the file itself)")
         if stat.S_ISLNK(mode):
             raise NotReadable(shown, "a symbolic link; only directories inside the repository are read")
-        if not stat.S_ISDIR(mode):
+        if file and index == len(relative.parts) - 1:
+            if not stat.S_ISREG(mode):
+                raise NotReadable(shown, f"{_kind(mode)}; only regular files inside the repository are read")
+        elif not stat.S_ISDIR(mode):
             raise NotReadable(shown, f"{_kind(mode)} where a directory was expected")
     return current
+
+
+def locate(root: Path, path: Path | str) -> Path | None:
+    """``root / path`` when it is a regular file inside ``root``; ``None`` when it does not exist.
+
+    ``path``: relative to ``root``, or absolute under it.
+
+    Raises:
+        UserError: ``..`` in the path, a component that is a symbolic link or not a
+            directory, or a last component that is not a regular file (what it is named).
+    """
+    return _walk(root, path, file=True)
+
+
+def directory(root: Path, path: Path | str) -> Path | None:
+    """``root / path`` when it is a real directory inside ``root`` (no symbolic link on the way); ``None`` if absent.
+
+    Raises:
+        UserError: ``..`` in the path, a component that is a symbolic link or not a directory.
+    """
+    return _walk(root, path, file=False)
 
 
 def read_bytes(root: Path, path: Path | str, *, limit: int = MAX_BYTES) -> bytes:
