@@ -46,6 +46,31 @@ def test_refuse_userinfo_for_any_url_flag(url):
     urls.refuse_userinfo("--admin-url", "https://h:8443/path@v1")  # an @ in the path is no userinfo
 
 
+@pytest.mark.parametrize(("host", "loopback"), [
+    ("localhost", True), ("LOCALHOST", True), ("localhost.", True),
+    ("api.localhost", True), ("a.b.localhost", True), ("api.localhost.", True),  # RFC 6761 section 6.3
+    ("127.0.0.1", True), ("127.8.9.10", True), ("::1", True), ("[::1]", True),
+    ("localhost.example.org", False), ("mylocalhost", False), ("localhostx", False), ("xlocalhost.org", False),
+    ("128.0.0.1", False), ("192.0.2.1", False), ("::2", False), ("[::ffff:10.0.0.1]", False), ("", False),
+    ("registry.example.org", False),
+])
+def test_one_loopback_rule(host, loopback):
+    assert urls.is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize("url", ["http://api.localhost:8080", "http://localhost:8080", "http://[::1]:8080",
+                                 "http://127.0.0.1:8080"])
+def test_the_admin_api_asks_the_same_loopback_rule(url, capsys):
+    from faas_deployment import admin_api
+
+    admin_api.warn_plain_http(url)
+    assert capsys.readouterr().err == ""
+    urls.warn_plain_http("--plain-http", urls.host_of(url), credentials=True)
+    assert capsys.readouterr().err == ""
+    admin_api.warn_plain_http("http://api.localhost.example.org:8080")
+    assert "WARNING" in capsys.readouterr().err
+
+
 def test_plain_http_to_another_machine_warns_loudly(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("PW", "x")
     source = copy_repo(tmp_path / "src")

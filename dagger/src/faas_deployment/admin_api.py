@@ -56,7 +56,6 @@ are redacted before they are shown).
 from __future__ import annotations
 
 import email.utils
-import ipaddress
 import json
 import random
 import socket
@@ -76,6 +75,7 @@ from .deadline import Deadline
 from .dynamic_manifests import Bundle, sha256_file
 from .errors import UserError, printable
 from .secrets import SecretValue, sanitize
+from .urls import is_loopback
 
 DEFAULT_READY_PATH = "/healthz"
 DEFAULT_UPLOAD_PATH = "/admin/manifests"
@@ -201,19 +201,10 @@ def _request(http: httpx.Client, method: str, url: str, deadline: Deadline, limi
         watchdog.cancel()
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def warn_plain_http(url: str, what: str = "the admin API token") -> None:
     """Warn on standard error when ``url`` is plain HTTP to a host other than loopback."""
     parsed = httpx.URL(url)
-    if parsed.scheme == "http" and not _is_loopback(parsed.host):
+    if parsed.scheme == "http" and not is_loopback(parsed.host):
         progress.note(f"WARNING: {what} is sent over plain HTTP to {parsed.host}: anyone on the path can read it; "
                       "use https://")
 

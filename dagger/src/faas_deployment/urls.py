@@ -43,8 +43,19 @@ def host_of(url: str) -> str:
 
 
 def is_loopback(host: str) -> bool:
-    """``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
+    """Whether ``host`` (a name or address, ``[IPv6]`` brackets allowed) is this machine.
+
+    True for ``localhost`` and every name under it (``api.localhost``: RFC 6761
+    section 6.3, such names resolve to loopback), with or without the root's
+    trailing dot, in any case, and for a loopback address (127.0.0.0/8 and ``::1``,
+    Python's :attr:`ipaddress.IPv4Address.is_loopback`). False for anything else,
+    including ``localhost.example.org`` and names that merely contain "localhost".
+    This is the one loopback rule: the plain-HTTP warnings of the registry and the
+    admin API both ask it.
+    """
     host = host.strip("[]").lower()
+    if host.endswith("."):
+        host = host[:-1]
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
