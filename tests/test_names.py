@@ -58,3 +58,53 @@ def test_each_rule_accepts_exactly_its_grammar(rule, value, accepted):
 @pytest.mark.parametrize("rule", sorted({r for r, _, _ in CASES}, key=lambda r: r.__name__))
 def test_non_strings_are_refused(rule):
     assert rule(None) is False and rule(5) is False
+
+
+OCI_URLS = [
+    ("oci://127.0.0.1:5000/charts", ("127.0.0.1:5000", "charts")),
+    ("oci://registry.example.org/eo4eu-faas/charts/dev", ("registry.example.org", "eo4eu-faas/charts/dev")),
+    ("oci://registry.example.org/charts/", ("registry.example.org", "charts")),
+    ("oci://registry.example.org", ("registry.example.org", "")),
+    ("oci://registry.example.org/", ("registry.example.org", "")),
+    ("oci://[::1]:5000/a/b", ("[::1]:5000", "a/b")),
+    ("oci://localhost:5000/x", ("localhost:5000", "x")),
+    ("https://registry.example.org/charts", "form"),
+    ("registry.example.org/charts", "form"),
+    ("OCI://registry.example.org/charts", "form"),
+    ("oci://", "form"),
+    ("oci:///", "form"),
+    ("oci:///charts", "host"),
+    ("oci://bad host/charts", "host"),
+    ("oci://-bad.example.org/charts", "host"),
+    ("oci://registry.example.org/Charts", "path"),
+    ("oci://registry.example.org/charts//x", "path"),
+    ("oci://registry.example.org/-charts", "path"),
+]
+
+
+@pytest.mark.parametrize(("url", "expected"), OCI_URLS, ids=[u for u, _ in OCI_URLS])
+def test_one_parser_of_oci_urls(url, expected):
+    """names.parse_oci_url is the parser; the registry client's root check gives the same answer."""
+    from faas_deployment.errors import UserError
+    from faas_deployment.registry_client import check_root
+
+    if isinstance(expected, tuple):
+        parsed = names.parse_oci_url(url)
+        assert (parsed.host, parsed.path) == expected
+        assert str(parsed) == url.rstrip("/") == check_root(url)
+        assert parsed.reference == url.rstrip("/").removeprefix("oci://")
+        assert names.is_oci_repository_url(url) is (bool(expected[1]) and not url.endswith("/"))
+    else:
+        with pytest.raises(names.OciUrlError) as caught:
+            names.parse_oci_url(url)
+        assert caught.value.part == expected
+        with pytest.raises(UserError, match="--registry: "):
+            check_root(url)
+        assert not names.is_oci_repository_url(url)
+
+
+def test_oci_url_parser_refuses_non_strings():
+    for value in (None, 5, b"oci://h/x", ["oci://h/x"]):
+        with pytest.raises(names.OciUrlError) as caught:
+            names.parse_oci_url(value)
+        assert caught.value.part == "form"

@@ -264,10 +264,12 @@ class ArtifactRepository:
     def __init__(self, url: str, *, credentials: RegistryCredentials | None = None, plain_http: bool = False,
                  ca_file: str | Path | None = None):
         self.url = check_root(url)
-        parent, _, self.name = self.url.rpartition("/")
-        if parent == "oci:/":
+        location = names.parse_oci_url(self.url)
+        if not location.path:
             raise UserError(f"--registry: expected oci://HOST[:PORT]/PATH with a repository path, got {url!r}")
-        self.reference = self.url[len("oci://"):]
+        parent_path, _, self.name = location.path.rpartition("/")
+        parent = str(names.OciUrl(location.host, parent_path))
+        self.reference = location.reference
         self._registry = ChartRegistry(parent, credentials=credentials, plain_http=plain_http, ca_file=ca_file)
 
     @property

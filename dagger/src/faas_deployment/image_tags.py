@@ -79,7 +79,7 @@ def _client(repository: str, access: RegistryAccess, deadline: Deadline) -> tupl
     """The registry client for ``repository``'s parent path and the repository's last component."""
     path = repository.split("/", 1)[1]
     parent, _, name = path.rpartition("/")
-    root = f"oci://{names.registry_of(repository)}" + (f"/{parent}" if parent else "")
+    root = str(names.OciUrl(names.registry_of(repository), parent))
     client = ChartRegistry(root, credentials=access.credentials, plain_http=access.plain_http,
                            ca_file=access.ca_file, deadline=deadline)
     return client, name

@@ -17,6 +17,7 @@ Sources:
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 # --------------------------------------------------------------------------- OCI
 
@@ -127,23 +128,60 @@ def is_duration(value: object) -> bool:
     return _full(_DURATION, value)
 
 
-def split_oci_url(value: str) -> tuple[str, str] | None:
-    """``(host, path)`` of ``oci://HOST[:PORT][/PATH]`` (Helm's form), or ``None`` for another form.
+OCI_SCHEME = "oci://"
 
-    The host follows :func:`is_registry_host`, the path (possibly empty) :func:`is_repository_path`;
-    a trailing '/' is allowed.
+
+class OciUrl(NamedTuple):
+    """A parsed ``oci://HOST[:PORT][/PATH]`` (Helm's and Flux's form): ``host`` and ``path`` (maybe empty)."""
+
+    host: str
+    path: str
+
+    @property
+    def reference(self) -> str:
+        """``HOST[:PORT][/PATH]``: the URL without its scheme, as Helm and Flux print references."""
+        return f"{self.host}/{self.path}" if self.path else self.host
+
+    def __str__(self) -> str:
+        """``oci://HOST[:PORT][/PATH]``, without a trailing '/'."""
+        return OCI_SCHEME + self.reference
+
+
+class OciUrlError(ValueError):
+    """Why a value is no ``oci://HOST[:PORT][/PATH]``: ``part`` is ``"form"``, ``"host"`` or ``"path"``."""
+
+    def __init__(self, part: str, value: str):
+        super().__init__(f"{part}: {value!r}")
+        self.part = part
+        self.value = value
+
+
+def parse_oci_url(value: object) -> OciUrl:
+    """The one parser of ``oci://HOST[:PORT][/PATH]`` (Helm's form; Flux's OCIRepository ``url``).
+
+    The host follows :func:`is_registry_host` (reference grammar ``domainAndPort``),
+    the path (possibly empty) :func:`is_repository_path`; trailing '/'s are dropped.
+
+    Raises:
+        OciUrlError: ``part="form"`` when ``value`` is not a string, lacks the ``oci://``
+            scheme or names nothing after it; ``"host"`` for a bad host (``value`` is
+            then the host); ``"path"`` for a bad repository path (``value`` is the path).
     """
-    if not isinstance(value, str) or not value.startswith("oci://"):
-        return None
-    host, _, path = value[len("oci://"):].rstrip("/").partition("/")
-    if not is_registry_host(host) or (path and not is_repository_path(path)):
-        return None
-    return host, path
+    if not isinstance(value, str) or not value.startswith(OCI_SCHEME) or not value[len(OCI_SCHEME):].strip("/"):
+        raise OciUrlError("form", value if isinstance(value, str) else repr(value))
+    host, _, path = value[len(OCI_SCHEME):].rstrip("/").partition("/")
+    if not is_registry_host(host):
+        raise OciUrlError("host", host)
+    if path and not is_repository_path(path):
+        raise OciUrlError("path", path)
+    return OciUrl(host, path)
 
 
 def is_oci_repository_url(value: object) -> bool:
     """``oci://HOST[:PORT]/PATH`` with a non-empty lowercase repository path (a chart or artifact repository)."""
     if not isinstance(value, str):
         return False
-    parts = split_oci_url(value)
-    return parts is not None and bool(parts[1]) and not value.endswith("/")
+    try:
+        return bool(parse_oci_url(value).path) and not value.endswith("/")
+    except OciUrlError:
+        return False

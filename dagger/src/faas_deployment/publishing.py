@@ -126,7 +126,7 @@ class OciTarget:
         self._options: dict[str, Any] = {"credentials": credentials, "plain_http": plain_http,
                                          "ca_file": check_ca_file(ca_file)}
         #: Who may read this registry's host: a release's image check reuses it there only (image_tags).
-        self.access = RegistryAccess(names.registry_of(self.root.removeprefix("oci://")), **self._options)
+        self.access = RegistryAccess(names.parse_oci_url(self.root).host, **self._options)
         self._client: ChartRegistry | None = None
         self._client_lock = threading.Lock()
 

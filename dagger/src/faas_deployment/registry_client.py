@@ -289,18 +289,18 @@ def check_root(root: str) -> str:
     """
     urls.refuse_userinfo("--registry", root)
     expected = "expected oci://HOST[:PORT]/PATH (Helm's form)"
-    if not root.startswith("oci://") or not root[len("oci://"):].strip("/"):
-        raise UserError(f"--registry: {expected}, got {root!r}")
-    host, _, path = root[len("oci://"):].rstrip("/").partition("/")
-    if not names.is_registry_host(host):
-        raise UserError(f"--registry: {host!r} is not a registry host; {expected}, got {root!r}")
-    if path and not names.is_repository_path(path):
-        raise UserError(
-            f"--registry: the repository path {path!r} is not valid: OCI repository paths are lowercase "
-            f"letters, digits and separators ('.', '_', '-') between '/' (Helm and Flux cannot pull from "
-            f"another form); got {root!r}"
-        )
-    return root.rstrip("/")
+    try:
+        return str(names.parse_oci_url(root))
+    except names.OciUrlError as exc:
+        if exc.part == "host":
+            raise UserError(f"--registry: {exc.value!r} is not a registry host; {expected}, got {root!r}") from None
+        if exc.part == "path":
+            raise UserError(
+                f"--registry: the repository path {exc.value!r} is not valid: OCI repository paths are lowercase "
+                f"letters, digits and separators ('.', '_', '-') between '/' (Helm and Flux cannot pull from "
+                f"another form); got {root!r}"
+            ) from None
+        raise UserError(f"--registry: {expected}, got {root!r}") from None
 
 
 class ChartRegistry:
@@ -334,7 +334,7 @@ class ChartRegistry:
         _session: tuple[_GuardedSession, str] | None = None,
     ):
         self.root = check_root(root)
-        self.host = names.registry_of(self.root.removeprefix("oci://"))
+        self.host = names.parse_oci_url(self.root).host
         self.credentials = credentials
         self.plain_http = plain_http
         if _session is None:
@@ -404,7 +404,7 @@ class ChartRegistry:
 
     def reference(self, name: str, version: str | None = None) -> str:
         """``host/path/name[:tag]`` (no scheme), as Helm and Flux print references."""
-        base = f"{self.root[len('oci://'):]}/{name}"
+        base = f"{names.parse_oci_url(self.root).reference}/{name}"
         return f"{base}:{oci_tag(version)}" if version else base
 
     def _container(self, name: str, version: str | None = None) -> oras.container.Container:
