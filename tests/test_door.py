@@ -68,6 +68,50 @@ def test_the_import_check_sees_every_form(tmp_path):
     assert project_imports(probe, module_level_only=True) == set("abcefg")
 
 
+def environment_reads(path: Path) -> list[str]:
+    """Where ``path`` reads the process environment: ``os.environ`` / ``os.getenv`` / ``os.environb``,
+    ``from os import environ``, or a ``CI_*`` variable looked up (``x.get("CI_...")``, ``x["CI_..."]``).
+
+    Building a mapping (``{"CI_JOB_ID": job_id}``) to pass explicitly is not reading.
+    """
+    tree = ast.parse(path.read_text(), str(path))
+    found = []
+
+    def ci_name(node: ast.AST) -> bool:
+        return isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("CI_")
+
+    for node in ast.walk(tree):
+        where = f"{path.name}:{getattr(node, 'lineno', 0)}"
+        if isinstance(node, ast.Attribute) and node.attr in {"environ", "environb", "getenv"} \
+                and isinstance(node.value, ast.Name) and node.value.id == "os":
+            found.append(f"{where} os.{node.attr}")
+        elif isinstance(node, ast.ImportFrom) and node.module == "os" \
+                and {a.name for a in node.names} & {"environ", "environb", "getenv"}:
+            found.append(f"{where} from os import")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" \
+                and node.args and ci_name(node.args[0]):
+            found.append(f"{where} get({node.args[0].value})")  # type: ignore[attr-defined]
+        elif isinstance(node, ast.Subscript) and ci_name(node.slice):
+            found.append(f"{where} [{node.slice.value}]")  # type: ignore[attr-defined]
+    return found
+
+
+@pytest.mark.parametrize("front_end", sorted(ALLOWED))
+def test_front_ends_read_no_environment(front_end):
+    """CI job defaults live behind the door (``pipeline.CI_DEFAULTS``): a front end only translates."""
+    assert environment_reads(PACKAGE / front_end) == []
+
+
+def test_the_environment_check_sees_every_form(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text("import os\nfrom os import getenv\na = os.environ.get('X')\nb = os.getenv('Y')\n"
+                     "c = env.get('CI_SERVER_URL', '')\nd = env['CI_PIPELINE_IID']\n"
+                     "e = {'CI_JOB_ID': 1}\nf = os.path.join('a')\n")
+    assert sorted(environment_reads(probe)) == [
+        "probe.py:2 from os import", "probe.py:3 os.environ", "probe.py:4 os.getenv",
+        "probe.py:5 get(CI_SERVER_URL)", "probe.py:6 [CI_PIPELINE_IID]"]
+
+
 @pytest.mark.parametrize("module", sorted(LIGHT))
 def test_the_door_loads_only_light_modules_at_import(module):
     tree = ast.parse((PACKAGE / module).read_text())
@@ -252,3 +296,25 @@ def test_an_unknown_output_form_is_refused_before_the_verb_runs(tmp_path, capsys
     assert cli.main(["--source", str(source), "--output", "yaml", "release", "--env", "dev"]) == 1
     assert capsys.readouterr().err == "faas-deploy: error: --output 'yaml': expected one of text, table, json\n"
     assert not (source / "dist").exists()
+
+
+# --------------------------------------------------------------------------- CI job defaults
+
+
+def test_ci_defaults_come_from_the_workspace_environ(tmp_path, monkeypatch):
+    """The CLI's workspace reads the job's variables; the Dagger module's (``environ={}``) only explicit values."""
+    from faas_deployment import pipeline
+
+    for name, value in {"CI_COMMIT_REF_NAME": "feature", "CI_DEFAULT_BRANCH": "trunk", "CI_MERGE_REQUEST_IID": "7",
+                        "CI_PIPELINE_IID": "12", "CI_SERVER_URL": "https://gitlab.example"}.items():
+        monkeypatch.setenv(name, value)
+    job = pipeline.Workspace(tmp_path).pipeline_context()
+    assert (job.ref, job.default_branch, job.merge_request, job.pipeline_iid) == ("feature", "trunk", "7", "12")
+    explicit = pipeline.Workspace(tmp_path).pipeline_context("fix", "main", "", "3")
+    assert (explicit.ref, explicit.default_branch, explicit.merge_request, explicit.pipeline_iid) == (
+        "fix", "main", "7", "3")
+    dagger_side = pipeline.Workspace(tmp_path, environ={}).pipeline_context()
+    assert (dagger_side.ref, dagger_side.default_branch, dagger_side.merge_request) == ("", "main", "")
+    assert pipeline.Workspace(tmp_path, environ={}).ci_default("", "gitlab_url") == ""
+    assert pipeline.Workspace(tmp_path).ci_default("", "gitlab_url") == "https://gitlab.example"
+    assert set(pipeline.CI_DEFAULTS.values()) >= {"CI_SERVER_URL", "CI_PROJECT_ID", "CI_PIPELINE_URL"}

@@ -154,25 +154,24 @@ def _rollout_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _merge_request_flags(parser: argparse.ArgumentParser) -> None:
-    env = os.environ.get
     parser.add_argument("--merge-request", action="store_true",
                         help="commit on a branch, push it and open or update a GitLab merge request "
                              "instead of editing the working tree")
     parser.add_argument(
-        "--gitlab-url", default=env("CI_SERVER_URL", ""), help="GitLab base URL (default: $CI_SERVER_URL)"
+        "--gitlab-url", default="", help="GitLab base URL (default: $CI_SERVER_URL)"
     )
-    parser.add_argument("--gitlab-project", default=env("CI_PROJECT_ID", ""),
+    parser.add_argument("--gitlab-project", default="",
                         help="project id or group/name path (default: $CI_PROJECT_ID)")
     parser.add_argument("--gitlab-token", metavar="env:NAME|file:PATH",
                         help="GitLab token with the api and write_repository scopes")
-    parser.add_argument("--target-branch", default=env("CI_DEFAULT_BRANCH") or pipeline.DEFAULT_BRANCH,
+    parser.add_argument("--target-branch", default="",
                         help="the merge request's target branch (default: $CI_DEFAULT_BRANCH, else main)")
     parser.add_argument(
         "--remote", default=pipeline.REMOTE, help="git remote name or URL to push to (default: %(default)s)"
     )
     parser.add_argument("--label", action="append", default=[], help="merge request label (repeatable)")
     parser.add_argument("--author", default=pipeline.COMMIT_AUTHOR, help="commit author 'Name <email>'")
-    parser.add_argument("--pipeline-url", default=env("CI_PIPELINE_URL", ""),
+    parser.add_argument("--pipeline-url", default="",
                         help="pipeline URL quoted as evidence (default: $CI_PIPELINE_URL)")
     parser.add_argument("--timeout", type=float, metavar="SECONDS",
                         help="overall deadline of every git and GitLab step, in seconds (default: 120)")
@@ -357,18 +356,17 @@ def _flux_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _plan_flags(parser: argparse.ArgumentParser) -> None:
-    environ = os.environ
     parser.add_argument("--base", help="git ref or SHA to compare with (default: CI_MERGE_REQUEST_DIFF_BASE_SHA, "
                         "else CI_COMMIT_BEFORE_SHA, all zeros: the default branch; else HEAD~1)")
     parser.add_argument("--head", help="git ref or SHA of the change (default: the working tree)")
     parser.add_argument("--pipeline", metavar="FILE", help="also write the GitLab child pipeline to FILE")
-    parser.add_argument("--ref", default=environ.get("CI_COMMIT_REF_NAME", ""),
+    parser.add_argument("--ref", default="",
                         help="branch of the pipeline (default: $CI_COMMIT_REF_NAME)")
-    parser.add_argument("--default-branch", default=environ.get("CI_DEFAULT_BRANCH") or pipeline.DEFAULT_BRANCH,
+    parser.add_argument("--default-branch", default="",
                         help="default branch (default: $CI_DEFAULT_BRANCH or main)")
-    parser.add_argument("--merge-request", default=environ.get("CI_MERGE_REQUEST_IID", ""), metavar="IID",
+    parser.add_argument("--merge-request", default="", metavar="IID",
                         help="merge request IID (default: $CI_MERGE_REQUEST_IID)")
-    parser.add_argument("--pipeline-iid", default=environ.get("CI_PIPELINE_IID", ""), metavar="IID",
+    parser.add_argument("--pipeline-iid", default="", metavar="IID",
                         help="pipeline IID, numbers merge request pre-releases (default: $CI_PIPELINE_IID)")
     parser.add_argument("--branch-env", action="append", metavar="ENV",
                         help="environment merge request pipelines deploy to (repeatable; default: dev)")

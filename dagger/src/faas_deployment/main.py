@@ -185,7 +185,7 @@ async def _workspace(source: dagger.Directory, template: dagger.Directory | None
         await template.export(str(template_dir))
     git_templates = {} if template is not None else await _git_templates(root / "source")
     return Workspace(root / "source", template_dir, source_date_epoch=source_date_epoch or None,
-                     git_templates=git_templates)
+                     git_templates=git_templates, environ={})  # CI defaults: the explicit argument, else none
 
 
 async def _git_templates(*trees: Path) -> dict[str, Path]:
@@ -968,6 +968,6 @@ class FaasDeployment:
         merge request pipelines publish pre-release versions. Fails when a target is refused.
         """
         ws, result = await self._plan(repository, base, default_branch)
-        context = Workspace.pipeline_context(ref, default_branch, merge_request, pipeline_iid, branch_envs)
+        context = ws.pipeline_context(ref, default_branch, merge_request, pipeline_iid, branch_envs)
         out = _scratch() / "child-pipeline.yml"
         return _file((await _run(lambda: ws.child_pipeline(result, context, out))).path)

@@ -184,14 +184,31 @@ def _lines(items: Sequence[Any]) -> Result:
     return _result([i.line for i in items], list(items))
 
 
+#: The settings whose default is a GitLab CI predefined variable of the job
+#: (https://docs.gitlab.com/ee/ci/variables/predefined_variables.html): setting -> variable.
+#: One home for both front ends; the plan's base ref has its own rule (:func:`gitrefs.default_base`).
+CI_DEFAULTS: Mapping[str, str] = {
+    "gitlab_url": "CI_SERVER_URL",
+    "gitlab_project": "CI_PROJECT_ID",
+    "default_branch": "CI_DEFAULT_BRANCH",
+    "pipeline_url": "CI_PIPELINE_URL",
+    "ref": "CI_COMMIT_REF_NAME",
+    "merge_request": "CI_MERGE_REQUEST_IID",
+    "pipeline_iid": "CI_PIPELINE_IID",
+}
+
+
 @dataclass(frozen=True)
 class MergeRequestOptions:
-    """The merge request settings of ``bump`` and ``promote`` as the user gave them (token already read)."""
+    """The merge request settings of ``bump`` and ``promote`` as the user gave them (token already read).
+
+    Empty fields take the CI job's defaults (:meth:`Workspace.proposal`, :data:`CI_DEFAULTS`).
+    """
 
     gitlab_url: str
     gitlab_project: str
     token: SecretValue | None
-    target_branch: str = DEFAULT_BRANCH
+    target_branch: str = ""
     remote: str = REMOTE
     labels: tuple[str, ...] = ()
     author: str = ""
@@ -239,6 +256,10 @@ class Workspace:
         git_templates: git templates already fetched, by :attr:`TemplateSetting.identity`
             (the Dagger module fetches them through the engine: its runtime has no git);
             ``None``: fetch with git here.
+        environ: the CI job's environment the defaults of :data:`CI_DEFAULTS` come from;
+            ``None``: this process's (the CLI in a job). The Dagger module passes ``{}``: its
+            runtime never sees the job's environment, so there a default is the explicit
+            argument, else none.
 
     The template charts are rendered with: ``template`` when given (``--template``),
     else the repository's setting (``faas-deployment.yaml``, :mod:`repository_settings`),
@@ -249,6 +270,7 @@ class Workspace:
     template: Path | None = None
     source_date_epoch: str | None = None
     git_templates: Mapping[str, Path] | None = None
+    environ: Mapping[str, str] | None = None
 
     @classmethod
     def open(cls, source: str | Path, template: str | Path | None = None) -> Workspace:
@@ -272,6 +294,24 @@ class Workspace:
                 raise UserError(f"--template {chosen}: no cookiecutter.json (expected a cookiecutter template "
                                 f"directory)")
         return cls(root, chosen)
+
+    # ----------------------------------------------------------------------- CI job defaults
+
+    @property
+    def job_environ(self) -> Mapping[str, str]:
+        """:attr:`environ`, else this process's environment."""
+        import os
+
+        return os.environ if self.environ is None else self.environ
+
+    def ci_default(self, value: str | None, setting: str) -> str:
+        """``value`` when given (non-empty), else the job variable :data:`CI_DEFAULTS` names for
+        ``setting``, else ``""``.
+
+        Raises:
+            KeyError: ``setting`` is not in :data:`CI_DEFAULTS` (a programming error).
+        """
+        return value or self.job_environ.get(CI_DEFAULTS[setting], "")
 
     # ----------------------------------------------------------------------- names and paths
 
@@ -890,10 +930,10 @@ class Workspace:
 
     # ----------------------------------------------------------------------- promotion
 
-    @staticmethod
-    def proposal(options: MergeRequestOptions, default_labels: Sequence[str], timeout: float | None = None):
+    def proposal(self, options: MergeRequestOptions, default_labels: Sequence[str], timeout: float | None = None):
         """The :class:`promotion.Proposal` of a merge request verb; its deadline starts now (``timeout``
-        seconds, default :data:`promotion.DEFAULT_TIMEOUT`).
+        seconds, default :data:`promotion.DEFAULT_TIMEOUT`). Empty GitLab URL, project, target
+        branch and pipeline URL: the job's (:meth:`ci_default`), the branch else :data:`DEFAULT_BRANCH`.
 
         Raises:
             UserError: no token, no GitLab URL or project, a GitLab URL with user info
@@ -905,19 +945,21 @@ class Workspace:
 
         if options.token is None:
             raise UserError("--merge-request needs --gitlab-token env:NAME|file:PATH (a token with the api scope)")
-        if not options.gitlab_url or not options.gitlab_project:
+        gitlab_url = self.ci_default(options.gitlab_url, "gitlab_url")
+        gitlab_project = self.ci_default(options.gitlab_project, "gitlab_project")
+        if not gitlab_url or not gitlab_project:
             raise UserError(
                 "--merge-request needs --gitlab-url and --gitlab-project (CI: $CI_SERVER_URL, $CI_PROJECT_ID)"
             )
-        check_url(options.gitlab_url)
+        check_url(gitlab_url)
         deadline = Deadline(promotion.DEFAULT_TIMEOUT if timeout is None else timeout)
         return promotion.Proposal(
-            GitLabProject(options.gitlab_url, options.gitlab_project, reveal(options.token)),
-            target_branch=options.target_branch or DEFAULT_BRANCH,
+            GitLabProject(gitlab_url, gitlab_project, reveal(options.token)),
+            target_branch=self.ci_default(options.target_branch, "default_branch") or DEFAULT_BRANCH,
             remote=options.remote or REMOTE,
             labels=tuple(options.labels) or tuple(default_labels),
             author=options.author or promotion.DEFAULT_AUTHOR,
-            pipeline_url=options.pipeline_url,
+            pipeline_url=self.ci_default(options.pipeline_url, "pipeline_url"),
             deadline=deadline,
         )
 
@@ -1029,12 +1071,10 @@ class Workspace:
         Raises:
             UserError: a target is refused (the plan in the message); bad refs.
         """
-        import os
-
         from . import gitrefs
 
         result = gitrefs.plan_repository(self.source, base, head, self.template,
-                                         os.environ if environ is None else environ, self.fetch_template)
+                                         self.job_environ if environ is None else environ, self.fetch_template)
         if pipeline is not None and not result.refused:
             from . import child_pipeline
 
@@ -1067,19 +1107,23 @@ class Workspace:
                               plan.side(self.source, self.template, self.fetch_template),
                               base_name=base_name, head_name="source")
 
-    @staticmethod
     def pipeline_context(
+        self,
         ref: str = "",
-        default_branch: str = DEFAULT_BRANCH,
+        default_branch: str = "",
         merge_request: str = "",
         pipeline_iid: str = "",
         branch_envs: Sequence[str] = (),
     ):
-        """The child pipeline's :class:`child_pipeline.Context` (branch environments default: ``dev``)."""
+        """The child pipeline's :class:`child_pipeline.Context`; an empty value is the job's
+        (:meth:`ci_default`), the default branch else :data:`DEFAULT_BRANCH`, the branch
+        environments else ``dev``."""
         from . import child_pipeline
 
-        return child_pipeline.Context(ref, default_branch or DEFAULT_BRANCH, merge_request, pipeline_iid,
-                                      tuple(branch_envs) or tuple(child_pipeline.BRANCH_ENVIRONMENTS))
+        return child_pipeline.Context(
+            self.ci_default(ref, "ref"), self.ci_default(default_branch, "default_branch") or DEFAULT_BRANCH,
+            self.ci_default(merge_request, "merge_request"), self.ci_default(pipeline_iid, "pipeline_iid"),
+            tuple(branch_envs) or tuple(child_pipeline.BRANCH_ENVIRONMENTS))
 
     def child_pipeline(self, plan_: Any, context: Any, out: Path) -> Result:
         """``pipeline``: the GitLab child pipeline of ``plan_`` written to ``out`` (refused targets: UserError)."""
