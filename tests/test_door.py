@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -163,6 +164,31 @@ def test_layout_paths():
     assert layout.default_bundle(root, "prod") == Path("/r/dist/manifests/prod.zip")
     assert layout.dynamic_dir(root, "dev") == Path("/r/env/dev/operator/dynamic")
     assert layout.settings_path(root, "dev") == Path("/r/env/dev/environment.yaml")
+
+
+@pytest.mark.parametrize(("path", "expected"), [
+    (lambda: layout.env_dir("dev"), "env/dev"),
+    (lambda: layout.component_dir("dev", "operator"), "env/dev/operator"),
+    (lambda: layout.config_file("prod", "controller"), "env/prod/controller/cookiecutter-config.yaml"),
+    (lambda: layout.settings_file("prod"), "env/prod/environment.yaml"),
+    (lambda: layout.dynamic_of("dev", "gateway"), "env/dev/gateway/dynamic"),
+    (lambda: layout.hook_file("dev", "operator", "pre-deploy"), "env/dev/operator/hooks/pre-deploy"),
+])
+def test_every_repository_path_is_named_in_layout(path, expected):
+    assert path() == Path(expected)
+
+
+_PATH_RULES = re.compile(r'Path\("env"|/ "env"\b|"env" /|f"env/\{|^\s*(OPERATOR|HOOKS_DIR|DYNAMIC|ENVIRONMENT_SETTINGS|'
+                         r'SETTINGS_NAME|CONFIG_NAME)\s*=', re.MULTILINE)
+
+
+def test_no_module_but_layout_builds_repository_paths():
+    """The env/ tree's paths and names (operator, hooks, dynamic, environment.yaml) are built in layout.py only."""
+    package = Path(layout.__file__).parent
+    found = {f"{module.name}: {match.group(0).strip()}" for module in package.glob("*.py") if module.name != "layout.py"
+             for match in _PATH_RULES.finditer(module.read_text(encoding="utf-8"))}
+    assert found == set()
+    assert _PATH_RULES.search('x = Path("env", env)') and _PATH_RULES.search('OPERATOR = "operator"')
 
 
 UNKNOWN_ENV = "unknown environment: 'nope'; known: dev, prod"

@@ -365,7 +365,7 @@ def test_retired_environment_gets_no_job(results):
 
 
 def test_mutant_wrong_path_in_the_diff_fails_the_table(results, monkeypatch, tmp_path):
-    monkeypatch.setattr(plan, "DYNAMIC", "dynamics")
+    monkeypatch.setattr(layout, "DYNAMIC", "dynamics")
     case = next(c for c in CASES if c.id == "dynamic-only")
     mutant = run_case(case, tmp_path / "mutant")
     assert actions_of(mutant.plan) != case.actions

@@ -21,13 +21,12 @@ from . import admin_api, dynamic_manifests, flux, names, rollout
 from . import settings as settings_mod
 from .artifacts import moving_tag
 from .errors import UserError
+from .layout import OPERATOR
 from .pipeline import Workspace
 from .progress import step
 from .publishing import Target
 from .registry_client import helm_artifact
 from .secrets import SecretValue
-
-OPERATOR = "operator"
 
 
 @dataclass

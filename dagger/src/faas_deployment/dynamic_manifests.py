@@ -788,7 +788,8 @@ def _linked(directory: Path) -> Path | None:
     """``directory`` itself, or the ``env/<env>`` and ``operator`` above a ``dynamic/``, if one is a symbolic link."""
     directory = Path(directory)
     candidates = [directory]
-    if directory.name == "dynamic" and len(directory.parents) >= 3 and directory.parents[2].name == "env":
+    if (directory.name == layout.DYNAMIC and len(directory.parents) >= 3
+            and directory.parents[2].name == layout.ENV_ROOT):
         candidates += [directory.parent, directory.parent.parent]
     return next((path for path in candidates if path.is_symlink()), None)
 

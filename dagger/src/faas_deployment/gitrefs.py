@@ -27,14 +27,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import repository_settings
+from . import layout, repository_settings
 from .errors import UserError
 from .plan import TEMPLATE_IN_REPOSITORY, Plan, make_plan, side
 
 ZERO_SHA = re.compile(r"^0+$")
 #: What of a tree ``plan`` reads (the rest of the repository is not exported).
-PLANNED_PATHS = ("env/", f"{TEMPLATE_IN_REPOSITORY.as_posix()}/", f"{repository_settings.TEMPLATES_DIR}/",
-                 repository_settings.FILE_NAME)
+PLANNED_PATHS = (f"{layout.ENV_ROOT}/", f"{TEMPLATE_IN_REPOSITORY.as_posix()}/",
+                 f"{repository_settings.TEMPLATES_DIR}/", repository_settings.FILE_NAME)
 
 
 def git(repo: Path, *args: str, input: bytes | None = None) -> bytes:

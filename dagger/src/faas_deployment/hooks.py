@@ -46,9 +46,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import progress, repofiles
+from . import layout, progress, repofiles
 from .errors import UserError
-from .plan import HOOKS_DIR
 from .secrets import known, redact_known
 
 #: Longest a hook may run, in seconds (less when the verb's deadline is nearer).
@@ -195,7 +194,7 @@ def run_script(command: list[str], *, cwd: Path, shown: str, env: dict[str, str]
 
 
 def hook_path(source: Path, env: str, component: str, name: str) -> Path:
-    return Path(source) / "env" / env / component / HOOKS_DIR / name
+    return Path(source) / layout.hook_file(env, component, name)
 
 
 def run_hook(source: Path, env: str, component: str, name: str, *, action: str, version: str, digest: str,

@@ -6,6 +6,8 @@ Paths are relative to the source tree (the repository root):
 ``env/<env>/<component>/cookiecutter-config.yaml``     a component's config (:func:`config_path`)
 ``env/<env>/environment.yaml``                         the environment's settings (:func:`settings_path`)
 ``env/<env>/operator/dynamic/``                        the operator's dynamic templates (:func:`dynamic_dir`)
+``env/<env>/<component>/dynamic/``                     a component's manifests folder (:func:`dynamic_of`)
+``env/<env>/<component>/hooks/<name>``                 a component's hook script (:func:`hook_file`)
 ``dist/charts/<env>/``                                 the environment's local Helm repository
                                                        (:func:`local_repository`), one per environment so
                                                        that one environment's versions never constrain
@@ -39,13 +41,19 @@ from pathlib import Path
 from . import names
 from .errors import Problem, UserError, ValidationError
 
+#: The folder holding every environment (``env/<env>/<component>/``).
+ENV_ROOT = "env"
 #: Name of a component's configuration file, and where it is looked for.
 CONFIG_NAME = "cookiecutter-config.yaml"
-CONFIG_GLOB = f"env/*/*/{CONFIG_NAME}"
-#: Name of an environment's settings file.
+CONFIG_GLOB = f"{ENV_ROOT}/*/*/{CONFIG_NAME}"
+#: Name of an environment's settings file (a change there plans every chart of that environment).
 SETTINGS_NAME = "environment.yaml"
 #: The component whose ``dynamic/`` directory holds the operator's templates.
 OPERATOR = "operator"
+#: A component's operator manifests folder (``env/<env>/<component>/dynamic/``).
+DYNAMIC = "dynamic"
+#: A component's hook scripts folder (``env/<env>/<component>/hooks/<name>``).
+HOOKS_DIR = "hooks"
 #: Root of the local Helm repositories (one sub-directory per environment).
 LOCAL_REPOSITORIES = Path("dist/charts")
 #: Where bundles of ``dynamic/`` are written by default.
@@ -152,6 +160,36 @@ def components_of(pairs: Iterable[tuple[str, str]], env: str, source: Path) -> l
     return sorted(c for e, c in pairs if e == env)
 
 
+def env_dir(env: str) -> Path:
+    """``env/<env>``, relative to the source tree."""
+    return Path(ENV_ROOT, env)
+
+
+def component_dir(env: str, component: str) -> Path:
+    """``env/<env>/<component>``, relative to the source tree."""
+    return Path(ENV_ROOT, env, component)
+
+
+def config_file(env: str, component: str) -> Path:
+    """``env/<env>/<component>/cookiecutter-config.yaml``, relative to the source tree."""
+    return component_dir(env, component) / CONFIG_NAME
+
+
+def settings_file(env: str) -> Path:
+    """``env/<env>/environment.yaml``, relative to the source tree."""
+    return env_dir(env) / SETTINGS_NAME
+
+
+def dynamic_of(env: str, component: str) -> Path:
+    """``env/<env>/<component>/dynamic``, relative to the source tree."""
+    return component_dir(env, component) / DYNAMIC
+
+
+def hook_file(env: str, component: str, name: str) -> Path:
+    """``env/<env>/<component>/hooks/<name>``, relative to the source tree."""
+    return component_dir(env, component) / HOOKS_DIR / name
+
+
 def config_path(source: Path, env: str, component: str) -> Path:
     """``<source>/env/<env>/<component>/cookiecutter-config.yaml``.
 
@@ -162,9 +200,9 @@ def config_path(source: Path, env: str, component: str) -> Path:
     """
     from . import repofiles
 
-    path = Path(source) / "env" / env / component / CONFIG_NAME
+    path = Path(source) / config_file(env, component)
     bad = "/" in env or "/" in component or env in ("", ".", "..") or component in ("", ".", "..")
-    if bad or repofiles.locate(Path(source), Path("env", env, component, CONFIG_NAME)) is None:
+    if bad or repofiles.locate(Path(source), config_file(env, component)) is None:
         known = components(source, env)  # discovery only to say what is known
         raise UserError(unknown(f"component in environment {env!r}", component, known, source))
     check_names([(env, component)])  # a directory that exists under a bad name
@@ -178,12 +216,12 @@ def shown(source: Path, path: Path) -> str:
 
 def settings_path(source: Path, env: str) -> Path:
     """``<source>/env/<env>/environment.yaml`` (not checked to exist)."""
-    return Path(source) / "env" / env / SETTINGS_NAME
+    return Path(source) / settings_file(env)
 
 
 def dynamic_dir(source: Path, env: str) -> Path:
     """``<source>/env/<env>/operator/dynamic``: the operator's dynamic templates of ``env``."""
-    return Path(source) / "env" / env / OPERATOR / "dynamic"
+    return Path(source) / dynamic_of(env, OPERATOR)
 
 
 def local_repository(source: Path, env: str) -> Path:

@@ -281,7 +281,7 @@ class Workspace:
         """
         root = Path(source).resolve()
         chosen = Path(template).resolve() if template else None
-        if not (root / "env").is_dir():
+        if not (root / layout.ENV_ROOT).is_dir():
             raise UserError(f"--source {root}: no env/ directory here (run from the repository root or pass --source)")
         if chosen is not None:
             from . import repofiles
@@ -758,7 +758,7 @@ class Workspace:
                 )
         failed: set[str] = set()
         for item in result.refused:
-            shown = f"env/{item.env}/{item.component}/{layout.CONFIG_NAME}"
+            shown = layout.config_file(item.env, item.component).as_posix()
             if item.env not in envs or versions.scheme_problem(item.version, shown):
                 continue  # another environment, or a version the check above already refuses
             failed.add(item.env)
@@ -1371,7 +1371,8 @@ class Workspace:
         if component in self.components(env):
             raise UserError(f"retire-artifact --component {component}: {self.display(env, component)} still exists, so "
                             f"{component} is still deployed: retiring would make Flux uninstall it; remove "
-                            f"env/{env}/{component}/ from the repository first (retire is for removed components)")
+                            f"{layout.component_dir(env, component).as_posix()}/ from the repository first "
+                            "(retire is for removed components)")
         line = artifacts.retire(self.artifact_repository(env, registry)(), component)
         outcome, reference = line.split(" ", 1)
         return _result([line], {"outcome": outcome, "reference": reference, "component": component})

@@ -47,12 +47,7 @@ from .errors import UserError
 Action = Literal["install", "upgrade", "refused", "retire", "upload", "unchanged"]
 ACTIONS: tuple[Action, ...] = ("install", "upgrade", "refused", "retire", "upload", "unchanged")
 
-#: Per-environment settings file: a change plans every chart of that environment.
-ENVIRONMENT_SETTINGS = "environment.yaml"
-#: A component's operator manifests folder (``env/<env>/<component>/dynamic/``).
-DYNAMIC = "dynamic"
-#: Hook scripts a component may carry (``env/<env>/<component>/hooks/<name>``), executable.
-HOOKS_DIR = "hooks"
+#: Hook scripts a component may carry (:func:`layout.hook_file`), run when executable.
 DEPLOY_HOOKS = ("pre-deploy", "post-deploy")
 #: Where the embedded chart template lives in the repository (a change there plans every chart).
 TEMPLATE_IN_REPOSITORY = Path("dagger/src/faas_deployment/template")
@@ -194,7 +189,7 @@ def hooks_of(source: Path, env: str, component: str, names: tuple[str, ...]) -> 
     """
     from . import repofiles
 
-    found = {n: repofiles.locate(Path(source), Path("env", env, component, HOOKS_DIR, n)) for n in names}
+    found = {n: repofiles.locate(Path(source), layout.hook_file(env, component, n)) for n in names}
     return tuple(n for n, path in found.items() if path is not None and os.access(path, os.X_OK))
 
 
@@ -203,7 +198,7 @@ def _version(source: Path, env: str, component: str) -> str:
     from . import repofiles
 
     try:
-        text = repofiles.read_text(Path(source), Path("env", env, component, layout.CONFIG_NAME))
+        text = repofiles.read_text(Path(source), layout.config_file(env, component))
         data = yaml.load(text, Loader=_LOADER)  # a safe loader
         value = data["default_context"]["chart_version"]
     except (UserError, yaml.YAMLError, TypeError, KeyError, RecursionError):
@@ -223,7 +218,7 @@ class Side:
     template: Path
 
     def config(self, env: str, component: str) -> Path:
-        return self.root / "env" / env / component / layout.CONFIG_NAME
+        return self.root / layout.config_file(env, component)
 
 
 def side(root: Path, template: Path | None, fetch: Callable[[Any], Path] | None = None) -> Side:
@@ -287,7 +282,7 @@ def _target_items(
     base: Side | None, head: Side, env: str, component: str,
     base_pairs: set[tuple[str, str]], template_changed: bool, scratch: Path,
 ) -> Iterator[Item]:
-    shown = f"env/{env}/{component}/{layout.CONFIG_NAME}"
+    shown = layout.config_file(env, component).as_posix()
     in_base, in_head = (env, component) in base_pairs, head.config(env, component).is_file()
     version = _version(head.root, env, component) if in_head else ""
     same_config = in_base and in_head and base is not None and _digest_file(base.config(env, component)) == (
@@ -300,10 +295,10 @@ def _target_items(
         return
     hooks = hooks_of(head.root, env, component, DEPLOY_HOOKS)
     problem = versions.scheme_problem(version, shown)
-    dynamic_changed = base is None or tree_digest(base.root / "env" / env / component / DYNAMIC) != tree_digest(
-        head.root / "env" / env / component / DYNAMIC)
-    if (head.root / "env" / env / component / DYNAMIC).is_dir() and dynamic_changed:
-        yield Item(env, component, "upload", f"env/{env}/{component}/{DYNAMIC}/ changed", version, old)
+    dynamic = layout.dynamic_of(env, component)
+    dynamic_changed = base is None or tree_digest(base.root / dynamic) != tree_digest(head.root / dynamic)
+    if (head.root / dynamic).is_dir() and dynamic_changed:
+        yield Item(env, component, "upload", f"{dynamic.as_posix()}/ changed", version, old)
     if not in_base:
         assert not (base is not None and (env, component) in base_pairs)
         new_env = base is None or not any(e == env for e, _ in base_pairs)
@@ -315,13 +310,13 @@ def _target_items(
         return
     assert base is not None
     changed = [] if same_config else [shown]
-    settings = f"env/{env}/{ENVIRONMENT_SETTINGS}"
+    settings = layout.settings_file(env).as_posix()
     if _digest_file(base.root / settings) != _digest_file(head.root / settings):
         changed.append(settings)
     if template_changed:
         changed.append("the chart template")
     if not changed:
-        if not dynamic_changed or not (head.root / "env" / env / component / DYNAMIC).is_dir():
+        if not dynamic_changed or not (head.root / dynamic).is_dir():
             yield Item(env, component, "unchanged", "nothing it depends on changed", version, old)
         return
     inputs = ", ".join(changed)

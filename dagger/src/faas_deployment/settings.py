@@ -194,7 +194,7 @@ def load(source: Path, env: str) -> Settings:
         UserError: unknown environment.
         ValidationError: unreadable file, YAML error, unknown, missing or invalid keys (all at once).
     """
-    if not (source / "env" / env).is_dir():
+    if not (source / layout.env_dir(env)).is_dir():
         known = layout.envs(source)
         raise UserError(layout.unknown("environment", env, known, source))
     path = settings_path(source, env)
