@@ -344,3 +344,20 @@ def test_ci_defaults_come_from_the_workspace_environ(tmp_path, monkeypatch):
     assert pipeline.Workspace(tmp_path, environ={}).ci_default("", "gitlab_url") == ""
     assert pipeline.Workspace(tmp_path).ci_default("", "gitlab_url") == "https://gitlab.example"
     assert set(pipeline.CI_DEFAULTS.values()) >= {"CI_SERVER_URL", "CI_PROJECT_ID", "CI_PIPELINE_URL"}
+
+
+def test_every_module_constant_is_read_by_code():
+    """A module-level UPPER_CASE constant that no code of the package reads is a second, dead home of a rule."""
+    package = Path(layout.__file__).parent
+    trees = {module.name: ast.parse(module.read_text(encoding="utf-8")) for module in package.glob("*.py")}
+    read = {node.id for tree in trees.values() for node in ast.walk(tree)
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
+    read |= {node.attr for tree in trees.values() for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+    read |= {alias.name for tree in trees.values() for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+             for alias in node.names}
+    defined = {(name, target.id) for name, tree in trees.items() for statement in tree.body
+               if isinstance(statement, (ast.Assign, ast.AnnAssign))
+               for target in (statement.targets if isinstance(statement, ast.Assign) else [statement.target])
+               if isinstance(target, ast.Name) and target.id.isupper()}
+    assert len(defined) > 50
+    assert sorted(f"{module}: {name}" for module, name in defined if name not in read) == []

@@ -30,10 +30,10 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 DEFAULT_KUBE_VERSION = "1.30.0"
 
 #: Helm lint severities (``helm_python.lint`` messages).
-SEVERITY_NAMES = {0: "UNKNOWN", 1: "INFO", 2: "WARNING", 3: "ERROR"}
 ERROR = 3
 WARNING = 2
 INFO = 1
+SEVERITY_NAMES = {0: "UNKNOWN", INFO: "INFO", WARNING: "WARNING", ERROR: "ERROR"}
 
 
 def render_chart(context: dict[str, Any], template: Path, out_dir: Path) -> Path:

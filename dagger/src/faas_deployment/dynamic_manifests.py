@@ -97,9 +97,6 @@ ZIP_CREATE_SYSTEM = 3
 ZIP_COMPRESSLEVEL = 6
 """zlib deflate level (zlib's and ``zip``'s default)."""
 
-DEFAULT_BUNDLE_DIR = layout.BUNDLE_DIR
-"""Where the CLI keeps a bundle without ``--out`` (relative to the source tree)."""
-
 PLACEHOLDER = "PLACEHOLDER"
 """Plain YAML scalar put in place of a template action during validation."""
 

@@ -8,8 +8,10 @@ environment (a :class:`SourceState` from a provider), writes the target config
 - ``chart_version`` raised (:func:`promoted_version`);
 - everything else byte for byte (``bump.edit_context``).
 
-Keys that never travel (:data:`NEVER_PROMOTED`) describe the stage itself: its
-size, its storage, its secrets, its environment variables.
+Every other key stays as the target has it: it describes the stage itself (its
+size, its storage, its secrets, its environment variables). No list of them is kept:
+a guard (:func:`_check_only_promoted_changed`) re-reads the edited text and stops
+unless exactly the promoted values and ``chart_version`` differ.
 
 Refusals (:class:`PromotionRefused`, exit 1, nothing written or pushed): the
 source is not healthy or does not run what its config says; the target is ahead
@@ -55,13 +57,6 @@ if TYPE_CHECKING:  # python-gitlab and dulwich are imported by the functions tha
 #: Keys of ``default_context`` that travel from one stage to the next: what the
 #: software is (its image) and how it is reached, not how the stage runs it.
 PROMOTED_KEYS = ("image_repository", "image_tag", "container_port", "health_path")
-#: Keys that never travel (documentation and a guard): names and sizes of the
-#: stage's own resources. ``*`` ends a prefix.
-NEVER_PROMOTED = (
-    "chart_name", "chart_description", "replica_count", "environment_variables", "image_pull_secret",
-    "service_type", "service_port", "include_persistent_volume_claim", "pvc_*",
-    "include_external_admin_secret", "external_secret_*", "external_admin_secret_data",
-)
 DEFAULT_LABELS = ("promotion",)
 DEFAULT_AUTHOR = "faas-deployment <faas-deployment@noreply.invalid>"
 #: Default overall deadline of every git and GitLab step of ``promote``/``bump --merge-request``, seconds.
