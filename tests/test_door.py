@@ -361,3 +361,18 @@ def test_every_module_constant_is_read_by_code():
                if isinstance(target, ast.Name) and target.id.isupper()}
     assert len(defined) > 50
     assert sorted(f"{module}: {name}" for module, name in defined if name not in read) == []
+
+
+def test_design_names_each_rule_home():
+    """docs/design.md's table of rule homes names modules and functions that exist."""
+    import importlib
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "design.md").read_text(encoding="utf-8")
+    section = text.split("## Each rule's home", 1)[1].split("\n## ", 1)[0]
+    homes = re.findall(r"^\|[^|]+\| `(\w+)\.py` \(([^)]*)\) \|$", section, re.MULTILINE)
+    assert {module for module, _ in homes} >= {"versions", "deadline", "repofiles", "names", "urls", "layout",
+                                               "secrets"}
+    for module, named in homes:
+        loaded = importlib.import_module(f"faas_deployment.{module}")
+        for reference in re.findall(r"`(\w+)\.(\w+)`", named):
+            assert reference[0] == module and hasattr(loaded, reference[1]), reference
