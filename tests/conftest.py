@@ -106,6 +106,7 @@ LAYERS: dict[str, str] = {
     "test_retire_and_flux_files.py": "integration",
     "test_secret_output.py": "integration",
     "test_secrets.py": "unit",
+    "test_surfaces.py": "unit",
     "test_version_tags.py": "integration",
     "test_versions.py": "unit",
 }

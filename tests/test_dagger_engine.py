@@ -79,6 +79,9 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
         'ca_file: File? = null',
         'immutable_tags: boolean = false',
         'timeout: float = 0',
+        'receiver_url: string = ""',
+        'upload_manifests: Secret? = null',
+        'admin_url: string = ""',
         'prerelease: string = ""',
         'pipeline_id: string = ""',
         'job_id: string = ""',
@@ -160,7 +163,10 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
         'ca_file: File? = null',
         'immutable_tags: boolean = false',
         'timeout: float = 0',
+        'receiver_url: string = ""',
         'upload_manifests: Secret? = null',
+        'admin_url: string = ""',
+        'prerelease: string = ""',
         'pipeline_id: string = ""',
         'job_id: string = ""',
     )),
@@ -699,6 +705,33 @@ def _dev_cluster(checkout: Path, registry, api: KubeApi, receiver: Receiver) -> 
     for kind in (HR, OCI):
         api.put(kind, "faas-dev", "faas-operator", {"metadata": {"generation": 1}, "status": {"observedGeneration": 1}})
     (checkout.parent / "kubeconfig-dev").write_text(api.kubeconfig())
+
+
+def test_component_deploy_takes_the_receiver_url_through_the_engine(registry, checkout):
+    """``deploy --receiver-url`` (the CLI's flag, now a Dagger argument too): the Receiver at the
+    given URL is notified, not environment.yaml's (which names an unresolvable example host)."""
+    expected: dict[str, rollout.Expected] = {}
+
+    def on_hook() -> None:
+        exp = expected["operator"]
+        play(api, [("source", {}), *scenario("success", chart=exp.chart, ns="faas-dev", name="faas-operator",
+                                             old=f"1.0.3+{'a' * 12}", new=exp.revision)], exp, "faas-dev",
+             "faas-operator", gap=0.2)
+
+    with KubeApi(KUBE_TOKEN) as api, Receiver(RECEIVER_TOKEN, "faas-dev", "faas-dev", on_hook=on_hook) as receiver:
+        for kind in (HR, OCI):
+            api.put(kind, "faas-dev", "faas-operator",
+                    {"metadata": {"generation": 1}, "status": {"observedGeneration": 1}})
+        expected["operator"] = deploy.expected_for(Workspace(checkout), "dev", "operator")
+        env = {"RX": RECEIVER_TOKEN, "KC": api.kubeconfig(), "PW": registry.password}
+        with Engine(checkout, env=env) as engine:
+            out = engine.call(
+                "dagger call env --name dev component --name operator deploy "
+                f"--registry oci://{registry.host}/charts/dev --username {registry.username} --password env:PW "
+                f"--plain-http --receiver-token env:RX "
+                f"--receiver-url {receiver.url} --kubeconfig env:KC --timeout 30")
+    assert receiver.hits == 1, out
+    assert f"deployed {expected['operator'].chart}@{expected['operator'].version} to faas-dev/faas-operator" in out
 
 
 def test_every_gitlab_ci_line_runs(registry, checkout):

@@ -100,6 +100,11 @@ CaFileArg = Annotated[dagger.File | None, Doc("PEM certificate of a private CA t
 PipelineIdArg = Annotated[str, Doc("with trigger-api: the job's CI_PIPELINE_ID, traced in "
                                    "reconcile.fluxcd.io/requestedAt (the runtime never sees the job's environment)")]
 JobIdArg = Annotated[str, Doc("with trigger-api: the job's CI_JOB_ID, traced in reconcile.fluxcd.io/requestedAt")]
+ReceiverUrlArg = Annotated[str, Doc("override receiver_url of environment.yaml")]
+UploadManifestsArg = Annotated[dagger.Secret | None, Doc(
+    "admin API token: once the operator runs the new chart, upload env/<env>/operator/dynamic/")]
+DeployAdminUrlArg = Annotated[str, Doc("with upload-manifests: override admin_url of environment.yaml")]
+PrereleaseArg = Annotated[str, Doc("publish chart_version as the pre-release <chart_version>-ID, e.g. mr.42.3")]
 ImmutableTagsArg = Annotated[bool, Doc("the registry refuses to overwrite a tag (Harbor tag immutability, ECR "
                                       "IMMUTABLE): publish without the publish lease")]
 
@@ -272,7 +277,8 @@ async def _manifests_dir(manifests_dir: dagger.Directory | None) -> Path | None:
 
 async def _deploy(source, template, env, component, receiver_token, trigger_api, kubeconfig, kube_context, registry,
                   username, password, plain_http, timeout, upload_token, prerelease="", ca_file=None,
-                  immutable_tags=False, source_date_epoch="", pipeline_id="", job_id="") -> str:
+                  immutable_tags=False, source_date_epoch="", pipeline_id="", job_id="", receiver_url="",
+                  admin_url="") -> str:
     """``deploy`` for both Dagger objects: secrets read from Dagger, the door does the rest.
 
     ``pipeline_id`` / ``job_id``: the job's ``CI_PIPELINE_ID`` / ``CI_JOB_ID`` as passed (the
@@ -286,6 +292,7 @@ async def _deploy(source, template, env, component, receiver_token, trigger_api,
     result = await _run(lambda: ws.deploy(env, component=component, registry=registry_args, receiver_token=tokens[0],
                                           trigger_api=trigger_api, kubeconfig=tokens[1], kube_context=kube_context,
                                           timeout=timeout or None, upload_token=tokens[2], prerelease=prerelease,
+                                          receiver_url=receiver_url or None, admin_url=admin_url or None,
                                           environ={"CI_PIPELINE_ID": pipeline_id, "CI_JOB_ID": job_id}))
     with user_errors():
         return _text(result)
@@ -346,9 +353,7 @@ class Component:
         plain_http: PlainHttpArg = False,
         ca_file: CaFileArg = None,
         immutable_tags: ImmutableTagsArg = False,
-        prerelease: Annotated[
-            str, Doc("publish chart_version as the pre-release <chart_version>-ID, e.g. mr.42.3")
-        ] = "",
+        prerelease: PrereleaseArg = "",
         timeout: Annotated[float, Doc("overall deadline of the registry work, in seconds")] = door.REGISTRY_TIMEOUT,
     ) -> str:
         """Publish this chart: one line, ``pushed <ref>@<digest>`` or ``unchanged <ref>@<digest>``.
@@ -543,9 +548,10 @@ class Component:
         ca_file: CaFileArg = None,
         immutable_tags: ImmutableTagsArg = False,
         timeout: WaitTimeoutArg = 0,
-        prerelease: Annotated[
-            str, Doc("publish chart_version as the pre-release <chart_version>-ID, e.g. mr.42.3")
-        ] = "",
+        receiver_url: ReceiverUrlArg = "",
+        upload_manifests: UploadManifestsArg = None,
+        admin_url: DeployAdminUrlArg = "",
+        prerelease: PrereleaseArg = "",
         pipeline_id: PipelineIdArg = "",
         job_id: JobIdArg = "",
     ) -> str:
@@ -555,9 +561,10 @@ class Component:
         fails with the controller's message when the rollout failed, was superseded or timed out.
         """
         return await _deploy(self.source, self.template, self.env, self.name, receiver_token, trigger_api, kubeconfig,
-                             kube_context, registry, username, password, plain_http, timeout, None, prerelease,
-                             ca_file=ca_file, immutable_tags=immutable_tags, source_date_epoch=self.source_date_epoch,
-                             pipeline_id=pipeline_id, job_id=job_id)
+                             kube_context, registry, username, password, plain_http, timeout, upload_manifests,
+                             prerelease, ca_file=ca_file, immutable_tags=immutable_tags,
+                             source_date_epoch=self.source_date_epoch, pipeline_id=pipeline_id, job_id=job_id,
+                             receiver_url=receiver_url, admin_url=admin_url)
 
     @function(cache="never")  # type: ignore[call-overload]
     async def wait(
@@ -779,8 +786,10 @@ class Environment:
         ca_file: CaFileArg = None,
         immutable_tags: ImmutableTagsArg = False,
         timeout: WaitTimeoutArg = 0,
-        upload_manifests: Annotated[dagger.Secret | None, Doc(
-            "admin API token: once the operator runs the new chart, upload env/<env>/operator/dynamic/")] = None,
+        receiver_url: ReceiverUrlArg = "",
+        upload_manifests: UploadManifestsArg = None,
+        admin_url: DeployAdminUrlArg = "",
+        prerelease: PrereleaseArg = "",
         pipeline_id: PipelineIdArg = "",
         job_id: JobIdArg = "",
     ) -> str:
@@ -792,8 +801,9 @@ class Environment:
         """
         return await _deploy(self.source, self.template, self.name, None, receiver_token, trigger_api, kubeconfig,
                              kube_context, registry, username, password, plain_http, timeout, upload_manifests,
-                             ca_file=ca_file, immutable_tags=immutable_tags, source_date_epoch=self.source_date_epoch,
-                             pipeline_id=pipeline_id, job_id=job_id)
+                             prerelease, ca_file=ca_file, immutable_tags=immutable_tags,
+                             source_date_epoch=self.source_date_epoch, pipeline_id=pipeline_id, job_id=job_id,
+                             receiver_url=receiver_url, admin_url=admin_url)
 
 
 @object_type
