@@ -69,6 +69,20 @@ def test_the_import_check_sees_every_form(tmp_path):
     assert project_imports(probe, module_level_only=True) == set("abcefg")
 
 
+#: Door helpers a verb composes inside the door; the Dagger front end asks for the whole step
+#: (``plan_against``, ``pipeline_against``, ``engine_base``, ``image_build``, ``image_recipe``).
+DOOR_INTERNALS = {"plan_trees", "plan_result", "pipeline_context", "child_pipeline", "dagger_base_ref",
+                  "dagger_base_is_merge_base", "is_sha", "build_options", "image_labels", "image_repository"}
+
+
+def test_the_dagger_front_end_leaves_orchestration_to_the_door():
+    """main.py translates Dagger types (Directory, Secret, GitRef) into one door call per step."""
+    tree = ast.parse((PACKAGE / "main.py").read_text())
+    composed = sorted({f"{n.attr}:{n.lineno}" for n in ast.walk(tree)
+                       if isinstance(n, ast.Attribute) and n.attr in DOOR_INTERNALS})
+    assert composed == []
+
+
 def environment_reads(path: Path) -> list[str]:
     """Where ``path`` reads the process environment: ``os.environ`` / ``os.getenv`` / ``os.environb``,
     ``from os import environ``, or a ``CI_*`` variable looked up (``x.get("CI_...")``, ``x["CI_..."]``).

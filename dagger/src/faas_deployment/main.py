@@ -157,12 +157,12 @@ async def _base_tree(repository: dagger.Directory, base: str, default_branch: st
     An empty or all-zeros ``base`` (a branch's first push) is the merge base of ``HEAD``
     and the default branch (``GitRef.commonAncestor``), as the CLI's ``git merge-base``.
     """
-    ref = Workspace.dagger_base_ref(base, default_branch)
+    chosen = Workspace.engine_base(base, default_branch)
     git = repository.as_git()
-    found = git.commit(ref) if Workspace.is_sha(ref) else git.ref(ref) if ref.startswith("refs/") else git.branch(ref)
-    if Workspace.dagger_base_is_merge_base(base):
+    found = {"commit": git.commit, "ref": git.ref, "branch": git.branch}[chosen.kind](chosen.ref)
+    if chosen.merge_base:
         found = found.common_ancestor(git.head())
-        ref = f"merge base of HEAD and {ref}"
+    ref = chosen.name
     base_root = _scratch().resolve() / "base"
     try:
         await found.tree().export(str(base_root))
@@ -385,9 +385,9 @@ class Component:
         Carries the OCI labels ``org.opencontainers.image.revision`` and ``.source`` when given.
         """
         with user_errors():
-            options = Workspace.build_options(dockerfile, build_args, target, platform)
-            labels = Workspace.image_labels("", revision=revision, source_url=source_url)
-            return images_dagger.dagger_build(context, options, labels=labels)
+            image = Workspace.image_recipe(dockerfile=dockerfile, build_args=build_args, target=target,
+                                           platform=platform, revision=revision, source_url=source_url)
+            return images_dagger.dagger_build(context, image.options, labels=image.labels)
 
     @function(cache="never")  # type: ignore[call-overload]
     async def publish_image(
@@ -413,13 +413,13 @@ class Component:
         Credentials go through Dagger's registry auth, never a URL.
         """
         ws = await _workspace(self.source, self.template, self.source_date_epoch)
-        repository = await _run(lambda: ws.image_repository(self.env, self.name))
+        image = await _run(lambda: ws.image_build(self.env, self.name, tag=tag, dockerfile=dockerfile,
+                                                  build_args=build_args, target=target, platform=platform,
+                                                  revision=revision, source_url=source_url))
         with user_errors():
-            options = Workspace.build_options(dockerfile, build_args, target, platform)
-            labels = Workspace.image_labels(tag, revision=revision, source_url=source_url)
             container, address = images_dagger.dagger_publish_chain(
-                images_dagger.dagger_build(context, options, labels=labels),
-                repository=repository, tag=tag, username=username, password=password,
+                images_dagger.dagger_build(context, image.options, labels=image.labels),
+                repository=image.repository, tag=tag, username=username, password=password,
             )
         secret = await _secret(password, "password")
         with user_errors():
@@ -934,13 +934,12 @@ class FaasDeployment:
                                               allow_prerelease=allow_prerelease, timeout=timeout or None))).text
 
     async def _plan(self, repository: dagger.Directory, base: str, default_branch: str):
-        """The workspace and plan of ``repository`` against ``base``, whose tree the engine reads from ``.git``."""
+        """The workspace of ``repository`` and the base tree the engine read from its ``.git``: (ws, root, name)."""
         ws = await _workspace(repository, self.template, self.source_date_epoch)
         base_root, ref = await _base_tree(repository, base, default_branch)
         if self.template is None:  # the base tree may name another git template
             ws = dataclasses.replace(ws, git_templates={**(ws.git_templates or {}), **await _git_templates(base_root)})
-        result = await _run(lambda: ws.plan_trees(base_root, ref))
-        return ws, result
+        return ws, base_root, ref
 
     @function
     async def plan(
@@ -956,8 +955,8 @@ class FaasDeployment:
         ``--repository`` includes it). Fails, with the plan in the message, when a
         target is refused. Never writes to a registry.
         """
-        _, result = await self._plan(repository, base, default_branch)
-        return (await _run(lambda: Workspace.plan_result(result, format))).text
+        ws, base_root, ref = await self._plan(repository, base, default_branch)
+        return (await _run(lambda: ws.plan_against(base_root, ref, format))).text
 
     @function
     async def pipeline(
@@ -977,7 +976,8 @@ class FaasDeployment:
         Environments not in ``branch_envs`` (prod) deploy only from the default branch;
         merge request pipelines publish pre-release versions. Fails when a target is refused.
         """
-        ws, result = await self._plan(repository, base, default_branch)
-        context = ws.pipeline_context(ref, default_branch, merge_request, pipeline_iid, branch_envs)
+        ws, base_root, base_name = await self._plan(repository, base, default_branch)
         out = _scratch() / "child-pipeline.yml"
-        return _file((await _run(lambda: ws.child_pipeline(result, context, out))).path)
+        return _file((await _run(lambda: ws.pipeline_against(
+            base_root, base_name, out, ref=ref, default_branch=default_branch, merge_request=merge_request,
+            pipeline_iid=pipeline_iid, branch_envs=branch_envs))).path)

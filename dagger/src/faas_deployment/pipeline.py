@@ -199,6 +199,33 @@ CI_DEFAULTS: Mapping[str, str] = {
 
 
 @dataclass(frozen=True)
+class ImageBuild:
+    """A component image as the Dagger engine builds it (:meth:`Workspace.image_build`): the
+    :class:`images.BuildOptions`, the OCI labels, the ``image_repository`` (``""``: not asked)."""
+
+    options: Any
+    labels: Mapping[str, str]
+    repository: str
+
+
+@dataclass(frozen=True)
+class EngineBase:
+    """The plan's base as the Dagger engine reads it (:meth:`Workspace.engine_base`).
+
+    Attributes:
+        ref: what to look up.
+        kind: ``commit`` (``GitRepository.commit``), ``ref`` (``.ref``) or ``branch`` (``.branch``).
+        merge_base: take ``GitRef.commonAncestor`` of it and ``HEAD``.
+        name: how the plan and the messages name the base.
+    """
+
+    ref: str
+    kind: str
+    merge_base: bool
+    name: str
+
+
+@dataclass(frozen=True)
 class MergeRequestOptions:
     """The merge request settings of ``bump`` and ``promote`` as the user gave them (token already read).
 
@@ -859,6 +886,32 @@ class Workspace:
         self.config_file(env, component)
         return images.component_repository(self.source, env, component, self.template_dir)
 
+    @classmethod
+    def image_recipe(cls, *, tag: str = "", dockerfile: str = DOCKERFILE, build_args: Sequence[str] = (),
+                     target: str = "", platform: str = "", revision: str = "", source_url: str = "") -> ImageBuild:
+        """What a front end that builds with the engine needs: the build options
+        (:meth:`build_options`) and the OCI labels of ``tag`` (:meth:`image_labels`); no repository.
+
+        Raises:
+            UserError: bad build options.
+        """
+        return ImageBuild(cls.build_options(dockerfile, build_args, target, platform),
+                          cls.image_labels(tag, revision=revision, source_url=source_url), "")
+
+    def image_build(self, env: str, component: str, *, tag: str, dockerfile: str = DOCKERFILE,
+                    build_args: Sequence[str] = (), target: str = "", platform: str = "", revision: str = "",
+                    source_url: str = "") -> ImageBuild:
+        """:meth:`image_recipe` with the component's checked ``image_repository`` (:meth:`image_repository`,
+        asked first: an unknown environment or component is said before bad options).
+
+        Raises:
+            UserError: an unknown environment or component, a bad repository, bad build options.
+        """
+        repository = self.image_repository(env, component)
+        recipe = self.image_recipe(tag=tag, dockerfile=dockerfile, build_args=build_args, target=target,
+                                   platform=platform, revision=revision, source_url=source_url)
+        return replace(recipe, repository=repository)
+
     @staticmethod
     def build_options(dockerfile: str = DOCKERFILE, build_args: Sequence[str] = (), target: str = "",
                       platform: str = ""):
@@ -1134,24 +1187,34 @@ class Workspace:
         return _result([str(path)], {"path": path}, path=path)
 
     @staticmethod
-    def dagger_base_ref(base: str, default_branch: str) -> str:
-        """The base ref as the engine reads it from ``.git`` (:func:`gitrefs.dagger_base_ref`)."""
+    def engine_base(base: str, default_branch: str = "") -> EngineBase:
+        """How a front end whose git is the Dagger engine's reads the plan's base from ``.git``.
+
+        ``base``: a full SHA (looked up as a commit: the engine takes a ref as a commit
+        only with 40 hex characters), a ``refs/...`` name, else a branch name; empty or
+        all zeros: the merge base of ``HEAD`` and ``refs/remotes/origin/<default_branch>``
+        (:func:`gitrefs.dagger_base_ref`, :func:`gitrefs.dagger_base_is_merge_base`).
+        """
         from . import gitrefs
 
-        return gitrefs.dagger_base_ref(base, default_branch)
+        ref = gitrefs.dagger_base_ref(base, default_branch or DEFAULT_BRANCH)
+        kind = "commit" if gitrefs.is_sha(ref) else "ref" if ref.startswith("refs/") else "branch"
+        merge_base = gitrefs.dagger_base_is_merge_base(base)
+        return EngineBase(ref, kind, merge_base, f"merge base of HEAD and {ref}" if merge_base else ref)
 
-    @staticmethod
-    def dagger_base_is_merge_base(base: str) -> bool:
-        """Whether the Dagger base is the merge base with ``HEAD`` (:func:`gitrefs.dagger_base_is_merge_base`)."""
-        from . import gitrefs
+    def plan_against(self, base_root: Path, base_name: str, output: str = "table") -> Result:
+        """Dagger ``plan``: the plan between the tree at ``base_root`` (exported by the caller,
+        named ``base_name``) and this workspace, as :meth:`plan_result`."""
+        return self.plan_result(self.plan_trees(base_root, base_name), output)
 
-        return gitrefs.dagger_base_is_merge_base(base)
-
-    @staticmethod
-    def is_sha(ref: str) -> bool:
-        from . import gitrefs
-
-        return gitrefs.is_sha(ref)
+    def pipeline_against(self, base_root: Path, base_name: str, out: Path, *, ref: str = "",
+                         default_branch: str = "", merge_request: str = "", pipeline_iid: str = "",
+                         branch_envs: Sequence[str] = ()) -> Result:
+        """Dagger ``pipeline``: the child pipeline of the plan against ``base_root`` written to ``out``
+        (context: :meth:`pipeline_context`; a refused target: UserError)."""
+        plan_ = self.plan_trees(base_root, base_name)
+        context = self.pipeline_context(ref, default_branch, merge_request, pipeline_iid, branch_envs)
+        return self.child_pipeline(plan_, context, out)
 
     # ----------------------------------------------------------------------- Flux (Helm charts)
 
