@@ -170,6 +170,11 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
         'pipeline_id: string = ""',
         'job_id: string = ""',
     )),
+    ("Environment", "wait"): ("string", NEVER, (
+        'kubeconfig: Secret',
+        'kube_context: string = ""',
+        'timeout: float = 0',
+    )),
     ("Environment", "flux"): ("Directory", CACHED, (
         'registry_secret: string = ""',
         'plain_http: boolean = false',
@@ -732,6 +737,20 @@ def test_component_deploy_takes_the_receiver_url_through_the_engine(registry, ch
                 f"--receiver-url {receiver.url} --kubeconfig env:KC --timeout 30")
     assert receiver.hits == 1, out
     assert f"deployed {expected['operator'].chart}@{expected['operator'].version} to faas-dev/faas-operator" in out
+
+
+def test_environment_wait_waits_for_every_component_through_the_engine(checkout):
+    """``env wait`` (the CLI's ``wait`` without ``--component``): every component is waited for;
+    releases that never move end in one timeout naming each."""
+    with KubeApi(KUBE_TOKEN) as api:
+        for name in ("faas-operator", "faas-controller"):
+            for kind in (HR, OCI):
+                api.put(kind, "faas-dev", name, {"metadata": {"generation": 1}, "status": {"observedGeneration": 1}})
+        with Engine(checkout, env={"KC": api.kubeconfig()}) as engine, pytest.raises(EngineRefusal) as refused:
+            engine.call("dagger call env --name dev wait --kubeconfig env:KC --timeout 2")
+    message = str(refused.value)
+    assert "faas-dev/faas-operator" in message and "faas-dev/faas-controller" in message, message
+    assert KUBE_TOKEN not in message
 
 
 def test_every_gitlab_ci_line_runs(registry, checkout):

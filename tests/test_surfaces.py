@@ -39,7 +39,8 @@ VERBS: dict[str, tuple[tuple[str, str], ...]] = {
     "release": (("Environment", "release"),),
     "retire-artifact": (("Component", "retire_artifact"),),
     "upload-manifests": (("Environment", "upload_manifests"),),
-    "wait": (("Component", "wait"), ("Component", "wait_artifact")),  # --artifact: its own function
+    "wait": (("Environment", "wait"), ("Component", "wait"), ("Component", "wait_artifact")),  # --artifact:
+    # its own function
 }
 
 #: Dagger functions that are no CLI verb, with the reason.
@@ -130,6 +131,25 @@ def findings(cli_side: dict[str, set[str]], dagger_side: dict[tuple[str, str], s
 
 def test_the_cli_and_dagger_offer_the_same_verbs_and_parameters(dagger_functions):
     assert findings(cli_verbs(), dagger_functions) == []
+
+
+#: CLI verbs whose --component is optional but Dagger offers on one object only, with the reason.
+ONE_OBJECT: dict[str, str] = {}
+
+
+def test_an_optional_component_is_offered_on_both_objects(dagger_functions):
+    """A CLI verb of an environment taking an optional ``--component`` (every component without it) is a
+    function of the Environment and of the Component (or listed in :data:`ONE_OBJECT`). ``promote``
+    (``--component`` or ``--all``) is the main object's."""
+    parser = cli.build_parser()
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    optional = sorted(name for name, verb in sub.choices.items()
+                      if any(a.option_strings == ["--component"] and not a.required for a in verb._actions)
+                      and any(a.option_strings == ["--env"] for a in verb._actions))
+    assert optional, "no verb with an optional --component: the check reads the parser wrongly"
+    missing = [verb for verb in optional if verb not in ONE_OBJECT
+               and {obj for obj, _ in VERBS[verb]} != {"Environment", "Component"}]
+    assert missing == []
 
 
 def test_every_verb_offered_by_both_deploys_with_the_same_arguments(dagger_functions):

@@ -773,6 +773,25 @@ class Environment:
         return _dir(result.path)
 
     @function(cache="never")  # type: ignore[call-overload]
+    async def wait(
+        self,
+        kubeconfig: KubeconfigArg,
+        kube_context: KubeContextArg = "",
+        timeout: WaitTimeoutArg = 0,
+    ) -> str:
+        """Wait until every component's HelmRelease runs the chart its config describes, concurrently.
+
+        A line per component (``deployed <chart>@<version> to <ns>/<name> in N s``); fails
+        on a failed, superseded or timed-out rollout with the controller's message.
+        """
+        ws = await _workspace(self.source, self.template, self.source_date_epoch)
+        config = await _secret(kubeconfig, "kubeconfig")
+        result = await _run(lambda: ws.wait(self.name, kubeconfig=config, kube_context=kube_context,
+                                            timeout=timeout or None))
+        with user_errors():
+            return _text(result)
+
+    @function(cache="never")  # type: ignore[call-overload]
     async def deploy(
         self,
         kubeconfig: KubeconfigArg,
