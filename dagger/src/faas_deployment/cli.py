@@ -426,8 +426,9 @@ def _deploy(ws: pipeline.Workspace, a: argparse.Namespace) -> pipeline.Result:
 
 
 def _plan(ws: pipeline.Workspace, a: argparse.Namespace) -> pipeline.Result:
-    context = ws.pipeline_context(a.ref, a.default_branch, a.merge_request, a.pipeline_iid, a.branch_env or ())
-    return ws.plan(base=a.base, head=a.head, output=a.output, pipeline=_path(a.pipeline), context=context)
+    return ws.plan(base=a.base, head=a.head, output=a.output, pipeline=_path(a.pipeline), ref=a.ref,
+                   default_branch=a.default_branch, merge_request=a.merge_request, pipeline_iid=a.pipeline_iid,
+                   branch_envs=a.branch_env or ())
 
 
 VERBS: dict[str, Verb] = {

@@ -1115,11 +1115,13 @@ class Workspace:
 
     def plan(self, *, base: str | None = None, head: str | None = None, output: str = "table",
              environ: Mapping[str, str] | None = None, pipeline: Path | None = None,
-             context: Any = None) -> Result:
+             context: Any = None, ref: str = "", default_branch: str = "", merge_request: str = "",
+             pipeline_iid: str = "", branch_envs: Sequence[str] = ()) -> Result:
         """``plan``: what the change from ``base`` to ``head`` (default: the working tree) does.
 
-        With ``pipeline``, also writes the GitLab child pipeline there (``context``:
-        :meth:`pipeline_context`) unless a target is refused.
+        With ``pipeline``, also writes the GitLab child pipeline there unless a target is
+        refused; its context: ``context``, else :meth:`pipeline_context` of ``ref``,
+        ``default_branch``, ``merge_request``, ``pipeline_iid``, ``branch_envs``.
 
         Raises:
             UserError: a target is refused (the plan in the message); bad refs.
@@ -1131,7 +1133,8 @@ class Workspace:
         if pipeline is not None and not result.refused:
             from . import child_pipeline
 
-            child_pipeline.write(result, context or self.pipeline_context(), self.source, Path(pipeline))
+            context = context or self.pipeline_context(ref, default_branch, merge_request, pipeline_iid, branch_envs)
+            child_pipeline.write(result, context, self.source, Path(pipeline))
         if output == "json" and result.refused:  # the plan is still the answer: JSON on stdout, exit 1
             import json
 
