@@ -97,6 +97,9 @@ UsernameArg = Annotated[str, Doc("registry user name")]
 PasswordArg = Annotated[dagger.Secret | None, Doc("registry password or token")]
 PlainHttpArg = Annotated[bool, Doc("HTTP instead of HTTPS (local test registries only)")]
 CaFileArg = Annotated[dagger.File | None, Doc("PEM certificate of a private CA to trust for the registry's TLS")]
+ArtifactRepositoryArg = Annotated[str, Doc(
+    "the OCI repository holding every component's app-<component> tags, oci://HOST[:PORT]/PATH "
+    "(default: artifact_repository of environment.yaml)")]
 PipelineIdArg = Annotated[str, Doc("with trigger-api: the job's CI_PIPELINE_ID, traced in "
                                    "reconcile.fluxcd.io/requestedAt (the runtime never sees the job's environment)")]
 JobIdArg = Annotated[str, Doc("with trigger-api: the job's CI_JOB_ID, traced in reconcile.fluxcd.io/requestedAt")]
@@ -480,13 +483,7 @@ class Component:
     @function(cache="never")  # type: ignore[call-overload]
     async def publish_artifact(
         self,
-        registry: Annotated[
-            str,
-            Doc(
-                "the OCI repository holding every component's app-<component> tags, oci://HOST[:PORT]/PATH "
-                "(default: artifact_repository of environment.yaml)"
-            ),
-        ] = "",
+        registry: ArtifactRepositoryArg = "",
         username: UsernameArg = "",
         password: PasswordArg = None,
         plain_http: PlainHttpArg = False,
@@ -708,13 +705,7 @@ class Environment:
     @function(cache="never")  # type: ignore[call-overload]
     async def publish_artifacts(
         self,
-        registry: Annotated[
-            str,
-            Doc(
-                "the OCI repository holding every component's app-<component> tags, oci://HOST[:PORT]/PATH "
-                "(default: artifact_repository of environment.yaml)"
-            ),
-        ] = "",
+        registry: ArtifactRepositoryArg = "",
         username: UsernameArg = "",
         password: PasswordArg = None,
         plain_http: PlainHttpArg = False,
