@@ -27,10 +27,10 @@ from pathlib import Path
 
 import pytest
 
-from faas_deployment import dynamic_manifests
-from faas_deployment import secrets as secrets_module
+from faas_deployment.bundle import dynamic_manifests
 from faas_deployment.cli import main
-from faas_deployment.secrets import SecretValue
+from faas_deployment.core import secrets as secrets_module
+from faas_deployment.core.secrets import SecretValue
 from support.admin_api_client import TOKEN
 from support.admin_api_server import AdminApiServer
 from support.cluster import Cluster, binaries_dir

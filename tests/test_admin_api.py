@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from faas_deployment import admin_api, dynamic_manifests
-from faas_deployment.errors import UserError
-from faas_deployment.secrets import SecretValue
+from faas_deployment.bundle import admin_api, dynamic_manifests
+from faas_deployment.core.errors import UserError
+from faas_deployment.core.secrets import SecretValue
 from support.admin_api_client import FAAS_DEPLOY, FAST, FAST_POLL, TOKEN
 from support.admin_api_server import AdminApiServer, Answer, EchoAuth, Reset, Slow
 

@@ -15,8 +15,8 @@ import time
 import httpx
 import pytest
 
-from faas_deployment import admin_api
-from faas_deployment.errors import UserError
+from faas_deployment.bundle import admin_api
+from faas_deployment.core.errors import UserError
 from support.admin_api_client import FAAS_DEPLOY, FAST, FAST_POLL, TOKEN
 from support.admin_api_server import AdminApiServer, Answer, Drip, Reset, StoreThen
 from support.repo_tree import REPO_ROOT as REPO

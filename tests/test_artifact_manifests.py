@@ -22,8 +22,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from faas_deployment import artifacts
-from faas_deployment.errors import UserError, ValidationError
+from faas_deployment.core.errors import UserError, ValidationError
+from faas_deployment.flux import artifacts
 from support.repo_tree import copy_repo
 
 TOKEN = "kube-token-9f8e7d6c5b4a39281706f5e4d3c2b1a0"

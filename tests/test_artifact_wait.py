@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from faas_deployment import cli, rollout
+from faas_deployment import cli
+from faas_deployment.flux import rollout
 from support.flux_doubles import KS, KubeApi, kustomization_status
 from support.repo_tree import REPO_ROOT
 

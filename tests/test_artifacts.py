@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from faas_deployment import artifacts
+from faas_deployment.flux import artifacts
 from support.repo_tree import REPO_ROOT, config_file, get_scalar, set_scalar
 
 REVISION_A = "main@sha1:" + "a" * 40

@@ -10,8 +10,9 @@ import pytest
 import semver
 import yaml
 
-from faas_deployment import bump, config, layout
-from faas_deployment.errors import UserError, ValidationError
+from faas_deployment.charts import bump, config
+from faas_deployment.core import layout
+from faas_deployment.core.errors import UserError, ValidationError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

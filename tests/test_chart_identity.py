@@ -19,8 +19,8 @@ import helm_python
 import pytest
 import yaml
 
-from faas_deployment import chart
-from faas_deployment.errors import UserError
+from faas_deployment.charts import chart
+from faas_deployment.core.errors import UserError
 from support.repo_tree import copy_repo
 
 CHART_YAML = {

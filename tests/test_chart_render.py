@@ -15,8 +15,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from faas_deployment import chart, config, layout
-from faas_deployment.errors import UserError, ValidationError
+from faas_deployment.charts import chart, config
+from faas_deployment.core import layout
+from faas_deployment.core.errors import UserError, ValidationError
 from support.example_config import example_context, make_user_template, write_config
 from support.repo_tree import copy_repo
 
@@ -192,7 +193,7 @@ def test_compiled_templates_are_cached_by_their_text(tmp_path: Path, monkeypatch
     and the chart is byte for byte the one compiled without the cache."""
     import jinja2
 
-    from faas_deployment import generate
+    from faas_deployment.charts import generate
 
     template = tmp_path / "template"
     shutil.copytree(config.EMBEDDED_TEMPLATE, template)
@@ -373,8 +374,8 @@ def test_wheel_ships_the_template(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for source in config.EMBEDDED_TEMPLATE.rglob("*"):
         if source.is_file():
-            assert f"faas_deployment/template/{source.relative_to(config.EMBEDDED_TEMPLATE).as_posix()}" in names
-    assert json.loads(zipfile.ZipFile(wheel).read("faas_deployment/template/cookiecutter.json"))["chart_name"]
+            assert f"faas_deployment/charts/template/{source.relative_to(config.EMBEDDED_TEMPLATE).as_posix()}" in names
+    assert json.loads(zipfile.ZipFile(wheel).read("faas_deployment/charts/template/cookiecutter.json"))["chart_name"]
 
 
 def _tree(root: Path) -> dict[str, tuple[bytes, int]]:
@@ -401,7 +402,7 @@ def test_generation_matches_cookiecutters_own_generate_files(tmp_path, with_user
         context = ws.context(env, component)
         ours = chart.render_chart(context, ws.template_dir, tmp_path / "ours" / env / component)
         theirs_root = tmp_path / "theirs" / env / component
-        from faas_deployment.config import template_variables
+        from faas_deployment.charts.config import template_variables
         variables = template_variables(ws.template_dir.resolve())
         full = {**{k: v for k, v in variables.items() if k.startswith("_")}, **context}
         theirs = Path(generate_files(repo_dir=str(ws.template_dir.resolve()), context={"cookiecutter": full},

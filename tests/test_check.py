@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from faas_deployment.errors import ValidationError
+from faas_deployment.core.errors import ValidationError
 from faas_deployment.pipeline import Workspace
 from support.plan_repo import PlanRepo
 from support.repo_tree import REPO_ROOT, config_file, get_scalar, set_scalar

@@ -18,7 +18,7 @@ from support.repo_tree import copy_repo
 #: The clients ``check`` never needs: Kubernetes (lightkube), git (dulwich), GitLab, and httpx.
 NEVER = ("httpx", "lightkube", "dulwich", "gitlab")
 #: The OCI client and its HTTP stack: needed only with ``--registry``.
-OCI_CLIENT = ("oras", "requests", "urllib3", "jsonschema", "tenacity", "faas_deployment.registry_client")
+OCI_CLIENT = ("oras", "requests", "urllib3", "jsonschema", "tenacity", "faas_deployment.registry.registry_client")
 
 PROBE = """
 import atexit, sys
@@ -46,9 +46,9 @@ def test_check_against_the_local_repository_loads_no_network_client(tmp_path):
     source = copy_repo(tmp_path / "src")
     modules, out = check_modules(source)
     assert "would push " in out and "ok dev: dynamic manifests" in out  # the rules and the manifests were checked
-    assert {"helm_python", "faas_deployment.publishing", "faas_deployment.dynamic_manifests"} <= modules
+    assert {"helm_python", "faas_deployment.registry.publishing", "faas_deployment.bundle.dynamic_manifests"} <= modules
     assert loaded(modules, NEVER + OCI_CLIENT) == []
-    assert "faas_deployment.lease" not in modules and "multiprocessing" not in modules
+    assert "faas_deployment.registry.lease" not in modules and "multiprocessing" not in modules
 
 
 def test_check_against_a_registry_loads_only_the_oci_client(tmp_path, registry):
@@ -57,14 +57,15 @@ def test_check_against_a_registry_loads_only_the_oci_client(tmp_path, registry):
                                  "--username", registry.username, "--password", "env:TEST_REGISTRY_PASSWORD",
                                  "--plain-http", env={"TEST_REGISTRY_PASSWORD": registry.password})
     assert f"would push {registry.host}/charts/" in out  # each chart was checked against the registry
-    assert {"oras", "requests", "faas_deployment.registry_client"} <= modules
+    assert {"oras", "requests", "faas_deployment.registry.registry_client"} <= modules
     assert loaded(modules, NEVER) == []
-    assert "faas_deployment.lease" not in modules  # a dry run takes no lease
+    assert "faas_deployment.registry.lease" not in modules  # a dry run takes no lease
 
 
 def test_image_and_artifact_modules_do_not_load_the_helm_engine():
     """Only chart work loads Helm's Go library (``chart``, ``packaging`` import it when they call it)."""
-    probe = ("import sys; import faas_deployment.buildah, faas_deployment.artifacts, faas_deployment.registry_client, "
-             "faas_deployment.packaging, faas_deployment.chart; print('helm_python' in sys.modules)")
+    probe = ("import sys; import faas_deployment.images.buildah, faas_deployment.flux.artifacts, "
+             "faas_deployment.registry.registry_client, faas_deployment.core.packaging, faas_deployment.charts.chart; "
+             "print('helm_python' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "False", proc.stderr

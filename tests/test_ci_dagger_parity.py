@@ -18,9 +18,9 @@ import sys
 import tarfile
 from pathlib import Path
 
-from faas_deployment import child_pipeline, gitrefs
-from faas_deployment.child_pipeline import Context
-from faas_deployment.plan import Item
+from faas_deployment.gitlab import child_pipeline, gitrefs
+from faas_deployment.gitlab.child_pipeline import Context
+from faas_deployment.gitlab.plan import Item
 from support.dagger_engine import Engine
 from support.plan_repo import PlanRepo
 
@@ -104,7 +104,7 @@ def test_a_branchs_first_push_compares_with_the_merge_base_in_both_paths(tmp_pat
 
 def test_a_dagger_api_trigger_traces_the_jobs_pipeline_and_job_ids(registry, tmp_path):
     """``--trigger-api`` writes ``faas-deploy/<CI_PIPELINE_ID>/<CI_JOB_ID>/...`` from the module as from the CLI."""
-    from faas_deployment import deploy, rollout
+    from faas_deployment.flux import deploy, rollout
     from faas_deployment.pipeline import Workspace
     from support.flux_doubles import HR, OCI, KubeApi, play, scenario
     from support.repo_tree import REPO_ROOT, copy_repo

@@ -27,11 +27,12 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from faas_deployment import child_pipeline, layout
-from faas_deployment.child_pipeline import Context
 from faas_deployment.cli import main
-from faas_deployment.errors import UserError, ValidationError
-from faas_deployment.plan import Item, Plan
+from faas_deployment.core import layout
+from faas_deployment.core.errors import UserError, ValidationError
+from faas_deployment.gitlab import child_pipeline
+from faas_deployment.gitlab.child_pipeline import Context
+from faas_deployment.gitlab.plan import Item, Plan
 
 REPO = Path(__file__).resolve().parent.parent
 SECRETS = {"CHART_REGISTRY_PASSWORD": "pw-secret-7f3a", "FLUX_RECEIVER_TOKEN": "rcv-secret-91bc",

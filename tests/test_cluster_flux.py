@@ -87,7 +87,7 @@ def test_a_bump_deploys_exactly_that_component_and_a_rerun_nothing(flux_env):
 def test_a_newer_version_pushed_by_someone_else_supersedes_the_wait(flux_env, monkeypatch):
     """After our push, another pipeline publishes a higher ``chart_version`` of the same chart: the
     OCIRepository's semver range takes it, helm-controller attempts it, and ``deploy`` ends superseded."""
-    from faas_deployment import flux
+    from faas_deployment.flux import flux
 
     code, out, err = flux_env.deploy()
     assert code == 0, out + err
@@ -200,9 +200,9 @@ def test_flux_oci_artifacts_end_to_end_with_the_flux_operator(flux_env):
     long before any interval (10 min). ``retire-artifact`` makes the component's objects go away."""
     import dataclasses
 
-    from faas_deployment import flux
+    from faas_deployment.core.secrets import SecretValue
+    from faas_deployment.flux import flux
     from faas_deployment.pipeline import Workspace
-    from faas_deployment.secrets import SecretValue
 
     env = flux_env
     repository = f"oci://{env.registry.host}/manifests/dev"
@@ -355,7 +355,7 @@ def test_the_receiver_double_answers_as_notification_controller(receiver_under_t
     signed with another key), then a signed call is 200 and the resources are annotated; bodies empty."""
     import httpx
 
-    from faas_deployment import flux
+    from faas_deployment.flux import flux
 
     url, namespace, annotated = receiver_under_test
     body = json.dumps({"env": "dev"}).encode()

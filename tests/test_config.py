@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from faas_deployment import config, layout
-from faas_deployment.errors import UserError, ValidationError
+from faas_deployment.charts import config
+from faas_deployment.core import layout
+from faas_deployment.core.errors import UserError, ValidationError
 from support.example_config import example_context, make_user_template, problems_of, write_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from faas_deployment import bump, chart, config
-from faas_deployment.errors import UserError, ValidationError
+from faas_deployment.charts import bump, chart, config
+from faas_deployment.core.errors import UserError, ValidationError
 from faas_deployment.pipeline import Workspace
 from support.example_config import example_context, make_user_template, problems_of, write_config
 

@@ -1,7 +1,7 @@
 """Config values are data: planted Jinja payloads run nothing and copy nothing.
 
 Cookiecutter renders every string of its context as Jinja; a value from a
-component config must never reach that step (``faas_deployment.defaults``).
+component config must never reach that step (``faas_deployment.charts.defaults``).
 Only the template's own ``cookiecutter.json`` defaults render, in a sandbox.
 """
 
@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from faas_deployment import chart, cli, config, defaults
-from faas_deployment.errors import UserError, ValidationError
+from faas_deployment import cli
+from faas_deployment.charts import chart, config, defaults
+from faas_deployment.core.errors import UserError, ValidationError
 from support.repo_tree import config_file, copy_repo
 
 SHELL = "{{ cycler.__init__.__globals__.os.popen('touch %s').read() }}"

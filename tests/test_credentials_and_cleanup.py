@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from faas_deployment import urls
 from faas_deployment.cli import main
-from faas_deployment.errors import UserError
-from faas_deployment.secrets import resolve_secret
+from faas_deployment.core import urls
+from faas_deployment.core.errors import UserError
+from faas_deployment.core.secrets import resolve_secret
 from support.repo_tree import config_file, copy_repo, set_scalar
 
 
@@ -61,7 +61,7 @@ def test_one_loopback_rule(host, loopback):
 @pytest.mark.parametrize("url", ["http://api.localhost:8080", "http://localhost:8080", "http://[::1]:8080",
                                  "http://127.0.0.1:8080"])
 def test_the_admin_api_asks_the_same_loopback_rule(url, capsys):
-    from faas_deployment import admin_api
+    from faas_deployment.bundle import admin_api
 
     admin_api.warn_plain_http(url)
     assert capsys.readouterr().err == ""
@@ -135,7 +135,8 @@ def test_the_per_user_cache_directory_is_private_and_outlives_the_run(tmp_path, 
     the template cache is off (each process compiles), never followed."""
     import stat
 
-    from faas_deployment import generate, tempdirs
+    from faas_deployment.charts import generate
+    from faas_deployment.core import tempdirs
 
     scratch = tmp_path / "tmp"
     scratch.mkdir()

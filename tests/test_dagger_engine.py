@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from faas_deployment import deploy, rollout
+from faas_deployment.flux import deploy, rollout
 from faas_deployment.pipeline import Workspace
 from support import ci_calls, dagger_engine
 from support.admin_api_server import AdminApiServer
@@ -476,7 +476,7 @@ def test_a_user_error_is_the_core_message_without_a_traceback(checkout, caplog, 
     config.write_text(config.read_text().replace('chart_version: "', 'chart_version: "x'))
     with Engine(checkout) as engine, pytest.raises(EngineRefusal) as caught:
         engine.call("dagger call env --name dev component --name operator config")
-    from faas_deployment.errors import UserError
+    from faas_deployment.core.errors import UserError
     from faas_deployment.pipeline import Workspace
 
     with pytest.raises(UserError) as core:

@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from dagger import dag
-from faas_deployment.errors import UserError
+from faas_deployment.core.errors import UserError
 from support import daggermod
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

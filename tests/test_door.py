@@ -17,41 +17,24 @@ from pathlib import Path
 import pytest
 import yaml
 
-from faas_deployment import cli, layout
+from faas_deployment import cli
+from faas_deployment.core import layout
+from support.imports import PACKAGE, project_imports, source_modules
 from support.repo_tree import config_file, copy_repo, get_scalar, set_scalar
 
-PACKAGE = Path(cli.__file__).resolve().parent
 FAAS_DEPLOY = Path(sys.executable).with_name("faas-deploy")
 
 #: What each front end may import from the project (the door, errors, secrets; the Dagger-only image chains).
 ALLOWED = {
-    "cli.py": {"pipeline", "errors", "secrets"},
-    "main.py": {"pipeline", "errors", "secrets", "images_dagger", "_dagger_errors"},
+    "cli.py": {"pipeline", "core.errors", "core.secrets"},
+    "main.py": {"pipeline", "core.errors", "core.secrets", "images.images_dagger", "_dagger_errors"},
 }
 #: What the door and the CLI load at start-up (module level): light modules only.
-LIGHT = {"cli.py": set(), "pipeline.py": {"layout", "errors", "progress"}, "layout.py": {"errors", "names"}}
+LIGHT = {"cli.py": set(), "pipeline.py": {"core.layout", "core.errors", "core.progress"},
+         "core/layout.py": {"core.errors", "core.names"}}
 #: Modules a verb needs but ``--help`` must not load.
-HEAVY = ("helm_python", "httpx", "yaml", "ruamel", "cookiecutter", "oras", "semver", "requests", "lightkube",
-         "jinja2", "faas_deployment.config", "faas_deployment.chart", "faas_deployment.publishing")
-
-
-def project_imports(path: Path, *, module_level_only: bool = False) -> set[str]:
-    """The project modules ``path`` imports (``from . import x``, ``from .x import y``), anywhere or at module level."""
-    tree = ast.parse(path.read_text(), str(path))
-    nodes = tree.body if module_level_only else list(ast.walk(tree))
-    found: set[str] = set()
-    for node in nodes:
-        if isinstance(node, ast.ImportFrom) and node.level:
-            if node.module:
-                found.add(node.module.split(".")[0])
-            else:
-                found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("faas_deployment"):
-            rest = node.module.split(".")[1:]
-            found.update(rest[:1] or [alias.name for alias in node.names])
-        elif isinstance(node, ast.Import):
-            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("faas_deployment."))
-    return found
+HEAVY = ("helm_python", "httpx", "yaml", "ruamel", "cookiecutter", "oras", "semver", "requests", "lightkube", "jinja2",
+         "faas_deployment.charts.config", "faas_deployment.charts.chart", "faas_deployment.registry.publishing")
 
 
 @pytest.mark.parametrize("front_end", sorted(ALLOWED))
@@ -63,10 +46,14 @@ def test_front_ends_import_only_the_door(front_end):
 
 def test_the_import_check_sees_every_form(tmp_path):
     probe = tmp_path / "probe.py"
-    probe.write_text("from . import a, b\nfrom .c import d\nimport faas_deployment.e\n"
-                     "from faas_deployment import f\nfrom faas_deployment.g import h\ndef x():\n    from . import i\n")
-    assert project_imports(probe) == set("abcefgi")
-    assert project_imports(probe, module_level_only=True) == set("abcefg")
+    probe.write_text("from .core import errors, secrets\nfrom .core.names import is_tag\n"
+                     "import faas_deployment.core.urls\nfrom faas_deployment import pipeline\n"
+                     "from faas_deployment.core.layout import discover\n"
+                     "if TYPE_CHECKING:\n    from .core import deadline\ndef x():\n    from .core import progress\n")
+    everything = {"core.errors", "core.secrets", "core.names", "core.urls", "pipeline", "core.layout"}
+    assert project_imports(probe, root=PACKAGE) == everything | {"core.deadline", "core.progress"}
+    assert project_imports(probe, root=PACKAGE, runtime_only=True) == everything | {"core.progress"}
+    assert project_imports(probe, root=PACKAGE, module_level_only=True) == everything
 
 
 #: Door helpers a verb composes inside the door; the Dagger front end asks for the whole step
@@ -135,12 +122,7 @@ def test_the_environment_check_sees_every_form(tmp_path):
 
 @pytest.mark.parametrize("module", sorted(LIGHT))
 def test_the_door_loads_only_light_modules_at_import(module):
-    tree = ast.parse((PACKAGE / module).read_text())
-    module_level = {n for n in tree.body if not isinstance(n, ast.If)}  # `if TYPE_CHECKING:` imports are not run
-    found = set()
-    for node in module_level:
-        if isinstance(node, ast.ImportFrom) and node.level:
-            found |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+    found = project_imports(PACKAGE / module, module_level_only=True, runtime_only=True)
     assert found <= LIGHT[module], sorted(found - LIGHT[module])
 
 
@@ -204,8 +186,7 @@ _PATH_RULES = re.compile(r'Path\("env"|/ "env"\b|"env" /|f"env/\{|^\s*(OPERATOR|
 
 def test_no_module_but_layout_builds_repository_paths():
     """The env/ tree's paths and names (operator, hooks, dynamic, environment.yaml) are built in layout.py only."""
-    package = Path(layout.__file__).parent
-    found = {f"{module.name}: {match.group(0).strip()}" for module in package.glob("*.py") if module.name != "layout.py"
+    found = {f"{name}: {match.group(0).strip()}" for name, module in source_modules().items() if name != "core.layout"
              for match in _PATH_RULES.finditer(module.read_text(encoding="utf-8"))}
     assert found == set()
     assert _PATH_RULES.search('x = Path("env", env)') and _PATH_RULES.search('OPERATOR = "operator"')
@@ -368,8 +349,7 @@ def test_ci_defaults_come_from_the_workspace_environ(tmp_path, monkeypatch):
 
 def test_every_module_constant_is_read_by_code():
     """A module-level UPPER_CASE constant that no code of the package reads is a second, dead home of a rule."""
-    package = Path(layout.__file__).parent
-    trees = {module.name: ast.parse(module.read_text(encoding="utf-8")) for module in package.glob("*.py")}
+    trees = {name: ast.parse(module.read_text(encoding="utf-8")) for name, module in source_modules().items()}
     read = {node.id for tree in trees.values() for node in ast.walk(tree)
             if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
     read |= {node.attr for tree in trees.values() for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
@@ -389,10 +369,10 @@ def test_design_names_each_rule_home():
 
     text = (Path(__file__).resolve().parent.parent / "docs" / "design.md").read_text(encoding="utf-8")
     section = text.split("## Each rule's home", 1)[1].split("\n## ", 1)[0]
-    homes = re.findall(r"^\|[^|]+\| `(\w+)\.py` \(([^)]*)\) \|$", section, re.MULTILINE)
-    assert {module for module, _ in homes} >= {"versions", "deadline", "repofiles", "names", "urls", "layout",
-                                               "secrets"}
+    homes = re.findall(r"^\|[^|]+\| `([\w/]+)\.py` \(([^)]*)\) \|$", section, re.MULTILINE)
+    assert {module for module, _ in homes} >= {"core/versions", "core/deadline", "core/repofiles", "core/names",
+                                               "core/urls", "core/layout", "core/secrets"}
     for module, named in homes:
-        loaded = importlib.import_module(f"faas_deployment.{module}")
+        loaded = importlib.import_module(f"faas_deployment.{module.replace('/', '.')}")
         for reference in re.findall(r"`(\w+)\.(\w+)`", named):
-            assert reference[0] == module and hasattr(loaded, reference[1]), reference
+            assert reference[0] == module.rpartition("/")[2] and hasattr(loaded, reference[1]), reference

@@ -17,10 +17,11 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from faas_deployment import cli, deploy, flux, rollout, settings
-from faas_deployment.errors import UserError, ValidationError
+from faas_deployment import cli
+from faas_deployment.core.errors import UserError, ValidationError
+from faas_deployment.core.secrets import SecretValue
+from faas_deployment.flux import deploy, flux, rollout, settings
 from faas_deployment.pipeline import Registry, Workspace
-from faas_deployment.secrets import SecretValue
 from support.flux_doubles import HR, OCI, KubeApi, Receiver, scenario
 from support.flux_doubles import play as _play
 from support.repo_tree import REPO_ROOT, copy_repo

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from faas_deployment.errors import UserError
-from faas_deployment.helm_index import Index, stamp_of
+from faas_deployment.core.errors import UserError
+from faas_deployment.registry.helm_index import Index, stamp_of
 
 ENTRY = {"apiVersion": "v2", "name": "faas-x", "version": "1.0.0", "digest": "a" * 64, "urls": ["faas-x-1.0.0.tgz"]}
 

@@ -19,8 +19,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from faas_deployment import hooks, plan
-from faas_deployment.secrets import SecretValue
+from faas_deployment.charts import hooks
+from faas_deployment.core.secrets import SecretValue
+from faas_deployment.gitlab import plan
 from support.plan_repo import PlanRepo
 from support.repo_tree import copy_repo
 
@@ -138,7 +139,7 @@ def test_plan_lists_no_retire_hook_and_refuses_a_linked_hook(tmp_path):
     base = repo.commit("a retire hook")
     (repo.path("env/dev/controller/cookiecutter-config.yaml")).unlink()
     repo.commit("retire dev/controller")
-    from faas_deployment import gitrefs
+    from faas_deployment.gitlab import gitrefs
 
     result = gitrefs.plan_repository(repo.work, base, "HEAD", None, {})
     [retired] = [i for i in result.items if i.action == "retire"]

@@ -9,13 +9,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from faas_deployment import image_tags, images_dagger, versions
 from faas_deployment.cli import main
-from faas_deployment.credentials import RegistryCredentials
-from faas_deployment.deadline import Deadline
-from faas_deployment.errors import UserError
-from faas_deployment.image_tags import RegistryAccess
-from faas_deployment.secrets import SecretValue
+from faas_deployment.core import versions
+from faas_deployment.core.deadline import Deadline
+from faas_deployment.core.errors import UserError
+from faas_deployment.core.secrets import SecretValue
+from faas_deployment.images import image_tags, images_dagger
+from faas_deployment.registry.credentials import RegistryAccess, RegistryCredentials
 from support.image_push import OCI_MANIFEST, push_image_manifest
 from support.registry_process import start_registry, stop_registry
 

@@ -14,11 +14,12 @@ import pytest
 
 import dagger
 from dagger import dag
-from faas_deployment import buildah, images, images_dagger
-from faas_deployment.credentials import RegistryCredentials
-from faas_deployment.errors import UserError
-from faas_deployment.images import BuildOptions
-from faas_deployment.secrets import SecretValue
+from faas_deployment.core import names
+from faas_deployment.core.errors import UserError
+from faas_deployment.core.secrets import SecretValue
+from faas_deployment.images import buildah, images, images_dagger
+from faas_deployment.images.images import BuildOptions
+from faas_deployment.registry.credentials import RegistryCredentials
 
 DOCKERFILE = """\
 FROM scratch AS base
@@ -250,12 +251,12 @@ def test_context_must_be_a_directory(tmp_path):
 @pytest.mark.parametrize("tag", ["", ".hidden", "-x", "a:b", "a/b", "x" * 129, "tag with space", "é"])
 def test_invalid_tags_are_refused(tag):
     with pytest.raises(UserError, match="is not a valid image tag"):
-        images.check_image_tag(tag)
+        names.check_image_tag(tag)
 
 
 @pytest.mark.parametrize("tag", ["3f2c9e1", "1.4.2", "v1.4.2-rc.1", "_x", "A" * 128, "main_2024-05-01"])
 def test_valid_tags_pass(tag):
-    assert images.check_image_tag(tag) == tag
+    assert names.check_image_tag(tag) == tag
 
 
 @pytest.mark.parametrize(
@@ -633,7 +634,7 @@ def test_image_labels_one_default_for_every_engine(component_source):
 @pytest.mark.parametrize("value", ["-5", "1.5", "", " 1", "١٢", "9" * 13])
 def test_source_date_epoch_one_reader_refuses_what_images_and_charts_once_read_apart(value, monkeypatch, tmp_path):
     """Charts used to clamp -5 to 0 and images to refuse it: one reader now, one answer."""
-    from faas_deployment import packaging
+    from faas_deployment.core import packaging
 
     monkeypatch.setenv("SOURCE_DATE_EPOCH", value)
     for read in (packaging.fixed_mtime, lambda: buildah.build_timestamp(tmp_path)):
@@ -642,7 +643,7 @@ def test_source_date_epoch_one_reader_refuses_what_images_and_charts_once_read_a
 
 
 def test_source_date_epoch_set_and_unset(monkeypatch, tmp_path, component_source):
-    from faas_deployment import packaging
+    from faas_deployment.core import packaging
 
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     assert packaging.fixed_mtime() == buildah.build_timestamp(tmp_path) == 1700000000

@@ -19,7 +19,8 @@ import time
 
 import pytest
 
-from faas_deployment import lease, versions
+from faas_deployment.core import versions
+from faas_deployment.registry import lease
 from support.repo_tree import config_file, copy_repo, get_scalar
 
 SEED = 20261207
@@ -100,10 +101,10 @@ def test_the_run_after_an_interrupted_release_finishes_in_its_normal_time(regist
 
 def test_a_lease_past_its_lifetime_is_taken_over_and_said_once(registry, capsys):
     """A holder that died (its lease never released) blocks the next publisher for at most the lifetime."""
-    from faas_deployment.credentials import RegistryCredentials
-    from faas_deployment.deadline import Deadline
-    from faas_deployment.registry_client import ChartRegistry
-    from faas_deployment.secrets import SecretValue
+    from faas_deployment.core.deadline import Deadline
+    from faas_deployment.core.secrets import SecretValue
+    from faas_deployment.registry.credentials import RegistryCredentials
+    from faas_deployment.registry.registry_client import ChartRegistry
 
     client = ChartRegistry(f"oci://{registry.host}/charts", plain_http=True,
                            credentials=RegistryCredentials(registry.username, SecretValue(registry.password, "env:X")))
@@ -128,10 +129,10 @@ def test_a_lease_past_its_lifetime_is_taken_over_and_said_once(registry, capsys)
 def test_an_interrupt_gives_leases_back_and_stops_their_publishers_only(registry):
     """``release_all`` (the CLI's Ctrl-C path): the lease tag goes, its publisher may not push any more,
     and a publisher started afterwards in the same process (the CLI run again in-process) is unaffected."""
-    from faas_deployment.credentials import RegistryCredentials
-    from faas_deployment.deadline import Deadline
-    from faas_deployment.registry_client import ChartRegistry
-    from faas_deployment.secrets import SecretValue
+    from faas_deployment.core.deadline import Deadline
+    from faas_deployment.core.secrets import SecretValue
+    from faas_deployment.registry.credentials import RegistryCredentials
+    from faas_deployment.registry.registry_client import ChartRegistry
 
     client = ChartRegistry(f"oci://{registry.host}/charts", plain_http=True,
                            credentials=RegistryCredentials(registry.username, SecretValue(registry.password, "env:X")))

@@ -19,10 +19,12 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from faas_deployment import cli, deploy, kube_api, promotion, rollout
-from faas_deployment.errors import UserError
+from faas_deployment import cli
+from faas_deployment.core.errors import UserError
+from faas_deployment.core.secrets import SecretValue
+from faas_deployment.flux import deploy, kube_api, rollout
+from faas_deployment.gitlab import promotion
 from faas_deployment.pipeline import Workspace
-from faas_deployment.secrets import SecretValue
 from support.flux_doubles import (
     HR,
     OCI,

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from faas_deployment import cli, dynamic_manifests
-from faas_deployment.errors import UserError, ValidationError
+from faas_deployment import cli
+from faas_deployment.bundle import dynamic_manifests
+from faas_deployment.core.errors import UserError, ValidationError
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from faas_deployment import names
+from faas_deployment.core import names
 
 CASES = [
     (names.is_registry_host, "registry.example.org", True),
@@ -85,8 +85,8 @@ OCI_URLS = [
 @pytest.mark.parametrize(("url", "expected"), OCI_URLS, ids=[u for u, _ in OCI_URLS])
 def test_one_parser_of_oci_urls(url, expected):
     """names.parse_oci_url is the parser; the registry client's root check gives the same answer."""
-    from faas_deployment.errors import UserError
-    from faas_deployment.registry_client import check_root
+    from faas_deployment.core.errors import UserError
+    from faas_deployment.registry.registry_client import check_root
 
     if isinstance(expected, tuple):
         parsed = names.parse_oci_url(url)

@@ -22,8 +22,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from faas_deployment import child_pipeline, gitrefs, layout, plan, settings
-from faas_deployment.child_pipeline import Context
+from faas_deployment.core import layout
+from faas_deployment.flux import settings
+from faas_deployment.gitlab import child_pipeline, gitrefs, plan
+from faas_deployment.gitlab.child_pipeline import Context
 from support import ci_calls
 from support.gitlab_ci_schema import check_schema
 from support.plan_repo import DEFAULT_BRANCH, PlanRepo
@@ -471,7 +473,7 @@ def test_failing_pre_deploy_hook_publishes_nothing_and_post_hook_sees_the_digest
 
 
 def test_prerelease_flag_is_checked():
-    from faas_deployment.versions import prerelease_version
+    from faas_deployment.core.versions import prerelease_version
 
     assert prerelease_version("c.yaml", "1.4.0", "mr.42.3") == "1.4.0-mr.42.3"
     with pytest.raises(plan.UserError, match="--prerelease"):

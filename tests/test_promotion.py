@@ -14,11 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from faas_deployment import cli, promotion
-from faas_deployment.errors import UserError
-from faas_deployment.merge_request import GitLabProject
-from faas_deployment.promotion import PromotionRefused, Proposal
-from faas_deployment.secrets import SecretValue
+from faas_deployment import cli
+from faas_deployment.core.errors import UserError
+from faas_deployment.core.secrets import SecretValue
+from faas_deployment.gitlab import promotion
+from faas_deployment.gitlab.merge_request import GitLabProject
+from faas_deployment.gitlab.promotion import PromotionRefused, Proposal
 from support.gitlab_api_server import GitLabApi
 
 REPO = Path(__file__).resolve().parents[1]
@@ -308,7 +309,7 @@ def test_an_unhealthy_source_pushes_nothing_and_calls_no_api(checkout, tmp_path)
 
 
 def test_credentials_in_the_remote_url_are_never_used_or_shown(checkout):
-    from faas_deployment import gitops
+    from faas_deployment.gitlab import gitops
 
     repo = gitops.open_repository(checkout)
     git(checkout, "remote", "add", "ci", f"https://gitlab-ci-token:{TOKEN}@127.0.0.1:9/x/y.git")
@@ -598,7 +599,7 @@ def _stage(checkout: Path, name: str, promote_from: str | None) -> None:
 
 
 def test_the_promotion_order_is_a_repository_setting(checkout, run_cli):
-    from faas_deployment import settings
+    from faas_deployment.flux import settings
     from faas_deployment.pipeline import Workspace
 
     assert settings.promotion_order(checkout) == [("dev", "prod")]  # env/prod/environment.yaml: promote_from: dev

@@ -68,11 +68,11 @@ def test_concurrent_publishers_to_a_local_repository_get_the_truth(tmp_path):
 
 def test_a_publisher_waiting_for_the_lease_says_so_once(registry, capsys):
     """Another publisher's live lease: the wait is announced in one line, then the deadline ends it."""
-    from faas_deployment import lease
-    from faas_deployment.credentials import RegistryCredentials
-    from faas_deployment.deadline import Deadline, DeadlineExceeded
-    from faas_deployment.registry_client import ChartRegistry
-    from faas_deployment.secrets import SecretValue
+    from faas_deployment.core.deadline import Deadline, DeadlineExceeded
+    from faas_deployment.core.secrets import SecretValue
+    from faas_deployment.registry import lease
+    from faas_deployment.registry.credentials import RegistryCredentials
+    from faas_deployment.registry.registry_client import ChartRegistry
 
     client = ChartRegistry(f"oci://{registry.host}/charts", plain_http=True,
                            credentials=RegistryCredentials(registry.username, SecretValue(registry.password, "env:X")))

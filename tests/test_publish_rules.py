@@ -6,8 +6,8 @@ import pytest
 import semver
 
 from faas_deployment.cli import main
-from faas_deployment.errors import UserError
-from faas_deployment.versions import decide
+from faas_deployment.core.errors import UserError
+from faas_deployment.core.versions import decide
 from support.repo_tree import config_file, copy_repo, get_scalar, set_scalar
 
 DIGEST_A = "sha256:" + "a" * 64

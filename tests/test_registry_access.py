@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from faas_deployment import buildah
-from faas_deployment.credentials import RegistryCredentials, check_pair
-from faas_deployment.errors import UserError
-from faas_deployment.secrets import SecretValue
+from faas_deployment.core.errors import UserError
+from faas_deployment.core.secrets import SecretValue
+from faas_deployment.images import buildah
+from faas_deployment.registry.credentials import RegistryCredentials, check_pair
 from support.registry_proxy import registry_proxy
 from support.repo_tree import copy_repo
 from support.tls import self_signed

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from faas_deployment import registry_client
 from faas_deployment.cli import main
+from faas_deployment.registry import registry_client
 from support.registry_proxy import Faults, registry_proxy
 from support.repo_tree import copy_repo
 

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from faas_deployment.cli import main
-from faas_deployment.credentials import RegistryCredentials
-from faas_deployment.secrets import SecretValue
+from faas_deployment.core.secrets import SecretValue
+from faas_deployment.registry.credentials import RegistryCredentials
 from support.registry_proxy import recording_server, registry_proxy
 from support.repo_tree import config_file, copy_repo, get_scalar, set_scalar
 
@@ -162,8 +162,8 @@ def registry_for_fuzz(registry):
     status=st.sampled_from([200, 404, 400]),
 )
 def test_fuzzed_tag_list_answers_give_no_traceback(registry_for_fuzz, body, status):
-    from faas_deployment.errors import UserError
-    from faas_deployment.registry_client import ChartRegistry
+    from faas_deployment.core.errors import UserError
+    from faas_deployment.registry.registry_client import ChartRegistry
 
     host, faults, reg = registry_for_fuzz
     faults.fixed = (status, body)

@@ -21,8 +21,11 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from faas_deployment import config, dynamic_manifests, settings, urls
-from faas_deployment.errors import ValidationError
+from faas_deployment.bundle import dynamic_manifests
+from faas_deployment.charts import config
+from faas_deployment.core import urls
+from faas_deployment.core.errors import ValidationError
+from faas_deployment.flux import settings
 from support.repo_tree import copy_repo
 
 OUTSIDE_TEXT = "outside-secret-4f1c9e: the content of a file outside the repository\n"
@@ -200,7 +203,7 @@ WINDOWS_FORBIDDEN = ["a:b.yaml", "a<b.yaml", "a>b.yaml", 'a"b.yaml', "a|b.yaml",
 @pytest.mark.parametrize("name", WINDOWS_FORBIDDEN)
 def test_a_bundle_entry_name_unzip_tools_refuse_or_rewrite_is_refused(tmp_path, name):
     dynamic = tmp_path / "dynamic"
-    shutil.copytree(Path(config.__file__).resolve().parents[3] / "env/dev/operator/dynamic", dynamic)
+    shutil.copytree(Path(config.__file__).resolve().parents[4] / "env/dev/operator/dynamic", dynamic)
     target = dynamic / name
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text((dynamic / "configmap.yaml").read_text().replace("name: ", "name: x", 1))

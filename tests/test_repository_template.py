@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 from test_dagger_engine import KUBE_TOKEN, RECEIVER_TOKEN, _dev_cluster, _run_job
 
-from faas_deployment import config, deploy, repository_settings
+from faas_deployment.charts import config, repository_settings
+from faas_deployment.flux import deploy
 from faas_deployment.pipeline import Workspace
 from support import ci_calls
 from support.ci_checkout import clone_with_origin

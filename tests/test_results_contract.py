@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from faas_deployment import deadline
+from faas_deployment.core import deadline
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-c", "import sys; from faas_deployment.cli import main; sys.exit(main())"]
@@ -50,7 +50,7 @@ def test_every_verb_refuses_a_timeout_that_is_not_a_finite_positive_number_alike
 
 
 def test_the_one_deadline_rule_is_the_admin_api_s_too():
-    from faas_deployment import admin_api
+    from faas_deployment.bundle import admin_api
 
     assert admin_api.Deadline is deadline.Deadline
     for bad in (float("inf"), float("nan"), 0, -3, True, "x"):
@@ -134,7 +134,7 @@ def test_publish_artifact_refuses_a_local_path_as_the_source(repo_copy, run_cli,
                            "--registry", "oci://127.0.0.1:9/faas/manifests", "--plain-http",
                            "--revision", "main@sha1:" + "a" * 40, "--source-url", "")
     assert code == 1 and "not a local path" in err
-    from faas_deployment import artifacts
+    from faas_deployment.flux import artifacts
 
     assert artifacts.annotations_of("main@sha1:" + "a" * 40, "https://u:p@git.example.org/x.git", where="t") == (
         "main@sha1:" + "a" * 40, "https://git.example.org/x.git")

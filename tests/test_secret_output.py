@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from faas_deployment import admin_api
-from faas_deployment.errors import UserError
-from faas_deployment.secrets import SHARED_CHARS, SecretValue, sanitize
+from faas_deployment.bundle import admin_api
+from faas_deployment.core.errors import UserError
+from faas_deployment.core.secrets import SHARED_CHARS, SecretValue, sanitize
 from support.admin_api_client import FAST, TOKEN
 from support.admin_api_server import AdminApiServer, Answer
 

@@ -1,6 +1,6 @@
 """Secret references (``env:NAME``, ``file:PATH``), the value that hides itself, and ``redact``.
 
-Direct tests of ``faas_deployment.secrets``: every way a reference resolves or fails,
+Direct tests of ``faas_deployment.core.secrets``: every way a reference resolves or fails,
 and that no message, ``repr``, ``str`` or f-string ever holds the secret value.
 """
 
@@ -10,8 +10,8 @@ import os
 
 import pytest
 
-from faas_deployment.errors import UserError
-from faas_deployment.secrets import SecretValue, redact, resolve_secret
+from faas_deployment.core.errors import UserError
+from faas_deployment.core.secrets import SecretValue, redact, resolve_secret
 
 SECRET = "s3cr3t-Pa55 word"  # a space inside is part of the secret
 FLAG = "--password"
@@ -188,7 +188,7 @@ def test_redact_hides_a_secret_that_holds_another_one_whole():
 
 
 def test_a_short_secret_held_by_one_test():
-    from faas_deployment.secrets import SecretValue, sanitize
+    from faas_deployment.core.secrets import SecretValue, sanitize
 
     SecretValue("alse", "env:SHORT")
     assert sanitize("Released=False") != "Released=False"
@@ -196,6 +196,6 @@ def test_a_short_secret_held_by_one_test():
 
 def test_is_not_held_by_the_next():
     """The secrets a test resolved are forgotten after it (conftest): no mask on a later test's words."""
-    from faas_deployment.secrets import known, sanitize
+    from faas_deployment.core.secrets import known, sanitize
 
     assert "alse" not in known() and sanitize("Released=False") == "Released=False"

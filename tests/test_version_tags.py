@@ -2,7 +2,7 @@
 ``docker-registry``, the real CLI, concurrent publishers as real processes.
 
 A lease tag, or any tag that is not a chart version, is never read as a version
-(:mod:`faas_deployment.versions`): a pre-release ``1.0.3-mr.42.3`` publishes, two
+(:mod:`faas_deployment.core.versions`): a pre-release ``1.0.3-mr.42.3`` publishes, two
 pipelines publishing it at once get the truth, and the release ``1.0.3`` follows it.
 """
 

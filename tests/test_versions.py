@@ -1,4 +1,4 @@
-"""The version rules as tables (:mod:`faas_deployment.versions`): parsing, which tags are versions, the
+"""The version rules as tables (:mod:`faas_deployment.core.versions`): parsing, which tags are versions, the
 pre-release scheme, the publishing decision."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from faas_deployment import versions
-from faas_deployment.errors import UserError
+from faas_deployment.core import versions
+from faas_deployment.core.errors import UserError
 
 DIGEST_A = "sha256:" + "a" * 64
 DIGEST_B = "sha256:" + "b" * 64

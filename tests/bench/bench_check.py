@@ -48,9 +48,10 @@ for chart in sys.argv[1:]:
 
 #: The modules ``check`` without --registry loads (tests/test_check_imports.py: nothing more).
 STARTUP = (
-    "import helm_python, faas_deployment.cli, faas_deployment.pipeline, faas_deployment.chart, "
-    "faas_deployment.packaging, faas_deployment.publishing, faas_deployment.dynamic_manifests, faas_deployment.plan, "
-    "faas_deployment.deadline"
+    "import helm_python, faas_deployment.cli, faas_deployment.pipeline, faas_deployment.charts.chart, "
+    "faas_deployment.core.packaging, faas_deployment.registry.publishing, faas_deployment.bundle.dynamic_manifests, "
+    "faas_deployment.gitlab.plan, "
+    "faas_deployment.core.deadline"
 )
 
 
@@ -59,7 +60,7 @@ def prepare(scratch: Path) -> tuple[Path, list[str]]:
     source = scratch / "source"
     shutil.copytree(ROOT / "env", source / "env")
     sys.path.insert(0, str(ROOT / "dagger" / "src"))
-    from faas_deployment import layout
+    from faas_deployment.core import layout
     from faas_deployment.pipeline import Workspace
 
     ws = Workspace(source)

@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT / "dagger" / "src"))
 
 import helm_python  # noqa: E402
 
-from faas_deployment import progress  # noqa: E402
+from faas_deployment.core import progress  # noqa: E402
 from faas_deployment.pipeline import Workspace  # noqa: E402
 
 HELM_TIME = [0.0]

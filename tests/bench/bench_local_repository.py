@@ -36,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # tests/, for the support package
 
 from faas_deployment.pipeline import Workspace  # noqa: E402
-from faas_deployment.publishing import LocalRepoTarget  # noqa: E402
+from faas_deployment.registry.publishing import LocalRepoTarget  # noqa: E402
 from support.repo_tree import copy_repo, set_scalar  # noqa: E402
 
 

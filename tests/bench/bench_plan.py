@@ -26,7 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # tests/, for the support package
 
-from faas_deployment import gitrefs  # noqa: E402
+from faas_deployment.gitlab import gitrefs  # noqa: E402
 from support.plan_repo import PlanRepo  # noqa: E402
 
 

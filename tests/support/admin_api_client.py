@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from faas_deployment import admin_api
+from faas_deployment.bundle import admin_api
 
 TOKEN = "tok-5ecret-Zq9x7"  # the token the admin API double (``admin_api_server.py``) is started with
 FAST = admin_api.Backoff(initial=0.05, cap=0.2, jitter=0.05)  # seconds: retries of a test last a fraction of a second

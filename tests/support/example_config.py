@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
-from faas_deployment import config, layout
-from faas_deployment.errors import ValidationError
+from faas_deployment.charts import config
+from faas_deployment.core import layout
+from faas_deployment.core.errors import ValidationError
 from support.repo_tree import REPO_ROOT
 
 PROD_OPERATOR = REPO_ROOT / "env" / "prod" / "operator" / "cookiecutter-config.yaml"

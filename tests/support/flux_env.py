@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from faas_deployment import deploy as deploy_mod
+from faas_deployment.flux import deploy as deploy_mod
 from faas_deployment.pipeline import Workspace
 from support.cluster import Cluster, apply, get
 from support.registry_process import Registry

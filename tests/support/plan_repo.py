@@ -14,8 +14,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from faas_deployment import config
-from faas_deployment.plan import TEMPLATE_IN_REPOSITORY
+from faas_deployment.charts import config
+from faas_deployment.gitlab.plan import TEMPLATE_IN_REPOSITORY
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_BRANCH = "main"

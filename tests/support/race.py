@@ -145,7 +145,7 @@ def artifact_trial(root: Path, registry, *, same: bool = False) -> Trial:
 
 def _layer_of_run(index: int, root: Path) -> str:
     """The layer digest of publisher ``index``'s artifact, as the pipeline builds it (the files decide it alone)."""
-    from faas_deployment import artifacts
+    from faas_deployment.flux import artifacts
 
     files = artifacts.directory_files(root / f"manifests{index}")
     return artifacts.flux_artifact(files, source="", revision="", created="2026-01-01T00:00:00Z").layer_digest

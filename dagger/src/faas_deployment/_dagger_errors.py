@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 from dagger.mod._exceptions import FunctionError
 
-from .errors import UserError
+from .core.errors import UserError
 
 
 @contextmanager

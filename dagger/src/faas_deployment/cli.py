@@ -52,7 +52,7 @@ _given: dict[str, object] = {}
 
 
 def _resolve(value: str, flag: str):
-    from .secrets import refuse_inside, resolve_secret
+    from .core.secrets import refuse_inside, resolve_secret
 
     secret = resolve_secret(value, flag=flag)
     refuse_inside(secret, flag, {k: v for k, v in _given.items() if k != flag and v != value})
@@ -101,7 +101,7 @@ def _given_path(value: str, flag: str) -> Path:
     """A required path flag's ``value`` as a path; an empty one is refused."""
     from pathlib import Path
 
-    from .errors import UserError
+    from .core.errors import UserError
 
     if not value:
         raise UserError(f"{flag}: empty; give a path")
@@ -623,7 +623,7 @@ def _main(argv: list[str]) -> int:
     args = build_parser([token for token in argv if token in VERBS]).parse_args(argv)
     _given.clear()
     _given.update({"--" + k.replace("_", "-"): v for k, v in vars(args).items() if isinstance(v, (str, list))})
-    from .errors import UserError
+    from .core.errors import UserError
 
     try:
         pipeline.check_output(args.output)
@@ -634,7 +634,7 @@ def _main(argv: list[str]) -> int:
         if args.output == "json":  # one JSON object, the last line of standard error (docs/results.md)
             import json
 
-            from .errors import error_document
+            from .core.errors import error_document
 
             print(json.dumps(error_document(exc), sort_keys=False), file=sys.stderr, flush=True)
         else:

@@ -44,12 +44,12 @@ import anyio
 import dagger
 from dagger import DefaultPath, Doc, Ignore, dag, function, object_type
 
-from . import images_dagger
 from . import pipeline as door
 from ._dagger_errors import user_errors
-from .errors import UserError
+from .core.errors import UserError
+from .core.secrets import SecretValue
+from .images import images_dagger
 from .pipeline import Registry, Workspace
-from .secrets import SecretValue
 
 T = TypeVar("T")
 

@@ -31,16 +31,16 @@ from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, overload
 
-from . import layout
-from .errors import Problem, UserError, ValidationError
-from .progress import note, step
+from .core import layout
+from .core.errors import Problem, UserError, ValidationError
+from .core.progress import note, step
 
 if TYPE_CHECKING:
-    from .deadline import Deadline
-    from .packaging import ChartPackage
-    from .publishing import LocalRepoTarget, PublishResult, Target
-    from .secrets import SecretValue
-    from .settings import Settings
+    from .core.deadline import Deadline
+    from .core.packaging import ChartPackage
+    from .core.secrets import SecretValue
+    from .flux.settings import Settings
+    from .registry.publishing import LocalRepoTarget, PublishResult, Target
 
 T = TypeVar("T")
 
@@ -56,18 +56,18 @@ R = TypeVar("R", bound=_HasLine)
 #: The core's defaults that front ends show in their help, by name: ``(module, attribute)``.
 #: Read lazily (``pipeline.DEFAULT_PLATFORM`` imports :mod:`images` on first use).
 DEFAULTS: dict[str, tuple[str, str]] = {
-    "REGISTRY_TIMEOUT": ("deadline", "DEFAULT_TIMEOUT"),
-    "DEFAULT_PLATFORM": ("images", "DEFAULT_PLATFORM"),
-    "READY_PATH": ("admin_api", "DEFAULT_READY_PATH"),
-    "UPLOAD_PATH": ("admin_api", "DEFAULT_UPLOAD_PATH"),
-    "UPLOAD_TIMEOUT": ("admin_api", "DEFAULT_TIMEOUT"),
-    "PROMOTION_LABELS": ("promotion", "DEFAULT_LABELS"),
-    "COMMIT_AUTHOR": ("promotion", "DEFAULT_AUTHOR"),
-    "BRANCH_ENVIRONMENTS": ("child_pipeline", "BRANCH_ENVIRONMENTS"),
-    "TEMPLATE_IN_REPOSITORY": ("plan", "TEMPLATE_IN_REPOSITORY"),
-    "REPOSITORY_SETTINGS": ("repository_settings", "FILE_NAME"),
-    "TEMPLATES_DIR": ("repository_settings", "TEMPLATES_DIR"),
-    "BUMP_PARTS": ("bump", "PARTS"),
+    "REGISTRY_TIMEOUT": ("core.deadline", "DEFAULT_TIMEOUT"),
+    "DEFAULT_PLATFORM": ("images.images", "DEFAULT_PLATFORM"),
+    "READY_PATH": ("bundle.admin_api", "DEFAULT_READY_PATH"),
+    "UPLOAD_PATH": ("bundle.admin_api", "DEFAULT_UPLOAD_PATH"),
+    "UPLOAD_TIMEOUT": ("bundle.admin_api", "DEFAULT_TIMEOUT"),
+    "PROMOTION_LABELS": ("gitlab.promotion", "DEFAULT_LABELS"),
+    "COMMIT_AUTHOR": ("gitlab.promotion", "DEFAULT_AUTHOR"),
+    "BRANCH_ENVIRONMENTS": ("gitlab.child_pipeline", "BRANCH_ENVIRONMENTS"),
+    "TEMPLATE_IN_REPOSITORY": ("gitlab.plan", "TEMPLATE_IN_REPOSITORY"),
+    "REPOSITORY_SETTINGS": ("charts.repository_settings", "FILE_NAME"),
+    "TEMPLATES_DIR": ("charts.repository_settings", "TEMPLATES_DIR"),
+    "BUMP_PARTS": ("charts.bump", "PARTS"),
 }
 #: The tag ``build-image`` gives an image when none is asked for.
 BUILD_TAG = "latest"
@@ -261,8 +261,8 @@ class Registry:
         Raises:
             UserError: only one of them is given (:func:`credentials.check_pair`).
         """
-        from .credentials import RegistryCredentials, check_pair
-        from .secrets import refuse_inside
+        from .core.secrets import refuse_inside
+        from .registry.credentials import RegistryCredentials, check_pair
 
         check_pair(self.username, self.password)  # before reading the password: a bad command line says so
         password = reveal(self.password)
@@ -311,7 +311,7 @@ class Workspace:
         if not (root / layout.ENV_ROOT).is_dir():
             raise UserError(f"--source {root}: no env/ directory here (run from the repository root or pass --source)")
         if chosen is not None:
-            from . import repofiles
+            from .core import repofiles
 
             try:
                 found = repofiles.locate(chosen, "cookiecutter.json")
@@ -349,15 +349,15 @@ class Workspace:
         Raises:
             ValidationError / UserError: an invalid setting (:func:`repository_settings.template_dir`).
         """
-        from . import repository_settings
-        from .config import EMBEDDED_TEMPLATE
+        from .charts import repository_settings
+        from .charts.config import EMBEDDED_TEMPLATE
 
         return self.template or repository_settings.template_dir(self.source, self.fetch_template) or EMBEDDED_TEMPLATE
 
     def fetch_template(self, setting: Any) -> Path:
         """A git template's directory: from :attr:`git_templates`, else fetched with git
         (:func:`repository_settings.fetch_git`)."""
-        from . import repository_settings
+        from .charts import repository_settings
 
         if self.git_templates is None:
             return repository_settings.fetch_git(setting)
@@ -371,7 +371,7 @@ class Workspace:
 
         For a front end that fetches it itself (the Dagger module, through the engine).
         """
-        from . import repository_settings
+        from .charts import repository_settings
 
         setting = repository_settings.load(Path(root))
         return setting if setting is not None and setting.url else None
@@ -415,7 +415,7 @@ class Workspace:
 
     def settings(self, env: str):
         """``env/<env>/environment.yaml``, validated (:func:`faas_deployment.settings.load`)."""
-        from . import settings
+        from .flux import settings
 
         self.components(env)
         return settings.load(self.source, env)
@@ -428,7 +428,8 @@ class Workspace:
         ``prerelease`` (e.g. ``mr.42.3``) publishes ``chart_version`` as the pre-release
         ``<chart_version>-<prerelease>`` (docs/plan.md, "Versions").
         """
-        from . import config, versions
+        from .charts import config
+        from .core import versions
 
         self.config_file(env, component)
         with step(f"validate {env}/{component}"):
@@ -444,7 +445,7 @@ class Workspace:
 
         ``context``: the component's context when the caller has resolved it already (:meth:`context`).
         """
-        from . import chart
+        from .charts import chart
 
         if context is None:
             context = self.context(env, component, prerelease)
@@ -457,7 +458,7 @@ class Workspace:
     def package_chart(self, env: str, component: str, out_dir: Path, prerelease: str = "",
                       context: dict[str, Any] | None = None) -> ChartPackage:
         """Validate, render, lint and package reproducibly into ``out_dir`` (``context``: see :meth:`render_chart`)."""
-        from .packaging import fixed_mtime, package_chart
+        from .core.packaging import fixed_mtime, package_chart
 
         mtime = fixed_mtime(self.source_date_epoch)  # a malformed value fails before any work
         with _tempdir(prefix="faas-render-") as scratch:
@@ -500,7 +501,7 @@ class Workspace:
         Returns:
             One problem per clash, naming both config files.
         """
-        from . import config
+        from .charts import config
 
         names = dict(known)
         for component in self.components(env):
@@ -528,7 +529,7 @@ class Workspace:
 
     def local_target(self, env: str) -> LocalRepoTarget:
         """``env``'s local Helm repository ``dist/charts/<env>/`` (:func:`layout.local_repository`)."""
-        from .publishing import LocalRepoTarget
+        from .registry.publishing import LocalRepoTarget
 
         return LocalRepoTarget(layout.local_repository(self.source, env))
 
@@ -540,8 +541,8 @@ class Workspace:
             UserError: a malformed root (an empty one included) or ``timeout``; only one of user
                 name and password; credentials or ``--ca-file`` without a registry (they would be ignored).
         """
-        from .deadline import DEFAULT_TIMEOUT, Deadline
-        from .publishing import OciTarget
+        from .core.deadline import DEFAULT_TIMEOUT, Deadline
+        from .registry.publishing import OciTarget
 
         limit = Deadline(DEFAULT_TIMEOUT if registry.timeout is None else registry.timeout)
         credentials = registry.credentials()
@@ -575,7 +576,7 @@ class Workspace:
             UserError: a publishing rule or the registry refused a chart; other
                 components may have been published (each one is independent).
         """
-        from . import hooks
+        from .charts import hooks
 
         names = components or self.components(env)
         with _tempdir(prefix="faas-release-") as scratch:
@@ -609,8 +610,8 @@ class Workspace:
         A config without both keys (a user template may have neither) is skipped; the
         chart registry's credentials are reused only for images on its host.
         """
-        from . import image_tags
-        from .deadline import Deadline
+        from .core.deadline import Deadline
+        from .images import image_tags
 
         references = {}
         for name, context in contexts.items():
@@ -636,7 +637,7 @@ class Workspace:
 
     def config(self, env: str, component: str) -> Result:
         """``config``: the validated, resolved context as YAML (``default_context: {...}``); data: the context."""
-        from . import yaml_out
+        from .core import yaml_out
 
         context = self.context(env, component)
         return _result(yaml_out.dump({"default_context": context}).rstrip("\n"), context)
@@ -657,7 +658,7 @@ class Workspace:
         """The chart's rendered objects ``{path: text}`` and its version."""
         import yaml
 
-        from . import chart
+        from .charts import chart
 
         with _tempdir(prefix="faas-template-") as scratch:
             chart_dir = self.render_chart(env, component, Path(scratch))
@@ -720,7 +721,8 @@ class Workspace:
         Raises:
             ValidationError: every problem found, across all environments.
         """
-        from . import dynamic_manifests, versions
+        from .bundle import dynamic_manifests
+        from .core import versions
 
         if registry is not None:
             _timeout(registry.timeout)  # refused even when no registry is given, as by every verb
@@ -768,8 +770,9 @@ class Workspace:
 
     def _increment_lines(self, base: str | Path, base_name: str, envs: list[str], problems: list[Problem]) -> list[str]:
         """``check --base``: refused plan items of ``envs`` become problems; a report line per clean env."""
-        from . import gitrefs, versions  # only ``check --base`` reads git
-        from .plan import make_plan, side
+        from .core import versions  # only ``check --base`` reads git
+        from .gitlab import gitrefs
+        from .gitlab.plan import make_plan, side
 
         with _tempdir(prefix="faas-check-base-") as scratch:
             if isinstance(base, str):
@@ -798,7 +801,7 @@ class Workspace:
                  problems: list[Problem]) -> list[tuple[str, PublishResult]]:
         """Check each package against ``target``'s rules, within its deadline; ``(component, decision)``
         per package that passed, problems appended."""
-        from . import deadline
+        from .core import deadline
 
         def dry(component: str) -> PublishResult:
             return target.publish(packages[component], config=self.display(env, component), dry_run=True)
@@ -822,7 +825,7 @@ class Workspace:
     # ----------------------------------------------------------------------- operator manifests
 
     def _write_bundle(self, env: str, out: Path | None, quiet: bool):
-        from . import dynamic_manifests
+        from .bundle import dynamic_manifests
 
         self.components(env)
         target = Path(out) if out else layout.default_bundle(self.source, env)
@@ -836,7 +839,7 @@ class Workspace:
         ``out`` defaults to ``dist/manifests/<env>.zip`` (:func:`layout.default_bundle`);
         ``quiet`` leaves out the progress lines about files left out.
         """
-        from .dynamic_manifests import bundle_line
+        from .bundle.dynamic_manifests import bundle_line
 
         bundle = self._write_bundle(env, out, quiet)
         return _result([bundle_line(bundle)], bundle, path=bundle.path)
@@ -849,9 +852,9 @@ class Workspace:
         Defaults: ``admin_url`` of ``environment.yaml``; the admin API contract's paths
         and deadline (:mod:`faas_deployment.admin_api`).
         """
-        from . import admin_api
-        from .dynamic_manifests import bundle_line
-        from .secrets import refuse_inside
+        from .bundle import admin_api
+        from .bundle.dynamic_manifests import bundle_line
+        from .core.secrets import refuse_inside
 
         timeout = _timeout(timeout)
         self.components(env)  # an unknown environment is said first, as by every verb
@@ -875,13 +878,13 @@ class Workspace:
         tag: str, *, revision: str = "", source_url: str = "", context: Path | None = None
     ) -> dict[str, str]:
         """The OCI labels of a component image (the one rule: :func:`images.image_labels`)."""
-        from . import images
+        from .images import images
 
         return images.image_labels(tag, revision=revision, source_url=source_url, context=context)
 
     def image_repository(self, env: str, component: str) -> str:
         """The component's ``image_repository``, checked (:func:`images.component_repository`)."""
-        from . import images
+        from .images import images
 
         self.config_file(env, component)
         return images.component_repository(self.source, env, component, self.template_dir)
@@ -916,7 +919,7 @@ class Workspace:
     def build_options(dockerfile: str = DOCKERFILE, build_args: Sequence[str] = (), target: str = "",
                       platform: str = ""):
         """The build options of ``build-image``/``publish-image`` (platform default: what the clusters run)."""
-        from . import images
+        from .images import images
 
         return images.BuildOptions(
             dockerfile or DOCKERFILE, tuple(build_args), target, platform or images.DEFAULT_PLATFORM
@@ -925,7 +928,7 @@ class Workspace:
     def build_image(self, env: str, component: str, context: Path, *, options: Any, tag: str = BUILD_TAG,
                     revision: str = "", source_url: str = "", out: Path | None = None) -> Result:
         """``build-image``: build ``context`` with buildah (optionally written as an OCI archive to ``out``)."""
-        from . import buildah
+        from .images import buildah
 
         self.config_file(env, component)  # unknown env/component: say so before building
         built = buildah.build_image(Path(context), options, tag=tag or BUILD_TAG, revision=revision,
@@ -938,8 +941,8 @@ class Workspace:
                       ca_file: str | Path | None = None) -> Result:
         """``publish-image``: build and push to the component's ``image_repository:tag`` (an existing tag
         is refused, never overwritten); ``pushed ref@digest``."""
-        from . import buildah
-        from .deadline import DEFAULT_TIMEOUT
+        from .core.deadline import DEFAULT_TIMEOUT
+        from .images import buildah
 
         timeout = _timeout(timeout)
         repository = self.image_repository(env, component)
@@ -965,7 +968,8 @@ class Workspace:
         bounds every git and GitLab step of a merge request (default
         :data:`promotion.DEFAULT_TIMEOUT`). The result's data holds the new file ``text``.
         """
-        from . import bump, promotion
+        from .charts import bump
+        from .gitlab import promotion
 
         timeout = _timeout(timeout)
         self.config_file(env, component)
@@ -992,9 +996,9 @@ class Workspace:
             UserError: no token, no GitLab URL or project, a GitLab URL with user info
                 (:func:`merge_request.check_url`, the URL not repeated).
         """
-        from . import promotion
-        from .deadline import Deadline
-        from .merge_request import GitLabProject, check_url
+        from .core.deadline import Deadline
+        from .gitlab import promotion
+        from .gitlab.merge_request import GitLabProject, check_url
 
         if options.token is None:
             raise UserError("--merge-request needs --gitlab-token env:NAME|file:PATH (a token with the api scope)")
@@ -1029,7 +1033,7 @@ class Workspace:
             UserError: a step the order does not hold, or no step at all (the file and key named).
             ValidationError: an invalid ``promote_from`` (unknown environment, a cycle).
         """
-        from . import settings
+        from .flux import settings
 
         for env in (from_env, to_env):
             if env:
@@ -1085,7 +1089,7 @@ class Workspace:
             UserError: neither or both of ``component`` and ``all_components``; both
                 ``source_status`` and ``kubeconfig``; see :func:`promotion.promote`.
         """
-        from . import promotion
+        from .gitlab import promotion
 
         timeout = _timeout(timeout)
         if bool(component) == bool(all_components):
@@ -1095,7 +1099,7 @@ class Workspace:
         state: promotion.HelmReleaseStatusFile | promotion.ClusterState | None = (
             promotion.HelmReleaseStatusFile(Path(source_status)) if source_status is not None else None)
         if kubeconfig is not None:
-            from . import rollout
+            from .flux import rollout
 
             client = rollout.make_client(reveal(kubeconfig), kube_context or None)
             state = promotion.ClusterState(self.source, client, **({} if timeout is None else {"timeout": timeout}))
@@ -1126,12 +1130,12 @@ class Workspace:
         Raises:
             UserError: a target is refused (the plan in the message); bad refs.
         """
-        from . import gitrefs
+        from .gitlab import gitrefs
 
         result = gitrefs.plan_repository(self.source, base, head, self.template,
                                          self.job_environ if environ is None else environ, self.fetch_template)
         if pipeline is not None and not result.refused:
-            from . import child_pipeline
+            from .gitlab import child_pipeline
 
             context = context or self.pipeline_context(ref, default_branch, merge_request, pipeline_iid, branch_envs)
             child_pipeline.write(result, context, self.source, Path(pipeline))
@@ -1150,14 +1154,14 @@ class Workspace:
         """A plan as a result (UserError carrying the plan when a target is refused)."""
         import json
 
-        from . import plan
+        from .gitlab import plan
 
         text = plan.outcome(plan_, "json" if output == "json" else "table")
         return _result(text, json.loads(plan_.render("json")))
 
     def plan_trees(self, base_root: Path, base_name: str):
         """The plan between the tree at ``base_root`` (exported by the caller) and this workspace."""
-        from . import plan
+        from .gitlab import plan
 
         return plan.make_plan(plan.side(base_root, self.template, self.fetch_template),
                               plan.side(self.source, self.template, self.fetch_template),
@@ -1174,7 +1178,7 @@ class Workspace:
         """The child pipeline's :class:`child_pipeline.Context`; an empty value is the job's
         (:meth:`ci_default`), the default branch else :data:`DEFAULT_BRANCH`, the branch
         environments else ``dev``."""
-        from . import child_pipeline
+        from .gitlab import child_pipeline
 
         return child_pipeline.Context(
             self.ci_default(ref, "ref"), self.ci_default(default_branch, "default_branch") or DEFAULT_BRANCH,
@@ -1183,7 +1187,7 @@ class Workspace:
 
     def child_pipeline(self, plan_: Any, context: Any, out: Path) -> Result:
         """``pipeline``: the GitLab child pipeline of ``plan_`` written to ``out`` (refused targets: UserError)."""
-        from . import child_pipeline, plan
+        from .gitlab import child_pipeline, plan
 
         plan.outcome(plan_, "table")
         path = child_pipeline.write(plan_, context, self.source, Path(out))
@@ -1198,7 +1202,7 @@ class Workspace:
         all zeros: the merge base of ``HEAD`` and ``refs/remotes/origin/<default_branch>``
         (:func:`gitrefs.dagger_base_ref`, :func:`gitrefs.dagger_base_is_merge_base`).
         """
-        from . import gitrefs
+        from .gitlab import gitrefs
 
         ref = gitrefs.dagger_base_ref(base, default_branch or DEFAULT_BRANCH)
         kind = "commit" if gitrefs.is_sha(ref) else "ref" if ref.startswith("refs/") else "branch"
@@ -1228,7 +1232,8 @@ class Workspace:
         Raises:
             UserError: ``registry_secret`` is not a DNS-1123 subdomain (a Secret name).
         """
-        from . import deploy, flux, names
+        from .core import names
+        from .flux import deploy, flux
 
         if registry_secret and not names.is_dns_subdomain(registry_secret):
             raise UserError(f"--registry-secret {registry_secret!r}: expected a Secret name (DNS-1123 subdomain: "
@@ -1266,7 +1271,7 @@ class Workspace:
         """
         import os
 
-        from . import deploy, rollout
+        from .flux import deploy, rollout
 
         timeout = _timeout(timeout)
         components = self.resolve(env, component) if component else None
@@ -1275,7 +1280,7 @@ class Workspace:
         env_settings = self.settings(env)
         target = self.target(env, self.deploy_registry(env_settings, registry, timeout))
         receiver_token, upload_token = reveal(receiver_token), reveal(upload_token)
-        from .secrets import refuse_inside
+        from .core.secrets import refuse_inside
 
         for secret, flag in ((receiver_token, "--receiver-token"), (upload_token, "--upload-manifests")):
             refuse_inside(secret, flag, {"--receiver-url": receiver_url, "--admin-url": admin_url,
@@ -1293,7 +1298,7 @@ class Workspace:
              artifact_namespace: str = FLUX_NAMESPACE) -> Result:
         """``wait``: until each HelmRelease runs the version its config describes, or with ``artifact``
         until Kustomization ``app-<component>`` applied that digest."""
-        from . import deploy, rollout
+        from .flux import deploy, rollout
 
         timeout = _timeout(timeout)
         if artifact:
@@ -1322,7 +1327,7 @@ class Workspace:
     def _rollout(lines: list[str], outcomes: list[Any]) -> Result:
         import json
 
-        from . import rollout
+        from .flux import rollout
 
         return _result(lines, json.loads(rollout.report_json(outcomes)), exit_code=rollout.exit_code(outcomes))
 
@@ -1333,7 +1338,7 @@ class Workspace:
 
         ``registry.registry`` empty: ``artifact_repository`` of ``env/<env>/environment.yaml``.
         """
-        from . import artifacts, settings
+        from .flux import artifacts, settings
 
         credentials = registry.credentials()
         self.components(env)
@@ -1351,7 +1356,7 @@ class Workspace:
         values as ``helm template`` would (release ``chart_name``, namespace ``default``;
         the Kustomization sets the target namespace).
         """
-        from . import artifacts
+        from .flux import artifacts
 
         artifacts.check_component_name(component)
         if manifests_dir is not None:
@@ -1390,7 +1395,7 @@ class Workspace:
             ValidationError: a component failed validation or rendering (all listed).
             UserError: a tag rule or the registry refused (see :func:`artifacts.publish`).
         """
-        from . import artifacts
+        from .flux import artifacts
 
         names = components or self.components(env)
         if manifests_dir is not None and len(names) != 1:
@@ -1431,7 +1436,7 @@ class Workspace:
                 a running component), before the registry is contacted; or the registry
                 never held an artifact of that name (see :func:`artifacts.retire`).
         """
-        from . import artifacts
+        from .flux import artifacts
 
         artifacts.check_component_name(component)
         if component in self.components(env):
@@ -1455,7 +1460,8 @@ class Workspace:
         Raises:
             UserError: ``target_namespace`` or ``namespace`` is not a Kubernetes namespace name (DNS-1123 label).
         """
-        from . import artifacts, names
+        from .core import names
+        from .flux import artifacts
 
         self.components(env)
         for flag, value in (("--namespace", namespace), ("--target-namespace", target_namespace)):
@@ -1474,7 +1480,7 @@ class Workspace:
 def _timeout(value: float | None) -> float | None:
     """A verb's ``timeout`` checked by the one rule of every verb (:func:`deadline.valid_seconds`); None: its
     default."""
-    from .deadline import optional_seconds
+    from .core.deadline import optional_seconds
 
     return optional_seconds(value)
 
@@ -1494,7 +1500,7 @@ def _tempdir(prefix: str):
 def run_tempdir() -> contextlib.AbstractContextManager[Path]:
     """Put every temporary file and directory of this process's run under one directory, removed at the end
     (``<TMPDIR>/faas-run-*``, :func:`tempdirs.run_tempdir`); caches that outlive runs stay outside it."""
-    from . import tempdirs
+    from .core import tempdirs
 
     return tempdirs.run_tempdir()
 
@@ -1520,7 +1526,7 @@ def _run_all(fn: Callable[[str], R], names: list[str], limit: Deadline | None) -
     """Run ``fn`` for every name concurrently (within ``limit``); re-raise the first failure after all finish."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from . import deadline
+    from .core import deadline
 
     calls = [functools.partial(fn, name) for name in names]
     if limit is None:

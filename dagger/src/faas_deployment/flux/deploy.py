@@ -1,0 +1,162 @@
+"""``deploy`` and ``wait``: publish, trigger Flux through the Receiver, wait for each HelmRelease.
+
+Per environment, components run concurrently. The ordering rule for the operator's
+manifests: with ``upload`` set, the bundle is uploaded only after the operator's
+HelmRelease runs the chart just published (:mod:`rollout` ``deployed``), and then
+through :func:`admin_api.upload_manifests`, which first polls readiness: so the
+bundle reaches the new operator, never the old one. Nothing is uploaded when the
+operator's rollout did not end ``deployed``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..bundle import admin_api, dynamic_manifests
+from ..core import names
+from ..core.errors import UserError
+from ..core.layout import OPERATOR
+from ..core.progress import step
+from ..core.secrets import SecretValue
+from ..pipeline import Workspace
+from ..registry.publishing import Target
+from ..registry.registry_client import helm_artifact
+from . import flux, rollout
+from . import settings as settings_mod
+from .artifacts import moving_tag
+
+
+@dataclass
+class DeployResult:
+    """Lines to print (publish, trigger, one per release, upload) and the rollout outcomes."""
+
+    lines: list[str] = field(default_factory=list)
+    outcomes: list[rollout.Outcome] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return rollout.exit_code(self.outcomes)
+
+
+def expected_for(ws: Workspace, env: str, component: str) -> rollout.Expected:
+    """What ``publish`` pushes for ``component``: chart name, version and manifest digest (packaged locally)."""
+    with tempfile.TemporaryDirectory(prefix="faas-wait-") as scratch:
+        package = ws.package_chart(env, component, Path(scratch))
+        return rollout.Expected(package.name, package.version, helm_artifact(package).digest)
+
+
+def charts(ws: Workspace, env: str) -> list[flux.Chart]:
+    """Every component of ``env`` with its ``chart_name`` (validated configs)."""
+    return [flux.Chart(c, ws.context(env, c)["chart_name"]) for c in ws.components(env)]
+
+
+def wait_all(client: Any, settings: settings_mod.Settings, expected: dict[str, rollout.Expected], *,
+             timeout: float, secrets: tuple[Any, ...] = (), token: str | None = None) -> list[rollout.Outcome]:
+    """Wait for every component's HelmRelease concurrently; outcomes in component order.
+
+    ``token``: the ``requestedAt`` value of an API trigger, which each HelmRelease must have handled.
+    """
+    def one(component: str) -> rollout.Outcome:
+        return rollout.wait_release(client, component=component, namespace=settings.namespace,
+                                    name=settings.object_name(component), expected=expected[component],
+                                    timeout=timeout, token=token, secrets=secrets)
+    names = sorted(expected)
+    with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+        return list(pool.map(one, names))
+
+
+def wait_artifact(client: Any, *, namespace: str, component: str, digest: str,
+                  timeout: float) -> rollout.Outcome:
+    """Wait until Kustomization ``namespace/app-<component>`` (the Flux OCI artifact's, docs/artifacts.md)
+    is Ready with ``status.lastAppliedRevision`` carrying manifest ``digest`` (``sha256:<64 hex>``,
+    what ``publish-artifact`` printed); see :func:`rollout.wait_kustomization`.
+
+    Raises:
+        UserError: ``digest`` malformed; the API refuses or cannot be reached.
+    """
+    if not names.is_digest(digest):
+        raise UserError(f"--artifact {digest!r}: expected the pushed manifest digest sha256:<64 hex digits> "
+                        f"(the @sha256:... publish-artifact printed)")
+    name = moving_tag(component)
+    return rollout.wait_kustomization(client, component=component, namespace=namespace, name=name,
+                                      expected=rollout.Expected(name, digest, digest), timeout=timeout)
+
+
+def deploy(
+    ws: Workspace,
+    env: str,
+    settings: settings_mod.Settings,
+    *,
+    target: Target,
+    receiver_token: SecretValue | None,
+    client: Any,
+    request_token: str | None = None,
+    components: list[str] | None = None,
+    timeout: float | None = None,
+    receiver_url: str | None = None,
+    upload_token: SecretValue | None = None,
+    admin_url: str | None = None,
+    prerelease: str = "",
+) -> DeployResult:
+    """Publish ``components`` (default: all of ``env``), trigger Flux, wait for each release.
+
+    Trigger: the Receiver with ``receiver_token``; without it, the Kubernetes API
+    (``request_token`` merge-patched as ``reconcile.fluxcd.io/requestedAt``, and each
+    HelmRelease must then report it in ``lastHandledReconcileAt``).
+
+    With ``upload_token``, then upload ``env/<env>/operator/dynamic/`` once the
+    operator is ``deployed`` (see the module doc). ``timeout`` (seconds) defaults to
+    the setting ``deploy_timeout``. ``prerelease`` (e.g. ``mr.42.3``) publishes each
+    chart as ``<chart_version>-<prerelease>`` (docs/plan.md, "Versions") and waits for that.
+
+    Raises:
+        ValidationError / UserError: as ``Workspace.publish_charts``; the Receiver refused
+            or never answered 200 (:func:`flux.notify`); the Kubernetes API refused.
+    """
+    names = components or ws.components(env)
+    bundle = None
+    if upload_token is not None:
+        if OPERATOR not in names:
+            raise UserError(f"--upload-manifests: the deploy must include the {OPERATOR} component")
+        bundle_path = Path(tempfile.mkdtemp(prefix="faas-bundle-")) / f"{env}.zip"
+        bundle = dynamic_manifests.write_bundle(dynamic_manifests.dynamic_dir(ws.source, env), bundle_path)
+    result = DeployResult()
+    total = timeout or settings.deploy_timeout
+    # one deadline from the start, the publishing included (the target's, when it has one)
+    deadline = time.monotonic() + (target.deadline.remaining() if target.deadline is not None else total)
+    published = ws.publish_charts(env, target, names, prerelease=prerelease)
+    result.lines += [r.line for r in published]
+    expected = {}
+    for name, r in zip(names, published, strict=True):
+        chart, version = r.reference.rsplit("/", 1)[-1].rsplit(":", 1)
+        expected[name] = rollout.Expected(chart, version, r.digest)
+    if receiver_token is not None:
+        payload = {"env": env, "charts": {n: e.revision for n, e in expected.items()}}
+        with step(f"notify {env} receiver"):
+            result.lines.append(flux.notify(settings, receiver_token, payload, deadline=deadline,
+                                            receiver_url=receiver_url))
+    else:
+        if request_token is None:
+            raise UserError("deploy: give a Receiver token or a request token for the Kubernetes API trigger")
+        with step(f"request reconcile of {env}"):
+            for name in expected:
+                rollout.request_reconcile(client, settings.namespace, settings.object_name(name), request_token,
+                                          deadline=deadline)
+        result.lines.append(f"requested reconcile {request_token} of {', '.join(sorted(expected))}")
+    secrets = (receiver_token, upload_token)
+    result.outcomes = wait_all(client, settings, expected, timeout=max(0.1, deadline - time.monotonic()),
+                               secrets=secrets, token=None if receiver_token is not None else request_token)
+    result.lines += [o.line for o in result.outcomes]
+    if bundle is not None and upload_token is not None:
+        operator = next(o for o in result.outcomes if o.component == OPERATOR)
+        if operator.state != rollout.DEPLOYED:
+            result.lines.append(f"not uploaded: the operator's rollout ended {operator.state}")
+        else:
+            result.lines.append(admin_api.upload_manifests(admin_url or settings.admin_url, bundle, upload_token,
+                                                           timeout=settings.upload_timeout))
+    return result
