@@ -619,7 +619,7 @@ def test_every_readme_line_runs(registry, checkout, tmp_path):
     lines = readme_lines()
     assert len(lines) >= 12
     template = checkout / "my-template"
-    shutil.copytree(REPO / "dagger" / "src" / "faas_deployment" / "template", template)
+    shutil.copytree(REPO / "dagger" / "src" / "faas_deployment" / "charts" / "template", template)
     secrets = {"CHART_REGISTRY_PASSWORD": registry.password, "OPERATOR_ADMIN_TOKEN": "tok-readme-0123",
                "IMAGE_REGISTRY_PASSWORD": "img-secret-4567"}
     not_executed = []

@@ -1,7 +1,7 @@
 """A loopback double of the operator's admin API (the far side of a wire we don't own).
 
 It implements the contract written in ``docs/admin-api.md`` (the operator's
-side of it; the client is ``faas_deployment/admin_api.py``): ``GET /healthz``
+side of it; the client is ``faas_deployment/bundle/admin_api.py``): ``GET /healthz``
 answers 200 once ready; ``POST /admin/manifests`` takes a ``multipart/form-data``
 field ``file`` (``application/zip``) with ``Authorization: Bearer <token>``,
 ``X-Bundle-Sha256`` and ``Idempotency-Key`` (the same sha256), checks them, stores
