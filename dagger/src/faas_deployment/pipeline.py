@@ -11,7 +11,7 @@ into these calls: every rule and default lives behind this door.
 Every verb validates before it writes anything: ``publish`` and ``release``
 package every chart they are about to publish first, so a problem in one
 component means nothing is pushed for any. An unknown environment or component
-gets one message (:func:`faas_deployment.layout.unknown`) whichever verb asked.
+gets one message (:func:`faas_deployment.core.layout.unknown`) whichever verb asked.
 
 Start-up: this module imports only the standard library and light project modules
 (:mod:`layout`, :mod:`errors`, :mod:`progress`); each verb imports what it needs
@@ -414,7 +414,7 @@ class Workspace:
         return self.components(env)
 
     def settings(self, env: str):
-        """``env/<env>/environment.yaml``, validated (:func:`faas_deployment.settings.load`)."""
+        """``env/<env>/environment.yaml``, validated (:func:`faas_deployment.flux.settings.load`)."""
         from .flux import settings
 
         self.components(env)
@@ -562,7 +562,7 @@ class Workspace:
         """Package every component of ``env`` (or those given), then publish them concurrently.
 
         Around each publish run the component's ``pre-deploy`` and ``post-deploy``
-        hooks (:mod:`faas_deployment.hooks`); a failing ``pre-deploy`` stops that
+        hooks (:mod:`faas_deployment.charts.hooks`); a failing ``pre-deploy`` stops that
         component before anything of it is pushed. ``prerelease``: see :meth:`context`.
         ``check_images``: first check that each chart's image exists in its registry
         (:func:`image_tags.check_images`; a 404 is a problem, an unreachable registry a warning).
@@ -708,7 +708,7 @@ class Workspace:
 
         ``base``: also compare with that tree, as ``ct lint --check-version-increment``
         does: a chart whose packaged digest differs from the base's without a higher
-        ``chart_version`` is refused (decided as :func:`faas_deployment.plan.make_plan`
+        ``chart_version`` is refused (decided as :func:`faas_deployment.gitlab.plan.make_plan`
         decides it; no registry needed). A string is a git ref of the source tree's
         repository (read with git); a path is the base tree already on disk, named
         ``base_name`` in messages (the ref it was read from).
@@ -850,7 +850,7 @@ class Workspace:
         """``upload-manifests``: bundle ``dynamic/`` (kept at ``out``), wait for the admin API, upload once.
 
         Defaults: ``admin_url`` of ``environment.yaml``; the admin API contract's paths
-        and deadline (:mod:`faas_deployment.admin_api`).
+        and deadline (:mod:`faas_deployment.bundle.admin_api`).
         """
         from .bundle import admin_api
         from .bundle.dynamic_manifests import bundle_line
@@ -1510,7 +1510,7 @@ def interrupted() -> None:
     bounded by :data:`lease.INTERRUPT_SECONDS`); nothing to do when no lease was ever taken."""
     import sys
 
-    lease = sys.modules.get(f"{__package__}.lease")
+    lease = sys.modules.get(f"{__package__}.registry.lease")
     if lease is not None:
         lease.release_all()
 

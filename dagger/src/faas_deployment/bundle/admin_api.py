@@ -41,7 +41,7 @@ attempt starts :data:`MIN_ATTEMPT_SECONDS` before it and may take that long):
 Defaults: overall deadline :data:`DEFAULT_TIMEOUT` (300 s, room for an operator
 rollout), one readiness probe at most :data:`DEFAULT_PROBE_TIMEOUT` (5 s), one
 upload request at most :data:`DEFAULT_UPLOAD_REQUEST_TIMEOUT` (60 s). Every retry
-and the readiness it ends with print one line each (:mod:`faas_deployment.progress`).
+and the readiness it ends with print one line each (:mod:`faas_deployment.core.progress`).
 
 Every request, connect, each read and write and the whole exchange, ends by the
 overall deadline (the socket timeouts shrink to the time left), so a server that
@@ -515,7 +515,7 @@ def upload_bundle(
 
     Args:
         admin_url: the operator admin API's base URL.
-        bundle: the :class:`~faas_deployment.dynamic_manifests.Bundle` (or a zip's path).
+        bundle: the :class:`~faas_deployment.bundle.dynamic_manifests.Bundle` (or a zip's path).
         token: the bearer token; revealed only into the ``Authorization`` header.
         upload_path: the upload path.
         timeout: overall deadline in seconds (ignored when ``deadline`` is given).

@@ -12,7 +12,7 @@ named by path:
   manifest extension (:data:`MANIFEST_SUFFIXES`);
 - every file parses as YAML (JSON is parsed as the YAML subset it is) once the
   template actions are neutralised (below), within the nesting and size bounds of
-  :mod:`faas_deployment.yaml_limits`, without a key repeated in a mapping, and
+  :mod:`faas_deployment.core.yaml_limits`, without a key repeated in a mapping, and
   every document in it is a mapping with ``apiVersion`` and ``kind``, as
   Kubernetes objects are;
 - symbolic links and special files are rejected (a link may point outside the
@@ -119,7 +119,7 @@ Each mapping or sequence starts at an indicator of its own (``[``, ``{``, ``-``,
 ``?`` or the ``:`` of its first entry), so such a text nests at most this deep:
 far below the ~20,000 levels where libyaml's recursive composer would exhaust the
 C stack. Deeper-looking texts, and texts with anchors (``&``: aliases can stand
-for billions of nodes), go through :func:`~faas_deployment.yaml_limits.limit_problem`
+for billions of nodes), go through :func:`~faas_deployment.core.yaml_limits.limit_problem`
 first; the bounds themselves are the same for every text."""
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -317,7 +317,7 @@ def check_objects(shown: str, data: bytes) -> tuple[list[Problem], list[tuple[Ob
     """The problems of a file of rendered Kubernetes objects, and the objects it holds.
 
     The rules of a manifest in ``dynamic/`` (UTF-8 text, the bounds of
-    :mod:`~faas_deployment.yaml_limits`, no repeated key, every document a mapping),
+    :mod:`~faas_deployment.core.yaml_limits`, no repeated key, every document a mapping),
     and more, as the files are applied as they are (``kubectl apply``, Flux's
     kustomize-controller), not templates filled in later:
 
@@ -424,7 +424,7 @@ def read_objects(directory: Path, *, log: Callable[[str], None] | None = progres
 def _compose(text: str, shown: str) -> tuple[list[yaml.Node | None], list[tuple[str, yaml.Mark]]] | Problem:
     """``(documents, duplicate keys)`` of a YAML text (``None`` for a null document), or its one problem.
 
-    A text that crosses a bound of :mod:`~faas_deployment.yaml_limits` is reported
+    A text that crosses a bound of :mod:`~faas_deployment.core.yaml_limits` is reported
     by it, before any syntax error after the crossing, as the event pass would.
     """
     screened = "&" in text or sum(map(text.count, "[{-?:")) > DIRECT_COMPOSE_INDICATORS
@@ -461,7 +461,7 @@ def _walk(documents: list[yaml.Node | None]) -> tuple[int, int, list[tuple[str, 
     """``(deepest nesting, nodes, duplicate keys as (key, mark))`` of composed documents.
 
     Walks each node once, without recursion (an alias is the same node again:
-    counted once here; :func:`~faas_deployment.yaml_limits.limit_problem` counts
+    counted once here; :func:`~faas_deployment.core.yaml_limits.limit_problem` counts
     aliases expanded for texts that have them). Nesting counts collections only,
     as the event pass does.
     """

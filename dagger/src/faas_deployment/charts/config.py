@@ -5,7 +5,7 @@ Each deployable component has one file per environment,
 config*: a top-level ``default_context`` mapping holds the values of the chart
 template's variables (``chart_name``, ``chart_version``, the image, the PVC and
 the Vault secret settings, ...). Where the files are and which environments and
-components exist is :mod:`faas_deployment.layout`'s concern; they are discovered from
+components exist is :mod:`faas_deployment.core.layout`'s concern; they are discovered from
 the files present; nothing here names them.
 
 Validation reports every problem of a file in one :class:`ValidationError`, each
@@ -16,8 +16,8 @@ lists and dict variables) plus the typed rules of :data:`RULES` for the keys bot
 know, so a user template with its own variables is validated by its own keys.
 
 The resolved context (the config's values as data, never rendered; the template's
-other defaults rendered in a Jinja sandbox, see :mod:`faas_deployment.defaults`) is what
-:func:`faas_deployment.chart.render_chart` passes to cookiecutter as ``extra_context``.
+other defaults rendered in a Jinja sandbox, see :mod:`faas_deployment.charts.defaults`) is what
+:func:`faas_deployment.charts.chart.render_chart` passes to cookiecutter as ``extra_context``.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def _string(value: Any, expected: str) -> Iterator[Finding]:
 
 
 def _matching(rule: Callable[[str], object], expected: str) -> Check:
-    """A check that ``rule`` (a grammar of :mod:`faas_deployment.names`, or a pattern's match) accepts the string."""
+    """A check that ``rule`` (a grammar of :mod:`faas_deployment.core.names`, or a pattern's match) accepts the string."""
     def check(value: Any) -> Iterator[Finding]:
         problems = list(_string(value, expected))
         if problems:
@@ -509,7 +509,7 @@ def _did_you_mean(key: str, known: Any) -> str:
 #: Keys the pipeline itself reads from every config (the name and version it
 #: publishes, compares and points Flux at), accepted, required and checked whatever
 #: the template declares. They are what the packaged chart's ``Chart.yaml`` says,
-#: whatever the template writes there (:func:`faas_deployment.chart.set_chart_identity`).
+#: whatever the template writes there (:func:`faas_deployment.charts.chart.set_chart_identity`).
 PIPELINE_KEYS = ("chart_name", "chart_version")
 
 #: The keys that identify what is deployed, with what they identify. A config must

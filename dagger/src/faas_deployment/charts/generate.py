@@ -16,7 +16,7 @@ This follows cookiecutter 2.x's file generation (``cookiecutter/generate.py``,
   directory) and ``hooks/post_gen_project.*`` (after) are rendered with Jinja and
   run: ``.py`` with this Python, anything else executed directly. Their output goes
   to standard error (standard output carries results only) and a failing hook is a
-  :class:`UserError` naming it (:func:`faas_deployment.hooks.run_script`).
+  :class:`UserError` naming it (:func:`faas_deployment.charts.hooks.run_script`).
 
 The Jinja environment is cookiecutter's: undefined variables are errors, trailing
 newlines kept, and cookiecutter's extensions (``jsonify``, ``slugify``,

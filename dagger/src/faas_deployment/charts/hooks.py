@@ -1,6 +1,6 @@
 """Component hooks: executable files ``env/<env>/<component>/hooks/<name>`` run around a publish.
 
-Names (:data:`faas_deployment.plan.DEPLOY_HOOKS`): ``pre-deploy`` runs before a
+Names (:data:`faas_deployment.gitlab.plan.DEPLOY_HOOKS`): ``pre-deploy`` runs before a
 chart is published (a failure stops that target: nothing is published for it),
 ``post-deploy`` after. No hook runs at a retire: a retired component's directory,
 its hooks included, is gone from the tree being deployed.
@@ -160,7 +160,7 @@ def run_script(command: list[str], *, cwd: Path, shown: str, env: dict[str, str]
     """Run a hook script; its exit status. Its output goes to our standard error, secrets redacted.
 
     The one place hooks run (component hooks here, template hooks in
-    :mod:`faas_deployment.generate`): standard input is empty, standard output is
+    :mod:`faas_deployment.charts.generate`): standard input is empty, standard output is
     reserved for results. The script gets its own process group (a new session),
     killed as a whole at ``timeout`` seconds and at our exit.
 
@@ -201,7 +201,7 @@ def run_hook(source: Path, env: str, component: str, name: str, *, action: str, 
              timeout: float = TIMEOUT, deadline: Any = None, secrets: tuple[Any, ...] = ()) -> bool:
     """Run hook ``name`` of the target if it exists; ``True`` when it ran.
 
-    ``deadline``: the verb's :class:`faas_deployment.deadline.Deadline` (``None``:
+    ``deadline``: the verb's :class:`faas_deployment.core.deadline.Deadline` (``None``:
     ``timeout`` seconds only); ``secrets``: redacted from the output beside every
     known secret.
 

@@ -2,7 +2,7 @@
 
 A CLI run points ``tempfile.tempdir`` at its own directory, ``<TMPDIR>/faas-run-*``,
 removed at the end (:func:`run_tempdir`). A cache that must outlive the run (Jinja's
-compiled templates, :func:`faas_deployment.generate`) cannot follow ``tempfile.tempdir``
+compiled templates, :func:`faas_deployment.charts.generate`) cannot follow ``tempfile.tempdir``
 then: it lives in the user's temporary directory as it was before the run
 (:func:`user_cache_dir`), as it did before runs had their own directory.
 

@@ -11,7 +11,7 @@ reverse in ``Tags``).
 ``sha256-<hex>.sig``, the moving ``app-<component>`` tag of a Flux artifact) is
 never a version, in any rule: publish, release, plan, promote, artifacts, images.
 
-**Lease tags** (:func:`lease_tag`, :mod:`faas_deployment.lease`) are
+**Lease tags** (:func:`lease_tag`, :mod:`faas_deployment.registry.lease`) are
 ``lease-<tag>``: never semver for this module, for Helm (``Tags`` keeps only
 ``semver.StrictNewVersion`` tags), nor for Flux (``ref.semver`` of an
 OCIRepository parses tags with ``semver.NewVersion``, which needs a leading digit

@@ -165,7 +165,7 @@ def write_objects(settings: Settings, charts: list[Chart], out: Path, *, registr
     (``registry_secret``, ``insecure``: as in :func:`oci_repository`).
 
     Each file is one multi-document YAML stream (no anchors or aliases:
-    :mod:`faas_deployment.yaml_out`) opening with :data:`MARKER`, written to a
+    :mod:`faas_deployment.core.yaml_out`) opening with :data:`MARKER`, written to a
     temporary file then renamed into place (a link at that name is replaced, never
     followed). Then every other regular ``*.yaml`` file directly in ``out`` that opens
     with the marker, a file an earlier run wrote for a component gone since, is

@@ -284,7 +284,7 @@ def make_client(kubeconfig: SecretValue | None, context: str | None = None) -> C
     """A :class:`kube_api.KubeApi` from a kubeconfig secret (its YAML text), else in-cluster / ``$KUBECONFIG``.
 
     The connection (server, TLS, credentials, exec plugin) is lightkube's
-    (``lightkube.config``); the requests are :mod:`faas_deployment.kube_api`'s.
+    (``lightkube.config``); the requests are :mod:`faas_deployment.flux.kube_api`'s.
 
     Raises:
         UserError: the kubeconfig is not valid YAML or lacks the context (its text is never shown).

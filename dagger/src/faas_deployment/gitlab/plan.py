@@ -18,7 +18,7 @@ either side, what the pipeline must do and why:
   not reach the packaged chart (a comment).
 
 "Changed chart content" is decided as the publishing rules decide it: both sides are
-rendered and packaged reproducibly (:mod:`faas_deployment.packaging`) and the digests
+rendered and packaged reproducibly (:mod:`faas_deployment.core.packaging`) and the digests
 compared; only targets whose inputs changed with an equal version are rendered, so a
 plan over many untouched environments reads files and renders nothing.
 

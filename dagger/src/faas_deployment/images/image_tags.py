@@ -6,7 +6,7 @@ chart that names the tag would otherwise deploy something else on its next pull.
 
 - ``publish-image``: the tag absent -> push; present with the same manifest digest ->
   ``unchanged`` (nothing pushed); present with another digest -> refused
-  (:func:`faas_deployment.versions.decide_image`). The Dagger engine gives an image's digest only by publishing
+  (:func:`faas_deployment.core.versions.decide_image`). The Dagger engine gives an image's digest only by publishing
   it, so the Dagger path refuses any existing tag (:func:`refuse_existing`).
 - ``release``: each chart's ``image_repository:image_tag`` must exist in its
   registry (:func:`check_images`); a registry that cannot be reached or that will not

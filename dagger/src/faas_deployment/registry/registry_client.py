@@ -121,7 +121,7 @@ def helm_artifact(package: ChartPackage) -> HelmArtifact:
     return HelmArtifact(package, config, manifest_bytes, _sha256(manifest_bytes))
 
 
-#: The tag Helm uses for a chart version (``+`` becomes ``_``): :func:`faas_deployment.versions.tag`.
+#: The tag Helm uses for a chart version (``+`` becomes ``_``): :func:`faas_deployment.core.versions.tag`.
 oci_tag = versions.tag
 
 
