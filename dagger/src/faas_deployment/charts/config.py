@@ -121,7 +121,7 @@ def _string(value: Any, expected: str) -> Iterator[Finding]:
 
 
 def _matching(rule: Callable[[str], object], expected: str) -> Check:
-    """A check that ``rule`` (a grammar of :mod:`faas_deployment.core.names`, or a pattern's match) accepts the string."""
+    """A check that ``rule`` (a grammar of :mod:`.core.names`, or a pattern's match) accepts the string."""
     def check(value: Any) -> Iterator[Finding]:
         problems = list(_string(value, expected))
         if problems:
