@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from faas_deployment.charts import config
+from faas_deployment.charts import config, cookiecutter_json, value_rules
 from faas_deployment.core import layout
 from faas_deployment.core.errors import UserError, ValidationError
 from support.example_config import example_context, make_user_template, problems_of, write_config
@@ -325,7 +325,8 @@ def test_template_without_cookiecutter_json_is_named(tmp_path: Path) -> None:
 
 
 def test_rules_table_covers_the_embedded_template() -> None:
-    declared = {k for k in config.template_variables(config.EMBEDDED_TEMPLATE) if not k.startswith("_")}
-    assert declared == set(config.RULES)
-    for flag, members in config.GROUPS.items():
+    variables = cookiecutter_json.template_variables(cookiecutter_json.EMBEDDED_TEMPLATE)
+    declared = {k for k in variables if not k.startswith("_")}
+    assert declared == set(value_rules.RULES)
+    for flag, members in value_rules.GROUPS.items():
         assert flag in declared and set(members) <= declared

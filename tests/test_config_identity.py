@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from faas_deployment.charts import bump, chart, config
+from faas_deployment.charts import bump, chart, config, cookiecutter_json
 from faas_deployment.core.errors import UserError, ValidationError
 from faas_deployment.pipeline import Workspace
 from support.example_config import example_context, make_user_template, problems_of, write_config
@@ -41,15 +41,15 @@ def test_presentational_keys_may_default(tmp_path: Path) -> None:
 
 
 def test_the_embedded_template_declares_its_identity_keys() -> None:
-    variables = config.template_variables(config.EMBEDDED_TEMPLATE)
-    assert variables[config.IDENTITY_SETTING] == list(IDENTITY)
-    assert config.identity_keys(variables) == IDENTITY
+    variables = cookiecutter_json.template_variables(cookiecutter_json.EMBEDDED_TEMPLATE)
+    assert variables[cookiecutter_json.IDENTITY_SETTING] == list(IDENTITY)
+    assert cookiecutter_json.identity_keys(variables) == IDENTITY
 
 
 def test_a_user_template_declares_its_own_identity_keys(tmp_path: Path) -> None:
     template = make_user_template(tmp_path, with_hook=False)
     variables = json.loads((template / "cookiecutter.json").read_text())
-    variables[config.IDENTITY_SETTING] = ["chart_name", "team"]
+    variables[cookiecutter_json.IDENTITY_SETTING] = ["chart_name", "team"]
     (template / "cookiecutter.json").write_text(json.dumps(variables))
     write_config(tmp_path, {"default_context": {"tier": "frontend"}})
     problems = problems_of(tmp_path, template=template)
@@ -58,12 +58,12 @@ def test_a_user_template_declares_its_own_identity_keys(tmp_path: Path) -> None:
     assert "(an identity key of the template)" in {p.key: p.message for p in problems}["default_context.team"]
 
     # Without the setting, the pipeline's identity keys that the template declares are required.
-    del variables[config.IDENTITY_SETTING]
+    del variables[cookiecutter_json.IDENTITY_SETTING]
     (template / "cookiecutter.json").write_text(json.dumps(variables))
     assert {p.key for p in problems_of(tmp_path, template=template)} == {
         "default_context.chart_name", "default_context.chart_version"}
 
-    variables[config.IDENTITY_SETTING] = ["nope"]
+    variables[cookiecutter_json.IDENTITY_SETTING] = ["nope"]
     (template / "cookiecutter.json").write_text(json.dumps(variables))
     with pytest.raises(UserError, match=r"cookiecutter.json: _identity_keys: nope is not a public variable"):
         config.load_context(tmp_path, "dev", "operator", template)

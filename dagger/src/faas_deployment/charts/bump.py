@@ -32,7 +32,7 @@ from ruamel.yaml.nodes import MappingNode, ScalarNode
 from ..core import layout, versions
 from ..core.errors import UserError, ValidationError
 from ..core.names import check_image_tag
-from . import config
+from . import config, config_file
 
 #: Parts of a semantic version :func:`next_chart_version` raises.
 PARTS = versions.PARTS
@@ -101,7 +101,7 @@ def _scalar_text(value: str, style: str | None) -> str:
     """``value`` written as a YAML scalar in ``style`` (None plain, ``'`` or ``\"``).
 
     Tags and versions hold only ``[A-Za-z0-9_.+-]``: nothing to escape. A plain
-    value that PyYAML (what config.py reads with) or ruamel.yaml would read as
+    value that PyYAML (what config_file.py reads with) or ruamel.yaml would read as
     something other than this string is double-quoted instead.
     """
     if style == "'":
@@ -274,7 +274,7 @@ def bump_file(
         text = repofiles.read_text(*repofiles.split(path, shown))
     except repofiles.NotReadable as exc:
         raise UserError(f"{shown}: {exc.reason}") from None
-    problems = config.read_problems(path, shown)
+    problems = config_file.read_problems(path, shown)
     if problems:  # the same refusal check gives, before ruamel.yaml reads it
         raise ValidationError(problems)
     result = bump_text(text, image_tag=image_tag, part=part, shown=shown)

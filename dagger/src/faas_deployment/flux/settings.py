@@ -6,7 +6,7 @@ the Receiver that triggers Flux, the operator admin API and the timeouts. CI and
 both front ends read them instead of repeating them per job (a dev bundle cannot
 reach prod's admin API through a typo); a command-line flag overrides a value.
 
-Validation follows the component configs (``config.py``): every problem at once,
+Validation follows the component configs (``charts/config.py``): every problem at once,
 each with the file, the key, what was expected and what to do; any bytes give
 problems, never a traceback.
 
@@ -56,7 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..charts import config
+from ..charts import config_file, value_rules
 from ..core import layout, names, urls
 from ..core.errors import Problem, UserError, ValidationError
 
@@ -101,7 +101,7 @@ def _text(rule: re.Pattern[str] | Callable[[str], bool], expected: str) -> Check
 
     def check(value: Any) -> Iterator[str]:
         if not isinstance(value, str) or not accepts(value):
-            yield f"expected {expected}, got {config._shown(value)}"
+            yield f"expected {expected}, got {value_rules.shown(value)}"
     return check
 
 
@@ -113,18 +113,18 @@ def _url(schemes: tuple[str, ...], rule: Callable[[str], object] | None, expecte
         if problems:
             yield f"expected {expected}: {'; '.join(problems)}"
         elif rule is not None and not rule(value):
-            yield f"expected {expected}, got {config._shown(value)}"
+            yield f"expected {expected}, got {value_rules.shown(value)}"
     return check
 
 
 def _seconds(value: Any) -> Iterator[str]:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value <= 86400:
-        yield f"expected a number of seconds between 1 and 86400, got {config._shown(value)}"
+        yield f"expected a number of seconds between 1 and 86400, got {value_rules.shown(value)}"
 
 
 def _flag(value: Any) -> Iterator[str]:
     if not isinstance(value, bool):
-        yield f"expected true or false, got {config._shown(value)}"
+        yield f"expected true or false, got {value_rules.shown(value)}"
 
 
 _DNS = "a DNS-1123 label (lowercase letters, digits, '-', at most 63)"
@@ -163,14 +163,14 @@ def settings_path(source: Path, env: str) -> Path:
 def validate(data: Any, shown: str, env: str) -> Settings:
     """Validate a parsed ``environment.yaml``; raises ValidationError listing every problem."""
     if not isinstance(data, dict):
-        got = "an empty file" if data is None else config._shown(data)
+        got = "an empty file" if data is None else value_rules.shown(data)
         raise ValidationError([Problem(shown, "", f"expected a mapping of settings, got {got}",
                                        f"keys: {', '.join(KEYS)}")])
     problems: list[Problem] = []
     values: dict[str, Any] = {}
     for key in data:
         if key not in KEYS:
-            problems.append(Problem(shown, str(key), "unknown key" + config._did_you_mean(str(key), KEYS),
+            problems.append(Problem(shown, str(key), "unknown key" + value_rules.did_you_mean(str(key), KEYS),
                                     f"known keys: {', '.join(KEYS)}"))
     for key, (check, default) in KEYS.items():
         if key not in data:
@@ -200,7 +200,7 @@ def load(source: Path, env: str) -> Settings:
         raise UserError(layout.unknown("environment", env, known, source))
     path = settings_path(source, env)
     shown = str(path.relative_to(source))
-    data, problems = config._read_yaml(path, shown)
+    data, problems = config_file.read_yaml(path, shown)
     if problems:
         if data is None:
             problems = [Problem(p.path, p.key, p.message, p.hint or "create it: see README, Flux deploy")
