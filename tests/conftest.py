@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from faas_deployment.bundle import dynamic_manifests
+from faas_deployment.bundle import archive
 from faas_deployment.cli import main
 from faas_deployment.core import secrets as secrets_module
 from faas_deployment.core.secrets import SecretValue
@@ -190,9 +190,9 @@ def secret() -> SecretValue:
 
 
 @pytest.fixture
-def bundle(tmp_path: Path) -> dynamic_manifests.Bundle:
+def bundle(tmp_path: Path) -> archive.Bundle:
     """The bundle of ``env/dev/operator/dynamic``, written to ``tmp_path / "dev.zip"``."""
-    return dynamic_manifests.write_bundle(
+    return archive.write_bundle(
         REPO_ROOT / "env" / "dev" / "operator" / "dynamic", tmp_path / "dev.zip", log=None
     )
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from faas_deployment.bundle import admin_api, dynamic_manifests
+from faas_deployment.bundle import admin_api, archive
 from faas_deployment.core.errors import UserError
 from faas_deployment.core.secrets import SecretValue
 from support.admin_api_client import FAAS_DEPLOY, FAST, FAST_POLL, TOKEN
@@ -24,13 +24,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture()
-def big_bundle(tmp_path) -> dynamic_manifests.Bundle:
+def big_bundle(tmp_path) -> archive.Bundle:
     """~3 MB that deflate cannot shrink, so a reset really lands mid-upload."""
     d = tmp_path / "dynamic"
     d.mkdir()
     blob = base64.b64encode(os.urandom(3 * 1024 * 1024)).decode()
     (d / "big.yaml").write_text(f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: big}}\ndata:\n  blob: {blob}\n")
-    return dynamic_manifests.write_bundle(d, tmp_path / "big.zip", log=None)
+    return archive.write_bundle(d, tmp_path / "big.zip", log=None)
 
 
 def assert_no_token(*texts: str) -> None:

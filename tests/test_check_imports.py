@@ -46,7 +46,7 @@ def test_check_against_the_local_repository_loads_no_network_client(tmp_path):
     source = copy_repo(tmp_path / "src")
     modules, out = check_modules(source)
     assert "would push " in out and "ok dev: dynamic manifests" in out  # the rules and the manifests were checked
-    assert {"helm_python", "faas_deployment.registry.publishing", "faas_deployment.bundle.dynamic_manifests"} <= modules
+    assert {"helm_python", "faas_deployment.registry.publishing", "faas_deployment.bundle.templates"} <= modules
     assert loaded(modules, NEVER + OCI_CLIENT) == []
     assert "faas_deployment.registry.lease" not in modules and "multiprocessing" not in modules
 

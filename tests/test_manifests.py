@@ -1,5 +1,5 @@
-"""Validation and reproducible bundling of ``env/<env>/operator/dynamic/`` (``dynamic_manifests.py``,
-``docs/admin-api.md``)."""
+"""Validation and reproducible bundling of ``env/<env>/operator/dynamic/`` (``bundle/templates.py``,
+``bundle/walk.py``, ``bundle/archive.py``, ``docs/admin-api.md``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from faas_deployment import cli
-from faas_deployment.bundle import dynamic_manifests
+from faas_deployment.bundle import archive, templates, walk
 from faas_deployment.core.errors import UserError, ValidationError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -64,7 +64,7 @@ def problems_by_path(exc: ValidationError) -> dict[str, list[str]]:
 
 @pytest.mark.parametrize("env", ["dev", "prod"])
 def test_repository_templates_are_valid(env):
-    files = dynamic_manifests.validate_dynamic(REPO / "env" / env / "operator" / "dynamic", log=None)
+    files = templates.validate_dynamic(REPO / "env" / env / "operator" / "dynamic", log=None)
     names = [str(f) for f in files]
     assert names == sorted(names)
     assert {"deployment.yaml", "service.yaml", "hpa.yaml", "configmap.yaml"} <= set(names)
@@ -72,8 +72,8 @@ def test_repository_templates_are_valid(env):
 
 def test_go_template_actions_are_neutralised_keeping_line_numbers(tmp_path):
     d = tree(tmp_path / "dynamic", {"configmap.yaml": CONFIGMAP, "deployment.yaml": DEPLOYMENT})
-    assert [str(f) for f in dynamic_manifests.validate_dynamic(d, log=None)] == ["configmap.yaml", "deployment.yaml"]
-    text, unbalanced = dynamic_manifests.neutralise_placeholders(DEPLOYMENT)
+    assert [str(f) for f in templates.validate_dynamic(d, log=None)] == ["configmap.yaml", "deployment.yaml"]
+    text, unbalanced = templates.neutralise_placeholders(DEPLOYMENT)
     assert not unbalanced
     assert text.count("\n") == DEPLOYMENT.count("\n")
     assert "{{" not in text and "replicas: PLACEHOLDER" in text
@@ -82,7 +82,7 @@ def test_go_template_actions_are_neutralised_keeping_line_numbers(tmp_path):
     broken = DEPLOYMENT.replace("  template:\n", "  template:\n   bad: [\n", 1)
     tree(d, {"deployment.yaml": broken})
     with pytest.raises(ValidationError) as caught:
-        dynamic_manifests.validate_dynamic(d, log=None)
+        templates.validate_dynamic(d, log=None)
     [problem] = caught.value.problems
     assert problem.path == f"{d}/deployment.yaml"
     assert problem.key.startswith("line 1") and "invalid YAML" in problem.message
@@ -119,7 +119,7 @@ def test_every_problem_is_named_by_path_and_hidden_files_are_left_out(tmp_path):
     out = tmp_path / "out" / "bundle.zip"
 
     with pytest.raises(ValidationError) as caught:
-        dynamic_manifests.write_bundle(d, out, log=notes.append)
+        archive.write_bundle(d, out, log=notes.append)
 
     found = problems_by_path(caught.value)
     expected = {
@@ -153,10 +153,10 @@ def test_every_problem_is_named_by_path_and_hidden_files_are_left_out(tmp_path):
 
 def test_missing_and_empty_directories(tmp_path):
     with pytest.raises(ValidationError, match="directory not found"):
-        dynamic_manifests.validate_dynamic(tmp_path / "nope", log=None)
+        templates.validate_dynamic(tmp_path / "nope", log=None)
     d = tree(tmp_path / "dynamic", {".only-hidden.yaml": CONFIGMAP, "sub/.keep": ""})
     with pytest.raises(ValidationError) as caught:
-        dynamic_manifests.validate_dynamic(d, log=None)
+        templates.validate_dynamic(d, log=None)
     [problem] = caught.value.problems
     assert problem.path == str(d) and "holds no manifest" in problem.message
 
@@ -184,17 +184,17 @@ def test_bundle_is_reproducible_and_well_formed(tmp_path):
     two = write_same_tree_differently(tmp_path / "two" / "dynamic", reverse=True, mode=0o755, mtime=1_700_000_000)
     tree(two, {".DS_Store": b"\x00junk", "service.yaml~": "old"})  # left out, so no change to the bytes
 
-    first = dynamic_manifests.write_bundle(one, tmp_path / "first.zip", log=None)
-    second = dynamic_manifests.write_bundle(two, tmp_path / "second.zip", log=None)
+    first = archive.write_bundle(one, tmp_path / "first.zip", log=None)
+    second = archive.write_bundle(two, tmp_path / "second.zip", log=None)
 
     assert first.path.read_bytes() == second.path.read_bytes()
     assert first.sha256 == second.sha256 == hashlib.sha256(first.path.read_bytes()).hexdigest()
     assert first.size == first.path.stat().st_size and first.entries == 5
     assert second.left_out and all("left out" in m for m in second.left_out)
 
-    with zipfile.ZipFile(first.path) as archive:
-        assert archive.testzip() is None
-        infos = archive.infolist()
+    with zipfile.ZipFile(first.path) as zipped:
+        assert zipped.testzip() is None
+        infos = zipped.infolist()
         names = [i.filename for i in infos]
         assert names == ["Z-upper.yaml", "a/b/configmap.yml", "a/deployment.yaml", "hpa.json", "service.yaml"]
         for info in infos:
@@ -202,8 +202,8 @@ def test_bundle_is_reproducible_and_well_formed(tmp_path):
             assert info.external_attr >> 16 == 0o100644
             assert info.create_system == 3
             assert info.compress_type == zipfile.ZIP_DEFLATED
-            assert archive.read(info) == (one / info.filename).read_bytes()
-        assert archive.comment == b""
+            assert zipped.read(info) == (one / info.filename).read_bytes()
+        assert zipped.comment == b""
 
     # the standard tool reads it back, with the fixed permissions
     listing = subprocess.run(["unzip", "-Z", str(first.path)], capture_output=True, text=True)
@@ -212,7 +212,7 @@ def test_bundle_is_reproducible_and_well_formed(tmp_path):
 
     # one changed byte: another digest
     (two / "service.yaml").write_text(CONFIGMAP.replace("ConfigMap", "Service") + "# changed\n")
-    third = dynamic_manifests.write_bundle(two, tmp_path / "second.zip", log=None)
+    third = archive.write_bundle(two, tmp_path / "second.zip", log=None)
     assert third.sha256 != first.sha256
 
 
@@ -221,22 +221,22 @@ def test_bundle_streams_large_files_and_is_replaced_atomically(tmp_path):
     d = tree(tmp_path / "dynamic", {"big.yaml": big, "small.yaml": CONFIGMAP})
     out = tmp_path / "bundle.zip"
     out.write_bytes(b"previous")
-    bundle = dynamic_manifests.write_bundle(d, out, log=None)
-    with zipfile.ZipFile(out) as archive:
-        assert archive.read("big.yaml") == big.encode()
+    bundle = archive.write_bundle(d, out, log=None)
+    with zipfile.ZipFile(out) as zipped:
+        assert zipped.read("big.yaml") == big.encode()
     assert bundle.size < 100_000  # deflated
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle.zip", "dynamic"]  # no temporary left behind
 
-    tree(d, {"huge.yaml": "a: " + "y" * dynamic_manifests.MAX_FILE_BYTES})
+    tree(d, {"huge.yaml": "a: " + "y" * walk.MAX_FILE_BYTES})
     with pytest.raises(ValidationError, match="huge.yaml: file is .* bytes, more than"):
-        dynamic_manifests.write_bundle(d, out, log=None)
+        archive.write_bundle(d, out, log=None)
     assert out.read_bytes() == bundle.path.read_bytes()  # the previous bundle is untouched
 
 
 def test_bundle_may_not_be_written_inside_the_directory(tmp_path):
     d = tree(tmp_path / "dynamic", {"configmap.yaml": CONFIGMAP})
     with pytest.raises(UserError, match="cannot be written inside"):
-        dynamic_manifests.write_bundle(d, d / "sub" / "bundle.zip", log=None)
+        archive.write_bundle(d, d / "sub" / "bundle.zip", log=None)
     assert not (d / "sub").exists()
 
 
@@ -245,10 +245,10 @@ def test_check_env_reports_dynamic_problems_and_skips_envs_without_operator(tmp_
     tree(source, {"env/dev/operator/dynamic/ok.yaml": CONFIGMAP, "env/dev/operator/dynamic/x.txt": "x"})
     tree(source, {"env/qa/controller/cookiecutter-config.yaml": "default_context: {}\n"})
     (source / "env/prod/operator").mkdir(parents=True)
-    [problem] = dynamic_manifests.check_env(source, "dev", log=None)
+    [problem] = templates.check_env(source, "dev", log=None)
     assert problem.path.endswith("env/dev/operator/dynamic/x.txt")
-    assert dynamic_manifests.check_env(source, "qa", log=None) == []
-    [missing] = dynamic_manifests.check_env(source, "prod", log=None)
+    assert templates.check_env(source, "qa", log=None) == []
+    [missing] = templates.check_env(source, "prod", log=None)
     assert "directory not found" in missing.message and missing.path.endswith("env/prod/operator/dynamic")
 
 
@@ -311,7 +311,7 @@ def hostile_tree(root: Path) -> Path:
 def test_yaml_checks_find_duplicates_depth_and_alias_bombs(tmp_path):
     d = hostile_tree(tmp_path / "dynamic")
     with pytest.raises(ValidationError) as caught:
-        dynamic_manifests.validate_dynamic(d, log=None)
+        templates.validate_dynamic(d, log=None)
     found = problems_by_path(caught.value)
     assert found.pop(f"{d}/dup.yaml") == [f"{d}/dup.yaml: line 6, column 3: duplicate key 'A' "
                                           "(keep one: YAML readers silently use the last one)"]
@@ -327,7 +327,7 @@ def test_yaml_checks_find_duplicates_depth_and_alias_bombs(tmp_path):
 def test_large_trees_are_checked_in_worker_processes_with_the_same_outcome(tmp_path, monkeypatch):
     d = hostile_tree(tmp_path / "dynamic")
     tree(d, {"gone.yaml": CONFIGMAP})
-    real_scan = dynamic_manifests._scan
+    real_scan = walk.scan_tree
 
     def scan_then_swap(directory: Path, *words):
         found = real_scan(directory, *words)
@@ -336,28 +336,28 @@ def test_large_trees_are_checked_in_worker_processes_with_the_same_outcome(tmp_p
         return found
 
     (tmp_path / "elsewhere.yaml").write_text(CONFIGMAP)
-    monkeypatch.setattr(dynamic_manifests, "_scan", scan_then_swap)
+    monkeypatch.setattr(walk, "scan_tree", scan_then_swap)
     with pytest.raises(ValidationError) as here:
-        dynamic_manifests.validate_dynamic(d, log=None)
+        templates.validate_dynamic(d, log=None)
     (d / "gone.yaml").unlink()
     tree(d, {"gone.yaml": CONFIGMAP})
-    monkeypatch.setattr(dynamic_manifests, "PARALLEL_MIN_BYTES", 0)
-    monkeypatch.setattr(dynamic_manifests, "BATCH_BYTES", 2000)  # many batches, in flight together
+    monkeypatch.setattr(templates, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(templates, "BATCH_BYTES", 2000)  # many batches, in flight together
     with pytest.raises(ValidationError) as workers:
-        dynamic_manifests.validate_dynamic(d, log=None)
+        templates.validate_dynamic(d, log=None)
     assert [str(p) for p in workers.value.problems] == [str(p) for p in here.value.problems]
     assert any(p.path == f"{d}/gone.yaml" and "symbolic link" in p.message for p in here.value.problems)
 
-    monkeypatch.setattr(dynamic_manifests, "_scan", real_scan)
+    monkeypatch.setattr(walk, "scan_tree", real_scan)
     valid = tree(tmp_path / "valid", {f"ok-{i:03d}.yaml": CONFIGMAP.replace("fn-", f"fn-{i}-") for i in range(60)})
-    parallel = dynamic_manifests.write_bundle(valid, tmp_path / "parallel.zip", log=None)
-    monkeypatch.setattr(dynamic_manifests, "PARALLEL_MIN_BYTES", 1 << 40)
-    serial = dynamic_manifests.write_bundle(valid, tmp_path / "serial.zip", log=None)
+    parallel = archive.write_bundle(valid, tmp_path / "parallel.zip", log=None)
+    monkeypatch.setattr(templates, "PARALLEL_MIN_BYTES", 1 << 40)
+    serial = archive.write_bundle(valid, tmp_path / "serial.zip", log=None)
     assert parallel.sha256 == serial.sha256 and parallel.entries == 60
 
 
 def test_a_failed_bundle_leaves_no_directory_behind(tmp_path):
     d = tree(tmp_path / "dynamic", {"bad.yaml": "kind: ["})
     with pytest.raises(ValidationError):
-        dynamic_manifests.write_bundle(d, tmp_path / "new" / "dir" / "bundle.zip", log=None)
+        archive.write_bundle(d, tmp_path / "new" / "dir" / "bundle.zip", log=None)
     assert not (tmp_path / "new").exists()

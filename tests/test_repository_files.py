@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from faas_deployment.bundle import dynamic_manifests
+from faas_deployment.bundle import archive
 from faas_deployment.charts import config
 from faas_deployment.core import urls
 from faas_deployment.core.errors import ValidationError
@@ -208,5 +208,5 @@ def test_a_bundle_entry_name_unzip_tools_refuse_or_rewrite_is_refused(tmp_path, 
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text((dynamic / "configmap.yaml").read_text().replace("name: ", "name: x", 1))
     with pytest.raises(ValidationError) as caught:
-        dynamic_manifests.write_bundle(dynamic, tmp_path / "b.zip", log=None)
+        archive.write_bundle(dynamic, tmp_path / "b.zip", log=None)
     assert "cannot carry safely" in str(caught.value) and not (tmp_path / "b.zip").exists()

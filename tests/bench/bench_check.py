@@ -49,7 +49,7 @@ for chart in sys.argv[1:]:
 #: The modules ``check`` without --registry loads (tests/test_check_imports.py: nothing more).
 STARTUP = (
     "import helm_python, faas_deployment.cli, faas_deployment.pipeline, faas_deployment.charts.chart, "
-    "faas_deployment.core.packaging, faas_deployment.registry.publishing, faas_deployment.bundle.dynamic_manifests, "
+    "faas_deployment.core.packaging, faas_deployment.registry.publishing, faas_deployment.bundle.templates, "
     "faas_deployment.gitlab.plan, "
     "faas_deployment.core.deadline"
 )

@@ -1,4 +1,4 @@
-"""Benchmark of the dynamic manifests: bundling speed and admin API readiness. A script, not a test.
+"""Benchmark of the ``dynamic/`` templates: bundling speed and admin API readiness. A script, not a test.
 
 Run from the repository root:
 
@@ -6,13 +6,13 @@ Run from the repository root:
         [--trials 40] [--skip-bundle] [--skip-readiness]
 
 1. Bundling ``--files`` manifest templates totalling ``--total-mb`` MB in 100
-   directories: ``faas_deployment.bundle.dynamic_manifests.write_bundle`` in a child process
+   directories: ``faas_deployment.bundle.archive.write_bundle`` in a child process
    (start-up and import included) against ``zip -X -r -q`` on the same tree, in
    the same run, alternating, ``--runs`` times each (medians of wall and CPU
    seconds, CPU from ``resource.getrusage``). The child reports its own peak
    resident memory and that of its worker processes. Goal: at most 1.2x zip,
    peak RSS at most 150 MB. A third process, the same ``write_bundle`` with
-   :func:`~faas_deployment.bundle.dynamic_manifests.check_content` answering "no problem" and
+   :func:`~faas_deployment.bundle.templates.check_content` answering "no problem" and
    no worker processes, shows the floor of the design: reading, deflating and
    writing the zip alone, what any check adds to.
 2. Readiness to upload: ``--trials`` loopback admin APIs (``tests/support/admin_api_server.py``)
@@ -43,7 +43,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # tests/, for the support package
 
-from faas_deployment.bundle import admin_api, dynamic_manifests  # noqa: E402
+from faas_deployment.bundle import admin_api, archive  # noqa: E402
 from support.admin_api_server import AdminApiServer  # noqa: E402
 
 REPO = HERE.parent.parent
@@ -97,8 +97,8 @@ def make_tree(root: Path, files: int, total_bytes: int) -> int:
 CHILD = """
 import resource, sys
 from pathlib import Path
-from faas_deployment.bundle import dynamic_manifests
-bundle = dynamic_manifests.write_bundle(Path(sys.argv[1]), Path(sys.argv[2]), log=None)
+from faas_deployment.bundle import archive
+bundle = archive.write_bundle(Path(sys.argv[1]), Path(sys.argv[2]), log=None)
 own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 print(bundle.sha256, f"{own:.1f}", f"{workers:.1f}")
@@ -107,10 +107,10 @@ print(bundle.sha256, f"{own:.1f}", f"{workers:.1f}")
 FLOOR_CHILD = """
 import sys
 from pathlib import Path
-from faas_deployment.bundle import dynamic_manifests
-dynamic_manifests.check_content = lambda shown, data: []  # the floor: every file taken as valid, unread by YAML
-dynamic_manifests.PARALLEL_MIN_BYTES = float("inf")  # and no worker processes to hand bytes to
-print(dynamic_manifests.write_bundle(Path(sys.argv[1]), Path(sys.argv[2]), log=None).sha256)
+from faas_deployment.bundle import archive, templates
+templates.check_content = lambda shown, data: []  # the floor: every file taken as valid, unread by YAML
+templates.PARALLEL_MIN_BYTES = float("inf")  # and no worker processes to hand bytes to
+print(archive.write_bundle(Path(sys.argv[1]), Path(sys.argv[2]), log=None).sha256)
 """
 
 
@@ -187,7 +187,7 @@ def most_in_a_minute(times: list[float]) -> int:
 
 def bench_readiness(trials: int) -> bool:
     bundle_dir = Path(tempfile.mkdtemp(prefix="bench-bundle-"))
-    bundle = dynamic_manifests.write_bundle(REPO / "env/dev/operator/dynamic", bundle_dir / "dev.zip", log=None)
+    bundle = archive.write_bundle(REPO / "env/dev/operator/dynamic", bundle_dir / "dev.zip", log=None)
     rng = random.Random(3)
     results: list[tuple[AdminApiServer, float]] = []
     failures: list[str] = []

@@ -700,7 +700,7 @@ class Workspace:
         """``check``: validate, render, lint and package every component (of ``env`` or of all envs).
 
         Each environment's operator ``dynamic/`` manifests are validated too
-        (:func:`dynamic_manifests.check_env`). Each package is checked against the
+        (:func:`faas_deployment.bundle.templates.check_env`). Each package is checked against the
         publishing rules without pushing, against ``registry`` (``oci://...``) or, without
         one, against the environment's local repository (:meth:`local_target`): a chart
         whose content changed without a ``chart_version`` bump, or whose version is
@@ -721,7 +721,7 @@ class Workspace:
         Raises:
             ValidationError: every problem found, across all environments.
         """
-        from .bundle import dynamic_manifests
+        from .bundle import templates
         from .core import versions
 
         if registry is not None:
@@ -754,7 +754,7 @@ class Workspace:
                 for component, decision in self._dry_run(name, packages, rules, problems):
                     lines.append(decision.line)
                     data["publishing"].append({"env": name, "component": component, **jsonable(decision)})
-                found = dynamic_manifests.check_env(self.source, name)
+                found = templates.check_env(self.source, name)
                 problems.extend(found)
                 if not found and layout.dynamic_dir(self.source, name).is_dir():
                     lines.append(f"ok {name}: dynamic manifests")
@@ -825,11 +825,11 @@ class Workspace:
     # ----------------------------------------------------------------------- operator manifests
 
     def _write_bundle(self, env: str, out: Path | None, quiet: bool):
-        from .bundle import dynamic_manifests
+        from .bundle import archive
 
         self.components(env)
         target = Path(out) if out else layout.default_bundle(self.source, env)
-        return dynamic_manifests.write_bundle(
+        return archive.write_bundle(
             layout.dynamic_dir(self.source, env), target, **({"log": None} if quiet else {})
         )
 
@@ -839,7 +839,7 @@ class Workspace:
         ``out`` defaults to ``dist/manifests/<env>.zip`` (:func:`layout.default_bundle`);
         ``quiet`` leaves out the progress lines about files left out.
         """
-        from .bundle.dynamic_manifests import bundle_line
+        from .bundle.archive import bundle_line
 
         bundle = self._write_bundle(env, out, quiet)
         return _result([bundle_line(bundle)], bundle, path=bundle.path)
@@ -853,7 +853,7 @@ class Workspace:
         and deadline (:mod:`faas_deployment.bundle.admin_api`).
         """
         from .bundle import admin_api
-        from .bundle.dynamic_manifests import bundle_line
+        from .bundle.archive import bundle_line
         from .core.secrets import refuse_inside
 
         timeout = _timeout(timeout)

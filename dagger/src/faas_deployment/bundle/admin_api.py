@@ -75,7 +75,7 @@ from ..core.deadline import Deadline
 from ..core.errors import UserError, printable
 from ..core.secrets import SecretValue, sanitize
 from ..core.urls import is_loopback
-from .dynamic_manifests import Bundle, sha256_file
+from .archive import Bundle, sha256_file
 
 DEFAULT_READY_PATH = "/healthz"
 DEFAULT_UPLOAD_PATH = "/admin/manifests"
@@ -515,7 +515,7 @@ def upload_bundle(
 
     Args:
         admin_url: the operator admin API's base URL.
-        bundle: the :class:`~faas_deployment.bundle.dynamic_manifests.Bundle` (or a zip's path).
+        bundle: the :class:`~faas_deployment.bundle.archive.Bundle` (or a zip's path).
         token: the bearer token; revealed only into the ``Authorization`` header.
         upload_path: the upload path.
         timeout: overall deadline in seconds (ignored when ``deadline`` is given).

@@ -34,7 +34,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..bundle.dynamic_manifests import read_objects
+from ..bundle.objects import read_objects
 from ..core import names, yaml_out
 from ..core.errors import UserError, printable
 from ..core.packaging import reproducible_tar_gz
@@ -93,7 +93,7 @@ def rendered_files(rendered: dict[str, str]) -> dict[str, bytes]:
 
 
 def directory_files(directory: Path) -> dict[str, bytes]:
-    """The manifests of ``directory`` (``--manifests``), validated: :func:`dynamic_manifests.read_objects`.
+    """The manifests of ``directory`` (``--manifests``), validated: :func:`faas_deployment.bundle.objects.read_objects`.
 
     Returns:
         ``{relative POSIX path: bytes}``.

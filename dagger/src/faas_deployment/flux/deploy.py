@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..bundle import admin_api, dynamic_manifests
+from ..bundle import admin_api, archive, templates
 from ..core import names
 from ..core.errors import UserError
 from ..core.layout import OPERATOR
@@ -124,7 +124,7 @@ def deploy(
         if OPERATOR not in names:
             raise UserError(f"--upload-manifests: the deploy must include the {OPERATOR} component")
         bundle_path = Path(tempfile.mkdtemp(prefix="faas-bundle-")) / f"{env}.zip"
-        bundle = dynamic_manifests.write_bundle(dynamic_manifests.dynamic_dir(ws.source, env), bundle_path)
+        bundle = archive.write_bundle(templates.dynamic_dir(ws.source, env), bundle_path)
     result = DeployResult()
     total = timeout or settings.deploy_timeout
     # one deadline from the start, the publishing included (the target's, when it has one)
