@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from faas_deployment.bundle import admin_api, archive
+from faas_deployment.bundle import admin_api, archive, readiness
 from faas_deployment.core.errors import UserError
 from faas_deployment.core.secrets import SecretValue
 from support.admin_api_client import FAAS_DEPLOY, FAST, FAST_POLL, TOKEN
@@ -44,7 +44,7 @@ def assert_no_token(*texts: str) -> None:
 def test_ready_after_not_listening_then_503(capfd):
     # 1.5 s: room for the client's first connection attempt even on a loaded machine
     with AdminApiServer(TOKEN, listen_after=1.5, health_plan=[503, 503, 503]) as server:
-        report = admin_api.wait_until_ready(server.url, timeout=10, poll=FAST_POLL)
+        report = readiness.wait_until_ready(server.url, timeout=10, poll=FAST_POLL)
         gets = server.attempts("/healthz")
     assert report.status == 200
     assert report.seen["HTTP 503"] == 3 and report.seen["connection refused"] >= 1
@@ -57,7 +57,7 @@ def test_ready_after_not_listening_then_503(capfd):
 def test_slow_answers_count_as_timeouts():
     with AdminApiServer(TOKEN, health_plan=[Slow(1.0), Slow(1.0)]) as server:
         started = time.monotonic()
-        report = admin_api.wait_until_ready(server.url, timeout=10, probe_timeout=0.2, poll=FAST_POLL, quiet=True)
+        report = readiness.wait_until_ready(server.url, timeout=10, probe_timeout=0.2, poll=FAST_POLL, quiet=True)
         assert time.monotonic() - started < 1.5  # did not wait for the slow answers
     assert report.seen == {"timeout": 2} and report.attempts == 3
 
@@ -66,7 +66,7 @@ def test_unauthorised_readiness_fails_at_once():
     with AdminApiServer(TOKEN, health_plan=[401]) as server:
         started = time.monotonic()
         with pytest.raises(UserError, match=r"HTTP 401.*--ready-path"):
-            admin_api.wait_until_ready(server.url, timeout=30, poll=FAST_POLL, quiet=True)
+            readiness.wait_until_ready(server.url, timeout=30, poll=FAST_POLL, quiet=True)
         assert time.monotonic() - started < 1
         assert len(server.attempts("/healthz")) == 1
 
@@ -75,7 +75,7 @@ def test_readiness_deadline_is_honoured_and_summarised():
     with AdminApiServer(TOKEN, unready_for=60, health_plan=[Slow(0.6, 503)]) as server:
         started = time.monotonic()
         with pytest.raises(UserError) as caught:
-            admin_api.wait_until_ready(server.url, timeout=1.5, probe_timeout=0.3, poll=FAST_POLL, quiet=True)
+            readiness.wait_until_ready(server.url, timeout=1.5, probe_timeout=0.3, poll=FAST_POLL, quiet=True)
         took = time.monotonic() - started
         gets = len(server.attempts("/healthz"))
     assert 1.3 <= took < 1.8  # the last probe starts 0.1 s before the deadline
@@ -89,7 +89,7 @@ def test_deadline_clips_a_probe_that_would_outlast_it():
     with AdminApiServer(TOKEN, health_plan=[Slow(3.0)] * 3) as server:
         started = time.monotonic()
         with pytest.raises(UserError, match=r"timeout x1"):
-            admin_api.wait_until_ready(server.url, timeout=0.8, probe_timeout=5, poll=FAST_POLL, quiet=True)
+            readiness.wait_until_ready(server.url, timeout=0.8, probe_timeout=5, poll=FAST_POLL, quiet=True)
         assert time.monotonic() - started < 1.1
 
 
@@ -97,7 +97,7 @@ def test_default_poll_probes_once_a_second_and_sees_readiness_within_one(capfd):
     # the API's own request log: probes at least 1 s apart (at most 60 a minute), and the
     # probe after readiness comes within the poll interval plus jitter, not after a backoff
     with AdminApiServer(TOKEN, unready_for=3.3) as server:
-        report = admin_api.wait_until_ready(server.url, timeout=30)
+        report = readiness.wait_until_ready(server.url, timeout=30)
         probes = [r.at for r in server.attempts("/healthz")]
     gaps = [later - earlier for earlier, later in itertools.pairwise(probes)]
     assert report.status == 200 and len(probes) == 5  # at 0, ~1, ~2, ~3 s (503) and ~4 s (200)
@@ -113,7 +113,7 @@ def test_readiness_honours_retry_after_and_ends_when_it_is_past_the_deadline():
     with AdminApiServer(TOKEN, health_plan=plan) as server:
         started = time.monotonic()
         with pytest.raises(UserError, match=r"retry after 60 s, past the deadline"):
-            admin_api.wait_until_ready(server.url, timeout=10, poll=FAST_POLL, quiet=True)
+            readiness.wait_until_ready(server.url, timeout=10, poll=FAST_POLL, quiet=True)
         probes = [r.at for r in server.attempts("/healthz")]
         assert time.monotonic() - started < 2
     assert len(probes) == 2 and probes[1] - probes[0] >= 0.95  # waited the second asked for, not the 0.05 s poll
@@ -121,7 +121,7 @@ def test_readiness_honours_retry_after_and_ends_when_it_is_past_the_deadline():
 
 def test_poll_settings_are_checked():
     with pytest.raises(UserError, match="interval > 0"):
-        admin_api.Poll(interval=0)
+        readiness.Poll(interval=0)
 
 
 # -- upload ---------------------------------------------------------------------
@@ -226,7 +226,7 @@ def test_bad_admin_url_and_token_are_refused_before_any_request(bundle):
     with pytest.raises(UserError, match="holds credentials"):
         admin_api.upload_bundle("http://user:pw@127.0.0.1:1", bundle, TOKEN, timeout=1)
     with pytest.raises(UserError, match="expected http"):
-        admin_api.wait_until_ready("ftp://127.0.0.1:1", timeout=1)
+        readiness.wait_until_ready("ftp://127.0.0.1:1", timeout=1)
     with pytest.raises(UserError) as caught:
         admin_api.upload_bundle("http://127.0.0.1:1", bundle, SecretValue(TOKEN + "\n", "file:/t"), timeout=1)
     assert "line breaks" in str(caught.value) and "file:/t" in str(caught.value)

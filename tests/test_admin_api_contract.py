@@ -15,7 +15,7 @@ import time
 import httpx
 import pytest
 
-from faas_deployment.bundle import admin_api
+from faas_deployment.bundle import admin_api, admin_http, readiness
 from faas_deployment.core.errors import UserError
 from support.admin_api_client import FAAS_DEPLOY, FAST, FAST_POLL, TOKEN
 from support.admin_api_server import AdminApiServer, Answer, Drip, Reset, StoreThen
@@ -129,7 +129,7 @@ def test_a_query_in_a_path_is_refused(bundle, secret):
     with pytest.raises(UserError, match="--upload-path: the path holds a query"):
         admin_api.upload_bundle("http://127.0.0.1:1", bundle, secret, upload_path="/admin/manifests?x=1", timeout=1)
     with pytest.raises(UserError, match="--ready-path: the path holds a query"):
-        admin_api.wait_until_ready("http://127.0.0.1:1", ready_path="/healthz#x", timeout=1)
+        readiness.wait_until_ready("http://127.0.0.1:1", ready_path="/healthz#x", timeout=1)
 
 
 def test_credentials_in_the_admin_url_are_refused_without_echoing_them(bundle, secret):
@@ -143,6 +143,6 @@ def test_a_token_over_plain_http_to_another_host_is_warned_about(bundle, secret,
         admin_api.upload_bundle("http://10.255.255.1:9", bundle, secret, timeout=0.5, backoff=FAST, quiet=True)
     err = capsys.readouterr().err
     assert "WARNING" in err and "plain HTTP to 10.255.255.1" in err and TOKEN not in err
-    admin_api.warn_plain_http("http://127.0.0.1:8080")
-    admin_api.warn_plain_http("https://admin.example.org")
+    admin_http.warn_plain_http("http://127.0.0.1:8080")
+    admin_http.warn_plain_http("https://admin.example.org")
     assert capsys.readouterr().err == ""

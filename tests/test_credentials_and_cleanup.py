@@ -61,13 +61,13 @@ def test_one_loopback_rule(host, loopback):
 @pytest.mark.parametrize("url", ["http://api.localhost:8080", "http://localhost:8080", "http://[::1]:8080",
                                  "http://127.0.0.1:8080"])
 def test_the_admin_api_asks_the_same_loopback_rule(url, capsys):
-    from faas_deployment.bundle import admin_api
+    from faas_deployment.bundle import admin_http
 
-    admin_api.warn_plain_http(url)
+    admin_http.warn_plain_http(url)
     assert capsys.readouterr().err == ""
     urls.warn_plain_http("--plain-http", urls.host_of(url), credentials=True)
     assert capsys.readouterr().err == ""
-    admin_api.warn_plain_http("http://api.localhost.example.org:8080")
+    admin_http.warn_plain_http("http://api.localhost.example.org:8080")
     assert "WARNING" in capsys.readouterr().err
 
 

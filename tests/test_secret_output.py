@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from faas_deployment.bundle import admin_api
+from faas_deployment.bundle import admin_api, admin_http
 from faas_deployment.core.errors import UserError
 from faas_deployment.core.secrets import SHARED_CHARS, SecretValue, sanitize
 from support.admin_api_client import FAST, TOKEN
@@ -49,7 +49,7 @@ def test_an_accepted_answer_is_summarized_without_a_part_of_the_token(bundle, se
     with AdminApiServer(TOKEN, upload_plan=[Answer(201, body=body)]) as server:
         result = admin_api.upload_bundle(server.url, bundle, secret, timeout=30, backoff=FAST, quiet=True)
     assert result.status == 201 and not _leaks(result.answer), result.answer
-    assert len(result.answer) <= admin_api.EXCERPT_CHARS
+    assert len(result.answer) <= admin_http.EXCERPT_CHARS
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

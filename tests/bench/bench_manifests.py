@@ -43,7 +43,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # tests/, for the support package
 
-from faas_deployment.bundle import admin_api, archive  # noqa: E402
+from faas_deployment.bundle import admin_api, archive, readiness  # noqa: E402
 from support.admin_api_server import AdminApiServer  # noqa: E402
 
 REPO = HERE.parent.parent
@@ -217,7 +217,7 @@ def bench_readiness(trials: int) -> bool:
     busiest = max(most_in_a_minute(times) for times in waiting)
     mean_rate = sum(len(times) for times in waiting) / sum(unready for _, unready in results) * 60
     p95 = percentile(latencies, 95)
-    print(f"== admin API ready -> upload accepted (default poll: {admin_api.Poll()}) ==")
+    print(f"== admin API ready -> upload accepted (default poll: {readiness.Poll()}) ==")
     print(f"{len(results)} trials served concurrently, each API not ready for 5-75 s; run took "
           f"{time.monotonic() - started:.0f} s; failures: {len(failures)} {failures[:1]}")
     print(f"latency from ready to accepted (API request log): p50 {percentile(latencies, 50):.2f} s, "
