@@ -111,7 +111,7 @@ def test_flux_format_read_back_with_skopeo(registry, repo_copy, run_cli, monkeyp
             layout / "blobs" / "sha256" / raw_manifest(registry, "app-operator")["config"]["digest"].split(":")[1]
         ).read_bytes()
     )
-    assert config["rootfs"]["diff_ids"] == [artifacts._sha256(gzip.decompress(blob))]
+    assert config["rootfs"]["diff_ids"] == [artifacts.digest_of(gzip.decompress(blob))]
 
 
 def test_rerun_uploads_nothing_and_a_change_moves_only_its_tag(registry, repo_copy, run_cli, monkeypatch):

@@ -50,7 +50,7 @@ class _HasLine(Protocol):
     def line(self) -> str: ...
 
 
-#: A verb's result with its output line (:class:`PublishResult`, :class:`artifacts.ArtifactResult`).
+#: A verb's result with its output line (:class:`PublishResult`, :class:`artifact_repository.ArtifactResult`).
 R = TypeVar("R", bound=_HasLine)
 
 #: The core's defaults that front ends show in their help, by name: ``(module, attribute)``.
@@ -1334,18 +1334,19 @@ class Workspace:
     # ----------------------------------------------------------------------- Flux OCI artifacts
 
     def artifact_repository(self, env: str, registry: Registry) -> Callable[[], Any]:
-        """A factory of :class:`artifacts.ArtifactRepository` for the registry flags (the URL checked now).
+        """A factory of :class:`artifact_repository.ArtifactRepository` for the registry flags (the URL checked now).
 
         ``registry.registry`` empty: ``artifact_repository`` of ``env/<env>/environment.yaml``.
         """
-        from .flux import artifacts, settings
+        from .flux import artifact_repository, settings
+        from .registry.registry_client import check_root
 
         credentials = registry.credentials()
         self.components(env)
         url = settings.artifact_repository(self.source, env, registry.registry)
-        artifacts.check_root(url)
-        return lambda: artifacts.ArtifactRepository(url, credentials=credentials, plain_http=registry.plain_http,
-                                                    ca_file=registry.ca_file)
+        check_root(url)
+        return lambda: artifact_repository.ArtifactRepository(url, credentials=credentials,
+                                                              plain_http=registry.plain_http, ca_file=registry.ca_file)
 
     def artifact_files(
         self, env: str, component: str, manifests_dir: Path | None = None
@@ -1393,9 +1394,9 @@ class Workspace:
 
         Raises:
             ValidationError: a component failed validation or rendering (all listed).
-            UserError: a tag rule or the registry refused (see :func:`artifacts.publish`).
+            UserError: a tag rule or the registry refused (see :func:`artifact_repository.publish`).
         """
-        from .flux import artifacts
+        from .flux import artifact_repository, artifacts
 
         names = components or self.components(env)
         if manifests_dir is not None and len(names) != 1:
@@ -1423,8 +1424,8 @@ class Workspace:
         def publish(name: str) -> Any:
             artifact, version = built[name]
             with step(f"publish-artifact {env}/{name}"):
-                return artifacts.publish(repository(), artifact, component=name, version=version,
-                                         config=self.display(env, name))
+                return artifact_repository.publish(repository(), artifact, component=name, version=version,
+                                                   config=self.display(env, name))
 
         return _run_all(publish, names, None)
 
@@ -1434,9 +1435,9 @@ class Workspace:
         Raises:
             UserError: ``component`` still exists under ``env/<env>/`` (Flux would uninstall
                 a running component), before the registry is contacted; or the registry
-                never held an artifact of that name (see :func:`artifacts.retire`).
+                never held an artifact of that name (see :func:`artifact_repository.retire`).
         """
-        from .flux import artifacts
+        from .flux import artifact_repository, artifacts
 
         artifacts.check_component_name(component)
         if component in self.components(env):
@@ -1444,7 +1445,7 @@ class Workspace:
                             f"{component} is still deployed: retiring would make Flux uninstall it; remove "
                             f"{layout.component_dir(env, component).as_posix()}/ from the repository first "
                             "(retire is for removed components)")
-        line = artifacts.retire(self.artifact_repository(env, registry)(), component)
+        line = artifact_repository.retire(self.artifact_repository(env, registry)(), component)
         outcome, reference = line.split(" ", 1)
         return _result([line], {"outcome": outcome, "reference": reference, "component": component})
 
@@ -1461,19 +1462,19 @@ class Workspace:
             UserError: ``target_namespace`` or ``namespace`` is not a Kubernetes namespace name (DNS-1123 label).
         """
         from .core import names
-        from .flux import artifacts
+        from .flux import flux_operator
 
         self.components(env)
         for flag, value in (("--namespace", namespace), ("--target-namespace", target_namespace)):
             if value and not names.is_dns_label(value):
                 raise UserError(f"{flag} {value!r}: expected a Kubernetes namespace name (lowercase letters, digits "
                                 f"and '-', at most {names.DNS_LABEL_MAX} characters)")
-        settings = artifacts.FluxObjectSettings(
+        settings = flux_operator.FluxObjectSettings(
             url=repository, name=name or f"faas-{env}", namespace=namespace or FLUX_NAMESPACE,
             target_namespace=target_namespace or self.settings(env).namespace, registry_secret=registry_secret,
             receiver_secret=receiver_secret or RECEIVER_SECRET, insecure=plain_http,
         )
-        paths = artifacts.write_flux_objects(settings, Path(out))
+        paths = flux_operator.write_flux_objects(settings, Path(out))
         return _result([str(p) for p in paths], {"files": paths}, path=Path(out))
 
 
