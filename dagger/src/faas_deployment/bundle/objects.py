@@ -135,7 +135,7 @@ def read_objects(directory: Path, *, log: Callable[[str], None] | None = progres
         ValidationError: every problem found, each named by path (never with the file's text).
     """
     directory = Path(directory)
-    scan = walk.start(directory, log, walk.ARTIFACT)
+    scan = walk.start(directory, log, walk.ARTIFACT_WORDS)
     files: dict[str, bytes] = {}
     problems: list[Problem] = []
     owners: dict[ObjectKey, str] = {}
@@ -149,6 +149,6 @@ def read_objects(directory: Path, *, log: Callable[[str], None] | None = progres
             else:
                 owners[key] = f"{shown} {where}"
         files[str(rel)] = data
-    walk.finish(directory, scan, problems, walk.ARTIFACT)
+    walk.finish(directory, scan, problems, walk.ARTIFACT_WORDS)
     return files
 

@@ -68,10 +68,10 @@ class Words:
     expected: str = "the operator's dynamic manifest templates"
 
 
-DYNAMIC = Words()
+DYNAMIC_WORDS = Words()
 """The words for ``dynamic/`` and its bundle."""
 
-ARTIFACT = Words("the manifests directory", "the artifact", "Kubernetes manifests")
+ARTIFACT_WORDS = Words("the manifests directory", "the artifact", "Kubernetes manifests")
 """The words for ``publish-artifact --manifests DIR`` and its OCI artifact."""
 
 
@@ -92,10 +92,10 @@ class Scan:
     problems: list[Problem] = field(default_factory=list)
 
 
-def scan_tree(directory: Path, words: Words = DYNAMIC) -> Scan:
+def scan_tree(directory: Path, words: Words = DYNAMIC_WORDS) -> Scan:
     """Walk ``directory`` without following links (file contents not read yet); never raises.
 
-    ``words`` names the directory and the carrier in messages (:data:`DYNAMIC` or :data:`ARTIFACT`).
+    ``words`` names the directory and the carrier in messages (:data:`DYNAMIC_WORDS` or :data:`ARTIFACT_WORDS`).
     """
     found = Scan()
     problems = found.problems
@@ -188,7 +188,7 @@ def readable(
             yield rel, shown, data
 
 
-def start(directory: Path, log: Callable[[str], None] | None, words: Words = DYNAMIC) -> Scan:
+def start(directory: Path, log: Callable[[str], None] | None, words: Words = DYNAMIC_WORDS) -> Scan:
     """Check the directory itself and scan it (:func:`scan_tree`); left-out messages go to ``log``.
 
     Raises:
@@ -213,7 +213,7 @@ def start(directory: Path, log: Callable[[str], None] | None, words: Words = DYN
     return found
 
 
-def finish(directory: Path, scan: Scan, content_problems: list[Problem], words: Words = DYNAMIC) -> None:
+def finish(directory: Path, scan: Scan, content_problems: list[Problem], words: Words = DYNAMIC_WORDS) -> None:
     """Raise :class:`ValidationError` with every problem found, if any: the walk's, then ``content_problems``,
     then "holds no manifest" when no file was found and none was named by a problem."""
     problems = scan.problems + content_problems
