@@ -13,7 +13,7 @@ import time
 import pytest
 
 from faas_deployment import cli
-from faas_deployment.flux import rollout
+from faas_deployment.flux import rollout_outcome
 from support.flux_doubles import KS, KubeApi, kustomization_status
 from support.repo_tree import REPO_ROOT
 
@@ -145,6 +145,6 @@ def test_refused_credentials_and_a_missing_kustomization_are_clear_errors(tmp_pa
 
 
 def test_carries_reads_the_digest_after_the_tag():
-    assert rollout.carries(f"latest@{OURS}", OURS) and rollout.carries(OURS, OURS)
-    assert not rollout.carries(f"latest@{OLD}", OURS) and not rollout.carries("", OURS)
-    assert not rollout.carries(f"{OURS}@{OLD}", OURS)
+    assert rollout_outcome.carries(f"latest@{OURS}", OURS) and rollout_outcome.carries(OURS, OURS)
+    assert not rollout_outcome.carries(f"latest@{OLD}", OURS) and not rollout_outcome.carries("", OURS)
+    assert not rollout_outcome.carries(f"{OURS}@{OLD}", OURS)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from faas_deployment.flux import deploy, rollout
+from faas_deployment.flux import deploy, rollout_outcome
 from faas_deployment.pipeline import Workspace
 from support import ci_calls, dagger_engine
 from support.admin_api_server import AdminApiServer
@@ -715,7 +715,7 @@ def _dev_cluster(checkout: Path, registry, api: KubeApi, receiver: Receiver) -> 
 def test_component_deploy_takes_the_receiver_url_through_the_engine(registry, checkout):
     """``deploy --receiver-url`` (the CLI's flag, now a Dagger argument too): the Receiver at the
     given URL is notified, not environment.yaml's (which names an unresolvable example host)."""
-    expected: dict[str, rollout.Expected] = {}
+    expected: dict[str, rollout_outcome.Expected] = {}
 
     def on_hook() -> None:
         exp = expected["operator"]
@@ -761,7 +761,7 @@ def test_every_gitlab_ci_line_runs(registry, checkout):
     """
     ci = ci_calls.load()
     jobs = ci_calls.jobs(ci)
-    expected: dict[str, rollout.Expected] = {}
+    expected: dict[str, rollout_outcome.Expected] = {}
 
     def on_hook() -> None:  # source-controller pulls the push, then helm-controller upgrades
         exp = expected["operator"]

@@ -20,7 +20,7 @@ from jsonschema import Draft202012Validator
 from faas_deployment import cli
 from faas_deployment.core.errors import UserError, ValidationError
 from faas_deployment.core.secrets import SecretValue
-from faas_deployment.flux import deploy, flux, rollout, settings
+from faas_deployment.flux import deploy, flux, rollout, rollout_outcome, settings
 from faas_deployment.pipeline import Registry, Workspace
 from support.flux_doubles import HR, OCI, KubeApi, Receiver, scenario
 from support.flux_doubles import play as _play
@@ -203,11 +203,11 @@ def test_receiver_bad_signature_fails_at_once_and_503_is_retried(capsys):
 
 
 @pytest.fixture(scope="module")
-def expected_operator() -> rollout.Expected:
+def expected_operator() -> rollout_outcome.Expected:
     return deploy.expected_for(Workspace(REPO_ROOT), "dev", "operator")
 
 
-def _store_release(api: KubeApi, expected: rollout.Expected, *, source_ready: bool = True) -> tuple[str, str]:
+def _store_release(api: KubeApi, expected: rollout_outcome.Expected, *, source_ready: bool = True) -> tuple[str, str]:
     ns, name = "faas-dev", "faas-operator"
     old = f"0.0.1+{'a' * 12}"
     api.put(HR, ns, name, {"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",

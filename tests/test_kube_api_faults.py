@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from faas_deployment import cli
 from faas_deployment.core.errors import UserError
 from faas_deployment.core.secrets import SecretValue
-from faas_deployment.flux import deploy, kube_api, rollout
+from faas_deployment.flux import deploy, kube_api, rollout, rollout_outcome
 from faas_deployment.gitlab import promotion
 from faas_deployment.pipeline import Workspace
 from support.flux_doubles import (
@@ -45,11 +45,11 @@ OLD = f"0.0.1+{'a' * 12}"
 
 
 @pytest.fixture(scope="module")
-def expected() -> rollout.Expected:
+def expected() -> rollout_outcome.Expected:
     return deploy.expected_for(Workspace(REPO_ROOT), "dev", "operator")
 
 
-def _store(api: KubeApi, expected: rollout.Expected, status: dict | None = None) -> None:
+def _store(api: KubeApi, expected: rollout_outcome.Expected, status: dict | None = None) -> None:
     api.put(HR, NS, NAME, {"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
                            "metadata": {"generation": 1},
                            "spec": {"chartRef": {"kind": "OCIRepository", "name": NAME}},
@@ -87,7 +87,7 @@ def test_wait_holds_its_deadline_against_a_server_that_drips_or_hangs(expected, 
         api.faults.append(FAULTS[fault](api))
         code, out, err, seconds = _wait(api, tmp_path, capsys, "4")
     assert seconds < 4 + 2, f"{fault}: {seconds:.1f} s"
-    assert code == rollout.EXIT_CODES[rollout.TIMEOUT] and "timeout" in out, (out, err)
+    assert code == rollout_outcome.EXIT_CODES[rollout_outcome.TIMEOUT] and "timeout" in out, (out, err)
 
 
 @pytest.mark.parametrize("fault", ["drip-patch", "silent-patch", "drip-watch"])
@@ -116,7 +116,7 @@ def test_deploy_holds_its_deadline_against_a_server_that_drips_or_hangs(registry
         seconds = time.monotonic() - started
     out = capsys.readouterr()
     assert seconds < 6 + 2, f"{fault}: {seconds:.1f} s"
-    assert code in (1, rollout.EXIT_CODES[rollout.TIMEOUT]) and "Traceback" not in out.err, out
+    assert code in (1, rollout_outcome.EXIT_CODES[rollout_outcome.TIMEOUT]) and "Traceback" not in out.err, out
     assert KUBE_TOKEN not in out.out + out.err and registry.password not in out.out + out.err
 
 
@@ -204,7 +204,7 @@ def _set(obj: dict, path: str, value) -> None:
         obj[last] = value
 
 
-PATHS = [path for path, _ in rollout.FIELDS if path not in ("metadata", "metadata.resourceVersion")]
+PATHS = [path for path, _ in rollout_outcome.FIELDS if path not in ("metadata", "metadata.resourceVersion")]
 
 
 def test_a_wrongly_typed_status_is_an_error_naming_the_object_and_field(expected):
@@ -228,10 +228,10 @@ def test_a_wrongly_typed_status_is_an_error_naming_the_object_and_field(expected
                 where = re.escape(path.replace("[]", "[0]"))
                 assert re.match(rf"HelmRelease {NS}/{NAME}: {where}(\[\d+\]|\.\w+)*: expected ", text), text
                 return
-            rollout.evaluate(got, expected, source_ours=True)  # a well-typed object never raises
-            rollout.evaluate_kustomization(got, expected.digest)
-            rollout._summary(got)
-            rollout._candidate(got, expected)
+            rollout_outcome.evaluate(got, expected, source_ours=True)  # a well-typed object never raises
+            rollout_outcome.evaluate_kustomization(got, expected.digest)
+            rollout_outcome.summary(got)
+            rollout_outcome.candidate(got, expected)
 
         check()
 
@@ -266,7 +266,7 @@ def test_a_watch_that_closes_at_once_is_reopened_with_backoff(expected, tmp_path
         api.faults.append(close_watch("helmreleases"))
         code, _out, _err, seconds = _wait(api, tmp_path, capsys, "5")
         watches = api.watches("helmreleases")
-    assert code == rollout.EXIT_CODES[rollout.TIMEOUT]
+    assert code == rollout_outcome.EXIT_CODES[rollout_outcome.TIMEOUT]
     # client-go's reflector backoff: 0.8 s doubling (+ up to as much jitter): at most 4 watches in 5 s
     assert 2 <= len(watches) <= 4, f"{len(watches)} watches in {seconds:.1f} s"
     gaps = [b - a for a, b in itertools.pairwise(watches)]
@@ -289,7 +289,7 @@ def test_condition_messages_are_escaped_and_redacted_on_stdout_and_in_the_report
         report = tmp_path / "report.json"
         code, out, err, _ = _wait(api, tmp_path, capsys, "4", "--report", str(report))
         text = report.read_text()
-    assert code == rollout.EXIT_CODES[rollout.FAILED], (out, err)
+    assert code == rollout_outcome.EXIT_CODES[rollout_outcome.FAILED], (out, err)
     for shown in (out, text):
         assert KUBE_TOKEN not in shown and "\x1b" not in shown and "\u202e" not in shown and "\x07" not in shown
     assert "upgrade failed" in out and "***" in out
@@ -298,7 +298,7 @@ def test_condition_messages_are_escaped_and_redacted_on_stdout_and_in_the_report
     assert all("\\x1b" in m and "***" in m for m in messages), messages
 
 
-@pytest.mark.parametrize("path", [p for p, _ in rollout.FIELDS if not p.startswith("metadata")])
+@pytest.mark.parametrize("path", [p for p, _ in rollout_outcome.FIELDS if not p.startswith("metadata")])
 def test_wait_through_the_cli_names_the_object_and_field_of_a_wrong_type(expected, tmp_path, capsys, path):
     """The watch path end to end: the first wrong JSON type (a list) at each field the verdicts read."""
     steps = scenario("success", chart=expected.chart, ns=NS, name=NAME, old=OLD, new=expected.revision)

@@ -6,7 +6,7 @@ translates flags. Results go to standard output (``--output json``: as JSON),
 progress lines to standard error. Exit codes: 0 success, 1 a problem the user can
 fix (printed without a traceback), 2 bad command line, 130 interrupted (Ctrl-C or
 SIGTERM), 141 the reader of standard output went away (``| head -1``); ``deploy``
-and ``wait`` add 3 a failed rollout, 4 superseded, 5 timeout (``rollout.EXIT_CODES``).
+and ``wait`` add 3 a failed rollout, 4 superseded, 5 timeout (``rollout_outcome.EXIT_CODES``).
 
 Global flags (``--source``, ``--template``, ``--output``) are accepted before or
 after the verb. Start-up stays light: a verb's flags, and the modules behind their

@@ -135,7 +135,7 @@ class Result:
         lines: the result for people, one line each (standard output).
         data: the same as JSON-able data (``--output json``).
         path: the file or directory the verb wrote, if any (the Dagger front end returns it).
-        exit_code: 0, or a rollout's code (``rollout.EXIT_CODES``: 3 failed, 4 superseded, 5 timeout).
+        exit_code: 0, or a rollout's code (``rollout_outcome.EXIT_CODES``: 3 failed, 4 superseded, 5 timeout).
     """
 
     lines: tuple[str, ...] = ()
@@ -1264,7 +1264,7 @@ class Workspace:
 
         One deadline (``timeout``, default ``deploy_timeout`` of ``environment.yaml``)
         bounds the whole deploy, the publishing included. The result's exit code is
-        the rollouts' (:func:`rollout.exit_code`).
+        the rollouts' (:func:`rollout_outcome.exit_code`).
 
         Raises:
             UserError: not exactly one trigger; see :func:`deploy.deploy`.
@@ -1327,9 +1327,10 @@ class Workspace:
     def _rollout(lines: list[str], outcomes: list[Any]) -> Result:
         import json
 
-        from .flux import rollout
+        from .flux import rollout_outcome
 
-        return _result(lines, json.loads(rollout.report_json(outcomes)), exit_code=rollout.exit_code(outcomes))
+        return _result(lines, json.loads(rollout_outcome.report_json(outcomes)),
+                       exit_code=rollout_outcome.exit_code(outcomes))
 
     # ----------------------------------------------------------------------- Flux OCI artifacts
 

@@ -26,7 +26,7 @@ from ..core.secrets import SecretValue
 from ..pipeline import Workspace
 from ..registry.publishing import Target
 from ..registry.registry_client import helm_artifact
-from . import flux, rollout
+from . import flux, rollout, rollout_outcome
 from . import settings as settings_mod
 from .artifacts import moving_tag
 
@@ -36,18 +36,18 @@ class DeployResult:
     """Lines to print (publish, trigger, one per release, upload) and the rollout outcomes."""
 
     lines: list[str] = field(default_factory=list)
-    outcomes: list[rollout.Outcome] = field(default_factory=list)
+    outcomes: list[rollout_outcome.Outcome] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
-        return rollout.exit_code(self.outcomes)
+        return rollout_outcome.exit_code(self.outcomes)
 
 
-def expected_for(ws: Workspace, env: str, component: str) -> rollout.Expected:
+def expected_for(ws: Workspace, env: str, component: str) -> rollout_outcome.Expected:
     """What ``publish`` pushes for ``component``: chart name, version and manifest digest (packaged locally)."""
     with tempfile.TemporaryDirectory(prefix="faas-wait-") as scratch:
         package = ws.package_chart(env, component, Path(scratch))
-        return rollout.Expected(package.name, package.version, helm_artifact(package).digest)
+        return rollout_outcome.Expected(package.name, package.version, helm_artifact(package).digest)
 
 
 def charts(ws: Workspace, env: str) -> list[flux.Chart]:
@@ -55,13 +55,13 @@ def charts(ws: Workspace, env: str) -> list[flux.Chart]:
     return [flux.Chart(c, ws.context(env, c)["chart_name"]) for c in ws.components(env)]
 
 
-def wait_all(client: Any, settings: settings_mod.Settings, expected: dict[str, rollout.Expected], *,
-             timeout: float, secrets: tuple[Any, ...] = (), token: str | None = None) -> list[rollout.Outcome]:
+def wait_all(client: Any, settings: settings_mod.Settings, expected: dict[str, rollout_outcome.Expected], *,
+             timeout: float, secrets: tuple[Any, ...] = (), token: str | None = None) -> list[rollout_outcome.Outcome]:
     """Wait for every component's HelmRelease concurrently; outcomes in component order.
 
     ``token``: the ``requestedAt`` value of an API trigger, which each HelmRelease must have handled.
     """
-    def one(component: str) -> rollout.Outcome:
+    def one(component: str) -> rollout_outcome.Outcome:
         return rollout.wait_release(client, component=component, namespace=settings.namespace,
                                     name=settings.object_name(component), expected=expected[component],
                                     timeout=timeout, token=token, secrets=secrets)
@@ -71,7 +71,7 @@ def wait_all(client: Any, settings: settings_mod.Settings, expected: dict[str, r
 
 
 def wait_artifact(client: Any, *, namespace: str, component: str, digest: str,
-                  timeout: float) -> rollout.Outcome:
+                  timeout: float) -> rollout_outcome.Outcome:
     """Wait until Kustomization ``namespace/app-<component>`` (the Flux OCI artifact's, docs/artifacts.md)
     is Ready with ``status.lastAppliedRevision`` carrying manifest ``digest`` (``sha256:<64 hex>``,
     what ``publish-artifact`` printed); see :func:`rollout.wait_kustomization`.
@@ -84,7 +84,7 @@ def wait_artifact(client: Any, *, namespace: str, component: str, digest: str,
                         f"(the @sha256:... publish-artifact printed)")
     name = moving_tag(component)
     return rollout.wait_kustomization(client, component=component, namespace=namespace, name=name,
-                                      expected=rollout.Expected(name, digest, digest), timeout=timeout)
+                                      expected=rollout_outcome.Expected(name, digest, digest), timeout=timeout)
 
 
 def deploy(
@@ -134,7 +134,7 @@ def deploy(
     expected = {}
     for name, r in zip(names, published, strict=True):
         chart, version = r.reference.rsplit("/", 1)[-1].rsplit(":", 1)
-        expected[name] = rollout.Expected(chart, version, r.digest)
+        expected[name] = rollout_outcome.Expected(chart, version, r.digest)
     if receiver_token is not None:
         payload = {"env": env, "charts": {n: e.revision for n, e in expected.items()}}
         with step(f"notify {env} receiver"):
@@ -154,7 +154,7 @@ def deploy(
     result.lines += [o.line for o in result.outcomes]
     if bundle is not None and upload_token is not None:
         operator = next(o for o in result.outcomes if o.component == OPERATOR)
-        if operator.state != rollout.DEPLOYED:
+        if operator.state != rollout_outcome.DEPLOYED:
             result.lines.append(f"not uploaded: the operator's rollout ended {operator.state}")
         else:
             result.lines.append(admin_api.upload_manifests(admin_url or settings.admin_url, bundle, upload_token,
