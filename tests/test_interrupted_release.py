@@ -104,9 +104,9 @@ def test_a_lease_past_its_lifetime_is_taken_over_and_said_once(registry, capsys)
     from faas_deployment.core.deadline import Deadline
     from faas_deployment.core.secrets import SecretValue
     from faas_deployment.registry.credentials import RegistryCredentials
-    from faas_deployment.registry.registry_client import ChartRegistry
+    from faas_deployment.registry.registry_client import RegistryClient
 
-    client = ChartRegistry(f"oci://{registry.host}/charts", plain_http=True,
+    client = RegistryClient(f"oci://{registry.host}/charts", plain_http=True,
                            credentials=RegistryCredentials(registry.username, SecretValue(registry.password, "env:X")))
     dead = lease.acquire(client, "demo", "1.0.0", "sha256:" + "1" * 64, Deadline(30))
     assert dead is not None
@@ -132,9 +132,9 @@ def test_an_interrupt_gives_leases_back_and_stops_their_publishers_only(registry
     from faas_deployment.core.deadline import Deadline
     from faas_deployment.core.secrets import SecretValue
     from faas_deployment.registry.credentials import RegistryCredentials
-    from faas_deployment.registry.registry_client import ChartRegistry
+    from faas_deployment.registry.registry_client import RegistryClient
 
-    client = ChartRegistry(f"oci://{registry.host}/charts", plain_http=True,
+    client = RegistryClient(f"oci://{registry.host}/charts", plain_http=True,
                            credentials=RegistryCredentials(registry.username, SecretValue(registry.password, "env:X")))
     held = lease.acquire(client, "demo", "1.0.0", "sha256:" + "1" * 64, Deadline(30))
     assert held is not None and registry.tags("charts/demo") == ["lease-1.0.0"]

@@ -72,9 +72,9 @@ def test_a_publisher_waiting_for_the_lease_says_so_once(registry, capsys):
     from faas_deployment.core.secrets import SecretValue
     from faas_deployment.registry import lease
     from faas_deployment.registry.credentials import RegistryCredentials
-    from faas_deployment.registry.registry_client import ChartRegistry
+    from faas_deployment.registry.registry_client import RegistryClient
 
-    client = ChartRegistry(f"oci://{registry.host}/charts", plain_http=True,
+    client = RegistryClient(f"oci://{registry.host}/charts", plain_http=True,
                            credentials=RegistryCredentials(registry.username, SecretValue(registry.password, "env:X")))
     held = lease.acquire(client, "demo", "1.0.0", "sha256:" + "1" * 64, Deadline(30))
     assert held is not None

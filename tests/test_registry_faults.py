@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from faas_deployment.cli import main
-from faas_deployment.registry import registry_client
+from faas_deployment.registry import transport
 from support.registry_proxy import Faults, registry_proxy
 from support.repo_tree import copy_repo
 
@@ -26,10 +26,10 @@ def fast_retries(monkeypatch):
     import tenacity
 
     monkeypatch.setattr(
-        registry_client._Registry.do_request.retry, "wait", tenacity.wait_exponential_jitter(multiplier=0.05, max=0.2)
+        transport.OrasRegistry.do_request.retry, "wait", tenacity.wait_exponential_jitter(multiplier=0.05, max=0.2)
     )
     monkeypatch.setattr(
-        registry_client._GuardedSession.ping.retry, "wait", tenacity.wait_exponential_jitter(multiplier=0.05, max=0.2)
+        transport.GuardedSession.ping.retry, "wait", tenacity.wait_exponential_jitter(multiplier=0.05, max=0.2)
     )
 
 
@@ -70,5 +70,5 @@ def test_a_registry_that_stays_down_fails_after_the_bounded_attempts(
     assert code == 1 and out == ""
     assert "503" in err and "Traceback" not in err and registry.password not in err
     # Each chart's publish pings the registry on its own client, retried, then given up.
-    assert faults.injected == 2 * registry_client.RETRY_ATTEMPTS
+    assert faults.injected == 2 * transport.RETRY_ATTEMPTS
     assert faults.forwarded == 0

@@ -163,11 +163,11 @@ def registry_for_fuzz(registry):
 )
 def test_fuzzed_tag_list_answers_give_no_traceback(registry_for_fuzz, body, status):
     from faas_deployment.core.errors import UserError
-    from faas_deployment.registry.registry_client import ChartRegistry
+    from faas_deployment.registry.registry_client import RegistryClient
 
     host, faults, reg = registry_for_fuzz
     faults.fixed = (status, body)
-    client = ChartRegistry(f"oci://{host}/charts", plain_http=True,
+    client = RegistryClient(f"oci://{host}/charts", plain_http=True,
                            credentials=RegistryCredentials(reg.username, SecretValue(reg.password, "test")))
     try:
         tags = client.tags("faas-operator")

@@ -28,7 +28,8 @@ from ..core import names
 from ..core.errors import UserError
 from ..core.versions import decide, version_of_tag
 from ..registry.credentials import RegistryCredentials
-from ..registry.registry_client import ChartRegistry, check_root, oci_tag
+from ..registry.oci_manifest import oci_tag
+from ..registry.registry_client import RegistryClient, check_root
 from .artifacts import (
     EXCLUDE_TAG,
     FLUX_CONTENT_MEDIA_TYPE,
@@ -48,7 +49,7 @@ ANNOTATION_RETIRED = "io.faas-deployment.retired"
 class ArtifactRepository:
     """The one OCI repository ``oci://HOST[:PORT]/PATH`` holding every component's ``app-*`` tags.
 
-    It reuses :class:`registry_client.ChartRegistry` (transport, retries, auth): the repository
+    It reuses :class:`registry_client.RegistryClient` (transport, retries, auth): the repository
     is ``<parent>/<last path segment>``.
 
     Raises:
@@ -64,10 +65,10 @@ class ArtifactRepository:
         parent_path, _, self.name = location.path.rpartition("/")
         parent = str(names.OciUrl(location.host, parent_path))
         self.reference = location.reference
-        self._registry = ChartRegistry(parent, credentials=credentials, plain_http=plain_http, ca_file=ca_file)
+        self._registry = RegistryClient(parent, credentials=credentials, plain_http=plain_http, ca_file=ca_file)
 
     @property
-    def registry(self) -> ChartRegistry:
+    def registry(self) -> RegistryClient:
         """The client of the repository's parent path (the repository is :attr:`name` under it)."""
         return self._registry
 

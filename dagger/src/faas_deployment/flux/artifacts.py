@@ -40,7 +40,7 @@ from ..core import names
 from ..core.errors import UserError, printable
 from ..core.packaging import reproducible_tar_gz
 from ..images.images import git_facts, strip_userinfo
-from ..registry.registry_client import MANIFEST_MEDIA_TYPE, oci_tag
+from ..registry.oci_manifest import MANIFEST_MEDIA_TYPE, oci_tag
 
 FLUX_CONFIG_MEDIA_TYPE = "application/vnd.cncf.flux.config.v1+json"
 FLUX_CONTENT_MEDIA_TYPE = "application/vnd.cncf.flux.content.v1.tar+gzip"

@@ -24,8 +24,8 @@ from ..core.layout import OPERATOR
 from ..core.progress import step
 from ..core.secrets import SecretValue
 from ..pipeline import Workspace
+from ..registry.oci_manifest import helm_artifact
 from ..registry.publishing import Target
-from ..registry.registry_client import helm_artifact
 from . import flux, rollout, rollout_outcome
 from . import settings as settings_mod
 from .artifacts import moving_tag

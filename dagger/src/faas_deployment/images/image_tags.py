@@ -33,7 +33,7 @@ from ..core.deadline import Deadline, run_all
 from ..core.errors import Problem, UserError
 from ..core.progress import note
 from ..registry.credentials import RegistryAccess
-from ..registry.registry_client import ChartRegistry
+from ..registry.registry_client import RegistryClient
 
 #: What an image tag may point at: an image manifest or an index, OCI or Docker
 #: (OCI image-spec ``media-types.md``; Docker's ``manifest-v2-2.md``). A registry
@@ -52,12 +52,12 @@ PROBE_TIMEOUT = 3.0
 CHECK_TIMEOUT = 30.0
 
 
-def _client(repository: str, access: RegistryAccess, deadline: Deadline) -> tuple[ChartRegistry, str]:
+def _client(repository: str, access: RegistryAccess, deadline: Deadline) -> tuple[RegistryClient, str]:
     """The registry client for ``repository``'s parent path and the repository's last component."""
     path = repository.split("/", 1)[1]
     parent, _, name = path.rpartition("/")
     root = str(names.OciUrl(names.registry_of(repository), parent))
-    client = ChartRegistry(root, credentials=access.credentials, plain_http=access.plain_http,
+    client = RegistryClient(root, credentials=access.credentials, plain_http=access.plain_http,
                            ca_file=access.ca_file, deadline=deadline)
     return client, name
 
@@ -69,7 +69,7 @@ def published_digest(repository: str, tag: str, access: RegistryAccess, deadline
     spec), ``GET`` and hash the bytes.
 
     Raises:
-        UserError: unreachable, credentials refused (``registry_client.RegistryAuthError``),
+        UserError: unreachable, credentials refused (``transport.RegistryAuthError``),
             another status, or answers that disagree.
     """
     client, name = _client(repository, access.for_host(names.registry_of(repository)), deadline)

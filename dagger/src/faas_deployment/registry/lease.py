@@ -59,7 +59,7 @@ from ..core import progress
 from ..core.deadline import Deadline
 from ..core.errors import UserError
 from ..core.versions import lease_tag
-from .registry_client import ChartRegistry, ManifestRefused
+from .registry_client import ManifestRefused, RegistryClient
 
 #: Minimum wait between writing a lease and reading it back, seconds.
 SETTLE_SECONDS = 1.0
@@ -88,7 +88,7 @@ class Lease:
     ``slowest``: the longest request its publisher has seen, seconds.
     """
 
-    registry: ChartRegistry
+    registry: RegistryClient
     name: str
     tag: str
     nonce: str
@@ -141,7 +141,7 @@ def pushing(lease: Lease | None) -> Iterator[None]:
         yield
 
 
-def _read(registry: ChartRegistry, name: str, tag: str) -> tuple[str, dict[str, str]] | None:
+def _read(registry: RegistryClient, name: str, tag: str) -> tuple[str, dict[str, str]] | None:
     """``(lease manifest digest, annotations)`` on ``tag``; ``None`` when absent or not a lease manifest."""
     got = registry.get_manifest(name, tag)
     if got is None:
@@ -173,7 +173,7 @@ def _stale(annotations: dict[str, str]) -> str:
     return f"{age} (its publisher was interrupted or killed)"
 
 
-def acquire(registry: ChartRegistry, name: str, version: str, digest: str, deadline: Deadline,
+def acquire(registry: RegistryClient, name: str, version: str, digest: str, deadline: Deadline,
             config: dict | None = None) -> Lease | None:
     """Hold the lease of ``name:version`` (module doc), waiting for other holders within ``deadline``.
 
@@ -262,7 +262,7 @@ def _forget(lease: Lease) -> None:
         _active.pop(lease.nonce, None)
 
 
-def release(registry: ChartRegistry, lease: Lease | None) -> None:
+def release(registry: RegistryClient, lease: Lease | None) -> None:
     """Give the lease up: delete our lease manifest by its digest, which removes the lease tag only
     while it names our manifest (the nonce makes the digest ours alone: a later holder's manifest,
     and the chart's, have other digests); where deletes are forbidden, put a released marker on the
@@ -286,7 +286,7 @@ def release(registry: ChartRegistry, lease: Lease | None) -> None:
         pass  # the lease expires on its own
 
 
-def clear_settled(registry: ChartRegistry, name: str, version: str, published: str) -> None:
+def clear_settled(registry: RegistryClient, name: str, version: str, published: str) -> None:
     """Remove a lease left on ``name:version`` once the version is published with digest ``published``.
 
     A lease goes when it is released or past its lifetime, or when the content it

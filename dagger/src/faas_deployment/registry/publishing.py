@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from ..core.deadline import Deadline
     from ..core.packaging import ChartPackage
     from .credentials import RegistryAccess, RegistryCredentials
-    from .registry_client import ChartRegistry
+    from .registry_client import RegistryClient
 
 Outcome = Literal["pushed", "unchanged", "would push"]
 
@@ -95,8 +95,8 @@ class OciTarget:
     decides (``unchanged`` for ours, refused for another) without the tag list,
     which the rules need only for a version not yet published.
 
-    One target makes one :class:`ChartRegistry` client (one session, one probe of
-    the auth scheme) on first use; each ``publish`` works on a :meth:`ChartRegistry.fork`
+    One target makes one :class:`RegistryClient` (one session, one probe of
+    the auth scheme) on first use; each ``publish`` works on a :meth:`RegistryClient.fork`
     of it (its own bearer token on a token-service registry, whose token scopes
     differ per chart).
 
@@ -126,25 +126,25 @@ class OciTarget:
                                          "ca_file": check_ca_file(ca_file)}
         #: Who may read this registry's host: a release's image check reuses it there only (image_tags).
         self.access = RegistryAccess(names.parse_oci_url(self.root).host, **self._options)
-        self._client: ChartRegistry | None = None
+        self._client: RegistryClient | None = None
         self._client_lock = threading.Lock()
 
-    def _connect(self) -> ChartRegistry:
+    def _connect(self) -> RegistryClient:
         with self._client_lock:
             if self._client is None:
-                from .registry_client import ChartRegistry
+                from .registry_client import RegistryClient
 
-                self._client = ChartRegistry(self.root, deadline=self.deadline, **self._options)
+                self._client = RegistryClient(self.root, deadline=self.deadline, **self._options)
             return self._client.fork()
 
-    def _state(self, registry: ChartRegistry, package: ChartPackage,
+    def _state(self, registry: RegistryClient, package: ChartPackage,
                head: tuple[int, str | None] | None = None) -> tuple[list[str], str | None]:
         tags = registry.tags(package.name)
         return tags or [], registry.manifest_digest(package.name, package.version, tags, head)
 
     def publish(self, package: ChartPackage, *, config: str, dry_run: bool = False) -> PublishResult:
         """Publish ``package`` under the rules (``dry_run``: only check them); :func:`decide` lists the errors."""
-        from .registry_client import helm_artifact, oci_tag
+        from .oci_manifest import helm_artifact, oci_tag
 
         registry = self._connect()
         artifact = helm_artifact(package)
@@ -195,7 +195,7 @@ class VersionPush:
         lease_config: the descriptor of a blob in the repository the lease manifest points at.
     """
 
-    registry: ChartRegistry
+    registry: RegistryClient
     name: str
     version: str
     manifest: bytes
@@ -220,7 +220,7 @@ class VersionPush:
                 bypassing the lease).
         """
         from . import lease  # only a push takes the lease
-        from .registry_client import oci_tag
+        from .oci_manifest import oci_tag
 
         registry, tag = self.registry, oci_tag(self.version)
         if immutable_tags:

@@ -1,281 +1,56 @@
-"""OCI transport for Helm charts, on oras-py.
+"""The registry client: one OCI repository root and the operations the pipeline does there.
 
-oras-py speaks the distribution protocol (auth challenges, blob uploads, tag
-lists); this module adds what the pipeline needs on top:
+A :class:`RegistryClient` serves charts (``<root>/<chart_name>:<tag>``), image tag
+checks (:mod:`faas_deployment.images.image_tags`), Flux OCI artifacts
+(:mod:`faas_deployment.flux.artifacts`) and leases (:mod:`.lease`): tag lists,
+manifests by tag or digest (cross-checked, so a registry whose answers disagree is
+refused before anything is pushed), blob uploads, manifest pushes and deletes.
 
-- a retry policy of our own (tenacity): connection errors and 5xx are retried
-  with capped exponential backoff and jitter, a bounded number of times, each
-  retry announced on standard error (:func:`progress.retry`); 401, 403 and TLS
-  failures (a certificate that does not verify, a server that does not speak TLS)
-  fail at once with their cause. oras-py's built-in retry (fixed sleeps of up to
-  83 s, on any exception) is bypassed;
-- credentials set in memory only (no ``~/.docker/config.json`` is written), and
-  the auth scheme (``Basic`` or ``Bearer`` token service) read from the registry's
-  ``WWW-Authenticate`` challenge, once per client: with ``Basic``, every later
-  request carries the credentials, so no request is answered 401 again;
-- a private certificate authority (``--ca-file``) trusted for the registry's TLS;
-- Helm's OCI layout (HIP-0006: config ``application/vnd.cncf.helm.config.v1+json``,
-  one layer ``application/vnd.cncf.helm.chart.content.v1.tar+gzip``) built as exact
-  bytes, with no ``org.opencontainers.image.created`` annotation, so a reproducible
-  package always gives the same manifest digest.
+Under it, :mod:`.transport` carries every request (retries, deadlines, auth, TLS,
+credentials kept to the registry host); the bytes pushed are built by
+:mod:`.oci_manifest`. Credentials are set in memory only (no
+``~/.docker/config.json`` is written); once the auth scheme is read from the
+registry's challenge, with ``Basic`` every later request carries the credentials,
+so no request is answered 401 again. A private certificate authority
+(``--ca-file``) is trusted for the registry's TLS.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import logging
-import ssl
 import tempfile
-import urllib.parse
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import oras.auth
 import oras.container
-import oras.provider
 import requests
-import tenacity
 
-from ..core import names, progress, urls, versions
+from ..core import names, urls
 from ..core.deadline import DEFAULT_TIMEOUT, Deadline
 from ..core.errors import UserError
-from ..core.packaging import ChartPackage
 from .credentials import RegistryCredentials, check_ca_file
+from .oci_manifest import (
+    EMPTY_MEDIA_TYPE,
+    HELM_CONFIG_MEDIA_TYPE,
+    MANIFEST_MEDIA_TYPE,
+    HelmArtifact,
+    oci_tag,
+    sha256_digest,
+)
+from .transport import (
+    RETRY_ATTEMPTS,
+    GuardedSession,
+    OrasRegistry,
+    RegistryAuthError,
+    TransientRegistryError,
+    auth_scheme,
+    error_codes,
+    failure,
+    needs_credentials,
+)
 
 #: Most tag-list pages followed (``Link: rel="next"``); a registry pointing further, or back to a page, is refused.
 MAX_TAG_PAGES = 1000
-
-# oras-py logs through the logging module with no handler of its own, so Python's
-# last-resort handler printed its lines on stderr beside our error (for a refused
-# token: "Please use basic auth with a username or password", though we did). Our
-# errors say what went wrong; oras-py's lines reach an application only if it
-# configures logging ("Configuring Logging for a Library", Python logging HOWTO).
-logging.getLogger("oras").addHandler(logging.NullHandler())
-
-MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
-HELM_CONFIG_MEDIA_TYPE = "application/vnd.cncf.helm.config.v1+json"
-HELM_CHART_LAYER_MEDIA_TYPE = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
-
-#: Chart.yaml fields in the order Helm's ``chart.Metadata`` marshals them.
-_HELM_METADATA_ORDER = (
-    "name", "home", "sources", "version", "description", "keywords", "maintainers", "icon",
-    "apiVersion", "condition", "tags", "appVersion", "deprecated", "annotations",
-    "kubeVersion", "dependencies", "type",
-)
-
-RETRY_ATTEMPTS = 5
-RETRY_INITIAL_SECONDS = 0.5
-RETRY_MAX_SECONDS = 8.0
-
-
-class TransientRegistryError(Exception):
-    """A 5xx answer or a broken connection: worth another try."""
-
-
-class RegistryAuthError(UserError):
-    """The registry refused the credentials (401) or the action (403)."""
-
-
-def _sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-@dataclass(frozen=True)
-class HelmArtifact:
-    """The exact bytes of a chart's OCI artifact.
-
-    Attributes:
-        config: the config blob (Chart.yaml metadata as JSON).
-        manifest: the image manifest bytes as pushed.
-        digest: ``sha256:<hex>`` of ``manifest``, the artifact's digest.
-    """
-
-    package: ChartPackage
-    config: bytes
-    manifest: bytes
-    digest: str
-
-
-def helm_artifact(package: ChartPackage) -> HelmArtifact:
-    """Build the OCI artifact Helm expects for ``package`` (deterministic bytes)."""
-    meta = package.metadata
-    ordered = {key: meta[key] for key in _HELM_METADATA_ORDER if meta.get(key) not in (None, "", [], {})}
-    config = json.dumps(ordered, separators=(",", ":")).encode()
-    layer = package.path.read_bytes()
-    annotations = {
-        "org.opencontainers.image.title": package.name,
-        "org.opencontainers.image.version": package.version,
-    }
-    if meta.get("description"):
-        annotations["org.opencontainers.image.description"] = str(meta["description"])
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": MANIFEST_MEDIA_TYPE,
-        "config": {"mediaType": HELM_CONFIG_MEDIA_TYPE, "digest": _sha256(config), "size": len(config)},
-        "layers": [{"mediaType": HELM_CHART_LAYER_MEDIA_TYPE, "digest": _sha256(layer), "size": len(layer)}],
-        "annotations": annotations,
-    }
-    manifest_bytes = json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode()
-    return HelmArtifact(package, config, manifest_bytes, _sha256(manifest_bytes))
-
-
-#: The tag Helm uses for a chart version (``+`` becomes ``_``): :func:`faas_deployment.core.versions.tag`.
-oci_tag = versions.tag
-
-
-def _retryable(exc: BaseException) -> bool:
-    # A TLS failure is a ConnectionError to requests, but no retry cures a certificate.
-    if isinstance(exc, requests.exceptions.SSLError):
-        return False
-    return isinstance(exc, (TransientRegistryError, requests.ConnectionError, requests.Timeout))
-
-
-def _announce_retry(state: tenacity.RetryCallState) -> None:
-    """``registry HOST: METHOD /path: <failure>; attempt N in S s`` on standard error (no secret: URLs hold none)."""
-    owner, args = state.args[0], state.args[1:]  # the _Registry (do_request) or the _GuardedSession (ping)
-    host = owner.registry_host if isinstance(owner, _GuardedSession) else owner.session.registry_host
-    url = str(args[0] if args else state.kwargs.get("url", ""))
-    method = str(args[1] if len(args) > 1 else state.kwargs.get("method", "GET"))
-    path = urllib.parse.urlsplit(url).path or "/"
-    failure = state.outcome.exception() if state.outcome is not None else None
-    delay = state.next_action.sleep if state.next_action is not None else 0.0
-    progress.retry(f"registry {host}: {method} {path}",
-                   _describe(failure) if failure else "failed", delay, state.attempt_number)
-
-
-def _deadline_of(state: tenacity.RetryCallState) -> Deadline:
-    owner = state.args[0]  # the _Registry, or the _GuardedSession for _ping
-    return owner.deadline
-
-
-class _BoundedWait(tenacity.wait.wait_base):
-    """Capped exponential backoff with jitter, never past the deadline of the call's owner."""
-
-    def __init__(self, base: tenacity.wait.wait_base):
-        self.base = base
-
-    def __call__(self, state: tenacity.RetryCallState) -> float:
-        return min(self.base(state), _deadline_of(state).remaining())
-
-
-class _DeadlineStop(tenacity.stop.stop_base):
-    def __call__(self, state: tenacity.RetryCallState) -> bool:
-        return _deadline_of(state).remaining() <= 0
-
-
-_retrying = tenacity.retry(
-    retry=tenacity.retry_if_exception(_retryable),
-    stop=tenacity.stop_after_attempt(RETRY_ATTEMPTS) | _DeadlineStop(),
-    wait=_BoundedWait(tenacity.wait_exponential_jitter(multiplier=RETRY_INITIAL_SECONDS, max=RETRY_MAX_SECONDS)),
-    before_sleep=_announce_retry,
-    reraise=True,
-)
-
-
-class _GuardedSession(requests.Session):
-    """A requests session that keeps credentials home and time bounded.
-
-    - Only the registry host and its token service (the ``realm`` of the registry's
-      challenge) are contacted: a ``Link`` or ``Location`` header pointing at another
-      host is refused, so credentials never travel there (oras-py would resend them
-      after that host's 401).
-    - Every request gets connect/read timeouts within the deadline, and none starts
-      after it.
-    """
-
-    def __init__(self, registry_host: str, deadline: Deadline, verify: bool | str = True):
-        super().__init__()
-        self.registry_host = registry_host
-        self.token_host: str | None = None
-        self.deadline = deadline
-        self.verify = verify
-
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        target = urllib.parse.urlsplit(url).netloc.lower()
-        if target != self.registry_host.lower() and target != (self.token_host or "").lower():
-            raise UserError(
-                f"registry {self.registry_host}: the registry pointed the client to another host ({target}) "
-                f"in a Link or Location header; refused: credentials go only to the registry and its token service"
-            )
-        self.deadline.check(f"registry {self.registry_host}")
-        kwargs["timeout"] = self.deadline.request_timeout()
-        kwargs.setdefault("allow_redirects", True)
-        if kwargs.get("verify") in (None, True):
-            # Explicitly: requests would otherwise prefer $REQUESTS_CA_BUNDLE over the session's --ca-file.
-            kwargs["verify"] = self.verify
-        return super().request(method, url, *args, **kwargs)
-
-    def rebuild_auth(self, prepared_request, response) -> None:
-        # A redirect to another host loses every credential header (requests strips only Authorization).
-        super().rebuild_auth(prepared_request, response)
-        if urllib.parse.urlsplit(prepared_request.url).netloc.lower() != self.registry_host.lower():
-            prepared_request.headers.pop("Authorization", None)
-
-    @_retrying
-    def ping(self, url: str) -> requests.Response:
-        response = self.get(url)
-        if response.status_code >= 500:
-            raise TransientRegistryError(f"HTTP {response.status_code} from the registry")
-        return response
-
-
-class _TokenAuth(oras.auth.TokenAuth):
-    """oras-py's ``token`` backend, asking for a new token when the held one lacks the scope.
-
-    oras-py keeps one token per client and, on a 401 to a request that carried it,
-    sends the same token again (it asks anew only after a 403). A token service
-    grants the scope of one challenge (``repository:NAME:pull`` for a tag list,
-    ``pull,push`` for an upload), and distribution answers a token without the
-    needed scope with 401 ``error="insufficient_scope"`` (Docker token
-    authentication spec), so the next repository or the first push would fail.
-    Here a 401 to a tokened request drops the token, and oras-py requests one for
-    the new challenge's scope with the Basic credentials.
-    """
-
-    def authenticate_request(
-        self, original: requests.Response, headers: dict, refresh: bool = False
-    ) -> tuple[dict, bool]:
-        stale = original.status_code == 401 and self.token is not None
-        return super().authenticate_request(original, headers, refresh=refresh or stale)
-
-
-class _BasicAuth(oras.auth.BasicAuth):
-    """oras-py's ``basic`` backend, declining a challenge when it holds no credentials.
-
-    oras-py's own reads an attribute it never set (``AttributeError: 'BasicAuth'
-    object has no attribute '_basic_auth'``); declining makes oras-py raise the
-    ``ValueError`` that :meth:`ChartRegistry._request` turns into "needs credentials".
-    """
-
-    def authenticate_request(self, original: requests.Response, headers: dict, refresh: bool = False):
-        if getattr(self, "_basic_auth", None) is None:
-            return dict(headers or {}), False
-        return super().authenticate_request(original, headers, refresh=refresh)
-
-
-class _Registry(oras.provider.Registry):
-    """oras-py's registry client with the retry policy of this module (and :class:`_TokenAuth`)."""
-
-    auth: Any  # oras-py's auth backend (oras-py has no types)
-
-    def __init__(self, *, hostname: str, insecure: bool, auth_backend: str, session: _GuardedSession):
-        super().__init__(hostname=hostname, insecure=insecure, auth_backend=auth_backend, tls_verify=session.verify)
-        self.session = session
-        self.deadline = session.deadline
-        auth = _TokenAuth() if auth_backend == "token" else _BasicAuth()
-        auth.prefix, auth._tls_verify = self.auth.prefix, self.auth._tls_verify
-        self.auth = auth
-        self.auth.session = session
-
-    @_retrying
-    def do_request(self, *args: Any, **kwargs: Any) -> requests.Response:
-        # functools.wraps keeps the undecorated oras-py request in __wrapped__.
-        response = oras.provider.Registry.do_request.__wrapped__(self, *args, **kwargs)
-        if response.status_code >= 500:
-            raise TransientRegistryError(f"HTTP {response.status_code} from the registry")
-        return response
 
 
 def check_root(root: str) -> str:
@@ -303,8 +78,11 @@ def check_root(root: str) -> str:
         raise UserError(f"--registry: {expected}, got {root!r}") from None
 
 
-class ChartRegistry:
-    """One OCI repository root, ``oci://host[:port]/path``, holding charts at ``<root>/<name>:<version>``.
+class RegistryClient:
+    """The registry client for one OCI repository root, ``oci://host[:port]/path``.
+
+    The root holds charts at ``<root>/<chart_name>:<tag>``; the same client checks
+    image tags, pushes OCI artifacts and holds leases under it.
 
     One client is one requests session (kept-alive connections) and one reading of
     the registry's auth scheme; :meth:`fork` gives a client sharing both with its
@@ -331,7 +109,7 @@ class ChartRegistry:
         plain_http: bool = False,
         ca_file: str | Path | None = None,
         deadline: Deadline | None = None,
-        _session: tuple[_GuardedSession, str] | None = None,
+        _session: tuple[GuardedSession, str] | None = None,
     ):
         self.root = check_root(root)
         self.host = names.parse_oci_url(self.root).host
@@ -341,14 +119,15 @@ class ChartRegistry:
             ca = check_ca_file(ca_file)
             if plain_http:
                 urls.warn_plain_http("--plain-http", urls.host_of(self.host), credentials=credentials is not None)
-            session = _GuardedSession(self.host, deadline or Deadline(DEFAULT_TIMEOUT), str(ca) if ca else True)
+            session = GuardedSession(self.host, deadline or Deadline(DEFAULT_TIMEOUT), str(ca) if ca else True)
             self._session = session
-            backend = self._auth_scheme(f"{'http' if plain_http else 'https'}://{self.host}/v2/")
+            backend = auth_scheme(session, f"{'http' if plain_http else 'https'}://{self.host}/v2/",
+                                  credentials is not None)
         else:
             session, backend = _session
             self._session = session
         self.backend = backend
-        self._client = _Registry(hostname=self.host, insecure=plain_http, auth_backend=backend, session=session)
+        self._client = OrasRegistry(hostname=self.host, insecure=plain_http, auth_backend=backend, session=session)
         if credentials is not None:
             self._client.auth.set_basic_auth(credentials.username, credentials.password.reveal())
             if backend == "basic":
@@ -359,48 +138,12 @@ class ChartRegistry:
     def deadline(self) -> Deadline:
         return self._session.deadline
 
-    def fork(self) -> ChartRegistry:
+    def fork(self) -> RegistryClient:
         """A client on the same session and auth scheme (no new probe), with its own bearer token."""
         if self.backend != "token":
             return self
-        return ChartRegistry(self.root, credentials=self.credentials, plain_http=self.plain_http,
-                             _session=(self._session, self.backend))
-
-    def _fail(self, what: str, exc: BaseException) -> UserError:
-        # Never the exception's text: it may quote a URL or header; only its kind is safe to show.
-        if isinstance(exc, requests.exceptions.SSLError):
-            hint = (
-                "the registry speaks plain HTTP: pass --plain-http for a local test registry"
-                if "wrong version number" in _describe(exc) or "record layer" in _describe(exc)
-                else "for a registry whose certificate comes from a private CA, "
-                "pass --ca-file PATH (its PEM certificate)"
-            )
-            return UserError(f"registry {self.host}: {what}: {_describe(exc)} ({hint})")
-        return UserError(f"registry {self.host}: {what}: {_describe(exc)}")
-
-    def _needs_credentials(self) -> UserError:
-        return RegistryAuthError(
-            f"registry {self.host}: the registry needs credentials: pass --username and --password "
-            f"(env:NAME or file:PATH)"
-        )
-
-    def _auth_scheme(self, ping: str) -> str:
-        try:
-            answer = self._session.ping(ping)
-        except requests.exceptions.SSLError as exc:
-            raise self._fail("TLS handshake failed", exc) from None
-        except (TransientRegistryError, requests.RequestException) as exc:
-            raise self._fail(
-                "cannot reach the registry (check the address, and --plain-http for an HTTP registry)", exc
-            ) from None
-        challenge = answer.headers.get("WWW-Authenticate", "")
-        if challenge.lower().startswith("bearer"):
-            realm = oras.auth.utils.parse_auth_header(challenge).realm or ""
-            self._session.token_host = urllib.parse.urlsplit(realm).netloc or None
-            return "token"
-        if answer.status_code == 401 and self.credentials is None:
-            raise self._needs_credentials()
-        return "basic"
+        return RegistryClient(self.root, credentials=self.credentials, plain_http=self.plain_http,
+                              _session=(self._session, self.backend))
 
     def reference(self, name: str, version: str | None = None) -> str:
         """``host/path/name[:tag]`` (no scheme), as Helm and Flux print references."""
@@ -414,18 +157,18 @@ class ChartRegistry:
         try:
             response = self._client.do_request(url, method, **kwargs)
         except requests.exceptions.SSLError as exc:
-            raise self._fail(what, exc) from None
+            raise failure(self.host, what, exc) from None
         except (TransientRegistryError, requests.RequestException) as exc:
-            raise self._fail(f"{what} failed after {RETRY_ATTEMPTS} attempts", exc) from None
+            raise failure(self.host, f"{what} failed after {RETRY_ATTEMPTS} attempts", exc) from None
         except ValueError:  # oras-py could not answer the challenge: the token service gave no token
             if self.credentials is None:
-                raise self._needs_credentials() from None
+                raise needs_credentials(self.host) from None
             raise RegistryAuthError(
                 f"registry {self.host}: {what}: the registry's token service refused the credentials "
                 f"(check --username and --password)"
             ) from None
         if response.status_code == 401 and self.credentials is None:
-            raise self._needs_credentials()
+            raise needs_credentials(self.host)
         if response.status_code in (401, 403):
             raise RegistryAuthError(
                 f"registry {self.host}: {what}: HTTP {response.status_code}: "
@@ -465,7 +208,7 @@ class ChartRegistry:
             seen.add(url)
             response = self._request(what, url, "GET")
             if response.status_code == 404 and not seen - {url}:
-                if _error_codes(response) == {"NAME_UNKNOWN"}:
+                if error_codes(response) == {"NAME_UNKNOWN"}:
                     return None
                 raise self.refuse(what, "HTTP 404 without the NAME_UNKNOWN error a missing repository gets")
             if response.status_code != 200:
@@ -511,7 +254,7 @@ class ChartRegistry:
             return None
         if response.status_code != 200:
             raise UserError(f"registry {self.host}: resolving {self.reference(name, tag)}: HTTP {response.status_code}")
-        digest = _sha256(response.content)
+        digest = sha256_digest(response.content)
         claimed = response.headers.get("Docker-Content-Digest")
         if claimed and claimed != digest:
             raise self.refuse(
@@ -576,7 +319,7 @@ class ChartRegistry:
                     # uploading one the registry holds is harmless, and on a first push none is there.
                     response = self._client.put_upload(str(path), container, descriptor)
                 except (TransientRegistryError, requests.RequestException) as exc:
-                    raise self._fail(f"uploading blob {descriptor['digest']}", exc) from None
+                    raise failure(self.host, f"uploading blob {descriptor['digest']}", exc) from None
                 except ValueError:  # oras-py: no token, or the registry started no upload (401/403 to the POST)
                     raise RegistryAuthError(
                         f"registry {self.host}: uploading a blob to {self.reference(name)}: "
@@ -636,9 +379,9 @@ class ChartRegistry:
             raise ManifestRefused(
                 f"registry {self.host}: pushing the manifest of {self.reference(name, tag)}: "
                 f"HTTP {response.status_code} "
-                f"{' '.join(sorted(_error_codes(response)))}".rstrip()
+                f"{' '.join(sorted(error_codes(response)))}".rstrip()
             )
-        return _sha256(manifest)
+        return sha256_digest(manifest)
 
     def manifest(self, name: str, reference: str) -> bytes | None:
         """The OCI image manifest bytes at ``reference`` (a tag or digest), or ``None`` when absent."""
@@ -648,7 +391,8 @@ class ChartRegistry:
     def push_blobs(self, artifact: HelmArtifact) -> None:
         """Upload the artifact's config and chart layer (two requests each: POST, PUT)."""
         package = artifact.package
-        config = {"digest": _sha256(artifact.config), "size": len(artifact.config), "mediaType": HELM_CONFIG_MEDIA_TYPE}
+        config = {"digest": sha256_digest(artifact.config), "size": len(artifact.config),
+                  "mediaType": HELM_CONFIG_MEDIA_TYPE}
         self.upload_blobs(
             package.name,
             [(artifact.config, config), (package.path.read_bytes(), json.loads(artifact.manifest)["layers"][0])],
@@ -666,7 +410,7 @@ class ChartRegistry:
         blobs: list[tuple[bytes, dict]] = []
         if config is None:
             empty = b"{}"
-            config = {"mediaType": EMPTY_MEDIA_TYPE, "digest": _sha256(empty), "size": len(empty)}
+            config = {"mediaType": EMPTY_MEDIA_TYPE, "digest": sha256_digest(empty), "size": len(empty)}
             blobs.append((empty, config))
         manifest = json.dumps(
             {
@@ -684,49 +428,3 @@ class ChartRegistry:
 
 class ManifestRefused(UserError):
     """The registry answered a manifest ``PUT`` with a 4xx other than 401/403 (e.g. an immutable tag)."""
-
-
-EMPTY_MEDIA_TYPE = "application/vnd.oci.empty.v1+json"
-
-
-def _error_codes(response: requests.Response) -> set[str]:
-    """The ``errors[].code`` values of a distribution error body (empty when there are none)."""
-    try:
-        body = response.json()
-    except ValueError:
-        return set()
-    errors = body.get("errors") if isinstance(body, dict) else None
-    if not isinstance(errors, list):
-        return set()
-    return {str(e.get("code")) for e in errors if isinstance(e, dict) and isinstance(e.get("code"), str)}
-
-
-def _describe(exc: BaseException) -> str:
-    """A transport failure's kind, without its text (which may quote URLs and headers)."""
-    if isinstance(exc, TransientRegistryError):
-        return str(exc)  # our own text: "HTTP <status> from the registry"
-    if isinstance(exc, requests.exceptions.SSLError):
-        return "TLS failed: " + _tls_cause(exc)
-    if isinstance(exc, requests.Timeout):
-        return "timed out"
-    if isinstance(exc, requests.ConnectionError):
-        return "connection failed (refused, reset or name not resolved)"
-    return type(exc).__name__
-
-
-def _tls_cause(exc: BaseException) -> str:
-    """The ``ssl`` module's reason inside a requests TLS failure (``certificate verify failed: self-signed
-    certificate``, ``wrong version number``), never the URL around it."""
-    seen: set[int] = set()
-    todo: list[object] = [exc]
-    while todo:
-        item = todo.pop(0)
-        if id(item) in seen or not isinstance(item, BaseException):
-            continue
-        seen.add(id(item))
-        if isinstance(item, ssl.SSLCertVerificationError):
-            return f"certificate verify failed: {item.verify_message}"
-        if isinstance(item, ssl.SSLError) and item.reason:
-            return str(item.reason).lower().replace("_", " ")
-        todo += [*item.args, getattr(item, "reason", None), item.__cause__, item.__context__]
-    return "the TLS handshake failed"
