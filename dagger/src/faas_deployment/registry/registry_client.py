@@ -2,7 +2,7 @@
 
 A :class:`RegistryClient` serves charts (``<root>/<chart_name>:<tag>``), image tag
 checks (:mod:`faas_deployment.images.image_tags`), Flux OCI artifacts
-(:mod:`faas_deployment.flux.artifacts`) and leases (:mod:`.lease`): tag lists,
+(:mod:`faas_deployment.flux.artifact_repository`) and leases (:mod:`.lease`): tag lists,
 manifests by tag or digest (cross-checked, so a registry whose answers disagree is
 refused before anything is pushed), blob uploads, manifest pushes and deletes.
 
