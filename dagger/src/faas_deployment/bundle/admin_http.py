@@ -124,7 +124,8 @@ def warn_plain_http(url: str, what: str = "the admin API token") -> None:
 
 
 class Transient(Exception):
-    """One failed attempt that may succeed later."""
+    """One failed attempt that may succeed later: ``kind`` (``"HTTP 503"``, ``"timeout"``, ...), the answer's
+    ``Retry-After`` in seconds (``None`` without one) and a redacted ``excerpt`` of its body."""
 
     def __init__(self, kind: str, retry_after: float | None = None, excerpt: str = ""):
         super().__init__(kind)
@@ -201,10 +202,12 @@ def retry_after(value: str | None) -> float | None:
 
 
 def summary(seen: Counter[str]) -> str:
+    """``HTTP 503 x4, connection refused x2``: what was seen, most frequent first."""
     return ", ".join(f"{kind} x{count}" for kind, count in seen.most_common())
 
 
 def plural(count: int, word: str) -> str:
+    """``1 attempt``, ``2 attempts``."""
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
@@ -245,6 +248,7 @@ def retrying(deadline: Deadline, base: Callable[[tenacity.RetryCallState], float
 
 
 def client_for(client: httpx.Client | None) -> tuple[httpx.Client, bool]:
+    """``(client, owned)``: the caller's client, or a new one (:func:`new_client`) the caller must close."""
     if client is not None:
         return client, False
     return new_client(), True
