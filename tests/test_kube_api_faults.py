@@ -23,7 +23,7 @@ from faas_deployment import cli
 from faas_deployment.core.errors import UserError
 from faas_deployment.core.secrets import SecretValue
 from faas_deployment.flux import deploy, kube_api, rollout, rollout_outcome
-from faas_deployment.gitlab import promotion
+from faas_deployment.gitlab import source_state
 from faas_deployment.pipeline import Workspace
 from support.flux_doubles import (
     HR,
@@ -126,7 +126,7 @@ def test_promote_reads_the_live_release_within_its_deadline(tmp_path, fault):
         api.put(HR, NS, "faas-controller", {"metadata": {"generation": 1}, "status": {}})
         api.faults.append(drip(api, "helmreleases") if fault == "drip" else silent(api, "helmreleases"))
         client = rollout.make_client(SecretValue(api.kubeconfig(), "file:kc"))
-        state = promotion.ClusterState(REPO_ROOT, client, timeout=3)
+        state = source_state.ClusterState(REPO_ROOT, client, timeout=3)
         started = time.monotonic()
         with pytest.raises(UserError, match="HelmRelease faas-dev/faas-controller: .*(before the deadline|at the "
                                             "deadline|in time)"):

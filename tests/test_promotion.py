@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 from faas_deployment import cli
 from faas_deployment.core.errors import UserError
 from faas_deployment.core.secrets import SecretValue
-from faas_deployment.gitlab import promotion
+from faas_deployment.gitlab import promoted_change, promotion, source_state
 from faas_deployment.gitlab.merge_request import GitLabProject
-from faas_deployment.gitlab.promotion import PromotionRefused, Proposal
+from faas_deployment.gitlab.promoted_change import PromotionRefused
+from faas_deployment.gitlab.proposal import Proposal
 from support.gitlab_api_server import GitLabApi
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,7 +112,7 @@ def test_keys_that_never_travel_stay_and_promoted_ones_keep_source_spelling(chec
     assert ("  container_port: 8080", "  container_port: 9090") in diff
     assert len(diff) == 3 and "replica_count: 3" in (checkout / PROD).read_text()
     travels, stays = _documented_keys()
-    assert travels == set(promotion.PROMOTED_KEYS) and not travels & stays and "replica_count" in stays
+    assert travels == set(promoted_change.PROMOTED_KEYS) and not travels & stays and "replica_count" in stays
 
 
 def _documented_keys() -> tuple[set[str], set[str]]:
@@ -123,9 +124,9 @@ def _documented_keys() -> tuple[set[str], set[str]]:
 
 
 def test_the_target_follows_the_source_version_line():
-    assert promotion.promoted_version("0.4.0", "0.4.1", shown="x") == "0.4.1"
-    assert promotion.promoted_version("0.4.0", "0.6.0+abc", shown="x") == "0.6.0"
-    assert promotion.promoted_version("0.4.1", "0.4.1", shown="x") == "0.4.2"
+    assert promoted_change.promoted_version("0.4.0", "0.4.1", shown="x") == "0.4.1"
+    assert promoted_change.promoted_version("0.4.0", "0.6.0+abc", shown="x") == "0.6.0"
+    assert promoted_change.promoted_version("0.4.1", "0.4.1", shown="x") == "0.4.2"
 
 
 def test_all_promotes_each_component_and_reports_the_ones_with_nothing_to_promote(checkout):
@@ -144,7 +145,7 @@ def test_an_unhealthy_source_refuses_and_writes_nothing(checkout, tmp_path):
         status = tmp_path / "status.json"
         status.write_text(json.dumps(doc))
         with pytest.raises(PromotionRefused, match="not healthy"):
-            promotion.promote(checkout, "dev", "prod", ["controller"], state=promotion.HelmReleaseStatusFile(status))
+            promotion.promote(checkout, "dev", "prod", ["controller"], state=source_state.HelmReleaseStatusFile(status))
     assert (checkout / PROD).read_text() == before
 
 
@@ -152,16 +153,17 @@ def test_a_source_running_another_version_than_its_config_refuses(checkout, tmp_
     status = tmp_path / "status.json"
     status.write_text(json.dumps(status_doc(version="0.4.0")))
     with pytest.raises(PromotionRefused, match="runs chart 0.4.0 but .* says 0.4.1"):
-        promotion.promote(checkout, "dev", "prod", ["controller"], state=promotion.HelmReleaseStatusFile(status))
+        promotion.promote(checkout, "dev", "prod", ["controller"], state=source_state.HelmReleaseStatusFile(status))
 
 
 def test_a_healthy_status_is_the_evidence(checkout, tmp_path):
     status = tmp_path / "status.json"
     status.write_text(json.dumps(status_doc()))
-    state = promotion.HelmReleaseStatusFile(status)("dev", "controller")
+    state = source_state.HelmReleaseStatusFile(status)("dev", "controller")
     assert state.healthy and state.chart_version == "0.4.1" and state.digest == "sha256:" + "ab" * 32
     assert "HelmRelease faas/faas-controller" in state.evidence and "Ready=True" in state.evidence
-    [line] = promotion.promote(checkout, "dev", "prod", ["controller"], state=promotion.HelmReleaseStatusFile(status))
+    [line] = promotion.promote(checkout, "dev", "prod", ["controller"],
+                               state=source_state.HelmReleaseStatusFile(status))
     assert line.startswith("promoted dev -> prod controller") and "0.4.0 -> 0.4.1" in line, line
 
 
@@ -173,7 +175,7 @@ def test_a_bad_status_file_is_a_clear_error(checkout, tmp_path, content, message
     status = tmp_path / "status.json"
     status.write_text(content)
     with pytest.raises(UserError, match=message):
-        promotion.promote(checkout, "dev", "prod", ["controller"], state=promotion.HelmReleaseStatusFile(status))
+        promotion.promote(checkout, "dev", "prod", ["controller"], state=source_state.HelmReleaseStatusFile(status))
 
 
 def test_nothing_to_promote_is_up_to_date_and_exits_0(checkout, run_cli):
@@ -303,7 +305,7 @@ def test_an_unhealthy_source_pushes_nothing_and_calls_no_api(checkout, tmp_path)
     status.write_text(json.dumps(status_doc(ready="False")))
     origin = checkout.parent / "origin.git"
     with GitLabApi(TOKEN) as api, pytest.raises(PromotionRefused):
-        promotion.promote(checkout, "dev", "prod", ["controller"], state=promotion.HelmReleaseStatusFile(status),
+        promotion.promote(checkout, "dev", "prod", ["controller"], state=source_state.HelmReleaseStatusFile(status),
                           proposal=proposal(api))
     assert api.requests == [] and "promote/" not in git(origin, "branch", "--list")
 
@@ -358,7 +360,7 @@ _helmrelease = st.fixed_dictionaries({"kind": st.just("HelmRelease")}, optional=
 @given(document=_json | _helmrelease)
 def test_any_status_document_is_a_state_or_a_clear_error(document):
     try:
-        state = promotion.state_from_helmrelease(document, shown="status.json")
+        state = source_state.state_from_helmrelease(document, shown="status.json")
     except UserError as exc:
         assert str(exc).startswith("status.json: ")
     else:
