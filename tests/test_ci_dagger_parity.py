@@ -44,9 +44,11 @@ def test_a_generated_deploy_job_packages_the_clis_bytes(tmp_path):
     """The deploy job's own prefix (module, environment, component), asked for the package, in a job with
     SOURCE_DATE_EPOCH."""
     repo = PlanRepo(tmp_path / "repo")
-    line = child_pipeline.command(Item("dev", "operator", "upgrade", "bumped"), Context("main", "main"))
+    line = child_pipeline.command(Item("dev", "operator", "upgrade", "bumped"), Context("main", "main"),
+                                  "oci://registry.example.org/eo4eu-faas/charts/dev")
     prefix = line.split(" deploy ", 1)[0]
-    with Engine(repo.work, env={"SOURCE_DATE_EPOCH": EPOCH}) as engine:
+    job = {"SOURCE_DATE_EPOCH": EPOCH, "CHART_REGISTRY_USER_DEV": "ci", "CHART_REGISTRY_PASSWORD_DEV": "pw-dev-0123"}
+    with Engine(repo.work, env=job) as engine:
         engine.call(f"{prefix} package export --path dagger-out/chart.tgz")
     from_dagger = (repo.work / "dagger-out" / "chart.tgz").read_bytes()
     cli = _cli(repo.work, "package", "--env", "dev", "--component", "operator", "--out", str(tmp_path / "cli"),
@@ -133,8 +135,9 @@ def test_a_dagger_api_trigger_traces_the_jobs_pipeline_and_job_ids(registry, tmp
         (source / "kc").write_text(api.kubeconfig())
         job = {"CI_PIPELINE_ID": "4711", "CI_JOB_ID": "42", "REG_PW": registry.password}
         with Engine(source, env=job) as engine:
-            out = engine.call('dagger call env --name dev component --name operator deploy --kubeconfig file:kc '
-                              '--trigger-api --pipeline-id "$CI_PIPELINE_ID" --job-id "$CI_JOB_ID" '
-                              f"--username {registry.username} --password env:REG_PW --plain-http --timeout 20")
+            out = engine.call(f"dagger call with-registry --address {registry.host} --username {registry.username} "
+                              "--password env:REG_PW --plain-http "
+                              "env --name dev component --name operator deploy --kubeconfig file:kc "
+                              '--trigger-api --pipeline-id "$CI_PIPELINE_ID" --job-id "$CI_JOB_ID" --timeout 20')
     assert f"deployed {exp.chart}@{exp.version}" in out
     assert tokens and all(token.startswith("faas-deploy/4711/42/") for token in tokens), tokens

@@ -30,6 +30,8 @@ from hypothesis import strategies as st
 from faas_deployment.cli import main
 from faas_deployment.core import layout
 from faas_deployment.core.errors import UserError, ValidationError
+from faas_deployment.core.names import parse_oci_url
+from faas_deployment.flux import settings as flux_settings
 from faas_deployment.gitlab import child_pipeline
 from faas_deployment.gitlab.child_pipeline import Context
 from faas_deployment.gitlab.plan import Item, Plan
@@ -83,6 +85,13 @@ def _intended(root: Path, pairs: list[tuple[str, str]], source: Path) -> list[li
                 "call",
                 "--source-date-epoch",
                 "",
+                "with-registry",
+                "--address",
+                parse_oci_url(flux_settings.load(source, env).chart_registry).host,
+                "--username",
+                "ci",
+                "--password",
+                f"env:CHART_REGISTRY_PASSWORD_{s}",
                 "env",
                 "--name",
                 env,
@@ -94,10 +103,6 @@ def _intended(root: Path, pairs: list[tuple[str, str]], source: Path) -> list[li
                 f"file:{root / f'kubeconfig-{s}'}",
                 "--receiver-token",
                 f"env:FLUX_RECEIVER_TOKEN_{s}",
-                "--username",
-                "ci",
-                "--password",
-                f"env:CHART_REGISTRY_PASSWORD_{s}",
             ]
         )
         if (source / "env" / env / component / "dynamic").is_dir():
@@ -232,7 +237,11 @@ def test_a_job_name_over_gitlabs_limit_is_refused():
 
 def test_every_literal_of_a_command_is_shell_quoted():
     item = Item("dev", "operator", "install", "new")
-    line = child_pipeline.command(item, Context("feature", "main", merge_request="42", pipeline_iid="3"))
+    line = child_pipeline.command(item, Context("feature", "main", merge_request="42", pipeline_iid="3"),
+                                  "oci://registry.example.org:5000/eo4eu-faas/charts/dev")
     assert line.endswith("--prerelease mr.42.3")
+    assert " with-registry --address registry.example.org:5000 --username " in line
+    with pytest.raises(UserError, match="chart_registry ''"):
+        child_pipeline.command(item, Context("main", "main"))
     retire = child_pipeline.command(Item("eu-west", "operator", "retire", "gone"), Context("main", "main"))
     assert retire == "dagger call env --name eu-west flux export --path flux/eu-west"

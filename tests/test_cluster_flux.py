@@ -316,7 +316,8 @@ def test_merge_request_flow_deploys_the_prerelease_through_the_generated_job(flu
                  "CHART_REGISTRY_USER_DEV": env.registry.username,
                  "CHART_REGISTRY_PASSWORD_DEV": env.registry.password}
     with Engine(env.source, env=variables) as engine:
-        printed = engine.call(deploys[0] + " --plain-http")  # the loopback registry speaks HTTP
+        # the loopback registry speaks HTTP
+        printed = engine.call(deploys[0].replace(" with-registry ", " with-registry --plain-http ", 1))
     prerelease = f"{version}-mr.7.31"
     expected = env.expected("operator")
     assert f"pushed {env.registry.host}/charts/dev/faas-operator:{prerelease}@" in printed, printed

@@ -28,6 +28,7 @@ from support.dagger_engine import CORE_TYPE_NAMES, Engine, EngineRefusal, FileOb
 from support.flux_doubles import HR, OCI, KubeApi, Receiver, play, scenario
 from support.gitlab_api_server import GitLabApi
 from support.registry_proxy import registry_proxy
+from support.tls import self_signed
 
 REPO = dagger_engine.REPO
 
@@ -73,10 +74,6 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
         'trigger_api: boolean = false',
         'kube_context: string = ""',
         'registry: string = ""',
-        'username: string = ""',
-        'password: Secret? = null',
-        'plain_http: boolean = false',
-        'ca_file: File? = null',
         'immutable_tags: boolean = false',
         'timeout: float = 0',
         'receiver_url: string = ""',
@@ -90,20 +87,12 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
     ("Component", "package"): ("File", CACHED, ()),
     ("Component", "publish"): ("string", NEVER, (
         'registry: string',
-        'username: string = ""',
-        'password: Secret? = null',
-        'plain_http: boolean = false',
-        'ca_file: File? = null',
         'immutable_tags: boolean = false',
         'prerelease: string = ""',
         'timeout: float = 300.0',
     )),
     ("Component", "publish_artifact"): ("string", NEVER, (
         'registry: string = ""',
-        'username: string = ""',
-        'password: Secret? = null',
-        'plain_http: boolean = false',
-        'ca_file: File? = null',
         'manifests: Directory? = null',
         'revision: string = ""',
         'source_url: string = ""',
@@ -111,8 +100,6 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
     ("Component", "publish_image"): ("string", NEVER, (
         'context: Directory',
         'tag: string',
-        'username: string = ""',
-        'password: Secret? = null',
         'dockerfile: string = "Dockerfile"',
         'build_args: list = []',
         'target: string = ""',
@@ -122,10 +109,6 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
     )),
     ("Component", "retire_artifact"): ("string", NEVER, (
         'registry: string = ""',
-        'username: string = ""',
-        'password: Secret? = null',
-        'plain_http: boolean = false',
-        'ca_file: File? = null',
     )),
     ("Component", "wait"): ("string", NEVER, (
         'kubeconfig: Secret',
@@ -157,10 +140,6 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
         'trigger_api: boolean = false',
         'kube_context: string = ""',
         'registry: string = ""',
-        'username: string = ""',
-        'password: Secret? = null',
-        'plain_http: boolean = false',
-        'ca_file: File? = null',
         'immutable_tags: boolean = false',
         'timeout: float = 0',
         'receiver_url: string = ""',
@@ -183,19 +162,11 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
     ("Environment", "manifests"): ("File", CACHED, ()),
     ("Environment", "publish_artifacts"): ("string", NEVER, (
         'registry: string = ""',
-        'username: string = ""',
-        'password: Secret? = null',
-        'plain_http: boolean = false',
-        'ca_file: File? = null',
         'revision: string = ""',
         'source_url: string = ""',
     )),
     ("Environment", "release"): ("string", NEVER, (
         'registry: string',
-        'username: string = ""',
-        'password: Secret? = null',
-        'plain_http: boolean = false',
-        'ca_file: File? = null',
         'immutable_tags: boolean = false',
         'timeout: float = 300.0',
         'skip_image_check: boolean = false',
@@ -211,10 +182,6 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
         'repository: Directory (default path /)',
         'env: string = ""',
         'registry: string = ""',
-        'username: string = ""',
-        'password: Secret? = null',
-        'plain_http: boolean = false',
-        'ca_file: File? = null',
         'timeout: float = 300.0',
         'base: string = ""',
     )),
@@ -235,6 +202,13 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
         'base: string = ""',
         'default_branch: string = "main"',
         'format: string = "table"',
+    )),
+    ("FaasDeployment", "with_registry"): ("FaasDeployment", CACHED, (
+        'address: string',
+        'username: string = ""',
+        'password: Secret? = null',
+        'plain_http: boolean = false',
+        'ca_file: File? = null',
     )),
     ("FaasDeployment", "promote"): ("string", NEVER, (
         'repository: Directory (default path /)',
@@ -322,9 +296,11 @@ def test_the_module_is_exactly_the_contract_table(registered):
 
 
 def test_functions_that_talk_to_the_outside_are_never_cached(registered):
-    """The rule behind the table's cache column: a Secret, a registry or an admin URL means it talks."""
+    """The rule behind the table's cache column: a Secret, a registry or an admin URL means it talks
+    (``with_registry`` only keeps the access for the functions after it: it reads no Secret, talks to nothing)."""
     for (obj, name), (_, cache, args) in CONTRACT.items():
-        talks = any("Secret" in a or a.startswith(("registry:", "admin_url:")) for a in args)
+        talks = name != "with_registry" and any("Secret" in a or a.startswith(("registry:", "admin_url:"))
+                                                for a in args)
         if talks:
             assert cache == NEVER, f"{obj}.{name} talks to the outside: cache='never'"
         assert registered[obj].functions[name].cache_policy in (None, "Never")
@@ -491,8 +467,9 @@ def test_immutable_tags_reach_the_door_through_the_engine(registry, checkout):
     """``publish --immutable-tags`` through the engine, against a registry refusing overwrites:
     the first push makes the 8 requests of a registry-arbitrated push (no lease), then a rerun is
     ``unchanged``."""
-    line = ("dagger call env --name dev component --name operator publish --registry oci://{host}/charts "
-            f"--username {registry.username} --password env:CHART_REGISTRY_PASSWORD --plain-http --immutable-tags")
+    line = (f"dagger call with-registry --address {{host}} --username {registry.username} "
+            "--password env:CHART_REGISTRY_PASSWORD --plain-http "
+            "env --name dev component --name operator publish --registry oci://{host}/charts --immutable-tags")
     with registry_proxy(registry.url) as (host, faults), \
             Engine(checkout, env={"CHART_REGISTRY_PASSWORD": registry.password}) as engine:
         faults.lie = "put-immutable"
@@ -501,6 +478,71 @@ def test_immutable_tags_reach_the_door_through_the_engine(registry, checkout):
         again = engine.call(line.format(host=host))
     assert first.startswith("pushed ") and again.startswith("unchanged "), (first, again)
     assert made == 8 and faults.count(path="/lease-") == 0, faults.log
+
+
+def test_with_registry_gives_the_chain_its_credentials_once(registry, checkout):
+    """``with-registry`` on the main object, then ``env``, ``component``, ``publish`` against the
+    authenticated loopback registry: the access reaches ``publish`` through two objects (a Secret
+    field carried by its ID), and ``release`` of another chain as well; the password is never printed."""
+    chain = (f"dagger call with-registry --address {registry.host} --username {registry.username} "
+             "--password env:CHART_REGISTRY_PASSWORD --plain-http env --name dev ")
+    with Engine(checkout, env={"CHART_REGISTRY_PASSWORD": registry.password}) as engine:
+        published = engine.call(chain + f"component --name operator publish --registry oci://{registry.host}/charts")
+        released = engine.call(chain + f"release --registry oci://{registry.host}/charts --skip-image-check")
+    assert published.startswith(f"pushed {registry.host}/charts/faas-operator:"), published
+    assert released.splitlines()[0].startswith("pushed ") and "unchanged " in released, released
+    assert registry.password not in published + released
+    assert engine.executed[:5] == ["FaasDeployment.constructor", "FaasDeployment.with_registry", "FaasDeployment.env",
+                                   "Environment.component", "Component.publish"]
+
+
+def test_with_registry_credentials_reach_their_host_only(registry, checkout, tmp_path, monkeypatch):
+    """Access given for host A (the loopback registry behind a plain-HTTP proxy) is not sent to host B
+    (the same registry behind an HTTPS proxy whose certificate the process trusts, as a public registry's
+    would be): B is asked anonymously, never with an ``Authorization`` header, and the call fails saying
+    the registry needs credentials; A is not contacted. The same chain to A itself is authenticated."""
+    cert, key = self_signed(tmp_path)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))  # requests' trust store: B is a trusted TLS registry
+    with registry_proxy(registry.url) as (host_a, seen_a), \
+            registry_proxy(registry.url, tls=(cert, key)) as (host_b, seen_b), \
+            Engine(checkout, env={"PW": registry.password}) as engine:
+        chain = (f"dagger call with-registry --address {host_a} --username {registry.username} --password env:PW "
+                 "--plain-http env --name dev component --name operator ")
+        with pytest.raises(EngineRefusal) as refused:
+            engine.call(chain + f"publish --registry oci://{host_b}/charts")
+        assert seen_b.log and seen_a.log == []
+        assert {scheme for *_, scheme in seen_b.log} == {""}, seen_b.log
+        assert "needs credentials" in str(refused.value) and registry.password not in str(refused.value)
+        assert engine.call(chain + f"publish --registry oci://{host_a}/charts").startswith("pushed ")
+        assert "Basic" in {scheme for *_, scheme in seen_a.log}
+
+
+def test_with_registry_refuses_an_address_that_is_no_host(checkout):
+    with Engine(checkout, env={"PW": "pw-0123"}) as engine:
+        for address, message in (("oci://registry.example.org/charts", "expected a registry HOST"),
+                                 ("https://registry.example.org", "expected a registry HOST")):
+            with pytest.raises(EngineRefusal, match=message):
+                engine.call(f"dagger call with-registry --address {address} --username ci --password env:PW "
+                            "env --name dev component --name operator config")
+        with pytest.raises(EngineRefusal, match="--username and --password go together"):
+            engine.call("dagger call with-registry --address registry.example.org --username ci "
+                        "env --name dev component --name operator config")
+
+
+def test_publish_image_sends_with_registry_credentials_to_their_host_only(checkout):
+    """The engine's push (``withRegistryAuth``) carries the chain's credentials only when given for the
+    image_repository's host (registry.example.org here)."""
+    context = "https://git.example.org/x/y.git#" + "0f3c2d1e5b7a9c4d6e8f0a1b2c3d4e5f6a7b8c9d"
+    steps = {}
+    with Engine(checkout, env={"P": "img-secret-0123"}) as engine:
+        for address in ("registry.example.org", "other.example.org"):
+            with pytest.raises(NotExecuted) as stop:
+                engine.call(f"dagger call with-registry --address {address} --username ci --password env:P "
+                            f"env --name dev component --name controller publish-image --context {context} --tag v1")
+            steps[address] = dict(stop.value.steps)
+    assert steps["registry.example.org"]["withRegistryAuth"]["username"] == "ci"
+    assert "withRegistryAuth" not in steps["other.example.org"]
+    assert steps["other.example.org"]["publish"]["address"] == "registry.example.org/eo4eu-faas/faas-controller:v1"
 
 
 def test_functions_chain_object_state_as_the_engine_does(checkout):
@@ -582,10 +624,14 @@ def readme_lines() -> list[str]:
 
 
 def _registry_line(line: str, registry) -> str:
-    """Point the example registry at the loopback one (plain HTTP, the fixture's user)."""
+    """Point the example chart and artifact registry at the loopback one (plain HTTP, the fixture's user); the
+    with-registry access of those lines follows it (an image line's stays with the image_repository's host)."""
+    if "oci://registry.example.org/" not in line:
+        return line
     line = line.replace("oci://registry.example.org/eo4eu-faas/charts", f"oci://{registry.host}/eo4eu-faas/charts")
     line = line.replace("oci://registry.example.org/eo4eu-faas/manifests", f"oci://{registry.host}/eo4eu-faas/manifests")
-    return line + " --plain-http" if "--registry" in line else line
+    return line.replace("with-registry --address registry.example.org ",
+                        f"with-registry --address {registry.host} --plain-http ")
 
 
 def _run_shell_prefix(line: str, cwd: Path) -> str:
@@ -608,6 +654,7 @@ def _publish_then_remove(checkout: Path, registry, component: str) -> None:
     try:
         assert main(["--source", str(checkout), "publish-artifact", "--env", "dev", "--component", component,
                      *_registry_line("--registry oci://registry.example.org/eo4eu-faas/manifests", registry).split(),
+                     "--plain-http",
                      "--username", registry.username, "--password", "env:README_OLD_PASSWORD",
                      "--revision", "main@sha1:" + "0" * 40, "--source-url", "https://git.example.org/x.git"]) == 0
     finally:
@@ -670,8 +717,9 @@ def test_every_readme_line_runs(registry, checkout, tmp_path):
 
 def test_a_short_sha_in_a_git_context_is_refused(checkout):
     with Engine(checkout, env={"P": "x"}) as engine, pytest.raises(EngineRefusal, match="not a full commit SHA"):
-        engine.call("dagger call env --name dev component --name controller publish-image "
-                    "--context https://git.example.org/x/y.git#0f3c2d1 --tag 0f3c2d1 --username ci --password env:P")
+        engine.call("dagger call with-registry --address registry.example.org --username ci --password env:P "
+                    "env --name dev component --name controller publish-image "
+                    "--context https://git.example.org/x/y.git#0f3c2d1 --tag 0f3c2d1")
 
 
 KUBE_TOKEN = "kube-token-" + "3" * 16
@@ -691,8 +739,8 @@ def _run_job(name: str, job: dict, checkout: Path, variables: dict[str, str], ou
             if not line:
                 continue
             assert line.startswith("dagger call"), f"{name}: {line}"
-            if "--registry" in line or " deploy " in line:  # the loopback registry speaks HTTP
-                line += " --plain-http"
+            if " deploy " in line:  # the loopback chart registry speaks HTTP
+                line = line.replace(" with-registry ", " with-registry --plain-http ", 1)
             try:
                 outcomes[name] = engine.call(line)
             except NotExecuted as stop:
@@ -731,9 +779,9 @@ def test_component_deploy_takes_the_receiver_url_through_the_engine(registry, ch
         env = {"RX": RECEIVER_TOKEN, "KC": api.kubeconfig(), "PW": registry.password}
         with Engine(checkout, env=env) as engine:
             out = engine.call(
-                "dagger call env --name dev component --name operator deploy "
-                f"--registry oci://{registry.host}/charts/dev --username {registry.username} --password env:PW "
-                f"--plain-http --receiver-token env:RX "
+                f"dagger call with-registry --address {registry.host} --username {registry.username} --password env:PW "
+                "--plain-http env --name dev component --name operator deploy "
+                f"--registry oci://{registry.host}/charts/dev --receiver-token env:RX "
                 f"--receiver-url {receiver.url} --kubeconfig env:KC --timeout 30")
     assert receiver.hits == 1, out
     assert f"deployed {expected['operator'].chart}@{expected['operator'].version} to faas-dev/faas-operator" in out
@@ -796,7 +844,7 @@ def _run_all_jobs(ci, jobs, checkout, registry, before, dev_api, prod_api, gitla
         **{k: v or registry.password for k, v in CI_SECRETS.items()},
         "CHART_REGISTRY": f"oci://{registry.host}/charts",
         "CHART_REGISTRY_USER_DEV": registry.username, "CHART_REGISTRY_USER_PROD": registry.username,
-        "IMAGE_REGISTRY_USER": "ci",
+        "IMAGE_REGISTRY": "registry.example.org", "IMAGE_REGISTRY_USER": "ci",
         "OPERATOR_ADMIN_URL_DEV": dev_api.url, "OPERATOR_ADMIN_URL_PROD": prod_api.url,
         "COMPONENT": "operator", "ENVIRONMENT": "dev",
         "PROMOTE_ALLOW_PRERELEASE": "true",  # dev runs rc images: the person running the promote job asks for it

@@ -205,8 +205,7 @@ BROKEN_CALLS = [
      "--pipeline-iid \"$CI_PIPELINE_IID\" && echo done", r"no shell operators"),
     ("chain stops at an object", 'component --name "$COMPONENT" build-image --context "$SOURCE_REF" sync',
      'component --name "$COMPONENT"', r"ends at the object Component"),
-    ("call after a value", "--password env:IMAGE_REGISTRY_PASSWORD",
-     "--password env:IMAGE_REGISTRY_PASSWORD contents", r"already ended with a str"),
+    ("call after a value", '--tag "$IMAGE_TAG"', '--tag "$IMAGE_TAG" contents', r"already ended with a str"),
     ("unknown constructor flag", "dagger call --source-date-epoch", "dagger call --src=. --source-date-epoch",
      r"unknown flag '--src'"),
 ]

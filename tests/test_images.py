@@ -356,8 +356,7 @@ def test_dagger_image_functions_have_the_contracted_signatures():
     }
     expected = {
         "build_image": ("dagger.Container", build_params),
-        "publish_image": ("str", {**build_params, "tag": ("str", False, None), "username": ("str", True, ""),
-                                  "password": ("dagger.Secret | None", True, None)}),
+        "publish_image": ("str", {**build_params, "tag": ("str", False, None)}),  # credentials: with-registry
     }
     for name, (return_type, params) in expected.items():
         fn = fns[name]

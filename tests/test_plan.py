@@ -291,7 +291,8 @@ def test_merge_request_deploys_dev_as_a_pre_release_and_never_prod(results):
     calls = {c.job: c for c in ci_calls.dagger_calls(on_main)}
     assert set(calls) == {"operator_deploy_dev", "controller_deploy_prod"}
     assert calls["controller_deploy_prod"].arg("deploy", "prerelease") is None
-    assert calls["controller_deploy_prod"].arg("deploy", "password") == "env:CHART_REGISTRY_PASSWORD_PROD"
+    assert calls["controller_deploy_prod"].arg("with-registry", "password") == "env:CHART_REGISTRY_PASSWORD_PROD"
+    assert calls["controller_deploy_prod"].arg("with-registry", "address") == "registry.example.org"
 
 
 def test_generated_pipelines_pass_the_schema_and_resolve_against_the_module(results, tmp_path):
@@ -325,7 +326,7 @@ def test_staging_needs_no_ci_edit(results):
     install = calls["operator_deploy_staging"]
     assert install.arg("env", "name") == "staging"
     assert install.arg("deploy", "registry") is None  # chart_registry of env/staging/environment.yaml
-    assert install.arg("deploy", "password") == "env:CHART_REGISTRY_PASSWORD_STAGING"
+    assert install.arg("with-registry", "password") == "env:CHART_REGISTRY_PASSWORD_STAGING"
     assert install.arg("deploy", "receiver-token") == "env:FLUX_RECEIVER_TOKEN_STAGING"
     assert install.arg("deploy", "kubeconfig") == "file:$KUBECONFIG_STAGING"
     assert (

@@ -200,3 +200,20 @@ def test_each_retry_is_announced(registry, source, run_cli):
     assert lines[0].startswith(f"[faas-deploy] registry {host}: GET /v2/: HTTP 503 from the registry; attempt 2 in ")
     assert lines[1].endswith(" s") and "attempt 3 in " in lines[1]
     assert registry.password not in err
+
+
+def test_access_given_for_a_host_reaches_that_host_only():
+    """``Registry.host`` (Dagger's ``with-registry --address``): the flags stay for that ``host[:port]``
+    (host without case, the port part of the name); another registry, or a malformed URL, gets none."""
+    from faas_deployment.core.secrets import SecretValue
+    from faas_deployment.pipeline import Registry
+
+    given = Registry("oci://registry.example.org/charts", "ci", SecretValue("pw-0123", "test"), plain_http=True,
+                     ca_file="ca.pem", host="Registry.Example.org")
+    assert given.for_url("oci://registry.example.org/charts/dev") is given
+    for other in ("oci://registry.example.org:5000/charts", "oci://other.example.org/charts", "registry.example.org"):
+        scoped = given.for_url(other)
+        assert (scoped.username, scoped.password, scoped.plain_http, scoped.ca_file) == (None, None, False, None)
+        assert scoped.registry == given.registry
+    per_verb = Registry("oci://x.example.org/c", "ci", SecretValue("pw-0123", "test"))  # the CLI's flags: no host
+    assert per_verb.for_url("oci://other.example.org/c") is per_verb

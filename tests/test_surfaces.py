@@ -49,7 +49,16 @@ DAGGER_ONLY_FUNCTIONS = {
     ("Environment", "component"): "navigation: the CLI's --component",
     ("Environment", "local_repository"): "the runtime's dist/charts/<env>/ is lost with it: returned as a Directory; "
                                          "the CLI's publish and release write it in place",
+    ("FaasDeployment", "with_registry"): "the registry access of every registry verb, given once in the chain: "
+                                         "the CLI's --username, --password, --plain-http, --ca-file (WITH_REGISTRY)",
 }
+
+#: The CLI flags of registry access that Dagger takes once in the chain, ``with-registry`` (the main
+#: object's ``with_registry``), instead of on each function: flag -> its argument there.
+WITH_REGISTRY = {"--username": "username", "--password": "password", "--plain-http": "plain_http",
+                 "--ca-file": "ca_file"}
+#: The CLI verbs that talk to a registry with those flags.
+REGISTRY_VERBS = ("check", "deploy", "publish", "publish-artifact", "publish-image", "release", "retire-artifact")
 
 #: Flag names that differ only in spelling: (verb or "*", CLI flag) -> Dagger argument.
 RENAMES = {
@@ -77,6 +86,8 @@ CLI_ONLY = {
     ("build-image", "--tag"): "build_image returns the Container: the caller tags it",
     ("publish-image", "--plain-http"): "the engine pushes (Container.publish): its transport is the engine's",
     ("publish-image", "--ca-file"): "the engine pushes (Container.publish): its CAs are the engine's",
+    **{(verb, flag): "given once in the chain: with-registry" for verb in REGISTRY_VERBS for flag in WITH_REGISTRY
+       if (verb, flag) not in (("publish-image", "--plain-http"), ("publish-image", "--ca-file"))},
     ("publish-image", "--timeout"): "the engine pushes (Container.publish), without a client deadline",
 }
 
@@ -175,6 +186,18 @@ def test_the_parity_check_sees_each_kind_of_gap(dagger_functions):
         "flux --namespace: no Dagger argument namespace",
         "Environment.release extra: no CLI flag on release",
     ]
+
+
+def test_the_registry_flags_are_given_once_through_with_registry(dagger_functions):
+    """Every registry verb of the CLI takes --username/--password (and transport flags) itself; in Dagger
+    ``with_registry`` takes them, with the host they are for, and no function of a registry verb repeats them."""
+    cli_side = cli_verbs()
+    assert all({"--username", "--password"} <= cli_side[verb] for verb in REGISTRY_VERBS)
+    assert set(WITH_REGISTRY.values()) | {"address"} == dagger_functions["FaasDeployment", "with_registry"]
+    repeated = {(obj, fn): sorted(args & set(WITH_REGISTRY.values()))
+                for verb in REGISTRY_VERBS for obj, fn in VERBS[verb] if (args := dagger_functions[obj, fn])
+                & set(WITH_REGISTRY.values())}
+    assert repeated == {}
 
 
 def test_every_listed_difference_is_real(dagger_functions):

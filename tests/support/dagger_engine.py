@@ -44,7 +44,9 @@ CLI does (``cmd/dagger/functions.go``: kebab-case functions and flags, core
 functions such as ``export`` on the returned File or Directory) and each step is
 run through ``Module.get_result(parent_name, parent_state, name, inputs)``, the
 state of one object passed to the next as JSON, exactly as the engine chains
-them. Arguments are converted as the engine converts them:
+them (:func:`_object_state`: every field, private ones too; a Secret held in a
+field travels as its ID, as in the engine, so ``with-registry --password`` given
+once reaches the functions after it). Arguments are converted as the engine converts them:
 
 - a Directory argument omitted on the command line gets its ``DefaultPath``,
   relative to the module's context directory (the repository root), filtered by
@@ -667,7 +669,7 @@ class Engine:
             result = self._invoke(obj.name, state, fn, flags)
             ret = fn.returns
             if ret.kind == "OBJECT_KIND" and ret.name in self.objects:
-                obj, state = self.objects[ret.name], result
+                obj, state = self.objects[ret.name], _object_state(result)
                 continue
             return self._core_tail(ret, result, tokens[i:])
         raise EngineRefusal(f"{obj.name}: a function is required after {line!r}")
@@ -793,6 +795,19 @@ class Engine:
         if verb == "entries" and isinstance(obj, DirectoryObj) and len(rest) == 1:
             return "\n".join(sorted(os.listdir(obj.path)))
         raise EngineRefusal(f"harness: {type(obj).__name__} {' '.join(rest)} is not emulated")
+
+
+def _object_state(result: Any) -> dict[str, Any]:
+    """What the engine keeps of a returned module object and hands the next function as its parent: the
+    object's JSON, every field (private ones included) as the SDK wrote it, a core object (a Secret, a
+    File, a Directory) as its ID string (``core/object.go``: ``ModuleObjectType.ConvertFromSDKResult``
+    keeps the ``map[string]any`` the SDK returned as JSON; ``moduleObjectFieldsToSDKInput`` passes a
+    private field back as it was, an object field as its encoded ID). Nothing else survives: a Python
+    value that is no JSON fails here as the SDK's return would.
+    """
+    if not isinstance(result, dict):
+        raise EngineRefusal(f"a module object's state must be a JSON object, got {type(result).__name__}")
+    return json.loads(json.dumps(result))
 
 
 def _reserved(name: str) -> bool:

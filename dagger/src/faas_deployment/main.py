@@ -1,6 +1,7 @@
 """The Dagger module: ``dagger call`` over the same core as the ``faas-deploy`` CLI.
 
-Chain: ``FaasDeployment`` (the repository) -> ``env --name E`` (an
+Chain: ``FaasDeployment`` (the repository) [-> ``with-registry --address HOST ...`` (the access
+to one registry, for the rest of the chain)] -> ``env --name E`` (an
 :class:`Environment`) -> ``component --name C`` (one chart). The functions are
 thin: they export the source directory into the module runtime, run the core
 (every verb through the one door, :class:`pipeline.Workspace`) in a worker thread, and return strings, Files or
@@ -33,12 +34,13 @@ enforces each of them offline):
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar, overload
+from typing import Annotated, Any, TypeVar, overload
 
 import anyio
 import dagger
@@ -92,11 +94,18 @@ TriggerApiArg = Annotated[
 KubeContextArg = Annotated[str, Doc("kubeconfig context (default: its current context)")]
 WaitTimeoutArg = Annotated[float, Doc("seconds to wait (default: deploy_timeout of environment.yaml)")]
 RegistryOverrideArg = Annotated[str, Doc("override chart_registry of environment.yaml")]
-# Registry flags, shared by every function that talks to a registry.
+# The arguments of with-registry: the access to one registry, given once in the chain.
+RegistryAddressArg = Annotated[str, Doc(
+    "the registry HOST[:PORT] this access is for, e.g. registry.example.org (no scheme, no path): the only host "
+    "it reaches")]
 UsernameArg = Annotated[str, Doc("registry user name")]
 PasswordArg = Annotated[dagger.Secret | None, Doc("registry password or token")]
 PlainHttpArg = Annotated[bool, Doc("HTTP instead of HTTPS (local test registries only)")]
 CaFileArg = Annotated[dagger.File | None, Doc("PEM certificate of a private CA to trust for the registry's TLS")]
+#: The private fields every object carries the with-registry access in, from the main object down to a
+#: component (Dagger keeps an object's fields, a Secret's or File's as its ID, between calls: core/object.go).
+REGISTRY_FIELDS = ("registry_address", "registry_username", "registry_password", "registry_plain_http",
+                   "registry_ca_file")
 ArtifactRepositoryArg = Annotated[str, Doc(
     "the OCI repository holding every component's app-<component> tags, oci://HOST[:PORT]/PATH "
     "(default: artifact_repository of environment.yaml)")]
@@ -235,12 +244,18 @@ async def _secret(secret: dagger.Secret | None, name: str) -> SecretValue | None
     return None if secret is None else SecretValue(await secret.plaintext(), f"dagger secret {name}")
 
 
-async def _registry(registry: str, username: str, password: dagger.Secret | None, plain_http: bool,
-                    timeout: float | None = None, ca_file: dagger.File | None = None,
+def _carried(obj: FaasDeployment | Environment | Component) -> dict[str, Any]:
+    """The with-registry access ``obj`` holds (:data:`REGISTRY_FIELDS`), for the object it hands on."""
+    return {name: getattr(obj, name) for name in REGISTRY_FIELDS}
+
+
+async def _registry(access: FaasDeployment | Environment | Component, registry: str, timeout: float | None = None,
                     immutable_tags: bool = False) -> Registry:
-    """The registry parameters as the door takes them (the secret and the CA file read from Dagger)."""
-    return Registry(registry or None, username or None, await _secret(password, "password"), plain_http, timeout,
-                    await _ca_path(ca_file), immutable_tags)
+    """A function's registry parameters with the chain's with-registry access, as the door takes them (the
+    secret and the CA file read from Dagger); the door sends the access to its host only (``Registry.for_url``)."""
+    return Registry(registry or None, access.registry_username or None,
+                    await _secret(access.registry_password, "password"), access.registry_plain_http, timeout,
+                    await _ca_path(access.registry_ca_file), immutable_tags, host=access.registry_address or None)
 
 
 async def _ca_path(ca_file: dagger.File | None) -> Path | None:
@@ -278,18 +293,17 @@ async def _manifests_dir(manifests_dir: dagger.Directory | None) -> Path | None:
     return local
 
 
-async def _deploy(source, template, env, component, receiver_token, trigger_api, kubeconfig, kube_context, registry,
-                  username, password, plain_http, timeout, upload_token, prerelease="", ca_file=None,
-                  immutable_tags=False, source_date_epoch="", pipeline_id="", job_id="", receiver_url="",
-                  admin_url="") -> str:
-    """``deploy`` for both Dagger objects: secrets read from Dagger, the door does the rest.
+async def _deploy(access, source, template, env, component, receiver_token, trigger_api, kubeconfig, kube_context,
+                  registry, timeout, upload_token, prerelease="", immutable_tags=False, source_date_epoch="",
+                  pipeline_id="", job_id="", receiver_url="", admin_url="") -> str:
+    """``deploy`` for both Dagger objects: secrets read from Dagger, the door does the rest; ``access``: the
+    object holding the chain's with-registry access.
 
     ``pipeline_id`` / ``job_id``: the job's ``CI_PIPELINE_ID`` / ``CI_JOB_ID`` as passed (the
     runtime never sees the job's environment), traced by ``--trigger-api`` as the CLI does.
     """
     ws = await _workspace(source, template, source_date_epoch)
-    registry_args = await _registry(registry, username, password, plain_http, ca_file=ca_file,
-                                    immutable_tags=immutable_tags)
+    registry_args = await _registry(access, registry, immutable_tags=immutable_tags)
     tokens = [await _secret(receiver_token, "receiver_token"), await _secret(kubeconfig, "kubeconfig"),
               await _secret(upload_token, "upload_manifests")]
     result = await _run(lambda: ws.deploy(env, component=component, registry=registry_args, receiver_token=tokens[0],
@@ -312,6 +326,11 @@ class Component:
     source_date_epoch: Annotated[
         str, Doc("SOURCE_DATE_EPOCH of the job (seconds): the mtime of every packaged file; empty: 0")
     ] = ""
+    registry_address: Annotated[str, Doc("with-registry: the registry HOST[:PORT] the access is for")] = ""
+    registry_username: Annotated[str, Doc("with-registry: registry user name")] = ""
+    registry_password: Annotated[dagger.Secret | None, Doc("with-registry: registry password or token")] = None
+    registry_plain_http: Annotated[bool, Doc("with-registry: that registry speaks HTTP")] = False
+    registry_ca_file: Annotated[dagger.File | None, Doc("with-registry: PEM certificate of that registry's CA")] = None
 
     @function
     async def config(self) -> str:
@@ -351,10 +370,6 @@ class Component:
     async def publish(
         self,
         registry: Annotated[str, Doc("OCI repository root, oci://HOST[:PORT]/PATH")],
-        username: UsernameArg = "",
-        password: PasswordArg = None,
-        plain_http: PlainHttpArg = False,
-        ca_file: CaFileArg = None,
         immutable_tags: ImmutableTagsArg = False,
         prerelease: PrereleaseArg = "",
         timeout: Annotated[float, Doc("overall deadline of the registry work, in seconds")] = door.REGISTRY_TIMEOUT,
@@ -366,7 +381,7 @@ class Component:
         than the highest published, is refused (bump chart_version).
         """
         ws = await _workspace(self.source, self.template, self.source_date_epoch)
-        registry_args = await _registry(registry, username, password, plain_http, timeout, ca_file, immutable_tags)
+        registry_args = await _registry(self, registry, timeout, immutable_tags)
         return (await _run(lambda: ws.publish(self.env, self.name, registry_args, prerelease=prerelease))).text
 
     @function
@@ -397,8 +412,6 @@ class Component:
         self,
         context: Annotated[dagger.Directory, Doc("the component's source directory (a path or a git URL)")],
         tag: Annotated[str, Doc("image tag, typically the commit SHA")],
-        username: UsernameArg = "",
-        password: PasswordArg = None,
         dockerfile: Annotated[str, Doc("Dockerfile path inside the context")] = door.DOCKERFILE,
         # An immutable default; Dagger passes a list (mypy: a tuple is not a list).
         build_args: Annotated[list[str], Doc("build arguments NAME=VALUE (not for secrets)")] = (),  # type: ignore[assignment]
@@ -413,7 +426,8 @@ class Component:
 
         Returns ``pushed <image_repository>:<tag>@sha256:<digest>``; a tag that already
         exists is refused, never overwritten (docs/images.md). Labels: ``images.image_labels``.
-        Credentials go through Dagger's registry auth, never a URL.
+        Credentials: the chain's ``with-registry``, when given for the image_repository's host, through
+        Dagger's registry auth, never a URL.
         """
         ws = await _workspace(self.source, self.template, self.source_date_epoch)
         image = await _run(lambda: ws.image_build(self.env, self.name, tag=tag, dockerfile=dockerfile,
@@ -422,11 +436,13 @@ class Component:
         with user_errors():
             container, address = images_dagger.dagger_publish_chain(
                 images_dagger.dagger_build(context, image.options, labels=image.labels),
-                repository=image.repository, tag=tag, username=username, password=password,
+                repository=image.repository, tag=tag, username=self.registry_username,
+                password=self.registry_password, host=self.registry_address or None,
             )
-        secret = await _secret(password, "password")
+        secret = await _secret(self.registry_password, "password")
         with user_errors():
-            return await images_dagger.publish(container, address, username=username, password=secret)
+            return await images_dagger.publish(container, address, username=self.registry_username, password=secret,
+                                               host=self.registry_address or None)
 
     @function
     async def bump(
@@ -484,10 +500,6 @@ class Component:
     async def publish_artifact(
         self,
         registry: ArtifactRepositoryArg = "",
-        username: UsernameArg = "",
-        password: PasswordArg = None,
-        plain_http: PlainHttpArg = False,
-        ca_file: CaFileArg = None,
         manifests: Annotated[dagger.Directory | None, Doc(
             "plain Kubernetes manifests to push instead of the rendered chart")] = None,
         revision: Annotated[
@@ -502,7 +514,7 @@ class Component:
         content changed). Line: ``pushed|unchanged <repo>:app-<c>-<v>; moved|unchanged <repo>:app-<c>@<digest>``.
         """
         ws = await _workspace(self.source, self.template, self.source_date_epoch)
-        registry_args = await _registry(registry, username, password, plain_http, ca_file=ca_file)
+        registry_args = await _registry(self, registry)
         local = await _manifests_dir(manifests)
         return (await _run(lambda: ws.publish_artifact(self.env, registry_args, self.name, manifests_dir=local,
                                                        revision=revision, source_url=source_url))).text
@@ -517,10 +529,6 @@ class Component:
                 "(default: artifact_repository of environment.yaml)"
             ),
         ] = "",
-        username: UsernameArg = "",
-        password: PasswordArg = None,
-        plain_http: PlainHttpArg = False,
-        ca_file: CaFileArg = None,
     ) -> str:
         """Delete the tag ``app-<component>`` (the component was removed): Flux then uninstalls it.
 
@@ -528,7 +536,7 @@ class Component:
         ``retired <repo>:app-<c>@<digest>`` or ``absent <repo>:app-<c>``.
         """
         ws = await _workspace(self.source, self.template, self.source_date_epoch)
-        registry_args = await _registry(registry, username, password, plain_http, ca_file=ca_file)
+        registry_args = await _registry(self, registry)
         return (await _run(lambda: ws.retire_artifact(self.env, self.name, registry_args))).text
 
     @function(cache="never")  # type: ignore[call-overload]
@@ -539,10 +547,6 @@ class Component:
         trigger_api: TriggerApiArg = False,
         kube_context: KubeContextArg = "",
         registry: RegistryOverrideArg = "",
-        username: UsernameArg = "",
-        password: PasswordArg = None,
-        plain_http: PlainHttpArg = False,
-        ca_file: CaFileArg = None,
         immutable_tags: ImmutableTagsArg = False,
         timeout: WaitTimeoutArg = 0,
         receiver_url: ReceiverUrlArg = "",
@@ -557,9 +561,9 @@ class Component:
         Returns the lines (publish, notify, ``deployed <chart>@<version> to <ns>/<name> in N s``);
         fails with the controller's message when the rollout failed, was superseded or timed out.
         """
-        return await _deploy(self.source, self.template, self.env, self.name, receiver_token, trigger_api, kubeconfig,
-                             kube_context, registry, username, password, plain_http, timeout, upload_manifests,
-                             prerelease, ca_file=ca_file, immutable_tags=immutable_tags,
+        return await _deploy(self, self.source, self.template, self.env, self.name, receiver_token, trigger_api,
+                             kubeconfig, kube_context, registry, timeout, upload_manifests, prerelease,
+                             immutable_tags=immutable_tags,
                              source_date_epoch=self.source_date_epoch, pipeline_id=pipeline_id, job_id=job_id,
                              receiver_url=receiver_url, admin_url=admin_url)
 
@@ -619,22 +623,23 @@ class Environment:
     source_date_epoch: Annotated[
         str, Doc("SOURCE_DATE_EPOCH of the job (seconds): the mtime of every packaged file; empty: 0")
     ] = ""
+    registry_address: Annotated[str, Doc("with-registry: the registry HOST[:PORT] the access is for")] = ""
+    registry_username: Annotated[str, Doc("with-registry: registry user name")] = ""
+    registry_password: Annotated[dagger.Secret | None, Doc("with-registry: registry password or token")] = None
+    registry_plain_http: Annotated[bool, Doc("with-registry: that registry speaks HTTP")] = False
+    registry_ca_file: Annotated[dagger.File | None, Doc("with-registry: PEM certificate of that registry's CA")] = None
 
     @function
     def component(self, name: Annotated[str, Doc("component name, e.g. operator or controller")]) -> Component:
         """One component of this environment."""
         return Component(  # type: ignore[call-arg]
             source=self.source, template=self.template, env=self.name, name=name,
-            source_date_epoch=self.source_date_epoch)
+            source_date_epoch=self.source_date_epoch, **_carried(self))
 
     @function(cache="never")  # type: ignore[call-overload]
     async def release(
         self,
         registry: Annotated[str, Doc("OCI repository root, oci://HOST[:PORT]/PATH")],
-        username: UsernameArg = "",
-        password: PasswordArg = None,
-        plain_http: PlainHttpArg = False,
-        ca_file: CaFileArg = None,
         immutable_tags: ImmutableTagsArg = False,
         timeout: Annotated[float, Doc("overall deadline of the registry work, in seconds")] = door.REGISTRY_TIMEOUT,
         skip_image_check: Annotated[
@@ -647,7 +652,7 @@ class Environment:
         registry when that registry can be reached: if any fails, nothing is published.
         """
         ws = await _workspace(self.source, self.template, self.source_date_epoch)
-        registry_args = await _registry(registry, username, password, plain_http, timeout, ca_file, immutable_tags)
+        registry_args = await _registry(self, registry, timeout, immutable_tags)
         return (await _run(lambda: ws.release(self.name, registry_args, check_images=not skip_image_check))).text
 
     @function
@@ -706,10 +711,6 @@ class Environment:
     async def publish_artifacts(
         self,
         registry: ArtifactRepositoryArg = "",
-        username: UsernameArg = "",
-        password: PasswordArg = None,
-        plain_http: PlainHttpArg = False,
-        ca_file: CaFileArg = None,
         revision: Annotated[
             str, Doc("org.opencontainers.image.revision, <branch>@sha1:<sha> (default: the source's git)")
         ] = "",
@@ -720,7 +721,7 @@ class Environment:
         Every component is rendered first: if any fails, nothing is pushed.
         """
         ws = await _workspace(self.source, self.template, self.source_date_epoch)
-        registry_args = await _registry(registry, username, password, plain_http, ca_file=ca_file)
+        registry_args = await _registry(self, registry)
         return (await _run(lambda: ws.publish_artifact(self.name, registry_args, revision=revision,
                                                        source_url=source_url))).text
 
@@ -790,10 +791,6 @@ class Environment:
         trigger_api: TriggerApiArg = False,
         kube_context: KubeContextArg = "",
         registry: RegistryOverrideArg = "",
-        username: UsernameArg = "",
-        password: PasswordArg = None,
-        plain_http: PlainHttpArg = False,
-        ca_file: CaFileArg = None,
         immutable_tags: ImmutableTagsArg = False,
         timeout: WaitTimeoutArg = 0,
         receiver_url: ReceiverUrlArg = "",
@@ -809,9 +806,9 @@ class Environment:
         HelmRelease runs the pushed version and its admin API is ready. Fails with the
         controller's message when a rollout failed, was superseded or timed out.
         """
-        return await _deploy(self.source, self.template, self.name, None, receiver_token, trigger_api, kubeconfig,
-                             kube_context, registry, username, password, plain_http, timeout, upload_manifests,
-                             prerelease, ca_file=ca_file, immutable_tags=immutable_tags,
+        return await _deploy(self, self.source, self.template, self.name, None, receiver_token, trigger_api, kubeconfig,
+                             kube_context, registry, timeout, upload_manifests, prerelease,
+                             immutable_tags=immutable_tags,
                              source_date_epoch=self.source_date_epoch, pipeline_id=pipeline_id, job_id=job_id,
                              receiver_url=receiver_url, admin_url=admin_url)
 
@@ -835,12 +832,49 @@ class FaasDeployment:
         "SOURCE_DATE_EPOCH of the job (seconds since the epoch): the mtime of every packaged file, as the CLI "
         "reads it from its environment (the runtime container never sees the job's); CI passes "
         "\"${SOURCE_DATE_EPOCH:-}\"; empty: 0")] = ""
+    # The with-registry access (REGISTRY_FIELDS): private fields, outside the constructor (one way to give it).
+    registry_address: Annotated[str, Doc("with-registry: the registry HOST[:PORT] the access is for")] = (
+        dataclasses.field(default="", init=False))
+    registry_username: Annotated[str, Doc("with-registry: registry user name")] = dataclasses.field(
+        default="", init=False)
+    registry_password: Annotated[dagger.Secret | None, Doc("with-registry: registry password or token")] = (
+        dataclasses.field(default=None, init=False))
+    registry_plain_http: Annotated[bool, Doc("with-registry: that registry speaks HTTP")] = dataclasses.field(
+        default=False, init=False)
+    registry_ca_file: Annotated[dagger.File | None, Doc("with-registry: PEM certificate of that registry's CA")] = (
+        dataclasses.field(default=None, init=False))
 
     @function
     def env(self, name: Annotated[str, Doc("environment name, e.g. dev or prod")]) -> Environment:
         """One environment of the repository."""
         return Environment(  # type: ignore[call-arg]
-            source=self.source, template=self.template, name=name, source_date_epoch=self.source_date_epoch)
+            source=self.source, template=self.template, name=name, source_date_epoch=self.source_date_epoch,
+            **_carried(self))
+
+    @function
+    def with_registry(
+        self,
+        address: RegistryAddressArg,
+        username: UsernameArg = "",
+        password: PasswordArg = None,
+        plain_http: PlainHttpArg = False,
+        ca_file: CaFileArg = None,
+    ) -> FaasDeployment:
+        """This repository with the access to one registry, given once for the whole chain.
+
+        Every function after it that talks to ``address`` (``check --registry``, ``publish``,
+        ``release``, ``deploy``, ``publish-image``, ``publish-artifact(s)``, ``retire-artifact``)
+        uses this user name, password, transport and CA; any other registry is reached
+        anonymously over TLS (credentials never leave their host). A second ``with-registry``
+        replaces the first. Fails when ``address`` is no ``HOST[:PORT]`` or only one of
+        ``username`` and ``password`` is given.
+        """
+        with user_errors():
+            Registry.check_access(address, username or None, password)
+        chained = copy.copy(self)
+        for name, value in zip(REGISTRY_FIELDS, (address, username, password, plain_http, ca_file), strict=True):
+            setattr(chained, name, value)
+        return chained
 
     @function(cache="never")  # type: ignore[call-overload]
     async def check(
@@ -848,10 +882,6 @@ class FaasDeployment:
         repository: PlanRepository,
         env: Annotated[str, Doc("only this environment (default: all)")] = "",
         registry: Annotated[str, Doc("also check the publishing rules against oci://HOST[:PORT]/PATH")] = "",
-        username: UsernameArg = "",
-        password: PasswordArg = None,
-        plain_http: PlainHttpArg = False,
-        ca_file: CaFileArg = None,
         timeout: Annotated[float, Doc("overall deadline of the registry work, in seconds")] = door.REGISTRY_TIMEOUT,
         base: Annotated[str, Doc("also refuse a chart changed since this commit SHA or branch without a higher "
                                  "chart_version (read from repository's .git)")] = "",
@@ -864,7 +894,7 @@ class FaasDeployment:
         Fails listing every problem found (invalid config, lint error, manifest problem).
         """
         ws = await _workspace(self.source, self.template, self.source_date_epoch)
-        registry_args = await _registry(registry, username, password, plain_http, timeout, ca_file)
+        registry_args = await _registry(self, registry, timeout)
         base_root, base_ref = await _base_tree(repository, base, door.DEFAULT_BRANCH) if base else (None, "")
         return (await _run(lambda: ws.check(env or None, registry_args, base=base_root, base_name=base_ref))).text
 

@@ -245,7 +245,12 @@ class MergeRequestOptions:
 @dataclass(frozen=True)
 class Registry:
     """The registry flags of a verb, as given: ``registry`` (``oci://...`` or empty), credentials, transport;
-    ``immutable_tags``: the registry refuses to overwrite a tag (:class:`publishing.OciTarget`)."""
+    ``immutable_tags``: the registry refuses to overwrite a tag (:class:`publishing.OciTarget`).
+
+    ``host``: the registry ``host[:port]`` the access flags (credentials, ``plain_http``, ``ca_file``) were
+    given for, when given once for a chain (Dagger's ``with-registry``); they then reach that host only
+    (:meth:`for_url`). ``None``: they are the verb's own flags, for whatever registry the verb uses (the CLI).
+    """
 
     registry: str | None = None
     username: str | None = None
@@ -254,6 +259,38 @@ class Registry:
     timeout: float | None = None
     ca_file: str | Path | None = None
     immutable_tags: bool = False
+    host: str | None = None
+
+    @staticmethod
+    def check_access(host: str, username: str | None, password: object) -> None:
+        """The flags of access given once for ``host`` (``with-registry``): a registry ``host[:port]``
+        (:func:`credentials.check_registry_address`), user name and password both or neither.
+
+        Raises:
+            UserError: naming the flag and what was expected.
+        """
+        from .registry.credentials import check_pair, check_registry_address
+
+        check_registry_address(host)
+        check_pair(username, password)
+
+    def for_url(self, url: str) -> Registry:
+        """These flags for the registry of ``url`` (``oci://HOST[:PORT]/PATH``): as given when they were given
+        for its host (or for no host in particular: :attr:`host` ``None``); else without credentials, plain
+        HTTP or CA file, as :meth:`credentials.RegistryAccess.for_host` does (credentials never leave their
+        host). A malformed ``url`` gets no access; the verb then refuses the URL with its own message."""
+        from .core.names import OciUrlError, parse_oci_url
+        from .registry.credentials import same_host
+
+        if self.host is None:
+            return self
+        try:
+            host = parse_oci_url(url).host
+        except OciUrlError:
+            host = ""
+        if same_host(host, self.host):
+            return self
+        return replace(self, username=None, password=None, plain_http=False, ca_file=None)
 
     def credentials(self):
         """The :class:`credentials.RegistryCredentials` of the user name and password (read now), or ``None``.
@@ -539,7 +576,8 @@ class Workspace:
 
         Raises:
             UserError: a malformed root (an empty one included) or ``timeout``; only one of user
-                name and password; credentials or ``--ca-file`` without a registry (they would be ignored).
+                name and password; the verb's credentials or ``--ca-file`` without a registry (they would be
+                ignored; access given for a host, :attr:`Registry.host`, is for the verbs that reach it).
         """
         from .core.deadline import DEFAULT_TIMEOUT, Deadline
         from .registry.publishing import OciTarget
@@ -547,14 +585,19 @@ class Workspace:
         limit = Deadline(DEFAULT_TIMEOUT if registry.timeout is None else registry.timeout)
         credentials = registry.credentials()
         if registry.registry is None:
-            if credentials is not None or registry.ca_file or registry.immutable_tags:
+            given_for_verb = registry.host is None and (credentials is not None or registry.ca_file)
+            if given_for_verb or registry.immutable_tags:
                 raise UserError("--username/--password, --ca-file and --immutable-tags are for a registry: give "
                                 "--registry oci://HOST/PATH, or leave them out to publish into the local repository")
             return self.local_target(env)
         if not registry.registry.strip():
             raise UserError("--registry: empty; give oci://HOST[:PORT]/PATH, or leave the flag out to publish into "
                             "the local repository")
-        return OciTarget(registry.registry, credentials=credentials, plain_http=registry.plain_http,
+        url = registry.registry
+        scoped = registry.for_url(url)  # access given for one host (Dagger's with-registry) reaches it only
+        if scoped is not registry:
+            registry, credentials = scoped, scoped.credentials()
+        return OciTarget(url, credentials=credentials, plain_http=registry.plain_http,
                          ca_file=registry.ca_file, deadline=limit, immutable_tags=registry.immutable_tags)
 
     def publish_charts(self, env: str, target: Target, components: list[str] | None = None,
@@ -1342,10 +1385,12 @@ class Workspace:
         from .flux import artifact_repository, settings
         from .registry.registry_client import check_root
 
-        credentials = registry.credentials()
+        registry.credentials()  # only one of user name and password: said before anything else
         self.components(env)
         url = settings.artifact_repository(self.source, env, registry.registry)
         check_root(url)
+        registry = registry.for_url(url)
+        credentials = registry.credentials()
         return lambda: artifact_repository.ArtifactRepository(url, credentials=credentials,
                                                               plain_http=registry.plain_http, ca_file=registry.ca_file)
 

@@ -55,7 +55,7 @@ from typing import Any
 
 import yaml
 
-from ..core import layout, versions, yaml_out
+from ..core import layout, names, versions, yaml_out
 from ..core.errors import UserError
 from ..flux import settings as settings_mod
 from .plan import Item, Plan
@@ -141,7 +141,7 @@ def _checked_names(item: Item) -> tuple[str, str]:
     return item.env, item.component
 
 
-def command(item: Item, context: Context) -> str | None:
+def command(item: Item, context: Context, chart_registry: str = "") -> str | None:
     """The ``dagger call`` line for ``item``, or ``None`` when no job acts on it (refused, unchanged).
 
     The one mapping from a planned action to a command. Every literal value is
@@ -149,23 +149,28 @@ def command(item: Item, context: Context) -> str | None:
     variables named after the environment (:func:`variable_suffix`): the Receiver
     token as ``env:`` (a variable's value, read by Dagger itself), the kubeconfig as
     ``file:`` (a GitLab *file* variable holds the path of a file with the value; the
-    Dagger CLI's ``file:PATH`` reads that file on the caller's side).
+    Dagger CLI's ``file:PATH`` reads that file on the caller's side). A deploy job gives
+    the chart registry's account once, ``with-registry --address HOST``, for the host of
+    ``chart_registry`` (the environment's, ``oci://HOST[:PORT]/PATH``, where deploy publishes):
+    it reaches that host only.
 
     Raises:
         ValidationError: a name is not a DNS-1123 label.
-        UserError: a merge request or pipeline IID is not ASCII digits.
+        UserError: a merge request or pipeline IID is not ASCII digits; a deploy without an
+            ``oci://`` ``chart_registry``.
     """
     if item.action not in JOB_ACTIONS:
         return None
     env, component = _checked_names(item)
     suffix, q = variable_suffix(env), shlex.quote
     if item.action in ("install", "upgrade"):
-        words = ["dagger", "call", "--source-date-epoch", f'"{_EPOCH}"', "env", "--name", q(env),
-                 "component", "--name", q(component), "deploy",
-                 "--kubeconfig", f'"file:{_variable("KUBECONFIG_" + suffix)}"',
-                 "--receiver-token", f"env:{_variable('FLUX_RECEIVER_TOKEN_' + suffix)[1:]}",
+        words = ["dagger", "call", "--source-date-epoch", f'"{_EPOCH}"',
+                 "with-registry", "--address", q(_registry_host(env, chart_registry)),
                  "--username", f'"{_variable("CHART_REGISTRY_USER_" + suffix)}"',
-                 "--password", f"env:{_variable('CHART_REGISTRY_PASSWORD_' + suffix)[1:]}"]
+                 "--password", f"env:{_variable('CHART_REGISTRY_PASSWORD_' + suffix)[1:]}",
+                 "env", "--name", q(env), "component", "--name", q(component), "deploy",
+                 "--kubeconfig", f'"file:{_variable("KUBECONFIG_" + suffix)}"',
+                 "--receiver-token", f"env:{_variable('FLUX_RECEIVER_TOKEN_' + suffix)[1:]}"]
         prerelease = context.prerelease()
         if prerelease:
             words += ["--prerelease", q(prerelease)]
@@ -175,6 +180,19 @@ def command(item: Item, context: Context) -> str | None:
                          "--admin-url", f'"{_variable("OPERATOR_ADMIN_URL_" + suffix)}"',
                          "--token", f"env:{_variable('OPERATOR_ADMIN_TOKEN_' + suffix)[1:]}"])
     return " ".join(["dagger", "call", "env", "--name", q(env), "flux", "export", "--path", q(retired_objects(env))])
+
+
+def _registry_host(env: str, chart_registry: str) -> str:
+    """The ``HOST[:PORT]`` of ``env``'s ``chart_registry`` (:func:`names.parse_oci_url`).
+
+    Raises:
+        UserError: ``chart_registry`` is no ``oci://HOST[:PORT]/PATH``.
+    """
+    try:
+        return names.parse_oci_url(chart_registry).host
+    except names.OciUrlError:
+        raise UserError(f"{layout.settings_file(env).as_posix()}: chart_registry {chart_registry!r}: a deploy job "
+                        "needs oci://HOST[:PORT]/PATH") from None
 
 
 def retired_objects(env: str) -> str:
@@ -256,7 +274,7 @@ def generate(plan: Plan, context: Context, template: dict[str, Any],
     """
     layout.check_names((i.env, i.component) for i in plan.items)
     jobs: dict[str, Any] = {}
-    items = [i for i in plan.items if context.deploys(i.env) and command(i, context) is not None]
+    items = [i for i in plan.items if context.deploys(i.env) and i.action in JOB_ACTIONS]
     deployed = {job_name(i) for i in items if i.action in ("install", "upgrade")}
     remaining = {i.env for i in plan.items if i.action != "retire"}  # environments still at head
     for item in items:
@@ -264,7 +282,7 @@ def generate(plan: Plan, context: Context, template: dict[str, Any],
             continue
         job: dict[str, Any] = {"extends": ".dagger", "stage": _stage(item),
                                **job_environment(item, settings_of(item.env)),
-                               "script": [command(item, context)]}
+                               "script": [command(item, context, settings_of(item.env).chart_registry)]}
         operator_deploy = {_job_name(item.env, item.component, "upgrade")} & deployed
         if item.action == "upload" and operator_deploy:
             job["needs"] = sorted(operator_deploy)

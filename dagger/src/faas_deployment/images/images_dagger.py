@@ -9,6 +9,7 @@ imports the Dagger SDK.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TypeVar
 
 import anyio
 import dagger
@@ -17,9 +18,12 @@ from ..core.deadline import DEFAULT_TIMEOUT, Deadline
 from ..core.names import check_image_tag
 from ..core.progress import note
 from ..core.secrets import SecretValue
-from ..registry.credentials import RegistryAccess, RegistryCredentials, check_pair
+from ..registry.credentials import RegistryAccess, RegistryCredentials, check_pair, same_host
 from . import image_tags
 from .images import BuildOptions, check_image_repository, parse_build_args, registry_host
+
+#: A password as a front end holds it (a ``dagger.Secret`` before it is read, a ``SecretValue`` after).
+S = TypeVar("S")
 
 
 def dagger_build(
@@ -49,6 +53,15 @@ def dagger_build(
     return container
 
 
+def for_repository(repository: str, host: str | None, username: str, password: S | None) -> tuple[str, S | None]:
+    """The user name and password for ``repository``'s registry: as given when they were given for its host
+    (``host``, Dagger's ``with-registry --address``; ``None``: for this repository), else none
+    (:meth:`RegistryAccess.for_host`: credentials never leave their host)."""
+    if host is None or same_host(host, registry_host(repository)):
+        return username, password
+    return "", None
+
+
 def dagger_publish_chain(
     container: dagger.Container,
     *,
@@ -56,12 +69,14 @@ def dagger_publish_chain(
     tag: str,
     username: str = "",
     password: dagger.Secret | None = None,
+    host: str | None = None,
 ) -> tuple[dagger.Container, str]:
     """The container to publish and its address, ``repository:tag``.
 
     With credentials the container carries ``with_registry_auth(address,
     username, secret)``; the caller then awaits ``container.publish(address)``,
-    which returns ``address@sha256:...``.
+    which returns ``address@sha256:...``. ``host``: the registry the credentials
+    were given for (:func:`for_repository`).
 
     Raises:
         UserError: invalid tag or repository, only one of username/password.
@@ -69,6 +84,7 @@ def dagger_publish_chain(
     check_image_tag(tag)
     check_image_repository(repository)
     check_pair(username, password)
+    username, password = for_repository(repository, host, username, password)
     address = f"{repository}:{tag}"
     if password is not None:
         container = container.with_registry_auth(address, username, password)
@@ -81,6 +97,7 @@ async def publish(
     *,
     username: str = "",
     password: SecretValue | None = None,
+    host: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> str:
     """Publish ``container`` at ``address`` (``repository:tag``) unless the tag exists; the outcome line.
@@ -95,7 +112,8 @@ async def publish(
     could still write the tag (the registry has no conditional write).
 
     ``username``/``password`` are also the credentials of the tag check (sent to the
-    repository's registry host only); ``timeout`` bounds that check, in seconds.
+    repository's registry host only, and only when it is ``host``: :func:`for_repository`);
+    ``timeout`` bounds that check, in seconds.
 
     Returns:
         ``pushed <repository>:<tag>@sha256:...``.
@@ -104,6 +122,7 @@ async def publish(
         UserError: the tag exists, or the registry's answer about it cannot be read.
     """
     repository, tag = address.rsplit(":", 1)
+    username, password = for_repository(repository, host, username, password)
     access = RegistryAccess(registry_host(repository), RegistryCredentials.from_flags(username or None, password))
     deadline = Deadline(timeout)
 

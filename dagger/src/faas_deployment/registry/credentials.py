@@ -19,7 +19,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import UserError
+from ..core.names import is_registry_host
 from ..core.secrets import SecretValue
+
+
+def same_host(a: str, b: str) -> bool:
+    """Whether ``a`` and ``b`` (``host[:port]``) name one registry: host names compare without case (RFC 4343);
+    a port is part of the name (``example.org`` and ``example.org:5000`` are two registries)."""
+    return a.lower() == b.lower()
+
+
+def check_registry_address(address: str, *, flag: str = "--address") -> str:
+    """A registry address as the credentials are given for it (Dagger's ``with-registry --address``):
+    ``host[:port]``, no scheme and no path (the reference grammar's ``domainAndPort``, :func:`is_registry_host`);
+    returned unchanged.
+
+    Raises:
+        UserError: anything else, e.g. ``oci://registry.example.org/charts`` or ``https://registry.example.org``.
+    """
+    if not is_registry_host(address):
+        raise UserError(f"{flag} {address!r}: expected a registry HOST[:PORT] (e.g. registry.example.org or "
+                        "127.0.0.1:5000), without a scheme or a repository path")
+    return address
 
 
 def check_pair(username: object, password: object) -> bool:
@@ -105,4 +126,4 @@ class RegistryAccess:
 
     def for_host(self, host: str) -> RegistryAccess:
         """This access when ``host`` is its host; else anonymous over TLS (credentials never leave their host)."""
-        return self if host.lower() == self.host.lower() else RegistryAccess(host)
+        return self if same_host(host, self.host) else RegistryAccess(host)
