@@ -17,7 +17,7 @@ lists and dict variables: :mod:`.cookiecutter_json`) plus the typed rules of
 variables is validated by its own keys. Reading the file (YAML, duplicate keys,
 numbers as written, the user config's shape) is :mod:`.config_file`'s concern.
 
-The resolved values (the docs' word; cookiecutter's and this module's: *context*:
+The resolved values (the docs' word; cookiecutter's and :func:`load_context`'s: *context*:
 the config's values as data, never rendered; the template's other defaults
 rendered in a Jinja sandbox, see :mod:`faas_deployment.charts.defaults`) are what
 :func:`faas_deployment.charts.chart.render_chart` passes to cookiecutter as ``extra_context``.
@@ -43,8 +43,8 @@ def _choice_default(default: Any) -> Any:
     return default[0] if isinstance(default, list) and default else default
 
 
-def _check_context(shown: str, context: dict[Any, Any], variables: dict[str, Any],
-                   required: tuple[str, ...] = ()) -> list[Problem]:
+def _check_values(shown: str, values: dict[Any, Any], variables: dict[str, Any],
+                  required: tuple[str, ...] = ()) -> list[Problem]:
     """Problems of a ``default_context`` mapping against the template's variables.
 
     ``required``: the identity keys (:func:`identity_keys`) the mapping must set.
@@ -58,7 +58,7 @@ def _check_context(shown: str, context: dict[Any, Any], variables: dict[str, Any
         flagged.add(key)
         problems.append(Problem(shown, f"default_context.{key}{finding.sub}", finding.message, finding.hint))
 
-    for key, value in context.items():
+    for key, value in values.items():
         if not isinstance(key, str):
             report(str(key), Finding("", f"expected a variable name (a string), got {type(key).__name__}"))
             continue
@@ -81,12 +81,12 @@ def _check_context(shown: str, context: dict[Any, Any], variables: dict[str, Any
         for finding in findings:
             report(key, finding)
     for key in required:
-        if key not in context:
+        if key not in values:
             what = IDENTITY_KEYS.get(key, "an identity key of the template")
             report(key, Finding("", f"missing; it identifies what is deployed ({what}), so the template's "
                                     "default is not used", f"set {key} in this file"))
 
-    resolved = {k: context.get(k, _choice_default(variables[k])) for k in public}
+    resolved = {k: values.get(k, _choice_default(variables[k])) for k in public}
     for flag, members in GROUPS.items():
         if flag not in variables or flag in flagged or resolved[flag] != "yes":
             continue
@@ -98,25 +98,25 @@ def _check_context(shown: str, context: dict[Any, Any], variables: dict[str, Any
                 what = "a non-empty \"data\" list of secrets" if key == "external_admin_secret_data" else "a value"
                 report(key, Finding("", f"required when {flag} is \"yes\": expected {what}",
                                     f"set it, or set {flag}: \"no\""))
-            elif key not in context and key in RULES:
+            elif key not in values and key in RULES:
                 for finding in RULES[key](value):  # a template default in force
                     report(key, finding)
     return problems
 
 
-def _resolve(shown: str, template: Path, variables: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+def _resolve(shown: str, template: Path, variables: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     """The config's values as data, the template's other defaults rendered in a sandbox (``defaults``)."""
     try:
-        resolved = defaults.resolve(variables, context)
+        resolved = defaults.resolve(variables, values)
     except defaults.DefaultError as err:
         raise ValidationError([Problem(shown, "default_context",
                                        f"cannot be resolved with template {template}: {err}")]) from err
-    resolved.update({k: context[k] for k in PIPELINE_KEYS if k in context and k not in variables})
+    resolved.update({k: values[k] for k in PIPELINE_KEYS if k in values and k not in variables})
     return resolved
 
 
 def validate_config(path: Path, template: Path | None = None, *, shown: str | None = None) -> dict[str, Any]:
-    """Validate one config file against ``template`` and return its resolved context.
+    """Validate one config file against ``template`` and return its resolved values.
 
     Args:
         path: a ``cookiecutter-config.yaml``.
@@ -141,13 +141,13 @@ def validate_config(path: Path, template: Path | None = None, *, shown: str | No
     shown = shown or str(path)
     variables = template_variables(template)
     required = identity_keys(variables, str(template / "cookiecutter.json"))
-    context, problems = read_config(Path(path), shown)
-    if context is not None:
-        problems += _check_context(shown, context, variables, required)
+    values, problems = read_config(Path(path), shown)
+    if values is not None:
+        problems += _check_values(shown, values, variables, required)
     if problems:
         raise ValidationError(problems)
-    assert context is not None
-    return _resolve(shown, template, variables, plain(context))
+    assert values is not None
+    return _resolve(shown, template, variables, plain(values))
 
 
 def load_context(source: Path, env: str, component: str, template: Path | None = None) -> dict[str, Any]:
