@@ -21,7 +21,7 @@ import pytest
 
 from faas_deployment.flux import deploy, rollout_outcome
 from faas_deployment.pipeline import Workspace
-from support import ci_calls, dagger_engine
+from support import ci_calls, dagger_engine, daggermod
 from support.admin_api_server import AdminApiServer
 from support.ci_checkout import clone_with_origin
 from support.dagger_engine import CORE_TYPE_NAMES, Engine, EngineRefusal, FileObj, NotExecuted, export_file, ignored
@@ -316,12 +316,17 @@ def test_default_source_uploads_only_env(registered, checkout, tmp_path):
 
 
 def _mutant_package(tmp_path: Path, old: str, new: str) -> Path:
+    """A copy of the package with ``old`` replaced by ``new`` in every Dagger module holding it."""
     root = tmp_path / "mutant"
     shutil.copytree(REPO / "dagger" / "src" / "faas_deployment", root / "faas_deployment")
-    main = root / "faas_deployment" / "main.py"
-    text = main.read_text()
-    assert old in text
-    main.write_text(text.replace(old, new))
+    mutated = 0
+    for name in daggermod.MODULES:
+        module = root / "faas_deployment" / name
+        text = module.read_text()
+        if old in text:
+            module.write_text(text.replace(old, new))
+            mutated += 1
+    assert mutated, f"{old!r} is in no Dagger module"
     return root
 
 
@@ -349,7 +354,7 @@ def test_a_class_named_like_a_core_type_is_refused(tmp_path):
     assert _refusal_of_mutant(tmp_path, "Environment", "Env") == 'type "Env" is already defined by module "daggercore"'
 
 
-#: Mutations of main.py the engine (or the Dagger CLI) refuses, with its message; each rule cited in
+#: Mutations of the Dagger modules the engine (or the Dagger CLI) refuses, with its message; each rule cited in
 #: support/dagger_engine.py. The SDK itself accepts every one of them: only the harness's rules catch them.
 ENGINE_MUTANTS = {
     "field-named-id": ('    name: Annotated[str, Doc("component name (env/<env>/<component>/)")]',
@@ -440,9 +445,9 @@ def test_file_export_follows_the_engine_path_rules(tmp_path):
 
 
 def test_absolute_workdir_paths_are_refused(checkout, monkeypatch):
-    from faas_deployment import main
+    from faas_deployment import dagger_runtime
 
-    monkeypatch.setattr(main, "_workdir_path", lambda path: str(Path(path).resolve()))
+    monkeypatch.setattr(dagger_runtime, "workdir_path", lambda path: str(Path(path).resolve()))
     with Engine(checkout) as engine, pytest.raises(EngineRefusal, match="escapes workdir"):
         engine.call("dagger call env --name dev local-repository export --path dist/charts/dev")
 

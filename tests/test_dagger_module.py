@@ -38,13 +38,13 @@ def test_the_chain_builds_without_an_engine():
 def test_user_errors_become_clean_function_errors():
     from dagger.mod._exceptions import FunctionError
 
-    from faas_deployment.main import _run
+    from faas_deployment.dagger_runtime import run
 
     def fails():
         raise UserError("env/dev/operator/cookiecutter-config.yaml: chart_version: bump it")
 
     with pytest.raises(FunctionError) as caught:
-        anyio.run(_run, fails)
+        anyio.run(run, fails)
     assert str(caught.value) == "env/dev/operator/cookiecutter-config.yaml: chart_version: bump it"
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
 

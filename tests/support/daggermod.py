@@ -15,6 +15,10 @@ from typing import Any
 
 from dagger.mod.cli import get_entry_point
 
+#: The Dagger front end's source files: the entry point ``main.py`` (the main object) and its siblings
+#: ``dagger_*.py`` (the other objects, their shared arguments, what every function does around its door call).
+MODULES = ("main.py", "dagger_args.py", "dagger_runtime.py", "dagger_environment.py", "dagger_component.py")
+
 
 @dataclass(frozen=True)
 class Param:
