@@ -54,6 +54,7 @@ MARKERS = {
 LAYERS: dict[str, str] = {
     "test_admin_api.py": "integration",
     "test_admin_api_contract.py": "integration",
+    "test_architecture.py": "unit",
     "test_artifact_manifests.py": "integration",
     "test_artifact_wait.py": "integration",
     "test_artifacts.py": "integration",

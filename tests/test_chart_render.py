@@ -388,7 +388,7 @@ def test_generation_matches_cookiecutters_own_generate_files(tmp_path, with_user
     """The one-pass generator writes, byte for byte and mode for mode, what cookiecutter's generate_files writes."""
     from cookiecutter.generate import generate_files
 
-    from faas_deployment.pipeline import Workspace
+    from faas_deployment.door import Workspace
 
     template = make_user_template(tmp_path) if with_user_template else None
     source = copy_repo(tmp_path / "repo")

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from faas_deployment import door
 from faas_deployment.core.errors import ValidationError
-from faas_deployment.pipeline import Workspace
+from faas_deployment.door import Workspace
 from support.plan_repo import PlanRepo
 from support.repo_tree import REPO_ROOT, config_file, get_scalar, set_scalar
 
@@ -18,7 +19,7 @@ DIGEST = r"sha256:[0-9a-f]{64}"
 
 
 def test_the_success_report_names_every_chart_rule_and_manifest_set(repo_copy: Path) -> None:
-    report = Workspace(repo_copy).check().text.splitlines()
+    report = door.check.check(Workspace(repo_copy)).text.splitlines()
     versions = {(e, c): get_scalar(config_file(repo_copy, e, c), "chart_version")
                 for e in ("dev", "prod") for c in ("controller", "operator")}
     expected = []
@@ -72,7 +73,7 @@ def test_base_refuses_a_changed_chart_without_a_higher_version(repo: PlanRepo, r
     major, minor, patch = map(int, old.split("."))
     set_scalar(operator, "chart_version", f"{major}.{minor}.{patch - 1}" if patch else f"{major}.{minor - 1}.0")
     with pytest.raises(ValidationError, match="lower than"):
-        Workspace(repo.work).check("dev", base=base)
+        door.check.check(Workspace(repo.work), "dev", base=base)
 
     # Bumped: the check passes and says against what.
     set_scalar(operator, "chart_version", f"{major}.{minor}.{patch + 1}")
@@ -84,7 +85,7 @@ def test_base_refuses_a_changed_chart_without_a_higher_version(repo: PlanRepo, r
 def test_base_accepts_a_change_that_does_not_reach_the_chart(repo: PlanRepo) -> None:
     operator = config_file(repo.work, "dev", "operator")
     operator.write_text(operator.read_text() + "# a comment changes no chart\n")
-    report = Workspace(repo.work).check("dev", base="HEAD").text
+    report = door.check.check(Workspace(repo.work), "dev", base="HEAD").text
     assert report.splitlines()[-1] == "ok dev: chart versions increase over HEAD"
 
 
@@ -98,7 +99,7 @@ def test_a_problem_names_its_file_once(repo_copy: Path) -> None:
     set_scalar(config_file(repo_copy, "dev", "operator"), "chart_version", "1.0.3-rc.1")
     ws = Workspace(repo_copy)
     with pytest.raises(ValidationError) as caught:
-        ws.publish_charts("dev", ws.local_target("dev"), prerelease="mr.4.2")
+        door.charts.publish_charts(ws, "dev", door.charts.local_target(ws, "dev"), prerelease="mr.4.2")
     shown = "env/dev/operator/cookiecutter-config.yaml"
     lines = [line for line in str(caught.value).splitlines() if shown in line]
     assert len(lines) == 1 and lines[0].count(shown) == 1, lines

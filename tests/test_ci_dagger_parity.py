@@ -18,6 +18,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+from faas_deployment import door
 from faas_deployment.gitlab import child_pipeline, gitrefs
 from faas_deployment.gitlab.child_pipeline import Context
 from faas_deployment.gitlab.plan import Item
@@ -106,8 +107,8 @@ def test_a_branchs_first_push_compares_with_the_merge_base_in_both_paths(tmp_pat
 
 def test_a_dagger_api_trigger_traces_the_jobs_pipeline_and_job_ids(registry, tmp_path):
     """``--trigger-api`` writes ``faas-deploy/<CI_PIPELINE_ID>/<CI_JOB_ID>/...`` from the module as from the CLI."""
-    from faas_deployment.flux import deploy, rollout
-    from faas_deployment.pipeline import Workspace
+    from faas_deployment.door import Workspace
+    from faas_deployment.flux import rollout
     from support.flux_doubles import HR, OCI, KubeApi, play, scenario
     from support.repo_tree import REPO_ROOT, copy_repo
 
@@ -116,7 +117,7 @@ def test_a_dagger_api_trigger_traces_the_jobs_pipeline_and_job_ids(registry, tmp
     env_file = source / "env" / "dev" / "environment.yaml"
     env_file.write_text(env_file.read_text().replace("oci://registry.example.org/eo4eu-faas/charts/dev",
                                                      f"oci://{registry.host}/charts/dev"))
-    exp = deploy.expected_for(Workspace(source), "dev", "operator")
+    exp = door.deploy.expected_for(Workspace(source), "dev", "operator")
     tokens: list[str] = []
 
     def on_patch(plural: str, name: str, body: dict) -> None:

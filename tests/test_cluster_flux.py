@@ -201,8 +201,8 @@ def test_flux_oci_artifacts_end_to_end_with_the_flux_operator(flux_env):
     import dataclasses
 
     from faas_deployment.core.secrets import SecretValue
+    from faas_deployment.door import Workspace
     from faas_deployment.flux import flux
-    from faas_deployment.pipeline import Workspace
 
     env = flux_env
     repository = f"oci://{env.registry.host}/manifests/dev"

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from faas_deployment import door
 from faas_deployment.charts import bump, chart, config, cookiecutter_json
 from faas_deployment.core.errors import UserError, ValidationError
-from faas_deployment.pipeline import Workspace
+from faas_deployment.door import Workspace
 from support.example_config import example_context, make_user_template, problems_of, write_config
 
 IDENTITY = ("chart_name", "chart_version", "image_repository", "image_tag")
@@ -74,7 +75,7 @@ def test_check_refuses_a_config_without_identity_keys(tmp_path: Path) -> None:
     del context["chart_name"], context["image_tag"]
     write_config(tmp_path, {"default_context": context}, env="prod")
     with pytest.raises(ValidationError) as caught:
-        Workspace(tmp_path).check("prod")
+        door.check.check(Workspace(tmp_path), "prod")
     assert {p.key for p in caught.value.problems} >= {"default_context.chart_name", "default_context.image_tag"}
     assert not (tmp_path / "dist").exists()
 
@@ -114,10 +115,10 @@ def test_what_the_user_wrote_is_what_the_container_gets(tmp_path: Path) -> None:
     expected = {name: value.strip('"') for name, value in written.items()}
 
     ws = Workspace(tmp_path)
-    shown = yaml.safe_load(ws.config("prod", "operator").text)["default_context"]["environment_variables"]
+    shown = yaml.safe_load(door.charts.config(ws, "prod", "operator").text)["default_context"]["environment_variables"]
     assert {k: shown[k] for k in expected} == expected  # `config` shows the form the chart gets
 
-    chart_dir = ws.render_chart("prod", "operator", tmp_path / "out")
+    chart_dir = door.charts.render_chart(ws, "prod", "operator", tmp_path / "out")
     manifests = chart.render_objects(chart_dir, "faas-operator", "ns")
     deployment = next(yaml.safe_load(t) for t in manifests.values() if "kind: Deployment" in t)
     env = {e["name"]: e["value"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
@@ -162,7 +163,7 @@ def test_chart_version_is_accepted_whatever_the_template_declares(tmp_path: Path
     context = config.load_context(tmp_path, "dev", "operator", template)
     assert context["chart_version"] == "2.3.0"
     ws = Workspace(tmp_path, template)
-    package = ws.package_chart("dev", "operator", tmp_path / "dist")
+    package = door.charts.package_chart(ws, "dev", "operator", tmp_path / "dist")
     assert (package.name, package.version) == ("team-chart", "2.3.0")  # the version published is the config's
 
     # The typed rule applies to it as to any template's.
@@ -177,7 +178,7 @@ def test_bump_works_with_a_template_without_chart_version(tmp_path: Path) -> Non
                            '  image_tag: "1.0.0"\n')
     result = bump.bump_config(tmp_path, "dev", "operator", image_tag="1.1.0", template=template)
     assert (result.old_version, result.new_version) == ("2.3.0", "2.3.1")
-    package = Workspace(tmp_path, template).package_chart("dev", "operator", tmp_path / "dist")
+    package = door.charts.package_chart(Workspace(tmp_path, template), "dev", "operator", tmp_path / "dist")
     assert package.version == "2.3.1"
 
 

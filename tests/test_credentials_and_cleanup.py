@@ -110,18 +110,18 @@ def test_an_interrupt_that_loses_a_temporary_directory_still_leaves_nothing(tmp_
     """The window no ``with`` block covers: a directory made, its name not yet held, when the
     interrupt lands. The run's own temporary directory holds it, and goes at the end."""
 
-    from faas_deployment import pipeline
+    from faas_deployment.door import charts
 
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     made = []
 
-    def interrupted(self, env, component):
+    def interrupted(ws, env, component):
         made.append(Path(tempfile.mkdtemp(prefix="faas-lost-")))
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline.Workspace, "config", interrupted)
+    monkeypatch.setattr(charts, "config", interrupted)
     source = copy_repo(tmp_path / "src")
     assert main(["--source", str(source), "config", "--env", "dev", "--component", "operator"]) == 130
     assert made and made[0].parent.parent == scratch  # it was made under the run's directory

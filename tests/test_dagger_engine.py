@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from faas_deployment.flux import deploy, rollout_outcome
-from faas_deployment.pipeline import Workspace
+from faas_deployment import door
+from faas_deployment.door import Workspace
+from faas_deployment.flux import rollout_outcome
 from support import ci_calls, dagger_engine, daggermod
 from support.admin_api_server import AdminApiServer
 from support.ci_checkout import clone_with_origin
@@ -458,10 +459,10 @@ def test_a_user_error_is_the_core_message_without_a_traceback(checkout, caplog, 
     with Engine(checkout) as engine, pytest.raises(EngineRefusal) as caught:
         engine.call("dagger call env --name dev component --name operator config")
     from faas_deployment.core.errors import UserError
-    from faas_deployment.pipeline import Workspace
+    from faas_deployment.door import Workspace
 
     with pytest.raises(UserError) as core:
-        Workspace(checkout).config("dev", "operator")
+        door.charts.config(Workspace(checkout), "dev", "operator")
     # The user sees the core's message, word for word, and nothing else.
     assert str(caught.value) == str(core.value)
     assert "env/dev/operator/cookiecutter-config.yaml: default_context.chart_version:" in str(caught.value)
@@ -780,7 +781,7 @@ def test_component_deploy_takes_the_receiver_url_through_the_engine(registry, ch
         for kind in (HR, OCI):
             api.put(kind, "faas-dev", "faas-operator",
                     {"metadata": {"generation": 1}, "status": {"observedGeneration": 1}})
-        expected["operator"] = deploy.expected_for(Workspace(checkout), "dev", "operator")
+        expected["operator"] = door.deploy.expected_for(Workspace(checkout), "dev", "operator")
         env = {"RX": RECEIVER_TOKEN, "KC": api.kubeconfig(), "PW": registry.password}
         with Engine(checkout, env=env) as engine:
             out = engine.call(
@@ -827,7 +828,8 @@ def test_every_gitlab_ci_line_runs(registry, checkout):
         _dev_cluster(checkout, registry, api, receiver)
         origin, before = clone_with_origin(checkout)
         # The job sets SOURCE_DATE_EPOCH: the deploy job's package must be the bytes the CLI makes there.
-        expected["operator"] = deploy.expected_for(Workspace(checkout, source_date_epoch=CI_EPOCH), "dev", "operator")
+        expected["operator"] = door.deploy.expected_for(Workspace(checkout, source_date_epoch=CI_EPOCH), "dev",
+                                                        "operator")
         with GitLabApi(CI_SECRETS["GITLAB_TOKEN"], project_id=42, remote=origin) as gitlab:
             _run_all_jobs(ci, jobs, checkout, registry, before, dev_api, prod_api, gitlab, receiver, api, expected)
             merge_requests = {mr["source_branch"]: mr for mr in gitlab.open()}

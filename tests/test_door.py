@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from faas_deployment import cli
+from faas_deployment import cli, door
 from faas_deployment.core import layout
 from support import daggermod
 from support.imports import PACKAGE, project_imports, source_modules
@@ -26,16 +26,16 @@ from support.repo_tree import config_file, copy_repo, get_scalar, set_scalar
 FAAS_DEPLOY = Path(sys.executable).with_name("faas-deploy")
 
 DAGGER_FRONT_END = daggermod.MODULES
-#: What each front end may import from the project (the door, errors, secrets; the Dagger-only image chains
-#: and the Dagger front end's own modules).
+#: What each front end may import from the project beside the door (``door`` and its modules): errors, secrets;
+#: for Dagger, the engine's image chains, the error bridge and the Dagger front end's own modules.
 ALLOWED = {
-    "cli.py": {"pipeline", "core.errors", "core.secrets"},
-    **{name: {"pipeline", "core.errors", "core.secrets", "images.images_dagger", "_dagger_errors",
+    "cli.py": {"core.errors", "core.secrets", "cli_flags"},
+    "cli_flags.py": set(),
+    **{name: {"core.errors", "core.secrets", "images.images_dagger", "_dagger_errors",
               *(Path(module).stem for module in DAGGER_FRONT_END)} for name in DAGGER_FRONT_END},
 }
-#: What the door and the CLI load at start-up (module level): light modules only.
-LIGHT = {"cli.py": set(), "pipeline.py": {"core.layout", "core.errors", "core.progress"},
-         "core/layout.py": {"core.errors", "core.names"}}
+#: What the CLI and the door may load at start-up (module level, beside the door's own modules): light modules only.
+LIGHT = {"core.layout", "core.errors", "core.progress", "core.names", "cli_flags"}
 #: Modules a verb needs but ``--help`` must not load.
 HEAVY = ("helm_python", "httpx", "yaml", "ruamel", "cookiecutter", "oras", "semver", "requests", "lightkube", "jinja2",
          "faas_deployment.charts.config", "faas_deployment.charts.chart", "faas_deployment.registry.publishing")
@@ -50,17 +50,18 @@ def test_every_dagger_module_is_a_front_end_module():
 @pytest.mark.parametrize("front_end", sorted(ALLOWED))
 def test_front_ends_import_only_the_door(front_end):
     imported = project_imports(PACKAGE / front_end)
-    assert "pipeline" in imported
-    assert imported <= ALLOWED[front_end], f"{front_end} imports {sorted(imported - ALLOWED[front_end])}"
+    assert "door" in imported or any(m.startswith("door.") for m in imported)
+    beside = {m for m in imported if m != "door" and not m.startswith("door.")}
+    assert beside <= ALLOWED[front_end], f"{front_end} imports {sorted(beside - ALLOWED[front_end])}"
 
 
 def test_the_import_check_sees_every_form(tmp_path):
     probe = tmp_path / "probe.py"
     probe.write_text("from .core import errors, secrets\nfrom .core.names import is_tag\n"
-                     "import faas_deployment.core.urls\nfrom faas_deployment import pipeline\n"
-                     "from faas_deployment.core.layout import discover\n"
+                     "import faas_deployment.core.urls\nfrom faas_deployment import door\n"
+                     "from .door import Result, charts\nfrom faas_deployment.core.layout import discover\n"
                      "if TYPE_CHECKING:\n    from .core import deadline\ndef x():\n    from .core import progress\n")
-    everything = {"core.errors", "core.secrets", "core.names", "core.urls", "pipeline", "core.layout"}
+    everything = {"core.errors", "core.secrets", "core.names", "core.urls", "door", "door.charts", "core.layout"}
     assert project_imports(probe, root=PACKAGE) == everything | {"core.deadline", "core.progress"}
     assert project_imports(probe, root=PACKAGE, runtime_only=True) == everything | {"core.progress"}
     assert project_imports(probe, root=PACKAGE, module_level_only=True) == everything
@@ -117,7 +118,7 @@ def environment_reads(path: Path) -> list[str]:
 
 @pytest.mark.parametrize("front_end", sorted(ALLOWED))
 def test_front_ends_read_no_environment(front_end):
-    """CI job defaults live behind the door (``pipeline.CI_DEFAULTS``): a front end only translates."""
+    """CI job defaults live behind the door (``door.workspace.CI_DEFAULTS``): a front end only translates."""
     assert environment_reads(PACKAGE / front_end) == []
 
 
@@ -131,10 +132,14 @@ def test_the_environment_check_sees_every_form(tmp_path):
         "probe.py:5 get(CI_SERVER_URL)", "probe.py:6 [CI_PIPELINE_IID]"]
 
 
-@pytest.mark.parametrize("module", sorted(LIGHT))
+@pytest.mark.parametrize("module", ["cli.py", "cli_flags.py", "core/layout.py", *sorted(
+    p.relative_to(PACKAGE).as_posix() for p in (PACKAGE / "door").glob("*.py"))])
 def test_the_door_loads_only_light_modules_at_import(module):
     found = project_imports(PACKAGE / module, module_level_only=True, runtime_only=True)
-    assert found <= LIGHT[module], sorted(found - LIGHT[module])
+    heavy = {m for m in found if m not in LIGHT and m != "door" and not m.startswith("door.")}
+    assert heavy == set(), sorted(heavy)
+    if module == "core/layout.py":
+        assert found <= {"core.errors", "core.names"}
 
 
 def test_help_loads_no_verb_dependency():
@@ -147,7 +152,8 @@ def test_help_loads_no_verb_dependency():
     assert "faas_deployment.cli" in loaded and "argparse" in loaded
     assert not [m for m in loaded if m.split(".")[0] in HEAVY or m in HEAVY]
     # --help needs only the CLI: not even the door, whose defaults a verb's own flags show.
-    assert {m for m in loaded if m.startswith("faas_deployment")} == {"faas_deployment", "faas_deployment.cli"}
+    assert {m for m in loaded if m.startswith("faas_deployment")} == {"faas_deployment", "faas_deployment.cli",
+                                                                      "faas_deployment.cli_flags"}
 
 
 # --------------------------------------------------------------------------- layout
@@ -341,21 +347,19 @@ def test_an_unknown_output_form_is_refused_before_the_verb_runs(tmp_path, capsys
 
 def test_ci_defaults_come_from_the_workspace_environ(tmp_path, monkeypatch):
     """The CLI's workspace reads the job's variables; the Dagger module's (``environ={}``) only explicit values."""
-    from faas_deployment import pipeline
-
     for name, value in {"CI_COMMIT_REF_NAME": "feature", "CI_DEFAULT_BRANCH": "trunk", "CI_MERGE_REQUEST_IID": "7",
                         "CI_PIPELINE_IID": "12", "CI_SERVER_URL": "https://gitlab.example"}.items():
         monkeypatch.setenv(name, value)
-    job = pipeline.Workspace(tmp_path).pipeline_context()
+    job = door.plan.pipeline_context(door.Workspace(tmp_path))
     assert (job.ref, job.default_branch, job.merge_request, job.pipeline_iid) == ("feature", "trunk", "7", "12")
-    explicit = pipeline.Workspace(tmp_path).pipeline_context("fix", "main", "", "3")
+    explicit = door.plan.pipeline_context(door.Workspace(tmp_path), "fix", "main", "", "3")
     assert (explicit.ref, explicit.default_branch, explicit.merge_request, explicit.pipeline_iid) == (
         "fix", "main", "7", "3")
-    dagger_side = pipeline.Workspace(tmp_path, environ={}).pipeline_context()
+    dagger_side = door.plan.pipeline_context(door.Workspace(tmp_path, environ={}))
     assert (dagger_side.ref, dagger_side.default_branch, dagger_side.merge_request) == ("", "main", "")
-    assert pipeline.Workspace(tmp_path, environ={}).ci_default("", "gitlab_url") == ""
-    assert pipeline.Workspace(tmp_path).ci_default("", "gitlab_url") == "https://gitlab.example"
-    assert set(pipeline.CI_DEFAULTS.values()) >= {"CI_SERVER_URL", "CI_PROJECT_ID", "CI_PIPELINE_URL"}
+    assert door.Workspace(tmp_path, environ={}).ci_default("", "gitlab_url") == ""
+    assert door.Workspace(tmp_path).ci_default("", "gitlab_url") == "https://gitlab.example"
+    assert set(door.workspace.CI_DEFAULTS.values()) >= {"CI_SERVER_URL", "CI_PROJECT_ID", "CI_PIPELINE_URL"}
 
 
 def test_every_module_constant_is_read_by_code():

@@ -17,11 +17,11 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from faas_deployment import cli
+from faas_deployment import cli, door
 from faas_deployment.core.errors import UserError, ValidationError
 from faas_deployment.core.secrets import SecretValue
-from faas_deployment.flux import deploy, flux, rollout, rollout_outcome, settings
-from faas_deployment.pipeline import Registry, Workspace
+from faas_deployment.door import Registry, Workspace
+from faas_deployment.flux import flux, rollout, rollout_outcome, settings
 from support.flux_doubles import HR, OCI, KubeApi, Receiver, scenario
 from support.flux_doubles import play as _play
 from support.repo_tree import REPO_ROOT, copy_repo
@@ -80,13 +80,13 @@ def test_deploy_publishes_as_the_environment_declares_its_chart_registry(tmp_pat
     path = source / "env" / "dev" / "environment.yaml"
     path.write_text(path.read_text() + "chart_registry_immutable_tags: true\n")
     declared = settings.load(source, "dev")
-    own = Workspace.deploy_registry(declared, Registry())
+    own = door.deploy.deploy_registry(declared, Registry())
     assert (own.registry, own.immutable_tags, own.timeout) == (declared.chart_registry, True, declared.deploy_timeout)
-    other = Workspace.deploy_registry(declared, Registry("oci://other.example.org/charts"), 30)
+    other = door.deploy.deploy_registry(declared, Registry("oci://other.example.org/charts"), 30)
     assert (other.registry, other.immutable_tags, other.timeout) == ("oci://other.example.org/charts", False, 30)
-    flagged = Workspace.deploy_registry(declared, Registry("oci://other.example.org/charts", immutable_tags=True))
+    flagged = door.deploy.deploy_registry(declared, Registry("oci://other.example.org/charts", immutable_tags=True))
     assert flagged.immutable_tags is True
-    assert Workspace.deploy_registry(settings.load(REPO_ROOT, "dev"), Registry()).immutable_tags is False
+    assert door.deploy.deploy_registry(settings.load(REPO_ROOT, "dev"), Registry()).immutable_tags is False
 
 
 @hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -204,7 +204,7 @@ def test_receiver_bad_signature_fails_at_once_and_503_is_retried(capsys):
 
 @pytest.fixture(scope="module")
 def expected_operator() -> rollout_outcome.Expected:
-    return deploy.expected_for(Workspace(REPO_ROOT), "dev", "operator")
+    return door.deploy.expected_for(Workspace(REPO_ROOT), "dev", "operator")
 
 
 def _store_release(api: KubeApi, expected: rollout_outcome.Expected, *, source_ready: bool = True) -> tuple[str, str]:
@@ -283,7 +283,7 @@ def test_deploy_env_publishes_triggers_and_waits(registry, tmp_path, monkeypatch
     source = copy_repo(tmp_path / "repo")
     with KubeApi(KUBE_TOKEN) as api:
         ws = Workspace(source)
-        expected = {c: deploy.expected_for(ws, "dev", c) for c in ws.components("dev")}
+        expected = {c: door.deploy.expected_for(ws, "dev", c) for c in ws.components("dev")}
         names = {}
         for component in expected:
             ns, name = "faas-dev", f"faas-{component}"
@@ -327,7 +327,7 @@ def test_deploy_api_trigger_then_upload_reaches_the_new_operator(registry, tmp_p
 
     source = copy_repo(tmp_path / "repo")
     ws = Workspace(source)
-    expected = {c: deploy.expected_for(ws, "dev", c) for c in ws.components("dev")}
+    expected = {c: door.deploy.expected_for(ws, "dev", c) for c in ws.components("dev")}
     patches: list[tuple[str, str, str]] = []
 
     def on_patch(plural: str, name: str, body: dict) -> None:

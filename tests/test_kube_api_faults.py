@@ -19,12 +19,12 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from faas_deployment import cli
+from faas_deployment import cli, door
 from faas_deployment.core.errors import UserError
 from faas_deployment.core.secrets import SecretValue
-from faas_deployment.flux import deploy, kube_api, rollout, rollout_outcome
+from faas_deployment.door import Workspace
+from faas_deployment.flux import kube_api, rollout, rollout_outcome
 from faas_deployment.gitlab import source_state
-from faas_deployment.pipeline import Workspace
 from support.flux_doubles import (
     HR,
     OCI,
@@ -46,7 +46,7 @@ OLD = f"0.0.1+{'a' * 12}"
 
 @pytest.fixture(scope="module")
 def expected() -> rollout_outcome.Expected:
-    return deploy.expected_for(Workspace(REPO_ROOT), "dev", "operator")
+    return door.deploy.expected_for(Workspace(REPO_ROOT), "dev", "operator")
 
 
 def _store(api: KubeApi, expected: rollout_outcome.Expected, status: dict | None = None) -> None:

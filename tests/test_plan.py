@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from faas_deployment import door
 from faas_deployment.core import layout
 from faas_deployment.flux import settings
 from faas_deployment.gitlab import child_pipeline, gitrefs, plan
@@ -444,7 +445,7 @@ def test_cli_plan_json_table_pipeline_and_refusal(tmp_path):
 
 
 def test_failing_pre_deploy_hook_publishes_nothing_and_post_hook_sees_the_digest(tmp_path, capfd):
-    from faas_deployment.pipeline import Workspace
+    from faas_deployment.door import Workspace
 
     repo = PlanRepo(tmp_path / "repo")
     hooks = repo.path("env/dev/operator/hooks")
@@ -458,19 +459,20 @@ def test_failing_pre_deploy_hook_publishes_nothing_and_post_hook_sees_the_digest
     with pytest.raises(
         plan.UserError, match=r"hooks/pre-deploy: hook failed with exit status 3; nothing was published"
     ):
-        ws.publish_charts("dev", ws.local_target("dev"), ["operator"])
+        door.charts.publish_charts(ws, "dev", door.charts.local_target(ws, "dev"), ["operator"])
     assert not (repo.work / "dist/charts").exists()
     captured = capfd.readouterr()
     assert "checking dev/operator" in captured.err and "checking" not in captured.out
     (hooks / "pre-deploy").write_text("#!/bin/sh\nexit 0\n")
-    [result] = ws.publish_charts("dev", ws.local_target("dev"), ["operator"], prerelease="mr.7.31")
+    [result] = door.charts.publish_charts(ws, "dev", door.charts.local_target(ws, "dev"), ["operator"],
+                                          prerelease="mr.7.31")
     assert result.outcome == "pushed" and "1.0.3-mr.7.31" in result.reference
     facts = dict(line.split("=", 1) for line in record.read_text().splitlines())
     assert facts == {"FAAS_ACTION": "publish", "FAAS_ENVIRONMENT": "dev", "FAAS_COMPONENT": "operator",
                      "FAAS_CHART_VERSION": "1.0.3-mr.7.31", "FAAS_CHART_DIGEST": result.digest}
     (hooks / "pre-deploy").chmod(0o644)
     with pytest.raises(plan.UserError, match="not executable"):
-        ws.publish_charts("dev", ws.local_target("dev"), ["operator"])
+        door.charts.publish_charts(ws, "dev", door.charts.local_target(ws, "dev"), ["operator"])
 
 
 def test_prerelease_flag_is_checked():

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from faas_deployment import cli
+from faas_deployment import cli, door
 from faas_deployment.core.errors import UserError
 from faas_deployment.core.secrets import SecretValue
 from faas_deployment.gitlab import promoted_change, promotion, source_state
@@ -601,8 +601,8 @@ def _stage(checkout: Path, name: str, promote_from: str | None) -> None:
 
 
 def test_the_promotion_order_is_a_repository_setting(checkout, run_cli):
+    from faas_deployment.door import Workspace
     from faas_deployment.flux import settings
-    from faas_deployment.pipeline import Workspace
 
     assert settings.promotion_order(checkout) == [("dev", "prod")]  # env/prod/environment.yaml: promote_from: dev
     code, out, err = run_cli("--source", str(checkout), "promote", "--to", "prod", "--component", "controller")
@@ -611,9 +611,9 @@ def test_the_promotion_order_is_a_repository_setting(checkout, run_cli):
     _stage(checkout, "qa", "dev")
     _stage(checkout, "prod", "qa")
     ws = Workspace.open(checkout)
-    assert ws.promotion_steps() == [("dev", "qa"), ("qa", "prod")]
-    assert ws.promotion_steps(to_env="prod") == [("qa", "prod")]
-    assert ws.promotion_steps(from_env="dev") == [("dev", "qa")]
+    assert door.promotion.promotion_steps(ws) == [("dev", "qa"), ("qa", "prod")]
+    assert door.promotion.promotion_steps(ws, to_env="prod") == [("qa", "prod")]
+    assert door.promotion.promotion_steps(ws, from_env="dev") == [("dev", "qa")]
     code, out, err = run_cli("--source", str(checkout), "promote", "--from", "dev", "--to", "prod",
                              "--component", "operator")
     assert code == 1 and out == ""

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from test_dagger_engine import KUBE_TOKEN, RECEIVER_TOKEN, _dev_cluster, _run_job
 
+from faas_deployment import door
 from faas_deployment.charts import config, repository_settings
-from faas_deployment.flux import deploy
-from faas_deployment.pipeline import Workspace
+from faas_deployment.door import Workspace
 from support import ci_calls
 from support.ci_checkout import clone_with_origin
 from support.dagger_engine import Engine
@@ -198,8 +198,8 @@ def test_the_generated_deploy_job_renders_with_the_repository_template(registry,
     with KubeApi(KUBE_TOKEN) as api, Receiver(RECEIVER_TOKEN, "faas-dev", "faas-dev", on_hook=on_hook) as receiver:
         _dev_cluster(checkout, registry, api, receiver)
         _, before = clone_with_origin(checkout, (repository_settings.FILE_NAME, "templates"))
-        expected["operator"] = deploy.expected_for(Workspace.open(checkout), "dev", "operator")
-        embedded = deploy.expected_for(Workspace.open(checkout, config.EMBEDDED_TEMPLATE), "dev", "operator")
+        expected["operator"] = door.deploy.expected_for(Workspace.open(checkout), "dev", "operator")
+        embedded = door.deploy.expected_for(Workspace.open(checkout, config.EMBEDDED_TEMPLATE), "dev", "operator")
         assert expected["operator"].digest != embedded.digest
         variables = {
             "CI_DEFAULT_BRANCH": "main",

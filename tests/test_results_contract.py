@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from faas_deployment import door
 from faas_deployment.core import deadline
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,10 +103,11 @@ def test_release_never_says_images_ok_when_none_was_checked(repo_copy, run_cli, 
     assert "check images of dev: ok" not in err, err
     assert re.search(r"check images of dev: incomplete, 2 not checked", err), err
     # Configs without image keys (a user template may have none): nothing to check, and it says so.
-    from faas_deployment.pipeline import Workspace
+    from faas_deployment.door import Workspace
 
     ws = Workspace.open(repo_copy)
-    assert ws.image_problems("dev", {"operator": {"chart_name": "x"}}, ws.local_target("dev")) == []
+    target = door.charts.local_target(ws, "dev")
+    assert door.charts.image_problems(ws, "dev", {"operator": {"chart_name": "x"}}, target) == []
     err = capsys.readouterr().err
     assert "check images of dev: ok" not in err
     assert "check images of dev: no config names image_repository and image_tag, nothing checked" in err, err

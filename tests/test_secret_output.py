@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from faas_deployment import door
 from faas_deployment.bundle import admin_api, admin_http
 from faas_deployment.core.errors import UserError
 from faas_deployment.core.secrets import SHARED_CHARS, SecretValue, sanitize
@@ -92,7 +93,7 @@ def test_a_registry_password_inside_the_registry_url_is_refused(run_cli, monkeyp
 
 def test_the_door_refuses_a_secret_inside_another_argument_for_both_front_ends(tmp_path):
     """The Dagger front end hands the door resolved secrets: the door itself checks the other arguments."""
-    from faas_deployment.pipeline import Registry, Workspace
+    from faas_deployment.door import Registry, Workspace
     from support.repo_tree import copy_repo
 
     password = SecretValue("pw-door-0123456789", "dagger secret password")
@@ -102,5 +103,5 @@ def test_the_door_refuses_a_secret_inside_another_argument_for_both_front_ends(t
     ws = Workspace(copy_repo(tmp_path / "src"))
     token = SecretValue("rx-door-9876543210", "dagger secret receiver_token")
     with pytest.raises(UserError, match="--receiver-token: its secret value also appears inside --receiver-url"):
-        ws.deploy("dev", registry=Registry("oci://127.0.0.1:9/charts"), receiver_token=token, kubeconfig=None,
-                  receiver_url="https://flux.example.org/rx-door-9876543210", timeout=3)
+        door.deploy.deploy(ws, "dev", registry=Registry("oci://127.0.0.1:9/charts"), receiver_token=token,
+                           kubeconfig=None, receiver_url="https://flux.example.org/rx-door-9876543210", timeout=3)

@@ -48,7 +48,7 @@ for chart in sys.argv[1:]:
 
 #: The modules ``check`` without --registry loads (tests/test_check_imports.py: nothing more).
 STARTUP = (
-    "import helm_python, faas_deployment.cli, faas_deployment.pipeline, faas_deployment.charts.chart, "
+    "import helm_python, faas_deployment.cli, faas_deployment.door, faas_deployment.charts.chart, "
     "faas_deployment.core.packaging, faas_deployment.registry.publishing, faas_deployment.bundle.templates, "
     "faas_deployment.gitlab.plan, "
     "faas_deployment.core.deadline"
@@ -60,12 +60,14 @@ def prepare(scratch: Path) -> tuple[Path, list[str]]:
     source = scratch / "source"
     shutil.copytree(ROOT / "env", source / "env")
     sys.path.insert(0, str(ROOT / "dagger" / "src"))
+    from faas_deployment import door
     from faas_deployment.core import layout
-    from faas_deployment.pipeline import Workspace
+    from faas_deployment.door import Workspace
 
     ws = Workspace(source)
     charts = [
-        str(ws.render_chart(env, component, scratch / "charts" / env)) for env, component in layout.discover(source)
+        str(door.charts.render_chart(ws, env, component, scratch / "charts" / env))
+        for env, component in layout.discover(source)
     ]
     return source, charts
 

@@ -38,8 +38,9 @@ sys.path.insert(0, str(ROOT / "dagger" / "src"))
 
 import helm_python  # noqa: E402
 
+from faas_deployment import door  # noqa: E402
 from faas_deployment.core import progress  # noqa: E402
-from faas_deployment.pipeline import Workspace  # noqa: E402
+from faas_deployment.door import Workspace  # noqa: E402
 
 HELM_TIME = [0.0]
 WALKS = [0]
@@ -94,7 +95,7 @@ def measure(source: Path, charts: int, trials: int) -> tuple[float, float, int]:
     for _ in range(trials):
         HELM_TIME[0], WALKS[0] = 0.0, 0
         started = time.process_time()
-        report = Workspace(source).check().text
+        report = door.check.check(Workspace(source)).text
         total = time.process_time() - started
         assert len([line for line in report.splitlines() if line.startswith("ok bench")
                     and ": dynamic" not in line]) == charts, report
@@ -112,14 +113,17 @@ def main() -> None:
     quiet = open("/dev/null", "w")  # progress lines are not the figure
     progress_step = progress.step
     progress.step = lambda name, stream=None: progress_step(name, quiet)
-    import faas_deployment.pipeline as pipeline
-    pipeline.step = progress.step
+    from faas_deployment.charts import build
+    from faas_deployment.door import charts, check
+
+    for module in (build, charts, check):  # each holds its own reference to progress.step
+        module.step = progress.step  # type: ignore[attr-defined]
     figures = {}
     with tempfile.TemporaryDirectory(prefix="bench-check-scaling-") as tmp:
         for charts in args.charts:
             source = build(Path(tmp) / f"n{charts}", charts, args.per_env)
             count_walks(source / "env")
-            Workspace(source).check()  # warm-up: template compiled, caches filled
+            door.check.check(Workspace(source))  # warm-up: template compiled, caches filled
             figures[charts], total, walks = measure(source, charts, args.trials)
             envs = -(-charts // args.per_env)
             print(f"{charts} charts over {envs} environments: {figures[charts] * 1000:.1f} ms per chart beyond "

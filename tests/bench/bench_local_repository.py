@@ -35,7 +35,8 @@ import yaml
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # tests/, for the support package
 
-from faas_deployment.pipeline import Workspace  # noqa: E402
+from faas_deployment import door  # noqa: E402
+from faas_deployment.door import Workspace  # noqa: E402
 from faas_deployment.registry.publishing import LocalRepoTarget  # noqa: E402
 from support.repo_tree import copy_repo, set_scalar  # noqa: E402
 
@@ -75,7 +76,7 @@ def measure(ws: Workspace, directory: Path, versions: list[str]) -> tuple[list[f
         for version in versions:
             set_scalar(config, "chart_version", version)
             started = time.perf_counter()
-            [result] = ws.publish_charts("dev", target, ["operator"])
+            [result] = door.charts.publish_charts(ws, "dev", target, ["operator"])
             verb.append(time.perf_counter() - started)
             assert result.outcome == "pushed", result
     return verb, part
@@ -89,7 +90,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-local-repo-") as scratch:
         root = Path(scratch)
         ws = Workspace(copy_repo(root / "src"), None)
-        package = ws.package_chart("dev", "operator", root / "package")
+        package = door.charts.package_chart(ws, "dev", "operator", root / "package")
         sample_repo = root / "sample"
         LocalRepoTarget(sample_repo).publish(package, config="bench")
         populate(root / "full", args.packages, sample_repo / package.path.name)

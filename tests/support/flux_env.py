@@ -24,8 +24,8 @@ from typing import Any
 
 import yaml
 
-from faas_deployment.flux import deploy as deploy_mod
-from faas_deployment.pipeline import Workspace
+from faas_deployment import door
+from faas_deployment.door import Workspace
 from support.cluster import Cluster, apply, get
 from support.registry_process import Registry
 from support.repo_tree import copy_repo
@@ -83,7 +83,7 @@ class FluxEnv:
         return new
 
     def expected(self, component: str):
-        return deploy_mod.expected_for(Workspace(self.source), "dev", component)
+        return door.deploy.expected_for(Workspace(self.source), "dev", component)
 
     def cli(self, *argv: str) -> tuple[int, str, str]:
         return self.run_cli("--source", str(self.source), *argv)

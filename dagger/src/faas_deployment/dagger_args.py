@@ -13,19 +13,19 @@ from typing import Annotated
 import dagger
 from dagger import DefaultPath, Doc, Ignore
 
-from . import pipeline as door
+from .door import defaults
 
 #: What the default ``source`` uploads: ``env/`` (configs, ``dynamic/``), the repository
 #: settings ``faas-deployment.yaml`` and ``templates/`` (where an in-repository chart
 #: template lives), the trees the functions read. Everything else (``.git``, ``dist/``,
 #: virtual environments, ``node_modules``, ...) stays on the caller's machine.
 #: Dockerignore syntax: ``*`` drops every top-level entry, ``!env`` takes ``env/`` back.
-SOURCE_IGNORE = ["*", "!env", f"!{door.REPOSITORY_SETTINGS}", f"!{door.TEMPLATES_DIR}", "env/**/__pycache__",
+SOURCE_IGNORE = ["*", "!env", f"!{defaults.REPOSITORY_SETTINGS}", f"!{defaults.TEMPLATES_DIR}", "env/**/__pycache__",
                  "env/**/.DS_Store"]
 #: What ``promote`` and ``bump-merge-request`` upload: ``env/`` and the git
 #: repository ``.git`` they commit in (and push from).
 REPOSITORY_IGNORE = [*SOURCE_IGNORE, "!.git"]
-_TEMPLATE_IN_REPOSITORY: Path = door.TEMPLATE_IN_REPOSITORY
+_TEMPLATE_IN_REPOSITORY: Path = defaults.TEMPLATE_IN_REPOSITORY
 #: What ``plan`` and ``pipeline`` upload: what ``source`` does, ``.git`` (the base tree is
 #: read from it), ``.gitlab-ci.yml`` (the child pipeline copies its ``.dagger`` template)
 #: and the embedded chart template (a change to it plans every chart).

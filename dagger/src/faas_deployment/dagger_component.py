@@ -11,7 +11,6 @@ from typing import Annotated
 import dagger
 from dagger import DefaultPath, Doc, Ignore, dag, function, object_type
 
-from . import pipeline as door
 from ._dagger_errors import user_errors
 from .dagger_args import (
     REPOSITORY_IGNORE,
@@ -43,8 +42,8 @@ from .dagger_runtime import (
     text_or_error,
     workspace,
 )
+from .door import artifacts, charts, defaults, deploy, images, promotion
 from .images import images_dagger
-from .pipeline import Workspace
 
 
 @object_type
@@ -71,7 +70,7 @@ class Component:
         Fails with every problem found (file, key, what was expected) when the config is invalid.
         """
         ws = await workspace(self.source, self.template, self.source_date_epoch)
-        return (await run(lambda: ws.config(self.env, self.name))).text
+        return (await run(lambda: charts.config(ws, self.env, self.name))).text
 
     @function
     async def objects(self) -> str:
@@ -80,14 +79,14 @@ class Component:
         One YAML stream, each document preceded by ``# Source: <template path>``.
         """
         ws = await workspace(self.source, self.template, self.source_date_epoch)
-        return (await run(lambda: ws.rendered_objects(self.env, self.name))).text
+        return (await run(lambda: charts.rendered_objects(ws, self.env, self.name))).text
 
     @function
     async def chart(self) -> dagger.Directory:
         """The rendered chart directory (validated, rendered by cookiecutter, linted by Helm)."""
         ws = await workspace(self.source, self.template, self.source_date_epoch)
         out = scratch()
-        result = await run(lambda: ws.chart(self.env, self.name, out))
+        result = await run(lambda: charts.chart(ws, self.env, self.name, out))
         return result_dir(result.path)
 
     @function
@@ -95,7 +94,7 @@ class Component:
         """The reproducible chart package ``<chart_name>-<chart_version>.tgz``."""
         ws = await workspace(self.source, self.template, self.source_date_epoch)
         out = scratch()
-        result = await run(lambda: ws.package(self.env, self.name, out))
+        result = await run(lambda: charts.package(ws, self.env, self.name, out))
         return result_file(result.path)
 
     @function(cache="never")  # type: ignore[call-overload]
@@ -104,7 +103,7 @@ class Component:
         registry: Annotated[str, Doc("OCI repository root, oci://HOST[:PORT]/PATH")],
         immutable_tags: ImmutableTagsArg = False,
         prerelease: PrereleaseArg = "",
-        timeout: Annotated[float, Doc("overall deadline of the registry work, in seconds")] = door.REGISTRY_TIMEOUT,
+        timeout: Annotated[float, Doc("overall deadline of the registry work, in seconds")] = defaults.REGISTRY_TIMEOUT,
     ) -> str:
         """Publish this chart: one line, ``pushed <ref>@<digest>`` or ``unchanged <ref>@<digest>``.
 
@@ -114,18 +113,18 @@ class Component:
         """
         ws = await workspace(self.source, self.template, self.source_date_epoch)
         registry_args = await registry_flags(self, registry, timeout, immutable_tags)
-        return (await run(lambda: ws.publish(self.env, self.name, registry_args, prerelease=prerelease))).text
+        return (await run(lambda: charts.publish(ws, self.env, self.name, registry_args, prerelease=prerelease))).text
 
     @function
     def build_image(
         self,
         context: Annotated[dagger.Directory, Doc("the component's source directory (a path or a git URL)")],
-        dockerfile: Annotated[str, Doc("Dockerfile path inside the context")] = door.DOCKERFILE,
+        dockerfile: Annotated[str, Doc("Dockerfile path inside the context")] = defaults.DOCKERFILE,
         # An immutable default; Dagger passes a list (mypy: a tuple is not a list).
         build_args: Annotated[list[str], Doc("build arguments NAME=VALUE (not for secrets)")] = (),  # type: ignore[assignment]
         target: Annotated[str, Doc("build stage to stop at (default: the last)")] = "",
         platform: Annotated[str, Doc("target platform os/arch (default: linux/amd64, what the clusters run)")] = (
-            door.DEFAULT_PLATFORM
+            defaults.DEFAULT_PLATFORM
         ),
         revision: Annotated[str, Doc("org.opencontainers.image.revision label, e.g. the commit SHA")] = "",
         source_url: Annotated[str, Doc("org.opencontainers.image.source label, the code's URL")] = "",
@@ -135,8 +134,8 @@ class Component:
         Carries the OCI labels ``org.opencontainers.image.revision`` and ``.source`` when given.
         """
         with user_errors():
-            image = Workspace.image_recipe(dockerfile=dockerfile, build_args=build_args, target=target,
-                                           platform=platform, revision=revision, source_url=source_url)
+            image = images.image_recipe(dockerfile=dockerfile, build_args=build_args, target=target,
+                                        platform=platform, revision=revision, source_url=source_url)
             return images_dagger.dagger_build(context, image.options, labels=image.labels)
 
     @function(cache="never")  # type: ignore[call-overload]
@@ -144,12 +143,12 @@ class Component:
         self,
         context: Annotated[dagger.Directory, Doc("the component's source directory (a path or a git URL)")],
         tag: Annotated[str, Doc("image tag, typically the commit SHA")],
-        dockerfile: Annotated[str, Doc("Dockerfile path inside the context")] = door.DOCKERFILE,
+        dockerfile: Annotated[str, Doc("Dockerfile path inside the context")] = defaults.DOCKERFILE,
         # An immutable default; Dagger passes a list (mypy: a tuple is not a list).
         build_args: Annotated[list[str], Doc("build arguments NAME=VALUE (not for secrets)")] = (),  # type: ignore[assignment]
         target: Annotated[str, Doc("build stage to stop at (default: the last)")] = "",
         platform: Annotated[str, Doc("target platform os/arch (default: linux/amd64, what the clusters run)")] = (
-            door.DEFAULT_PLATFORM
+            defaults.DEFAULT_PLATFORM
         ),
         revision: Annotated[str, Doc("org.opencontainers.image.revision label (default: the tag)")] = "",
         source_url: Annotated[str, Doc("org.opencontainers.image.source label, the code's URL")] = "",
@@ -162,9 +161,9 @@ class Component:
         Dagger's registry auth, never a URL.
         """
         ws = await workspace(self.source, self.template, self.source_date_epoch)
-        image = await run(lambda: ws.image_build(self.env, self.name, tag=tag, dockerfile=dockerfile,
-                                                 build_args=build_args, target=target, platform=platform,
-                                                 revision=revision, source_url=source_url))
+        image = await run(lambda: images.image_build(ws, self.env, self.name, tag=tag, dockerfile=dockerfile,
+                                                     build_args=build_args, target=target, platform=platform,
+                                                     revision=revision, source_url=source_url))
         with user_errors():
             container, address = images_dagger.dagger_publish_chain(
                 images_dagger.dagger_build(context, image.options, labels=image.labels),
@@ -180,7 +179,7 @@ class Component:
     async def bump(
         self,
         image_tag: Annotated[str, Doc("the new image tag, typically the commit SHA")],
-        part: Annotated[str, Doc("semver part of chart_version to raise: patch, minor or major")] = door.BUMP_PART,
+        part: Annotated[str, Doc("semver part of chart_version to raise: patch, minor or major")] = defaults.BUMP_PART,
     ) -> dagger.File:
         """The component's ``cookiecutter-config.yaml`` with ``image_tag`` set and ``chart_version`` raised.
 
@@ -189,7 +188,7 @@ class Component:
         publishes one new chart version.
         """
         ws = await workspace(self.source, self.template, self.source_date_epoch)
-        result = await run(lambda: ws.bump(self.env, self.name, image_tag=image_tag, part=part))
+        result = await run(lambda: promotion.bump(ws, self.env, self.name, image_tag=image_tag, part=part))
         return dag.file("cookiecutter-config.yaml", result.data["text"])
 
     @function(cache="never")  # type: ignore[call-overload]
@@ -205,12 +204,12 @@ class Component:
             Ignore(REPOSITORY_IGNORE),
             Doc("the git checkout (env/ and .git; default: this repository) the change is committed in"),
         ],
-        part: Annotated[str, Doc("semver part of chart_version to raise: patch, minor or major")] = door.BUMP_PART,
-        target_branch: Annotated[str, Doc("the merge request's target branch")] = door.DEFAULT_BRANCH,
-        remote: Annotated[str, Doc("git remote name or URL to push to")] = door.REMOTE,
+        part: Annotated[str, Doc("semver part of chart_version to raise: patch, minor or major")] = defaults.BUMP_PART,
+        target_branch: Annotated[str, Doc("the merge request's target branch")] = defaults.DEFAULT_BRANCH,
+        remote: Annotated[str, Doc("git remote name or URL to push to")] = defaults.REMOTE,
         # An immutable default; Dagger passes a list (mypy: a tuple is not a list).
-        labels: Annotated[list[str], Doc("merge request labels")] = door.BUMP_LABELS,  # type: ignore[assignment]
-        author: Annotated[str, Doc("commit author 'Name <email>'")] = door.COMMIT_AUTHOR,
+        labels: Annotated[list[str], Doc("merge request labels")] = defaults.BUMP_LABELS,  # type: ignore[assignment]
+        author: Annotated[str, Doc("commit author 'Name <email>'")] = defaults.COMMIT_AUTHOR,
         pipeline_url: Annotated[str, Doc("pipeline URL quoted in the description, e.g. $CI_PIPELINE_URL")] = "",
         timeout: Annotated[float, Doc("overall deadline of every git and GitLab step, in seconds "
                                       "(0: the default, 120)")] = 0,
@@ -225,8 +224,8 @@ class Component:
         ws = await workspace(repository, self.template, self.source_date_epoch)
         options = await merge_request_options(True, gitlab_url, gitlab_project, gitlab_token, target_branch, remote,
                                               labels, author, pipeline_url)
-        return (await run(lambda: ws.bump(self.env, self.name, image_tag=image_tag, part=part,
-                                          merge_request=options, timeout=timeout or None))).text
+        return (await run(lambda: promotion.bump(ws, self.env, self.name, image_tag=image_tag, part=part,
+                                                 merge_request=options, timeout=timeout or None))).text
 
     @function(cache="never")  # type: ignore[call-overload]
     async def publish_artifact(
@@ -248,8 +247,9 @@ class Component:
         ws = await workspace(self.source, self.template, self.source_date_epoch)
         registry_args = await registry_flags(self, registry)
         local = await manifests_path(manifests)
-        return (await run(lambda: ws.publish_artifact(self.env, registry_args, self.name, manifests_dir=local,
-                                                      revision=revision, source_url=source_url))).text
+        return (await run(lambda: artifacts.publish_artifact(ws, self.env, registry_args, self.name,
+                                                             manifests_dir=local,
+                                                             revision=revision, source_url=source_url))).text
 
     @function(cache="never")  # type: ignore[call-overload]
     async def retire_artifact(
@@ -269,7 +269,7 @@ class Component:
         """
         ws = await workspace(self.source, self.template, self.source_date_epoch)
         registry_args = await registry_flags(self, registry)
-        return (await run(lambda: ws.retire_artifact(self.env, self.name, registry_args))).text
+        return (await run(lambda: artifacts.retire_artifact(ws, self.env, self.name, registry_args))).text
 
     @function(cache="never")  # type: ignore[call-overload]
     async def deploy(
@@ -313,8 +313,9 @@ class Component:
         """
         ws = await workspace(self.source, self.template, self.source_date_epoch)
         config = await secret_value(kubeconfig, "kubeconfig")
-        result = await run(lambda: ws.wait(self.env, component=self.name, kubeconfig=config, kube_context=kube_context,
-                                           timeout=timeout or None))
+        result = await run(lambda: deploy.wait(ws, self.env, component=self.name, kubeconfig=config,
+                                               kube_context=kube_context,
+                                               timeout=timeout or None))
         with user_errors():
             return text_or_error(result)
 
@@ -323,7 +324,7 @@ class Component:
         self,
         digest: Annotated[str, Doc("the Flux OCI artifact's manifest digest publish-artifact pushed, sha256:<hex>")],
         kubeconfig: KubeconfigArg,
-        namespace: Annotated[str, Doc("namespace of the Kustomization app-<component>")] = door.FLUX_NAMESPACE,
+        namespace: Annotated[str, Doc("namespace of the Kustomization app-<component>")] = defaults.FLUX_NAMESPACE,
         kube_context: KubeContextArg = "",
         timeout: WaitTimeoutArg = 0,
     ) -> str:
@@ -334,7 +335,8 @@ class Component:
         """
         ws = await workspace(self.source, self.template, self.source_date_epoch)
         config = await secret_value(kubeconfig, "kubeconfig")
-        result = await run(lambda: ws.wait(self.env, component=self.name, kubeconfig=config, kube_context=kube_context,
-                                           timeout=timeout or None, artifact=digest, artifact_namespace=namespace))
+        result = await run(lambda: deploy.wait(ws, self.env, component=self.name, kubeconfig=config,
+                                               kube_context=kube_context,
+                                               timeout=timeout or None, artifact=digest, artifact_namespace=namespace))
         with user_errors():
             return text_or_error(result)

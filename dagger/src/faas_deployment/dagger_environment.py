@@ -12,7 +12,6 @@ from typing import Annotated
 import dagger
 from dagger import Doc, function, object_type
 
-from . import pipeline as door
 from ._dagger_errors import user_errors
 from .dagger_args import (
     ArtifactRepositoryArg,
@@ -43,6 +42,7 @@ from .dagger_runtime import (
     text_or_error,
     workspace,
 )
+from .door import artifacts, bundle, charts, defaults, deploy
 
 
 @object_type
@@ -78,7 +78,7 @@ class Environment:
         self,
         registry: Annotated[str, Doc("OCI repository root, oci://HOST[:PORT]/PATH")],
         immutable_tags: ImmutableTagsArg = False,
-        timeout: Annotated[float, Doc("overall deadline of the registry work, in seconds")] = door.REGISTRY_TIMEOUT,
+        timeout: Annotated[float, Doc("overall deadline of the registry work, in seconds")] = defaults.REGISTRY_TIMEOUT,
         skip_image_check: Annotated[
             bool, Doc("do not check that each chart's image exists (air-gapped registries)")
         ] = False,
@@ -90,7 +90,7 @@ class Environment:
         """
         ws = await workspace(self.source, self.template, self.source_date_epoch)
         registry_args = await registry_flags(self, registry, timeout, immutable_tags)
-        return (await run(lambda: ws.release(self.name, registry_args, check_images=not skip_image_check))).text
+        return (await run(lambda: charts.release(ws, self.name, registry_args, check_images=not skip_image_check))).text
 
     @function
     async def local_repository(self) -> dagger.Directory:
@@ -103,7 +103,7 @@ class Environment:
         ``export --path dist/charts/<env>``.
         """
         ws = await workspace(self.source, self.template, self.source_date_epoch)
-        result = await run(lambda: ws.local_repository(self.name))
+        result = await run(lambda: charts.local_repository(ws, self.name))
         return result_dir(result.path)
 
     @function
@@ -116,7 +116,7 @@ class Environment:
         """
         ws = await workspace(self.source, self.template, self.source_date_epoch)
         out = scratch() / f"{self.name}.zip"
-        result = await run(lambda: ws.bundle(self.name, out, quiet=True))
+        result = await run(lambda: bundle.bundle(ws, self.name, out, quiet=True))
         return result_file(result.path)
 
     @function(cache="never")  # type: ignore[call-overload]
@@ -124,10 +124,10 @@ class Environment:
         self,
         token: Annotated[dagger.Secret, Doc("admin API bearer token")],
         admin_url: Annotated[str, Doc("operator admin API base URL (default: admin_url of environment.yaml)")] = "",
-        ready_path: Annotated[str, Doc("readiness path: GET, any 2xx means ready")] = door.READY_PATH,
-        upload_path: Annotated[str, Doc("upload path: POST multipart field file")] = door.UPLOAD_PATH,
+        ready_path: Annotated[str, Doc("readiness path: GET, any 2xx means ready")] = defaults.READY_PATH,
+        upload_path: Annotated[str, Doc("upload path: POST multipart field file")] = defaults.UPLOAD_PATH,
         timeout: Annotated[float, Doc("overall deadline for readiness plus upload, in seconds")] = (
-            door.UPLOAD_TIMEOUT
+            defaults.UPLOAD_TIMEOUT
         ),
     ) -> str:
         """Bundle ``dynamic/``, wait for the operator admin API to be ready, upload the bundle once.
@@ -140,9 +140,9 @@ class Environment:
         ws = await workspace(self.source, self.template, self.source_date_epoch)
         out = scratch() / f"{self.name}.zip"
         secret = await secret_value(token, "token")
-        return (await run(lambda: ws.upload_manifests(self.name, secret, admin_url=admin_url or None,
-                                                      ready_path=ready_path, upload_path=upload_path,
-                                                      timeout=timeout, out=out))).text
+        return (await run(lambda: bundle.upload_manifests(ws, self.name, secret, admin_url=admin_url or None,
+                                                          ready_path=ready_path, upload_path=upload_path,
+                                                          timeout=timeout, out=out))).text
 
     @function(cache="never")  # type: ignore[call-overload]
     async def publish_artifacts(
@@ -159,27 +159,27 @@ class Environment:
         """
         ws = await workspace(self.source, self.template, self.source_date_epoch)
         registry_args = await registry_flags(self, registry)
-        return (await run(lambda: ws.publish_artifact(self.name, registry_args, revision=revision,
-                                                      source_url=source_url))).text
+        return (await run(lambda: artifacts.publish_artifact(ws, self.name, registry_args, revision=revision,
+                                                             source_url=source_url))).text
 
     @function
     async def artifact_objects(
         self,
         repository: Annotated[str, Doc("the artifact repository the objects watch, oci://HOST[:PORT]/PATH")],
         name: Annotated[str, Doc("the objects' name (default: faas-<env>)")] = "",
-        namespace: Annotated[str, Doc("namespace of the Flux objects")] = door.FLUX_NAMESPACE,
+        namespace: Annotated[str, Doc("namespace of the Flux objects")] = defaults.FLUX_NAMESPACE,
         target_namespace: Annotated[str, Doc("namespace the manifests are applied in (default: namespace of "
                                              "env/<env>/environment.yaml)")] = "",
         registry_secret: Annotated[str, Doc("docker-config Secret for the registry (empty: anonymous)")] = "",
-        receiver_secret: Annotated[str, Doc("Secret holding the Receiver token")] = door.RECEIVER_SECRET,
+        receiver_secret: Annotated[str, Doc("Secret holding the Receiver token")] = defaults.RECEIVER_SECRET,
         plain_http: Annotated[bool, Doc("insecure: true (a plain HTTP registry; tests only)")] = False,
     ) -> dagger.Directory:
         """The Flux Operator objects watching the artifacts: ResourceSetInputProvider, ResourceSet, Receiver
         (YAML files)."""
         ws = await workspace(self.source, self.template, self.source_date_epoch)
         out = scratch()
-        result = await run(lambda: ws.artifact_objects(
-            self.name, repository, out, name=name, namespace=namespace, target_namespace=target_namespace,
+        result = await run(lambda: artifacts.artifact_objects(
+            ws, self.name, repository, out, name=name, namespace=namespace, target_namespace=target_namespace,
             registry_secret=registry_secret, receiver_secret=receiver_secret, plain_http=plain_http))
         return result_dir(result.path)
 
@@ -198,7 +198,8 @@ class Environment:
         """
         ws = await workspace(self.source, self.template, self.source_date_epoch)
         out = scratch()
-        result = await run(lambda: ws.flux(self.name, out, registry_secret=registry_secret, plain_http=plain_http))
+        result = await run(lambda: deploy.flux(ws, self.name, out, registry_secret=registry_secret,
+                                               plain_http=plain_http))
         return result_dir(result.path)
 
     @function(cache="never")  # type: ignore[call-overload]
@@ -215,8 +216,8 @@ class Environment:
         """
         ws = await workspace(self.source, self.template, self.source_date_epoch)
         config = await secret_value(kubeconfig, "kubeconfig")
-        result = await run(lambda: ws.wait(self.name, kubeconfig=config, kube_context=kube_context,
-                                           timeout=timeout or None))
+        result = await run(lambda: deploy.wait(ws, self.name, kubeconfig=config, kube_context=kube_context,
+                                               timeout=timeout or None))
         with user_errors():
             return text_or_error(result)
 

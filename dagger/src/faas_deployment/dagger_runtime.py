@@ -18,12 +18,11 @@ import anyio
 import dagger
 from dagger import dag
 
-from . import pipeline as door
 from ._dagger_errors import user_errors
 from .core.errors import UserError
 from .core.secrets import SecretValue
 from .dagger_args import REGISTRY_FIELDS
-from .pipeline import Registry, Workspace
+from .door import Registry, Result, Workspace, defaults, deploy, plan, promotion
 
 T = TypeVar("T")
 
@@ -86,7 +85,7 @@ async def base_tree(repository: dagger.Directory, base: str, default_branch: str
     An empty or all-zeros ``base`` (a branch's first push) is the merge base of ``HEAD``
     and the default branch (``GitRef.commonAncestor``), as the CLI's ``git merge-base``.
     """
-    chosen = Workspace.engine_base(base, default_branch)
+    chosen = plan.engine_base(base, default_branch)
     git = repository.as_git()
     found = {"commit": git.commit, "ref": git.ref, "branch": git.branch}[chosen.kind](chosen.ref)
     if chosen.merge_base:
@@ -143,7 +142,7 @@ async def fetch_git_templates(*trees: Path) -> dict[str, Path]:
         except dagger.QueryError as exc:
             with user_errors():
                 raise UserError(
-                    f"{door.REPOSITORY_SETTINGS}: template: cannot fetch {setting.identity}: {exc}"
+                    f"{defaults.REPOSITORY_SETTINGS}: template: cannot fetch {setting.identity}: {exc}"
                 ) from None
         fetched[setting.identity] = local
     return fetched
@@ -186,16 +185,16 @@ async def ca_path(ca_file: dagger.File | None) -> Path | None:
 
 async def merge_request_options(merge_request: bool, gitlab_url: str, gitlab_project: str, token: dagger.Secret | None,
                                 target_branch: str, remote: str, labels: list[str], author: str,
-                                pipeline_url: str) -> door.MergeRequestOptions | None:
+                                pipeline_url: str) -> promotion.MergeRequestOptions | None:
     """The merge request parameters of ``promote`` / ``bump-merge-request``; None without ``merge_request``."""
     if not merge_request:
         return None
-    return door.MergeRequestOptions(gitlab_url, gitlab_project, await secret_value(token, "gitlab-token"),
+    return promotion.MergeRequestOptions(gitlab_url, gitlab_project, await secret_value(token, "gitlab-token"),
                                     target_branch=target_branch, remote=remote, labels=tuple(labels), author=author,
                                     pipeline_url=pipeline_url)
 
 
-def text_or_error(result: door.Result) -> str:
+def text_or_error(result: Result) -> str:
     """The result's lines, or a function error carrying them when a rollout did not end deployed."""
     if result.exit_code:
         raise UserError(result.text)
@@ -223,10 +222,11 @@ async def deploy_charts(access, source, template, env, component, receiver_token
     registry_args = await registry_flags(access, registry, immutable_tags=immutable_tags)
     tokens = [await secret_value(receiver_token, "receiver_token"), await secret_value(kubeconfig, "kubeconfig"),
               await secret_value(upload_token, "upload_manifests")]
-    result = await run(lambda: ws.deploy(env, component=component, registry=registry_args, receiver_token=tokens[0],
-                                         trigger_api=trigger_api, kubeconfig=tokens[1], kube_context=kube_context,
-                                         timeout=timeout or None, upload_token=tokens[2], prerelease=prerelease,
-                                         receiver_url=receiver_url or None, admin_url=admin_url or None,
-                                         environ={"CI_PIPELINE_ID": pipeline_id, "CI_JOB_ID": job_id}))
+    result = await run(lambda: deploy.deploy(ws, env, component=component, registry=registry_args,
+                                             receiver_token=tokens[0],
+                                             trigger_api=trigger_api, kubeconfig=tokens[1], kube_context=kube_context,
+                                             timeout=timeout or None, upload_token=tokens[2], prerelease=prerelease,
+                                             receiver_url=receiver_url or None, admin_url=admin_url or None,
+                                             environ={"CI_PIPELINE_ID": pipeline_id, "CI_JOB_ID": job_id}))
     with user_errors():
         return text_or_error(result)

@@ -4,7 +4,7 @@ Chain: ``FaasDeployment`` (the repository) [-> ``with-registry --address HOST ..
 to one registry, for the rest of the chain)] -> ``env --name E`` (an
 :class:`Environment`) -> ``component --name C`` (one chart). The functions are
 thin: they export the source directory into the module runtime, run the core
-(every verb through the one door, :class:`pipeline.Workspace`) in a worker thread, and return strings, Files or
+(every verb through the one door, :class:`door.Workspace`) in a worker thread, and return strings, Files or
 Directories. A problem the user can fix surfaces as a Dagger function error with
 the core's message and no Python traceback.
 
@@ -51,7 +51,6 @@ from typing import Annotated
 import dagger
 from dagger import DefaultPath, Doc, Ignore, function, object_type
 
-from . import pipeline as door
 from ._dagger_errors import user_errors
 from .dagger_args import (
     REGISTRY_FIELDS,
@@ -81,7 +80,7 @@ from .dagger_runtime import (
     secret_value,
     workspace,
 )
-from .pipeline import Registry
+from .door import Registry, check, defaults, plan, promotion
 
 __all__ = ["Component", "Environment", "FaasDeployment"]
 
@@ -155,7 +154,7 @@ class FaasDeployment:
         repository: PlanRepository,
         env: Annotated[str, Doc("only this environment (default: all)")] = "",
         registry: Annotated[str, Doc("also check the publishing rules against oci://HOST[:PORT]/PATH")] = "",
-        timeout: Annotated[float, Doc("overall deadline of the registry work, in seconds")] = door.REGISTRY_TIMEOUT,
+        timeout: Annotated[float, Doc("overall deadline of the registry work, in seconds")] = defaults.REGISTRY_TIMEOUT,
         base: Annotated[str, Doc("also refuse a chart changed since this commit SHA or branch without a higher "
                                  "chart_version (read from repository's .git)")] = "",
     ) -> str:
@@ -168,8 +167,8 @@ class FaasDeployment:
         """
         ws = await workspace(self.source, self.template, self.source_date_epoch)
         registry_args = await registry_flags(self, registry, timeout)
-        base_root, base_ref = await base_tree(repository, base, door.DEFAULT_BRANCH) if base else (None, "")
-        return (await run(lambda: ws.check(env or None, registry_args, base=base_root, base_name=base_ref))).text
+        base_root, base_ref = await base_tree(repository, base, defaults.DEFAULT_BRANCH) if base else (None, "")
+        return (await run(lambda: check.check(ws, env or None, registry_args, base=base_root, base_name=base_ref))).text
 
     @function(cache="never")  # type: ignore[call-overload]
     async def promote(
@@ -199,10 +198,10 @@ class FaasDeployment:
         gitlab_url: Annotated[str, Doc("GitLab base URL, e.g. $CI_SERVER_URL")] = "",
         gitlab_project: Annotated[str, Doc("project id or group/name path, e.g. $CI_PROJECT_ID")] = "",
         gitlab_token: Annotated[dagger.Secret | None, Doc("GitLab token (api and write_repository scopes)")] = None,
-        target_branch: Annotated[str, Doc("the merge request's target branch")] = door.DEFAULT_BRANCH,
-        remote: Annotated[str, Doc("git remote name or URL to push to")] = door.REMOTE,
-        labels: Annotated[list[str], Doc("merge request labels")] = door.PROMOTION_LABELS,
-        author: Annotated[str, Doc("commit author 'Name <email>'")] = door.COMMIT_AUTHOR,
+        target_branch: Annotated[str, Doc("the merge request's target branch")] = defaults.DEFAULT_BRANCH,
+        remote: Annotated[str, Doc("git remote name or URL to push to")] = defaults.REMOTE,
+        labels: Annotated[list[str], Doc("merge request labels")] = defaults.PROMOTION_LABELS,
+        author: Annotated[str, Doc("commit author 'Name <email>'")] = defaults.COMMIT_AUTHOR,
         pipeline_url: Annotated[str, Doc("pipeline URL quoted as evidence, e.g. $CI_PIPELINE_URL")] = "",
         kubeconfig: Annotated[
             dagger.Secret | None,
@@ -241,10 +240,11 @@ class FaasDeployment:
         cluster_config = await secret_value(kubeconfig, "kubeconfig")
         options = await merge_request_options(merge_request, gitlab_url, gitlab_project, gitlab_token, target_branch,
                                               remote, labels, author, pipeline_url)
-        return (await run(lambda: ws.promote(from_ or None, to or None, component=component, all_components=all_,
-                                             source_status=status_path, kubeconfig=cluster_config,
-                                             kube_context=kube_context, merge_request=options, write=False,
-                                             allow_prerelease=allow_prerelease, timeout=timeout or None))).text
+        return (await run(lambda: promotion.promote(ws, from_ or None, to or None, component=component,
+                                                    all_components=all_,
+                                                    source_status=status_path, kubeconfig=cluster_config,
+                                                    kube_context=kube_context, merge_request=options, write=False,
+                                                    allow_prerelease=allow_prerelease, timeout=timeout or None))).text
 
     async def _plan(self, repository: dagger.Directory, base: str, default_branch: str):
         """The workspace of ``repository`` and the base tree the engine read from its ``.git``: (ws, root, name)."""
@@ -260,7 +260,7 @@ class FaasDeployment:
         self,
         repository: PlanRepository,
         base: PlanBase = "",
-        default_branch: DefaultBranch = door.DEFAULT_BRANCH,
+        default_branch: DefaultBranch = defaults.DEFAULT_BRANCH,
         format: Annotated[str, Doc("table or json (the CLI's --output: dagger call owns --output)")] = "table",
     ) -> str:
         """What the change does to every environment x component: install, upgrade, refused, retire, upload, unchanged.
@@ -270,19 +270,19 @@ class FaasDeployment:
         target is refused. Never writes to a registry.
         """
         ws, base_root, ref = await self._plan(repository, base, default_branch)
-        return (await run(lambda: ws.plan_against(base_root, ref, format))).text
+        return (await run(lambda: plan.plan_against(ws, base_root, ref, format))).text
 
     @function
     async def pipeline(
         self,
         repository: PlanRepository,
         base: PlanBase = "",
-        default_branch: DefaultBranch = door.DEFAULT_BRANCH,
+        default_branch: DefaultBranch = defaults.DEFAULT_BRANCH,
         ref: Annotated[str, Doc("the pipeline's branch (CI_COMMIT_REF_NAME)")] = "",
         merge_request: Annotated[str, Doc("merge request IID (CI_MERGE_REQUEST_IID), empty outside one")] = "",
         pipeline_iid: Annotated[str, Doc("pipeline IID (CI_PIPELINE_IID): numbers merge request pre-releases")] = "",
         branch_envs: Annotated[list[str], Doc("environments merge request pipelines deploy to")] = (
-            door.BRANCH_ENVIRONMENTS
+            defaults.BRANCH_ENVIRONMENTS
         ),
     ) -> dagger.File:
         """The GitLab child pipeline of the plan (``child-pipeline.yml``): one ``dagger call`` job per action.
@@ -292,6 +292,6 @@ class FaasDeployment:
         """
         ws, base_root, base_name = await self._plan(repository, base, default_branch)
         out = scratch() / "child-pipeline.yml"
-        return result_file((await run(lambda: ws.pipeline_against(
-            base_root, base_name, out, ref=ref, default_branch=default_branch, merge_request=merge_request,
+        return result_file((await run(lambda: plan.pipeline_against(
+            ws, base_root, base_name, out, ref=ref, default_branch=default_branch, merge_request=merge_request,
             pipeline_iid=pipeline_iid, branch_envs=branch_envs))).path)

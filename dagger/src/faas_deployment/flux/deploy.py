@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..bundle import admin_api, archive, templates
 from ..core import names
@@ -23,12 +24,13 @@ from ..core.errors import UserError
 from ..core.layout import OPERATOR
 from ..core.progress import step
 from ..core.secrets import SecretValue
-from ..pipeline import Workspace
-from ..registry.oci_manifest import helm_artifact
-from ..registry.publishing import Target
 from . import flux, rollout, rollout_outcome
 from . import settings as settings_mod
 from .artifacts import moving_tag
+
+if TYPE_CHECKING:
+    from ..core.deadline import Deadline
+    from ..registry.publishing import PublishResult
 
 
 @dataclass
@@ -41,18 +43,6 @@ class DeployResult:
     @property
     def exit_code(self) -> int:
         return rollout_outcome.exit_code(self.outcomes)
-
-
-def expected_for(ws: Workspace, env: str, component: str) -> rollout_outcome.Expected:
-    """What ``publish`` pushes for ``component``: chart name, version and manifest digest (packaged locally)."""
-    with tempfile.TemporaryDirectory(prefix="faas-wait-") as scratch:
-        package = ws.package_chart(env, component, Path(scratch))
-        return rollout_outcome.Expected(package.name, package.version, helm_artifact(package).digest)
-
-
-def charts(ws: Workspace, env: str) -> list[flux.Chart]:
-    """Every component of ``env`` with its ``chart_name`` (validated configs)."""
-    return [flux.Chart(c, ws.context(env, c)["chart_name"]) for c in ws.components(env)]
 
 
 def wait_all(client: Any, settings: settings_mod.Settings, expected: dict[str, rollout_outcome.Expected], *,
@@ -88,48 +78,50 @@ def wait_artifact(client: Any, *, namespace: str, component: str, digest: str,
 
 
 def deploy(
-    ws: Workspace,
     env: str,
     settings: settings_mod.Settings,
+    source: Path,
+    components: list[str],
     *,
-    target: Target,
+    publish: Callable[[list[str]], list[PublishResult]],
+    deadline: Deadline | None,
     receiver_token: SecretValue | None,
     client: Any,
     request_token: str | None = None,
-    components: list[str] | None = None,
     timeout: float | None = None,
     receiver_url: str | None = None,
     upload_token: SecretValue | None = None,
     admin_url: str | None = None,
-    prerelease: str = "",
 ) -> DeployResult:
-    """Publish ``components`` (default: all of ``env``), trigger Flux, wait for each release.
+    """Publish ``components`` of ``env`` (with ``publish``, which packages them all first), trigger Flux,
+    wait for each release.
 
     Trigger: the Receiver with ``receiver_token``; without it, the Kubernetes API
     (``request_token`` merge-patched as ``reconcile.fluxcd.io/requestedAt``, and each
     HelmRelease must then report it in ``lastHandledReconcileAt``).
 
-    With ``upload_token``, then upload ``env/<env>/operator/dynamic/`` once the
-    operator is ``deployed`` (see the module doc). ``timeout`` (seconds) defaults to
-    the setting ``deploy_timeout``. ``prerelease`` (e.g. ``mr.42.3``) publishes each
-    chart as ``<chart_version>-<prerelease>`` (docs/plan.md, "Versions") and waits for that.
+    With ``upload_token``, then upload ``env/<env>/operator/dynamic/`` of ``source`` once
+    the operator is ``deployed`` (see the module doc). One deadline bounds it all: the
+    publishing target's ``deadline`` when it has one, else ``timeout`` seconds (default:
+    the setting ``deploy_timeout``). The versions waited for are those ``publish`` pushed
+    (a pre-release included).
 
     Raises:
-        ValidationError / UserError: as ``Workspace.publish_charts``; the Receiver refused
-            or never answered 200 (:func:`flux.notify`); the Kubernetes API refused.
+        ValidationError / UserError: as ``publish``; the Receiver refused or never answered
+            200 (:func:`flux.notify`); the Kubernetes API refused.
     """
-    names = components or ws.components(env)
+    names = components
     bundle = None
     if upload_token is not None:
         if OPERATOR not in names:
             raise UserError(f"--upload-manifests: the deploy must include the {OPERATOR} component")
         bundle_path = Path(tempfile.mkdtemp(prefix="faas-bundle-")) / f"{env}.zip"
-        bundle = archive.write_bundle(templates.dynamic_dir(ws.source, env), bundle_path)
+        bundle = archive.write_bundle(templates.dynamic_dir(source, env), bundle_path)
     result = DeployResult()
     total = timeout or settings.deploy_timeout
     # one deadline from the start, the publishing included (the target's, when it has one)
-    deadline = time.monotonic() + (target.deadline.remaining() if target.deadline is not None else total)
-    published = ws.publish_charts(env, target, names, prerelease=prerelease)
+    ends = time.monotonic() + (deadline.remaining() if deadline is not None else total)
+    published = publish(names)
     result.lines += [r.line for r in published]
     expected = {}
     for name, r in zip(names, published, strict=True):
@@ -138,7 +130,7 @@ def deploy(
     if receiver_token is not None:
         payload = {"env": env, "charts": {n: e.revision for n, e in expected.items()}}
         with step(f"notify {env} receiver"):
-            result.lines.append(flux.notify(settings, receiver_token, payload, deadline=deadline,
+            result.lines.append(flux.notify(settings, receiver_token, payload, deadline=ends,
                                             receiver_url=receiver_url))
     else:
         if request_token is None:
@@ -146,10 +138,10 @@ def deploy(
         with step(f"request reconcile of {env}"):
             for name in expected:
                 rollout.request_reconcile(client, settings.namespace, settings.object_name(name), request_token,
-                                          deadline=deadline)
+                                          deadline=ends)
         result.lines.append(f"requested reconcile {request_token} of {', '.join(sorted(expected))}")
     secrets = (receiver_token, upload_token)
-    result.outcomes = wait_all(client, settings, expected, timeout=max(0.1, deadline - time.monotonic()),
+    result.outcomes = wait_all(client, settings, expected, timeout=max(0.1, ends - time.monotonic()),
                                secrets=secrets, token=None if receiver_token is not None else request_token)
     result.lines += [o.line for o in result.outcomes]
     if bundle is not None and upload_token is not None:

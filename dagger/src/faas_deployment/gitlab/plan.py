@@ -244,9 +244,9 @@ def side(root: Path, template: Path | None, fetch: Callable[[Any], Path] | None 
 
 
 def _package_digest(s: Side, env: str, component: str, scratch: Path) -> str:
-    from ..pipeline import Workspace  # late: pipeline imports plan
+    from ..charts import build
 
-    return Workspace(s.root, s.template).package_chart(env, component, scratch).digest
+    return build.package_config(s.root, env, component, s.template, scratch).digest
 
 
 def outcome(plan: Plan, output: str) -> str:
