@@ -82,6 +82,12 @@ def test_every_module_imports_only_its_layer_and_below():
     assert upward_imports(graph) == []
 
 
+def test_no_module_is_over_the_size_limit():
+    sizes = {name: len(path.read_text(encoding="utf-8").splitlines()) for name, path in source_modules().items()}
+    assert max(sizes.values()) > MAX_LINES // 2  # the count sees real modules
+    assert sorted(f"{name}: {size} lines" for name, size in sizes.items() if size > MAX_LINES) == []
+
+
 def test_the_package_has_no_import_circle():
     assert import_circles(package_graph()) == []
 

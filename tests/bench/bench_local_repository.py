@@ -9,7 +9,7 @@ A populated repository holds ``--packages`` packages (50 charts, the rest as the
 versions: real ``.tgz`` files and an ``index.yaml`` listing them, written by ``yaml``
 as ``helm repo index`` would); one publish brings it into the layout this project
 writes (timed and printed apart: it happens once per repository). The figure is the
-time of the ``publish`` verb for a new chart version (``Workspace.release`` of one
+time of the ``publish`` verb for a new chart version (``door.charts.release`` of one
 component, as the CLI runs it: validate, render, lint, package, then the repository's
 lock, rules, index update and durable atomic writes), median of ``--trials``
 successive versions, beside the same publishes into a repository that starts empty

@@ -15,7 +15,7 @@ One key today:
 
     Absent: the template embedded in the package.
 
-Who reads it: the CLI (:meth:`pipeline.Workspace.open`), the Dagger module (its
+Who reads it: the CLI (:meth:`door.Workspace.open`), the Dagger module (its
 default ``source`` uploads the file and ``templates/``; a git template is fetched
 by the engine), ``plan`` (each side of the comparison reads its own tree's setting,
 so changing the template plans every chart), hence the parent ``.gitlab-ci.yml``
