@@ -383,9 +383,9 @@ ENGINE_MUTANTS = {
     "argument-named-output": ("        format: Annotated[str,", "        output: Annotated[str,",
                               "flag already exists: output"),
     "argument-named-mod": ("        repository: PlanRepository,\n        base: PlanBase = \"\",\n"
-                           "        default_branch: DefaultBranch = door.DEFAULT_BRANCH,\n        format",
+                           "        default_branch: DefaultBranch = defaults.DEFAULT_BRANCH,\n        format",
                            "        mod: PlanRepository,\n        base: PlanBase = \"\",\n"
-                           "        default_branch: DefaultBranch = door.DEFAULT_BRANCH,\n        format",
+                           "        default_branch: DefaultBranch = defaults.DEFAULT_BRANCH,\n        format",
                            "flag already exists: mod"),
     "constructor-argument-named-json": ("    source_date_epoch: Annotated[str, Doc(\n",
                                         "    json: Annotated[str, Doc(\n", "flag already exists: json"),

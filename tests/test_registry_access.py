@@ -206,7 +206,7 @@ def test_access_given_for_a_host_reaches_that_host_only():
     """``Registry.host`` (Dagger's ``with-registry --address``): the flags stay for that ``host[:port]``
     (host without case, the port part of the name); another registry, or a malformed URL, gets none."""
     from faas_deployment.core.secrets import SecretValue
-    from faas_deployment.pipeline import Registry
+    from faas_deployment.door import Registry
 
     given = Registry("oci://registry.example.org/charts", "ci", SecretValue("pw-0123", "test"), plain_http=True,
                      ca_file="ca.pem", host="Registry.Example.org")
