@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from faas_deployment.core import names
 from faas_deployment.flux import artifacts
 from support.repo_tree import REPO_ROOT, config_file, get_scalar, set_scalar
 
@@ -111,7 +112,7 @@ def test_flux_format_read_back_with_skopeo(registry, repo_copy, run_cli, monkeyp
             layout / "blobs" / "sha256" / raw_manifest(registry, "app-operator")["config"]["digest"].split(":")[1]
         ).read_bytes()
     )
-    assert config["rootfs"]["diff_ids"] == [artifacts.digest_of(gzip.decompress(blob))]
+    assert config["rootfs"]["diff_ids"] == [names.sha256_digest(gzip.decompress(blob))]
 
 
 def test_rerun_uploads_nothing_and_a_change_moves_only_its_tag(registry, repo_copy, run_cli, monkeypatch):

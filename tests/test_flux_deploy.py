@@ -123,7 +123,8 @@ def test_generated_objects_validate_against_flux_schemas(tmp_path):
     run = _validate_with_flux_schemas(docs)
     assert run.returncode == 0, run.stdout + run.stderr
     source = next(d for d in docs if d["kind"] == "OCIRepository")
-    assert source["spec"]["layerSelector"] == {"mediaType": flux.HELM_CHART_LAYER, "operation": "copy"}
+    helm_layer = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"  # Helm's chart layer, as Helm pushes it
+    assert source["spec"]["layerSelector"] == {"mediaType": helm_layer, "operation": "copy"}
     receiver = next(d for d in docs if d["kind"] == "Receiver")
     assert receiver["spec"]["type"] == "generic-hmac" and len(receiver["spec"]["resources"]) == 4
     # the schema check bites: a wrong remediation strategy and a missing url are refused

@@ -16,6 +16,7 @@ Sources:
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import NamedTuple
 
@@ -206,3 +207,9 @@ def check_image_tag(tag: str, *, where: str = "--tag") -> str:
             f"(a commit SHA such as 3f2c9e1 or a version such as 1.4.2 works)"
         )
     return tag
+
+
+def sha256_digest(data: bytes) -> str:
+    """``sha256:<64 hex>`` of ``data``: the OCI digest of a blob or manifest (OCI image spec,
+    ``descriptor.md``, "Digests"), the form :func:`is_digest` accepts."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()

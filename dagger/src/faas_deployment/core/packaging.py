@@ -17,7 +17,6 @@ Same bytes in, same digest out, which is what lets the publishing rules tell
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import os
 import tarfile
@@ -29,6 +28,7 @@ from typing import Any
 import yaml
 
 from .errors import UserError
+from .names import sha256_digest
 
 COMPRESS_LEVEL = 9
 
@@ -167,7 +167,7 @@ def package_chart(chart_dir: Path, out_dir: Path, mtime: int | None = None) -> C
         path=target,
         name=str(metadata["name"]),
         version=str(metadata["version"]),
-        digest="sha256:" + hashlib.sha256(data).hexdigest(),
+        digest=sha256_digest(data),
         size=len(data),
         metadata=metadata,
     )

@@ -47,7 +47,7 @@ def bump(ws: Workspace, env: str, component: str, *, image_tag: str, part: str =
 
     The same ``image_tag`` again changes nothing (``up to date``). ``timeout``
     bounds every git and GitLab step of a merge request (default
-    :data:`promotion.DEFAULT_TIMEOUT`). The result's data holds the new file ``text``.
+    :data:`proposal.DEFAULT_TIMEOUT`). The result's data holds the new file ``text``.
     """
     from ..charts import bump
     from ..gitlab import promotion
@@ -68,8 +68,8 @@ def bump(ws: Workspace, env: str, component: str, *, image_tag: str, part: str =
 
 
 def proposal(ws: Workspace, options: MergeRequestOptions, default_labels: Sequence[str], timeout: float | None = None):
-    """The :class:`promotion.Proposal` of a merge request verb; its deadline starts now (``timeout``
-    seconds, default :data:`promotion.DEFAULT_TIMEOUT`). Empty GitLab URL, project, target
+    """The :class:`proposal.Proposal` of a merge request verb; its deadline starts now (``timeout``
+    seconds, default :data:`proposal.DEFAULT_TIMEOUT`). Empty GitLab URL, project, target
     branch and pipeline URL: the job's (:meth:`ci_default`), the branch else :data:`DEFAULT_BRANCH`.
 
     Raises:
@@ -77,7 +77,7 @@ def proposal(ws: Workspace, options: MergeRequestOptions, default_labels: Sequen
             (:func:`merge_request.check_url`, the URL not repeated).
     """
     from ..core.deadline import Deadline
-    from ..gitlab import promotion
+    from ..gitlab import proposal as merge
     from ..gitlab.merge_request import GitLabProject, check_url
 
     if options.token is None:
@@ -89,13 +89,13 @@ def proposal(ws: Workspace, options: MergeRequestOptions, default_labels: Sequen
             "--merge-request needs --gitlab-url and --gitlab-project (CI: $CI_SERVER_URL, $CI_PROJECT_ID)"
         )
     check_url(gitlab_url)
-    deadline = Deadline(promotion.DEFAULT_TIMEOUT if timeout is None else timeout)
-    return promotion.Proposal(
+    deadline = Deadline(merge.DEFAULT_TIMEOUT if timeout is None else timeout)
+    return merge.Proposal(
         GitLabProject(gitlab_url, gitlab_project, reveal(options.token)),
         target_branch=ws.ci_default(options.target_branch, "default_branch") or DEFAULT_BRANCH,
         remote=options.remote or REMOTE,
         labels=tuple(options.labels) or tuple(default_labels),
-        author=options.author or promotion.DEFAULT_AUTHOR,
+        author=options.author or merge.DEFAULT_AUTHOR,
         pipeline_url=ws.ci_default(options.pipeline_url, "pipeline_url"),
         deadline=deadline,
     )
@@ -162,29 +162,30 @@ def promote(ws: Workspace, from_env: str | None,
     HelmRelease read with ``kubeconfig``, else the source config.
     ``allow_prerelease``: promote a pre-release image (refused otherwise).
     ``timeout``: one deadline for every network step (git, GitLab), default
-    :data:`promotion.DEFAULT_TIMEOUT`; it bounds the read of the live HelmRelease
-    too (default there :attr:`promotion.ClusterState.timeout`).
+    :data:`proposal.DEFAULT_TIMEOUT`; it bounds the read of the live HelmRelease
+    too (default there :attr:`source_state.ClusterState.timeout`).
 
     Raises:
         UserError: neither or both of ``component`` and ``all_components``; both
             ``source_status`` and ``kubeconfig``; see :func:`promotion.promote`.
     """
-    from ..gitlab import promotion
+    from ..gitlab import promotion, source_state
+    from ..gitlab.proposal import DEFAULT_LABELS
 
     timeout = check_timeout(timeout)
     if bool(component) == bool(all_components):
         raise UserError("promote: give --component C or --all (one of them)")
     if source_status is not None and kubeconfig is not None:
         raise UserError("promote: give --source-status FILE or --kubeconfig (the live HelmRelease), not both")
-    state: promotion.HelmReleaseStatusFile | promotion.ClusterState | None = (
-        promotion.HelmReleaseStatusFile(Path(source_status)) if source_status is not None else None)
+    state: source_state.HelmReleaseStatusFile | source_state.ClusterState | None = (
+        source_state.HelmReleaseStatusFile(Path(source_status)) if source_status is not None else None)
     if kubeconfig is not None:
         from ..flux import rollout
 
         client = rollout.make_client(reveal(kubeconfig), kube_context or None)
-        state = promotion.ClusterState(ws.source, client, **({} if timeout is None else {"timeout": timeout}))
+        state = source_state.ClusterState(ws.source, client, **({} if timeout is None else {"timeout": timeout}))
     steps = promotion_steps(ws, from_env, to_env)
-    merge = proposal(ws, merge_request, promotion.DEFAULT_LABELS, timeout) if merge_request is not None else None
+    merge = proposal(ws, merge_request, DEFAULT_LABELS, timeout) if merge_request is not None else None
     lines: list[str] = []
     outcomes: list[Any] = []
     for frm, to in steps:

@@ -35,7 +35,6 @@ from .artifacts import (
     FLUX_CONTENT_MEDIA_TYPE,
     TAG_PREFIX,
     FluxArtifact,
-    digest_of,
     layer_of,
     moving_tag,
     now_rfc3339,
@@ -192,7 +191,7 @@ def publish(
     at_moving = repository.layer_digest(moving)
     if at_moving is not None and at_moving[1] == artifact.layer_digest:
         return ArtifactResult(version_outcome, "unchanged", repository.reference, component, version,
-                              digest_of(at_moving[0]), artifact.layer_digest)
+                              names.sha256_digest(at_moving[0]), artifact.layer_digest)
     # The blobs are in the repository now (pushed above, or under the unchanged tag): the manifest alone.
     digest = repository.put(moving, manifest, [])
     return ArtifactResult(
@@ -234,4 +233,4 @@ def retire(repository: ArtifactRepository, component: str) -> str:
     copy = json.dumps(document, separators=(",", ":")).encode()
     digest = repository.put(tag, copy, [])
     repository.delete(digest)
-    return f"retired {repository.reference}:{tag}@{digest_of(current[0])}"
+    return f"retired {repository.reference}:{tag}@{names.sha256_digest(current[0])}"

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import datetime
 import gzip
-import hashlib
 import json
 import re
 import subprocess
@@ -52,11 +51,6 @@ TAG_PREFIX = "app-"
 #: look-ahead, so the immutable ``app-<c>-<semver>`` tags are left out by ``excludeTag``.
 INCLUDE_TAG = "^app-.*"
 EXCLUDE_TAG = r"^app-.*-[0-9]+\.[0-9]+\.[0-9]+([-_][0-9A-Za-z.+_-]*)?$"
-
-
-def digest_of(data: bytes) -> str:
-    """``sha256:<hex>`` of ``data``: an OCI digest."""
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def layer_of(manifest: bytes) -> str | None:
@@ -145,7 +139,7 @@ class FluxArtifact:
 
 def _descriptor(media_type: str, data: bytes) -> dict:
     # go-containerregistry's v1.Descriptor field order: mediaType, size, digest.
-    return {"mediaType": media_type, "size": len(data), "digest": digest_of(data)}
+    return {"mediaType": media_type, "size": len(data), "digest": names.sha256_digest(data)}
 
 
 def flux_artifact(files: dict[str, bytes], *, source: str, revision: str, created: str) -> FluxArtifact:
@@ -165,7 +159,7 @@ def flux_artifact(files: dict[str, bytes], *, source: str, revision: str, create
     except ValueError:
         raise UserError(f"created: expected an RFC 3339 UTC time like 2026-01-02T03:04:05Z, got {created!r}") from None
     layer = reproducible_tar_gz(files)
-    diff_id = digest_of(gzip.decompress(layer))
+    diff_id = names.sha256_digest(gzip.decompress(layer))
     # go-containerregistry ConfigFile JSON (pkg/v1/config.go): empty.Image's config with
     # Created set by Push and one History entry and diff ID added by mutate.Append.
     config = json.dumps(
@@ -194,7 +188,7 @@ def flux_artifact(files: dict[str, bytes], *, source: str, revision: str, create
         },
         separators=(",", ":"),
     ).encode()
-    return FluxArtifact(layer, config, manifest, digest_of(manifest), digest_of(layer))
+    return FluxArtifact(layer, config, manifest, names.sha256_digest(manifest), names.sha256_digest(layer))
 
 
 def now_rfc3339() -> str:

@@ -4,7 +4,7 @@ Objects, per environment (``env/<env>/environment.yaml`` gives names and places)
 
 - per component, an ``OCIRepository`` (``source.toolkit.fluxcd.io/v1``) watching
   ``<chart_registry>/<chart_name>`` with ``ref.semver`` and a ``layerSelector`` that
-  copies Helm's chart layer (:data:`HELM_CHART_LAYER`) as the artifact;
+  copies Helm's chart layer (:data:`oci_manifest.HELM_CHART_LAYER_MEDIA_TYPE`) as the artifact;
 - per component, a ``HelmRelease`` (``helm.toolkit.fluxcd.io/v2``) with ``chartRef``
   to that OCIRepository and install/upgrade remediation (:data:`REMEDIATION`);
 - one ``Receiver`` (``notification.toolkit.fluxcd.io/v1``, ``generic-hmac``) whose
@@ -40,9 +40,9 @@ import httpx
 from ..core import progress, yaml_out
 from ..core.errors import UserError
 from ..core.secrets import SecretValue, redact
+from ..registry.oci_manifest import HELM_CHART_LAYER_MEDIA_TYPE
 from .settings import Settings
 
-HELM_CHART_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
 """Media type of the chart layer of Helm's OCI artifact (Helm ``pkg/registry``)."""
 SOURCE_INTERVAL = "5m"
 RELEASE_INTERVAL = "10m"
@@ -86,7 +86,7 @@ def oci_repository(settings: Settings, chart: Chart, *, registry_secret: str = "
         "interval": SOURCE_INTERVAL,
         "url": f"{settings.chart_registry}/{chart.name}",
         "ref": {"semver": settings.chart_semver},
-        "layerSelector": {"mediaType": HELM_CHART_LAYER, "operation": "copy"},
+        "layerSelector": {"mediaType": HELM_CHART_LAYER_MEDIA_TYPE, "operation": "copy"},
     }
     if registry_secret:
         spec["secretRef"] = {"name": registry_secret}

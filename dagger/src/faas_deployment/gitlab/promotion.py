@@ -35,12 +35,11 @@ from ..charts import bump
 from ..core import layout, repofiles
 from ..core.errors import UserError
 from .promoted_change import Promotion, PromotionRefused, UpToDate, changelog, describe, plan
-from .proposal import DEFAULT_AUTHOR, DEFAULT_LABELS, DEFAULT_TIMEOUT, Proposal, propose, remote_base
-from .source_state import ClusterState, ConfigState, HelmReleaseStatusFile, SourceStateProvider, config_values
+from .proposal import Proposal, propose, remote_base
+from .source_state import ConfigState, SourceStateProvider, config_values
 
 #: The names the door reads from here (the verbs' defaults and state providers).
-__all__ = ["DEFAULT_AUTHOR", "DEFAULT_LABELS", "DEFAULT_TIMEOUT", "ClusterState", "HelmReleaseStatusFile", "Proposal",
-           "bump_proposal", "promote"]
+__all__ = ["bump_proposal", "promote"]
 
 
 def promote(source: Path, from_env: str, to_env: str, components: list[str] | None, *,

@@ -11,11 +11,11 @@ package always gives the same manifest digest. Pushing them is
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 
 from ..core import versions
+from ..core.names import sha256_digest
 from ..core.packaging import ChartPackage
 
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
@@ -30,11 +30,6 @@ _HELM_METADATA_ORDER = (
     "apiVersion", "condition", "tags", "appVersion", "deprecated", "annotations",
     "kubeVersion", "dependencies", "type",
 )
-
-
-def sha256_digest(data: bytes) -> str:
-    """``sha256:<hex>`` of ``data``: the OCI digest of a blob or manifest."""
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 @dataclass(frozen=True)

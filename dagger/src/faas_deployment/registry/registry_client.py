@@ -28,6 +28,7 @@ import requests
 from ..core import names, urls
 from ..core.deadline import DEFAULT_TIMEOUT, Deadline
 from ..core.errors import UserError
+from ..core.names import sha256_digest
 from .credentials import RegistryCredentials, check_ca_file
 from .oci_manifest import (
     EMPTY_MEDIA_TYPE,
@@ -35,7 +36,6 @@ from .oci_manifest import (
     MANIFEST_MEDIA_TYPE,
     HelmArtifact,
     oci_tag,
-    sha256_digest,
 )
 from .transport import (
     RETRY_ATTEMPTS,
