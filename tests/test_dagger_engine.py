@@ -26,7 +26,7 @@ from support import ci_calls, dagger_engine, daggermod
 from support.admin_api_server import AdminApiServer
 from support.ci_checkout import clone_with_origin
 from support.dagger_engine import CORE_TYPE_NAMES, Engine, EngineRefusal, FileObj, NotExecuted, export_file, ignored
-from support.flux_doubles import HR, OCI, KubeApi, Receiver, play, scenario
+from support.flux_doubles import HR, OCI, KubeApi, Receiver, deploy_succeeds
 from support.gitlab_api_server import GitLabApi
 from support.registry_proxy import registry_proxy
 from support.tls import self_signed
@@ -771,13 +771,8 @@ def test_component_deploy_takes_the_receiver_url_through_the_engine(registry, ch
     given URL is notified, not environment.yaml's (which names an unresolvable example host)."""
     expected: dict[str, rollout_outcome.Expected] = {}
 
-    def on_hook() -> None:
-        exp = expected["operator"]
-        play(api, [("source", {}), *scenario("success", chart=exp.chart, ns="faas-dev", name="faas-operator",
-                                             old=f"1.0.3+{'a' * 12}", new=exp.revision)], exp, "faas-dev",
-             "faas-operator", gap=0.2)
-
-    with KubeApi(KUBE_TOKEN) as api, Receiver(RECEIVER_TOKEN, "faas-dev", "faas-dev", on_hook=on_hook) as receiver:
+    with KubeApi(KUBE_TOKEN) as api, \
+            Receiver(RECEIVER_TOKEN, "faas-dev", "faas-dev", on_hook=deploy_succeeds(api, expected)) as receiver:
         for kind in (HR, OCI):
             api.put(kind, "faas-dev", "faas-operator",
                     {"metadata": {"generation": 1}, "status": {"observedGeneration": 1}})
@@ -817,13 +812,8 @@ def test_every_gitlab_ci_line_runs(registry, checkout):
     jobs = ci_calls.jobs(ci)
     expected: dict[str, rollout_outcome.Expected] = {}
 
-    def on_hook() -> None:  # source-controller pulls the push, then helm-controller upgrades
-        exp = expected["operator"]
-        play(api, [("source", {}), *scenario("success", chart=exp.chart, ns="faas-dev", name="faas-operator",
-                                             old=f"1.0.3+{'a' * 12}", new=exp.revision)], exp, "faas-dev",
-             "faas-operator", gap=0.2)
-
-    with KubeApi(KUBE_TOKEN) as api, Receiver(RECEIVER_TOKEN, "faas-dev", "faas-dev", on_hook=on_hook) as receiver, \
+    with KubeApi(KUBE_TOKEN) as api, \
+            Receiver(RECEIVER_TOKEN, "faas-dev", "faas-dev", on_hook=deploy_succeeds(api, expected)) as receiver, \
             AdminApiServer("tok-dev-0123") as dev_api, AdminApiServer("tok-prod-4567") as prod_api:
         _dev_cluster(checkout, registry, api, receiver)
         origin, before = clone_with_origin(checkout)

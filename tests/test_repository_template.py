@@ -24,7 +24,7 @@ from faas_deployment.door import Workspace
 from support import ci_calls
 from support.ci_checkout import clone_with_origin
 from support.dagger_engine import Engine
-from support.flux_doubles import KubeApi, Receiver, play, scenario
+from support.flux_doubles import KubeApi, Receiver, deploy_succeeds
 from support.git_http_server import GitHttpServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -189,13 +189,8 @@ def test_the_generated_deploy_job_renders_with_the_repository_template(registry,
     ci = ci_calls.load()
     expected = {}
 
-    def on_hook() -> None:
-        exp = expected["operator"]
-        play(api, [("source", {}), *scenario("success", chart=exp.chart, ns="faas-dev", name="faas-operator",
-                                             old=f"1.0.3+{'a' * 12}", new=exp.revision)], exp, "faas-dev",
-             "faas-operator", gap=0.2)
-
-    with KubeApi(KUBE_TOKEN) as api, Receiver(RECEIVER_TOKEN, "faas-dev", "faas-dev", on_hook=on_hook) as receiver:
+    with KubeApi(KUBE_TOKEN) as api, \
+            Receiver(RECEIVER_TOKEN, "faas-dev", "faas-dev", on_hook=deploy_succeeds(api, expected)) as receiver:
         _dev_cluster(checkout, registry, api, receiver)
         _, before = clone_with_origin(checkout, (repository_settings.FILE_NAME, "templates"))
         expected["operator"] = door.deploy.expected_for(Workspace.open(checkout), "dev", "operator")

@@ -400,6 +400,19 @@ def play(api: KubeApi, steps: list[tuple[str, dict[str, Any]]], expected: Any, n
     return thread
 
 
+def deploy_succeeds(api: KubeApi, expected: dict[str, Any], component: str = "operator", *, ns: str = "faas-dev",
+                    name: str = "faas-operator", old: str = f"1.0.3+{'a' * 12}") -> Callable[[], None]:
+    """A Receiver's ``on_hook`` for a deploy that succeeds: source-controller pulls the push, then
+    helm-controller upgrades ``ns/name`` from ``old`` to what ``expected[component]`` names (read when
+    the hook fires: the test fills ``expected`` once it knows the digest)."""
+    def on_hook() -> None:
+        exp = expected[component]
+        play(api, [("source", {}), *scenario("success", chart=exp.chart, ns=ns, name=name, old=old, new=exp.revision)],
+             exp, ns, name, gap=0.2)
+
+    return on_hook
+
+
 def kustomization_status(kind: str, *, applied: str, attempted: str, generation: int = 1) -> dict[str, Any]:
     """A Kustomization ``status`` as kustomize-controller writes it: ``kind`` is
     ``progressing``, ``ready``, ``health-failed`` or ``stalled``; revisions ``<tag>@sha256:<hex>``."""
