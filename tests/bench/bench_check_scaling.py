@@ -113,10 +113,10 @@ def main() -> None:
     quiet = open("/dev/null", "w")  # progress lines are not the figure
     progress_step = progress.step
     progress.step = lambda name, stream=None: progress_step(name, quiet)
-    from faas_deployment.charts import build
+    from faas_deployment.charts import build as chart_steps
     from faas_deployment.door import charts, check
 
-    for module in (build, charts, check):  # each holds its own reference to progress.step
+    for module in (chart_steps, charts, check):  # each holds its own reference to progress.step
         module.step = progress.step  # type: ignore[attr-defined]
     figures = {}
     with tempfile.TemporaryDirectory(prefix="bench-check-scaling-") as tmp:
