@@ -57,7 +57,7 @@ def artifact_files(ws: Workspace, env: str, component: str, manifests_dir: Path 
 
 def publish_artifact(ws: Workspace, env: str, registry: Registry, component: str | None = None, *,
                      manifests_dir: Path | None = None, revision: str = "", source_url: str = "") -> Result:
-    """``publish-artifact``: every component's (or one's) Flux artifact; see :meth:`publish_artifacts`."""
+    """``publish-artifact``: every component's (or one's) Flux artifact; see :func:`publish_artifacts`."""
     names = ws.resolve(env, component)
     repository = artifact_repository(ws, env, registry)
     return lines_result(publish_artifacts(ws, env, repository, names, manifests_dir=manifests_dir, revision=revision,

@@ -59,7 +59,7 @@ def package_or_note(
     prerelease: str = "",
     contexts: dict[str, dict[str, Any]] | None = None,
 ) -> ChartPackage | None:
-    """:meth:`package_chart`, or ``None`` with the reasons appended to ``problems``.
+    """:func:`package_chart`, or ``None`` with the reasons appended to ``problems``.
 
     ``contexts``, when given, receives the component's resolved context (resolved once, used again by the caller).
     """
@@ -157,7 +157,7 @@ def publish_charts(ws: Workspace, env: str, target: Target, components: list[str
 
     Around each publish run the component's ``pre-deploy`` and ``post-deploy``
     hooks (:mod:`faas_deployment.charts.hooks`); a failing ``pre-deploy`` stops that
-    component before anything of it is pushed. ``prerelease``: see :meth:`context`.
+    component before anything of it is pushed. ``prerelease``: see :meth:`Workspace.context`.
     ``check_images``: first check that each chart's image exists in its registry
     (:func:`image_tags.check_images`; a 404 is a problem, an unreachable registry a warning).
 
@@ -283,7 +283,7 @@ def release(ws: Workspace, env: str, registry: Registry, components: list[str] |
     """``release``: every component's chart of ``env`` (or those given), a line each.
 
     ``check_images``: refuse a chart whose image its registry does not have
-    (:meth:`image_problems`); off for air-gapped registries.
+    (:func:`image_problems`); off for air-gapped registries.
     """
     names = components or ws.components(env)
     return lines_result(publish_charts(ws, env, target(ws, env, registry), names, prerelease=prerelease,

@@ -52,7 +52,7 @@ def image_repository(ws: Workspace, env: str, component: str) -> str:
 def image_recipe(*, tag: str = "", dockerfile: str = DOCKERFILE, build_args: Sequence[str] = (),
                  target: str = "", platform: str = "", revision: str = "", source_url: str = "") -> ImageBuild:
     """What a front end that builds with the engine needs: the build options
-    (:meth:`build_options`) and the OCI labels of ``tag`` (:meth:`image_labels`); no repository.
+    (:func:`build_options`) and the OCI labels of ``tag`` (:func:`image_labels`); no repository.
 
     Raises:
         UserError: bad build options.
@@ -64,7 +64,7 @@ def image_recipe(*, tag: str = "", dockerfile: str = DOCKERFILE, build_args: Seq
 def image_build(ws: Workspace, env: str, component: str, *, tag: str, dockerfile: str = DOCKERFILE,
                 build_args: Sequence[str] = (), target: str = "", platform: str = "", revision: str = "",
                 source_url: str = "") -> ImageBuild:
-    """:meth:`image_recipe` with the component's checked ``image_repository`` (:meth:`image_repository`,
+    """:func:`image_recipe` with the component's checked ``image_repository`` (:func:`image_repository`,
     asked first: an unknown environment or component is said before bad options).
 
     Raises:

@@ -47,7 +47,7 @@ def plan(ws: Workspace, *, base: str | None = None, head: str | None = None, out
     """``plan``: what the change from ``base`` to ``head`` (default: the working tree) does.
 
     With ``pipeline``, also writes the GitLab child pipeline there unless a target is
-    refused; its context: ``context``, else :meth:`pipeline_context` of ``ref``,
+    refused; its context: ``context``, else :func:`pipeline_context` of ``ref``,
     ``default_branch``, ``merge_request``, ``pipeline_iid``, ``branch_envs``.
 
     Raises:
@@ -99,7 +99,7 @@ def pipeline_context(ws: Workspace, ref: str = "",
     branch_envs: Sequence[str] = (),
 ):
     """The child pipeline's :class:`child_pipeline.Context`; an empty value is the job's
-    (:meth:`ci_default`), the default branch else :data:`DEFAULT_BRANCH`, the branch
+    (:meth:`Workspace.ci_default`), the default branch else :data:`DEFAULT_BRANCH`, the branch
     environments else ``dev``."""
     from ..gitlab import child_pipeline
 
@@ -136,7 +136,7 @@ def engine_base(base: str, default_branch: str = "") -> EngineBase:
 
 def plan_against(ws: Workspace, base_root: Path, base_name: str, output: str = "table") -> Result:
     """Dagger ``plan``: the plan between the tree at ``base_root`` (exported by the caller,
-    named ``base_name``) and this workspace, as :meth:`plan_result`."""
+    named ``base_name``) and this workspace, as :func:`plan_result`."""
     return plan_result(plan_trees(ws, base_root, base_name), output)
 
 
@@ -144,7 +144,7 @@ def pipeline_against(ws: Workspace, base_root: Path, base_name: str, out: Path, 
                      default_branch: str = "", merge_request: str = "", pipeline_iid: str = "",
                      branch_envs: Sequence[str] = ()) -> Result:
     """Dagger ``pipeline``: the child pipeline of the plan against ``base_root`` written to ``out``
-    (context: :meth:`pipeline_context`; a refused target: UserError)."""
+    (context: :func:`pipeline_context`; a refused target: UserError)."""
     plan_ = plan_trees(ws, base_root, base_name)
     context = pipeline_context(ws, ref, default_branch, merge_request, pipeline_iid, branch_envs)
     return child_pipeline(ws, plan_, context, out)

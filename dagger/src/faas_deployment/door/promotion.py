@@ -70,7 +70,7 @@ def bump(ws: Workspace, env: str, component: str, *, image_tag: str, part: str =
 def proposal(ws: Workspace, options: MergeRequestOptions, default_labels: Sequence[str], timeout: float | None = None):
     """The :class:`proposal.Proposal` of a merge request verb; its deadline starts now (``timeout``
     seconds, default :data:`proposal.DEFAULT_TIMEOUT`). Empty GitLab URL, project, target
-    branch and pipeline URL: the job's (:meth:`ci_default`), the branch else :data:`DEFAULT_BRANCH`.
+    branch and pipeline URL: the job's (:meth:`Workspace.ci_default`), the branch else :data:`DEFAULT_BRANCH`.
 
     Raises:
         UserError: no token, no GitLab URL or project, a GitLab URL with user info
@@ -156,7 +156,7 @@ def promote(ws: Workspace, from_env: str | None,
     timeout: float | None = None,
 ) -> Result:
     """``promote``: carry what runs in ``from_env`` to ``to_env``'s config (see :func:`promotion.promote`);
-    either or both may be left to the repository's promotion order (:meth:`promotion_steps`).
+    either or both may be left to the repository's promotion order (:func:`promotion_steps`).
 
     The source state: ``source_status`` (a HelmRelease as JSON), else the live
     HelmRelease read with ``kubeconfig``, else the source config.
