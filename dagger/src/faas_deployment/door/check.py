@@ -33,7 +33,7 @@ def check(ws: Workspace, env: str | None = None, registry: Registry | None = Non
     Each environment's operator ``dynamic/`` manifests are validated too
     (:func:`faas_deployment.bundle.templates.check_env`). Each package is checked against the
     publishing rules without pushing, against ``registry`` (``oci://...``) or, without
-    one, against the environment's local repository (:func:`local_target`): a chart
+    one, against the environment's local repository (:func:`charts.local_target`): a chart
     whose content changed without a ``chart_version`` bump, or whose version is
     lower than the highest published, is refused.
 
