@@ -110,6 +110,7 @@ LAYERS: dict[str, str] = {
     "test_surfaces.py": "unit",
     "test_version_tags.py": "integration",
     "test_versions.py": "unit",
+    "test_words.py": "integration",
 }
 
 

@@ -237,7 +237,7 @@ def test_upload_manifests_waits_then_uploads_once_under_one_deadline(bundle, sec
     caplog.set_level(logging.DEBUG)  # httpx/httpcore debug logs must not carry the token either
     plan = [500, Reset(0.5)]
     with AdminApiServer(TOKEN, listen_after=0.3, unready_for=0.8, upload_plan=plan) as server:
-        line = admin_api.upload_manifests(server.url, bundle, secret, timeout=15, poll=FAST_POLL, backoff=FAST)
+        line = admin_api.upload_when_ready(server.url, bundle, secret, timeout=15, poll=FAST_POLL, backoff=FAST)
         accepted = list(server.accepted)
         outcomes = [r.outcome for r in server.requests if r.method == "POST" or r.path == "/healthz"]
     assert line.startswith(f"uploaded {bundle.sha256} ({bundle.size} bytes, 4 files) to {server.url}/admin/manifests:")
@@ -264,12 +264,12 @@ def test_cli_upload_manifests_against_an_api_that_becomes_ready_later(tmp_path):
     with AdminApiServer(TOKEN, listen_after=1.0, unready_for=2.0, upload_plan=[503]) as server:
         started = time.monotonic()
         done = run_installed_cli(
-            "upload-manifests",
+            "upload-bundle",
             "--env",
             "dev",
             "--admin-url",
             server.url,
-            "--token",
+            "--admin-token",
             "env:ADMIN_TOKEN",
             "--timeout",
             "30",
@@ -293,12 +293,12 @@ def test_cli_keeps_the_bundle_when_the_upload_is_refused(tmp_path):
     out = tmp_path / "dev.zip"
     with AdminApiServer("another-token") as server:
         done = run_installed_cli(
-            "upload-manifests",
+            "upload-bundle",
             "--env",
             "dev",
             "--admin-url",
             server.url,
-            "--token",
+            "--admin-token",
             "env:ADMIN_TOKEN",
             "--timeout",
             "10",

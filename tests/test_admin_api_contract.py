@@ -41,7 +41,7 @@ FAULTS = {
 def test_one_stored_bundle_under_every_fault(fault, bundle, secret):
     current_plan = [503] if "GET fails" in fault else []
     with AdminApiServer(TOKEN, upload_plan=list(FAULTS[fault]), current_plan=current_plan) as server:
-        line = admin_api.upload_manifests(
+        line = admin_api.upload_when_ready(
             server.url, bundle, secret, timeout=20, poll=FAST_POLL, backoff=FAST, quiet=True
         )
         assert len(server.accepted) == 1, [r.outcome for r in server.requests]
@@ -49,7 +49,7 @@ def test_one_stored_bundle_under_every_fault(fault, bundle, secret):
         assert line.startswith(f"uploaded {bundle.sha256} ")
         # a second run: nothing sent, says unchanged
         posts = len(server.attempts(UPLOAD, "POST"))
-        again = admin_api.upload_manifests(
+        again = admin_api.upload_when_ready(
             server.url, bundle, secret, timeout=20, poll=FAST_POLL, backoff=FAST, quiet=True
         )
         assert again.startswith(f"unchanged {bundle.sha256} ") and f"at {server.url}{UPLOAD}" in again
@@ -91,8 +91,8 @@ def test_cli_upload_manifests_ends_by_its_deadline_against_a_dripping_server(tmp
     with AdminApiServer(TOKEN, health_plan=[Drip(1.0)] * 20) as server:
         started = time.monotonic()
         done = subprocess.run(
-            [str(FAAS_DEPLOY), "--source", str(REPO), "upload-manifests", "--env", "dev", "--admin-url", server.url,
-             "--token", "env:ADMIN_TOKEN", "--timeout", "5", "--out", str(tmp_path / "dev.zip")],
+            [str(FAAS_DEPLOY), "--source", str(REPO), "upload-bundle", "--env", "dev", "--admin-url", server.url,
+             "--admin-token", "env:ADMIN_TOKEN", "--timeout", "5", "--out", str(tmp_path / "dev.zip")],
             env={**os.environ, "ADMIN_TOKEN": TOKEN}, capture_output=True, text=True, timeout=60,
         )
         took = time.monotonic() - started

@@ -136,10 +136,10 @@ def published(registry, run_cli, monkeypatch, tmp_path):
         def run() -> None:
             try:
                 answer.append(run_cli("--source", str(source), "publish-artifact", "--env", "dev", "--component",
-                                      "operator", "--registry", f"oci://{registry.host}/faas/manifests",
+                                      "operator", "--repository", f"oci://{registry.host}/faas/manifests",
                                       "--username", registry.username, "--password", "env:TEST_REGISTRY_PASSWORD",
                                       "--plain-http", "--revision", "main@sha1:" + "a" * 40,
-                                      "--source-url", "https://git.example.org/faas.git", "--manifests",
+                                      "--source-url", "https://git.example.org/faas.git", "--objects",
                                       str(directory)))
             except BaseException as exc:  # a traceback is what the test reports
                 answer.append(exc)

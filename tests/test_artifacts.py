@@ -26,7 +26,7 @@ NODE_MODULES = REPO_ROOT / ".ci" / "node" / "node_modules"
 
 
 def flags(registry) -> list[str]:
-    return ["--registry", f"oci://{registry.host}/faas/manifests", "--username", registry.username,
+    return ["--repository", f"oci://{registry.host}/faas/manifests", "--username", registry.username,
             "--password", "env:TEST_REGISTRY_PASSWORD", "--plain-http"]
 
 
@@ -195,18 +195,18 @@ def test_plain_manifests_directory(registry, repo_copy, run_cli, monkeypatch, tm
     plain.mkdir()
     (plain / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
     (plain / "bad.yaml").write_text("- just\n- a list\n")
-    code, out, err = publish(run_cli, repo_copy, registry, "--component", "operator", "--manifests", str(plain))
+    code, out, err = publish(run_cli, repo_copy, registry, "--component", "operator", "--objects", str(plain))
     assert code == 1 and "bad.yaml" in err and "expected a Kubernetes object" in err
     assert writes(registry) == 0
     (plain / "bad.yaml").unlink()
     (plain / ".hidden.yaml").write_text(": not yaml")
-    code, out, err = publish(run_cli, repo_copy, registry, "--component", "operator", "--manifests", str(plain))
+    code, out, err = publish(run_cli, repo_copy, registry, "--component", "operator", "--objects", str(plain))
     assert code == 0, err
     assert tags(registry) == {
         "app-operator",
         "app-operator-" + get_scalar(config_file(repo_copy, "dev", "operator"), "chart_version"),
     }
-    code, out, err = publish(run_cli, repo_copy, registry, "--manifests", str(plain))
+    code, out, err = publish(run_cli, repo_copy, registry, "--objects", str(plain))
     assert code == 1 and "--component" in err
 
 
@@ -225,11 +225,11 @@ def test_layer_is_reproducible_and_independent_of_revision():
 
 
 def test_malformed_registry_and_component_names(repo_copy, run_cli):
-    code, _, err = run_cli("--source", str(repo_copy), "publish-artifact", "--env", "dev", "--registry", "oci://host-only",
+    code, _, err = run_cli("--source", str(repo_copy), "publish-artifact", "--env", "dev", "--repository", "oci://host-only",
                            "--revision", REVISION_A, "--source-url", SOURCE_URL)
     assert code == 1 and "repository path" in err
     code, _, err = run_cli("--source", str(repo_copy), "retire-artifact", "--env", "dev", "--component", "Bad_Name",
-                       "--registry", "oci://h/p")
+                       "--repository", "oci://h/p")
     assert code == 1 and "lowercase" in err
 
 
@@ -409,7 +409,7 @@ def test_no_registry_anywhere_is_a_clear_error_and_nothing_is_pushed(registry, r
                  ["retire-artifact", "--env", "dev", "--component", "gone"]):
         code, out, err = run_cli("--source", str(repo_copy), *verb, *_without_registry_flag(registry))
         assert code == 1 and "Traceback" not in err
-        assert "env/dev/environment.yaml: artifact_repository: not set and no --registry given" in err
+        assert "env/dev/environment.yaml: artifact_repository: not set and no --repository given" in err
     assert writes(registry) == count
 
 

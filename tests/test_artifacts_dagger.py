@@ -6,13 +6,13 @@ import pytest
 
 from support import daggermod
 
-REGISTRY = ("registry",)  # credentials, plain HTTP and CA: with-registry, once in the chain
+REGISTRY = ("repository",)  # credentials, plain HTTP and CA: with-registry, once in the chain
 
 
 @pytest.mark.parametrize(
     ("obj", "fn", "params", "returns", "cache"),
     [
-        ("Component", "publish_artifact", {*REGISTRY, "manifests", "revision", "source_url"}, "str", "never"),
+        ("Component", "publish_artifact", {*REGISTRY, "objects", "revision", "source_url"}, "str", "never"),
         ("Component", "retire_artifact", set(REGISTRY), "str", "never"),
         ("Env", "publish_artifacts", {*REGISTRY, "revision", "source_url"}, "str", "never"),
         ("Env", "artifact_objects", {"repository", "name", "namespace", "target_namespace", "registry_secret",
@@ -24,9 +24,9 @@ def test_artifact_functions(obj, fn, params, returns, cache):
     function = found[fn]
     assert set(function.params) == params
     assert function.return_type.split(".")[-1] == returns
-    if "repository" in params:
+    if fn == "artifact_objects":
         assert not function.params["repository"].optional
     else:  # default: artifact_repository of env/<env>/environment.yaml
-        assert function.params["registry"].optional
+        assert function.params["repository"].optional
     assert function.doc and all(p.doc for p in function.params.values())
     assert daggermod.cache_policy(obj if obj in daggermod.objects() else "Environment", fn) == cache

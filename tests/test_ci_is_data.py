@@ -106,8 +106,8 @@ def _intended(root: Path, pairs: list[tuple[str, str]], source: Path) -> list[li
             ]
         )
         if (source / "env" / env / component / "dynamic").is_dir():
-            calls.append(["call", "env", "--name", env, "upload-manifests", "--admin-url",
-                          f"https://admin.{s.lower()}.example.org", "--token", f"env:OPERATOR_ADMIN_TOKEN_{s}"])
+            calls.append(["call", "env", "--name", env, "upload-bundle", "--admin-url",
+                          f"https://admin.{s.lower()}.example.org", "--admin-token", f"env:OPERATOR_ADMIN_TOKEN_{s}"])
     return sorted(calls)
 
 
@@ -205,7 +205,7 @@ def test_every_verb_refuses_a_bad_name_naming_the_directory(tmp_path, run_cli):
         ["plan"],
         ["config", "--env", "x$(touch PWNED)", "--component", "operator"],
         ["release", "--env", "x$(touch PWNED)"],
-        ["manifests", "--env", "x$(touch PWNED)", "--out", str(tmp_path / "b.zip")],
+        ["bundle", "--env", "x$(touch PWNED)", "--out", str(tmp_path / "b.zip")],
     ):
         code, _, err = run_cli("--source", str(source), *argv)
         assert code == 1 and "Traceback" not in err and "env/x$(touch PWNED)/" in err, (argv, err)

@@ -58,7 +58,7 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
         'gitlab_url: string',
         'gitlab_project: string',
         'gitlab_token: Secret',
-        'repository: Directory (default path /)',
+        'checkout: Directory (default path /)',
         'part: string = "patch"',
         'target_branch: string = "main"',
         'remote: string = "origin"',
@@ -78,7 +78,7 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
         'immutable_tags: boolean = false',
         'timeout: float = 0',
         'receiver_url: string = ""',
-        'upload_manifests: Secret? = null',
+        'admin_token: Secret? = null',
         'admin_url: string = ""',
         'prerelease: string = ""',
         'pipeline_id: string = ""',
@@ -93,8 +93,8 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
         'timeout: float = 300.0',
     )),
     ("Component", "publish_artifact"): ("string", NEVER, (
-        'registry: string = ""',
-        'manifests: Directory? = null',
+        'repository: string = ""',
+        'objects: Directory? = null',
         'revision: string = ""',
         'source_url: string = ""',
     )),
@@ -109,7 +109,7 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
         'source_url: string = ""',
     )),
     ("Component", "retire_artifact"): ("string", NEVER, (
-        'registry: string = ""',
+        'repository: string = ""',
     )),
     ("Component", "wait"): ("string", NEVER, (
         'kubeconfig: Secret',
@@ -144,7 +144,7 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
         'immutable_tags: boolean = false',
         'timeout: float = 0',
         'receiver_url: string = ""',
-        'upload_manifests: Secret? = null',
+        'admin_token: Secret? = null',
         'admin_url: string = ""',
         'prerelease: string = ""',
         'pipeline_id: string = ""',
@@ -160,9 +160,9 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
         'plain_http: boolean = false',
     )),
     ("Environment", "local_repository"): ("Directory", CACHED, ()),
-    ("Environment", "manifests"): ("File", CACHED, ()),
+    ("Environment", "bundle"): ("File", CACHED, ()),
     ("Environment", "publish_artifacts"): ("string", NEVER, (
-        'registry: string = ""',
+        'repository: string = ""',
         'revision: string = ""',
         'source_url: string = ""',
     )),
@@ -172,15 +172,15 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
         'timeout: float = 300.0',
         'skip_image_check: boolean = false',
     )),
-    ("Environment", "upload_manifests"): ("string", NEVER, (
-        'token: Secret',
+    ("Environment", "upload_bundle"): ("string", NEVER, (
+        'admin_token: Secret',
         'admin_url: string = ""',
         'ready_path: string = "/healthz"',
         'upload_path: string = "/admin/manifests"',
         'timeout: float = 300.0',
     )),
     ("FaasDeployment", "check"): ("string", NEVER, (
-        'repository: Directory (default path /)',
+        'checkout: Directory (default path /)',
         'env: string = ""',
         'registry: string = ""',
         'timeout: float = 300.0',
@@ -190,7 +190,7 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
         'name: string',
     )),
     ("FaasDeployment", "pipeline"): ("File", CACHED, (
-        'repository: Directory (default path /)',
+        'checkout: Directory (default path /)',
         'base: string = ""',
         'default_branch: string = "main"',
         'ref: string = ""',
@@ -199,7 +199,7 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
         'branch_envs: list = ["dev"]',
     )),
     ("FaasDeployment", "plan"): ("string", CACHED, (
-        'repository: Directory (default path /)',
+        'checkout: Directory (default path /)',
         'base: string = ""',
         'default_branch: string = "main"',
         'format: string = "table"',
@@ -212,7 +212,7 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
         'ca_file: File? = null',
     )),
     ("FaasDeployment", "promote"): ("string", NEVER, (
-        'repository: Directory (default path /)',
+        'checkout: Directory (default path /)',
         'component: string = ""',
         'all: boolean = false',
         'source_status: File? = null',
@@ -377,14 +377,14 @@ ENGINE_MUTANTS = {
     "default-path-on-a-secret": ("KubeconfigArg = Annotated[dagger.Secret, Doc(",
                                  'KubeconfigArg = Annotated[dagger.Secret, DefaultPath("/kube"), Doc(',
                                  "cannot set default path for Secret"),
-    "default-path-and-a-default": ('        manifests: Annotated[dagger.Directory | None, Doc(',
-                                   '        manifests: Annotated[dagger.Directory | None, DefaultPath("/"), Doc(',
+    "default-path-and-a-default": ('        objects: Annotated[dagger.Directory | None, Doc(',
+                                   '        objects: Annotated[dagger.Directory | None, DefaultPath("/"), Doc(',
                                    "cannot set more than one default value"),
     "argument-named-output": ("        format: Annotated[str,", "        output: Annotated[str,",
                               "flag already exists: output"),
-    "argument-named-mod": ("        repository: PlanRepository,\n        base: PlanBase = \"\",\n"
+    "argument-named-mod": ("        checkout: PlanCheckout,\n        base: PlanBase = \"\",\n"
                            "        default_branch: DefaultBranch = defaults.DEFAULT_BRANCH,\n        format",
-                           "        mod: PlanRepository,\n        base: PlanBase = \"\",\n"
+                           "        mod: PlanCheckout,\n        base: PlanBase = \"\",\n"
                            "        default_branch: DefaultBranch = defaults.DEFAULT_BRANCH,\n        format",
                            "flag already exists: mod"),
     "constructor-argument-named-json": ("    source_date_epoch: Annotated[str, Doc(\n",
@@ -659,7 +659,7 @@ def _publish_then_remove(checkout: Path, registry, component: str) -> None:
     os.environ["README_OLD_PASSWORD"] = registry.password
     try:
         assert main(["--source", str(checkout), "publish-artifact", "--env", "dev", "--component", component,
-                     *_registry_line("--registry oci://registry.example.org/eo4eu-faas/manifests", registry).split(),
+                     *_registry_line("--repository oci://registry.example.org/eo4eu-faas/manifests", registry).split(),
                      "--plain-http",
                      "--username", registry.username, "--password", "env:README_OLD_PASSWORD",
                      "--revision", "main@sha1:" + "0" * 40, "--source-url", "https://git.example.org/x.git"]) == 0
@@ -699,7 +699,7 @@ def test_every_readme_line_runs(registry, checkout, tmp_path):
                 assert out.strip() and all(row.startswith(("pushed ", "unchanged ")) for row in out.splitlines()), out
             elif "retire-artifact" in line:
                 assert out.startswith("retired "), out
-            elif "upload-manifests" in line:
+            elif "upload-bundle" in line:
                 assert out.startswith("uploaded "), out
             elif line.startswith("dagger call check"):
                 assert "ok dev/operator" in out
@@ -862,9 +862,9 @@ def _run_all_jobs(ci, jobs, checkout, registry, before, dev_api, prod_api, gitla
     _run_job("plan", jobs["plan"], checkout, variables, outcomes)
     child = ci_calls.load(checkout / "child-pipeline.yml")
     child_jobs = ci_calls.jobs(child)
-    assert set(child_jobs) == {"operator_deploy_dev", "operator_upload_manifests_dev"}
-    assert child_jobs["operator_upload_manifests_dev"]["needs"] == ["operator_deploy_dev"]
-    for name in ("operator_deploy_dev", "operator_upload_manifests_dev"):  # the order needs: imposes
+    assert set(child_jobs) == {"operator_deploy_dev", "operator_upload_bundle_dev"}
+    assert child_jobs["operator_upload_bundle_dev"]["needs"] == ["operator_deploy_dev"]
+    for name in ("operator_deploy_dev", "operator_upload_bundle_dev"):  # the order needs: imposes
         _run_job(name, child_jobs[name], checkout, variables, outcomes)
     ready = api.ready_times["faas-operator"]
     assert len(dev_api.accepted) == 1 and dev_api.accepted[0].at > ready  # the new operator got the bundle
@@ -880,7 +880,7 @@ def _run_all_jobs(ci, jobs, checkout, registry, before, dev_api, prod_api, gitla
     assert deployed.startswith("pushed ") and f":{exp.version}@{exp.digest}" in deployed and exp.version == "1.0.4"
     assert receiver.hits == 1
     assert f"deployed {exp.chart}@1.0.4 to faas-dev/faas-operator in " in deployed
-    assert outcomes["operator_upload_manifests_dev"].startswith("uploaded ")
+    assert outcomes["operator_upload_bundle_dev"].startswith("uploaded ")
     assert "ok dev/operator" in outcomes["check"]
     assert outcomes["build_image"] == "not executed: Container sync"
     assert outcomes["publish_image"] == "not executed: Container.publish"

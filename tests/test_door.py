@@ -215,12 +215,12 @@ UNKNOWN_ENV = "unknown environment: 'nope'; known: dev, prod"
 @pytest.mark.parametrize("verb", [
     ["config", "--component", "operator"], ["chart", "--component", "operator", "--out", "x"],
     ["objects", "--component", "operator"], ["package", "--component", "operator", "--out", "x"],
-    ["publish", "--component", "operator"], ["release"], ["check"], ["manifests", "--out", "x.zip"],
+    ["publish", "--component", "operator"], ["release"], ["check"], ["bundle", "--out", "x.zip"],
     ["flux", "--out", "x"], ["artifact-objects", "--repository", "oci://127.0.0.1:1/x", "--out", "x"],
     ["bump", "--component", "operator", "--image-tag", "abc"],
     ["build-image", "--component", "operator", "--context", "."],
-    ["publish-artifact", "--registry", "oci://127.0.0.1:1/x"],
-    ["upload-manifests", "--token", "env:NOPE"], ["wait"],
+    ["publish-artifact", "--repository", "oci://127.0.0.1:1/x"],
+    ["upload-bundle", "--admin-token", "env:NOPE"], ["wait"],
 ])
 def test_an_unknown_environment_is_one_message_in_every_verb(tmp_path, capsys, verb):
     code = cli.main(["--source", str(Path(__file__).resolve().parent.parent), verb[0], "--env", "nope", *verb[1:]])
@@ -282,7 +282,7 @@ def test_output_json_for_results(tmp_path, capsys):
     assert cli.main(["--source", str(source), "release", "--env", "dev", "--output", "json"]) == 0
     assert [r["outcome"] for r in json.loads(capsys.readouterr().out)] == ["unchanged", "unchanged"]
     out = tmp_path / "dev.zip"
-    assert cli.main(["--source", str(source), "--output", "json", "manifests", "--env", "dev", "--out", str(out)]) == 0
+    assert cli.main(["--source", str(source), "--output", "json", "bundle", "--env", "dev", "--out", str(out)]) == 0
     bundle = json.loads(capsys.readouterr().out)
     assert bundle["path"] == str(out) and bundle["size"] == out.stat().st_size
     assert cli.main(["--source", str(source), "--output", "json", "check", "--env", "dev"]) == 0
@@ -308,7 +308,7 @@ def test_interrupt_exits_130_with_one_line(tmp_path, sig):
     """Ctrl-C (or a cancelled CI job) while waiting for the admin API: exit 130, one line, no traceback."""
     source = copy_repo(tmp_path / "src")
     proc = subprocess.Popen(
-        [str(FAAS_DEPLOY), "--source", str(source), "upload-manifests", "--env", "dev", "--token", "env:TOKEN",
+        [str(FAAS_DEPLOY), "--source", str(source), "upload-bundle", "--env", "dev", "--admin-token", "env:TOKEN",
          "--admin-url", f"http://127.0.0.1:{_free_port()}", "--timeout", "60", "--out", str(tmp_path / "b.zip")],
         env={**os.environ, "TOKEN": "t0ken"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -362,7 +362,7 @@ def test_deploy_api_trigger_then_upload_reaches_the_new_operator(registry, tmp_p
         got = cli.main(["--source", str(source), "deploy", "--env", "dev", "--username", registry.username,
                         "--password", "env:REG_PW", "--plain-http", "--trigger-api",
                         "--kubeconfig", f"file:{tmp_path / 'kc'}", "--timeout", "20",
-                        "--upload-manifests", "env:ADMIN_TOKEN"])
+                        "--admin-token", "env:ADMIN_TOKEN"])
         out = capsys.readouterr()
         assert got == 0, out
         # source first, then the HelmRelease, with one traceable token (flux reconcile --with-source order)
@@ -382,7 +382,7 @@ def test_dagger_flux_functions_are_declared_and_uncached():
     for obj, name in (("Environment", "deploy"), ("Component", "deploy")):
         assert {"kubeconfig", "receiver_token", "trigger_api", "kube_context", "timeout"} <= set(fns[obj][name].params)
     assert {"kubeconfig", "kube_context", "timeout"} == set(fns["Component"]["wait"].params)
-    assert fns["Environment"]["upload_manifests"].params["admin_url"].optional
+    assert fns["Environment"]["upload_bundle"].params["admin_url"].optional
     _, module = daggermod.load()
     for obj, name in (("Environment", "deploy"), ("Component", "deploy"), ("Component", "wait")):
         assert module._objects[obj].functions[name].cache_policy == "never"  # touches registry, cluster, API

@@ -55,7 +55,7 @@ def test_any_dynamic_tree_gives_a_clean_answer(files: dict[str, bytes]) -> None:
             (dynamic / name).parent.mkdir(parents=True, exist_ok=True)
             (dynamic / name).write_bytes(data)
         out = source / "build" / "dev.zip"
-        outcome = run("--source", str(source), "manifests", "--env", "dev", "--out", str(out))
+        outcome = run("--source", str(source), "bundle", "--env", "dev", "--out", str(out))
         check_outcome(outcome, "dynamic")
         assert out.exists() == (outcome.code == 0)
 
@@ -67,7 +67,7 @@ def test_a_few_hostile_inputs_through_a_real_process(tmp_path: Path) -> None:
     deep = "apiVersion: v1\nkind: ConfigMap\ndata: " + "[" * 30000 + "]" * 30000 + "\n"
     (tmp_path / DYNAMIC / "deep.yaml").write_text(deep)
     (tmp_path / CONFIG).write_text("default_context:\n  # a bell \x07 in a comment\n  chart_name: x\n")
-    for args in (["manifests", "--env", "dev", "--out", str(tmp_path / "dev.zip")],
+    for args in (["bundle", "--env", "dev", "--out", str(tmp_path / "dev.zip")],
                  ["check", "--env", "dev"],
                  ["bump", "--env", "dev", "--component", "operator", "--image-tag", "abc"]):
         done = subprocess.run([str(faas_deploy), "--source", str(tmp_path), *args], capture_output=True, text=True,

@@ -254,7 +254,7 @@ def test_check_env_reports_dynamic_problems_and_skips_envs_without_operator(tmp_
 
 def test_cli_manifests_writes_the_bundle_and_reports_its_digest(tmp_path, capsys):
     out = tmp_path / "dev.zip"
-    assert cli.main(["--source", str(REPO), "manifests", "--env", "dev", "--out", str(out)]) == 0
+    assert cli.main(["--source", str(REPO), "bundle", "--env", "dev", "--out", str(out)]) == 0
     line = capsys.readouterr().out.strip()
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
     assert line == f"bundle {out} sha256:{digest} ({out.stat().st_size} bytes, 4 files)"
@@ -263,30 +263,30 @@ def test_cli_manifests_writes_the_bundle_and_reports_its_digest(tmp_path, capsys
     copy = tmp_path / "copy"
     shutil.copytree(REPO / "env", copy / "env")
     again = tmp_path / "again.zip"
-    assert cli.main(["--source", str(copy), "manifests", "--env", "dev", "--out", str(again)]) == 0
+    assert cli.main(["--source", str(copy), "bundle", "--env", "dev", "--out", str(again)]) == 0
     assert f"sha256:{digest}" in capsys.readouterr().out
 
     # an invalid tree: exit 1, problems by path, no traceback, no bundle
     tree(copy / "env/dev/operator/dynamic", {"broken.yaml": "kind: [", "README.md": "docs"})
     bad = tmp_path / "bad.zip"
-    assert cli.main(["--source", str(copy), "manifests", "--env", "dev", "--out", str(bad)]) == 1
+    assert cli.main(["--source", str(copy), "bundle", "--env", "dev", "--out", str(bad)]) == 1
     captured = capsys.readouterr()
     assert "broken.yaml: line " in captured.err and "README.md: not a manifest" in captured.err
     assert "Traceback" not in captured.err and captured.out == ""
     assert not bad.exists()
 
 
-def test_dagger_front_end_declares_the_manifest_functions():
+def test_dagger_front_end_declares_the_bundle_functions():
     from support import daggermod
 
     env = daggermod.objects()["Environment"]
-    assert env["manifests"].return_type == "dagger.File" and env["manifests"].params == {}
-    upload = env["upload_manifests"]
+    assert env["bundle"].return_type == "dagger.File" and env["bundle"].params == {}
+    upload = env["upload_bundle"]
     assert upload.return_type == "str"
     params = upload.params
-    assert list(params) == ["token", "admin_url", "ready_path", "upload_path", "timeout"]
+    assert list(params) == ["admin_token", "admin_url", "ready_path", "upload_path", "timeout"]
     assert params["admin_url"].optional  # default: admin_url of env/<env>/environment.yaml
-    assert params["token"].type == "dagger.Secret" and not params["token"].optional
+    assert params["admin_token"].type == "dagger.Secret" and not params["admin_token"].optional
     assert (params["ready_path"].default, params["upload_path"].default) == ("/healthz", "/admin/manifests")
     assert params["timeout"].type == "float" and params["timeout"].default == 300.0
     assert "seconds" in params["timeout"].doc

@@ -169,8 +169,8 @@ CASES = [
     Case("deleted-component", _deleted_component, {"prod/controller": "retire"}, {"controller_retire_prod"}),
     Case("new-environment", _new_environment, {"staging/operator": "install", "staging/controller": "install",
                                                "staging/operator#upload": "upload"},
-         {"operator_deploy_staging", "controller_deploy_staging", "operator_upload_manifests_staging"}),
-    Case("dynamic-only", _dynamic_only, {"dev/operator#upload": "upload"}, {"operator_upload_manifests_dev"}),
+         {"operator_deploy_staging", "controller_deploy_staging", "operator_upload_bundle_staging"}),
+    Case("dynamic-only", _dynamic_only, {"dev/operator#upload": "upload"}, {"operator_upload_bundle_dev"}),
     Case("template-change", _template_change, {t: "refused" for t in TARGETS}, set(), refused=True),
     Case("template-change-bumped", _template_change_bumped, {t: "upgrade" for t in TARGETS},
          {f"{t.split('/')[1]}_deploy_{t.split('/')[0]}" for t in TARGETS}),
@@ -244,7 +244,7 @@ def test_scenario_plan_and_child_jobs(results, case, tmp_path):
             continue
         component, action, env = name.split("_", 1)[0], name.split("_", 1)[1].rsplit("_", 1)[0], name.rsplit("_", 1)[1]
         target = f"{env}/{component}"
-        assert action in ("deploy", "upload_manifests", "retire")
+        assert action in ("deploy", "upload_bundle", "retire")
         assert job["resource_group"] == target
         if action == "retire":
             assert job["environment"] == {"name": target, "action": "stop"}
@@ -331,7 +331,7 @@ def test_staging_needs_no_ci_edit(results):
     assert install.arg("deploy", "receiver-token") == "env:FLUX_RECEIVER_TOKEN_STAGING"
     assert install.arg("deploy", "kubeconfig") == "file:$KUBECONFIG_STAGING"
     assert (
-        calls["operator_upload_manifests_staging"].arg("upload-manifests", "token")
+        calls["operator_upload_bundle_staging"].arg("upload-bundle", "admin-token")
         == "env:OPERATOR_ADMIN_TOKEN_STAGING"
     )
     # staging is not a branch environment: a merge request pipeline leaves it alone.
@@ -343,8 +343,8 @@ def test_deploy_jobs_use_deploy_and_upload_needs_the_operator_deploy(results):
     calls = {c.job: c for c in ci_calls.dagger_calls(generated)}
     install = calls["controller_deploy_staging"]
     assert install.arg("component", "name") == "controller" and install.arg("deploy", "kubeconfig")
-    assert generated["operator_upload_manifests_staging"]["needs"] == ["operator_deploy_staging"]
-    assert "needs" not in generate(results["dynamic-only"], MAIN)["operator_upload_manifests_dev"]  # no operator deploy
+    assert generated["operator_upload_bundle_staging"]["needs"] == ["operator_deploy_staging"]
+    assert "needs" not in generate(results["dynamic-only"], MAIN)["operator_upload_bundle_dev"]  # no operator deploy
 
 
 def test_retire_job_regenerates_the_flux_objects_without_the_component(results):

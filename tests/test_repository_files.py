@@ -70,7 +70,7 @@ TARGETS = {
     "environment.yaml": (SETTINGS, lambda src, tmp: ["--source", str(src), "flux", "--env", "dev", "--out",
                                                      str(tmp / "flux")]),
     "config": (CONFIG, lambda src, tmp: ["--source", str(src), "config", "--env", "dev", "--component", "operator"]),
-    "dynamic": (DYNAMIC, lambda src, tmp: ["--source", str(src), "manifests", "--env", "dev", "--out",
+    "dynamic": (DYNAMIC, lambda src, tmp: ["--source", str(src), "bundle", "--env", "dev", "--out",
                                            str(tmp / "b.zip")]),
     "template-file": (TEMPLATE_FILE, lambda src, tmp: ["--source", str(src), "--template", str(tmp / "template"),
                                                        "chart", "--env", "dev", "--component", "operator",
@@ -130,7 +130,7 @@ def test_an_unreadable_directory_in_dynamic_is_a_clear_error_for_every_reader(tm
     subprocess.run(["git", "-C", str(source), "commit", "-qm", "base"], check=True, env=env)
     locked.chmod(0)
     try:
-        for verb in (["manifests", "--env", "dev", "--out", str(tmp_path / "b.zip")], ["plan", "--base", "HEAD"]):
+        for verb in (["bundle", "--env", "dev", "--out", str(tmp_path / "b.zip")], ["plan", "--base", "HEAD"]):
             proc = subprocess.run(["setpriv", "--bounding-set=-dac_override,-dac_read_search", sys.executable, "-m",
                                    "faas_deployment.cli", "--source", str(source), *verb],
                                   capture_output=True, text=True, timeout=120, check=False, env=env)

@@ -26,7 +26,7 @@ TIMEOUT_VERBS = {
     "check": ["--registry", "oci://127.0.0.1:9/charts"],
     "publish": ["--env", "dev", "--component", "operator", "--registry", "oci://127.0.0.1:9/charts"],
     "release": ["--env", "dev", "--registry", "oci://127.0.0.1:9/charts"],
-    "upload-manifests": ["--env", "dev", "--token", "env:FAAS_TEST_TOKEN", "--admin-url", "http://127.0.0.1:9"],
+    "upload-bundle": ["--env", "dev", "--admin-token", "env:FAAS_TEST_TOKEN", "--admin-url", "http://127.0.0.1:9"],
     "publish-image": ["--env", "dev", "--component", "operator", "--context", ".", "--tag", "x"],
     "deploy": ["--env", "dev", "--receiver-token", "env:FAAS_TEST_TOKEN"],
     "wait": ["--env", "dev"],
@@ -115,7 +115,7 @@ def test_release_never_says_images_ok_when_none_was_checked(repo_copy, run_cli, 
 
 def test_publish_artifact_without_git_history_or_flags_is_an_error(repo_copy, run_cli):
     code, out, err = run_cli("--source", str(repo_copy), "publish-artifact", "--env", "dev",
-                             "--registry", "oci://127.0.0.1:9/faas/manifests", "--plain-http")
+                             "--repository", "oci://127.0.0.1:9/faas/manifests", "--plain-http")
     assert code == 1 and out == "" and "--revision: the source tree has no git commit" in err
     assert "flux push artifact requires" in err and "Traceback" not in err
 
@@ -130,10 +130,10 @@ def test_publish_artifact_refuses_a_local_path_as_the_source(repo_copy, run_cli,
     git("commit", "-qm", "env")
     git("remote", "add", "origin", str(tmp_path / "origin.git"))
     code, _, err = run_cli("--source", str(repo_copy), "publish-artifact", "--env", "dev",
-                           "--registry", "oci://127.0.0.1:9/faas/manifests", "--plain-http")
+                           "--repository", "oci://127.0.0.1:9/faas/manifests", "--plain-http")
     assert code == 1 and "not a local path" in err and "--source-url" in err
     code, _, err = run_cli("--source", str(repo_copy), "publish-artifact", "--env", "dev",
-                           "--registry", "oci://127.0.0.1:9/faas/manifests", "--plain-http",
+                           "--repository", "oci://127.0.0.1:9/faas/manifests", "--plain-http",
                            "--revision", "main@sha1:" + "a" * 40, "--source-url", "")
     assert code == 1 and "not a local path" in err
     from faas_deployment.flux import artifacts
@@ -207,7 +207,7 @@ def test_each_local_verb_answers_one_json_document_of_its_schema(repo_copy, run_
               verb="package")
     assert len(_json_run(run_cli, *src, "release", "--env", "dev", "--skip-image-check", verb="release")) == 2
     _json_run(run_cli, *src, "publish", "--env", "prod", "--component", "operator", verb="publish")
-    _json_run(run_cli, *src, "manifests", "--env", "dev", "--out", str(tmp_path / "m.zip"), verb="manifests")
+    _json_run(run_cli, *src, "bundle", "--env", "dev", "--out", str(tmp_path / "m.zip"), verb="bundle")
     _json_run(run_cli, *src, "flux", "--env", "dev", "--out", str(tmp_path / "flux"), verb="flux")
     _json_run(run_cli, *src, "artifact-objects", "--env", "dev", "--repository", "oci://127.0.0.1:5000/x",
               "--out", str(tmp_path / "ao"), verb="artifact-objects")
@@ -258,7 +258,7 @@ def test_registry_and_api_verbs_answer_json_of_their_schema(repo_copy, run_cli, 
     src = ["--source", str(repo_copy)]
     _json_run(run_cli, *src, "publish", "--env", "dev", "--component", "operator", "--registry",
               f"oci://{registry.host}/charts", *creds, verb="publish")
-    artifacts = ["--registry", f"oci://{registry.host}/faas/manifests", *creds]
+    artifacts = ["--repository", f"oci://{registry.host}/faas/manifests", *creds]
     _json_run(run_cli, *src, "publish-artifact", "--env", "dev", *artifacts, "--revision", "main@sha1:" + "a" * 40,
               "--source-url", "https://git.example.org/faas.git", verb="publish-artifact")
     import shutil
@@ -269,5 +269,5 @@ def test_registry_and_api_verbs_answer_json_of_their_schema(repo_copy, run_cli, 
     assert retired["outcome"] == "retired"
     monkeypatch.setenv("FAAS_TEST_TOKEN", "tok-json-0123")
     with AdminApiServer("tok-json-0123") as api:
-        _json_run(run_cli, *src, "upload-manifests", "--env", "dev", "--token", "env:FAAS_TEST_TOKEN",
-                  "--admin-url", api.url, verb="upload-manifests")
+        _json_run(run_cli, *src, "upload-bundle", "--env", "dev", "--admin-token", "env:FAAS_TEST_TOKEN",
+                  "--admin-url", api.url, verb="upload-bundle")

@@ -74,10 +74,10 @@ def test_sanitize_hides_every_long_enough_piece_of_a_secret(secret, start, lengt
 def test_a_secret_inside_another_flag_is_refused_before_any_request(run_cli, monkeypatch, flag, value):
     monkeypatch.setenv("ADMIN_TOKEN", TOKEN)
     with AdminApiServer(TOKEN) as server:
-        args = ["upload-manifests", "--env", "dev", "--token", "env:ADMIN_TOKEN", "--admin-url", server.url,
+        args = ["upload-bundle", "--env", "dev", "--admin-token", "env:ADMIN_TOKEN", "--admin-url", server.url,
                 "--timeout", "5", flag, value.format(token=TOKEN)]
         code, out, err = run_cli(*args)
-        assert code == 1 and f"--token: its secret value also appears inside {flag}" in err, err
+        assert code == 1 and f"--admin-token: its secret value also appears inside {flag}" in err, err
         assert TOKEN not in out + err and "Traceback" not in err
         assert server.attempts("/healthz") == [] and not server.accepted
 

@@ -17,7 +17,7 @@ Run from the repository root:
    writing the zip alone, what any check adds to.
 2. Readiness to upload: ``--trials`` loopback admin APIs (``tests/support/admin_api_server.py``)
    served concurrently, each answering 503 on ``/healthz`` for a random 5-75 s,
-   each with one :func:`faas_deployment.bundle.admin_api.upload_manifests` client using
+   each with one :func:`faas_deployment.bundle.admin_api.upload_when_ready` client using
    the default readiness poll. From each API's own request log: the time from the
    API becoming ready to the upload being accepted (p50, p95, max), and the most
    readiness requests in any 60-second window before it was ready. Goal: p95 at
@@ -196,7 +196,7 @@ def bench_readiness(trials: int) -> bool:
     def trial(unready: float) -> None:
         server = AdminApiServer(TOKEN, unready_for=unready).start()
         try:
-            admin_api.upload_manifests(server.url, bundle, TOKEN, timeout=150, quiet=True)
+            admin_api.upload_when_ready(server.url, bundle, TOKEN, timeout=150, quiet=True)
             with lock:
                 results.append((server, unready))
         except Exception as exc:  # counted and shown below

@@ -114,7 +114,7 @@ def artifact_trial(root: Path, registry, *, same: bool = False) -> Trial:
         data = "same" if same else f"publisher {index}"
         (manifests / "config.yaml").write_text(
             f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: race\ndata:\n  who: {data}\n")
-        runs.append(["--manifests", str(manifests)])
+        runs.append(["--objects", str(manifests)])
     env = {**os.environ, "TEST_REGISTRY_PASSWORD": registry.password}
     argv = ["--registry", f"oci://{registry.host}/{path}", "--username", registry.username,
             "--password", "env:TEST_REGISTRY_PASSWORD", "--plain-http", "--revision", "main@sha1:" + "0" * 40,

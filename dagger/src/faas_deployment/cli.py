@@ -71,8 +71,9 @@ def _secret(value: str | None, flag: str):
     return functools.partial(_resolve, value, flag) if value is not None else None
 
 
-def _registry(args: argparse.Namespace) -> door.Registry:
-    return door.Registry(getattr(args, "registry", None), args.username or None,
+def _registry(args: argparse.Namespace, root: str | None = None) -> door.Registry:
+    """The registry flags of ``args``; ``root``: the location when the verb names it otherwise (``--repository``)."""
+    return door.Registry(root or getattr(args, "registry", None), args.username or None,
                              _secret(args.password, "--password"), args.plain_http, getattr(args, "timeout", None),
                              args.ca_file, getattr(args, "immutable_tags", False))
 
@@ -140,7 +141,7 @@ def _deploy(ws: door.Workspace, a: argparse.Namespace) -> door.Result:
         kube_context=a.kube_context,
         timeout=a.timeout,
         receiver_url=a.receiver_url,
-        upload_token=_secret(a.upload_manifests, "--upload-manifests"),
+        upload_token=_secret(a.admin_token, "--admin-token"),
         admin_url=a.admin_url,
         prerelease=a.prerelease,
     )
@@ -153,7 +154,7 @@ def _plan(ws: door.Workspace, a: argparse.Namespace) -> door.Result:
 
 
 VERBS: dict[str, Verb] = {
-    "check": Verb("validate configs, lint and package every chart, check dynamic/ manifests; "
+    "check": Verb("validate configs, lint and package every chart, check the dynamic/ templates; "
                   "refuse a changed chart whose version was not bumped (against --registry, else the local repository)",
                   lambda ws, a: door.check.check(ws, a.env, _registry(a),
                                                  base=a.base), flags.check_flags, env_required=False),
@@ -173,13 +174,15 @@ VERBS: dict[str, Verb] = {
     "release": Verb("publish every component's chart of an environment concurrently",
                     lambda ws, a: door.charts.release(ws, a.env, _registry(a),
                                                       check_images=not a.skip_image_check), flags.release_flags),
-    "manifests": Verb("validate env/<env>/operator/dynamic/ and write its reproducible zip to --out",
-                      lambda ws, a: door.bundle.bundle(ws, a.env, _path(a.out)), flags.out_flag(metavar="FILE")),
-    "upload-manifests": Verb(
-        "bundle dynamic/ (kept at --out), wait for the operator admin API to be ready, upload the bundle once",
-        lambda ws, a: door.bundle.upload_manifests(ws, a.env, _secret(a.token, "--token"), admin_url=a.admin_url,
-                                                   ready_path=a.ready_path, upload_path=a.upload_path,
-                                                   timeout=a.timeout, out=_path(a.out)),
+    "bundle": Verb("validate the dynamic/ templates of env/<env>/operator/ and write their reproducible zip, "
+                   "the bundle, to --out",
+                   lambda ws, a: door.bundle.bundle(ws, a.env, _path(a.out)), flags.out_flag(metavar="FILE")),
+    "upload-bundle": Verb(
+        "bundle the dynamic/ templates (kept at --out), wait for the operator admin API to be ready, upload the "
+        "bundle once",
+        lambda ws, a: door.bundle.upload_bundle(ws, a.env, _secret(a.admin_token, "--admin-token"),
+                                                admin_url=a.admin_url, ready_path=a.ready_path,
+                                                upload_path=a.upload_path, timeout=a.timeout, out=_path(a.out)),
         flags.upload_flags),
     "build-image": Verb("build the component's image with buildah (no Docker engine needed)",
                         lambda ws, a: door.images.build_image(ws, a.env, a.component, _given_path(a.context,
@@ -208,16 +211,17 @@ VERBS: dict[str, Verb] = {
                                                          kube_context=a.kube_context, merge_request=_merge_request(a),
                                                          allow_prerelease=a.allow_prerelease, timeout=a.timeout),
                     flags.promote_flags, env=False),
-    "publish-artifact": Verb("push each component's rendered objects (or --manifests) as a Flux OCI artifact "
+    "publish-artifact": Verb("push each component's rendered objects (or --objects) as a Flux OCI artifact "
                              "tagged app-<component> and app-<component>-<chart_version>",
                              lambda ws, a: door.artifacts.publish_artifact(
-                                 ws, a.env, _registry(a), a.component,
-                                 manifests_dir=p.resolve() if (p := _path(a.manifests)) else None,
+                                 ws, a.env, _registry(a, a.repository), a.component,
+                                 objects_dir=p.resolve() if (p := _path(a.objects)) else None,
                                  revision=a.revision, source_url=a.source_url),
                              flags.publish_artifact_flags),
     "retire-artifact": Verb("delete app-<component> so Flux uninstalls a component removed from the repository",
                             lambda ws, a: door.artifacts.retire_artifact(ws, a.env, a.component,
-                                                                         _registry(a)), flags.retire_flags),
+                                                                         _registry(a, a.repository)),
+                            flags.retire_flags),
     "artifact-objects": Verb(
         "write the Flux Operator objects (ResourceSetInputProvider, ResourceSet, Receiver) into --out",
         lambda ws, a: door.artifacts.artifact_objects(ws, a.env, a.repository, _given_path(a.out, "--out"),
@@ -243,6 +247,10 @@ VERBS: dict[str, Verb] = {
                                                 artifact_namespace=a.artifact_namespace),
                  flags.wait_flags),
 }
+
+#: Older verb names, still accepted so existing scripts keep working: old name -> verb. Hidden from the
+#: verb list; each one's own ``--help`` says which verb it is (docs/glossary.md, "Words that misled").
+ALIASES: dict[str, str] = {"manifests": "bundle", "upload-manifests": "upload-bundle"}
 
 
 # --------------------------------------------------------------------------- parser
@@ -281,8 +289,11 @@ def build_parser(verbs: Iterable[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_Version)
     _global_flags(parser, after_verb=False)
     subparsers = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for name, verb in VERBS.items():
-        sub = subparsers.add_parser(name, help=verb.help, description=verb.help)
+    for name, verb in [*VERBS.items(), *((old, VERBS[new]) for old, new in ALIASES.items())]:
+        if name in ALIASES:  # a parser of its own without help=: argparse lists only the verbs given a help
+            sub = subparsers.add_parser(name, description=f"older name of {ALIASES[name]}: {verb.help}")
+        else:
+            sub = subparsers.add_parser(name, help=verb.help, description=verb.help)
         sub.set_defaults(verb_spec=verb)
         if name not in chosen:
             continue
@@ -349,7 +360,7 @@ def _reader_gone() -> int:
 def _main(argv: list[str]) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt_on_term)
-    args = build_parser([token for token in argv if token in VERBS]).parse_args(argv)
+    args = build_parser([token for token in argv if token in VERBS or token in ALIASES]).parse_args(argv)
     _given.clear()
     _given.update({"--" + k.replace("_", "-"): v for k, v in vars(args).items() if isinstance(v, (str, list))})
     from .core.errors import UserError

@@ -121,9 +121,9 @@ def image_flags(parser: argparse.ArgumentParser, *, tag_required: bool) -> None:
 
 
 def artifact_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--registry", metavar="oci://HOST/PATH",
+    parser.add_argument("--repository", "--registry", metavar="oci://HOST/PATH",
                         help="the OCI repository holding every component's app-<component> tags "
-                             "(default: artifact_repository of env/<env>/environment.yaml)")
+                             "(default: artifact_repository of env/<env>/environment.yaml; older name: --registry)")
     credential_flags(parser)
 
 
@@ -150,7 +150,8 @@ def upload_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--admin-url", help="operator admin API base URL (default: admin_url of env/<env>/environment.yaml)"
     )
-    parser.add_argument("--token", required=True, metavar="env:NAME|file:PATH", help="admin API bearer token")
+    parser.add_argument("--admin-token", "--token", required=True, metavar="env:NAME|file:PATH",
+                        help="admin API bearer token (older name: --token)")
     parser.add_argument("--ready-path", default=DEFAULTS.READY_PATH, help="readiness path (default: %(default)s)")
     parser.add_argument("--upload-path", default=DEFAULTS.UPLOAD_PATH, help="upload path (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=DEFAULTS.UPLOAD_TIMEOUT,
@@ -208,9 +209,10 @@ def publish_artifact_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--component", help="one component (default: every component of --env)")
     artifact_flags(parser)
     parser.add_argument(
-        "--manifests",
+        "--objects", "--manifests",
         metavar="DIR",
-        help="a directory of plain Kubernetes manifests to push instead of the rendered chart (needs --component)",
+        help="a directory of Kubernetes objects (YAML or JSON) to push instead of the rendered chart "
+             "(needs --component; older name: --manifests)",
     )
     parser.add_argument(
         "--revision",
@@ -228,7 +230,7 @@ def retire_flags(parser: argparse.ArgumentParser) -> None:
 
 def objects_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repository", required=True, metavar="oci://HOST/PATH",
-                        help="the artifact repository the objects watch (publish-artifact's --registry)")
+                        help="the artifact repository the objects watch (publish-artifact's --repository)")
     parser.add_argument("--out", required=True, metavar="DIR")
     parser.add_argument("--name", default="", help="the objects' name (default: faas-<env>)")
     parser.add_argument(
@@ -237,7 +239,7 @@ def objects_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target-namespace",
         default="",
-        help="namespace the manifests are applied in (default: namespace of env/<env>/environment.yaml)",
+        help="namespace the objects are applied in (default: namespace of env/<env>/environment.yaml)",
     )
     parser.add_argument(
         "--registry-secret", default="", help="docker-config Secret for the registry (default: anonymous)"
@@ -281,8 +283,9 @@ def deploy_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trigger-api", action="store_true",
                         help="trigger through the Kubernetes API instead (merge-patch reconcile.fluxcd.io/requestedAt)")
     parser.add_argument("--receiver-url", help="override receiver_url of environment.yaml")
-    parser.add_argument("--upload-manifests", metavar="env:NAME|file:PATH",
-                        help="admin API token: after the operator is deployed, upload env/<env>/operator/dynamic/")
+    parser.add_argument("--admin-token", "--upload-manifests", metavar="env:NAME|file:PATH",
+                        help="admin API token: after the operator is deployed, upload the bundle of "
+                             "env/<env>/operator/dynamic/ (older name: --upload-manifests)")
     parser.add_argument("--admin-url", help="override admin_url of environment.yaml")
     parser.add_argument("--prerelease", default="", metavar="ID",
                         help="publish chart_version as the pre-release <chart_version>-ID, e.g. mr.42.3")

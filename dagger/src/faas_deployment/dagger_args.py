@@ -31,7 +31,7 @@ _TEMPLATE_IN_REPOSITORY: Path = defaults.TEMPLATE_IN_REPOSITORY
 #: and the embedded chart template (a change to it plans every chart).
 PLAN_IGNORE = [*REPOSITORY_IGNORE, "!.gitlab-ci.yml", f"!{_TEMPLATE_IN_REPOSITORY.as_posix()}"]
 #: Parameters shared by ``plan`` and ``pipeline``.
-PlanRepository = Annotated[
+PlanCheckout = Annotated[
     dagger.Directory, DefaultPath("/"), Ignore(PLAN_IGNORE),
     Doc("the git checkout (env/, .git, .gitlab-ci.yml, faas-deployment.yaml, templates/, the embedded chart "
         "template; default: this repository)"),
@@ -69,9 +69,9 @@ PipelineIdArg = Annotated[str, Doc("with trigger-api: the job's CI_PIPELINE_ID, 
                                    "reconcile.fluxcd.io/requestedAt (the runtime never sees the job's environment)")]
 JobIdArg = Annotated[str, Doc("with trigger-api: the job's CI_JOB_ID, traced in reconcile.fluxcd.io/requestedAt")]
 ReceiverUrlArg = Annotated[str, Doc("override receiver_url of environment.yaml")]
-UploadManifestsArg = Annotated[dagger.Secret | None, Doc(
-    "admin API token: once the operator runs the new chart, upload env/<env>/operator/dynamic/")]
-DeployAdminUrlArg = Annotated[str, Doc("with upload-manifests: override admin_url of environment.yaml")]
+AdminTokenArg = Annotated[dagger.Secret | None, Doc(
+    "admin API token: once the operator runs the new chart, upload the bundle of env/<env>/operator/dynamic/")]
+DeployAdminUrlArg = Annotated[str, Doc("with admin-token: override admin_url of environment.yaml")]
 PrereleaseArg = Annotated[str, Doc("publish chart_version as the pre-release <chart_version>-ID, e.g. mr.42.3")]
 ImmutableTagsArg = Annotated[bool, Doc("the registry refuses to overwrite a tag (Harbor tag immutability, ECR "
                                       "IMMUTABLE): publish without the publish lease")]

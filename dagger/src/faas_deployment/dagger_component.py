@@ -14,6 +14,7 @@ from dagger import DefaultPath, Doc, Ignore, dag, function, object_type
 from ._dagger_errors import user_errors
 from .dagger_args import (
     REPOSITORY_IGNORE,
+    AdminTokenArg,
     ArtifactRepositoryArg,
     DeployAdminUrlArg,
     ImmutableTagsArg,
@@ -26,13 +27,12 @@ from .dagger_args import (
     ReceiverUrlArg,
     RegistryOverrideArg,
     TriggerApiArg,
-    UploadManifestsArg,
     WaitTimeoutArg,
 )
 from .dagger_runtime import (
     deploy_charts,
-    manifests_path,
     merge_request_options,
+    objects_path,
     registry_flags,
     result_dir,
     result_file,
@@ -198,7 +198,7 @@ class Component:
         gitlab_url: Annotated[str, Doc("GitLab base URL, e.g. $CI_SERVER_URL")],
         gitlab_project: Annotated[str, Doc("project id or group/name path, e.g. $CI_PROJECT_ID")],
         gitlab_token: Annotated[dagger.Secret, Doc("GitLab token (api and write_repository scopes)")],
-        repository: Annotated[
+        checkout: Annotated[
             dagger.Directory,
             DefaultPath("/"),
             Ignore(REPOSITORY_IGNORE),
@@ -221,7 +221,7 @@ class Component:
         bump line, the branch's fate and ``merge request !N opened|updated|adopted: URL``;
         the same image tag again is ``up to date``.
         """
-        ws = await workspace(repository, self.template, self.source_date_epoch)
+        ws = await workspace(checkout, self.template, self.source_date_epoch)
         options = await merge_request_options(True, gitlab_url, gitlab_project, gitlab_token, target_branch, remote,
                                               labels, author, pipeline_url)
         return (await run(lambda: promotion.bump(ws, self.env, self.name, image_tag=image_tag, part=part,
@@ -230,9 +230,9 @@ class Component:
     @function(cache="never")  # type: ignore[call-overload]
     async def publish_artifact(
         self,
-        registry: ArtifactRepositoryArg = "",
-        manifests: Annotated[dagger.Directory | None, Doc(
-            "plain Kubernetes manifests to push instead of the rendered chart")] = None,
+        repository: ArtifactRepositoryArg = "",
+        objects: Annotated[dagger.Directory | None, Doc(
+            "a directory of Kubernetes objects (YAML or JSON) to push instead of the rendered chart")] = None,
         revision: Annotated[
             str, Doc("org.opencontainers.image.revision, <branch>@sha1:<sha> (default: the source's git)")
         ] = "",
@@ -245,16 +245,16 @@ class Component:
         content changed). Line: ``pushed|unchanged <repo>:app-<c>-<v>; moved|unchanged <repo>:app-<c>@<digest>``.
         """
         ws = await workspace(self.source, self.template, self.source_date_epoch)
-        registry_args = await registry_flags(self, registry)
-        local = await manifests_path(manifests)
+        registry_args = await registry_flags(self, repository)
+        local = await objects_path(objects)
         return (await run(lambda: artifacts.publish_artifact(ws, self.env, registry_args, self.name,
-                                                             manifests_dir=local,
+                                                             objects_dir=local,
                                                              revision=revision, source_url=source_url))).text
 
     @function(cache="never")  # type: ignore[call-overload]
     async def retire_artifact(
         self,
-        registry: Annotated[
+        repository: Annotated[
             str,
             Doc(
                 "the OCI repository holding the app-<component> tags, oci://HOST[:PORT]/PATH "
@@ -268,7 +268,7 @@ class Component:
         ``retired <repo>:app-<c>@<digest>`` or ``absent <repo>:app-<c>``.
         """
         ws = await workspace(self.source, self.template, self.source_date_epoch)
-        registry_args = await registry_flags(self, registry)
+        registry_args = await registry_flags(self, repository)
         return (await run(lambda: artifacts.retire_artifact(ws, self.env, self.name, registry_args))).text
 
     @function(cache="never")  # type: ignore[call-overload]
@@ -282,7 +282,7 @@ class Component:
         immutable_tags: ImmutableTagsArg = False,
         timeout: WaitTimeoutArg = 0,
         receiver_url: ReceiverUrlArg = "",
-        upload_manifests: UploadManifestsArg = None,
+        admin_token: AdminTokenArg = None,
         admin_url: DeployAdminUrlArg = "",
         prerelease: PrereleaseArg = "",
         pipeline_id: PipelineIdArg = "",
@@ -294,7 +294,7 @@ class Component:
         fails with the controller's message when the rollout failed, was superseded or timed out.
         """
         return await deploy_charts(self, self.source, self.template, self.env, self.name, receiver_token, trigger_api,
-                                   kubeconfig, kube_context, registry, timeout, upload_manifests, prerelease,
+                                   kubeconfig, kube_context, registry, timeout, admin_token, prerelease,
                                    immutable_tags=immutable_tags, source_date_epoch=self.source_date_epoch,
                                    pipeline_id=pipeline_id, job_id=job_id, receiver_url=receiver_url,
                                    admin_url=admin_url)

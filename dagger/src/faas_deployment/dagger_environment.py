@@ -14,6 +14,7 @@ from dagger import Doc, function, object_type
 
 from ._dagger_errors import user_errors
 from .dagger_args import (
+    AdminTokenArg,
     ArtifactRepositoryArg,
     DeployAdminUrlArg,
     ImmutableTagsArg,
@@ -26,7 +27,6 @@ from .dagger_args import (
     ReceiverUrlArg,
     RegistryOverrideArg,
     TriggerApiArg,
-    UploadManifestsArg,
     WaitTimeoutArg,
 )
 from .dagger_component import Component
@@ -42,12 +42,13 @@ from .dagger_runtime import (
     text_or_error,
     workspace,
 )
-from .door import artifacts, bundle, charts, defaults, deploy
+from .door import artifacts, charts, defaults, deploy
+from .door import bundle as bundles
 
 
 @object_type
 class Environment:
-    """One environment (dev, prod, ...): its components, charts and operator manifests.
+    """One environment (dev, prod, ...): its components, charts and the operator's bundle.
 
     Named ``Environment``, not ``Env``: ``Env`` is a core Dagger type and the engine
     refuses a module that defines it again (``dagger call env --name E`` is the
@@ -107,22 +108,22 @@ class Environment:
         return result_dir(result.path)
 
     @function
-    async def manifests(self) -> dagger.File:
-        """The reproducible zip bundle of ``env/<env>/operator/dynamic/`` (``<env>.zip``).
+    async def bundle(self) -> dagger.File:
+        """The bundle: the reproducible zip of the ``dynamic/`` templates of ``env/<env>/operator/`` (``<env>.zip``).
 
         Entries sorted, fixed timestamps and permissions, paths relative to
         ``dynamic/``: the same files give the same bytes. Fails listing every problem
-        found (non-manifest file, invalid YAML, symbolic link, ...), each by path.
+        found (a file that is no template, invalid YAML, symbolic link, ...), each by path.
         """
         ws = await workspace(self.source, self.template, self.source_date_epoch)
         out = scratch() / f"{self.name}.zip"
-        result = await run(lambda: bundle.bundle(ws, self.name, out, quiet=True))
+        result = await run(lambda: bundles.bundle(ws, self.name, out, quiet=True))
         return result_file(result.path)
 
     @function(cache="never")  # type: ignore[call-overload]
-    async def upload_manifests(
+    async def upload_bundle(
         self,
-        token: Annotated[dagger.Secret, Doc("admin API bearer token")],
+        admin_token: Annotated[dagger.Secret, Doc("admin API bearer token")],
         admin_url: Annotated[str, Doc("operator admin API base URL (default: admin_url of environment.yaml)")] = "",
         ready_path: Annotated[str, Doc("readiness path: GET, any 2xx means ready")] = defaults.READY_PATH,
         upload_path: Annotated[str, Doc("upload path: POST multipart field file")] = defaults.UPLOAD_PATH,
@@ -130,24 +131,24 @@ class Environment:
             defaults.UPLOAD_TIMEOUT
         ),
     ) -> str:
-        """Bundle ``dynamic/``, wait for the operator admin API to be ready, upload the bundle once.
+        """Bundle the ``dynamic/`` templates, wait for the operator admin API to be ready, upload the bundle once.
 
         Returns one line: ``uploaded <sha256> (<bytes> bytes, <n> files) to <url>: HTTP <status> <answer>``.
         Readiness polls with capped exponential backoff and jitter; 5xx, 429 and
         broken connections are retried until the deadline; 401/403 and other 4xx
-        fail at once. Keep the bundle as an artifact with ``manifests``.
+        fail at once. Keep the bundle as an artifact with ``bundle``.
         """
         ws = await workspace(self.source, self.template, self.source_date_epoch)
         out = scratch() / f"{self.name}.zip"
-        secret = await secret_value(token, "token")
-        return (await run(lambda: bundle.upload_manifests(ws, self.name, secret, admin_url=admin_url or None,
-                                                          ready_path=ready_path, upload_path=upload_path,
-                                                          timeout=timeout, out=out))).text
+        secret = await secret_value(admin_token, "admin_token")
+        return (await run(lambda: bundles.upload_bundle(ws, self.name, secret, admin_url=admin_url or None,
+                                                        ready_path=ready_path, upload_path=upload_path,
+                                                        timeout=timeout, out=out))).text
 
     @function(cache="never")  # type: ignore[call-overload]
     async def publish_artifacts(
         self,
-        registry: ArtifactRepositoryArg = "",
+        repository: ArtifactRepositoryArg = "",
         revision: Annotated[
             str, Doc("org.opencontainers.image.revision, <branch>@sha1:<sha> (default: the source's git)")
         ] = "",
@@ -158,7 +159,7 @@ class Environment:
         Every component is rendered first: if any fails, nothing is pushed.
         """
         ws = await workspace(self.source, self.template, self.source_date_epoch)
-        registry_args = await registry_flags(self, registry)
+        registry_args = await registry_flags(self, repository)
         return (await run(lambda: artifacts.publish_artifact(ws, self.name, registry_args, revision=revision,
                                                              source_url=source_url))).text
 
@@ -168,7 +169,7 @@ class Environment:
         repository: Annotated[str, Doc("the artifact repository the objects watch, oci://HOST[:PORT]/PATH")],
         name: Annotated[str, Doc("the objects' name (default: faas-<env>)")] = "",
         namespace: Annotated[str, Doc("namespace of the Flux objects")] = defaults.FLUX_NAMESPACE,
-        target_namespace: Annotated[str, Doc("namespace the manifests are applied in (default: namespace of "
+        target_namespace: Annotated[str, Doc("namespace the objects are applied in (default: namespace of "
                                              "env/<env>/environment.yaml)")] = "",
         registry_secret: Annotated[str, Doc("docker-config Secret for the registry (empty: anonymous)")] = "",
         receiver_secret: Annotated[str, Doc("Secret holding the Receiver token")] = defaults.RECEIVER_SECRET,
@@ -232,7 +233,7 @@ class Environment:
         immutable_tags: ImmutableTagsArg = False,
         timeout: WaitTimeoutArg = 0,
         receiver_url: ReceiverUrlArg = "",
-        upload_manifests: UploadManifestsArg = None,
+        admin_token: AdminTokenArg = None,
         admin_url: DeployAdminUrlArg = "",
         prerelease: PrereleaseArg = "",
         pipeline_id: PipelineIdArg = "",
@@ -240,12 +241,12 @@ class Environment:
     ) -> str:
         """Publish every chart of this environment, notify Flux's Receiver, wait for every HelmRelease concurrently.
 
-        With ``upload_manifests`` the bundle goes to the operator only after its
+        With ``admin_token`` the bundle goes to the operator only after its
         HelmRelease runs the pushed version and its admin API is ready. Fails with the
         controller's message when a rollout failed, was superseded or timed out.
         """
         return await deploy_charts(self, self.source, self.template, self.name, None, receiver_token, trigger_api,
-                                   kubeconfig, kube_context, registry, timeout, upload_manifests, prerelease,
+                                   kubeconfig, kube_context, registry, timeout, admin_token, prerelease,
                                    immutable_tags=immutable_tags, source_date_epoch=self.source_date_epoch,
                                    pipeline_id=pipeline_id, job_id=job_id, receiver_url=receiver_url,
                                    admin_url=admin_url)

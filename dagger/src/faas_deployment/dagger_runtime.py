@@ -201,11 +201,12 @@ def text_or_error(result: Result) -> str:
     return result.text
 
 
-async def manifests_path(manifests_dir: dagger.Directory | None) -> Path | None:
-    if manifests_dir is None:
+async def objects_path(objects_dir: dagger.Directory | None) -> Path | None:
+    """``publish-artifact --objects``: the Directory exported into the run's scratch directory; ``None``: not given."""
+    if objects_dir is None:
         return None
-    local = scratch().resolve() / "manifests"
-    await manifests_dir.export(str(local))
+    local = scratch().resolve() / "objects"
+    await objects_dir.export(str(local))
     return local
 
 
@@ -221,7 +222,7 @@ async def deploy_charts(access, source, template, env, component, receiver_token
     ws = await workspace(source, template, source_date_epoch)
     registry_args = await registry_flags(access, registry, immutable_tags=immutable_tags)
     tokens = [await secret_value(receiver_token, "receiver_token"), await secret_value(kubeconfig, "kubeconfig"),
-              await secret_value(upload_token, "upload_manifests")]
+              await secret_value(upload_token, "admin_token")]
     result = await run(lambda: deploy.deploy(ws, env, component=component, registry=registry_args,
                                              receiver_token=tokens[0],
                                              trigger_api=trigger_api, kubeconfig=tokens[1], kube_context=kube_context,

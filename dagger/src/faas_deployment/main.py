@@ -62,7 +62,7 @@ from .dagger_args import (
     PasswordArg,
     PlainHttpArg,
     PlanBase,
-    PlanRepository,
+    PlanCheckout,
     RegistryAddressArg,
     UsernameArg,
 )
@@ -87,7 +87,7 @@ __all__ = ["Component", "Environment", "FaasDeployment"]
 
 @object_type
 class FaasDeployment:
-    """Deployment pipeline of the FaaS platform: chart releases, images and operator manifests."""
+    """Deployment pipeline of the FaaS platform: chart releases, images and the operator's bundle."""
 
     source: Annotated[
         dagger.Directory,
@@ -151,12 +151,12 @@ class FaasDeployment:
     @function(cache="never")  # type: ignore[call-overload]
     async def check(
         self,
-        repository: PlanRepository,
+        checkout: PlanCheckout,
         env: Annotated[str, Doc("only this environment (default: all)")] = "",
         registry: Annotated[str, Doc("also check the publishing rules against oci://HOST[:PORT]/PATH")] = "",
         timeout: Annotated[float, Doc("overall deadline of the registry work, in seconds")] = defaults.REGISTRY_TIMEOUT,
         base: Annotated[str, Doc("also refuse a chart changed since this commit SHA or branch without a higher "
-                                 "chart_version (read from repository's .git)")] = "",
+                                 "chart_version (read from checkout's .git)")] = "",
     ) -> str:
         """Validate every config, render, lint and package every chart; a report line per item.
 
@@ -167,13 +167,13 @@ class FaasDeployment:
         """
         ws = await workspace(self.source, self.template, self.source_date_epoch)
         registry_args = await registry_flags(self, registry, timeout)
-        base_root, base_ref = await base_tree(repository, base, defaults.DEFAULT_BRANCH) if base else (None, "")
+        base_root, base_ref = await base_tree(checkout, base, defaults.DEFAULT_BRANCH) if base else (None, "")
         return (await run(lambda: check.check(ws, env or None, registry_args, base=base_root, base_name=base_ref))).text
 
     @function(cache="never")  # type: ignore[call-overload]
     async def promote(
         self,
-        repository: Annotated[
+        checkout: Annotated[
             dagger.Directory,
             DefaultPath("/"),
             Ignore(REPOSITORY_IGNORE),
@@ -232,7 +232,7 @@ class FaasDeployment:
         the change each would make, as a unified diff (nothing written). Refuses an
         unhealthy source, nothing to promote, a target ahead.
         """
-        ws = await workspace(repository, self.template, self.source_date_epoch)
+        ws = await workspace(checkout, self.template, self.source_date_epoch)
         status_path = None
         if source_status is not None:
             status_path = scratch() / "source-status.json"
@@ -246,10 +246,10 @@ class FaasDeployment:
                                                     kube_context=kube_context, merge_request=options, write=False,
                                                     allow_prerelease=allow_prerelease, timeout=timeout or None))).text
 
-    async def _plan(self, repository: dagger.Directory, base: str, default_branch: str):
-        """The workspace of ``repository`` and the base tree the engine read from its ``.git``: (ws, root, name)."""
-        ws = await workspace(repository, self.template, self.source_date_epoch)
-        base_root, ref = await base_tree(repository, base, default_branch)
+    async def _plan(self, checkout: dagger.Directory, base: str, default_branch: str):
+        """The workspace of ``checkout`` and the base tree the engine read from its ``.git``: (ws, root, name)."""
+        ws = await workspace(checkout, self.template, self.source_date_epoch)
+        base_root, ref = await base_tree(checkout, base, default_branch)
         if self.template is None:  # the base tree may name another git template
             fetched = await fetch_git_templates(base_root)
             ws = dataclasses.replace(ws, git_templates={**(ws.git_templates or {}), **fetched})
@@ -258,24 +258,24 @@ class FaasDeployment:
     @function
     async def plan(
         self,
-        repository: PlanRepository,
+        checkout: PlanCheckout,
         base: PlanBase = "",
         default_branch: DefaultBranch = defaults.DEFAULT_BRANCH,
         format: Annotated[str, Doc("table or json (the CLI's --output: dagger call owns --output)")] = "table",
     ) -> str:
         """What the change does to every environment x component: install, upgrade, refused, retire, upload, unchanged.
 
-        The base tree is read by the engine from ``repository``'s ``.git`` (the default
-        ``--repository`` includes it). Fails, with the plan in the message, when a
+        The base tree is read by the engine from ``checkout``'s ``.git`` (the default
+        ``--checkout`` includes it). Fails, with the plan in the message, when a
         target is refused. Never writes to a registry.
         """
-        ws, base_root, ref = await self._plan(repository, base, default_branch)
+        ws, base_root, ref = await self._plan(checkout, base, default_branch)
         return (await run(lambda: plan.plan_against(ws, base_root, ref, format))).text
 
     @function
     async def pipeline(
         self,
-        repository: PlanRepository,
+        checkout: PlanCheckout,
         base: PlanBase = "",
         default_branch: DefaultBranch = defaults.DEFAULT_BRANCH,
         ref: Annotated[str, Doc("the pipeline's branch (CI_COMMIT_REF_NAME)")] = "",
@@ -290,7 +290,7 @@ class FaasDeployment:
         Environments not in ``branch_envs`` (prod) deploy only from the default branch;
         merge request pipelines publish pre-release versions. Fails when a target is refused.
         """
-        ws, base_root, base_name = await self._plan(repository, base, default_branch)
+        ws, base_root, base_name = await self._plan(checkout, base, default_branch)
         out = scratch() / "child-pipeline.yml"
         return result_file((await run(lambda: plan.pipeline_against(
             ws, base_root, base_name, out, ref=ref, default_branch=default_branch, merge_request=merge_request,

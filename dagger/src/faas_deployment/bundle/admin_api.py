@@ -1,7 +1,7 @@
 """Operator admin API: wait for readiness, then upload the bundle exactly once.
 
 This module uploads the bundle (:func:`upload_bundle`) and ties the two steps
-under one deadline (:func:`upload_manifests`); the readiness wait is
+under one deadline (:func:`upload_when_ready`); the readiness wait is
 :mod:`.readiness`, and the HTTP plumbing both share (deadline-bounded requests,
 the retry loop, redacted excerpts) is :mod:`.admin_http`.
 
@@ -158,7 +158,7 @@ def _check_token(token: SecretValue | str) -> SecretValue:
     value = secret.reveal()
     if not value or any(not (0x21 <= ord(ch) <= 0x7E) for ch in value):
         raise UserError(
-            f"--token {secret.source}: the token is empty or holds spaces, line breaks or non-ASCII characters; "
+            f"--admin-token {secret.source}: the token is empty or holds spaces, line breaks or non-ASCII characters; "
             "an HTTP bearer token is printable ASCII (check the variable or file it comes from)"
         )
     return secret
@@ -232,7 +232,7 @@ def upload_bundle(
         status = response.status_code
         seen[f"HTTP {status}"] += 1
         if status in (401, 403):
-            advice = "the admin API refused the token: check --token and that it may upload manifests"
+            advice = "the admin API refused the token: check --admin-token and that it may upload the bundle"
         elif status == 413:
             advice = f"the bundle ({size} bytes) is larger than the admin API accepts: trim dynamic/ or raise its limit"
         else:
@@ -317,7 +317,7 @@ def upload_bundle(
     )
 
 
-def upload_manifests(
+def upload_when_ready(
     admin_url: str,
     bundle: Bundle,
     token: SecretValue | str,

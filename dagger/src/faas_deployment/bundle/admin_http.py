@@ -149,7 +149,7 @@ def endpoint(admin_url: str, path: str, *, flag: str = "--admin-url", path_flag:
     if url.scheme not in ("http", "https") or not url.host:
         raise UserError(f"{flag}: expected http(s)://HOST[:PORT][/PREFIX], got scheme {url.scheme or 'none'!r}")
     if url.userinfo:
-        raise UserError(f"{flag}: the URL holds credentials; pass the token with --token env:NAME instead")
+        raise UserError(f"{flag}: the URL holds credentials; pass the token with --admin-token env:NAME instead")
     if url.query or url.fragment:
         raise UserError(f"{flag}: the URL holds a query or fragment; give the API's base URL only")
     if "?" in path or "#" in path:

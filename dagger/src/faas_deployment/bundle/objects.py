@@ -1,4 +1,4 @@
-"""Rendered Kubernetes objects read from a directory: ``publish-artifact --manifests DIR``.
+"""Rendered Kubernetes objects read from a directory: ``publish-artifact --objects DIR``.
 
 Unlike the ``dynamic/`` templates (:mod:`.templates`), these files are applied as
 they are (``kubectl apply``, Flux's kustomize-controller), so every document must
@@ -118,7 +118,7 @@ def check_objects(shown: str, data: bytes) -> tuple[list[Problem], list[tuple[Ob
 
 
 def read_objects(directory: Path, *, log: Callable[[str], None] | None = progress.note) -> dict[str, bytes]:
-    """Validate a directory of rendered Kubernetes manifests and return its files (``publish-artifact --manifests``).
+    """Validate a directory of rendered Kubernetes objects and return its files (``publish-artifact --objects``).
 
     The walk of ``dynamic/`` (:func:`.templates.validate_dynamic`): the directory itself is no
     link; no symbolic link at all inside it (one leaving it would carry a file from

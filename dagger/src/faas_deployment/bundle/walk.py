@@ -1,7 +1,7 @@
 """The walk of a directory of manifests: which files a bundle or an OCI artifact carries.
 
 Shared by the ``dynamic/`` templates (:mod:`.templates`, :mod:`.archive`) and the
-rendered objects of ``publish-artifact --manifests DIR`` (:mod:`.objects`); the
+rendered objects of ``publish-artifact --objects DIR`` (:mod:`.objects`); the
 directory is walked without following links, every problem collected, each
 named by path:
 
@@ -72,7 +72,7 @@ DYNAMIC_WORDS = Words()
 """The words for ``dynamic/`` and its bundle."""
 
 ARTIFACT_WORDS = Words("the manifests directory", "the artifact", "Kubernetes manifests")
-"""The words for ``publish-artifact --manifests DIR`` and its OCI artifact."""
+"""The words for ``publish-artifact --objects DIR`` and its OCI artifact."""
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """YAML texts of manifest files composed to nodes within bounds: for :mod:`.templates` and :mod:`.objects`.
 
 Shared by the ``dynamic/`` templates and the rendered objects of
-``publish-artifact --manifests``:
+``publish-artifact --objects``:
 
 - :func:`decode` reads a file's bytes as UTF-8 text (no NUL byte, the byte-order
   mark dropped), or gives the one :class:`~faas_deployment.core.errors.Problem`

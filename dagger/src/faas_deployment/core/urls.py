@@ -1,7 +1,7 @@
 """Rules for URLs given on the command line (registry roots, admin API URLs).
 
 Credentials travel in their own flags (``--username``/``--password``,
-``--token``) as ``env:NAME`` or ``file:PATH``, never inside a URL: a URL is
+``--admin-token``) as ``env:NAME`` or ``file:PATH``, never inside a URL: a URL is
 printed in progress lines, errors and CI logs. And credentials sent in clear
 (plain HTTP) to another machine can be read on the way, so that gets a loud
 warning.

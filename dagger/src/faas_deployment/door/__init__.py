@@ -5,7 +5,7 @@ returning a :class:`Result`:
 
 - ``charts``: ``config``, ``chart``, ``rendered_objects``, ``package``, ``publish``, ``release``, ``local_repository``
 - ``check``: ``check``
-- ``bundle``: ``bundle``, ``upload_manifests``
+- ``bundle``: ``bundle``, ``upload_bundle``
 - ``images``: ``build_image``, ``publish_image`` (and the engine's ``image_recipe``, ``image_build``)
 - ``promotion``: ``bump``, ``promote``
 - ``plan``: ``plan``, ``plan_against``, ``pipeline_against``

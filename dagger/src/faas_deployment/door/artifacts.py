@@ -37,30 +37,30 @@ def artifact_repository(ws: Workspace, env: str, registry: Registry) -> Callable
                                       ca_file=registry.ca_file)
 
 
-def artifact_files(ws: Workspace, env: str, component: str, manifests_dir: Path | None = None
+def artifact_files(ws: Workspace, env: str, component: str, objects_dir: Path | None = None
 ) -> tuple[dict[str, bytes], str]:
     """The files of ``component``'s Flux artifact and its ``chart_version``.
 
-    The files are ``manifests_dir``'s manifests, else the chart rendered with its
+    The files are the objects of ``objects_dir``, else the chart rendered with its
     values as ``helm template`` would (release ``chart_name``, namespace ``default``;
     the Kustomization sets the target namespace).
     """
     from ..flux import artifacts
 
     artifacts.check_component_name(component)
-    if manifests_dir is not None:
+    if objects_dir is not None:
         version = str(ws.context(env, component)["chart_version"])
-        return artifacts.directory_files(manifests_dir), version
+        return artifacts.directory_files(objects_dir), version
     rendered, version = charts.rendered(ws, env, component)
     return artifacts.rendered_files(rendered), version
 
 
 def publish_artifact(ws: Workspace, env: str, registry: Registry, component: str | None = None, *,
-                     manifests_dir: Path | None = None, revision: str = "", source_url: str = "") -> Result:
+                     objects_dir: Path | None = None, revision: str = "", source_url: str = "") -> Result:
     """``publish-artifact``: every component's (or one's) Flux artifact; see :func:`publish_artifacts`."""
     names = ws.resolve(env, component)
     repository = artifact_repository(ws, env, registry)
-    return lines_result(publish_artifacts(ws, env, repository, names, manifests_dir=manifests_dir, revision=revision,
+    return lines_result(publish_artifacts(ws, env, repository, names, objects_dir=objects_dir, revision=revision,
                                          source_url=source_url))
 
 
@@ -68,7 +68,7 @@ def publish_artifacts(ws: Workspace, env: str,
     repository: Callable[[], Any],
     components: list[str] | None = None,
     *,
-    manifests_dir: Path | None = None,
+    objects_dir: Path | None = None,
     revision: str = "",
     source_url: str = "",
 ) -> list[Any]:
@@ -76,7 +76,7 @@ def publish_artifacts(ws: Workspace, env: str,
 
     Args:
         repository: opens the artifact repository (called once per component, in its thread).
-        manifests_dir: a plain manifests directory replacing the rendered chart (one component only).
+        objects_dir: a directory of Kubernetes objects replacing the rendered chart (one component only).
         revision, source_url: the annotations; default from the source tree's git
             (:func:`artifacts.git_revision`).
 
@@ -88,8 +88,8 @@ def publish_artifacts(ws: Workspace, env: str,
     from ..flux.artifact_repository import publish as push
 
     names = components or ws.components(env)
-    if manifests_dir is not None and len(names) != 1:
-        raise UserError("--manifests replaces one component's chart: give --component too")
+    if objects_dir is not None and len(names) != 1:
+        raise UserError("--objects replaces one component's chart: give --component too")
     git_rev, git_url = artifacts.git_revision(ws.source) if not (revision and source_url) else ("", "")
     revision, source_url = artifacts.annotations_of(revision or git_rev, source_url or git_url,
                                                     where="the source tree")
@@ -98,7 +98,7 @@ def publish_artifacts(ws: Workspace, env: str,
     built: dict[str, tuple[Any, str]] = {}
     for name in names:
         try:
-            files, version = artifact_files(ws, env, name, manifests_dir)
+            files, version = artifact_files(ws, env, name, objects_dir)
             built[name] = (
                 artifacts.flux_artifact(files, source=source_url, revision=revision, created=created),
                 version,

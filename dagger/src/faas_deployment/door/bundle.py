@@ -1,5 +1,5 @@
-"""Bundle verbs: ``manifests`` (the reproducible zip of the operator's ``dynamic/`` templates) and
-``upload-manifests`` (wait for the admin API's readiness, then upload it once)."""
+"""Bundle verbs: ``bundle`` (the reproducible zip of the operator's ``dynamic/`` templates) and
+``upload-bundle`` (wait for the admin API's readiness, then upload it once)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def write_bundle(ws: Workspace, env: str, out: Path | None, quiet: bool):
 
 
 def bundle(ws: Workspace, env: str, out: Path | None = None, *, quiet: bool = False) -> Result:
-    """``manifests``: validate ``env/<env>/operator/dynamic/`` and write its reproducible zip.
+    """``bundle``: validate the ``dynamic/`` templates of ``env/<env>/operator/`` and write their reproducible zip.
 
     ``out`` defaults to ``dist/manifests/<env>.zip`` (:func:`layout.default_bundle`);
     ``quiet`` leaves out the progress lines about files left out.
@@ -38,10 +38,12 @@ def bundle(ws: Workspace, env: str, out: Path | None = None, *, quiet: bool = Fa
     return make_result([bundle_line(bundle)], bundle, path=bundle.path)
 
 
-def upload_manifests(ws: Workspace, env: str, token: SecretValue, *, admin_url: str | None = None,
-                     ready_path: str | None = None, upload_path: str | None = None,
-                     timeout: float | None = None, out: Path | None = None) -> Result:
-    """``upload-manifests``: bundle ``dynamic/`` (kept at ``out``), wait for the admin API, upload once.
+def upload_bundle(ws: Workspace, env: str, token: SecretValue, *, admin_url: str | None = None,
+                  ready_path: str | None = None, upload_path: str | None = None,
+                  timeout: float | None = None, out: Path | None = None) -> Result:
+    """``upload-bundle``: bundle the ``dynamic/`` templates (kept at ``out``), wait for the admin API, upload once.
+
+    ``token``: the admin API token (``--admin-token``).
 
     Defaults: ``admin_url`` of ``environment.yaml``; the admin API contract's paths
     and deadline (:mod:`faas_deployment.bundle.admin_api`).
@@ -53,12 +55,12 @@ def upload_manifests(ws: Workspace, env: str, token: SecretValue, *, admin_url: 
     timeout = check_timeout(timeout)
     ws.components(env)  # an unknown environment is said first, as by every verb
     token = reveal(token)
-    refuse_inside(token, "--token", {"--admin-url": admin_url, "--ready-path": ready_path,
-                                     "--upload-path": upload_path})
+    refuse_inside(token, "--admin-token", {"--admin-url": admin_url, "--ready-path": ready_path,
+                                           "--upload-path": upload_path})
     bundle = write_bundle(ws, env, out, False)  # first, and kept: a CI job keeps it even if the upload fails
     note(bundle_line(bundle))
     url = admin_url or ws.settings(env).admin_url
-    line = admin_api.upload_manifests(
+    line = admin_api.upload_when_ready(
         url, bundle, token, ready_path=ready_path or admin_api.DEFAULT_READY_PATH,
         upload_path=upload_path or admin_api.DEFAULT_UPLOAD_PATH,
         timeout=admin_api.DEFAULT_TIMEOUT if timeout is None else timeout,

@@ -105,7 +105,7 @@ def deploy(ws: Workspace, env: str, *, component: str | None = None, registry: R
     receiver_token, upload_token = reveal(receiver_token), reveal(upload_token)
     from ..core.secrets import refuse_inside
 
-    for secret, flag in ((receiver_token, "--receiver-token"), (upload_token, "--upload-manifests")):
+    for secret, flag in ((receiver_token, "--receiver-token"), (upload_token, "--admin-token")):
         refuse_inside(secret, flag, {"--receiver-url": receiver_url, "--admin-url": admin_url,
                                      "--registry": registry.registry, "--prerelease": prerelease})
     client = rollout.make_client(reveal(kubeconfig), kube_context or None)

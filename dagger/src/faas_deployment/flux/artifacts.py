@@ -1,7 +1,7 @@
 """A component's objects as a Flux OCI artifact: its bytes, its tags and its annotations.
 
 Delivery mode beside Helm charts: every component's rendered objects go to ONE
-OCI repository (``--registry oci://HOST/PATH``), as ``flux push artifact`` would
+OCI repository (``--repository oci://HOST/PATH``), as ``flux push artifact`` would
 push them, under two tags (:func:`moving_tag`, :func:`version_tag`):
 
 - ``app-<component>``: the moving tag a Flux Operator ``ResourceSetInputProvider``
@@ -96,7 +96,7 @@ def rendered_files(rendered: dict[str, str]) -> dict[str, bytes]:
 
 
 def directory_files(directory: Path) -> dict[str, bytes]:
-    """The manifests of ``directory`` (``--manifests``), validated: :func:`faas_deployment.bundle.objects.read_objects`.
+    """The objects of ``directory`` (``--objects``), validated: :func:`faas_deployment.bundle.objects.read_objects`.
 
     Returns:
         ``{relative POSIX path: bytes}``.

@@ -3,7 +3,7 @@
 Per environment, components run concurrently. The ordering rule for the operator's
 manifests: with ``upload`` set, the bundle is uploaded only after the operator's
 HelmRelease runs the chart just published (:mod:`rollout` ``deployed``), and then
-through :func:`admin_api.upload_manifests`, which first polls readiness: so the
+through :func:`admin_api.upload_when_ready`, which first polls readiness: so the
 bundle reaches the new operator, never the old one. Nothing is uploaded when the
 operator's rollout did not end ``deployed``.
 """
@@ -114,7 +114,7 @@ def deploy(
     bundle = None
     if upload_token is not None:
         if OPERATOR not in names:
-            raise UserError(f"--upload-manifests: the deploy must include the {OPERATOR} component")
+            raise UserError(f"--admin-token: the deploy must include the {OPERATOR} component")
         bundle_path = Path(tempfile.mkdtemp(prefix="faas-bundle-")) / f"{env}.zip"
         bundle = archive.write_bundle(templates.dynamic_dir(source, env), bundle_path)
     result = DeployResult()
@@ -149,6 +149,6 @@ def deploy(
         if operator.state != rollout_outcome.DEPLOYED:
             result.lines.append(f"not uploaded: the operator's rollout ended {operator.state}")
         else:
-            result.lines.append(admin_api.upload_manifests(admin_url or settings.admin_url, bundle, upload_token,
+            result.lines.append(admin_api.upload_when_ready(admin_url or settings.admin_url, bundle, upload_token,
                                                            timeout=settings.upload_timeout))
     return result

@@ -30,7 +30,7 @@ Keys (all required unless a default is shown):
 ``gitlab_agent``       GitLab agent for Kubernetes, ``<project path>:<agent name>``
 ``artifact_repository`` ``oci://HOST[:PORT]/PATH`` holding the Flux OCI artifacts
                        ``app-<component>`` (optional: ``publish-artifact``'s and
-                       ``retire-artifact``'s default ``--registry``)
+                       ``retire-artifact``'s default ``--repository``)
 ``chart_registry_immutable_tags``
                        ``true`` when ``chart_registry`` refuses to overwrite a tag
                        (Harbor tag immutability, ECR ``IMMUTABLE``): ``deploy``
@@ -230,7 +230,7 @@ def gitlab_environment(settings: Settings, component: str) -> dict[str, Any]:
 
 
 def artifact_repository(source: Path, env: str, override: str | None) -> str:
-    """The OCI repository of ``env``'s Flux OCI artifacts: ``override`` (``--registry``) when given,
+    """The OCI repository of ``env``'s Flux OCI artifacts: ``override`` (``--repository``) when given,
     else ``artifact_repository`` of ``env/<env>/environment.yaml``.
 
     Raises:
@@ -242,7 +242,7 @@ def artifact_repository(source: Path, env: str, override: str | None) -> str:
     found = load(source, env).artifact_repository
     if not found:
         raise UserError(f"{settings_path(source, env).relative_to(source)}: artifact_repository: not set and no "
-                        f"--registry given; add artifact_repository: oci://HOST/PATH or pass --registry")
+                        f"--repository given; add artifact_repository: oci://HOST/PATH or pass --repository")
     return found
 
 

@@ -12,7 +12,7 @@ Jobs (docs/plan.md, "The child pipeline"):
 
 - install/upgrade: ``deploy`` (publish to the environment's ``chart_registry``,
   notify its Receiver, wait until the HelmRelease runs the pushed version);
-- upload: ``upload-manifests``; when the same plan deploys the operator of that
+- upload: ``upload-bundle``; when the same plan deploys the operator of that
   environment, the job ``needs:`` that deploy job, which ends only once the new
   operator runs (so the bundle reaches the new operator);
 - retire: ``flux`` exported as the job's artifact ``flux/<env>/``: the environment's
@@ -28,8 +28,8 @@ Who deploys where (docs/plan.md, "Versions"):
 - other branch pipelines: no deploy job (plan and check only).
 
 Job names follow the platform's runbooks: ``<component>_<action>_<env>`` with the
-action ``deploy`` (install and upgrade), ``upload_manifests`` or ``retire``
-(:func:`job_name`), e.g. ``operator_upload_manifests_dev``.
+action ``deploy`` (install and upgrade), ``upload_bundle`` or ``retire``
+(:func:`job_name`), e.g. ``operator_upload_bundle_dev``.
 
 Generated CI is data, never code (:func:`command`): every value written into a job
 (environment and component names, the pre-release id, paths) is checked against a
@@ -120,7 +120,7 @@ _EPOCH = "${SOURCE_DATE_EPOCH:-}"
 #: Longest job name GitLab accepts (``Ci::Build`` validates ``name`` to 255 characters).
 JOB_NAME_MAX = 255
 #: The job-name action of each planned action (the platform's runbooks' names).
-JOB_ACTIONS = {"install": "deploy", "upgrade": "deploy", "upload": "upload_manifests", "retire": "retire"}
+JOB_ACTIONS = {"install": "deploy", "upgrade": "deploy", "upload": "upload_bundle", "retire": "retire"}
 
 
 def variable_suffix(env: str) -> str:
@@ -176,9 +176,9 @@ def command(item: Item, context: Context, chart_registry: str = "") -> str | Non
             words += ["--prerelease", q(prerelease)]
         return " ".join(words)
     if item.action == "upload":
-        return " ".join(["dagger", "call", "env", "--name", q(env), "upload-manifests",
+        return " ".join(["dagger", "call", "env", "--name", q(env), "upload-bundle",
                          "--admin-url", f'"{_variable("OPERATOR_ADMIN_URL_" + suffix)}"',
-                         "--token", f"env:{_variable('OPERATOR_ADMIN_TOKEN_' + suffix)[1:]}"])
+                         "--admin-token", f"env:{_variable('OPERATOR_ADMIN_TOKEN_' + suffix)[1:]}"])
     return " ".join(["dagger", "call", "env", "--name", q(env), "flux", "export", "--path", q(retired_objects(env))])
 
 
@@ -213,7 +213,7 @@ def job_environment(item: Item, settings: settings_mod.Settings) -> dict[str, An
 
 
 def job_name(item: Item) -> str:
-    """``<component>_<action>_<env>`` (:data:`JOB_ACTIONS`), e.g. ``operator_upload_manifests_dev``.
+    """``<component>_<action>_<env>`` (:data:`JOB_ACTIONS`), e.g. ``operator_upload_bundle_dev``.
 
     Unambiguous: names are DNS-1123 labels, which hold no ``_``.
     """
