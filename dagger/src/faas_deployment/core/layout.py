@@ -230,5 +230,5 @@ def local_repository(source: Path, env: str) -> Path:
 
 
 def default_bundle(source: Path, env: str) -> Path:
-    """``<source>/dist/manifests/<env>.zip``: where ``manifests``/``upload-manifests`` write without ``--out``."""
+    """``<source>/dist/manifests/<env>.zip``: where ``bundle``/``upload-bundle`` write without ``--out``."""
     return Path(source) / BUNDLE_DIR / f"{env}.zip"
