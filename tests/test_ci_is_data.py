@@ -122,7 +122,7 @@ def classify(root: Path, position: str, name: str) -> str:
     out, err = io.StringIO(), io.StringIO()
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main(["--source", str(source), "plan", "--pipeline", str(child), "--ref", "main",
+            code = main(["--source", str(source), "plan", "--child-pipeline", str(child), "--ref", "main",
                          "--default-branch", "main", "--merge-request", "", "--pipeline-iid", "7"])
     except BaseException:  # a traceback is what is counted
         traceback.print_exc()

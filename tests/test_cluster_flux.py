@@ -288,7 +288,7 @@ def _git(repo: Path, *args: str) -> str:
 
 
 def test_merge_request_flow_deploys_the_prerelease_through_the_generated_job(flux_env):
-    """A merge request bumps the operator: ``plan --pipeline`` writes the child pipeline, whose deploy job
+    """A merge request bumps the operator: ``plan --child-pipeline`` writes the child pipeline, whose deploy job
     (a ``dagger call`` line, run through the engine harness) publishes ``<v>-mr.<iid>.<pipeline>`` to a
     registry without ``--immutable-tags`` and waits until the real HelmRelease runs it."""
     from support.dagger_engine import Engine
@@ -303,8 +303,9 @@ def test_merge_request_flow_deploys_the_prerelease_through_the_generated_job(flu
     version = env.bump("operator")
     _git(env.source, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q", "-am", "bump")
     child = env.root / "child-pipeline.yml"
-    code, out, err = env.cli("plan", "--base", base, "--head", "HEAD", "--pipeline", str(child), "--ref", "feature",
-                             "--default-branch", "main", "--merge-request", "7", "--pipeline-iid", "31")
+    code, out, err = env.cli("plan", "--base", base, "--head", "HEAD", "--child-pipeline", str(child),
+                             "--ref", "feature", "--default-branch", "main", "--merge-request", "7",
+                             "--pipeline-iid", "31")
     assert code == 0, out + err
     jobs = {name: job for name, job in yaml.safe_load(child.read_text()).items()
             if isinstance(job, dict) and "script" in job}

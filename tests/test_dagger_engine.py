@@ -189,7 +189,7 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
     ("FaasDeployment", "env"): ("Environment", CACHED, (
         'name: string',
     )),
-    ("FaasDeployment", "pipeline"): ("File", CACHED, (
+    ("FaasDeployment", "child_pipeline"): ("File", CACHED, (
         'checkout: Directory (default path /)',
         'base: string = ""',
         'default_branch: string = "main"',

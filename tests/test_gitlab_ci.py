@@ -181,8 +181,8 @@ def test_every_dagger_call_line_resolves_against_the_module():
     assert {c.job for c in calls} == set(ci_calls.jobs(ci)) - {"deploy"}
     by_job = {c.job: c for c in calls}
     pipeline = by_job["plan"]
-    assert [s.function for s in pipeline.steps] == ["pipeline", "export"]
-    assert pipeline.arg("pipeline", "base") == "${CI_MERGE_REQUEST_DIFF_BASE_SHA:-$CI_COMMIT_BEFORE_SHA}"
+    assert [s.function for s in pipeline.steps] == ["child-pipeline", "export"]
+    assert pipeline.arg("child-pipeline", "base") == "${CI_MERGE_REQUEST_DIFF_BASE_SHA:-$CI_COMMIT_BEFORE_SHA}"
     assert pipeline.arg("export", "path") == "child-pipeline.yml"
     assert ci["plan"]["artifacts"]["paths"] == ["child-pipeline.yml"]
     assert ci["plan"]["variables"]["GIT_DEPTH"] == "0"
@@ -194,7 +194,7 @@ def test_every_dagger_call_line_resolves_against_the_module():
 
 BROKEN_CALLS = [
     ("misspelled flag", "--default-branch", "--default-brnch", r"unknown flag '--default-brnch'"),
-    ("unknown function", "call pipeline", "call pipelines", r"no function 'pipelines'"),
+    ("unknown function", "call child-pipeline", "call child-pipelines", r"no function 'child-pipelines'"),
     ("required parameter missing", ' --tag "$IMAGE_TAG"', "", r"required --tag"),
     ("secret expanded by the shell", "--password env:IMAGE_REGISTRY_PASSWORD",
      '--password "$IMAGE_REGISTRY_PASSWORD"', r"secret: pass it as env:NAME"),

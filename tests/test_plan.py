@@ -425,7 +425,7 @@ def test_cli_plan_json_table_pipeline_and_refusal(tmp_path):
         ("dev", "operator", "upgrade"), ("dev", "controller", "unchanged"),
         ("prod", "operator", "unchanged"), ("prod", "controller", "unchanged")}
     pipeline = tmp_path / "child.yml"
-    table = run_cli(repo, "--pipeline", str(pipeline), "--ref", "main", "--default-branch", "main")
+    table = run_cli(repo, "--child-pipeline", str(pipeline), "--ref", "main", "--default-branch", "main")
     assert table.returncode == 0, table.stderr
     assert table.stdout.splitlines()[0].split() == ["TARGET", "ACTION", "VERSION", "HOOKS", "REASON"]
     assert "dev/operator     upgrade    1.0.3 -> 1.0.4" in table.stdout
@@ -433,7 +433,7 @@ def test_cli_plan_json_table_pipeline_and_refusal(tmp_path):
     _no_bump(repo)
     repo.commit("no bump")
     pipeline.unlink()
-    refused = run_cli(repo, "--pipeline", str(pipeline))
+    refused = run_cli(repo, "--child-pipeline", str(pipeline))
     assert refused.returncode == 1
     assert "plan refused 1 target: prod/operator" in refused.stderr and "Traceback" not in refused.stderr
     assert not pipeline.exists()  # nothing to trigger when a target is refused

@@ -172,7 +172,7 @@ def test_no_generated_yaml_holds_an_anchor_or_an_alias(repo_copy, run_cli, tmp_p
     generated |= {f"artifact-objects/{p.name}": p.read_text() for p in (tmp_path / "objects").iterdir()}
     shutil.copy(REPO_ROOT / ".gitlab-ci.yml", repo_copy / ".gitlab-ci.yml")
     child = tmp_path / "child.yml"
-    code, _, err = run_cli("--source", str(repo_copy), "plan", "--pipeline", str(child), "--ref", "main",
+    code, _, err = run_cli("--source", str(repo_copy), "plan", "--child-pipeline", str(child), "--ref", "main",
                            "--default-branch", "main", "--merge-request", "", "--pipeline-iid", "7")
     assert code == 0, err
     generated["child pipeline"] = child.read_text()

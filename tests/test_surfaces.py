@@ -31,7 +31,8 @@ VERBS: dict[str, tuple[tuple[str, str], ...]] = {
     "flux": (("Environment", "flux"),),
     "objects": (("Component", "objects"),),
     "package": (("Component", "package"),),
-    "plan": (("FaasDeployment", "plan"), ("FaasDeployment", "pipeline")),  # --pipeline FILE: its own function
+    "plan": (("FaasDeployment", "plan"), ("FaasDeployment", "child_pipeline")),  # --child-pipeline FILE: its own
+    # function
     "promote": (("FaasDeployment", "promote"),),
     "publish": (("Component", "publish"),),
     "publish-artifact": (("Environment", "publish_artifacts"), ("Component", "publish_artifact")),
@@ -81,7 +82,7 @@ CLI_ONLY = {
     ("*", "--report"): "a file on the caller's machine; a Dagger function returns its lines",
     ("*", "--merge-request"): "bump: the function bump_merge_request",
     ("bump", "--merge-request"): "the function bump_merge_request",
-    ("plan", "--pipeline"): "the function pipeline returns the File",
+    ("plan", "--child-pipeline"): "the function child_pipeline returns the File",
     ("plan", "--head"): "the Dagger head is the checkout Directory as given",
     ("build-image", "--tag"): "build_image returns the Container: the caller tags it",
     ("publish-image", "--plain-http"): "the engine pushes (Container.publish): its transport is the engine's",

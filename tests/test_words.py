@@ -179,7 +179,29 @@ def test_the_repository_root_keeps_registry():
 
 
 def test_the_git_checkout_argument_is_checkout(functions):
-    for key in (("FaasDeployment", "check"), ("FaasDeployment", "plan"), ("FaasDeployment", "pipeline"),
+    for key in (("FaasDeployment", "check"), ("FaasDeployment", "plan"), ("FaasDeployment", "child_pipeline"),
                 ("FaasDeployment", "promote"), ("Component", "bump_merge_request")):
-        fn = key if key in functions else ("FaasDeployment", "child_pipeline")
-        assert "checkout" in functions[fn] and "repository" not in functions[fn], fn
+        assert "checkout" in functions[key] and "repository" not in functions[key], key
+
+
+# --------------------------------------------------------------------------- the child pipeline
+
+
+def test_what_writes_the_child_pipeline_is_named_for_it(functions):
+    assert ("FaasDeployment", "child_pipeline") in functions and ("FaasDeployment", "pipeline") not in functions
+    action = _option("plan", "--child-pipeline")
+    assert action.option_strings == ["--child-pipeline", "--pipeline"] and "older name: --pipeline" in action.help
+    for flag in ("--child-pipeline", "--pipeline"):
+        assert cli.build_parser(["plan"]).parse_args(["plan", flag, "c.yml"]).child_pipeline_file == "c.yml"
+    lines = [line for _, line in _dagger_call_lines()]
+    assert any("dagger call child-pipeline " in line for line in lines)
+    calls = [line.split("dagger call", 1)[1].split("`")[0].split() for line in lines]
+    assert not any("pipeline" in words for words in calls)
+
+
+def test_the_old_child_pipeline_flag_writes_the_same_file(tmp_path, capsys):
+    new, old = tmp_path / "new.yml", tmp_path / "old.yml"
+    common = ["--source", str(REPO), "plan", "--base", "HEAD", "--ref", "main", "--default-branch", "main"]
+    assert cli.main([*common, "--child-pipeline", str(new)]) == 0
+    assert cli.main([*common, "--pipeline", str(old)]) == 0
+    assert new.read_bytes() == old.read_bytes() and new.stat().st_size > 0

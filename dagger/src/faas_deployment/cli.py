@@ -148,9 +148,9 @@ def _deploy(ws: door.Workspace, a: argparse.Namespace) -> door.Result:
 
 
 def _plan(ws: door.Workspace, a: argparse.Namespace) -> door.Result:
-    return door.plan.plan(ws, base=a.base, head=a.head, output=a.output, pipeline=_path(a.pipeline), ref=a.ref,
-                          default_branch=a.default_branch, merge_request=a.merge_request, pipeline_iid=a.pipeline_iid,
-                          branch_envs=a.branch_env or ())
+    return door.plan.plan(ws, base=a.base, head=a.head, output=a.output, pipeline=_path(a.child_pipeline_file),
+                          ref=a.ref, default_branch=a.default_branch, merge_request=a.merge_request,
+                          pipeline_iid=a.pipeline_iid, branch_envs=a.branch_env or ())
 
 
 VERBS: dict[str, Verb] = {

@@ -260,7 +260,8 @@ def plan_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base", help="git ref or SHA to compare with (default: CI_MERGE_REQUEST_DIFF_BASE_SHA, "
                         "else CI_COMMIT_BEFORE_SHA, all zeros: the default branch; else HEAD~1)")
     parser.add_argument("--head", help="git ref or SHA of the change (default: the working tree)")
-    parser.add_argument("--pipeline", metavar="FILE", help="also write the GitLab child pipeline to FILE")
+    parser.add_argument("--child-pipeline", "--pipeline", dest="child_pipeline_file", metavar="FILE",
+                        help="also write the GitLab child pipeline to FILE (older name: --pipeline)")
     parser.add_argument("--ref", default="",
                         help="branch of the pipeline (default: $CI_COMMIT_REF_NAME)")
     parser.add_argument("--default-branch", default="",

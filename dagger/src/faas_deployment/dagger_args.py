@@ -26,11 +26,11 @@ SOURCE_IGNORE = ["*", "!env", f"!{defaults.REPOSITORY_SETTINGS}", f"!{defaults.T
 #: repository ``.git`` they commit in (and push from).
 REPOSITORY_IGNORE = [*SOURCE_IGNORE, "!.git"]
 _TEMPLATE_IN_REPOSITORY: Path = defaults.TEMPLATE_IN_REPOSITORY
-#: What ``plan`` and ``pipeline`` upload: what ``source`` does, ``.git`` (the base tree is
+#: What ``plan`` and ``child-pipeline`` upload: what ``source`` does, ``.git`` (the base tree is
 #: read from it), ``.gitlab-ci.yml`` (the child pipeline copies its ``.dagger`` template)
 #: and the embedded chart template (a change to it plans every chart).
 PLAN_IGNORE = [*REPOSITORY_IGNORE, "!.gitlab-ci.yml", f"!{_TEMPLATE_IN_REPOSITORY.as_posix()}"]
-#: Parameters shared by ``plan`` and ``pipeline``.
+#: Parameters shared by ``plan`` and ``child-pipeline``.
 PlanCheckout = Annotated[
     dagger.Directory, DefaultPath("/"), Ignore(PLAN_IGNORE),
     Doc("the git checkout (env/, .git, .gitlab-ci.yml, faas-deployment.yaml, templates/, the embedded chart "

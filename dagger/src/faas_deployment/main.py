@@ -273,7 +273,7 @@ class FaasDeployment:
         return (await run(lambda: plan.plan_against(ws, base_root, ref, format))).text
 
     @function
-    async def pipeline(
+    async def child_pipeline(
         self,
         checkout: PlanCheckout,
         base: PlanBase = "",

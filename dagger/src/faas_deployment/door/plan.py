@@ -46,7 +46,7 @@ def plan(ws: Workspace, *, base: str | None = None, head: str | None = None, out
          pipeline_iid: str = "", branch_envs: Sequence[str] = ()) -> Result:
     """``plan``: what the change from ``base`` to ``head`` (default: the working tree) does.
 
-    With ``pipeline``, also writes the GitLab child pipeline there unless a target is
+    With ``pipeline`` (``--child-pipeline``), also writes the GitLab child pipeline there unless a target is
     refused; its context: ``context``, else :func:`pipeline_context` of ``ref``,
     ``default_branch``, ``merge_request``, ``pipeline_iid``, ``branch_envs``.
 
@@ -110,7 +110,7 @@ def pipeline_context(ws: Workspace, ref: str = "",
 
 
 def child_pipeline(ws: Workspace, plan_: Any, context: Any, out: Path) -> Result:
-    """``pipeline``: the GitLab child pipeline of ``plan_`` written to ``out`` (refused targets: UserError)."""
+    """``child-pipeline``: the GitLab child pipeline of ``plan_`` written to ``out`` (refused targets: UserError)."""
     from ..gitlab import child_pipeline, plan
 
     plan.outcome(plan_, "table")
@@ -143,7 +143,7 @@ def plan_against(ws: Workspace, base_root: Path, base_name: str, output: str = "
 def pipeline_against(ws: Workspace, base_root: Path, base_name: str, out: Path, *, ref: str = "",
                      default_branch: str = "", merge_request: str = "", pipeline_iid: str = "",
                      branch_envs: Sequence[str] = ()) -> Result:
-    """Dagger ``pipeline``: the child pipeline of the plan against ``base_root`` written to ``out``
+    """Dagger ``child-pipeline``: the child pipeline of the plan against ``base_root`` written to ``out``
     (context: :func:`pipeline_context`; a refused target: UserError)."""
     plan_ = plan_trees(ws, base_root, base_name)
     context = pipeline_context(ws, ref, default_branch, merge_request, pipeline_iid, branch_envs)
