@@ -399,7 +399,7 @@ def test_generation_matches_cookiecutters_own_generate_files(tmp_path, with_user
     ws = Workspace(source, template)
     compared = 0
     for env, component in [("dev", "operator"), ("prod", "controller")]:
-        context = ws.context(env, component)
+        context = ws.values(env, component)
         ours = chart.render_chart(context, ws.template_dir, tmp_path / "ours" / env / component)
         theirs_root = tmp_path / "theirs" / env / component
         from faas_deployment.charts.config import template_variables

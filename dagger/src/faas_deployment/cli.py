@@ -158,7 +158,7 @@ VERBS: dict[str, Verb] = {
                   "refuse a changed chart whose version was not bumped (against --registry, else the local repository)",
                   lambda ws, a: door.check.check(ws, a.env, _registry(a),
                                                  base=a.base), flags.check_flags, env_required=False),
-    "config": Verb("print the validated, resolved context as YAML",
+    "config": Verb("print the validated, resolved values as YAML",
                    lambda ws, a: door.charts.config(ws, a.env, a.component), component=True),
     "chart": Verb("render the chart into --out",
                   lambda ws, a: door.charts.chart(ws, a.env, a.component, _given_path(a.out, "--out")),

@@ -65,7 +65,7 @@ class Component:
 
     @function
     async def config(self) -> str:
-        """The validated, resolved cookiecutter context as YAML (``default_context: {...}``).
+        """The validated, resolved values as YAML (``default_context: {...}``).
 
         Fails with every problem found (file, key, what was expected) when the config is invalid.
         """

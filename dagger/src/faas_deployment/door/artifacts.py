@@ -49,7 +49,7 @@ def artifact_files(ws: Workspace, env: str, component: str, objects_dir: Path | 
 
     artifacts.check_component_name(component)
     if objects_dir is not None:
-        version = str(ws.context(env, component)["chart_version"])
+        version = str(ws.values(env, component)["chart_version"])
         return artifacts.directory_files(objects_dir), version
     rendered, version = charts.rendered(ws, env, component)
     return artifacts.rendered_files(rendered), version

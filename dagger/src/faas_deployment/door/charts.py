@@ -27,27 +27,27 @@ if TYPE_CHECKING:
 
 
 def render_chart(ws: Workspace, env: str, component: str, out_dir: Path, prerelease: str = "",
-                 context: dict[str, Any] | None = None) -> Path:
+                 values: dict[str, Any] | None = None) -> Path:
     """Validate, render with cookiecutter and lint with Helm (:func:`charts.build.render`); the chart directory.
 
-    ``context``: the component's values when the caller has resolved them already (:meth:`Workspace.context`).
+    ``values``: the component's values when the caller has resolved them already (:meth:`Workspace.values`).
     """
     from ..charts import build
 
-    if context is None:
-        context = ws.context(env, component, prerelease)
-    return build.render(context, ws.template_dir, out_dir, f"{env}/{component}")
+    if values is None:
+        values = ws.values(env, component, prerelease)
+    return build.render(values, ws.template_dir, out_dir, f"{env}/{component}")
 
 
 def package_chart(ws: Workspace, env: str, component: str, out_dir: Path, prerelease: str = "",
-                  context: dict[str, Any] | None = None) -> ChartPackage:
+                  values: dict[str, Any] | None = None) -> ChartPackage:
     """Validate, render, lint and package reproducibly into ``out_dir`` (:func:`charts.build.package`;
-    ``context``: see :func:`render_chart`)."""
+    ``values``: see :func:`render_chart`)."""
     from ..charts import build
 
-    if context is None:
-        context = ws.context(env, component, prerelease)
-    return build.package(context, ws.template_dir, out_dir, f"{env}/{component}", ws.source_date_epoch)
+    if values is None:
+        values = ws.values(env, component, prerelease)
+    return build.package(values, ws.template_dir, out_dir, f"{env}/{component}", ws.source_date_epoch)
 
 
 def package_or_note(
@@ -57,17 +57,17 @@ def package_or_note(
     out_dir: Path,
     problems: list[Problem],
     prerelease: str = "",
-    contexts: dict[str, dict[str, Any]] | None = None,
+    values_of: dict[str, dict[str, Any]] | None = None,
 ) -> ChartPackage | None:
     """:func:`package_chart`, or ``None`` with the reasons appended to ``problems``.
 
-    ``contexts``, when given, receives the component's resolved context (resolved once, used again by the caller).
+    ``values_of``, when given, receives the component's resolved values (resolved once, used again by the caller).
     """
     try:
-        context = ws.context(env, component, prerelease)
-        if contexts is not None:
-            contexts[component] = context
-        return package_chart(ws, env, component, out_dir, prerelease, context)
+        values = ws.values(env, component, prerelease)
+        if values_of is not None:
+            values_of[component] = values
+        return package_chart(ws, env, component, out_dir, prerelease, values)
     except ValidationError as exc:
         problems.extend(exc.problems)
     except UserError as exc:
@@ -157,7 +157,7 @@ def publish_charts(ws: Workspace, env: str, target: Target, components: list[str
 
     Around each publish run the component's ``pre-deploy`` and ``post-deploy``
     hooks (:mod:`faas_deployment.charts.hooks`); a failing ``pre-deploy`` stops that
-    component before anything of it is pushed. ``prerelease``: see :meth:`Workspace.context`.
+    component before anything of it is pushed. ``prerelease``: see :meth:`Workspace.values`.
     ``check_images``: first check that each chart's image exists in its registry
     (:func:`image_tags.check_images`; a 404 is a problem, an unreachable registry a warning).
 
@@ -175,12 +175,12 @@ def publish_charts(ws: Workspace, env: str, target: Target, components: list[str
     names = components or ws.components(env)
     with tempdir(prefix="faas-release-") as scratch:
         problems: list[Problem] = []
-        contexts: dict[str, dict[str, Any]] = {}
-        packages = {name: package_or_note(ws, env, name, Path(scratch) / name, problems, prerelease, contexts)
+        values_of: dict[str, dict[str, Any]] = {}
+        packages = {name: package_or_note(ws, env, name, Path(scratch) / name, problems, prerelease, values_of)
                     for name in names}
         problems.extend(chart_name_problems(ws, env, {n: p.name for n, p in packages.items() if p is not None}))
         if not problems and check_images:
-            problems.extend(image_problems(ws, env, contexts, target))
+            problems.extend(image_problems(ws, env, values_of, target))
         if problems:
             raise ValidationError(problems)
 
@@ -198,8 +198,8 @@ def publish_charts(ws: Workspace, env: str, target: Target, components: list[str
         return run_all(publish, names, target.deadline)
 
 
-def image_problems(ws: Workspace, env: str, contexts: dict[str, dict[str, Any]], target: Target) -> list[Problem]:
-    """The images (``image_repository:image_tag``) of the resolved ``contexts`` (component -> context)
+def image_problems(ws: Workspace, env: str, values_of: dict[str, dict[str, Any]], target: Target) -> list[Problem]:
+    """The images (``image_repository:image_tag``) of the resolved ``values_of`` (component -> values)
     that their registry says do not exist.
 
     A config without both keys (a user template may have neither) is skipped; the
@@ -209,8 +209,8 @@ def image_problems(ws: Workspace, env: str, contexts: dict[str, dict[str, Any]],
     from ..images import image_tags
 
     references = {}
-    for name, context in contexts.items():
-        repository, tag = context.get("image_repository"), context.get("image_tag")
+    for name, values in values_of.items():
+        repository, tag = values.get("image_repository"), values.get("image_tag")
         if isinstance(repository, str) and isinstance(tag, str) and repository and tag:
             references[ws.display(env, name)] = f"{repository}:{tag}"
     if not references:
@@ -230,11 +230,11 @@ def image_problems(ws: Workspace, env: str, contexts: dict[str, dict[str, Any]],
 
 
 def config(ws: Workspace, env: str, component: str) -> Result:
-    """``config``: the validated, resolved context as YAML (``default_context: {...}``); data: the context."""
+    """``config``: the validated, resolved values as YAML (``default_context: {...}``); data: the values."""
     from ..core import yaml_out
 
-    context = ws.context(env, component)
-    return make_result(yaml_out.dump({"default_context": context}).rstrip("\n"), context)
+    values = ws.values(env, component)
+    return make_result(yaml_out.dump({"default_context": values}).rstrip("\n"), values)
 
 
 def chart(ws: Workspace, env: str, component: str, out_dir: Path) -> Result:

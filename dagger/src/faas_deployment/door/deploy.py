@@ -43,7 +43,7 @@ def chart_names(ws: Workspace, env: str) -> list[Chart]:
     """Every component of ``env`` with its ``chart_name`` (validated configs)."""
     from ..flux.flux import Chart
 
-    return [Chart(c, ws.context(env, c)["chart_name"]) for c in ws.components(env)]
+    return [Chart(c, ws.values(env, c)["chart_name"]) for c in ws.components(env)]
 
 def flux(ws: Workspace, env: str, out: Path, *, registry_secret: str = "", plain_http: bool = False) -> Result:
     """``flux``: the environment's Flux objects (OCIRepository, HelmRelease, Receiver) written into ``out``;

@@ -253,7 +253,7 @@ class Workspace:
         self.components(env)
         return settings.load(self.source, env)
 
-    def context(self, env: str, component: str, prerelease: str = "") -> dict[str, Any]:
+    def values(self, env: str, component: str, prerelease: str = "") -> dict[str, Any]:
         """The component's validated, resolved values (:func:`charts.build.values` with :attr:`template_dir`).
 
         Raises:
