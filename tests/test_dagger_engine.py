@@ -39,6 +39,22 @@ REPO = dagger_engine.REPO
 #: it for up to seven days); CACHED: a pure function of its inputs. A change to the module's surface
 #: changes this table, in the same commit.
 NEVER, CACHED = "never", "cached"
+#: The arguments of ``deploy``, the same on Environment and Component (one engine-side signature).
+DEPLOY_ARGS = (
+    'kubeconfig: Secret',
+    'receiver_token: Secret? = null',
+    'trigger_api: boolean = false',
+    'kube_context: string = ""',
+    'registry: string = ""',
+    'immutable_tags: boolean = false',
+    'timeout: float = 0',
+    'receiver_url: string = ""',
+    'admin_token: Secret? = null',
+    'admin_url: string = ""',
+    'prerelease: string = ""',
+    'pipeline_id: string = ""',
+    'job_id: string = ""',
+)
 CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
     ("Component", "build_image"): ("Container", CACHED, (
         'context: Directory',
@@ -69,21 +85,7 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
     )),
     ("Component", "chart"): ("Directory", CACHED, ()),
     ("Component", "config"): ("string", CACHED, ()),
-    ("Component", "deploy"): ("string", NEVER, (
-        'kubeconfig: Secret',
-        'receiver_token: Secret? = null',
-        'trigger_api: boolean = false',
-        'kube_context: string = ""',
-        'registry: string = ""',
-        'immutable_tags: boolean = false',
-        'timeout: float = 0',
-        'receiver_url: string = ""',
-        'admin_token: Secret? = null',
-        'admin_url: string = ""',
-        'prerelease: string = ""',
-        'pipeline_id: string = ""',
-        'job_id: string = ""',
-    )),
+    ("Component", "deploy"): ("string", NEVER, DEPLOY_ARGS),
     ("Component", "objects"): ("string", CACHED, ()),
     ("Component", "package"): ("File", CACHED, ()),
     ("Component", "publish"): ("string", NEVER, (
@@ -135,21 +137,7 @@ CONTRACT: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
     ("Environment", "component"): ("Component", CACHED, (
         'name: string',
     )),
-    ("Environment", "deploy"): ("string", NEVER, (
-        'kubeconfig: Secret',
-        'receiver_token: Secret? = null',
-        'trigger_api: boolean = false',
-        'kube_context: string = ""',
-        'registry: string = ""',
-        'immutable_tags: boolean = false',
-        'timeout: float = 0',
-        'receiver_url: string = ""',
-        'admin_token: Secret? = null',
-        'admin_url: string = ""',
-        'prerelease: string = ""',
-        'pipeline_id: string = ""',
-        'job_id: string = ""',
-    )),
+    ("Environment", "deploy"): ("string", NEVER, DEPLOY_ARGS),
     ("Environment", "wait"): ("string", NEVER, (
         'kubeconfig: Secret',
         'kube_context: string = ""',
